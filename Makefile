@@ -1,0 +1,67 @@
+# ngx-musicgen: engine library, tools, tests and benchmarks.
+#   make            library + tools (build/)
+#   make test       unit tests + golden checks   (SAN=1: ASan/UBSan build)
+#   make bench      speed/memory figures on a musicgen-small-shaped random model
+#   make model      download facebook/musicgen-small into models/musicgen-small
+
+CC      ?= cc
+GOLDEN  ?= ../shared/golden
+BUILD   ?= build
+SAN     ?= 0
+
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -g -pthread -Isrc
+ifeq ($(SAN),1)
+  BUILD  := build-san
+  CFLAGS ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDSAN   = -fsanitize=address,undefined
+else
+  CFLAGS ?= -O2
+endif
+ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
+
+LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB      = $(BUILD)/libmusicgen.a
+TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden
+TEST_SRC = $(wildcard tests/test_*.c)
+TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
+BENCH_SRC= $(wildcard bench/*.c)
+BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
+
+.PHONY: all test bench model clean
+all: $(LIB) $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/musicgen: $(BUILD)/tools/musicgen.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/musicgen-mkmodel: $(BUILD)/tools/mkmodel.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+GOLDEN_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/golden*.c))
+$(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/test_%: $(BUILD)/tests/test_%.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+# Every test binary and every golden set; the last line is the overall tally.
+test: all $(TESTS)
+	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+
+bench: all $(BENCHES)
+	@BUILD=$(BUILD) sh bench/run.sh
+
+model:
+	sh scripts/fetch-model.sh facebook/musicgen-small models/musicgen-small
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

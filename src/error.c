@@ -1,0 +1,49 @@
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+mg_code mg_fail(mg_error *err, mg_code code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+mg_code mg_fail_context(mg_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return MG_ERR_INVALID;
+    char prefix[256], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return err->code;
+}
+
+const char *mg_code_name(mg_code code)
+{
+    switch (code) {
+    case MG_OK:              return "ok";
+    case MG_ERR_INVALID:     return "invalid";
+    case MG_ERR_NOT_FOUND:   return "not_found";
+    case MG_ERR_CORRUPT:     return "corrupt";
+    case MG_ERR_NOMEM:       return "out_of_memory";
+    case MG_ERR_IO:          return "io";
+    case MG_ERR_DEVICE:      return "device";
+    case MG_ERR_CANCELLED:   return "cancelled";
+    case MG_ERR_TIMEOUT:     return "timeout";
+    case MG_ERR_UNSUPPORTED: return "unsupported";
+    case MG_ERR_BUSY:        return "busy";
+    }
+    return "unknown";
+}
