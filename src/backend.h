@@ -1,0 +1,131 @@
+/* The compute backend: every heavy op the model code needs, behind one table of
+ * function pointers. The CPU backend (src/cpu/) and the CUDA backend (kernels/)
+ * implement it. Tensors are opaque to the model code: data may live on a
+ * device, so model code never dereferences mg_tensor.data; it moves bytes
+ * with upload/download only.
+ *
+ * Conventions: row-major, ne[ndim-1] innermost. Activations are F32. Compute
+ * ops return nothing; a backend that can fail asynchronously (CUDA) records
+ * the first failure and reports it from sync(). Small per-row metadata (ids,
+ * masks) is passed as host arrays; the backend copies it where it needs it. */
+#ifndef MG_BACKEND_H
+#define MG_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+#include "error.h"
+#include "safetensors.h"
+
+#define MG_MAX_DIMS 4
+
+typedef struct mg_backend mg_backend;
+
+typedef struct mg_tensor {
+    mg_backend *be;
+    mg_dtype    dtype;
+    int         ndim;
+    int64_t     ne[MG_MAX_DIMS];
+    void       *data;    /* backend memory; NULL until allocated */
+    size_t      nbytes;
+    int         owns;    /* 0 for views and for weights used in place */
+} mg_tensor;
+
+/* One sequence of an attention call: its keys/values (rows = positions,
+ * columns = heads*head_dim) and what each query may see. */
+typedef struct {
+    const mg_tensor *k, *v;
+    int64_t          k_row0;   /* first row of this sequence inside k and v */
+    int              n_keys;
+    const uint8_t   *key_mask; /* host, n_keys entries, 0 = masked; NULL = none */
+    int              q_pos;    /* absolute position of this sequence's first query (causal) */
+} mg_attn_seq;
+
+typedef struct {
+    int              heads, head_dim;
+    float            scale;     /* applied to q·k */
+    int              causal;    /* query at position p sees keys at positions <= p */
+    const mg_tensor *pos_bias;  /* [heads, q_per_seq, n_keys] added to scores, or NULL */
+} mg_attn_params;
+
+typedef struct mg_backend_ops {
+    const char *name;
+    void    (*destroy)(mg_backend *be);
+    mg_code (*alloc)(mg_backend *be, mg_tensor *t, mg_error *err);
+    void    (*release)(mg_backend *be, mg_tensor *t);
+    /* Copies host bytes into t at a byte offset. */
+    mg_code (*upload)(mg_backend *be, mg_tensor *t, size_t offset, const void *host, size_t n,
+                      mg_error *err);
+    mg_code (*download)(mg_backend *be, const mg_tensor *t, size_t offset, void *host, size_t n,
+                        mg_error *err);
+    /* Makes t a weight holding host data (already t->dtype) that outlives the
+     * backend (an mmap); a host backend may use it in place. */
+    mg_code (*weight)(mg_backend *be, mg_tensor *t, const void *host, mg_error *err);
+    /* Waits for queued work; returns the first error since the last sync. */
+    mg_code (*sync)(mg_backend *be, mg_error *err);
+
+    /* y[m,:] = table[ids[m],:] (+ y[m,:] if accumulate); ids on the host. */
+    void (*embed)(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
+                  int64_t m, int accumulate);
+    /* y[M,N] = x[M,K] · w[N,K]ᵀ + bias[N] (bias may be NULL). */
+    void (*linear)(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias);
+    void (*add)(mg_backend *be, mg_tensor *y, const mg_tensor *x);        /* y += x */
+    void (*scale_rows)(mg_backend *be, mg_tensor *y, const float *row_scale); /* y[m,:] *= s[m] */
+    void (*rms_norm)(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                     float eps);
+    void (*layer_norm)(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                       const mg_tensor *b, float eps);
+    void (*relu)(mg_backend *be, mg_tensor *y);
+    void (*gelu)(mg_backend *be, mg_tensor *y);   /* exact erf form */
+    void (*elu)(mg_backend *be, mg_tensor *y);    /* alpha = 1 */
+    /* out/q: [n_seq * q_per_seq, heads*head_dim]. */
+    void (*attention)(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
+                      int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
+    /* Copies n rows of src starting at src_row into dst starting at dst_row. */
+    void (*copy_rows)(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
+                      int64_t src_row, int64_t n);
+
+    /* 1-D convolution on channel-first signals, x [B*C_in, T_in] already padded,
+     * w [C_out, C_in, K], y [B*C_out, T_out] with T_out = (T_in - dil*(K-1) - 1)/stride + 1. */
+    void (*conv1d)(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias, int batch, int stride, int dilation);
+    /* Transposed conv, w [C_in, C_out, K], x [B*C_in, T]: the full output
+     * ((T-1)*stride + K) with trim_left samples dropped at the start and the
+     * rest at the end so that y is [B*C_out, T_y]. */
+    void (*conv_transpose1d)(mg_backend *be, mg_tensor *y, const mg_tensor *x,
+                             const mg_tensor *w, const mg_tensor *bias, int batch, int stride,
+                             int trim_left);
+    /* Reflect padding as EnCodec does it (zero-extends inputs too short to
+     * reflect, then trims): y [R, T+left+right], x [R, T]. */
+    void (*pad_reflect)(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right);
+    /* y [R, C] = xᵀ for x [C, R], for each of batch items (B*C rows <-> B*R rows). */
+    void (*transpose)(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batch);
+    /* One LSTM layer over time, PyTorch gate order i,f,g,o, zero initial state:
+     * x [B*T, I], h_out [B*T, H], w_ih [4H, I], w_hh [4H, H]. */
+    void (*lstm)(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
+                 const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
+} mg_backend_ops;
+
+struct mg_backend {
+    const mg_backend_ops *ops;
+    int                   n_threads;
+};
+
+/* Creates the CPU backend with n_threads workers (<= 0: all cores). */
+mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err);
+
+/* --- tensor helpers over the ops (src/tensor.c) --- */
+mg_code mg_tensor_new(mg_tensor **out, mg_backend *be, mg_dtype dt, int ndim,
+                      const int64_t *ne, mg_error *err);
+mg_code mg_tensor_new2(mg_tensor **out, mg_backend *be, int64_t rows, int64_t cols,
+                       mg_error *err); /* F32 [rows, cols] */
+void    mg_tensor_free(mg_tensor *t);
+int64_t mg_tensor_numel(const mg_tensor *t);
+int64_t mg_tensor_rows(const mg_tensor *t); /* product of all dims but the last */
+int64_t mg_tensor_cols(const mg_tensor *t);
+/* A view of rows [row0, row0+n) of a 2-D-like tensor (no copy, does not own). */
+mg_tensor mg_tensor_rows_view(const mg_tensor *t, int64_t row0, int64_t n);
+/* A view reshaped to [rows, cols] (same number of elements). */
+mg_tensor mg_tensor_reshape2(const mg_tensor *t, int64_t rows, int64_t cols);
+mg_code mg_tensor_upload_f32(mg_tensor *t, const float *host, mg_error *err);
+mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err);
+#endif

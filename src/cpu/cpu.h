@@ -1,0 +1,67 @@
+/* CPU backend internals: the backend struct, its worker pool, and the op
+ * implementations split by family (cpu_ops.c: dense/attention, cpu_conv.c:
+ * convolutions/LSTM). */
+#ifndef MG_CPU_H
+#define MG_CPU_H
+#include <pthread.h>
+#include "backend.h"
+
+/* fn runs over [i0, i1) of a range split across the workers. */
+typedef void (*mg_cpu_task_fn)(void *ctx, int64_t i0, int64_t i1);
+
+typedef struct mg_cpu_pool {
+    pthread_t      *threads;
+    int             n_workers;  /* threads besides the caller */
+    pthread_mutex_t mu;
+    pthread_cond_t  wake, done;
+    uint64_t        generation;
+    int             pending;
+    int             stop;
+    mg_cpu_task_fn  fn;
+    void           *ctx;
+    int64_t         n;
+    int             n_chunks;
+} mg_cpu_pool;
+
+typedef struct {
+    mg_backend  base;
+    mg_cpu_pool pool;
+} mg_cpu_backend;
+
+/* Runs fn over [0, n) split into contiguous chunks, one per thread. Work
+ * smaller than min_per_thread per thread stays on fewer threads. */
+void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
+                     void *ctx);
+
+static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }
+
+/* cpu_ops.c */
+void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
+                  int64_t m, int accumulate);
+void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias);
+void mg_cpu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x);
+void mg_cpu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale);
+void mg_cpu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                     float eps);
+void mg_cpu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                       const mg_tensor *b, float eps);
+void mg_cpu_relu(mg_backend *be, mg_tensor *y);
+void mg_cpu_gelu(mg_backend *be, mg_tensor *y);
+void mg_cpu_elu(mg_backend *be, mg_tensor *y);
+void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
+                      int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
+void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
+                      int64_t src_row, int64_t n);
+
+/* cpu_conv.c */
+void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias, int batch, int stride, int dilation);
+void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
+                             const mg_tensor *w, const mg_tensor *bias, int batch, int stride,
+                             int trim_left);
+void mg_cpu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right);
+void mg_cpu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batch);
+void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
+                 const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
+#endif

@@ -1,0 +1,226 @@
+/* CPU reference ops: dense layers, norms, activations, attention. Written to
+ * read like the math; loops are shaped so the compiler can vectorise them. */
+#include "cpu/cpu.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
+                  int64_t m, int accumulate)
+{
+    int64_t d = mg_tensor_cols(table);
+    float *out = mg_cpu_f32(y);
+    const float *tab = mg_cpu_f32(table);
+    for (int64_t i = 0; i < m; i++) {
+        const float *row = tab + (int64_t)ids[i] * d;
+        float *o = out + i * d;
+        if (accumulate)
+            for (int64_t j = 0; j < d; j++)
+                o[j] += row[j];
+        else
+            memcpy(o, row, (size_t)d * sizeof *o);
+    }
+}
+
+/* 16 independent partial sums: vectorisable without reassociating a scalar sum. */
+static float dot_f32(const float *a, const float *b, int64_t n)
+{
+    float acc[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += a[k + j] * b[k + j];
+    float s = 0;
+    for (int j = 0; j < 16; j++)
+        s += acc[j];
+    for (; k < n; k++)
+        s += a[k] * b[k];
+    return s;
+}
+
+typedef struct {
+    float       *y;
+    const float *x, *w, *b;
+    int64_t      m, n, k;
+} linear_ctx;
+
+/* Each task owns a range of output features: every weight row is read once
+ * for all M input rows, and results do not depend on the thread count. */
+static void linear_task(void *arg, int64_t n0, int64_t n1)
+{
+    const linear_ctx *c = arg;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *w = c->w + n * c->k;
+        float bias = c->b ? c->b[n] : 0.0f;
+        for (int64_t i = 0; i < c->m; i++)
+            c->y[i * c->n + n] = dot_f32(c->x + i * c->k, w, c->k) + bias;
+    }
+}
+
+void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias)
+{
+    linear_ctx c = {
+        .y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
+        .b = bias ? mg_cpu_f32(bias) : NULL,
+        .m = mg_tensor_rows(x), .n = mg_tensor_rows(w), .k = mg_tensor_cols(x),
+    };
+    mg_cpu_parallel(be, c.n, 16, linear_task, &c);
+}
+
+void mg_cpu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x)
+{
+    float *a = mg_cpu_f32(y);
+    const float *b = mg_cpu_f32(x);
+    int64_t n = mg_tensor_numel(y);
+    for (int64_t i = 0; i < n; i++)
+        a[i] += b[i];
+}
+
+void mg_cpu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale)
+{
+    int64_t rows = mg_tensor_rows(y), cols = mg_tensor_cols(y);
+    float *a = mg_cpu_f32(y);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            a[r * cols + j] *= row_scale[r];
+}
+
+void mg_cpu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                     float eps)
+{
+    int64_t rows = mg_tensor_rows(x), d = mg_tensor_cols(x);
+    const float *in = mg_cpu_f32(x), *g = mg_cpu_f32(w);
+    float *out = mg_cpu_f32(y);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xi = in + r * d;
+        float ss = 0;
+        for (int64_t j = 0; j < d; j++)
+            ss += xi[j] * xi[j];
+        float inv = 1.0f / sqrtf(ss / (float)d + eps);
+        for (int64_t j = 0; j < d; j++)
+            out[r * d + j] = g[j] * (xi[j] * inv);
+    }
+}
+
+void mg_cpu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                       const mg_tensor *b, float eps)
+{
+    int64_t rows = mg_tensor_rows(x), d = mg_tensor_cols(x);
+    const float *in = mg_cpu_f32(x), *g = mg_cpu_f32(w), *beta = mg_cpu_f32(b);
+    float *out = mg_cpu_f32(y);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xi = in + r * d;
+        float mean = 0, var = 0;
+        for (int64_t j = 0; j < d; j++)
+            mean += xi[j];
+        mean /= (float)d;
+        for (int64_t j = 0; j < d; j++)
+            var += (xi[j] - mean) * (xi[j] - mean);
+        float inv = 1.0f / sqrtf(var / (float)d + eps);
+        for (int64_t j = 0; j < d; j++)
+            out[r * d + j] = (xi[j] - mean) * inv * g[j] + beta[j];
+    }
+}
+
+void mg_cpu_relu(mg_backend *be, mg_tensor *y)
+{
+    float *a = mg_cpu_f32(y);
+    int64_t n = mg_tensor_numel(y);
+    for (int64_t i = 0; i < n; i++)
+        a[i] = a[i] > 0 ? a[i] : 0;
+}
+
+void mg_cpu_gelu(mg_backend *be, mg_tensor *y)
+{
+    float *a = mg_cpu_f32(y);
+    int64_t n = mg_tensor_numel(y);
+    for (int64_t i = 0; i < n; i++)
+        a[i] = 0.5f * a[i] * (1.0f + erff(a[i] * (float)M_SQRT1_2));
+}
+
+void mg_cpu_elu(mg_backend *be, mg_tensor *y)
+{
+    float *a = mg_cpu_f32(y);
+    int64_t n = mg_tensor_numel(y);
+    for (int64_t i = 0; i < n; i++)
+        a[i] = a[i] > 0 ? a[i] : expm1f(a[i]);
+}
+
+void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
+                      int64_t src_row, int64_t n)
+{
+    int64_t cols = mg_tensor_cols(src);
+    memcpy(mg_cpu_f32(dst) + dst_row * cols, mg_cpu_f32(src) + src_row * cols,
+           (size_t)(n * cols) * sizeof(float));
+}
+
+typedef struct {
+    float                *out;
+    const float          *q;
+    int                   q_per_seq, heads, dh;
+    const mg_attn_seq    *seqs;
+    const mg_attn_params *p;
+    int                   max_keys;
+} attn_ctx;
+
+/* Masked scores get finfo(float32).min added, as the reference does: a fully
+ * masked row then softmaxes to a uniform distribution, never 0/0. */
+static void attn_task(void *arg, int64_t i0, int64_t i1)
+{
+    const attn_ctx *c = arg;
+    int hd = c->heads * c->dh;
+    float scores[c->max_keys > 0 ? c->max_keys : 1];
+    for (int64_t task = i0; task < i1; task++) {
+        int s = (int)(task / c->heads), h = (int)(task % c->heads);
+        const mg_attn_seq *sq = &c->seqs[s];
+        const float *kb = mg_cpu_f32(sq->k) + sq->k_row0 * hd + h * c->dh;
+        const float *vb = mg_cpu_f32(sq->v) + sq->k_row0 * hd + h * c->dh;
+        const float *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
+        for (int i = 0; i < c->q_per_seq; i++) {
+            int64_t row = (int64_t)s * c->q_per_seq + i;
+            const float *qi = c->q + row * hd + h * c->dh;
+            float mx = -FLT_MAX;
+            for (int j = 0; j < sq->n_keys; j++) {
+                float sc = dot_f32(qi, kb + (int64_t)j * hd, c->dh) * c->p->scale;
+                if (bias)
+                    sc += bias[((int64_t)h * c->q_per_seq + i) * sq->n_keys + j];
+                int masked = (sq->key_mask && !sq->key_mask[j]) ||
+                             (c->p->causal && j > sq->q_pos + i);
+                if (masked)
+                    sc += -FLT_MAX;
+                scores[j] = sc;
+                if (sc > mx)
+                    mx = sc;
+            }
+            float sum = 0;
+            for (int j = 0; j < sq->n_keys; j++) {
+                scores[j] = expf(scores[j] - mx);
+                sum += scores[j];
+            }
+            float *o = c->out + row * hd + h * c->dh;
+            for (int d = 0; d < c->dh; d++)
+                o[d] = 0;
+            for (int j = 0; j < sq->n_keys; j++) {
+                float pj = scores[j] / sum;
+                const float *vj = vb + (int64_t)j * hd;
+                for (int d = 0; d < c->dh; d++)
+                    o[d] += pj * vj[d];
+            }
+        }
+    }
+}
+
+void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
+                      int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p)
+{
+    attn_ctx c = {
+        .out = mg_cpu_f32(out), .q = mg_cpu_f32(q), .q_per_seq = q_per_seq,
+        .heads = p->heads, .dh = p->head_dim, .seqs = seqs, .p = p,
+    };
+    for (int s = 0; s < n_seq; s++)
+        if (seqs[s].n_keys > c.max_keys)
+            c.max_keys = seqs[s].n_keys;
+    mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task, &c);
+}

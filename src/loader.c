@@ -1,0 +1,129 @@
+#include "loader.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error *err)
+{
+    memset(ld, 0, sizeof *ld);
+    ld->be = be;
+    return mg_st_open(&ld->st, path, err);
+}
+
+void mg_loader_close(mg_loader *ld) { mg_st_close(&ld->st); }
+
+static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < cap)
+        snprintf(buf + o, cap - o, "]");
+}
+
+mg_code mg_loader_find(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                       const mg_st_tensor **out, mg_error *err)
+{
+    *out = NULL;
+    char name[512];
+    const char *p = names;
+    while (*p) {
+        size_t n = strcspn(p, "|");
+        if (n >= sizeof name)
+            return mg_fail(err, MG_ERR_INVALID, "tensor name too long");
+        memcpy(name, p, n);
+        name[n] = 0;
+        const mg_st_tensor *t = mg_st_find(&ld->st, name);
+        if (t) {
+            int ok = t->ndim == ndim;
+            for (int i = 0; ok && i < ndim; i++)
+                ok = t->shape[i] == shape[i];
+            if (!ok) {
+                char want[128], got[128];
+                shape_str(want, sizeof want, ndim, shape);
+                shape_str(got, sizeof got, t->ndim, t->shape);
+                return mg_fail(err, MG_ERR_CORRUPT,
+                               "model.safetensors: tensor '%s' has shape %s, the config needs %s",
+                               name, got, want);
+            }
+            if (t->dtype != MG_DT_F32 && t->dtype != MG_DT_F16 && t->dtype != MG_DT_BF16)
+                return mg_fail(err, MG_ERR_CORRUPT,
+                               "model.safetensors: tensor '%s' is %s, expected F32, F16 or BF16",
+                               name, mg_dtype_name(t->dtype));
+            ld->n_used++;
+            *out = t;
+            return MG_OK;
+        }
+        p += n;
+        if (*p == '|')
+            p++;
+    }
+    return mg_fail(err, MG_ERR_NOT_FOUND, "model.safetensors: tensor '%.*s' is missing",
+                   (int)strcspn(names, "|"), names);
+}
+
+mg_code mg_loader_from_host(mg_backend *be, const float *host, int ndim, const int64_t *shape,
+                            mg_tensor **out, mg_error *err)
+{
+    mg_code rc = mg_tensor_new(out, be, MG_DT_F32, ndim, shape, err);
+    if (rc != MG_OK)
+        return rc;
+    rc = mg_tensor_upload_f32(*out, host, err);
+    if (rc != MG_OK) {
+        mg_tensor_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                       float **out, mg_error *err)
+{
+    const mg_st_tensor *t;
+    *out = NULL;
+    mg_code rc = mg_loader_find(ld, names, ndim, shape, &t, err);
+    if (rc != MG_OK)
+        return rc;
+    float *h = malloc((size_t)mg_st_numel(t) * sizeof *h + 1);
+    if (!h)
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory converting tensor '%s'", t->name);
+    mg_st_to_f32(t, h);
+    *out = h;
+    return MG_OK;
+}
+
+mg_code mg_loader_tensor(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                         mg_tensor **out, mg_error *err)
+{
+    const mg_st_tensor *st;
+    *out = NULL;
+    mg_code rc = mg_loader_find(ld, names, ndim, shape, &st, err);
+    if (rc != MG_OK)
+        return rc;
+    if (st->dtype == MG_DT_F32) {
+        /* the file outlives the backend tensors, so F32 data can be used in place */
+        mg_tensor *t = calloc(1, sizeof *t);
+        if (!t)
+            return mg_fail(err, MG_ERR_NOMEM, "out of memory for tensor '%s'", st->name);
+        t->be = ld->be;
+        t->dtype = MG_DT_F32;
+        t->ndim = ndim;
+        memcpy(t->ne, shape, (size_t)ndim * sizeof *shape);
+        t->nbytes = st->nbytes;
+        rc = ld->be->ops->weight(ld->be, t, st->data, err);
+        if (rc != MG_OK) {
+            free(t);
+            return rc;
+        }
+        *out = t;
+        return MG_OK;
+    }
+    float *h;
+    rc = mg_loader_host(ld, names, ndim, shape, &h, err);
+    if (rc != MG_OK)
+        return rc;
+    rc = mg_loader_from_host(ld->be, h, ndim, shape, out, err);
+    free(h);
+    return rc;
+}

@@ -1,0 +1,93 @@
+#include "backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int64_t mg_tensor_numel(const mg_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->ne[i];
+    return n;
+}
+
+int64_t mg_tensor_cols(const mg_tensor *t) { return t->ndim ? t->ne[t->ndim - 1] : 1; }
+
+int64_t mg_tensor_rows(const mg_tensor *t)
+{
+    return mg_tensor_numel(t) / (mg_tensor_cols(t) ? mg_tensor_cols(t) : 1);
+}
+
+mg_code mg_tensor_new(mg_tensor **out, mg_backend *be, mg_dtype dt, int ndim,
+                      const int64_t *ne, mg_error *err)
+{
+    *out = NULL;
+    if (ndim < 1 || ndim > MG_MAX_DIMS)
+        return mg_fail(err, MG_ERR_INVALID, "tensor: %d dims", ndim);
+    mg_tensor *t = calloc(1, sizeof *t);
+    if (!t)
+        return mg_fail(err, MG_ERR_NOMEM, "tensor: out of memory");
+    t->be = be;
+    t->dtype = dt;
+    t->ndim = ndim;
+    memcpy(t->ne, ne, (size_t)ndim * sizeof *ne);
+    t->nbytes = (size_t)mg_tensor_numel(t) * mg_dtype_size(dt);
+    mg_code rc = be->ops->alloc(be, t, err);
+    if (rc != MG_OK) {
+        free(t);
+        return rc;
+    }
+    t->owns = 1;
+    *out = t;
+    return MG_OK;
+}
+
+mg_code mg_tensor_new2(mg_tensor **out, mg_backend *be, int64_t rows, int64_t cols,
+                       mg_error *err)
+{
+    int64_t ne[2] = {rows, cols};
+    return mg_tensor_new(out, be, MG_DT_F32, 2, ne, err);
+}
+
+void mg_tensor_free(mg_tensor *t)
+{
+    if (!t)
+        return;
+    if (t->owns && t->be)
+        t->be->ops->release(t->be, t);
+    free(t);
+}
+
+mg_tensor mg_tensor_rows_view(const mg_tensor *t, int64_t row0, int64_t n)
+{
+    mg_tensor v = *t;
+    int64_t cols = mg_tensor_cols(t);
+    size_t es = mg_dtype_size(t->dtype);
+    v.ndim = 2;
+    v.ne[0] = n;
+    v.ne[1] = cols;
+    v.data = (char *)t->data + (size_t)(row0 * cols) * es;
+    v.nbytes = (size_t)(n * cols) * es;
+    v.owns = 0;
+    return v;
+}
+
+mg_tensor mg_tensor_reshape2(const mg_tensor *t, int64_t rows, int64_t cols)
+{
+    mg_tensor v = *t;
+    v.ndim = 2;
+    v.ne[0] = rows;
+    v.ne[1] = cols;
+    v.owns = 0;
+    return v;
+}
+
+mg_code mg_tensor_upload_f32(mg_tensor *t, const float *host, mg_error *err)
+{
+    return t->be->ops->upload(t->be, t, 0, host, t->nbytes, err);
+}
+
+mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err)
+{
+    return t->be->ops->download(t->be, t, 0, host, t->nbytes, err);
+}
