@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "error.h"
 #include "safetensors.h"
+#include "sampling.h"
 
 #define MG_MAX_DIMS 4
 
@@ -103,6 +104,13 @@ typedef struct mg_backend_ops {
      * x [B*T, I], h_out [B*T, H], w_ih [4H, I], w_hh [4H, H]. */
     void (*lstm)(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
                  const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
+
+    /* Token selection for one decode step (see sampling.h): logits [rows or
+     * 2*rows (guidance), V] on the backend; scores (may be NULL) and tokens
+     * are host arrays. */
+    mg_code (*select_tokens)(mg_backend *be, const mg_tensor *logits, int rows, int V,
+                             const mg_sampling *s, uint64_t seed, uint64_t step, float *scores,
+                             int32_t *tokens, mg_error *err);
 } mg_backend_ops;
 
 struct mg_backend {

@@ -60,6 +60,24 @@ static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_err
     return MG_OK;
 }
 
+static mg_code cpu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int V,
+                                 const mg_sampling *s, uint64_t seed, uint64_t step,
+                                 float *scores, int32_t *tokens, mg_error *err)
+{
+    float *own = scores ? NULL : malloc((size_t)rows * (size_t)V * sizeof *own);
+    float *scratch = malloc(2 * (size_t)V * sizeof *scratch);
+    if ((!scores && !own) || !scratch) {
+        free(own);
+        free(scratch);
+        return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory for sampling");
+    }
+    mg_select_tokens(mg_cpu_f32(logits), rows, V, s, seed, step, scores ? scores : own, tokens,
+                     scratch);
+    free(own);
+    free(scratch);
+    return MG_OK;
+}
+
 static mg_code cpu_sync(mg_backend *be, mg_error *err) { return MG_OK; }
 
 static void *pool_worker(void *arg);
@@ -106,6 +124,7 @@ static const mg_backend_ops cpu_ops = {
     .pad_reflect = mg_cpu_pad_reflect,
     .transpose = mg_cpu_transpose,
     .lstm = mg_cpu_lstm,
+    .select_tokens = cpu_select_tokens,
 };
 
 /* Worker i runs chunk i+1 of each generation; the caller runs chunk 0. */

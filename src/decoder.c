@@ -1,0 +1,370 @@
+/* MusicGen decoder forward pass:
+ *   x = Σ_k E_k[ids_k] + pos
+ *   per layer: x += SelfAttn(LN1 x) (causal, cached); x += CrossAttn(LN2 x, enc);
+ *              x += fc2 gelu(fc1 LN3 x)
+ *   logits_k = head_k(LN x) */
+#include "decoder.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEC "decoder.model.decoder."
+
+void mg_decoder_sinusoids(float *table, int n_pos, int dim)
+{
+    int half = dim / 2;
+    float step = (float)log(10000.0) / (float)(half - 1);
+    for (int t = 0; t < n_pos; t++)
+        for (int i = 0; i < half; i++) {
+            float f = expf((float)i * -step), a = (float)t * f;
+            table[(int64_t)t * dim + i] = cosf(a);
+            table[(int64_t)t * dim + half + i] = sinf(a);
+        }
+}
+
+static void free_layer(mg_dec_layer *L)
+{
+    mg_tensor *all[] = {L->ln1_w, L->ln1_b, L->q, L->k, L->v, L->o, L->ln2_w, L->ln2_b,
+                        L->cq, L->ck, L->cv, L->co, L->ln3_w, L->ln3_b, L->fc1, L->fc2};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+        mg_tensor_free(all[j]);
+}
+
+void mg_decoder_free(mg_decoder *dec)
+{
+    const mg_config *c = dec->cfg;
+    if (!c)
+        return;
+    for (int k = 0; k < c->num_codebooks; k++) {
+        if (dec->embed)
+            mg_tensor_free(dec->embed[k]);
+        if (dec->heads)
+            mg_tensor_free(dec->heads[k]);
+    }
+    if (dec->layers)
+        for (int i = 0; i < c->dec_layers; i++)
+            free_layer(&dec->layers[i]);
+    free(dec->embed);
+    free(dec->heads);
+    free(dec->layers);
+    mg_tensor_free(dec->pos);
+    mg_tensor_free(dec->ln_w);
+    mg_tensor_free(dec->ln_b);
+    mg_tensor_free(dec->proj_w);
+    mg_tensor_free(dec->proj_b);
+    memset(dec, 0, sizeof *dec);
+}
+
+mg_code mg_decoder_load(mg_decoder *dec, mg_loader *ld, const mg_config *c, mg_error *err)
+{
+    memset(dec, 0, sizeof *dec);
+    dec->cfg = c;
+    dec->be = ld->be;
+    int64_t H = c->dec_hidden, V = c->dec_vocab, F = c->dec_ffn, K = c->num_codebooks;
+    char name[256];
+    mg_code rc = MG_OK;
+    dec->embed = calloc((size_t)K, sizeof *dec->embed);
+    dec->heads = calloc((size_t)K, sizeof *dec->heads);
+    dec->layers = calloc((size_t)c->dec_layers, sizeof *dec->layers);
+    if (!dec->embed || !dec->heads || !dec->layers)
+        rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory");
+    for (int k = 0; rc == MG_OK && k < K; k++) {
+        snprintf(name, sizeof name, DEC "embed_tokens.%d.weight", k);
+        rc = mg_loader_tensor(ld, name, MG_SHAPE(2, V + 1, H), &dec->embed[k], err);
+        if (rc == MG_OK) {
+            snprintf(name, sizeof name, "decoder.lm_heads.%d.weight", k);
+            rc = mg_loader_tensor(ld, name, MG_SHAPE(2, V, H), &dec->heads[k], err);
+        }
+    }
+#define LOAD(field, suffix, ...)                                                        \
+    if (rc == MG_OK) {                                                                  \
+        snprintf(name, sizeof name, DEC "layers.%d.%s", i, suffix);                     \
+        rc = mg_loader_tensor(ld, name, __VA_ARGS__, &L->field, err);                   \
+    }
+    for (int i = 0; rc == MG_OK && i < c->dec_layers; i++) {
+        mg_dec_layer *L = &dec->layers[i];
+        LOAD(ln1_w, "self_attn_layer_norm.weight", MG_SHAPE(1, H));
+        LOAD(ln1_b, "self_attn_layer_norm.bias", MG_SHAPE(1, H));
+        LOAD(q, "self_attn.q_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(k, "self_attn.k_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(v, "self_attn.v_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(o, "self_attn.out_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(ln2_w, "encoder_attn_layer_norm.weight", MG_SHAPE(1, H));
+        LOAD(ln2_b, "encoder_attn_layer_norm.bias", MG_SHAPE(1, H));
+        LOAD(cq, "encoder_attn.q_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(ck, "encoder_attn.k_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(cv, "encoder_attn.v_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(co, "encoder_attn.out_proj.weight", MG_SHAPE(2, H, H));
+        LOAD(ln3_w, "final_layer_norm.weight", MG_SHAPE(1, H));
+        LOAD(ln3_b, "final_layer_norm.bias", MG_SHAPE(1, H));
+        LOAD(fc1, "fc1.weight", MG_SHAPE(2, F, H));
+        LOAD(fc2, "fc2.weight", MG_SHAPE(2, H, F));
+    }
+#undef LOAD
+    if (rc == MG_OK)
+        rc = mg_loader_tensor(ld, DEC "layer_norm.weight", MG_SHAPE(1, H), &dec->ln_w, err);
+    if (rc == MG_OK)
+        rc = mg_loader_tensor(ld, DEC "layer_norm.bias", MG_SHAPE(1, H), &dec->ln_b, err);
+    /* The sinusoid table is a deterministic buffer: use the stored one when
+     * present, else compute the same formula. */
+    if (rc == MG_OK) {
+        if (mg_st_find(&ld->st, DEC "embed_positions.weights")) {
+            rc = mg_loader_tensor(ld, DEC "embed_positions.weights",
+                                  MG_SHAPE(2, c->max_positions, H), &dec->pos, err);
+        } else {
+            float *tab = malloc((size_t)c->max_positions * (size_t)H * sizeof *tab);
+            if (!tab)
+                rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory");
+            else
+                mg_decoder_sinusoids(tab, c->max_positions, (int)H);
+            if (rc == MG_OK)
+                rc = mg_loader_from_host(ld->be, tab, MG_SHAPE(2, c->max_positions, H), &dec->pos, err);
+            free(tab);
+        }
+    }
+    if (rc == MG_OK && c->t5_d_model != c->dec_hidden) {
+        rc = mg_loader_tensor(ld, "enc_to_dec_proj.weight", MG_SHAPE(2, H, c->t5_d_model),
+                              &dec->proj_w, err);
+        if (rc == MG_OK)
+            rc = mg_loader_tensor(ld, "enc_to_dec_proj.bias", MG_SHAPE(1, H), &dec->proj_b, err);
+    }
+    if (rc != MG_OK)
+        mg_decoder_free(dec);
+    return rc;
+}
+
+mg_code mg_decoder_project(mg_decoder *dec, const mg_tensor *enc, const uint8_t *mask,
+                           mg_tensor *out, mg_error *err)
+{
+    const mg_backend_ops *op = dec->be->ops;
+    int64_t rows = mg_tensor_rows(enc);
+    if (dec->proj_w)
+        op->linear(dec->be, out, enc, dec->proj_w, dec->proj_b);
+    else
+        op->copy_rows(dec->be, out, 0, enc, 0, rows);
+    float *scale = malloc((size_t)rows * sizeof *scale + 1);
+    if (!scale)
+        return mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory");
+    for (int64_t r = 0; r < rows; r++)
+        scale[r] = mask[r] ? 1.0f : 0.0f;
+    op->scale_rows(dec->be, out, scale);
+    mg_code rc = op->sync(dec->be, err);
+    free(scale);
+    return rc;
+}
+
+static void free_tensor_array(mg_tensor **a, int n)
+{
+    if (a)
+        for (int i = 0; i < n; i++)
+            mg_tensor_free(a[i]);
+    free(a);
+}
+
+static void free_scratch(mg_dec_state *st)
+{
+    mg_tensor *s[] = {st->x, st->h, st->q, st->kn, st->vn, st->a, st->f, st->xl, st->hl};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        mg_tensor_free(s[i]);
+    st->x = st->h = st->q = st->kn = st->vn = st->a = st->f = st->xl = st->hl = NULL;
+    st->scratch_rows = 0;
+}
+
+void mg_dec_state_free(mg_decoder *dec, mg_dec_state *st)
+{
+    int n = dec->cfg->dec_layers;
+    free_tensor_array(st->k_cache, n);
+    free_tensor_array(st->v_cache, n);
+    free_tensor_array(st->ck, n);
+    free_tensor_array(st->cv, n);
+    free(st->enc_mask);
+    free(st->self_seqs);
+    free(st->cross_seqs);
+    free(st->pos_ids);
+    free_scratch(st);
+    memset(st, 0, sizeof *st);
+}
+
+mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
+                          const mg_tensor *enc, const uint8_t *enc_mask, int enc_len,
+                          mg_error *err)
+{
+    const mg_config *c = dec->cfg;
+    memset(st, 0, sizeof *st);
+    if (cap > c->max_positions)
+        return mg_fail(err, MG_ERR_INVALID,
+                       "decoder: %d positions requested, the model has %d", cap, c->max_positions);
+    st->n_seq = n_seq;
+    st->cap = cap;
+    st->enc_len = enc_len;
+    int n = c->dec_layers;
+    int64_t H = c->dec_hidden;
+    st->k_cache = calloc((size_t)n, sizeof *st->k_cache);
+    st->v_cache = calloc((size_t)n, sizeof *st->v_cache);
+    st->ck = calloc((size_t)n, sizeof *st->ck);
+    st->cv = calloc((size_t)n, sizeof *st->cv);
+    st->enc_mask = malloc((size_t)n_seq * (size_t)enc_len + 1);
+    st->self_seqs = calloc((size_t)n_seq, sizeof *st->self_seqs);
+    st->cross_seqs = calloc((size_t)n_seq, sizeof *st->cross_seqs);
+    if (!st->k_cache || !st->v_cache || !st->ck || !st->cv || !st->enc_mask || !st->self_seqs ||
+        !st->cross_seqs) {
+        mg_dec_state_free(dec, st);
+        return mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory for the decoding state");
+    }
+    memcpy(st->enc_mask, enc_mask, (size_t)n_seq * (size_t)enc_len);
+    mg_code rc = MG_OK;
+    const mg_backend_ops *op = dec->be->ops;
+    /* cross-attention keys/values depend only on the text: computed once */
+    for (int l = 0; rc == MG_OK && l < n; l++) {
+        rc = mg_tensor_new2(&st->k_cache[l], dec->be, (int64_t)n_seq * cap, H, err);
+        if (rc == MG_OK) rc = mg_tensor_new2(&st->v_cache[l], dec->be, (int64_t)n_seq * cap, H, err);
+        if (rc == MG_OK) rc = mg_tensor_new2(&st->ck[l], dec->be, (int64_t)n_seq * enc_len, H, err);
+        if (rc == MG_OK) rc = mg_tensor_new2(&st->cv[l], dec->be, (int64_t)n_seq * enc_len, H, err);
+        if (rc == MG_OK) {
+            op->linear(dec->be, st->ck[l], enc, dec->layers[l].ck, NULL);
+            op->linear(dec->be, st->cv[l], enc, dec->layers[l].cv, NULL);
+        }
+    }
+    if (rc == MG_OK)
+        rc = op->sync(dec->be, err);
+    if (rc != MG_OK)
+        mg_dec_state_free(dec, st);
+    return rc;
+}
+
+static mg_code ensure_scratch(mg_decoder *dec, mg_dec_state *st, int rows, mg_error *err)
+{
+    if (rows <= st->scratch_rows)
+        return MG_OK;
+    free_scratch(st);
+    free(st->pos_ids);
+    const mg_config *c = dec->cfg;
+    int64_t H = c->dec_hidden;
+    mg_backend *be = dec->be;
+    mg_code rc = mg_tensor_new2(&st->x, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->h, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->q, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->kn, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->vn, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->a, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->f, be, rows, c->dec_ffn, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->xl, be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&st->hl, be, rows, c->dec_vocab, err);
+    st->pos_ids = malloc((size_t)rows * sizeof *st->pos_ids);
+    if (rc == MG_OK && !st->pos_ids)
+        rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory");
+    if (rc != MG_OK) {
+        free_scratch(st);
+        return rc;
+    }
+    st->scratch_rows = rows;
+    return MG_OK;
+}
+
+mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids, int n_new,
+                           int last_only, mg_tensor *logits, mg_trace_fn trace, void *ud,
+                           mg_error *err)
+{
+    const mg_config *c = dec->cfg;
+    const mg_backend_ops *op = dec->be->ops;
+    mg_backend *be = dec->be;
+    int K = c->num_codebooks, S = st->n_seq, rows = S * n_new;
+    if (n_new < 1 || st->past + n_new > st->cap)
+        return mg_fail(err, MG_ERR_INVALID, "decoder: %d new positions after %d exceed the capacity %d",
+                       n_new, st->past, st->cap);
+    for (int i = 0; i < S * K * n_new; i++)
+        if (ids[i] < 0 || ids[i] > c->dec_vocab)
+            return mg_fail(err, MG_ERR_INVALID, "decoder: code %d is outside [0, %d]", ids[i], c->dec_vocab);
+    mg_code rc = ensure_scratch(dec, st, rows, err);
+    if (rc != MG_OK)
+        return rc;
+    mg_tensor x = mg_tensor_rows_view(st->x, 0, rows), h = mg_tensor_rows_view(st->h, 0, rows);
+    mg_tensor q = mg_tensor_rows_view(st->q, 0, rows), kn = mg_tensor_rows_view(st->kn, 0, rows);
+    mg_tensor vn = mg_tensor_rows_view(st->vn, 0, rows), a = mg_tensor_rows_view(st->a, 0, rows);
+    mg_tensor f = mg_tensor_rows_view(st->f, 0, rows);
+
+    /* x[s*n_new + t] = Σ_k E_k[ids[s,k,t]] + pos[past + t] */
+    int32_t *col = st->pos_ids;
+    for (int k = 0; k < K; k++) {
+        for (int s = 0; s < S; s++)
+            for (int t = 0; t < n_new; t++)
+                col[s * n_new + t] = ids[((int64_t)s * K + k) * n_new + t];
+        op->embed(be, &x, dec->embed[k], col, rows, k > 0);
+    }
+    for (int s = 0; s < S; s++)
+        for (int t = 0; t < n_new; t++)
+            col[s * n_new + t] = st->past + t;
+    op->embed(be, &x, dec->pos, col, rows, 1);
+    if (trace)
+        trace(ud, "decoder_hidden_states.0", &x);
+
+    int64_t H = c->dec_hidden;
+    mg_attn_params self_p = {.heads = c->dec_heads, .head_dim = (int)(H / c->dec_heads),
+                             .scale = 1.0f / sqrtf((float)(H / c->dec_heads)), .causal = 1};
+    mg_attn_params cross_p = self_p;
+    cross_p.causal = 0;
+    char name[64];
+    for (int l = 0; l < c->dec_layers; l++) {
+        mg_dec_layer *L = &dec->layers[l];
+        /* self-attention over the cache, which first receives the new K/V */
+        op->layer_norm(be, &h, &x, L->ln1_w, L->ln1_b, 1e-5f);
+        op->linear(be, &q, &h, L->q, NULL);
+        op->linear(be, &kn, &h, L->k, NULL);
+        op->linear(be, &vn, &h, L->v, NULL);
+        for (int s = 0; s < S; s++) {
+            op->copy_rows(be, st->k_cache[l], (int64_t)s * st->cap + st->past, &kn, (int64_t)s * n_new, n_new);
+            op->copy_rows(be, st->v_cache[l], (int64_t)s * st->cap + st->past, &vn, (int64_t)s * n_new, n_new);
+            st->self_seqs[s] = (mg_attn_seq){.k = st->k_cache[l], .v = st->v_cache[l],
+                                             .k_row0 = (int64_t)s * st->cap,
+                                             .n_keys = st->past + n_new, .q_pos = st->past};
+        }
+        op->attention(be, &a, &q, S, n_new, st->self_seqs, &self_p);
+        op->linear(be, &h, &a, L->o, NULL);
+        op->add(be, &x, &h);
+        /* cross-attention to the text */
+        op->layer_norm(be, &h, &x, L->ln2_w, L->ln2_b, 1e-5f);
+        op->linear(be, &q, &h, L->cq, NULL);
+        for (int s = 0; s < S; s++)
+            st->cross_seqs[s] = (mg_attn_seq){.k = st->ck[l], .v = st->cv[l],
+                                              .k_row0 = (int64_t)s * st->enc_len,
+                                              .n_keys = st->enc_len,
+                                              .key_mask = st->enc_mask + (int64_t)s * st->enc_len};
+        op->attention(be, &a, &q, S, n_new, st->cross_seqs, &cross_p);
+        op->linear(be, &h, &a, L->co, NULL);
+        op->add(be, &x, &h);
+        /* feed-forward */
+        op->layer_norm(be, &h, &x, L->ln3_w, L->ln3_b, 1e-5f);
+        op->linear(be, &f, &h, L->fc1, NULL);
+        op->gelu(be, &f);
+        op->linear(be, &h, &f, L->fc2, NULL);
+        op->add(be, &x, &h);
+        if (trace && l + 1 < c->dec_layers) {
+            snprintf(name, sizeof name, "decoder_hidden_states.%d", l + 1);
+            trace(ud, name, &x);
+        }
+    }
+    op->layer_norm(be, &x, &x, dec->ln_w, dec->ln_b, 1e-5f);
+    if (trace) {
+        snprintf(name, sizeof name, "decoder_hidden_states.%d", c->dec_layers);
+        trace(ud, name, &x);
+    }
+    st->past += n_new;
+
+    /* LM heads: logits row (s*K + k)*n_out + t */
+    int n_out = last_only ? 1 : n_new;
+    mg_tensor src = x;
+    if (last_only) {
+        src = mg_tensor_rows_view(st->xl, 0, S);
+        for (int s = 0; s < S; s++)
+            op->copy_rows(be, &src, s, &x, (int64_t)s * n_new + n_new - 1, 1);
+    }
+    mg_tensor hl = mg_tensor_rows_view(st->hl, 0, (int64_t)S * n_out);
+    for (int k = 0; k < K; k++) {
+        op->linear(be, &hl, &src, dec->heads[k], NULL);
+        for (int s = 0; s < S; s++)
+            op->copy_rows(be, logits, ((int64_t)s * K + k) * n_out, &hl, (int64_t)s * n_out, n_out);
+    }
+    return op->sync(be, err);
+}

@@ -1,0 +1,66 @@
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,
+                      mg_error *err)
+{
+    *out = NULL;
+    mg_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory");
+    char path[4096];
+    mg_code rc = mg_config_load(&m->cfg, dir, err);
+    if (rc == MG_OK)
+        rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+    if (rc == MG_OK) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        rc = mg_loader_open(&m->ld, path, m->be, err);
+    }
+    if (rc == MG_OK)
+        rc = mg_t5_load(&m->t5, &m->ld, &m->cfg, err);
+    if (rc == MG_OK)
+        rc = mg_decoder_load(&m->dec, &m->ld, &m->cfg, err);
+    if (rc == MG_OK)
+        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
+    if (rc == MG_OK) {
+        snprintf(path, sizeof path, "%s/spiece.model", dir);
+        if (access(path, F_OK) == 0) {
+            rc = mg_tokenizer_load_file(&m->tok, path, err);
+            if (rc == MG_OK && mg_tokenizer_vocab_size(m->tok) > m->cfg.t5_vocab)
+                rc = mg_fail(err, MG_ERR_CORRUPT,
+                             "%s: %d pieces, more than text_encoder.vocab_size %d", path,
+                             mg_tokenizer_vocab_size(m->tok), m->cfg.t5_vocab);
+        }
+    }
+    if (rc != MG_OK) {
+        mg_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return MG_OK;
+}
+
+void mg_model_free(mg_model *m)
+{
+    if (!m)
+        return;
+    if (m->ec)
+        mg_encodec_free(m->ec);
+    mg_decoder_free(&m->dec);
+    if (m->t5.cfg)
+        mg_t5_free(&m->t5);
+    if (m->tok)
+        mg_tokenizer_free(m->tok);
+    if (m->be) {
+        mg_loader_close(&m->ld);
+        m->be->ops->destroy(m->be);
+    }
+    free(m);
+}
+
+const mg_config *mg_model_config(const mg_model *m) { return &m->cfg; }
+int mg_model_has_tokenizer(const mg_model *m) { return m->tok != NULL; }

@@ -1,0 +1,19 @@
+/* The loaded model: what mg_model is inside the engine (the golden checker
+ * and benchmarks use the parts directly). */
+#ifndef MG_MODEL_H
+#define MG_MODEL_H
+#include "musicgen.h"
+#include "decoder.h"
+#include "encodec.h"
+#include "tokenizer.h"
+
+struct mg_model {
+    mg_config     cfg;
+    mg_backend   *be;
+    mg_loader     ld;        /* keeps model.safetensors mapped: weights may live in it */
+    mg_tokenizer *tok;       /* NULL when the folder has no spiece.model */
+    mg_t5         t5;
+    mg_decoder    dec;
+    mg_encodec   *ec;
+};
+#endif
