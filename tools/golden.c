@@ -1,0 +1,57 @@
+/* mg-golden DIR: runs the engine on exactly the inputs recorded in a golden
+ * folder and compares every tensor its manifest lists (or, for the tokenizer
+ * folder, every prompt's ids). Prints one line per tensor and the tally last. */
+#include "golden.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void golden_report(golden_tally *t, int ok, const char *name, const char *fmt, ...)
+{
+    printf("%-4s %-52s ", ok ? "ok" : "FAIL", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    if (ok)
+        t->passed++;
+    else
+        t->failed++;
+}
+
+void golden_skip(golden_tally *t, const char *name, const char *why)
+{
+    printf("skip %-52s %s\n", name, why);
+    t->skipped++;
+}
+
+double golden_float_tolerance(const float *ref, size_t n)
+{
+    double mx = 1.0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(ref[i]) && fabs(ref[i]) > mx)
+            mx = fabs(ref[i]);
+    return 1e-4 * mx;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: mg-golden DIR   (a golden model folder or the tokenizer folder)\n");
+        return 2;
+    }
+    golden_tally t = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/t5_tokenizer_goldens.json", argv[1]);
+    if (access(path, R_OK) == 0)
+        golden_check_tokenizer(argv[1], &t);
+    else
+        golden_check_model(argv[1], &t);
+    printf("%d passed, %d failed, %d skipped\n", t.passed, t.failed, t.skipped);
+    return t.failed || (t.passed == 0) ? 1 : 0;
+}
