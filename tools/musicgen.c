@@ -1,0 +1,175 @@
+/* musicgen: text-to-music from the command line.
+ *   musicgen -m MODEL_DIR -p "prompt" -d SECONDS [-t TEMP] [-k TOPK] [-g GUIDANCE]
+ *            [--top-p P] [--greedy] [--seed N] [--threads N] [-f wav|flac|ogg|mp3] -o FILE */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audio.h"
+#include "musicgen.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: musicgen -m MODEL_DIR -p PROMPT -o FILE [options]\n"
+            "  -m, --model DIR        model folder (Hugging Face layout of facebook/musicgen-small)\n"
+            "  -p, --prompt TEXT      what the music should be\n"
+            "  -d, --duration SEC     seconds of audio (default 10)\n"
+            "  -t, --temperature T    sampling temperature (default: generation_config.json)\n"
+            "  -k, --top-k K          keep the K most likely codes (0 = off)\n"
+            "      --top-p P          nucleus sampling mass (1 = off)\n"
+            "  -g, --guidance G       classifier-free guidance scale (1 = off)\n"
+            "      --greedy           argmax instead of sampling\n"
+            "  -s, --seed N           random seed (default 0): same seed, same audio\n"
+            "  -j, --threads N        CPU threads (default: all cores)\n"
+            "  -f, --format FMT       wav (16-bit PCM, default), flac, ogg (Opus) or mp3\n"
+            "  -o, --output FILE      where to write the audio\n"
+            "  -q, --quiet            no progress bar or summary\n");
+}
+
+typedef struct {
+    double start;
+    int    tty;
+} progress_state;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int progress(void *ud, int step, int total)
+{
+    progress_state *p = ud;
+    if (!p->tty)
+        return 0;
+    double el = now_s() - p->start, eta = step ? el / step * (total - step) : 0;
+    int width = 30, fill = total ? step * width / total : 0;
+    fprintf(stderr, "\r[%.*s%*s] %d/%d steps  %.1fs elapsed  ETA %.1fs ", fill,
+            "##############################", width - fill, "", step, total, el, eta);
+    if (step == total)
+        fprintf(stderr, "\n");
+    return 0;
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav";
+    double duration = 10, temp = -1, topk = -1, topp = -1, guidance = -1, seed = 0, threads = 0;
+    int greedy = 0, quiet = 0;
+    static const struct option longopts[] = {
+        {"model", 1, 0, 'm'}, {"prompt", 1, 0, 'p'}, {"duration", 1, 0, 'd'},
+        {"temperature", 1, 0, 't'}, {"top-k", 1, 0, 'k'}, {"top-p", 1, 0, 'P'},
+        {"guidance", 1, 0, 'g'}, {"greedy", 0, 0, 'G'}, {"seed", 1, 0, 's'},
+        {"threads", 1, 0, 'j'}, {"format", 1, 0, 'f'}, {"output", 1, 0, 'o'},
+        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:p:d:t:k:g:s:j:f:o:qh", longopts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'd': bad = parse_num(optarg, 0.02, 1e4, &duration); break;
+        case 't': bad = parse_num(optarg, 1e-3, 100, &temp); break;
+        case 'k': bad = parse_num(optarg, 0, 1e6, &topk); break;
+        case 'P': bad = parse_num(optarg, 1e-6, 1, &topp); break;
+        case 'g': bad = parse_num(optarg, 0, 100, &guidance); break;
+        case 'G': greedy = 1; break;
+        case 's': bad = parse_num(optarg, 0, 9007199254740992.0, &seed); break;
+        case 'j': bad = parse_num(optarg, 1, 256, &threads); break;
+        case 'f': format = optarg; break;
+        case 'o': out_path = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "musicgen: invalid value '%s' for -%c\n", optarg, c == 'P' ? 'P' : c);
+            return 2;
+        }
+    }
+    if (!model_dir || !prompt || !out_path || optind != argc) {
+        fprintf(stderr, "musicgen: -m, -p and -o are required\n");
+        usage(stderr);
+        return 2;
+    }
+    mg_error err = {0};
+    mg_audio_format fmt;
+    if (mg_audio_format_parse(format, strlen(format), &fmt, &err) != MG_OK) {
+        fprintf(stderr, "musicgen: %s\n", err.msg);
+        return 2;
+    }
+    double t0 = now_s();
+    mg_model *m = NULL;
+    mg_model_options opt = {.n_threads = (int)threads};
+    if (mg_model_load(&m, model_dir, &opt, &err) != MG_OK) {
+        fprintf(stderr, "musicgen: %s\n", err.msg);
+        return 1;
+    }
+    double t_load = now_s() - t0;
+    mg_gen_params p;
+    mg_gen_params_default(m, &p);
+    p.duration = (float)duration;
+    p.seed = (uint64_t)seed;
+    if (temp > 0) p.sampling.temperature = (float)temp;
+    if (topk >= 0) p.sampling.top_k = (int)topk;
+    if (topp > 0) p.sampling.top_p = (float)topp;
+    if (guidance >= 0) p.sampling.guidance_scale = (float)guidance;
+    p.sampling.do_sample = !greedy;
+
+    progress_state ps = {.start = now_s(), .tty = !quiet && isatty(2)};
+    mg_gen_hooks hooks = {.progress = progress, .ud = &ps};
+    mg_gen_result res;
+    const char *prompts[1] = {prompt};
+    int rc = 1;
+    uint8_t *bytes = NULL;
+    size_t n_bytes = 0;
+    if (mg_generate(m, prompts, 1, &p, &hooks, &res, &err) != MG_OK) {
+        fprintf(stderr, "musicgen: %s\n", err.msg);
+        goto out;
+    }
+    if (mg_audio_encode(res.audio, res.n_samples, res.sample_rate, fmt, &bytes, &n_bytes, &err) != MG_OK) {
+        fprintf(stderr, "musicgen: %s\n", err.msg);
+        mg_gen_result_free(&res);
+        goto out;
+    }
+    FILE *f = fopen(out_path, "wb");
+    if (!f || fwrite(bytes, 1, n_bytes, f) != n_bytes || fclose(f) != 0) {
+        fprintf(stderr, "musicgen: %s: %s\n", out_path, strerror(errno));
+        if (f)
+            fclose(f);
+    } else {
+        rc = 0;
+        if (!quiet) {
+            double audio_s = (double)res.n_samples / res.sample_rate, total = now_s() - t0;
+            fprintf(stderr,
+                    "musicgen: %s, %.2f s of audio (%d frames, %d steps)\n"
+                    "  load %.2f s, T5 %.1f ms, decode %.2f s (%.1f ms/step), EnCodec %.2f s\n"
+                    "  total %.2f s, real-time factor %.2f\n",
+                    out_path, audio_s, res.frames, res.steps, t_load, res.t5_ms,
+                    res.decode_ms / 1e3, res.decode_ms / (res.steps ? res.steps : 1),
+                    res.encodec_ms / 1e3, total, (total - t_load) / audio_s);
+        }
+    }
+    mg_gen_result_free(&res);
+out:
+    free(bytes);
+    mg_model_free(m);
+    return rc;
+}
