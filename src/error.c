@@ -26,7 +26,8 @@ mg_code mg_fail_context(mg_error *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    /* truncation of an over-long message is fine: precision bounds it */
+    snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", prefix, old);
     return err->code;
 }
 

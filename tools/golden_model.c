@@ -216,20 +216,26 @@ static void tokenize_batch(mg_model *m, json_t *prompts, const char *prompt1, re
 /* T5 on the recorded ids; returns the projected, masked encoder states
  * [B*S, hidden] on the backend for the decoder checks. */
 static mg_tensor *run_t5(mg_model *m, const int32_t *ids, const uint8_t *mask, int B, int S,
-                         results *r)
+                         results *r, int record)
 {
     const mg_config *c = &m->cfg;
     mg_error err = {0};
     mg_tensor *last = NULL, *enc = NULL;
     if (mg_tensor_new2(&last, m->be, (int64_t)B * S, c->t5_d_model, &err) != MG_OK ||
-        mg_t5_encode(&m->t5, ids, mask, B, S, last, r ? trace_tensor : NULL, r, &err) != MG_OK ||
+        mg_t5_encode(&m->t5, ids, mask, B, S, last, record ? trace_tensor : NULL, r, &err) != MG_OK ||
         mg_tensor_new2(&enc, m->be, (int64_t)B * S, c->dec_hidden, &err) != MG_OK ||
         mg_decoder_project(&m->dec, last, mask, enc, &err) != MG_OK) {
         setup_fail(r, "t5", &err);
         mg_tensor_free(enc);
         enc = NULL;
-    } else if (r) {
+    } else if (record) {
         put_tensor(r, "encoder_hidden_states_for_decoder", enc);
+        mg_tensor *proj = NULL;
+        if (m->dec.proj_w && mg_tensor_new2(&proj, m->be, (int64_t)B * S, c->dec_hidden, &err) == MG_OK) {
+            m->be->ops->linear(m->be, proj, last, m->dec.proj_w, m->dec.proj_b); /* before the mask */
+            put_tensor(r, "enc_to_dec_proj_out", proj);
+        }
+        mg_tensor_free(proj);
         int64_t *bucket = malloc((size_t)S * S * sizeof *bucket);
         if (bucket) {
             for (int i = 0; i < S; i++)
@@ -254,7 +260,7 @@ static void check_t5(mg_model *m, const char *dir, json_t *manifest, results *r)
     const mg_st_tensor *ti = mg_st_find(&g.st, "input_ids");
     if (ids && mk && ti) {
         uint8_t *mask = to_mask(mk, n);
-        mg_tensor *enc = mask ? run_t5(m, ids, mask, (int)ti->shape[0], (int)ti->shape[1], r) : NULL;
+        mg_tensor *enc = mask ? run_t5(m, ids, mask, (int)ti->shape[0], (int)ti->shape[1], r, 1) : NULL;
         mg_tensor_free(enc);
         free(mask);
     }
@@ -315,7 +321,7 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
 
     /* encoder states: conditional, and zeros for the unconditional half */
     mg_error err = {0};
-    mg_tensor *enc = run_t5(m, ids, mask, B, S, NULL);
+    mg_tensor *enc = run_t5(m, ids, mask, B, S, r, 0);
     mg_tensor *enc2 = NULL, *logits = NULL, *logits2 = NULL;
     mg_dec_state st = {0}, st2 = {0};
     uint8_t *mask2 = calloc((size_t)2 * B * S, 1);
@@ -524,7 +530,7 @@ static void check_logits_processing(mg_model *m, const char *dir, results *r)
             golden_report(r->t, 0, prefix, "run name does not say t<temperature>_k<top_k>");
             continue;
         }
-        int64_t n;
+        int64_t n = 0;
         float *raw = gf32(&g, nm, &n, r);
         int rows = (int)(n / V / 2);
         float *mix = malloc((size_t)rows * V * sizeof *mix), *tmp = malloc((size_t)rows * V * sizeof *tmp);
