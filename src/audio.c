@@ -250,7 +250,7 @@ mg_code mg_audio_encode(const float *samples, size_t n, int sample_rate, mg_audi
         size_t k = n - off < CHUNK ? n - off : CHUNK;
         for (size_t i = 0; i < k; i++) {
             float v = samples[off + i];
-            chunk[i] = v > 1.0f ? 1.0f : v < -1.0f ? -1.0f : v == v ? v : 0.0f;
+            chunk[i] = isnan(v) ? 0.0f : v > 1.0f ? 1.0f : v < -1.0f ? -1.0f : v;
         }
         if (sf_writef_float(sf, chunk, (sf_count_t)k) != (sf_count_t)k) {
             rc = mem.oom ? mg_fail(err, MG_ERR_NOMEM, "encode %s: out of memory",
