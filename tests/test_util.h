@@ -1,0 +1,123 @@
+/* Helpers shared by the engine tests: temporary model folders made from a
+ * golden model, with one thing changed. */
+#ifndef MG_TEST_UTIL_H
+#define MG_TEST_UTIL_H
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+#include "safetensors_write.h"
+
+/* Copies a file; returns 0 on success. */
+static inline int tu_copy(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    int rc = in && out ? 0 : -1;
+    char buf[1 << 16];
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            rc = -1;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* A fresh temp folder with the golden model's config files (never spiece.model). */
+static inline int tu_model_dir(char *dir, size_t cap, const char *golden_model)
+{
+    snprintf(dir, cap, "/tmp/mg-test-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    const char *files[] = {"config.json", "generation_config.json"};
+    char a[4200], b[4200];
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%.4000s/%s", golden_model, files[i]);
+        snprintf(b, sizeof b, "%.4000s/%s", dir, files[i]);
+        if (tu_copy(a, b))
+            return -1;
+    }
+    return 0;
+}
+
+static inline void tu_rm_dir(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* Rewrites src safetensors into dst, letting edit() rename, reshape, retype or
+ * drop (return 0) each tensor. Float tensors can be converted with dtype
+ * "F16"/"BF16" when the source is F32. */
+typedef struct {
+    char    name[256];
+    char    dtype[8];
+    int     ndim;
+    int64_t shape[8];
+} tu_tensor;
+typedef int (*tu_edit_fn)(tu_tensor *t, void *ud);
+
+static inline int tu_rewrite(const char *src, const char *dst, tu_edit_fn edit, void *ud)
+{
+    mg_safetensors st;
+    mg_error err = {0};
+    if (mg_st_open(&st, src, &err) != MG_OK)
+        return -1;
+    mg_stw *w = mg_stw_new(&err);
+    tu_tensor *ts = calloc(st.n, sizeof *ts);
+    int *keep = calloc(st.n, sizeof *keep);
+    int rc = w && ts && keep ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < st.n; i++) {
+        tu_tensor *t = &ts[i];
+        snprintf(t->name, sizeof t->name, "%s", st.tensors[i].name);
+        snprintf(t->dtype, sizeof t->dtype, "%s", mg_dtype_name(st.tensors[i].dtype));
+        t->ndim = st.tensors[i].ndim;
+        memcpy(t->shape, st.tensors[i].shape, sizeof t->shape);
+        keep[i] = edit ? edit(t, ud) : 1;
+        if (keep[i] && mg_stw_add(w, t->name, t->dtype, t->ndim, t->shape, &err) != MG_OK)
+            rc = -1;
+    }
+    if (rc == 0 && mg_stw_begin(w, dst, &err) != MG_OK)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < st.n; i++) {
+        if (!keep[i])
+            continue;
+        const mg_st_tensor *s = &st.tensors[i];
+        size_t n = 1;
+        for (int d = 0; d < ts[i].ndim; d++)
+            n *= (size_t)ts[i].shape[d];
+        size_t es = !strcmp(ts[i].dtype, "F16") || !strcmp(ts[i].dtype, "BF16") ? 2
+                  : !strcmp(ts[i].dtype, "I64") ? 8 : 4;
+        uint8_t *buf = calloc(n ? n : 1, es);
+        if (!buf) { rc = -1; break; }
+        if (s->dtype == MG_DT_F32 && es == 2) {
+            for (size_t k = 0; k < n && k < s->nbytes / 4; k++) {
+                float f;
+                memcpy(&f, s->data + 4 * k, 4);
+                uint16_t h = !strcmp(ts[i].dtype, "F16") ? mg_f32_to_f16(f) : mg_f32_to_bf16(f);
+                memcpy(buf + 2 * k, &h, 2);
+            }
+        } else {
+            memcpy(buf, s->data, n * es < s->nbytes ? n * es : s->nbytes);
+        }
+        if (mg_stw_write(w, buf, n * es, &err) != MG_OK)
+            rc = -1;
+        free(buf);
+    }
+    if (rc == 0 && mg_stw_finish(w, &err) != MG_OK)
+        rc = -1;
+    if (rc)
+        fprintf(stderr, "tu_rewrite: %s\n", err.msg);
+    mg_stw_free(w);
+    free(ts);
+    free(keep);
+    mg_st_close(&st);
+    return rc;
+}
+#endif
