@@ -53,7 +53,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 
 # Every test binary and every golden set; the last line is the overall tally.
 test: all $(TESTS)
-	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
