@@ -1,6 +1,7 @@
 # ngx-musicgen: engine library, tools, tests and benchmarks.
 #   make            library + tools (build/)
 #   make test       unit tests + golden checks   (SAN=1: ASan/UBSan build)
+#   make check      make test, then make test SAN=1 (what CI runs)
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
 #   make model      download facebook/musicgen-small into models/musicgen-small
 
@@ -29,7 +30,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test bench model clean
+.PHONY: all test check bench model clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -54,6 +55,11 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 # Every test binary and every golden set; the last line is the overall tally.
 test: all $(TESTS)
 	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
+
+# Everything CI runs: the tests, then the same tests under ASan/UBSan.
+check:
+	$(MAKE) test
+	$(MAKE) test SAN=1
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
