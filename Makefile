@@ -3,6 +3,7 @@
 #   make test       unit tests + golden checks   (SAN=1: ASan/UBSan build)
 #   make check      make test, then make test SAN=1 (what CI runs)
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
+#   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
 
 CC      ?= cc
@@ -30,7 +31,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test check bench model clean
+.PHONY: all test check bench model demo clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -63,6 +64,13 @@ check:
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# A tiny random model and one clip from the CLI: proves the build end to end.
+DEMO_MODEL ?= $(BUILD)/demo-model
+demo: all
+	@test -f $(DEMO_MODEL)/model.safetensors || $(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+	$(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 3 --seed 7 -o demo.wav
+	@echo "demo: wrote demo.wav (random weights: the sound is noise-like; use 'make model' for the real one)"
 
 model:
 	sh scripts/fetch-model.sh facebook/musicgen-small models/musicgen-small

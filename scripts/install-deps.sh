@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian 12 packages ngx-musicgen builds and tests with (as root).
+set -e
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: run as root (sudo sh scripts/install-deps.sh)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    build-essential pkg-config curl ca-certificates python3 \
+    libjansson-dev libsndfile1-dev \
+    nginx nginx-dev \
+    libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
+    libwww-perl libipc-run-perl >/dev/null
+echo "install-deps: done"
