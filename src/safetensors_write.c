@@ -1,6 +1,7 @@
 #include "safetensors_write.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,16 @@ mg_code mg_stw_begin(mg_stw *w, const char *path, mg_error *err)
     if (!w->f) {
         free(text);
         return mg_fail(err, MG_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    }
+    /* Reserving the whole file up front finds a full disk before gigabytes are
+     * generated, and makes the filesystem's block allocation cheaper. Where the
+     * filesystem cannot do it, writing works all the same. */
+    if (fallocate(fileno(w->f), 0, 0, (off_t)(8 + padded + w->data_bytes)) != 0 &&
+        (errno == ENOSPC || errno == EFBIG)) {
+        int e = errno;
+        free(text);
+        return mg_fail(err, MG_ERR_IO, "cannot write %s (%llu bytes): %s", path,
+                       (unsigned long long)(8 + padded + w->data_bytes), strerror(e));
     }
     uint8_t lenbuf[8];
     for (int i = 0; i < 8; i++)

@@ -578,10 +578,13 @@ static void test_tiny(const char *golden)
                   fields[i][1]);
         }
         CHECK(json_equal(cfg, gcfg), "config.json differs from golden tiny-proj in some value");
+        /* and in the text: transformers' formatting (indent 2, sorted keys, 1e-06) */
+        CHECK(same_file(cfg_path, gold_cfg), "config.json text differs from golden tiny-proj");
         sfmt(cfg_path, sizeof cfg_path, "%s/generation_config.json", dir);
         sfmt(gold_cfg, sizeof gold_cfg, "%s/tiny-proj/generation_config.json", golden);
         json_t *gen = json_load_file(cfg_path, 0, &je), *ggen = json_load_file(gold_cfg, 0, &je);
         CHECK(gen && ggen && json_equal(gen, ggen), "generation_config.json differs from golden");
+        CHECK(same_file(cfg_path, gold_cfg), "generation_config.json text differs from golden");
         json_decref(gen);
         json_decref(ggen);
     }

@@ -829,10 +829,51 @@ static json_t *make_generation_config(const model_shape *s, mg_error *err)
     return g;
 }
 
+/* Whether text[i] starts a one-digit exponent: "e-6" but not "e-16". */
+static int short_exponent(const char *text, size_t i)
+{
+    return text[i] == 'e' && (text[i + 1] == '-' || text[i + 1] == '+') &&
+           text[i + 2] >= '0' && text[i + 2] <= '9' && !(text[i + 3] >= '0' && text[i + 3] <= '9');
+}
+
+/* Python prints exponents with at least two digits (1e-06), jansson with one
+ * (1e-6): pads them outside strings so the text matches transformers'. */
+static char *python_exponents(char *text)
+{
+    size_t len = strlen(text);
+    char *out = malloc(len + len / 4 + 2);  /* each pad needs a 4-char number */
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    size_t o = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        out[o++] = c;
+        if (in_str) {
+            if (c == '\\' && i + 1 < len)
+                out[o++] = text[++i];
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (short_exponent(text, i)) {
+            out[o++] = text[++i];  /* the sign */
+            out[o++] = '0';
+        }
+    }
+    out[o] = 0;
+    free(text);
+    return out;
+}
+
 /* Writes obj the way transformers does: indent 2, sorted keys, trailing newline. */
 static mg_code write_json(const char *path, json_t *obj, mg_error *err)
 {
     char *text = json_dumps(obj, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    if (text)
+        text = python_exponents(text);
     if (!text)
         return mg_fail(err, MG_ERR_NOMEM, "serialising %s: out of memory", path);
     size_t len = strlen(text);
