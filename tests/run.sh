@@ -6,12 +6,13 @@ BUILD=${BUILD:-build}
 export GOLDEN
 passed=0 failed=0 skipped=0
 tally() { # $1 = output file, $2 = exit status
-    line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
-    p=$(echo "$line" | sed -n 's/.* \{0,1\}\([0-9][0-9]*\) passed.*/\1/p')
-    f=$(echo "$line" | sed -n 's/.* \([0-9][0-9]*\) failed.*/\1/p')
-    s=$(echo "$line" | sed -n 's/.* \([0-9][0-9]*\) skipped.*/\1/p')
-    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
-    if [ "$2" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+    set -- "$1" "$2" $(grep -E '[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1 |
+        awk '{ for (i = 2; i <= NF; i++) { w = $i; sub(/,$/, "", w); c[w] = $(i - 1) }
+               printf "%d %d %d", c["passed"], c["failed"], c["skipped"] }')
+    p=${3:-0} f=${4:-0} s=${5:-0}
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    # a crash or a non-zero exit without a counted failure still fails the run
+    if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); echo "FAIL exit status $2"; fi
 }
 out=$(mktemp)
 for t in "$@"; do

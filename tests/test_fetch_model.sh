@@ -17,6 +17,8 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCRIPT=$ROOT/scripts/fetch-model.sh
 GOLDEN_DIR=${GOLDEN:-$ROOT/../shared/golden}
+# the server changes directory: make the path absolute
+GOLDEN_DIR=$(cd "$GOLDEN_DIR" 2>/dev/null && pwd || echo "$GOLDEN_DIR")
 TINY=$GOLDEN_DIR/tiny-a
 
 passed=0 failed=0
