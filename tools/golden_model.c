@@ -691,6 +691,7 @@ static void compare(results *r, gfile *g, const char *file, const char *name)
         golden_report(r->t, 0, label, "%lld entries differ in their -inf pattern", (long long)inf_mismatch);
     else
         golden_report(r->t, ok, label, "max err %.3g (tol %.3g) at %lld", err, tol, (long long)worst);
+    free(ref);
 }
 
 void golden_check_model(const char *dir, golden_tally *t)
