@@ -1,0 +1,475 @@
+/* EnCodec 32 kHz decoder: codes -> waveform.
+ *
+ *   x = Σ_q codebook_q[codes[q]]                        [B, hidden, T]
+ *   layers.0   conv  hidden -> C0 = filters·2^n, kernel_size
+ *   layers.1   LSTM  (num_lstm_layers, residual: lstm(x) + x)
+ *   per upsampling ratio r (channels C -> C/2, time T -> T·r):
+ *              ELU; ConvTranspose1d(k = 2r, stride r);
+ *              num_residual_layers × ResnetBlock(x + conv1x1(elu(conv_k(elu(x)))))
+ *   ELU; conv filters -> 1, last_kernel_size
+ *
+ * Convs are non-causal with reflect padding: k_eff = (k-1)·dil + 1, total =
+ * k_eff - 1 (stride 1), right = total/2, left = total - right. Transposed
+ * convs trim k - stride samples, right = trim/2, left = the rest. All
+ * arithmetic runs in backend ops; this file only plans shapes and buffers. */
+#include "encodec.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char       path[64];  /* module path, e.g. "decoder.layers.4.block.1.conv" */
+    mg_tensor *w, *b;     /* folded weight ([out, in, k], transposed: [in, out, k]) and bias */
+    int        c_in, c_out, k, dil, stride;
+} ec_conv;
+
+typedef struct {
+    mg_tensor *w_ih, *w_hh, *b_ih, *b_hh;
+} ec_lstm;
+
+struct mg_encodec {
+    mg_backend *be;
+    int         n_q, codebook_size, hidden, filters, c0, hop;
+    int         n_ratios, ratios[MG_MAX_RATIOS], res_layers, n_lstm;
+    mg_tensor **codebooks;   /* n_q x [codebook_size, hidden] */
+    ec_lstm    *lstm;        /* n_lstm layers of width c0 */
+    /* In layer order: input conv; per ratio the transposed conv and
+     * res_layers x (block.1, block.3); output conv. */
+    ec_conv    *convs;
+    int         n_convs;
+};
+
+/* ------------------------------------------------------------------ load */
+
+/* Weight norm: w[i] = g[i] · v[i] / ||v[i]||, the norm over all dims but 0
+ * (for ConvTranspose1d dim 0 is the input channel). torch computes it as
+ * v * (g / norm); g may be negative. */
+static void fold_weight_norm(float *w, const float *g, const float *v, int64_t d0, int64_t per)
+{
+    for (int64_t i = 0; i < d0; i++) {
+        const float *vi = v + i * per;
+        double ss = 0;
+        for (int64_t j = 0; j < per; j++)
+            ss += (double)vi[j] * vi[j];
+        float s = g[i] / (float)sqrt(ss);
+        for (int64_t j = 0; j < per; j++)
+            w[i * per + j] = vi[j] * s;
+    }
+}
+
+static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in, int c_out,
+                         int k, int dil, int stride, int transposed, mg_error *err)
+{
+    snprintf(cv->path, sizeof cv->path, "%s", path);
+    cv->c_in = c_in;
+    cv->c_out = c_out;
+    cv->k = k;
+    cv->dil = dil;
+    cv->stride = stride;
+    int64_t d0 = transposed ? c_in : c_out, d1 = transposed ? c_out : c_in;
+    char names[512];
+    float *g = NULL, *v = NULL, *w = NULL;
+    snprintf(names, sizeof names,
+             "audio_encoder.%s.weight_g|audio_encoder.%s.parametrizations.weight.original0",
+             path, path);
+    mg_code rc = mg_loader_host(ld, names, MG_SHAPE(3, d0, 1, 1), &g, err);
+    if (rc != MG_OK)
+        goto done;
+    snprintf(names, sizeof names,
+             "audio_encoder.%s.weight_v|audio_encoder.%s.parametrizations.weight.original1",
+             path, path);
+    rc = mg_loader_host(ld, names, MG_SHAPE(3, d0, d1, k), &v, err);
+    if (rc != MG_OK)
+        goto done;
+    w = malloc((size_t)(d0 * d1 * k) * sizeof *w);
+    if (!w) {
+        rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory folding %s", path);
+        goto done;
+    }
+    fold_weight_norm(w, g, v, d0, d1 * k);
+    rc = mg_loader_from_host(ld->be, w, MG_SHAPE(3, d0, d1, k), &cv->w, err);
+    if (rc != MG_OK)
+        goto done;
+    snprintf(names, sizeof names, "audio_encoder.%s.bias", path);
+    rc = mg_loader_tensor(ld, names, MG_SHAPE(1, c_out), &cv->b, err);
+done:
+    free(g);
+    free(v);
+    free(w);
+    return rc;
+}
+
+static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int width,
+                         mg_error *err)
+{
+    char name[256];
+    const char *pre = "audio_encoder.decoder.layers";
+    mg_code rc;
+    snprintf(name, sizeof name, "%s.%d.lstm.weight_ih_l%d", pre, layer_index, n);
+    if ((rc = mg_loader_tensor(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_ih, err)))
+        return rc;
+    snprintf(name, sizeof name, "%s.%d.lstm.weight_hh_l%d", pre, layer_index, n);
+    if ((rc = mg_loader_tensor(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_hh, err)))
+        return rc;
+    snprintf(name, sizeof name, "%s.%d.lstm.bias_ih_l%d", pre, layer_index, n);
+    if ((rc = mg_loader_tensor(ld, name, MG_SHAPE(1, 4 * width), &l->b_ih, err)))
+        return rc;
+    snprintf(name, sizeof name, "%s.%d.lstm.bias_hh_l%d", pre, layer_index, n);
+    return mg_loader_tensor(ld, name, MG_SHAPE(1, 4 * width), &l->b_hh, err);
+}
+
+void mg_encodec_free(mg_encodec *ec)
+{
+    if (!ec)
+        return;
+    if (ec->codebooks)
+        for (int q = 0; q < ec->n_q; q++)
+            mg_tensor_free(ec->codebooks[q]);
+    if (ec->lstm)
+        for (int l = 0; l < ec->n_lstm; l++) {
+            mg_tensor_free(ec->lstm[l].w_ih);
+            mg_tensor_free(ec->lstm[l].w_hh);
+            mg_tensor_free(ec->lstm[l].b_ih);
+            mg_tensor_free(ec->lstm[l].b_hh);
+        }
+    if (ec->convs)
+        for (int i = 0; i < ec->n_convs; i++) {
+            mg_tensor_free(ec->convs[i].w);
+            mg_tensor_free(ec->convs[i].b);
+        }
+    free(ec->codebooks);
+    free(ec->lstm);
+    free(ec->convs);
+    free(ec);
+}
+
+mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, mg_error *err)
+{
+    *out = NULL;
+    if (cfg->ec_lstm_layers < 1)
+        return mg_fail(err, MG_ERR_UNSUPPORTED, "encodec: num_lstm_layers must be at least 1");
+    if (cfg->ec_n_ratios < 1 || cfg->ec_n_ratios > MG_MAX_RATIOS)
+        return mg_fail(err, MG_ERR_CORRUPT, "encodec: %d upsampling ratios", cfg->ec_n_ratios);
+    if (cfg->ec_filters / cfg->ec_compress < 1)
+        return mg_fail(err, MG_ERR_UNSUPPORTED,
+                       "encodec: num_filters %d / compress %d leaves no residual channels",
+                       cfg->ec_filters, cfg->ec_compress);
+    /* the largest residual dilation must stay a sane int */
+    int64_t max_dil = 1;
+    for (int j = 1; j < cfg->ec_res_layers; j++)
+        if ((max_dil *= cfg->ec_dilation_growth) > (1 << 20))
+            return mg_fail(err, MG_ERR_UNSUPPORTED,
+                           "encodec: dilation growth %d ^ %d is too large",
+                           cfg->ec_dilation_growth, cfg->ec_res_layers - 1);
+
+    mg_encodec *ec = calloc(1, sizeof *ec);
+    if (!ec)
+        return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
+    ec->be = ld->be;
+    ec->n_q = cfg->num_codebooks;
+    ec->codebook_size = cfg->ec_codebook_size;
+    ec->hidden = cfg->ec_hidden;
+    ec->filters = cfg->ec_filters;
+    ec->n_ratios = cfg->ec_n_ratios;
+    memcpy(ec->ratios, cfg->ec_ratios, sizeof ec->ratios);
+    ec->res_layers = cfg->ec_res_layers;
+    ec->n_lstm = cfg->ec_lstm_layers;
+    ec->c0 = cfg->ec_filters << cfg->ec_n_ratios;
+    ec->hop = 1;
+    for (int i = 0; i < ec->n_ratios; i++)
+        ec->hop *= ec->ratios[i];
+    ec->n_convs = 2 + ec->n_ratios * (1 + 2 * ec->res_layers);
+    ec->codebooks = calloc((size_t)ec->n_q, sizeof *ec->codebooks);
+    ec->lstm = calloc((size_t)ec->n_lstm, sizeof *ec->lstm);
+    ec->convs = calloc((size_t)ec->n_convs, sizeof *ec->convs);
+    if (!ec->codebooks || !ec->lstm || !ec->convs) {
+        mg_encodec_free(ec);
+        return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
+    }
+
+    mg_code rc = MG_OK;
+    char name[256];
+    for (int q = 0; q < ec->n_q && rc == MG_OK; q++) {
+        snprintf(name, sizeof name, "audio_encoder.quantizer.layers.%d.codebook.embed", q);
+        rc = mg_loader_tensor(ld, name, MG_SHAPE(2, ec->codebook_size, ec->hidden),
+                              &ec->codebooks[q], err);
+    }
+
+    /* Walk the module list the way EncodecDecoder builds it, counting layer
+     * indices (ELUs are layers too, with no weights). */
+    int layer = 0, ci = 0, c = ec->c0;
+    if (rc == MG_OK) {
+        snprintf(name, sizeof name, "decoder.layers.%d.conv", layer++);
+        rc = load_conv(ld, &ec->convs[ci++], name, ec->hidden, c, cfg->ec_kernel, 1, 1, 0, err);
+    }
+    for (int l = 0; l < ec->n_lstm && rc == MG_OK; l++)
+        rc = load_lstm(ld, &ec->lstm[l], layer, l, c, err);
+    layer++;
+    for (int i = 0; i < ec->n_ratios && rc == MG_OK; i++) {
+        int r = ec->ratios[i];
+        layer++; /* ELU */
+        snprintf(name, sizeof name, "decoder.layers.%d.conv", layer++);
+        rc = load_conv(ld, &ec->convs[ci++], name, c, c / 2, 2 * r, 1, r, 1, err);
+        c /= 2;
+        int dil = 1;
+        for (int j = 0; j < ec->res_layers && rc == MG_OK; j++, dil *= cfg->ec_dilation_growth) {
+            int hid = c / cfg->ec_compress;
+            snprintf(name, sizeof name, "decoder.layers.%d.block.1.conv", layer);
+            rc = load_conv(ld, &ec->convs[ci++], name, c, hid, cfg->ec_res_kernel, dil, 1, 0, err);
+            if (rc != MG_OK)
+                break;
+            snprintf(name, sizeof name, "decoder.layers.%d.block.3.conv", layer++);
+            rc = load_conv(ld, &ec->convs[ci++], name, hid, c, 1, 1, 1, 0, err);
+        }
+    }
+    if (rc == MG_OK) {
+        layer++; /* ELU */
+        snprintf(name, sizeof name, "decoder.layers.%d.conv", layer);
+        rc = load_conv(ld, &ec->convs[ci++], name, ec->filters, 1, cfg->ec_last_kernel, 1, 1, 0,
+                       err);
+    }
+    if (rc != MG_OK) {
+        mg_encodec_free(ec);
+        return mg_fail_context(err, "encodec");
+    }
+    *out = ec;
+    return MG_OK;
+}
+
+mg_code mg_encodec_folded_weight(const mg_encodec *ec, const char *path, float **out,
+                                 int64_t *n, mg_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    for (int i = 0; i < ec->n_convs; i++) {
+        const ec_conv *cv = &ec->convs[i];
+        if (strcmp(cv->path, path) != 0)
+            continue;
+        int64_t cnt = mg_tensor_numel(cv->w);
+        float *h = malloc((size_t)cnt * sizeof *h);
+        if (!h)
+            return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory copying %s", path);
+        mg_code rc = mg_tensor_download_f32(cv->w, h, err);
+        if (rc != MG_OK) {
+            free(h);
+            return rc;
+        }
+        *out = h;
+        *n = cnt;
+        return MG_OK;
+    }
+    return mg_fail(err, MG_ERR_NOT_FOUND, "encodec: no conv module '%s'", path);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+/* A [rows, cols] view at the start of a scratch buffer (rows*cols <= its size). */
+static mg_tensor view(const mg_tensor *buf, int64_t rows, int64_t cols)
+{
+    mg_tensor v = mg_tensor_reshape2(buf, rows, cols);
+    v.nbytes = (size_t)(rows * cols) * sizeof(float);
+    return v;
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int conv_pad_total(const ec_conv *cv) { return (cv->k - 1) * cv->dil; }
+
+/* Element counts of the four scratch roles for one decode:
+ *   sig: the running signal x and conv outputs (ping-pong pair)
+ *   pad: padded conv inputs, and every other LSTM layer's output
+ *   hid: residual-block hidden activations, and the other LSTM outputs */
+typedef struct {
+    int64_t sig, pad, hid;
+} ec_plan;
+
+static ec_plan plan_buffers(const mg_encodec *ec, int64_t B, int64_t T)
+{
+    ec_plan p = {0};
+    int64_t c = ec->c0;
+    p.sig = B * T * max64(ec->hidden, c);
+    p.pad = max64(B * ec->hidden * (T + conv_pad_total(&ec->convs[0])), B * T * c);
+    p.hid = B * T * c;
+    int ci = 1;
+    for (int i = 0; i < ec->n_ratios; i++) {
+        ci++; /* transposed conv: no padding */
+        c /= 2;
+        T *= ec->ratios[i];
+        p.sig = max64(p.sig, B * c * T);
+        for (int j = 0; j < ec->res_layers; j++, ci += 2) {
+            p.pad = max64(p.pad, B * c * (T + conv_pad_total(&ec->convs[ci])));
+            p.hid = max64(p.hid, B * ec->convs[ci].c_out * T);
+        }
+    }
+    p.pad = max64(p.pad, B * c * (T + conv_pad_total(&ec->convs[ci])));
+    return p;
+}
+
+/* y = conv(reflect_pad(x)) for a stride-1 conv. With elu_first the ELU is
+ * applied to the padded copy, leaving x intact (ELU(0) = 0 and reflection
+ * copies values, so padding and ELU commute exactly). */
+static void conv_fwd(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
+                     const mg_tensor *pad_buf, int batch, int elu_first)
+{
+    int total = conv_pad_total(cv);
+    int right = total / 2, left = total - right;
+    if (total == 0 && !elu_first) {
+        be->ops->conv1d(be, y, x, cv->w, cv->b, batch, 1, cv->dil);
+        return;
+    }
+    mg_tensor p = view(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
+    be->ops->pad_reflect(be, &p, x, left, right);
+    if (elu_first)
+        be->ops->elu(be, &p);
+    be->ops->conv1d(be, y, &p, cv->w, cv->b, batch, 1, cv->dil);
+}
+
+typedef struct {
+    mg_encodec_trace_fn fn;
+    void               *ud;
+    float              *host;
+} tracer;
+
+static mg_code emit(tracer *tr, const char *name, const mg_tensor *t, mg_error *err)
+{
+    if (!tr->fn)
+        return MG_OK;
+    mg_code rc = mg_tensor_download_f32(t, tr->host, err);
+    if (rc != MG_OK)
+        return rc;
+    tr->fn(tr->ud, name, tr->host, mg_tensor_numel(t));
+    return MG_OK;
+}
+
+static mg_code emit_layer(tracer *tr, int layer, const mg_tensor *t, mg_error *err)
+{
+    char name[48];
+    snprintf(name, sizeof name, "decoder_layer_out.%02d", layer);
+    return emit(tr, name, t, err);
+}
+
+mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int frames,
+                          float *audio, mg_encodec_trace_fn trace, void *trace_ud,
+                          mg_error *err)
+{
+    if (batch < 1 || frames < 1)
+        return mg_fail(err, MG_ERR_INVALID, "encodec: batch %d x %d frames", batch, frames);
+    const int64_t B = batch, T0 = frames, K = ec->n_q;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t q = 0; q < K; q++)
+            for (int64_t t = 0; t < T0; t++) {
+                int32_t v = codes[(b * K + q) * T0 + t];
+                if (v < 0 || v >= ec->codebook_size)
+                    return mg_fail(err, MG_ERR_INVALID,
+                                   "encodec: audio code %d at batch %lld, codebook %lld, frame %lld "
+                                   "is outside [0, %d)",
+                                   (int)v, (long long)b, (long long)q, (long long)t,
+                                   ec->codebook_size);
+            }
+
+    mg_backend *be = ec->be;
+    ec_plan plan = plan_buffers(ec, B, T0);
+    mg_tensor *bufA = NULL, *bufB = NULL, *bufP = NULL, *bufH = NULL;
+    int32_t *ids = malloc((size_t)(B * T0) * sizeof *ids);
+    tracer tr = { trace, trace_ud, NULL };
+    mg_code rc = MG_OK;
+    if (!ids || (trace && !(tr.host = malloc((size_t)max64(plan.sig, plan.hid) * sizeof(float))))) {
+        rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
+        goto done;
+    }
+    if ((rc = mg_tensor_new2(&bufA, be, 1, plan.sig, err)) ||
+        (rc = mg_tensor_new2(&bufB, be, 1, plan.sig, err)) ||
+        (rc = mg_tensor_new2(&bufP, be, 1, plan.pad, err)) ||
+        (rc = mg_tensor_new2(&bufH, be, 1, plan.hid, err)))
+        goto done;
+    /* A holds the running signal; B receives each op's output, then they swap */
+    mg_tensor *a = bufA, *o = bufB, *swap;
+#define SWAP() (swap = a, a = o, o = swap)
+
+    /* quantizer: emb[b*T + t, :] = Σ_q codebook_q[codes[b, q, t]], then channel-first */
+    int64_t T = T0, c = ec->hidden;
+    mg_tensor e = view(o, B * T, c);
+    for (int64_t q = 0; q < K; q++) {
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++)
+                ids[b * T + t] = codes[(b * K + q) * T + t];
+        be->ops->embed(be, &e, ec->codebooks[q], ids, B * T, q > 0);
+    }
+    mg_tensor x = view(a, B * c, T);
+    be->ops->transpose(be, &x, &e, batch);
+    if ((rc = emit(&tr, "quantizer_embeddings", &x, err)))
+        goto done;
+
+    int layer = 0;
+    const ec_conv *cv = ec->convs;
+    c = ec->c0;
+    mg_tensor y = view(o, B * c, T);
+    conv_fwd(be, cv++, &y, &x, bufP, batch, 0);
+    SWAP();
+    x = view(a, B * c, T);
+    if ((rc = emit_layer(&tr, layer++, &x, err)))
+        goto done;
+
+    /* LSTM over time (rows = frames), residual: x + lstm(x) */
+    mg_tensor xt = view(o, B * T, c), hin = xt;
+    be->ops->transpose(be, &xt, &x, batch);
+    for (int l = 0; l < ec->n_lstm; l++) {
+        mg_tensor hout = view(l % 2 ? bufP : bufH, B * T, c);
+        const ec_lstm *ls = &ec->lstm[l];
+        be->ops->lstm(be, &hout, &hin, ls->w_ih, ls->w_hh, ls->b_ih, ls->b_hh, batch);
+        hin = hout;
+    }
+    be->ops->add(be, &hin, &xt);
+    be->ops->transpose(be, &x, &hin, batch);
+    if ((rc = emit_layer(&tr, layer++, &x, err)))
+        goto done;
+
+    for (int i = 0; i < ec->n_ratios; i++) {
+        be->ops->elu(be, &x);
+        if ((rc = emit_layer(&tr, layer++, &x, err)))
+            goto done;
+        int r = ec->ratios[i];
+        int trim = cv->k - r, trim_right = trim / 2;
+        c /= 2;
+        y = view(o, B * c, T * r);
+        be->ops->conv_transpose1d(be, &y, &x, cv->w, cv->b, batch, r, trim - trim_right);
+        cv++;
+        T *= r;
+        SWAP();
+        x = view(a, B * c, T);
+        if ((rc = emit_layer(&tr, layer++, &x, err)))
+            goto done;
+        for (int j = 0; j < ec->res_layers; j++, cv += 2) {
+            mg_tensor h = view(bufH, B * cv[0].c_out, T);
+            conv_fwd(be, &cv[0], &h, &x, bufP, batch, 1);
+            be->ops->elu(be, &h);
+            y = view(o, B * c, T);
+            conv_fwd(be, &cv[1], &y, &h, bufP, batch, 0);
+            be->ops->add(be, &x, &y);
+            if ((rc = emit_layer(&tr, layer++, &x, err)))
+                goto done;
+        }
+    }
+
+    be->ops->elu(be, &x);
+    if ((rc = emit_layer(&tr, layer++, &x, err)))
+        goto done;
+    y = view(o, B, T);
+    conv_fwd(be, cv, &y, &x, bufP, batch, 0);
+    if ((rc = emit_layer(&tr, layer, &y, err)))
+        goto done;
+    if ((rc = be->ops->sync(be, err)))
+        goto done;
+    rc = mg_tensor_download_f32(&y, audio, err);
+#undef SWAP
+done:
+    mg_tensor_free(bufA);
+    mg_tensor_free(bufB);
+    mg_tensor_free(bufP);
+    mg_tensor_free(bufH);
+    free(ids);
+    free(tr.host);
+    return rc;
+}
