@@ -145,12 +145,17 @@ void mg_cpu_gelu(mg_backend *be, mg_tensor *y)
         a[i] = 0.5f * a[i] * (1.0f + erff(a[i] * (float)M_SQRT1_2));
 }
 
+static void elu_task(void *arg, int64_t i0, int64_t i1)
+{
+    float *a = arg;
+    for (int64_t i = i0; i < i1; i++)
+        a[i] = a[i] > 0 ? a[i] : expm1f(a[i]);
+}
+
+/* EnCodec runs ELU over whole 32 kHz signals: worth the worker pool. */
 void mg_cpu_elu(mg_backend *be, mg_tensor *y)
 {
-    float *a = mg_cpu_f32(y);
-    int64_t n = mg_tensor_numel(y);
-    for (int64_t i = 0; i < n; i++)
-        a[i] = a[i] > 0 ? a[i] : expm1f(a[i]);
+    mg_cpu_parallel(be, mg_tensor_numel(y), 1 << 14, elu_task, mg_cpu_f32(y));
 }
 
 void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
