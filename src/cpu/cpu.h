@@ -33,9 +33,18 @@ typedef struct {
 void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
                      void *ctx);
 
+/* Hot kernels are cloned per ISA and picked at load time, so one binary uses
+ * AVX2/AVX-512 where the CPU has them and runs everywhere else. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MG_CPU_ISA_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define MG_CPU_ISA_CLONES
+#endif
+
 static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }
 
 /* cpu_ops.c */
+float mg_cpu_dot(const float *a, const float *b, int64_t n);
 void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
                   int64_t m, int accumulate);
 void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,

@@ -21,13 +21,6 @@ enum {
     WIN    = 64   /* widest zero-padded input window for blocks at the edges */
 };
 
-/* Hot kernels are cloned per ISA and picked at load time (as cpu_ops.c's dot
- * product), so one binary uses AVX2/AVX-512 where the CPU has them. */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ISA_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define ISA_CLONES
-#endif
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -49,7 +42,7 @@ typedef struct {
     int64_t      n_ci, n_tap;
 } block_args;
 
-ISA_CLONES
+MG_CPU_ISA_CLONES
 static void conv_block(float *out, int64_t out_stride, const block_args *a)
 {
     float acc[CO_BLK][MB] = {{0}};
@@ -350,23 +343,6 @@ void mg_cpu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batc
 
 /* ------------------------------------------------------------------ lstm */
 
-/* 16 independent partial sums: vectorisable without reassociating one sum. */
-ISA_CLONES
-static float dot(const float *a, const float *b, int64_t n)
-{
-    float acc[16] = {0};
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int j = 0; j < 16; j++)
-            acc[j] += a[k + j] * b[k + j];
-    float s = 0;
-    for (int j = 0; j < 16; j++)
-        s += acc[j];
-    for (; k < n; k++)
-        s += a[k] * b[k];
-    return s;
-}
-
 static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 typedef struct {
@@ -396,9 +372,9 @@ static void lstm_step_task(void *arg, int64_t j0, int64_t j1)
             for (int q = 0; q < 4; q++) {
                 int64_t n = q * H + j;
                 float v = c->gx ? c->gx[(b * 4 * H + n) * T + t]
-                                : dot(c->w_ih + n * c->I, xt, c->I) + (c->b_ih[n] + c->b_hh[n]);
+                                : mg_cpu_dot(c->w_ih + n * c->I, xt, c->I) + (c->b_ih[n] + c->b_hh[n]);
                 if (hp)
-                    v += dot(c->w_hh + n * H, hp, H);
+                    v += mg_cpu_dot(c->w_hh + n * H, hp, H);
                 g[q] = v;
             }
             float c_prev;

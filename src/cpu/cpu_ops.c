@@ -23,11 +23,9 @@ void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const in
     }
 }
 
-/* 16 independent partial sums: vectorisable without reassociating a scalar
- * sum. Cloned per ISA and picked at load time, so one binary runs everywhere
- * and uses AVX-512 where the CPU has it. */
-__attribute__((target_clones("avx512f", "avx2,fma", "default")))
-static float dot_f32(const float *a, const float *b, int64_t n)
+/* 16 independent partial sums: vectorisable without reassociating a scalar sum. */
+MG_CPU_ISA_CLONES
+float mg_cpu_dot(const float *a, const float *b, int64_t n)
 {
     float acc[16] = {0};
     int64_t k = 0;
@@ -59,7 +57,7 @@ static void linear_task(void *arg, int64_t n0, int64_t n1)
         const float *w = c->w + n * c->k;
         float bias = c->b ? c->b[n] : 0.0f;
         for (int64_t i = 0; i < c->m; i++)
-            c->y[i * c->n + n] = dot_f32(c->x + i * c->k, w, c->k) + bias;
+            c->y[i * c->n + n] = mg_cpu_dot(c->x + i * c->k, w, c->k) + bias;
     }
 }
 
@@ -193,7 +191,7 @@ static void attn_task(void *arg, int64_t i0, int64_t i1)
             const float *qi = c->q + row * hd + h * c->dh;
             float mx = -FLT_MAX;
             for (int j = 0; j < sq->n_keys; j++) {
-                float sc = dot_f32(qi, kb + (int64_t)j * hd, c->dh) * c->p->scale;
+                float sc = mg_cpu_dot(qi, kb + (int64_t)j * hd, c->dh) * c->p->scale;
                 if (bias)
                     sc += bias[((int64_t)h * c->q_per_seq + i) * sq->n_keys + j];
                 int masked = (sq->key_mask && !sq->key_mask[j]) ||
