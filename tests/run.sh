@@ -21,6 +21,10 @@ for t in "$@"; do
     grep -E '^(FAIL|SKIP)|passed, ' "$out"
     tally "$out" $rc
 done
+if ! ls "$GOLDEN"/*/manifest.json >/dev/null 2>&1; then
+    echo "SKIP no golden model folders in $GOLDEN (set GOLDEN=DIR): golden checks not run"
+    skipped=$((skipped + 1))
+fi
 for d in "$GOLDEN"/*/; do
     [ -f "$d/manifest.json" ] || [ -f "$d/t5_tokenizer_goldens.json" ] || continue
     echo "== golden $d"
