@@ -12,6 +12,20 @@ mg_code mg_fail(mg_error *err, mg_code code, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         err->code = code;
+        err->field[0] = 0;
+    }
+    return code;
+}
+
+mg_code mg_fail_field(mg_error *err, mg_code code, const char *field, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+        snprintf(err->field, sizeof err->field, "%s", field);
     }
     return code;
 }

@@ -20,11 +20,15 @@ typedef enum {
 typedef struct {
     mg_code code;
     char    msg[512];
+    char    field[64];  /* the request field at fault, "" when none */
 } mg_error;
 
 /* Sets *err (if non-NULL) and returns code, so `return mg_fail(err, ...)` reads well. */
 mg_code mg_fail(mg_error *err, mg_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* As mg_fail, also naming the request field at fault (for HTTP 400 bodies). */
+mg_code mg_fail_field(mg_error *err, mg_code code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Prefixes the existing message with context ("loading x: " + old message). */
 mg_code mg_fail_context(mg_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
