@@ -50,6 +50,8 @@ typedef struct {
 typedef struct mg_backend_ops {
     const char *name;
     void    (*destroy)(mg_backend *be);
+    /* t->nbytes of zero-filled memory (model code relies on zeros for the
+     * unconditional half of guidance). */
     mg_code (*alloc)(mg_backend *be, mg_tensor *t, mg_error *err);
     void    (*release)(mg_backend *be, mg_tensor *t);
     /* Copies host bytes into t at a byte offset. */

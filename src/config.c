@@ -72,8 +72,12 @@ static mg_code parse_sections(mg_config *c, json_t *root, json_t *gen, mg_error 
     c->t5_heads = get_int(&r, "num_heads", -1, 1, 1 << 10);
     c->t5_d_ff = get_int(&r, "d_ff", -1, 1, 1 << 18);
     c->t5_layers = get_int(&r, "num_layers", -1, 1, 1 << 10);
-    c->t5_num_buckets = get_int(&r, "relative_attention_num_buckets", 32, 2, 1 << 12);
+    c->t5_num_buckets = get_int(&r, "relative_attention_num_buckets", 32, 4, 1 << 12);
     c->t5_max_distance = get_int(&r, "relative_attention_max_distance", 128, 1, 1 << 20);
+    if (r.rc == MG_OK && c->t5_max_distance <= c->t5_num_buckets / 4)
+        return mg_fail(err, MG_ERR_CORRUPT,
+                       "config: text_encoder.relative_attention_max_distance %d must exceed num_buckets/4",
+                       c->t5_max_distance);
     c->t5_eps = get_num(&r, "layer_norm_epsilon", 1e-6f, 0, 1);
     if (r.rc == MG_OK && (!is_str(&r, "feed_forward_proj", "relu", "relu") ||
                           !is_str(&r, "dense_act_fn", "relu", "relu")))
@@ -86,7 +90,7 @@ static mg_code parse_sections(mg_config *c, json_t *root, json_t *gen, mg_error 
     r.section = "decoder";
     if (!json_is_object(r.obj))
         return mg_fail(err, MG_ERR_CORRUPT, "config: decoder section is missing");
-    c->dec_hidden = get_int(&r, "hidden_size", -1, 2, 1 << 16);
+    c->dec_hidden = get_int(&r, "hidden_size", -1, 4, 1 << 16);
     c->dec_heads = get_int(&r, "num_attention_heads", -1, 1, 1 << 10);
     c->dec_layers = get_int(&r, "num_hidden_layers", -1, 1, 1 << 10);
     c->dec_ffn = get_int(&r, "ffn_dim", -1, 1, 1 << 18);
@@ -146,6 +150,9 @@ static mg_code parse_sections(mg_config *c, json_t *root, json_t *gen, mg_error 
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 64)
             return mg_fail(err, MG_ERR_CORRUPT, "config: audio_encoder.upsampling_ratios[%d] must be in [1, 64]", i);
         c->ec_ratios[i] = (int)json_integer_value(v);
+        if ((long long)c->hop * c->ec_ratios[i] > (1 << 16))
+            return mg_fail(err, MG_ERR_CORRUPT,
+                           "config: audio_encoder.upsampling_ratios multiply to more than 65536 samples per frame");
         c->hop *= c->ec_ratios[i];
     }
     /* channels halve at each upsampling stage, starting from filters * 2^n */
@@ -162,10 +169,13 @@ static mg_code parse_sections(mg_config *c, json_t *root, json_t *gen, mg_error 
     c->decoder_start = get_int(&r, "decoder_start_token_id", c->pad_token, 0, 1 << 20);
     c->max_length = get_int(&r, "max_length", 1500, 2, 1 << 20);
     c->top_k = get_int(&r, "top_k", 50, 0, 1 << 20);
-    c->top_p = get_num(&r, "top_p", 1.0f, 0, 1);
-    c->temperature = get_num(&r, "temperature", 1.0f, 1e-6, 1e6);
-    c->guidance_scale = get_num(&r, "guidance_scale", 1.0f, 0, 1e6);
+    /* the ranges mg_generate accepts, so a model never loads with defaults it refuses */
+    c->top_p = get_num(&r, "top_p", 1.0f, 1e-6, 1);
+    c->temperature = get_num(&r, "temperature", 1.0f, 1e-3, 100);
+    c->guidance_scale = get_num(&r, "guidance_scale", 1.0f, 0, 100);
     json_t *ds = gen ? json_object_get(gen, "do_sample") : NULL;
+    if (ds && !json_is_boolean(ds))
+        return mg_fail(err, MG_ERR_CORRUPT, "config: generation_config.do_sample must be true or false");
     c->do_sample = ds ? json_is_true(ds) : 0;
     if (r.rc == MG_OK && c->decoder_start != c->pad_token)
         return mg_fail(err, MG_ERR_UNSUPPORTED,
@@ -190,8 +200,9 @@ mg_code mg_config_parse(mg_config *cfg, const char *config_json, size_t len,
             return mg_fail(err, MG_ERR_CORRUPT, "generation_config.json: %s (line %d)", jerr.text, jerr.line);
         }
     }
-    mg_code rc = json_is_object(root) ? parse_sections(cfg, root, json_is_object(gen) ? gen : NULL, err)
-                                      : mg_fail(err, MG_ERR_CORRUPT, "config.json: not a JSON object");
+    mg_code rc = !json_is_object(root) ? mg_fail(err, MG_ERR_CORRUPT, "config.json: not a JSON object")
+                 : gen && !json_is_object(gen) ? mg_fail(err, MG_ERR_CORRUPT, "generation_config.json: not a JSON object")
+                 : parse_sections(cfg, root, gen, err);
     json_decref(root);
     json_decref(gen);
     return rc;

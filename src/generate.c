@@ -32,11 +32,14 @@ mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int 
     const mg_config *c = &m->cfg;
     int K = c->num_codebooks;
     int s = p->max_new_tokens;
-    if (s <= 0) {
-        double fps = (double)c->sample_rate / c->hop;
-        if (!(p->duration > 0) || p->duration * fps > c->max_positions)
-            return mg_fail(err, MG_ERR_INVALID, "duration: must be in (0, %.2f] seconds",
-                           (c->max_positions - K) / fps);
+    if (s < 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "max_new_tokens", "max_new_tokens: must be >= 0 (0: use duration)");
+    if (s == 0) {
+        /* frames = round(duration * fps); steps = frames + K - 1 must fit the positions */
+        double fps = (double)c->sample_rate / c->hop, max_s = (c->max_positions - K + 1) / fps;
+        if (!(p->duration > 0) || p->duration > max_s + 0.5 / fps)
+            return mg_fail_field(err, MG_ERR_INVALID, "duration",
+                                 "duration: must be in (0, %.2f] seconds", max_s);
         int want = (int)(p->duration * fps + 0.5);
         s = (want < 1 ? 1 : want) + K - 1;
     }
@@ -51,13 +54,13 @@ mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int 
 static mg_code check_sampling(const mg_sampling *s, mg_error *err)
 {
     if (!(s->temperature > 0) || s->temperature > 100)
-        return mg_fail(err, MG_ERR_INVALID, "temperature: must be in (0, 100]");
+        return mg_fail_field(err, MG_ERR_INVALID, "temperature", "temperature: must be in (0, 100]");
     if (s->top_k < 0)
-        return mg_fail(err, MG_ERR_INVALID, "top_k: must be >= 0");
+        return mg_fail_field(err, MG_ERR_INVALID, "top_k", "top_k: must be >= 0");
     if (!(s->top_p > 0) || s->top_p > 1)
-        return mg_fail(err, MG_ERR_INVALID, "top_p: must be in (0, 1]");
+        return mg_fail_field(err, MG_ERR_INVALID, "top_p", "top_p: must be in (0, 1]");
     if (!(s->guidance_scale >= 0) || s->guidance_scale > 100)
-        return mg_fail(err, MG_ERR_INVALID, "guidance_scale: must be in [0, 100]");
+        return mg_fail_field(err, MG_ERR_INVALID, "guidance_scale", "guidance_scale: must be in [0, 100]");
     return MG_OK;
 }
 
@@ -69,9 +72,9 @@ void mg_gen_result_free(mg_gen_result *res)
     memset(res, 0, sizeof *res);
 }
 
-mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
-                        int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
-                        mg_gen_result *res, mg_error *err)
+static mg_code generate_ids_locked(mg_model *m, const int32_t *ids, const uint8_t *mask,
+                                   int batch, int len, const mg_gen_params *p,
+                                   const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err)
 {
     const mg_config *c = &m->cfg;
     mg_backend *be = m->be;
@@ -83,8 +86,12 @@ mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, in
         rc = check_sampling(&p->sampling, err);
     if (rc != MG_OK)
         return rc;
-    if (batch < 1 || len < 1)
-        return mg_fail(err, MG_ERR_INVALID, "prompt: empty batch");
+    if (!ids || !mask || batch < 1 || len < 1)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: empty batch");
+    /* T5's position bias grows with len^2: the tokenizer's own limit bounds it */
+    if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
+                             MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
     int cfg = p->sampling.guidance_scale > 1.0f;
     int n_seq = batch * (cfg ? 2 : 1), total = steps + 1;
     int64_t H = c->dec_hidden;
@@ -200,6 +207,16 @@ done:
     return rc;
 }
 
+mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
+                        int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
+                        mg_gen_result *res, mg_error *err)
+{
+    pthread_mutex_lock(&m->run);
+    mg_code rc = generate_ids_locked(m, ids, mask, batch, len, p, hooks, res, err);
+    pthread_mutex_unlock(&m->run);
+    return rc;
+}
+
 mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg_gen_params *p,
                     const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err)
 {
@@ -207,8 +224,11 @@ mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg
     if (!m->tok)
         return mg_fail(err, MG_ERR_NOT_FOUND,
                        "the model folder has no spiece.model: text prompts cannot be tokenized");
-    if (batch < 1)
-        return mg_fail(err, MG_ERR_INVALID, "prompt: empty batch");
+    if (!prompts || batch < 1 || batch > MG_MAX_BATCH)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: between 1 and %d prompts", MG_MAX_BATCH);
+    for (int b = 0; b < batch; b++)
+        if (!prompts[b])
+            return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt %d is missing", b);
     int32_t **each = calloc((size_t)batch, sizeof *each);
     int *n = calloc((size_t)batch, sizeof *n);
     int32_t *ids = NULL;

@@ -12,6 +12,7 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
     mg_model *m = calloc(1, sizeof *m);
     if (!m)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&m->run, NULL);
     char path[4096];
     mg_code rc = mg_config_load(&m->cfg, dir, err);
     if (rc == MG_OK)
@@ -59,6 +60,7 @@ void mg_model_free(mg_model *m)
         mg_loader_close(&m->ld);
         m->be->ops->destroy(m->be);
     }
+    pthread_mutex_destroy(&m->run);
     free(m);
 }
 

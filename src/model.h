@@ -7,7 +7,10 @@
 #include "encodec.h"
 #include "tokenizer.h"
 
+#include <pthread.h>
+
 struct mg_model {
+    pthread_mutex_t run;     /* one generation at a time: the backend's pool and scratch are shared */
     mg_config     cfg;
     mg_backend   *be;
     mg_loader     ld;        /* keeps model.safetensors mapped: weights may live in it */

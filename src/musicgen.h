@@ -8,7 +8,11 @@
 #include "config.h"
 #include "sampling.h"
 
+/* A model may be shared by threads: generations on one model run one at a
+ * time (a second caller waits). Use one model per worker for parallelism. */
 typedef struct mg_model mg_model;
+
+#define MG_MAX_BATCH 64   /* prompts per mg_generate call */
 
 typedef struct {
     int n_threads;           /* CPU workers; <= 0: all cores */

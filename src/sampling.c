@@ -75,10 +75,12 @@ void mg_warp_scores(float *scores, int n, const mg_sampling *s, float *scratch)
             cum += sorted[i];
             cut = sorted[i];
         }
-        if (cut >= 0)
+        if (cut >= 0) {
+            int keep = mg_argmax(probs, n); /* ties at the cut must not remove everything */
             for (int i = 0; i < n; i++)
-                if (probs[i] <= cut)
+                if (probs[i] <= cut && i != keep)
                     scores[i] = -INFINITY;
+        }
     }
 }
 

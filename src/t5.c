@@ -73,7 +73,7 @@ int mg_t5_bucket(int rel, int num_buckets, int max_distance)
     /* float32 log ratio, truncated toward zero, as the reference computes it */
     float f = logf((float)n / (float)exact) / (float)log((double)max_distance / exact) *
               (float)(nb - exact);
-    int large = exact + (int)f;
+    int large = f >= 0 && f < (float)nb ? exact + (int)f : nb - 1;
     return bucket + (large < nb - 1 ? large : nb - 1);
 }
 

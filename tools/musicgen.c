@@ -150,10 +150,14 @@ int main(int argc, char **argv)
         goto out;
     }
     FILE *f = fopen(out_path, "wb");
-    if (!f || fwrite(bytes, 1, n_bytes, f) != n_bytes || fclose(f) != 0) {
-        fprintf(stderr, "musicgen: %s: %s\n", out_path, strerror(errno));
-        if (f)
-            fclose(f);
+    int write_ok = f && fwrite(bytes, 1, n_bytes, f) == n_bytes;
+    int saved = errno;
+    if (f && fclose(f) != 0 && write_ok) {
+        write_ok = 0;
+        saved = errno;
+    }
+    if (!write_ok) {
+        fprintf(stderr, "musicgen: %s: %s\n", out_path, strerror(saved ? saved : EIO));
     } else {
         rc = 0;
         if (!quiet) {

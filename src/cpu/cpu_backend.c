@@ -201,7 +201,7 @@ mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
     *out = NULL;
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)n : 1;
+        n_threads = n > 256 ? 256 : n > 0 ? (int)n : 1;
     }
     if (n_threads > 256)
         return mg_fail(err, MG_ERR_INVALID, "cpu: %d threads is too many (max 256)", n_threads);
