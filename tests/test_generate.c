@@ -49,6 +49,10 @@ static void test_top_k_top_p(void)
     mg_sampling tiny_p = {.do_sample = 1, .temperature = 1, .top_k = 0, .top_p = 1e-6f};
     mg_warp_scores(q, 3, &tiny_p, scratch);
     CHECK(isfinite(q[0]) && isinf(q[1]) && isinf(q[2]), "top-p always keeps the most likely");
+    float ties[5] = {1, 1, 0, 0, -5};
+    mg_sampling tp3 = {.do_sample = 1, .temperature = 1, .top_k = 0, .top_p = 0.3f};
+    mg_warp_scores(ties, 5, &tp3, scratch);
+    CHECK(isfinite(ties[0]) && isinf(ties[2]) && isinf(ties[4]), "top-p with tied leaders keeps one of them");
     float t[2] = {1, 2};
     mg_sampling temp = {.do_sample = 1, .temperature = 0.5f, .top_k = 0, .top_p = 1};
     mg_warp_scores(t, 2, &temp, scratch);

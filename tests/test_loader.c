@@ -223,6 +223,9 @@ static void test_configs(void)
     expect_config_error("\"upsampling_ratios\": [", "\"upsampling_ratios\": [0, ", "upsampling_ratios");
     expect_config_error("\"text_encoder\"", "\"text_encoder_x\"", "text_encoder");
     expect_config_error("\"sampling_rate\": 32000", "\"sampling_rate\": 1e30", "sampling_rate");
+    expect_config_error("\"relative_attention_max_distance\": 128", "\"relative_attention_max_distance\": 7", "max_distance");
+    expect_config_error("\"relative_attention_num_buckets\": 32", "\"relative_attention_num_buckets\": 2", "num_buckets");
+    expect_config_error("\"upsampling_ratios\": [", "\"upsampling_ratios\": [64, 64, 64, ", "upsampling_ratios");
     mg_config cfg;
     mg_error err = {0};
     CHECK(mg_config_parse(&cfg, "{", 1, NULL, 0, &err) == MG_ERR_CORRUPT && strstr(err.msg, "config.json"),
