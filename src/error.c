@@ -4,29 +4,32 @@
 #include <stdio.h>
 #include <string.h>
 
-mg_code mg_fail(mg_error *err, mg_code code, const char *fmt, ...)
+static mg_code vfail(mg_error *err, mg_code code, const char *field, const char *fmt,
+                     va_list ap)
 {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
         err->code = code;
-        err->field[0] = 0;
+        snprintf(err->field, sizeof err->field, "%s", field);
     }
+    return code;
+}
+
+mg_code mg_fail(mg_error *err, mg_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(err, code, "", fmt, ap);
+    va_end(ap);
     return code;
 }
 
 mg_code mg_fail_field(mg_error *err, mg_code code, const char *field, const char *fmt, ...)
 {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-        snprintf(err->field, sizeof err->field, "%s", field);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(err, code, field, fmt, ap);
+    va_end(ap);
     return code;
 }
 
