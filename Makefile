@@ -31,7 +31,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test check bench model demo clean
+.PHONY: all test check bench model demo module clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -64,6 +64,23 @@ check:
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# The nginx module, built against Debian's nginx-dev source tree (or any
+# nginx source: NGINX_SRC=...). --with-compat makes the .so loadable into the
+# stock binary (PCRE must be on, as in Debian's build, for the signature).
+NGINX_SRC ?= /usr/share/nginx/src
+MODULE     = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
+module: $(MODULE)
+$(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/cpu/*.h)
+	@test -x $(NGINX_SRC)/configure || { echo "no nginx source at $(NGINX_SRC): apt-get install nginx-dev, or set NGINX_SRC"; exit 1; }
+	@if [ ! -f $(BUILD)/nginx/Makefile ]; then \
+	    rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx && \
+	    cd $(BUILD)/nginx && ./configure --with-compat --with-threads --with-cc-opt="$(NGX_CC_OPT)" \
+	        --add-dynamic-module=$(CURDIR) > configure.log || { cat configure.log; exit 1; }; \
+	fi
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+NGX_SAN_OPT = -fsanitize=address,undefined
+NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 
 # A tiny random model and one clip from the CLI: proves the build end to end.
 DEMO_MODEL ?= $(BUILD)/demo-model

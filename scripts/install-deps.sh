@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config curl ca-certificates python3 \
-    libjansson-dev libsndfile1-dev \
+    libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev \
     nginx nginx-dev \
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
     libwww-perl libipc-run-perl >/dev/null
