@@ -23,6 +23,8 @@ ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
 LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
 
 LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
+MODULE   = build/nginx/objs/ngx_http_musicgen_module.so
+DEMO_MODEL ?= build/demo-model
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      = $(BUILD)/libmusicgen.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden
@@ -31,7 +33,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test check bench model demo module clean
+.PHONY: all test test-nginx check bench model demo module clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -57,10 +59,21 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 test: all $(TESTS)
 	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
 
-# Everything CI runs: the tests, then the same tests under ASan/UBSan.
+# Everything CI runs: the engine tests, the nginx module's tests, then the
+# engine tests again under ASan/UBSan.
 check:
 	$(MAKE) test
+	$(MAKE) test-nginx
 	$(MAKE) test SAN=1
+
+# The module in the stock nginx binary: nginx -t checks, then the
+# Test::Nginx suites in t/ (with our own runner, t/lib, when openresty's
+# Test::Nginx is not installed).
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors
+	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL)
+	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; else lib=t/lib; fi; \
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
+	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
@@ -69,7 +82,9 @@ bench: all $(BENCHES)
 # nginx source: NGINX_SRC=...). --with-compat makes the .so loadable into the
 # stock binary (PCRE must be on, as in Debian's build, for the signature).
 NGINX_SRC ?= /usr/share/nginx/src
-MODULE     = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
+$(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
+	$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+
 module: $(MODULE)
 $(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/cpu/*.h)
 	@test -x $(NGINX_SRC)/configure || { echo "no nginx source at $(NGINX_SRC): apt-get install nginx-dev, or set NGINX_SRC"; exit 1; }
@@ -83,9 +98,7 @@ NGX_SAN_OPT = -fsanitize=address,undefined
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 
 # A tiny random model and one clip from the CLI: proves the build end to end.
-DEMO_MODEL ?= $(BUILD)/demo-model
-demo: all
-	@test -f $(DEMO_MODEL)/model.safetensors || $(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+demo: all $(DEMO_MODEL)/model.safetensors
 	$(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 3 --seed 7 -o demo.wav
 	@echo "demo: wrote demo.wav (random weights: the sound is noise-like; use 'make model' for the real one)"
 

@@ -1,0 +1,52 @@
+#!/bin/sh
+# nginx -t with the module: a bad directive or model fails with a clear
+# message. Usage: tests/nginx_conf.sh MODULE.so MODEL_DIR
+MODULE=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+MODEL=$(cd "$2" && pwd)
+NGINX=${TEST_NGINX_BINARY:-nginx}
+command -v "$NGINX" >/dev/null 2>&1 || NGINX=/usr/sbin/nginx
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0 failed=0
+
+conf() { # $1 = http-level lines, $2 = location lines
+    mkdir -p "$TMP/logs"
+    cat > "$TMP/nginx.conf" <<CONF
+load_module $MODULE;
+error_log $TMP/logs/error.log;
+pid $TMP/logs/nginx.pid;
+events { worker_connections 16; }
+http {
+    client_body_temp_path $TMP/body;
+    $1
+    server { listen 127.0.0.1:1999; location /g { $2 } }
+}
+CONF
+    "$NGINX" -t -p "$TMP" -c "$TMP/nginx.conf" > "$TMP/out" 2>&1
+}
+
+expect_ok() {
+    if conf "$1" "$2"; then passed=$((passed + 1)); echo "ok   - accepted: $1 $2"
+    else failed=$((failed + 1)); echo "FAIL - rejected: $1 $2"; sed 's/^/    | /' "$TMP/out"; fi
+}
+expect_fail() { # $3 = text the message must contain
+    if conf "$1" "$2"; then failed=$((failed + 1)); echo "FAIL - accepted: $1 $2"
+    elif grep -q -- "$3" "$TMP/out"; then passed=$((passed + 1)); echo "ok   - rejected with '$3'"
+    else failed=$((failed + 1)); echo "FAIL - message lacks '$3':"; sed 's/^/    | /' "$TMP/out"; fi
+}
+
+expect_ok   "musicgen_model $MODEL;" "musicgen on; musicgen_format flac; musicgen_max_duration 20; musicgen_cors_origins *;"
+expect_fail "musicgen_model /nonexistent/model;" "musicgen on;" "config.json: No such file"
+expect_fail "" "musicgen on;" "needs \"musicgen_model DIR\""
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_format aiff;" "unknown audio format"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 0;" "between 1 and 600"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 5; musicgen_default_duration 10;" "exceeds"
+expect_fail "musicgen_model $MODEL;" "musicgen maybe;" "invalid value"
+expect_fail "musicgen_model $MODEL; musicgen_threads 1000;" "musicgen on;" "musicgen_threads"
+printf '{"text_encoder": {}}' > "$TMP/config.json"; mkdir -p "$TMP/badmodel"; cp "$TMP/config.json" "$TMP/badmodel/"
+expect_fail "musicgen_model $TMP/badmodel;" "musicgen on;" "text_encoder.vocab_size is missing"
+mkdir -p "$TMP/trunc"; cp "$MODEL/config.json" "$TMP/trunc/"; head -c 1000 "$MODEL/model.safetensors" > "$TMP/trunc/model.safetensors"
+expect_fail "musicgen_model $TMP/trunc;" "musicgen on;" "model.safetensors"
+
+echo "nginx_conf: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
