@@ -71,7 +71,9 @@ check:
 # Test::Nginx is not installed).
 test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors
 	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL)
-	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; else lib=t/lib; fi; \
+	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
+	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
+	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
 	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
 
