@@ -1,0 +1,182 @@
+# The HTTP contract of the musicgen location: both request forms, raw audio,
+# CORS, and every error status this slice implements.
+use Test::Nginx::Socket 'no_plan';
+
+$ENV{TEST_NGINX_MUSICGEN_MODEL} ||= 'build/demo-model';
+$ENV{TEST_NGINX_MUSICGEN_MODEL} = Cwd::abs_path($ENV{TEST_NGINX_MUSICGEN_MODEL});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: POST JSON prompt returns the reference JSON with a WAV data URL
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"prompt": "calm piano with soft drums", "duration": 1, "seed": 7}
+--- more_headers
+Content-Type: application/json
+--- error_code: 200
+--- response_headers
+Content-Type: application/json
+--- response_body_like: ^\{"success":true,"audioUrl":"data:audio/wav;base64,UklGR[A-Za-z0-9+/=]+","audio_base64":"UklGR.*"prompt":"calm piano with soft drums".*"sample_rate":32000.*"format":"wav","seed":7,
+--- no_error_log
+[error]
+
+=== TEST 2: the analysis form becomes a prompt, returned in the response
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"mood": "joyful", "energy": 8, "genres": ["electronic"], "tempo_bpm": 120, "styleLevel": 7, "vocalType": "instrumental", "duration": 1, "seed": 1}
+--- more_headers
+Content-Type: application/json
+--- error_code: 200
+--- response_body_like: "prompt":"modern electronic, uplifting cheerful, [^"]*","prompt_from_analysis":true
+
+=== TEST 3: GET with query parameters returns raw audio
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+GET /generate?prompt=rock+guitar&duration=1&seed=5
+--- error_code: 200
+--- response_headers
+Content-Type: audio/wav
+Content-Length: 64044
+--- response_body_like: ^RIFF
+
+=== TEST 4: Accept: audio/* on POST returns raw audio in the requested format
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"prompt": "jazz", "duration": 1, "seed": 2, "format": "flac"}
+--- more_headers
+Content-Type: application/json
+Accept: audio/*
+--- error_code: 200
+--- response_headers
+Content-Type: audio/flac
+--- response_body_like: ^fLaC
+
+=== TEST 5: empty prompt is a 400 naming the field
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"prompt": "   ", "duration": 1}
+--- more_headers
+Content-Type: application/json
+--- error_code: 400
+--- response_body_like: ^\{"success":false,"error":"[^"]+","field":"prompt"\}$
+
+=== TEST 6: out-of-range duration is a 400 naming duration
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; musicgen_max_duration 5; }
+--- request
+POST /generate
+{"prompt": "pop", "duration": 6}
+--- more_headers
+Content-Type: application/json
+--- error_code: 400
+--- response_body_like: "field":"duration"
+
+=== TEST 7: a body that is not JSON is a 400
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"prompt": "pop",
+--- more_headers
+Content-Type: application/json
+--- error_code: 400
+--- response_body_like: ^\{"success":false,"error":"[^"]+"\}$
+
+=== TEST 8: other content types are a 415
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+prompt=pop
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 415
+--- response_body_like: "success":false
+
+=== TEST 9: other methods are a 405 with Allow
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+DELETE /generate
+--- error_code: 405
+--- response_headers
+Allow: GET, HEAD, POST, OPTIONS
+--- response_body_like: "success":false
+
+=== TEST 10: CORS preflight is a 204 with the allowed methods and headers
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; musicgen_cors_origins *; }
+--- request
+OPTIONS /generate
+--- more_headers
+Origin: https://app.example
+Access-Control-Request-Method: POST
+--- error_code: 204
+--- response_headers
+Access-Control-Allow-Origin: *
+Access-Control-Allow-Methods: GET, POST, OPTIONS
+Access-Control-Max-Age: 86400
+--- response_body eval
+""
+
+=== TEST 11: an origin on the allow-list is echoed, with Vary: Origin, on errors too
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; musicgen_cors_origins https://a.example https://b.example; }
+--- request
+POST /generate
+{"prompt": ""}
+--- more_headers
+Content-Type: application/json
+Origin: https://b.example
+--- error_code: 400
+--- response_headers
+Access-Control-Allow-Origin: https://b.example
+Vary: Origin
+
+=== TEST 12: an origin not on the list gets no Allow-Origin header
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; musicgen_cors_origins https://a.example; }
+--- request
+GET /generate?prompt=x&duration=1&seed=1
+--- more_headers
+Origin: https://evil.example
+--- error_code: 200
+--- response_headers
+!Access-Control-Allow-Origin
+Vary: Origin
