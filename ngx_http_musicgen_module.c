@@ -63,6 +63,7 @@ static char *ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_musicgen_handler(ngx_http_request_t *r);
 
 static ngx_command_t ngx_http_musicgen_commands[] = {
@@ -110,7 +111,7 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       NULL },
     { ngx_string("musicgen_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_musicgen_cors_origins,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_musicgen_loc_conf_t, cors),
       NULL },
@@ -271,6 +272,39 @@ ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
     lcf->format = fmt;
+    return NGX_CONF_OK;
+}
+
+/* Every argument is an origin ("*" allows any). */
+static char *
+ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_musicgen_loc_conf_t *lcf = conf;
+    ngx_str_t   *value = cf->args->elts, *o;
+    ngx_uint_t   i;
+
+    if (lcf->cors != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+    lcf->cors = ngx_array_create(cf->pool, cf->args->nelts - 1, sizeof(ngx_str_t));
+    if (lcf->cors == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0 || (value[i].len > 1 && ngx_strlchr(value[i].data,
+                                  value[i].data + value[i].len, '*') != NULL))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "musicgen_cors_origins: \"%V\" is not \"*\" or an origin like https://app.example",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+        o = ngx_array_push(lcf->cors);
+        if (o == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        *o = value[i];
+    }
     return NGX_CONF_OK;
 }
 

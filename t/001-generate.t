@@ -86,7 +86,7 @@ Content-Type: application/json
 --- http_config
 musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
 --- config
-location /generate { musicgen on; musicgen_max_duration 5; }
+location /generate { musicgen on; musicgen_max_duration 5; musicgen_default_duration 2; }
 --- request
 POST /generate
 {"prompt": "pop", "duration": 6}
