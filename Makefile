@@ -25,6 +25,7 @@ LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
 LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
 MODULE   = build/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
+SERVE    = $(CURDIR)/build/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      = $(BUILD)/libmusicgen.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden
@@ -33,7 +34,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx check bench model demo module clean
+.PHONY: all test test-nginx check bench model demo module serve stop clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -69,8 +70,8 @@ check:
 # The module in the stock nginx binary: nginx -t checks, then the
 # Test::Nginx suites in t/ (with our own runner, t/lib, when openresty's
 # Test::Nginx is not installed).
-test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors
-	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL)
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
+	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
@@ -98,6 +99,20 @@ $(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/c
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 NGX_SAN_OPT = -fsanitize=address,undefined
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
+
+# conf/nginx.conf with this checkout's paths, running on 127.0.0.1:8080.
+$(SERVE)/nginx.conf: conf/nginx.conf $(MODULE) $(DEMO_MODEL)/model.safetensors
+	@mkdir -p $(SERVE)/logs
+	sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
+	    -e 's#@PREFIX@#$(SERVE)#' conf/nginx.conf > $@
+serve: all $(SERVE)/nginx.conf
+	@-nginx -p $(SERVE) -c $(SERVE)/nginx.conf -s stop 2>/dev/null; sleep 0.5
+	nginx -p $(SERVE) -c $(SERVE)/nginx.conf
+	@echo "ngx-musicgen is listening on http://127.0.0.1:8080 (demo model: random weights, noise-like audio)"
+	@echo "try:  curl -s -o clip.wav 'http://127.0.0.1:8080/generate?prompt=calm+piano&duration=3&seed=7' && file clip.wav"
+	@echo "stop: make stop"
+stop:
+	nginx -p $(SERVE) -c $(SERVE)/nginx.conf -s stop
 
 # A tiny random model and one clip from the CLI: proves the build end to end.
 demo: all $(DEMO_MODEL)/model.safetensors

@@ -1,6 +1,7 @@
 #!/bin/sh
 # nginx -t with the module: a bad directive or model fails with a clear
-# message. Usage: tests/nginx_conf.sh MODULE.so MODEL_DIR
+# message; the shipped conf/nginx.conf (filled in) passes.
+# Usage: tests/nginx_conf.sh MODULE.so MODEL_DIR [FILLED_IN_CONF]
 MODULE=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 MODEL=$(cd "$2" && pwd)
 NGINX=${TEST_NGINX_BINARY:-nginx}
@@ -48,5 +49,12 @@ expect_fail "musicgen_model $TMP/badmodel;" "musicgen on;" "text_encoder.vocab_s
 mkdir -p "$TMP/trunc"; cp "$MODEL/config.json" "$TMP/trunc/"; head -c 1000 "$MODEL/model.safetensors" > "$TMP/trunc/model.safetensors"
 expect_fail "musicgen_model $TMP/trunc;" "musicgen on;" "model.safetensors"
 
+if [ -n "${3:-}" ]; then
+    if "$NGINX" -t -p "$(dirname "$3")" -c "$3" > "$TMP/out" 2>&1; then
+        passed=$((passed + 1)); echo "ok   - conf/nginx.conf passes nginx -t"
+    else
+        failed=$((failed + 1)); echo "FAIL - conf/nginx.conf:"; sed 's/^/    | /' "$TMP/out"
+    fi
+fi
 echo "nginx_conf: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
