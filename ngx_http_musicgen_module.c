@@ -51,6 +51,7 @@ typedef struct {
     mg_error            err;
     mg_code             rc;
     const char         *model_name;
+    char                etag[24];    /* "" unless the response is cacheable */
 } ngx_http_musicgen_job_t;
 
 static ngx_int_t ngx_http_musicgen_init_process(ngx_cycle_t *cycle);
@@ -505,7 +506,7 @@ ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *typ
     r->headers_out.content_type.data = (u_char *) type;
     r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_length_n = len;
+    r->headers_out.content_length_n = status == NGX_HTTP_NOT_MODIFIED ? -1 : (off_t) len;
     if (len == 0 || r->method == NGX_HTTP_HEAD) {
         r->header_only = 1;
         return ngx_http_send_header(r);
@@ -547,6 +548,37 @@ ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *ms
 
 /* ------------------------------------------------------------------ jobs */
 
+/* A seeded request is a pure function of its URL and the model: cacheable
+ * forever under a strong ETag. Anything else must not be cached. */
+static ngx_int_t
+ngx_http_musicgen_cache_headers(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
+{
+    if (job->etag[0] == '\0') {
+        return ngx_http_musicgen_add_header(r, "Cache-Control", "no-store");
+    }
+    if (ngx_http_musicgen_add_header(r, "ETag", job->etag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    return ngx_http_musicgen_add_header(r, "Cache-Control", "public, max-age=31536000, immutable");
+}
+
+/* If-None-Match: "*" or a list containing our (strong) ETag. */
+static int
+ngx_http_musicgen_etag_matches(ngx_http_request_t *r, const char *etag)
+{
+    ngx_str_t  *v;
+
+    if (r->headers_in.if_none_match == NULL) {
+        return 0;
+    }
+    v = &r->headers_in.if_none_match->value;
+    if (v->len == 1 && v->data[0] == '*') {
+        return 1;
+    }
+    return ngx_strlcasestrn(v->data, v->data + v->len, (u_char *) etag,
+                            ngx_strlen(etag) - 1) != NULL;
+}
+
 /* Worker thread: the whole generation. Touches only the job, never r. */
 static void
 ngx_http_musicgen_job_thread(void *data, ngx_log_t *log)
@@ -584,6 +616,8 @@ ngx_http_musicgen_job_done(ngx_event_t *ev)
         if (job->want_json) {
             rc = ngx_http_musicgen_send(r, NGX_HTTP_OK, "application/json",
                                         (u_char *) job->res.json, job->res.json_len);
+        } else if (ngx_http_musicgen_cache_headers(r, job) != NGX_OK) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         } else {
             rc = ngx_http_musicgen_send(r, NGX_HTTP_OK, mg_audio_mime(job->res.format),
                                         job->res.audio, job->res.audio_len);
@@ -714,6 +748,18 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     cln->handler = ngx_http_musicgen_job_cleanup;
     cln->data = job;
     job->want_json = !ngx_http_musicgen_wants_raw(r);
+
+    if (is_query && job->req.has_seed
+        && mg_job_etag(mcf->model, &job->req, job->model_name, job->etag, &err) == MG_OK
+        && ngx_http_musicgen_etag_matches(r, job->etag))
+    {
+        /* the client has this exact file: no generation at all */
+        if (ngx_http_musicgen_cache_headers(r, job) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_send(r, NGX_HTTP_NOT_MODIFIED, mg_audio_mime(job->req.format),
+                                      NULL, 0);
+    }
 
     task->handler = ngx_http_musicgen_job_thread;
     task->event.handler = ngx_http_musicgen_job_done;

@@ -1,6 +1,7 @@
 #include "job.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,19 +75,56 @@ static mg_code build_json(const mg_job_result *res, const mg_request *req, int s
     return MG_OK;
 }
 
+/* The parameters a request runs with: the model's defaults, then the request. */
+static void job_params(const mg_model *m, const mg_request *req, mg_gen_params *p)
+{
+    mg_gen_params_default(m, p);
+    p->duration = req->duration;
+    if (req->has_temperature) p->sampling.temperature = req->temperature;
+    if (req->has_top_k) p->sampling.top_k = req->top_k;
+    if (req->has_top_p) p->sampling.top_p = req->top_p;
+    if (req->has_guidance) p->sampling.guidance_scale = req->guidance_scale;
+    p->seed = req->seed;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *b = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_id,
+                    char out[24], mg_error *err)
+{
+    if (!req->has_seed)
+        return mg_fail_field(err, MG_ERR_INVALID, "seed", "seed: needed for a cacheable response");
+    mg_gen_params p;
+    job_params(m, req, &p);
+    uint64_t h = 0xcbf29ce484222325ull;
+    const mg_config *c = mg_model_config(m);
+    h = fnv1a(h, model_id, strlen(model_id) + 1);
+    h = fnv1a(h, c, sizeof *c); /* shapes and generation defaults */
+    h = fnv1a(h, req->prompt, strlen(req->prompt) + 1);
+    int32_t ints[4] = {p.sampling.do_sample, p.sampling.top_k, (int32_t)req->format, 1 /* version */};
+    float floats[4] = {p.duration, p.sampling.temperature, p.sampling.top_p, p.sampling.guidance_scale};
+    h = fnv1a(h, ints, sizeof ints);
+    h = fnv1a(h, floats, sizeof floats);
+    h = fnv1a(h, &p.seed, sizeof p.seed);
+    snprintf(out, 24, "\"mg-%016llx\"", (unsigned long long)h);
+    return MG_OK;
+}
+
 mg_code mg_job_run(mg_model *m, const mg_request *req, int want_json, const char *model_name,
                    const volatile int *cancel, mg_job_result *out, mg_error *err)
 {
     memset(out, 0, sizeof *out);
     double t0 = now_s();
     mg_gen_params p;
-    mg_gen_params_default(m, &p);
-    p.duration = req->duration;
-    if (req->has_temperature) p.sampling.temperature = req->temperature;
-    if (req->has_top_k) p.sampling.top_k = req->top_k;
-    if (req->has_top_p) p.sampling.top_p = req->top_p;
-    if (req->has_guidance) p.sampling.guidance_scale = req->guidance_scale;
-    p.seed = req->has_seed ? req->seed : fresh_seed();
+    job_params(m, req, &p);
+    if (!req->has_seed)
+        p.seed = fresh_seed();
     mg_gen_hooks hooks = {.progress = poll_cancel, .ud = (void *)cancel};
     mg_gen_result gen;
     const char *prompts[1] = {req->prompt};

@@ -24,6 +24,13 @@ typedef struct {
 mg_code mg_job_run(mg_model *m, const mg_request *req, int want_json, const char *model_name,
                    const volatile int *cancel, mg_job_result *out, mg_error *err);
 void    mg_job_result_free(mg_job_result *res);
+/* A strong ETag ("mg-" + 16 hex digits, quoted) for a seeded request: a hash
+ * of the model identity and every effective generation parameter, so the
+ * same URL on the same model is the same file. Returns MG_ERR_INVALID when
+ * the request has no seed (its audio is not reproducible). */
+mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_id,
+                    char out[24], mg_error *err);
+
 /* {"success":false,"error":msg,"field":field} (field omitted when empty);
  * malloc'd, NUL-terminated. Invalid UTF-8 in msg is replaced, never dropped. */
 char   *mg_job_error_json(const char *msg, const char *field, size_t *len);

@@ -180,3 +180,54 @@ Origin: https://evil.example
 --- response_headers
 !Access-Control-Allow-Origin
 Vary: Origin
+
+=== TEST 13: a seeded GET is cacheable under a strong ETag
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+GET /generate?prompt=ambient+pads&duration=1&seed=11
+--- error_code: 200
+--- response_headers_like
+ETag: ^"mg-[0-9a-f]{16}"$
+Cache-Control: ^public, max-age=31536000, immutable$
+
+=== TEST 14: If-None-Match on a seeded GET is a 304 without generating
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+GET /generate?prompt=ambient+pads&duration=1&seed=11
+--- more_headers
+If-None-Match: *
+--- error_code: 304
+--- response_headers_like
+ETag: ^"mg-[0-9a-f]{16}"$
+--- no_error_log
+musicgen: 1.00 s of audio
+
+=== TEST 15: a stale ETag gets the audio again
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+GET /generate?prompt=ambient+pads&duration=1&seed=11
+--- more_headers
+If-None-Match: "mg-0000000000000000"
+--- error_code: 200
+--- response_body_like: ^RIFF
+
+=== TEST 16: without a seed the audio is not cacheable
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+GET /generate?prompt=ambient+pads&duration=1
+--- error_code: 200
+--- response_headers
+Cache-Control: no-store
+!ETag
