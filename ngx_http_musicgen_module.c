@@ -30,6 +30,8 @@ typedef struct {
     ngx_int_t   threads;      /* musicgen_threads: engine CPU threads per worker */
     mg_model   *model;        /* loaded at worker start */
     mg_config   cfg;          /* read at config time (nginx -t validates it) */
+    ngx_int_t   queue;        /* musicgen_queue: jobs that may wait behind the running one */
+    ngx_uint_t  active;       /* jobs posted and not finished, in this worker */
 } ngx_http_musicgen_main_conf_t;
 
 typedef struct {
@@ -39,6 +41,7 @@ typedef struct {
     float               max_duration, default_duration;
     ngx_int_t           format;      /* mg_audio_format, NGX_CONF_UNSET: wav */
     ngx_array_t        *cors;        /* of ngx_str_t; "*" allowed */
+    ngx_msec_t          timeout;     /* musicgen_timeout: 504 past it */
 } ngx_http_musicgen_loc_conf_t;
 
 typedef struct {
@@ -52,6 +55,8 @@ typedef struct {
     mg_code             rc;
     const char         *model_name;
     char                etag[24];    /* "" unless the response is cacheable */
+    ngx_event_t         timer;       /* musicgen_timeout */
+    unsigned            timed_out:1;
 } ngx_http_musicgen_job_t;
 
 static ngx_int_t ngx_http_musicgen_init_process(ngx_cycle_t *cycle);
@@ -85,6 +90,18 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_musicgen_main_conf_t, threads),
+      NULL },
+    { ngx_string("musicgen_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_main_conf_t, queue),
+      NULL },
+    { ngx_string("musicgen_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_loc_conf_t, timeout),
       NULL },
     { ngx_string("musicgen_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -158,6 +175,7 @@ ngx_http_musicgen_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
     mcf->threads = NGX_CONF_UNSET;
+    mcf->queue = NGX_CONF_UNSET;
     return mcf;
 }
 
@@ -168,6 +186,13 @@ ngx_http_musicgen_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (mcf->threads == NGX_CONF_UNSET) {
         mcf->threads = 0;
+    }
+    if (mcf->queue == NGX_CONF_UNSET) {
+        mcf->queue = 16;
+    }
+    if (mcf->queue < 0 || mcf->queue > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"musicgen_queue\" must be between 0 and 100000");
+        return NGX_CONF_ERROR;
     }
     if (mcf->threads < 0 || mcf->threads > 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -323,6 +348,7 @@ ngx_http_musicgen_create_loc_conf(ngx_conf_t *cf)
     lcf->default_duration = NGX_CONF_UNSET;
     lcf->format = NGX_CONF_UNSET;
     lcf->cors = NGX_CONF_UNSET_PTR;
+    lcf->timeout = NGX_CONF_UNSET_MSEC;
     return lcf;
 }
 
@@ -343,6 +369,7 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
     ngx_conf_merge_value(conf->format, prev->format, MG_AUDIO_WAV);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 300000);
 
     if (conf->default_duration > conf->max_duration) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -598,8 +625,18 @@ ngx_http_musicgen_job_done(ngx_event_t *ev)
     ngx_connection_t         *c = r->connection;
     ngx_int_t                 rc;
     ngx_uint_t                status, level;
+    ngx_http_musicgen_main_conf_t *mcf;
 
-    if (c->error || job->rc == MG_ERR_CANCELLED) {
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    mcf->active--;
+    if (job->timer.timer_set) {
+        ngx_del_timer(&job->timer);
+    }
+    if (job->timed_out && !c->error) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0, "musicgen: generation timed out");
+        rc = ngx_http_musicgen_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                     "generation took longer than musicgen_timeout", NULL);
+    } else if (c->error || job->rc == MG_ERR_CANCELLED) {
         rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
     } else if (job->rc != MG_OK) {
         status = job->rc == MG_ERR_INVALID ? NGX_HTTP_BAD_REQUEST : NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -625,6 +662,16 @@ ngx_http_musicgen_job_done(ngx_event_t *ev)
     }
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+/* musicgen_timeout: the job is cancelled between decoder steps; job_done answers 504. */
+static void
+ngx_http_musicgen_job_timeout(ngx_event_t *ev)
+{
+    ngx_http_musicgen_job_t *job = ev->data;
+
+    job->timed_out = 1;
+    job->cancel = 1;
 }
 
 /* While the job runs, a client that goes away cancels it. */
@@ -718,6 +765,16 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
         return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "the model is not loaded (see the error log)", NULL);
     }
+    /* back-pressure: one job runs per worker, at most musicgen_queue wait */
+    if (mcf->active > (ngx_uint_t) mcf->queue) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "musicgen: queue full (%ui jobs), answering 503", mcf->active);
+        if (ngx_http_musicgen_add_header(r, "Retry-After", "10") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "the generation queue is full, retry later", NULL);
+    }
     task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_musicgen_job_t));
     if (task == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -767,6 +824,11 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     if (ngx_thread_task_post(lcf->pool, task) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+    mcf->active++;
+    job->timer.handler = ngx_http_musicgen_job_timeout;
+    job->timer.data = job;
+    job->timer.log = r->connection->log;
+    ngx_add_timer(&job->timer, lcf->timeout);
     ngx_http_set_ctx(r, job, ngx_http_musicgen_module);
     r->read_event_handler = ngx_http_musicgen_watch_client;
     r->main->count++;
