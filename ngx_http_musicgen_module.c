@@ -32,6 +32,7 @@ typedef struct {
     mg_config   cfg;          /* read at config time (nginx -t validates it) */
     ngx_int_t   queue;        /* musicgen_queue: jobs that may wait behind the running one */
     ngx_uint_t  active;       /* jobs posted and not finished, in this worker */
+    mg_job_stats stats;       /* this worker's totals (musicgen_status) */
 } ngx_http_musicgen_main_conf_t;
 
 typedef struct {
@@ -71,6 +72,7 @@ static char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void 
 static char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_musicgen_handler(ngx_http_request_t *r);
+static char *ngx_http_musicgen_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen"),
@@ -90,6 +92,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_musicgen_main_conf_t, threads),
+      NULL },
+    { ngx_string("musicgen_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_musicgen_status,
+      0,
+      0,
       NULL },
     { ngx_string("musicgen_queue"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -573,6 +581,51 @@ ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *ms
 }
 
 
+/* musicgen_status: this worker's model, queue and totals as JSON. */
+static ngx_int_t
+ngx_http_musicgen_status_handler(ngx_http_request_t *r)
+{
+    ngx_http_musicgen_main_conf_t  *mcf;
+    char                           *text;
+    size_t                          len = 0;
+    ngx_int_t                       rc;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    mcf->stats.model = (const char *) mcf->model_dir.data;
+    mcf->stats.device = "cpu";
+    mcf->stats.loaded = mcf->model != NULL;
+    mcf->stats.running = mcf->active ? 1 : 0;   /* one generation at a time per worker */
+    mcf->stats.queued = mcf->active ? mcf->active - 1 : 0;
+    text = mg_job_status_json(&mcf->stats, &len);
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (ngx_http_musicgen_add_header(r, "Cache-Control", "no-store") != NGX_OK) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    rc = ngx_http_musicgen_send(r, NGX_HTTP_OK, "application/json", (u_char *) text, len);
+    free(text);
+    return rc;
+}
+
+static char *
+ngx_http_musicgen_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_musicgen_status_handler;
+    return NGX_CONF_OK;
+}
+
+
 /* ------------------------------------------------------------------ jobs */
 
 /* A seeded request is a pure function of its URL and the model: cacheable
@@ -631,6 +684,15 @@ ngx_http_musicgen_job_done(ngx_event_t *ev)
     mcf->active--;
     if (job->timer.timer_set) {
         ngx_del_timer(&job->timer);
+    }
+    if (job->timed_out) {
+        mcf->stats.timed_out++;
+    } else if (job->rc == MG_OK) {
+        mcf->stats.completed++;
+        mcf->stats.audio_seconds += job->res.audio_seconds;
+        mcf->stats.compute_seconds += job->res.compute_seconds;
+    } else if (job->rc != MG_ERR_CANCELLED) {
+        mcf->stats.failed++;
     }
     if (job->timed_out && !c->error) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0, "musicgen: generation timed out");
@@ -769,6 +831,7 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     if (mcf->active > (ngx_uint_t) mcf->queue) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "musicgen: queue full (%ui jobs), answering 503", mcf->active);
+        mcf->stats.rejected++;
         if (ngx_http_musicgen_add_header(r, "Retry-After", "10") != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

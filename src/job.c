@@ -164,3 +164,34 @@ char *mg_job_error_json(const char *msg, const char *field, size_t *len)
         *len = strlen(text);
     return text;
 }
+
+char *mg_job_status_json(const mg_job_stats *s, size_t *len)
+{
+    json_t *o = json_object(), *t = json_object();
+    if (!o || !t) {
+        json_decref(o);
+        json_decref(t);
+        return NULL;
+    }
+    json_t *model = json_string(s->model ? s->model : "");
+    json_object_set_new(o, "model", model ? model : json_string("?"));
+    json_object_set_new(o, "device", json_string(s->device ? s->device : "cpu"));
+    json_object_set_new(o, "loaded", json_boolean(s->loaded));
+    json_object_set_new(o, "running", json_integer(s->running));
+    json_object_set_new(o, "queue_depth", json_integer(s->queued));
+    json_object_set_new(t, "completed", json_integer((json_int_t)s->completed));
+    json_object_set_new(t, "failed", json_integer((json_int_t)s->failed));
+    json_object_set_new(t, "rejected", json_integer((json_int_t)s->rejected));
+    json_object_set_new(t, "timed_out", json_integer((json_int_t)s->timed_out));
+    json_object_set_new(t, "audio_seconds", json_real(s->audio_seconds));
+    json_object_set_new(t, "compute_seconds", json_real(s->compute_seconds));
+    json_object_set_new(o, "totals", t);
+    json_object_set_new(o, "compute_seconds_per_audio_second",
+                        s->audio_seconds > 0 ? json_real(s->compute_seconds / s->audio_seconds)
+                                             : json_null());
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}

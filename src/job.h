@@ -31,6 +31,20 @@ void    mg_job_result_free(mg_job_result *res);
 mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_id,
                     char out[24], mg_error *err);
 
+/* A worker's running totals, for the status endpoint. */
+typedef struct {
+    const char *model;       /* model folder */
+    const char *device;      /* "cpu" */
+    unsigned    loaded;      /* the model is loaded */
+    unsigned    running, queued;
+    uint64_t    completed, failed, rejected, timed_out;
+    double      audio_seconds, compute_seconds;
+} mg_job_stats;
+
+/* {"model":..., "device":..., "queue_depth":..., "running":..., "totals":{...},
+ *  "compute_seconds_per_audio_second":...}; malloc'd. */
+char   *mg_job_status_json(const mg_job_stats *s, size_t *len);
+
 /* {"success":false,"error":msg,"field":field} (field omitted when empty);
  * malloc'd, NUL-terminated. Invalid UTF-8 in msg is replaced, never dropped. */
 char   *mg_job_error_json(const char *msg, const char *field, size_t *len);

@@ -231,3 +231,16 @@ GET /generate?prompt=ambient+pads&duration=1
 --- response_headers
 Cache-Control: no-store
 !ETag
+
+=== TEST 17: musicgen_status reports the model, queue and totals
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /status { musicgen_status; }
+--- request
+GET /status
+--- error_code: 200
+--- response_headers
+Content-Type: application/json
+Cache-Control: no-store
+--- response_body_like: ^\{"model":"[^"]+demo-model","device":"cpu","loaded":true,"running":0,"queue_depth":0,"totals":\{"completed":0,

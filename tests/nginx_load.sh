@@ -25,6 +25,7 @@ http {
         listen 127.0.0.1:$PORT;
         location /slow  { musicgen on; musicgen_max_duration 40; }
         location /short { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; }
+        location /status { musicgen_status; }
     }
 }
 CONF
@@ -59,6 +60,11 @@ check "504 body is JSON" grep -q '"success":false' "$TMP/b3"
 check "timeout logged" grep -q 'generation timed out' "$TMP/logs/error.log"
 code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$URL/short?prompt=quick&duration=1&seed=5")
 check "a short job after the timeout works" [ "$code" = 200 ]
+curl -s -m 5 "$URL/status" > "$TMP/status"
+check "status counts the completed jobs" grep -q '"completed":3' "$TMP/status"
+check "status counts the 503" grep -q '"rejected":1' "$TMP/status"
+check "status counts the 504" grep -q '"timed_out":1' "$TMP/status"
+check "status reports compute per audio second" grep -q '"compute_seconds_per_audio_second":[0-9]' "$TMP/status"
 check "no worker crashed" sh -c "! grep -q 'exited on signal' '$TMP/logs/error.log'"
 echo "nginx_load: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
