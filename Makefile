@@ -73,6 +73,7 @@ check:
 test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
 	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
 	sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
+	sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
