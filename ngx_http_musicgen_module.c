@@ -68,6 +68,7 @@ static void *ngx_http_musicgen_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 static char *ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -84,6 +85,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen_model"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_musicgen_model,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+    { ngx_string("musicgen_device"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_device,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -244,6 +251,31 @@ ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
     mg_st_close(&st);
     return NGX_CONF_OK;
+}
+
+/* cpu | auto | cuda | cuda:N. Only the CPU backend exists so far: "auto"
+ * means the CPU, and asking for CUDA fails at nginx -t instead of silently
+ * running on the CPU. */
+static char *
+ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "cpu") == 0 || ngx_strcmp(value[1].data, "auto") == 0) {
+        return NGX_CONF_OK;
+    }
+    if (ngx_strncmp(value[1].data, "cuda", 4) == 0
+        && (value[1].len == 4 || (value[1].data[4] == ':' && value[1].len > 5
+            && ngx_atoi(value[1].data + 5, value[1].len - 5) != NGX_ERROR)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "musicgen_device \"%V\": this build has no CUDA backend yet; use cpu or auto",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "musicgen_device \"%V\": expected cpu, auto, cuda or cuda:N", &value[1]);
+    return NGX_CONF_ERROR;
 }
 
 static char *
