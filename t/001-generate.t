@@ -244,3 +244,19 @@ GET /status
 Content-Type: application/json
 Cache-Control: no-store
 --- response_body_like: ^\{"model":"[^"]+demo-model","device":"cpu","loaded":true,"running":0,"queue_depth":0,"totals":\{"completed":0,
+
+=== TEST 18: a client that goes away cancels its generation (logged, 499)
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; musicgen_max_duration 40; }
+--- request
+GET /generate?prompt=long+ambient&duration=40&seed=3
+--- timeout: 0.2
+--- abort
+--- wait: 1
+--- ignore_response
+--- error_log
+musicgen: client closed the connection, cancelling
+--- no_error_log
+[alert]
