@@ -65,6 +65,17 @@ check "status counts the completed jobs" grep -q '"completed":3' "$TMP/status"
 check "status counts the 503" grep -q '"rejected":1' "$TMP/status"
 check "status counts the 504" grep -q '"timed_out":1' "$TMP/status"
 check "status reports compute per audio second" grep -q '"compute_seconds_per_audio_second":[0-9]' "$TMP/status"
+# nginx -s reload while a job runs: the old worker finishes it, the new one serves
+curl -s -m 60 -o "$TMP/reload.wav" -w '%{http_code}' "$URL/slow?prompt=reload&duration=40&seed=6" > "$TMP/reload.code" &
+job=$!
+sleep 0.4
+"$NGINX" -p "$TMP" -c "$TMP/nginx.conf" -s reload
+wait $job
+check "a job running across a reload still answers 200" [ "$(cat "$TMP/reload.code")" = 200 ]
+check "with all its audio" [ "$(wc -c < "$TMP/reload.wav")" -eq $((44 + 40 * 32000 * 2)) ]
+sleep 0.5
+code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$URL/slow?prompt=after&duration=1&seed=7")
+check "the new worker serves after the reload" [ "$code" = 200 ]
 check "no worker crashed" sh -c "! grep -q 'exited on signal' '$TMP/logs/error.log'"
 echo "nginx_load: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
