@@ -701,6 +701,28 @@ ngx_http_musicgen_job_thread(void *data, ngx_log_t *log)
                          &job->cancel, &job->res, &job->err);
 }
 
+/* nginx's $request_id, to tie the generation log line to the access log. */
+static ngx_str_t *
+ngx_http_musicgen_request_id(ngx_http_request_t *r)
+{
+    static ngx_str_t           name = ngx_string("request_id");
+    static ngx_str_t           none = ngx_string("-");
+    ngx_http_variable_value_t *vv;
+    ngx_str_t                 *id;
+
+    vv = ngx_http_get_variable(r, &name, ngx_hash_key(name.data, name.len));
+    if (vv == NULL || vv->not_found) {
+        return &none;
+    }
+    id = ngx_palloc(r->pool, sizeof(ngx_str_t));
+    if (id == NULL) {
+        return &none;
+    }
+    id->data = vv->data;
+    id->len = vv->len;
+    return id;
+}
+
 /* Event loop: the job is done; answer and finalize. */
 static void
 ngx_http_musicgen_job_done(ngx_event_t *ev)
@@ -741,8 +763,9 @@ ngx_http_musicgen_job_done(ngx_event_t *ev)
                                      job->err.field);
     } else {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "musicgen: %.2f s of audio in %.2f s, seed %uL, prompt hash %08xD",
-                      job->res.audio_seconds, job->res.compute_seconds, job->res.seed,
+                      "musicgen: request %V: %.2f s of audio in %.2f s, seed %uL, prompt hash %08xD",
+                      ngx_http_musicgen_request_id(r), job->res.audio_seconds,
+                      job->res.compute_seconds, job->res.seed,
                       ngx_crc32_short((u_char *) job->req.prompt, ngx_strlen(job->req.prompt)));
         if (job->want_json) {
             rc = ngx_http_musicgen_send(r, NGX_HTTP_OK, "application/json",

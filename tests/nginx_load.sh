@@ -65,6 +65,14 @@ check "status counts the completed jobs" grep -q '"completed":3' "$TMP/status"
 check "status counts the 503" grep -q '"rejected":1' "$TMP/status"
 check "status counts the 504" grep -q '"timed_out":1' "$TMP/status"
 check "status reports compute per audio second" grep -q '"compute_seconds_per_audio_second":[0-9]' "$TMP/status"
+# the JSON's data URL decodes to a WAV of the requested length
+curl -s -m 30 -X POST -H 'Content-Type: application/json' -d '{"prompt":"data url","duration":2,"seed":8}' \
+    "$URL/slow" > "$TMP/json"
+sed -n 's/.*"audioUrl":"data:audio\/wav;base64,\([^"]*\)".*/\1/p' "$TMP/json" | base64 -d > "$TMP/url.wav" 2>/dev/null
+check "data URL decodes to a RIFF/WAVE file" sh -c "[ \"\$(head -c 4 '$TMP/url.wav')\" = RIFF ] && [ \"\$(dd if='$TMP/url.wav' bs=1 skip=8 count=4 2>/dev/null)\" = WAVE ]"
+check "of exactly 2 s at 32 kHz, 16-bit mono" [ "$(wc -c < "$TMP/url.wav")" -eq $((44 + 2 * 32000 * 2)) ]
+check "generation logged with the request id" grep -Eq 'musicgen: request [0-9a-f]{32}: 2.00 s of audio' "$TMP/logs/error.log"
+
 # nginx -s reload while a job runs: the old worker finishes it, the new one serves
 curl -s -m 60 -o "$TMP/reload.wav" -w '%{http_code}' "$URL/slow?prompt=reload&duration=40&seed=6" > "$TMP/reload.code" &
 job=$!
