@@ -1003,11 +1003,8 @@ ngx_http_musicgen_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_musicgen_handler(ngx_http_request_t *r)
 {
-    ngx_http_musicgen_loc_conf_t  *lcf;
-    ngx_str_t                     *ct;
-    ngx_int_t                      rc;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
+    ngx_str_t  *ct;
+    ngx_int_t   rc;
 
     if (r->method == NGX_HTTP_OPTIONS) {
         /* CORS preflight */
@@ -1052,7 +1049,6 @@ ngx_http_musicgen_handler(ngx_http_request_t *r)
                                        "send the request as Content-Type: application/json", NULL);
     }
 
-    (void) lcf;
     rc = ngx_http_read_client_request_body(r, ngx_http_musicgen_body);
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;

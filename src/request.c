@@ -312,38 +312,28 @@ static mg_code from_object(const json_t *root, const mg_request_limits *lim, mg_
     /* every given field is checked, whichever form wins */
     const char *s;
     size_t      n;
-    double      x;
     if (c.v[F_MOOD] && (rc = get_text(c.v[F_MOOD], c.name[F_MOOD], c.name[F_MOOD],
                                       ANALYSIS_MAX_CHARS, &s, &n, err)))
         return rc;
     if (c.v[F_VOCAL] && (rc = get_text(c.v[F_VOCAL], c.name[F_VOCAL], c.name[F_VOCAL],
                                        ANALYSIS_MAX_CHARS, &s, &n, err)))
         return rc;
-    req->duration = lim->default_duration;
-    if (c.v[F_DURATION] && (rc = get_number(&c, F_DURATION, lim, &x, err)))
-        return rc;
-    if (c.v[F_DURATION])
-        req->duration = (float)x;
-    if (c.v[F_TEMPERATURE] && (rc = get_number(&c, F_TEMPERATURE, lim, &x, err)))
-        return rc;
+    double v[F_SEED + 1] = {0};
+    static const field_id numeric[] = {F_DURATION, F_TEMPERATURE, F_TOP_K, F_TOP_P, F_GUIDANCE, F_SEED};
+    for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
+        if (c.v[numeric[i]] && (rc = get_number(&c, numeric[i], lim, &v[numeric[i]], err)))
+            return rc;
+    req->duration = c.v[F_DURATION] ? (float)v[F_DURATION] : lim->default_duration;
     if ((req->has_temperature = c.v[F_TEMPERATURE] != NULL))
-        req->temperature = (float)x;
-    if (c.v[F_TOP_K] && (rc = get_number(&c, F_TOP_K, lim, &x, err)))
-        return rc;
+        req->temperature = (float)v[F_TEMPERATURE];
     if ((req->has_top_k = c.v[F_TOP_K] != NULL))
-        req->top_k = (int)x;
-    if (c.v[F_TOP_P] && (rc = get_number(&c, F_TOP_P, lim, &x, err)))
-        return rc;
+        req->top_k = (int)v[F_TOP_K];
     if ((req->has_top_p = c.v[F_TOP_P] != NULL))
-        req->top_p = (float)x;
-    if (c.v[F_GUIDANCE] && (rc = get_number(&c, F_GUIDANCE, lim, &x, err)))
-        return rc;
+        req->top_p = (float)v[F_TOP_P];
     if ((req->has_guidance = c.v[F_GUIDANCE] != NULL))
-        req->guidance_scale = (float)x;
-    if (c.v[F_SEED] && (rc = get_number(&c, F_SEED, lim, &x, err)))
-        return rc;
+        req->guidance_scale = (float)v[F_GUIDANCE];
     if ((req->has_seed = c.v[F_SEED] != NULL))
-        req->seed = (uint64_t)x;
+        req->seed = (uint64_t)v[F_SEED];
     req->format = lim->default_format;
     if (c.v[F_FORMAT]) {
         const char *name = c.name[F_FORMAT];
