@@ -20,6 +20,8 @@
 
 typedef struct mg_backend mg_backend;
 
+typedef enum { MG_WEIGHT_PLAIN, MG_WEIGHT_MATRIX } mg_weight_kind;
+
 typedef struct mg_tensor {
     mg_backend *be;
     mg_dtype    dtype;
@@ -60,8 +62,12 @@ typedef struct mg_backend_ops {
     mg_code (*download)(mg_backend *be, const mg_tensor *t, size_t offset, void *host, size_t n,
                         mg_error *err);
     /* Makes t a weight holding host data (already t->dtype) that outlives the
-     * backend (an mmap); a host backend may use it in place. */
-    mg_code (*weight)(mg_backend *be, mg_tensor *t, const void *host, mg_error *err);
+     * backend (an mmap); a host backend may use it in place. A MG_WEIGHT_MATRIX
+     * weight is only ever passed to linear() as w or to embed() as table, so
+     * the backend may store it in its own compressed format (bf16, q8, ...),
+     * setting t->dtype to match; MG_WEIGHT_PLAIN weights stay as given. */
+    mg_code (*weight)(mg_backend *be, mg_tensor *t, const void *host, mg_weight_kind kind,
+                      mg_error *err);
     /* Waits for queued work; returns the first error since the last sync. */
     mg_code (*sync)(mg_backend *be, mg_error *err);
 

@@ -72,37 +72,41 @@ mg_code mg_decoder_load(mg_decoder *dec, mg_loader *ld, const mg_config *c, mg_e
         rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory");
     for (int k = 0; rc == MG_OK && k < K; k++) {
         snprintf(name, sizeof name, DEC "embed_tokens.%d.weight", k);
-        rc = mg_loader_tensor(ld, name, MG_SHAPE(2, V + 1, H), &dec->embed[k], err);
+        rc = mg_loader_matrix(ld, name, MG_SHAPE(2, V + 1, H), &dec->embed[k], err);
         if (rc == MG_OK) {
             snprintf(name, sizeof name, "decoder.lm_heads.%d.weight", k);
-            rc = mg_loader_tensor(ld, name, MG_SHAPE(2, V, H), &dec->heads[k], err);
+            rc = mg_loader_matrix(ld, name, MG_SHAPE(2, V, H), &dec->heads[k], err);
         }
     }
-#define LOAD(field, suffix, ...)                                                        \
+#define LOAD_AS(load, field, suffix, ...)                                               \
     if (rc == MG_OK) {                                                                  \
         snprintf(name, sizeof name, DEC "layers.%d.%s", i, suffix);                     \
-        rc = mg_loader_tensor(ld, name, __VA_ARGS__, &L->field, err);                   \
+        rc = load(ld, name, __VA_ARGS__, &L->field, err);                               \
     }
+#define LOAD(field, suffix, ...) LOAD_AS(mg_loader_tensor, field, suffix, __VA_ARGS__)
+#define LOAD_MATRIX(field, suffix, ...) LOAD_AS(mg_loader_matrix, field, suffix, __VA_ARGS__)
     for (int i = 0; rc == MG_OK && i < c->dec_layers; i++) {
         mg_dec_layer *L = &dec->layers[i];
         LOAD(ln1_w, "self_attn_layer_norm.weight", MG_SHAPE(1, H));
         LOAD(ln1_b, "self_attn_layer_norm.bias", MG_SHAPE(1, H));
-        LOAD(q, "self_attn.q_proj.weight", MG_SHAPE(2, H, H));
-        LOAD(k, "self_attn.k_proj.weight", MG_SHAPE(2, H, H));
-        LOAD(v, "self_attn.v_proj.weight", MG_SHAPE(2, H, H));
-        LOAD(o, "self_attn.out_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(q, "self_attn.q_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(k, "self_attn.k_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(v, "self_attn.v_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(o, "self_attn.out_proj.weight", MG_SHAPE(2, H, H));
         LOAD(ln2_w, "encoder_attn_layer_norm.weight", MG_SHAPE(1, H));
         LOAD(ln2_b, "encoder_attn_layer_norm.bias", MG_SHAPE(1, H));
-        LOAD(cq, "encoder_attn.q_proj.weight", MG_SHAPE(2, H, H));
-        LOAD(ck, "encoder_attn.k_proj.weight", MG_SHAPE(2, H, H));
-        LOAD(cv, "encoder_attn.v_proj.weight", MG_SHAPE(2, H, H));
-        LOAD(co, "encoder_attn.out_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(cq, "encoder_attn.q_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(ck, "encoder_attn.k_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(cv, "encoder_attn.v_proj.weight", MG_SHAPE(2, H, H));
+        LOAD_MATRIX(co, "encoder_attn.out_proj.weight", MG_SHAPE(2, H, H));
         LOAD(ln3_w, "final_layer_norm.weight", MG_SHAPE(1, H));
         LOAD(ln3_b, "final_layer_norm.bias", MG_SHAPE(1, H));
-        LOAD(fc1, "fc1.weight", MG_SHAPE(2, F, H));
-        LOAD(fc2, "fc2.weight", MG_SHAPE(2, H, F));
+        LOAD_MATRIX(fc1, "fc1.weight", MG_SHAPE(2, F, H));
+        LOAD_MATRIX(fc2, "fc2.weight", MG_SHAPE(2, H, F));
     }
 #undef LOAD
+#undef LOAD_MATRIX
+#undef LOAD_AS
     if (rc == MG_OK)
         rc = mg_loader_tensor(ld, DEC "layer_norm.weight", MG_SHAPE(1, H), &dec->ln_w, err);
     if (rc == MG_OK)
@@ -125,7 +129,7 @@ mg_code mg_decoder_load(mg_decoder *dec, mg_loader *ld, const mg_config *c, mg_e
         }
     }
     if (rc == MG_OK && c->t5_d_model != c->dec_hidden) {
-        rc = mg_loader_tensor(ld, "enc_to_dec_proj.weight", MG_SHAPE(2, H, c->t5_d_model),
+        rc = mg_loader_matrix(ld, "enc_to_dec_proj.weight", MG_SHAPE(2, H, c->t5_d_model),
                               &dec->proj_w, err);
         if (rc == MG_OK)
             rc = mg_loader_tensor(ld, "enc_to_dec_proj.bias", MG_SHAPE(1, H), &dec->proj_b, err);

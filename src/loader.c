@@ -11,7 +11,15 @@ mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error
     return mg_st_open(&ld->st, path, err);
 }
 
-void mg_loader_close(mg_loader *ld) { mg_st_close(&ld->st); }
+void mg_loader_close(mg_loader *ld)
+{
+    for (size_t i = 0; i < ld->n_kept; i++)
+        free(ld->kept[i]);
+    free(ld->kept);
+    ld->kept = NULL;
+    ld->n_kept = 0;
+    mg_st_close(&ld->st);
+}
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
@@ -93,37 +101,60 @@ mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t
     return MG_OK;
 }
 
-mg_code mg_loader_tensor(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
-                         mg_tensor **out, mg_error *err)
+static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                           mg_weight_kind kind, mg_tensor **out, mg_error *err)
 {
     const mg_st_tensor *st;
     *out = NULL;
     mg_code rc = mg_loader_find(ld, names, ndim, shape, &st, err);
     if (rc != MG_OK)
         return rc;
-    if (st->dtype == MG_DT_F32) {
-        /* the file outlives the backend tensors, so F32 data can be used in place */
-        mg_tensor *t = calloc(1, sizeof *t);
-        if (!t)
-            return mg_fail(err, MG_ERR_NOMEM, "out of memory for tensor '%s'", st->name);
-        t->be = ld->be;
-        t->dtype = MG_DT_F32;
-        t->ndim = ndim;
-        memcpy(t->ne, shape, (size_t)ndim * sizeof *shape);
-        t->nbytes = st->nbytes;
-        rc = ld->be->ops->weight(ld->be, t, st->data, err);
-        if (rc != MG_OK) {
-            free(t);
+    /* F32 data in the file outlives the backend tensors and is handed over in
+     * place; F16/BF16 become an F32 host copy, kept while the backend uses it. */
+    float *h = NULL;
+    const void *data = st->data;
+    if (st->dtype != MG_DT_F32) {
+        rc = mg_loader_host(ld, names, ndim, shape, &h, err);
+        if (rc != MG_OK)
             return rc;
-        }
-        *out = t;
-        return MG_OK;
+        data = h;
     }
-    float *h;
-    rc = mg_loader_host(ld, names, ndim, shape, &h, err);
-    if (rc != MG_OK)
+    mg_tensor *t = calloc(1, sizeof *t);
+    void **kept = h ? realloc(ld->kept, (ld->n_kept + 1) * sizeof *kept) : NULL;
+    if (kept)
+        ld->kept = kept;
+    if (!t || (h && !kept)) {
+        free(t);
+        free(h);
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory for tensor '%s'", st->name);
+    }
+    t->be = ld->be;
+    t->dtype = MG_DT_F32;
+    t->ndim = ndim;
+    memcpy(t->ne, shape, (size_t)ndim * sizeof *shape);
+    t->nbytes = (size_t)mg_st_numel(st) * sizeof(float);
+    rc = ld->be->ops->weight(ld->be, t, data, kind, err);
+    if (rc != MG_OK) {
+        free(t);
+        free(h);
         return rc;
-    rc = mg_loader_from_host(ld->be, h, ndim, shape, out, err);
-    free(h);
-    return rc;
+    }
+    if (h && t->data == h)
+        ld->kept[ld->n_kept++] = h;
+    else
+        free(h);
+    *out = t;
+    return MG_OK;
+}
+
+mg_code mg_loader_tensor(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                         mg_tensor **out, mg_error *err)
+{
+    return load_weight(ld, names, ndim, shape, MG_WEIGHT_PLAIN, out, err);
+}
+
+mg_code mg_loader_matrix(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                         mg_tensor **out, mg_error *err)
+{
+    return load_weight(ld, names, ndim, shape, MG_WEIGHT_MATRIX, out, err);
 }

@@ -10,6 +10,8 @@ typedef struct {
     mg_safetensors st;
     mg_backend    *be;
     size_t         n_used;   /* tensors handed out (for diagnostics) */
+    void         **kept;     /* F32 copies of F16/BF16 tensors a backend uses in place */
+    size_t         n_kept;
 } mg_loader;
 
 mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error *err);
@@ -21,6 +23,10 @@ mg_code mg_loader_find(mg_loader *ld, const char *names, int ndim, const int64_t
                        const mg_st_tensor **out, mg_error *err);
 /* As mg_loader_find, then makes a backend F32 weight tensor. */
 mg_code mg_loader_tensor(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                         mg_tensor **out, mg_error *err);
+/* As mg_loader_tensor, for a weight used only as linear()'s w or embed()'s
+ * table: the backend may keep it in a compressed format (MG_WEIGHT_MATRIX). */
+mg_code mg_loader_matrix(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
                          mg_tensor **out, mg_error *err);
 /* As mg_loader_find, then a malloc'd host F32 copy (for weights that are
  * transformed at load, like EnCodec's weight norm). */

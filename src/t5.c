@@ -16,7 +16,7 @@ mg_code mg_t5_load(mg_t5 *t5, mg_loader *ld, const mg_config *c, mg_error *err)
     t5->cfg = c;
     t5->be = ld->be;
     int64_t d = c->t5_d_model, inner = (int64_t)c->t5_heads * c->t5_d_kv, ff = c->t5_d_ff;
-    mg_code rc = mg_loader_tensor(ld, "text_encoder.shared.weight|" T5 "embed_tokens.weight",
+    mg_code rc = mg_loader_matrix(ld, "text_encoder.shared.weight|" T5 "embed_tokens.weight",
                                   MG_SHAPE(2, c->t5_vocab, d), &t5->embed, err);
     if (rc == MG_OK)
         rc = mg_loader_host(ld, T5 "block.0.layer.0.SelfAttention.relative_attention_bias.weight",
@@ -26,23 +26,27 @@ mg_code mg_t5_load(mg_t5 *t5, mg_loader *ld, const mg_config *c, mg_error *err)
     if (rc == MG_OK && !(t5->layers = calloc((size_t)c->t5_layers, sizeof *t5->layers)))
         rc = mg_fail(err, MG_ERR_NOMEM, "t5: out of memory");
     char name[256];
-#define LOAD(field, suffix, ...)                                                           \
+#define LOAD_AS(load, field, suffix, ...)                                                  \
     if (rc == MG_OK) {                                                                     \
         snprintf(name, sizeof name, T5 "block.%d.layer.%s", i, suffix);                    \
-        rc = mg_loader_tensor(ld, name, __VA_ARGS__, &L->field, err);                      \
+        rc = load(ld, name, __VA_ARGS__, &L->field, err);                                  \
     }
+#define LOAD(field, suffix, ...) LOAD_AS(mg_loader_tensor, field, suffix, __VA_ARGS__)
+#define LOAD_MATRIX(field, suffix, ...) LOAD_AS(mg_loader_matrix, field, suffix, __VA_ARGS__)
     for (int i = 0; rc == MG_OK && i < c->t5_layers; i++) {
         mg_t5_layer *L = &t5->layers[i];
         LOAD(ln_attn, "0.layer_norm.weight", MG_SHAPE(1, d));
-        LOAD(q, "0.SelfAttention.q.weight", MG_SHAPE(2, inner, d));
-        LOAD(k, "0.SelfAttention.k.weight", MG_SHAPE(2, inner, d));
-        LOAD(v, "0.SelfAttention.v.weight", MG_SHAPE(2, inner, d));
-        LOAD(o, "0.SelfAttention.o.weight", MG_SHAPE(2, d, inner));
+        LOAD_MATRIX(q, "0.SelfAttention.q.weight", MG_SHAPE(2, inner, d));
+        LOAD_MATRIX(k, "0.SelfAttention.k.weight", MG_SHAPE(2, inner, d));
+        LOAD_MATRIX(v, "0.SelfAttention.v.weight", MG_SHAPE(2, inner, d));
+        LOAD_MATRIX(o, "0.SelfAttention.o.weight", MG_SHAPE(2, d, inner));
         LOAD(ln_ff, "1.layer_norm.weight", MG_SHAPE(1, d));
-        LOAD(wi, "1.DenseReluDense.wi.weight", MG_SHAPE(2, ff, d));
-        LOAD(wo, "1.DenseReluDense.wo.weight", MG_SHAPE(2, d, ff));
+        LOAD_MATRIX(wi, "1.DenseReluDense.wi.weight", MG_SHAPE(2, ff, d));
+        LOAD_MATRIX(wo, "1.DenseReluDense.wo.weight", MG_SHAPE(2, d, ff));
     }
 #undef LOAD
+#undef LOAD_MATRIX
+#undef LOAD_AS
     if (rc != MG_OK)
         mg_t5_free(t5);
     return rc;

@@ -44,8 +44,10 @@ static mg_code cpu_download(mg_backend *be, const mg_tensor *t, size_t off, void
 }
 
 /* Weights in a mmap'd file are used in place when aligned for their type. */
-static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_error *err)
+static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_weight_kind kind,
+                          mg_error *err)
 {
+    (void)kind;
     size_t es = mg_dtype_size(t->dtype);
     if (((uintptr_t)host % (es ? es : 1)) == 0) {
         t->data = (void *)host;
