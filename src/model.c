@@ -5,6 +5,26 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The backend named by opt->device, with matrix weights in opt->dtype. */
+static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, mg_error *err)
+{
+    const char *dev = opt && opt->device ? opt->device : "cpu";
+    const char *dt = opt && opt->dtype ? opt->dtype : "f32";
+    if (strcmp(dt, "f32") != 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "dtype",
+                             "weight format '%s' is not implemented yet (only f32)", dt);
+    if (strcmp(dev, "cpu") == 0 || strcmp(dev, "auto") == 0) {
+        snprintf(m->device, sizeof m->device, "cpu");
+        snprintf(m->dtype, sizeof m->dtype, "%s", dt);
+        return mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+    }
+    if (strncmp(dev, "cuda", 4) == 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "device",
+                             "device '%s': this build has no CUDA backend", dev);
+    return mg_fail_field(err, MG_ERR_INVALID, "device",
+                         "unknown device '%s' (expected cpu, cuda, cuda:N or auto)", dev);
+}
+
 mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,
                       mg_error *err)
 {
@@ -16,7 +36,7 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
     char path[4096];
     mg_code rc = mg_config_load(&m->cfg, dir, err);
     if (rc == MG_OK)
-        rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+        rc = mg_model_pick_backend(m, opt, err);
     if (rc == MG_OK) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         rc = mg_loader_open(&m->ld, path, m->be, err);
@@ -65,4 +85,6 @@ void mg_model_free(mg_model *m)
 }
 
 const mg_config *mg_model_config(const mg_model *m) { return &m->cfg; }
+const char *mg_model_device(const mg_model *m) { return m->device; }
+const char *mg_model_dtype(const mg_model *m) { return m->dtype; }
 int mg_model_has_tokenizer(const mg_model *m) { return m->tok != NULL; }

@@ -13,6 +13,8 @@ struct mg_model {
     pthread_mutex_t run;     /* one generation at a time: the backend's pool and scratch are shared */
     mg_config     cfg;
     mg_backend   *be;
+    char          device[16]; /* "cpu", "cuda:0", ... */
+    char          dtype[8];   /* matrix weight format: "f32", "bf16", "q8" */
     mg_loader     ld;        /* keeps model.safetensors mapped: weights may live in it */
     mg_tokenizer *tok;       /* NULL when the folder has no spiece.model */
     mg_t5         t5;

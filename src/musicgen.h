@@ -15,7 +15,9 @@ typedef struct mg_model mg_model;
 #define MG_MAX_BATCH 64   /* prompts per mg_generate call */
 
 typedef struct {
-    int n_threads;           /* CPU workers; <= 0: all cores */
+    int         n_threads;   /* CPU workers; <= 0: all cores */
+    const char *device;      /* "cpu" (NULL = "cpu"), "cuda", "cuda:N", "auto" */
+    const char *dtype;       /* matrix weight format: "f32" (NULL = "f32"), "bf16", "q8" */
 } mg_model_options;
 
 /* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and
@@ -24,6 +26,9 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
                       mg_error *err);
 void    mg_model_free(mg_model *m);
 const mg_config *mg_model_config(const mg_model *m);
+/* The backend the model runs on ("cpu", "cuda:0", ...) and its weight format. */
+const char *mg_model_device(const mg_model *m);
+const char *mg_model_dtype(const mg_model *m);
 int     mg_model_has_tokenizer(const mg_model *m);
 
 typedef struct {
