@@ -5,6 +5,11 @@
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
+#   make bench-gpu  the same model on the CUDA backend (needs a GPU)
+#
+# The CUDA backend (kernels/*.cu) is built whenever nvcc is found (PATH or
+# /usr/local/cuda/bin); CUDA=0 forces a CPU-only build. cudart is linked
+# statically, so binaries and the nginx module need only the driver.
 
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
@@ -22,24 +27,54 @@ endif
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
 LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
 
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA ?= $(if $(NVCC),1,0)
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but no nvcc found (set NVCC=/path/to/nvcc))
+  endif
+  CUDA_HOME ?= $(abspath $(dir $(NVCC))/..)
+  CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDA_HOME)/targets/x86_64-linux/lib))
+  # A fat binary: machine code for Ampere, Ada and Hopper, plus PTX for later GPUs.
+  CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
+               -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=[sm_90,compute_90]
+  # Device code is never built with sanitizers (ASan cannot instrument it).
+  NVCCFLAGS ?= -O3
+  ALL_NVCCFLAGS = -std=c++17 -g -Isrc $(CUDA_ARCH) $(NVCCFLAGS) -Werror all-warnings \
+                  -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter,-fPIC
+  ALL_CFLAGS += -DMG_HAVE_CUDA
+  LDLIBS += -L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++
+  CU_OBJ = $(patsubst %.cu,$(BUILD)/%.o,$(wildcard kernels/*.cu))
+  KTEST  = $(BUILD)/mg-kernel-test
+endif
+
 LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
 MODULE   = build/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
 SERVE    = $(CURDIR)/build/serve
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
-TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden
+TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden $(KTEST)
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx check bench model demo module serve stop clean
+.PHONY: all test test-nginx check bench bench-gpu model demo module serve stop clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/kernels/%.o: kernels/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(ALL_NVCCFLAGS) -MMD -MP -c $< -o $@
+# Switching CUDA on or off rebuilds what depends on MG_HAVE_CUDA.
+$(BUILD)/cuda-$(CUDA).stamp:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
+$(BUILD)/src/model.o $(BUILD)/bench/bench_gpu.o: $(BUILD)/cuda-$(CUDA).stamp
+$(BUILD)/mg-kernel-test: $(BUILD)/kernels/kernel_test.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -58,7 +93,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 
 # Every test binary and every golden set; the last line is the overall tally.
 test: all $(TESTS)
-	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
+	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
 
 # Everything CI runs: the engine tests, the nginx module's tests, then the
 # engine tests again under ASan/UBSan.
@@ -82,6 +117,10 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# The CUDA backend's figures on the same musicgen-small-shaped random model.
+bench-gpu: all $(BENCHES)
+	@BUILD=$(BUILD) sh bench/run-gpu.sh
 
 # The nginx module, built against Debian's nginx-dev source tree (or any
 # nginx source: NGINX_SRC=...). --with-compat makes the .so loadable into the

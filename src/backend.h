@@ -119,6 +119,14 @@ typedef struct mg_backend_ops {
     mg_code (*select_tokens)(mg_backend *be, const mg_tensor *logits, int rows, int V,
                              const mg_sampling *s, uint64_t seed, uint64_t step, float *scores,
                              int32_t *tokens, mg_error *err);
+
+    /* Optional (NULL: mg_copy_row_blocks loops over copy_rows): count blocks of
+     * n rows; block i goes from src row src_row + i*src_step to dst row
+     * dst_row + i*dst_step (steps >= n). One call where a device would
+     * otherwise pay one launch per sequence. */
+    void (*copy_rows_strided)(mg_backend *be, mg_tensor *dst, int64_t dst_row, int64_t dst_step,
+                              const mg_tensor *src, int64_t src_row, int64_t src_step, int64_t n,
+                              int64_t count);
 } mg_backend_ops;
 
 struct mg_backend {
@@ -128,6 +136,17 @@ struct mg_backend {
 
 /* Creates the CPU backend with n_threads workers (<= 0: all cores). */
 mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err);
+
+#ifdef MG_HAVE_CUDA
+/* The CUDA backend (kernels/) on GPU `device`, matrix weights stored as
+ * matrix_dtype (MG_DT_F32 exact, or MG_DT_BF16). Fails, naming the reason,
+ * when no usable GPU is present (no driver, no device, too old). */
+mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype matrix_dtype,
+                               mg_error *err);
+/* Checks that `device` is usable; its name goes to name and its peak memory
+ * bandwidth in bytes/s to peak_bw (either may be NULL). */
+mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw, mg_error *err);
+#endif
 
 /* --- tensor helpers over the ops (src/tensor.c) --- */
 mg_code mg_tensor_new(mg_tensor **out, mg_backend *be, mg_dtype dt, int ndim,
@@ -143,5 +162,9 @@ mg_tensor mg_tensor_rows_view(const mg_tensor *t, int64_t row0, int64_t n);
 /* A view reshaped to [rows, cols] (same number of elements). */
 mg_tensor mg_tensor_reshape2(const mg_tensor *t, int64_t rows, int64_t cols);
 mg_code mg_tensor_upload_f32(mg_tensor *t, const float *host, mg_error *err);
+/* copy_rows_strided through the backend, or a loop of copy_rows without it. */
+void    mg_copy_row_blocks(mg_backend *be, mg_tensor *dst, int64_t dst_row, int64_t dst_step,
+                           const mg_tensor *src, int64_t src_row, int64_t src_step, int64_t n,
+                           int64_t count);
 mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err);
 #endif

@@ -317,9 +317,9 @@ mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids
         op->linear(be, &q, &h, L->q, NULL);
         op->linear(be, &kn, &h, L->k, NULL);
         op->linear(be, &vn, &h, L->v, NULL);
+        mg_copy_row_blocks(be, st->k_cache[l], st->past, st->cap, &kn, 0, n_new, n_new, S);
+        mg_copy_row_blocks(be, st->v_cache[l], st->past, st->cap, &vn, 0, n_new, n_new, S);
         for (int s = 0; s < S; s++) {
-            op->copy_rows(be, st->k_cache[l], (int64_t)s * st->cap + st->past, &kn, (int64_t)s * n_new, n_new);
-            op->copy_rows(be, st->v_cache[l], (int64_t)s * st->cap + st->past, &vn, (int64_t)s * n_new, n_new);
             st->self_seqs[s] = (mg_attn_seq){.k = st->k_cache[l], .v = st->v_cache[l],
                                              .k_row0 = (int64_t)s * st->cap,
                                              .n_keys = st->past + n_new, .q_pos = st->past};
@@ -361,14 +361,13 @@ mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids
     mg_tensor src = x;
     if (last_only) {
         src = mg_tensor_rows_view(st->xl, 0, S);
-        for (int s = 0; s < S; s++)
-            op->copy_rows(be, &src, s, &x, (int64_t)s * n_new + n_new - 1, 1);
+        mg_copy_row_blocks(be, &src, 0, 1, &x, n_new - 1, n_new, 1, S);
     }
     mg_tensor hl = mg_tensor_rows_view(st->hl, 0, (int64_t)S * n_out);
     for (int k = 0; k < K; k++) {
         op->linear(be, &hl, &src, dec->heads[k], NULL);
-        for (int s = 0; s < S; s++)
-            op->copy_rows(be, logits, ((int64_t)s * K + k) * n_out, &hl, (int64_t)s * n_out, n_out);
+        mg_copy_row_blocks(be, logits, (int64_t)k * n_out, (int64_t)K * n_out, &hl, 0, n_out,
+                           n_out, S);
     }
     return op->sync(be, err);
 }

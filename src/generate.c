@@ -144,8 +144,10 @@ static mg_code generate_ids_locked(mg_model *m, const int32_t *ids, const uint8_
                 step_ids[s * K + k] = seq[((int64_t)(s % batch) * K + k) * total + t];
         rc = mg_decoder_forward(&m->dec, &st, step_ids, 1, 1, logits, NULL, NULL, err);
         if (rc == MG_OK)
+            /* processed scores only when the step hook reads them: on a GPU
+             * they would cost a copy per step */
             rc = be->ops->select_tokens(be, logits, batch * K, V, &p->sampling, p->seed,
-                                        (uint64_t)t, scores, tokens, err);
+                                        (uint64_t)t, raw ? scores : NULL, tokens, err);
         if (rc == MG_OK && raw)
             rc = be->ops->download(be, logits, 0, raw, (size_t)n_seq * K * V * sizeof *raw, err);
         if (rc != MG_OK)

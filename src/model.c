@@ -5,24 +5,59 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The backend named by opt->device, with matrix weights in opt->dtype. */
+/* "cuda" -> 0, "cuda:N" -> N; -1 when the name is not a CUDA device. */
+static int cuda_index(const char *dev)
+{
+    if (strcmp(dev, "cuda") == 0)
+        return 0;
+    if (strncmp(dev, "cuda:", 5) != 0 || dev[5] < '0' || dev[5] > '9')
+        return -1;
+    char *end;
+    long n = strtol(dev + 5, &end, 10);
+    return *end || n > 255 ? -1 : (int)n;
+}
+
+/* The backend named by opt->device, with matrix weights in opt->dtype.
+ * "auto" takes GPU 0 when it is usable (bf16 unless f32 was asked for), else
+ * the CPU; m->device says which. */
 static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, mg_error *err)
 {
     const char *dev = opt && opt->device ? opt->device : "cpu";
-    const char *dt = opt && opt->dtype ? opt->dtype : "f32";
-    if (strcmp(dt, "f32") != 0)
-        return mg_fail_field(err, MG_ERR_INVALID, "dtype",
-                             "weight format '%s' is not implemented yet (only f32)", dt);
-    if (strcmp(dev, "cpu") == 0 || strcmp(dev, "auto") == 0) {
-        snprintf(m->device, sizeof m->device, "cpu");
-        snprintf(m->dtype, sizeof m->dtype, "%s", dt);
-        return mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
-    }
-    if (strncmp(dev, "cuda", 4) == 0)
+    const char *dt = opt && opt->dtype ? opt->dtype : NULL;
+    int is_auto = strcmp(dev, "auto") == 0, gpu = cuda_index(dev);
+    if (!is_auto && gpu < 0 && strcmp(dev, "cpu") != 0)
         return mg_fail_field(err, MG_ERR_INVALID, "device",
-                             "device '%s': this build has no CUDA backend", dev);
-    return mg_fail_field(err, MG_ERR_INVALID, "device",
-                         "unknown device '%s' (expected cpu, cuda, cuda:N or auto)", dev);
+                             "unknown device '%s' (expected cpu, cuda, cuda:N or auto)", dev);
+    if (dt && strcmp(dt, "f32") != 0 && strcmp(dt, "bf16") != 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "dtype",
+                             "weight format '%s' is not implemented (f32, or bf16 on CUDA)", dt);
+#ifdef MG_HAVE_CUDA
+    if (gpu >= 0 || is_auto) {
+        mg_error probe = {0};
+        mg_dtype mdt = dt && strcmp(dt, "f32") == 0 ? MG_DT_F32 : MG_DT_BF16;
+        if (gpu < 0)
+            gpu = 0;
+        mg_code rc = mg_backend_cuda_create(&m->be, gpu, mdt, is_auto ? &probe : err);
+        if (rc == MG_OK) {
+            snprintf(m->device, sizeof m->device, "cuda:%d", gpu);
+            snprintf(m->dtype, sizeof m->dtype, "%s", mdt == MG_DT_F32 ? "f32" : "bf16");
+            return MG_OK;
+        }
+        if (!is_auto)
+            return mg_fail_context(err, "device '%s'", dev);
+    }
+#else
+    if (gpu >= 0)
+        return mg_fail_field(err, MG_ERR_UNSUPPORTED, "device",
+                             "device '%s': this build has no CUDA backend (built without nvcc "
+                             "or with CUDA=0)", dev);
+#endif
+    if (dt && strcmp(dt, "f32") != 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "dtype",
+                             "weight format '%s' is only implemented on CUDA; the CPU uses f32", dt);
+    snprintf(m->device, sizeof m->device, "cpu");
+    snprintf(m->dtype, sizeof m->dtype, "f32");
+    return mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
 }
 
 mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,

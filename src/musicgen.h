@@ -17,7 +17,8 @@ typedef struct mg_model mg_model;
 typedef struct {
     int         n_threads;   /* CPU workers; <= 0: all cores */
     const char *device;      /* "cpu" (NULL = "cpu"), "cuda", "cuda:N", "auto" */
-    const char *dtype;       /* matrix weight format: "f32" (NULL = "f32"), "bf16", "q8" */
+    const char *dtype;       /* matrix weight format: "f32", "bf16" (CUDA only); NULL: f32 on
+                              * the CPU, bf16 on CUDA */
 } mg_model_options;
 
 /* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and

@@ -91,3 +91,15 @@ mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err)
 {
     return t->be->ops->download(t->be, t, 0, host, t->nbytes, err);
 }
+
+void mg_copy_row_blocks(mg_backend *be, mg_tensor *dst, int64_t dst_row, int64_t dst_step,
+                        const mg_tensor *src, int64_t src_row, int64_t src_step, int64_t n,
+                        int64_t count)
+{
+    if (be->ops->copy_rows_strided) {
+        be->ops->copy_rows_strided(be, dst, dst_row, dst_step, src, src_row, src_step, n, count);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++)
+        be->ops->copy_rows(be, dst, dst_row + i * dst_step, src, src_row + i * src_step, n);
+}

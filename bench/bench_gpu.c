@@ -1,0 +1,171 @@
+/* bench_gpu MODEL_DIR: the CUDA backend's figures on one model (make
+ * bench-gpu): ms per decode step (decoder forward + token selection) for 1,
+ * 8, 32 and 64 requests with guidance, the bytes of weights one step reads
+ * and the fraction of the GPU's memory bandwidth that makes, and whole 30 s
+ * generations (T5 + decode + EnCodec). MG_DTYPE=f32 measures exact mode;
+ * MG_BENCH_SECONDS changes the clip length, MG_BENCH_BIG_BATCH the request
+ * count of the batched generation (0 skips it). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+
+#define DIE(...) do { fprintf(stderr, "bench-gpu: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
+
+#ifndef MG_HAVE_CUDA
+int main(void)
+{
+    fprintf(stderr, "bench-gpu: this build has no CUDA backend (built without nvcc or with CUDA=0)\n");
+    return 1;
+}
+#else
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Bytes of matrix weights a decode step streams: every layer's self
+ * attention, cross q/out, the MLP, and the K heads (embedding rows and the
+ * cached cross K/V are not re-read). */
+static double step_weight_bytes(const mg_decoder *d)
+{
+    const mg_config *c = d->cfg;
+    double b = 0;
+    for (int l = 0; l < c->dec_layers; l++) {
+        const mg_dec_layer *L = &d->layers[l];
+        const mg_tensor *ts[] = {L->q, L->k, L->v, L->o, L->cq, L->co, L->fc1, L->fc2};
+        for (int i = 0; i < 8; i++)
+            b += (double)ts[i]->nbytes;
+    }
+    for (int k = 0; k < c->num_codebooks; k++)
+        b += (double)d->heads[k]->nbytes;
+    return b;
+}
+
+/* Median ms of `steps` decode steps (after 3 warm-up steps) for `requests`
+ * requests with guidance (2 sequences each), from position 0. */
+static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params *p)
+{
+    const mg_config *c = &m->cfg;
+    enum { S = 20 };
+    int n_seq = 2 * requests, K = c->num_codebooks, V = c->dec_vocab, warm = 3;
+    mg_error err = {0};
+    mg_tensor *enc = NULL, *logits = NULL;
+    float *host = malloc((size_t)n_seq * S * c->dec_hidden * sizeof *host);
+    uint8_t *mask = malloc((size_t)n_seq * S);
+    int32_t *ids = malloc((size_t)n_seq * K * sizeof *ids), *tok = malloc((size_t)n_seq * K * sizeof *tok);
+    double *t = malloc((size_t)steps * sizeof *t);
+    if (!host || !mask || !ids || !tok || !t)
+        DIE("out of memory");
+    for (int64_t i = 0; i < (int64_t)n_seq * S * c->dec_hidden; i++)
+        host[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    for (int i = 0; i < n_seq * S; i++)
+        mask[i] = i / S < requests && i % S < 15;
+    mg_dec_state st;
+    if (mg_tensor_new2(&enc, m->be, (int64_t)n_seq * S, c->dec_hidden, &err) ||
+        mg_tensor_upload_f32(enc, host, &err) ||
+        mg_dec_state_init(&m->dec, &st, n_seq, steps + warm, enc, mask, S, &err) ||
+        mg_tensor_new2(&logits, m->be, (int64_t)n_seq * K, V, &err))
+        DIE("%s", err.msg);
+    for (int s = 0; s < steps + warm; s++) {
+        for (int i = 0; i < n_seq * K; i++)
+            ids[i] = (s * 31 + i * 7) % V;
+        double t0 = now_ms();
+        if (mg_decoder_forward(&m->dec, &st, ids, 1, 1, logits, NULL, NULL, &err) ||
+            m->be->ops->select_tokens(m->be, logits, requests * K, V, &p->sampling, 1, (uint64_t)s,
+                                      NULL, tok, &err))
+            DIE("%s", err.msg);
+        if (s >= warm)
+            t[s - warm] = now_ms() - t0;
+    }
+    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    double med = t[steps / 2];
+    mg_dec_state_free(&m->dec, &st);
+    mg_tensor_free(enc);
+    mg_tensor_free(logits);
+    free(host); free(mask); free(ids); free(tok); free(t);
+    return med;
+}
+
+static void generation(mg_model *m, int requests, float seconds, const mg_gen_params *base)
+{
+    enum { S = 20 };
+    int32_t *ids = malloc((size_t)requests * S * sizeof *ids);
+    uint8_t *mask = malloc((size_t)requests * S);
+    if (!ids || !mask)
+        DIE("out of memory");
+    for (int i = 0; i < requests * S; i++) {
+        ids[i] = i % S == S - 1 ? 1 : 100 + 37 * (i % S) + i / S;
+        mask[i] = 1;
+    }
+    mg_gen_params p = *base;
+    p.duration = seconds;
+    mg_gen_result res;
+    mg_error err = {0};
+    double t0 = now_ms();
+    if (mg_generate_ids(m, ids, mask, requests, S, &p, NULL, &res, &err))
+        DIE("%s", err.msg);
+    double wall = (now_ms() - t0) / 1e3;
+    printf("generate x%-3d    %.3f s wall for %d x %.1f s of audio (T5 %.1f ms, decode %.3f s = "
+           "%.3f ms/step over %d steps, EnCodec %.3f s)\n", requests, wall, requests,
+           (double)res.n_samples / res.sample_rate, res.t5_ms, res.decode_ms / 1e3,
+           res.decode_ms / res.steps, res.steps, res.encodec_ms / 1e3);
+    mg_gen_result_free(&res);
+    free(ids);
+    free(mask);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        DIE("usage: bench_gpu MODEL_DIR");
+    const char *dtype = getenv("MG_DTYPE");
+    float seconds = getenv("MG_BENCH_SECONDS") ? (float)atof(getenv("MG_BENCH_SECONDS")) : 30.0f;
+    int big = getenv("MG_BENCH_BIG_BATCH") ? atoi(getenv("MG_BENCH_BIG_BATCH")) : 64;
+    mg_error err = {0};
+    char name[256];
+    double peak = 0;
+    if (mg_cuda_probe(0, name, sizeof name, &peak, &err))
+        DIE("%s", err.msg);
+    mg_model *m = NULL;
+    mg_model_options opt = {.device = "cuda", .dtype = dtype};
+    double t0 = now_ms();
+    if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
+        DIE("%s", err.msg);
+    const mg_config *c = &m->cfg;
+    printf("device           %s, peak memory bandwidth %.0f GB/s\n", name, peak / 1e9);
+    printf("model            %s (decoder %d layers x %d, T5 %d layers x %d), weights %s\n", argv[1],
+           c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, mg_model_dtype(m));
+    printf("load             %.0f ms\n", now_ms() - t0);
+    double bytes = step_weight_bytes(&m->dec);
+    printf("weights/step     %.1f MB of decoder matrices read per decode step\n", bytes / 1e6);
+    mg_gen_params p;
+    mg_gen_params_default(m, &p);
+    p.sampling.do_sample = 1;
+    p.sampling.guidance_scale = 3;
+    p.sampling.top_k = 250;
+    p.seed = 1;
+    int reqs[] = {1, 8, 32, 64};
+    for (int i = 0; i < 4; i++) {
+        double ms = step_ms(m, reqs[i], 20, &p);
+        printf("decode_step x%-3d %.3f ms (guidance: %d sequences; median of 20 early steps incl. "
+               "sampling) -> %.0f GB/s of weights = %.0f%% of peak\n", reqs[i], ms, 2 * reqs[i],
+               bytes / (ms * 1e-3) / 1e9, 100.0 * bytes / (ms * 1e-3) / peak);
+    }
+    generation(m, 1, seconds, &p);
+    if (big > 1)
+        generation(m, big, seconds, &p);
+    mg_model_free(m);
+    return 0;
+}
+#endif

@@ -1,0 +1,249 @@
+/* Attention over a KV cache (decoder self-attention), over the cached text
+ * keys (cross-attention) and inside T5 (position bias, key masks).
+ *
+ * One block handles one (query row, head) and a chunk of CHUNK keys: scores
+ * go to shared memory, then softmax statistics and the weighted sum of values.
+ * Long caches are split across blocks (more SMs busy at batch 1), and a second
+ * kernel merges the chunks with the usual max/sum rescaling. Masked keys get
+ * -FLT_MAX added, as on the CPU, so a fully masked row averages every value. */
+#include "cuda_backend.h"
+
+#include <float.h>
+
+enum { ATT_THREADS = 128, CHUNK = 256 };
+
+struct attn_seq_dev {
+    const float *k, *v;
+    int64_t      k_row0;
+    int          n_keys, q_pos;
+    int64_t      mask_off; /* into the mask bytes; -1: no mask */
+};
+
+struct attn_args {
+    float                *out;
+    const float          *q;
+    const attn_seq_dev   *seqs;
+    const uint8_t        *masks;
+    const float          *bias;   /* [heads, q_per_seq, n_keys] or NULL */
+    float                *part_o; /* [rowheads, n_split, dh] */
+    float                *part_ml;/* [rowheads, n_split, 2] */
+    int                   q_per_seq, heads, dh, causal, n_split;
+    float                 scale;
+};
+
+static __device__ float warp_sum_a(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ float block_reduce(float v, float *red, bool is_max)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, u) : v + u;
+    }
+    int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+    __syncthreads();
+    if (l == 0)
+        red[w] = v;
+    __syncthreads();
+    v = l < nw ? red[l] : (is_max ? -INFINITY : 0.0f);
+    for (int o = 16; o > 0; o >>= 1) {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, u) : v + u;
+    }
+    return v;
+}
+
+/* dynamic smem: dh floats of q, CHUNK scores, ATT_THREADS partial outputs */
+__global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
+{
+    extern __shared__ float sm[];
+    __shared__ float red[32];
+    float *qs = sm, *sc = sm + a.dh, *po = sc + CHUNK;
+    int rowhead = blockIdx.x, split = blockIdx.y;
+    int h = rowhead % a.heads, row = rowhead / a.heads;
+    int s = row / a.q_per_seq, i = row % a.q_per_seq;
+    attn_seq_dev sq = a.seqs[s];
+    int hd = a.heads * a.dh, j0 = split * CHUNK;
+    int j1 = min(sq.n_keys, j0 + CHUNK);
+    int64_t part = (int64_t)rowhead * a.n_split + split;
+    if (j0 >= j1) { /* this sequence has fewer keys than the longest one */
+        for (int d = threadIdx.x; d < a.dh; d += blockDim.x)
+            a.part_o[part * a.dh + d] = 0.0f;
+        if (threadIdx.x == 0) {
+            a.part_ml[2 * part] = -INFINITY;
+            a.part_ml[2 * part + 1] = 0.0f;
+        }
+        return;
+    }
+    for (int d = threadIdx.x; d < a.dh; d += blockDim.x)
+        qs[d] = a.q[(int64_t)row * hd + (int64_t)h * a.dh + d];
+    __syncthreads();
+    const float *kb = sq.k + sq.k_row0 * hd + (int64_t)h * a.dh;
+    const float *vb = sq.v + sq.k_row0 * hd + (int64_t)h * a.dh;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    for (int j = j0 + warp; j < j1; j += nw) {
+        const float *kj = kb + (int64_t)j * hd;
+        float dot = 0.0f;
+        for (int d = lane; d < a.dh; d += 32)
+            dot += qs[d] * kj[d];
+        dot = warp_sum_a(dot);
+        if (lane == 0) {
+            float v = dot * a.scale;
+            if (a.bias)
+                v += a.bias[((int64_t)h * a.q_per_seq + i) * sq.n_keys + j];
+            bool masked = (sq.mask_off >= 0 && !a.masks[sq.mask_off + j]) ||
+                          (a.causal && j > sq.q_pos + i);
+            if (masked)
+                v += -FLT_MAX;
+            sc[j - j0] = v;
+        }
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < j1 - j0; j += blockDim.x)
+        mx = fmaxf(mx, sc[j]);
+    mx = block_reduce(mx, red, true);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < j1 - j0; j += blockDim.x) {
+        float e = expf(sc[j] - mx);
+        sc[j] = e;
+        sum += e;
+    }
+    sum = block_reduce(sum, red, false); /* its barriers also publish sc */
+    /* groups of dh threads each sum every n_groups-th key */
+    int n_groups = a.dh <= (int)blockDim.x ? (int)blockDim.x / a.dh : 1;
+    int g = threadIdx.x / a.dh;
+    bool last = a.n_split == 1;
+    for (int d0 = 0; d0 < a.dh; d0 += blockDim.x) {
+        int d = n_groups > 1 ? threadIdx.x % a.dh : d0 + threadIdx.x;
+        float acc = 0.0f;
+        if (g < n_groups && d < a.dh)
+            for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += n_groups)
+                acc += sc[j - j0] * vb[(int64_t)j * hd + d];
+        po[threadIdx.x] = acc;
+        __syncthreads();
+        if (threadIdx.x < min(a.dh - d0, n_groups > 1 ? a.dh : (int)blockDim.x)) {
+            int dd = n_groups > 1 ? threadIdx.x : d0 + threadIdx.x;
+            float o = 0.0f;
+            for (int gg = 0; gg < n_groups; gg++)
+                o += po[gg * (n_groups > 1 ? a.dh : 0) + threadIdx.x];
+            if (last)
+                a.out[(int64_t)row * hd + (int64_t)h * a.dh + dd] = o / sum;
+            else
+                a.part_o[part * a.dh + dd] = o;
+        }
+        __syncthreads();
+        if (n_groups > 1)
+            break;
+    }
+    if (!last && threadIdx.x == 0) {
+        a.part_ml[2 * part] = mx;
+        a.part_ml[2 * part + 1] = sum;
+    }
+}
+
+__global__ void attn_merge_kernel(attn_args a)
+{
+    int rowhead = blockIdx.x, h = rowhead % a.heads, row = rowhead / a.heads;
+    const float *ml = a.part_ml + (int64_t)rowhead * a.n_split * 2;
+    float M = -INFINITY;
+    for (int s = 0; s < a.n_split; s++)
+        M = fmaxf(M, ml[2 * s]);
+    float L = 0.0f;
+    for (int s = 0; s < a.n_split; s++)
+        if (ml[2 * s + 1] > 0)
+            L += ml[2 * s + 1] * expf(ml[2 * s] - M);
+    for (int d = threadIdx.x; d < a.dh; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < a.n_split; s++)
+            if (ml[2 * s + 1] > 0)
+                o += a.part_o[((int64_t)rowhead * a.n_split + s) * a.dh + d] * expf(ml[2 * s] - M);
+        a.out[(int64_t)row * a.heads * a.dh + (int64_t)h * a.dh + d] = o / L;
+    }
+}
+
+void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq, int q_per_seq,
+                  const mg_attn_seq *seqs, const mg_attn_params *p)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    cu_enter(cb);
+    if (n_seq <= 0 || q_per_seq <= 0)
+        return;
+    /* one host block: the per-sequence table, then the key masks */
+    int max_keys = 0;
+    size_t mask_bytes = 0;
+    for (int s = 0; s < n_seq; s++) {
+        if (seqs[s].n_keys > max_keys)
+            max_keys = seqs[s].n_keys;
+        if (seqs[s].key_mask)
+            mask_bytes += (size_t)seqs[s].n_keys;
+    }
+    if (max_keys <= 0) {
+        cu_fail(cb, "cuda: attention with no keys");
+        return;
+    }
+    size_t table = (size_t)n_seq * sizeof(attn_seq_dev), total = table + mask_bytes;
+    char *host = (char *)malloc(total);
+    if (!host) {
+        cu_fail(cb, "cuda: out of memory for attention metadata");
+        return;
+    }
+    attn_seq_dev *hs = (attn_seq_dev *)host;
+    size_t off = 0;
+    for (int s = 0; s < n_seq; s++) {
+        hs[s].k = cu_f32(seqs[s].k);
+        hs[s].v = cu_f32(seqs[s].v);
+        hs[s].k_row0 = seqs[s].k_row0;
+        hs[s].n_keys = seqs[s].n_keys;
+        hs[s].q_pos = seqs[s].q_pos;
+        hs[s].mask_off = -1;
+        if (seqs[s].key_mask) {
+            memcpy(host + table + off, seqs[s].key_mask, (size_t)seqs[s].n_keys);
+            hs[s].mask_off = (int64_t)off;
+            off += (size_t)seqs[s].n_keys;
+        }
+    }
+    char *dev = (char *)cu_stage(cb, host, total);
+    free(host);
+    if (!dev)
+        return;
+    attn_args a;
+    a.out = cu_f32(out);
+    a.q = cu_f32(q);
+    a.seqs = (const attn_seq_dev *)dev;
+    a.masks = (const uint8_t *)(dev + table);
+    a.bias = p->pos_bias ? cu_f32(p->pos_bias) : NULL;
+    a.q_per_seq = q_per_seq;
+    a.heads = p->heads;
+    a.dh = p->head_dim;
+    a.causal = p->causal;
+    a.scale = p->scale;
+    a.n_split = (max_keys + CHUNK - 1) / CHUNK;
+    int64_t rowheads = (int64_t)n_seq * q_per_seq * p->heads;
+    a.part_o = a.part_ml = NULL;
+    if (a.n_split > 1) {
+        float *part = (float *)cu_scratch(cb, 1, (size_t)rowheads * a.n_split * (a.dh + 2) * 4);
+        if (!part)
+            return;
+        a.part_o = part;
+        a.part_ml = part + rowheads * a.n_split * a.dh;
+    }
+    size_t smem = ((size_t)a.dh + CHUNK + ATT_THREADS) * sizeof(float);
+    if (smem > 48 * 1024) {
+        cu_fail(cb, "cuda: attention head_dim %d is not supported (at most %d)", a.dh,
+                48 * 1024 / 4 - CHUNK - ATT_THREADS);
+        return;
+    }
+    attn_chunk_kernel<<<dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS, smem,
+                        cb->stream>>>(a);
+    if (cu_launched(cb, "attention"))
+        return;
+    if (a.n_split > 1) {
+        attn_merge_kernel<<<(unsigned)rowheads, 64, 0, cb->stream>>>(a);
+        cu_launched(cb, "attention merge");
+    }
+}

@@ -1,0 +1,502 @@
+/* mg-kernel-test: every op of the CUDA backend against the CPU backend on
+ * random inputs of awkward sizes (not multiples of 32, batch 1 and odd
+ * batches), in f32 and bf16 weight modes. Without a usable GPU it prints one
+ * skip line and exits 0. Output follows tests/check.h. */
+#include <execinfo.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tests/check.h"
+#include "backend.h"
+
+typedef struct {
+    mg_backend *cpu, *gpu;
+    uint64_t    rng;
+    /* host buffers handed to weight() must outlive the backends */
+    void      **keep;
+    int         n_keep, cap_keep;
+} ctx;
+
+static float frand(ctx *c)
+{
+    c->rng = c->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((c->rng >> 40) / 16777216.0) * 2.0f - 1.0f;
+}
+
+static float *rnd(ctx *c, int64_t n, float scale)
+{
+    float *p = malloc((size_t)n * sizeof *p + 4);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < n; i++)
+        p[i] = frand(c) * scale;
+    if (c->n_keep == c->cap_keep) {
+        c->cap_keep = c->cap_keep ? 2 * c->cap_keep : 64;
+        c->keep = realloc(c->keep, (size_t)c->cap_keep * sizeof *c->keep);
+        if (!c->keep)
+            exit(1);
+    }
+    c->keep[c->n_keep++] = p;
+    return p;
+}
+
+static float bf16_round(float f) { return mg_bf16_to_f32(mg_f32_to_bf16(f)); }
+
+static float *bf16_copy(ctx *c, const float *x, int64_t n)
+{
+    float *p = rnd(c, n, 0);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = bf16_round(x[i]);
+    return p;
+}
+
+/* A pair of tensors (CPU, GPU) with the same contents. */
+typedef struct { mg_tensor *c, *g; } pair;
+
+static pair mk(ctx *c, int ndim, const int64_t *ne, const float *host)
+{
+    pair p = {0};
+    mg_error err = {0};
+    if (mg_tensor_new(&p.c, c->cpu, MG_DT_F32, ndim, ne, &err) ||
+        mg_tensor_new(&p.g, c->gpu, MG_DT_F32, ndim, ne, &err) ||
+        (host && (mg_tensor_upload_f32(p.c, host, &err) || mg_tensor_upload_f32(p.g, host, &err)))) {
+        fprintf(stderr, "tensor: %s\n", err.msg);
+        exit(1);
+    }
+    return p;
+}
+static pair mk2(ctx *c, int64_t r, int64_t k, const float *host)
+{
+    return mk(c, 2, (const int64_t[]){r, k}, host);
+}
+
+/* A weight on both backends: the CPU one from cpu_host, the GPU one from host. */
+static pair weight(ctx *c, int ndim, const int64_t *ne, const float *host, const float *cpu_host,
+                   mg_weight_kind kind)
+{
+    pair p = {0};
+    mg_error err = {0};
+    mg_backend *be[2] = {c->cpu, c->gpu};
+    mg_tensor **t[2] = {&p.c, &p.g};
+    for (int i = 0; i < 2; i++) {
+        mg_tensor *w = calloc(1, sizeof *w);
+        if (!w)
+            exit(1);
+        w->be = be[i];
+        w->dtype = MG_DT_F32;
+        w->ndim = ndim;
+        memcpy(w->ne, ne, (size_t)ndim * sizeof *ne);
+        w->nbytes = (size_t)mg_tensor_numel(w) * 4;
+        if (be[i]->ops->weight(be[i], w, i || !cpu_host ? host : cpu_host, kind, &err)) {
+            fprintf(stderr, "weight: %s\n", err.msg);
+            exit(1);
+        }
+        *t[i] = w;
+    }
+    return p;
+}
+
+static void drop(pair p)
+{
+    mg_tensor_free(p.c);
+    mg_tensor_free(p.g);
+}
+
+/* max |gpu - cpu| <= tol * max(1, max |cpu|), -inf patterns equal. */
+static void compare(ctx *c, pair p, double tol, const char *what)
+{
+    int64_t n = mg_tensor_numel(p.c);
+    float *a = malloc((size_t)n * 4 + 4), *b = malloc((size_t)n * 4 + 4);
+    mg_error err = {0};
+    if (!a || !b)
+        exit(1);
+    mg_code rc = mg_tensor_download_f32(p.c, a, &err);
+    if (rc == MG_OK)
+        rc = c->gpu->ops->sync(c->gpu, &err);
+    if (rc == MG_OK)
+        rc = mg_tensor_download_f32(p.g, b, &err);
+    CHECK(rc == MG_OK, "%s: %s", what, err.msg);
+    if (rc == MG_OK) {
+        double mx = 1, worst = 0;
+        int64_t at = 0, inf_bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (isinf(a[i]) || isinf(b[i])) {
+                inf_bad += !(isinf(a[i]) && isinf(b[i]) && (a[i] > 0) == (b[i] > 0));
+                continue;
+            }
+            if (fabs(a[i]) > mx)
+                mx = fabs(a[i]);
+            double d = fabs((double)a[i] - b[i]);
+            if (!(d <= worst)) {
+                worst = isnan(d) ? INFINITY : d;
+                at = i;
+            }
+        }
+        int ok = inf_bad == 0 && worst <= tol * mx;
+        CHECK(ok, "%s: max err %.3g at %lld (cpu %g gpu %g), tol %.3g, %lld -inf mismatches", what,
+              worst, (long long)at, a[at], b[at], tol * mx, (long long)inf_bad);
+        if (ok)
+            printf("ok   %-44s max err %.3g (tol %.3g)\n", what, worst, tol * mx);
+    }
+    free(a);
+    free(b);
+}
+
+static const double TOL = 1e-4;
+
+static void test_linear(ctx *c, int M, int N, int K, int bias, int bf16)
+{
+    float *x = rnd(c, (int64_t)M * K, 1), *w = rnd(c, (int64_t)N * K, 0.2f), *b = rnd(c, N, 0.5f);
+    /* the CPU gets the weights the GPU holds (bf16-rounded in bf16 mode; the
+     * tensor-core path keeps activations to ~16 bits as hi + lo bf16 parts) */
+    const float *wc = bf16 ? bf16_copy(c, w, (int64_t)N * K) : w;
+    const float *xc = x;
+    pair px = mk2(c, M, K, x), py = mk2(c, M, N, NULL);
+    mg_tensor *xcpu = px.c;
+    pair pxc = {0};
+    if (xc != x) {
+        pxc = mk2(c, M, K, xc);
+        xcpu = pxc.c;
+    }
+    pair pw = weight(c, 2, (const int64_t[]){N, K}, w, wc, MG_WEIGHT_MATRIX);
+    pair pb = mk(c, 1, (const int64_t[]){N}, b);
+    c->cpu->ops->linear(c->cpu, py.c, xcpu, pw.c, bias ? pb.c : NULL);
+    c->gpu->ops->linear(c->gpu, py.g, px.g, pw.g, bias ? pb.g : NULL);
+    char what[96];
+    snprintf(what, sizeof what, "linear %s M=%d N=%d K=%d%s", bf16 ? "bf16" : "f32", M, N, K,
+             bias ? " +bias" : "");
+    compare(c, py, TOL, what);
+    drop(px); drop(py); drop(pw); drop(pb);
+    if (pxc.c)
+        drop(pxc);
+}
+
+static void test_embed(ctx *c, int bf16)
+{
+    int V = 37, d = 45, m = 7;
+    float *tab = rnd(c, (int64_t)V * d, 1);
+    const float *tc = bf16 ? bf16_copy(c, tab, (int64_t)V * d) : tab;
+    int32_t ids[7] = {0, 36, 5, 5, 17, 2, 30};
+    pair pt = weight(c, 2, (const int64_t[]){V, d}, tab, tc, MG_WEIGHT_MATRIX);
+    pair py = mk2(c, m, d, rnd(c, (int64_t)m * d, 1));
+    for (int acc = 0; acc < 2; acc++) {
+        c->cpu->ops->embed(c->cpu, py.c, pt.c, ids, m, acc);
+        c->gpu->ops->embed(c->gpu, py.g, pt.g, ids, m, acc);
+    }
+    compare(c, py, TOL, bf16 ? "embed bf16 (set, accumulate)" : "embed f32 (set, accumulate)");
+    drop(pt); drop(py);
+}
+
+static void test_elementwise(ctx *c)
+{
+    int R = 7, C = 45;
+    float scale[7] = {1, 0, -2, 0.5f, 3, 1, -1};
+    pair a = mk2(c, R, C, rnd(c, R * C, 3)), b = mk2(c, R, C, rnd(c, R * C, 3));
+    c->cpu->ops->add(c->cpu, a.c, b.c);
+    c->gpu->ops->add(c->gpu, a.g, b.g);
+    compare(c, a, TOL, "add");
+    c->cpu->ops->scale_rows(c->cpu, a.c, scale);
+    c->gpu->ops->scale_rows(c->gpu, a.g, scale);
+    compare(c, a, TOL, "scale_rows");
+    struct { void (*fc)(mg_backend *, mg_tensor *); void (*fg)(mg_backend *, mg_tensor *); const char *n; } acts[] = {
+        {c->cpu->ops->relu, c->gpu->ops->relu, "relu"},
+        {c->cpu->ops->gelu, c->gpu->ops->gelu, "gelu"},
+        {c->cpu->ops->elu, c->gpu->ops->elu, "elu"},
+    };
+    for (int i = 0; i < 3; i++) {
+        pair t = mk2(c, R, C, rnd(c, R * C, 4));
+        acts[i].fc(c->cpu, t.c);
+        acts[i].fg(c->gpu, t.g);
+        compare(c, t, TOL, acts[i].n);
+        drop(t);
+    }
+    pair s = mk2(c, 9, 77, rnd(c, 9 * 77, 1)), d = mk2(c, 13, 77, rnd(c, 13 * 77, 1));
+    c->cpu->ops->copy_rows(c->cpu, d.c, 3, s.c, 2, 5);
+    c->gpu->ops->copy_rows(c->gpu, d.g, 3, s.g, 2, 5);
+    compare(c, d, TOL, "copy_rows");
+    drop(a); drop(b); drop(s); drop(d);
+}
+
+static void test_norms(ctx *c, int rows, int d, int in_place)
+{
+    pair x = mk2(c, rows, d, rnd(c, (int64_t)rows * d, 2)), y = mk2(c, rows, d, NULL);
+    pair w = mk(c, 1, (const int64_t[]){d}, rnd(c, d, 1)), b = mk(c, 1, (const int64_t[]){d}, rnd(c, d, 1));
+    pair *out = in_place ? &x : &y;
+    char what[80];
+    c->cpu->ops->rms_norm(c->cpu, out->c, x.c, w.c, 1e-6f);
+    c->gpu->ops->rms_norm(c->gpu, out->g, x.g, w.g, 1e-6f);
+    snprintf(what, sizeof what, "rms_norm %dx%d%s", rows, d, in_place ? " in place" : "");
+    compare(c, *out, TOL, what);
+    c->cpu->ops->layer_norm(c->cpu, out->c, x.c, w.c, b.c, 1e-5f);
+    c->gpu->ops->layer_norm(c->gpu, out->g, x.g, w.g, b.g, 1e-5f);
+    snprintf(what, sizeof what, "layer_norm %dx%d%s", rows, d, in_place ? " in place" : "");
+    compare(c, *out, TOL, what);
+    drop(x); drop(y); drop(w); drop(b);
+}
+
+/* n_seq sequences with their own key counts inside one K/V buffer. */
+static void test_attention(ctx *c, int n_seq, int qps, int heads, int dh, int causal, int masks,
+                           int bias, const int *n_keys)
+{
+    int hd = heads * dh, cap = 0, max_keys = 0;
+    for (int s = 0; s < n_seq; s++) {
+        cap += n_keys[s] + 3;
+        if (n_keys[s] > max_keys)
+            max_keys = n_keys[s];
+    }
+    pair k = mk2(c, cap, hd, rnd(c, (int64_t)cap * hd, 1)), v = mk2(c, cap, hd, rnd(c, (int64_t)cap * hd, 1));
+    pair q = mk2(c, n_seq * qps, hd, rnd(c, (int64_t)n_seq * qps * hd, 1)), o = mk2(c, n_seq * qps, hd, NULL);
+    pair pb = {0};
+    /* T5 shares one bias table, so every sequence has max_keys keys then */
+    if (bias)
+        pb = mk(c, 3, (const int64_t[]){heads, qps, max_keys}, rnd(c, (int64_t)heads * qps * max_keys, 2));
+    uint8_t *mask = malloc((size_t)n_seq * max_keys + 1);
+    mg_attn_seq sc[8], sg[8];
+    int64_t row0 = 0;
+    for (int s = 0; s < n_seq; s++) {
+        for (int j = 0; j < n_keys[s]; j++)
+            mask[s * max_keys + j] = s == 1 ? 0 : (j * 7 + s) % 5 != 0; /* seq 1 fully masked */
+        sc[s] = (mg_attn_seq){.k = k.c, .v = v.c, .k_row0 = row0, .n_keys = n_keys[s],
+                              .key_mask = masks ? mask + s * max_keys : NULL,
+                              .q_pos = causal ? n_keys[s] - qps : 0};
+        sg[s] = sc[s];
+        sg[s].k = k.g;
+        sg[s].v = v.g;
+        row0 += n_keys[s] + 3;
+    }
+    mg_attn_params p = {.heads = heads, .head_dim = dh, .scale = 1.0f / sqrtf((float)dh),
+                        .causal = causal};
+    p.pos_bias = bias ? pb.c : NULL;
+    c->cpu->ops->attention(c->cpu, o.c, q.c, n_seq, qps, sc, &p);
+    p.pos_bias = bias ? pb.g : NULL;
+    c->gpu->ops->attention(c->gpu, o.g, q.g, n_seq, qps, sg, &p);
+    char what[120];
+    snprintf(what, sizeof what, "attention seqs=%d q=%d h=%d dh=%d keys<=%d%s%s%s", n_seq, qps,
+             heads, dh, max_keys, causal ? " causal" : "", masks ? " masks" : "", bias ? " bias" : "");
+    compare(c, o, TOL, what);
+    free(mask);
+    drop(k); drop(v); drop(q); drop(o);
+    if (bias)
+        drop(pb);
+}
+
+static void test_conv(ctx *c, int batch, int c_in, int c_out, int K, int t_in, int stride, int dil)
+{
+    int t_out = (t_in - dil * (K - 1) - 1) / stride + 1;
+    pair x = mk2(c, (int64_t)batch * c_in, t_in, rnd(c, (int64_t)batch * c_in * t_in, 1));
+    pair y = mk2(c, (int64_t)batch * c_out, t_out, NULL);
+    pair w = weight(c, 3, (const int64_t[]){c_out, c_in, K}, rnd(c, (int64_t)c_out * c_in * K, 0.3f), NULL, MG_WEIGHT_PLAIN);
+    pair b = mk(c, 1, (const int64_t[]){c_out}, rnd(c, c_out, 1));
+    c->cpu->ops->conv1d(c->cpu, y.c, x.c, w.c, b.c, batch, stride, dil);
+    c->gpu->ops->conv1d(c->gpu, y.g, x.g, w.g, b.g, batch, stride, dil);
+    char what[100];
+    snprintf(what, sizeof what, "conv1d B=%d %d->%d k=%d T=%d s=%d d=%d", batch, c_in, c_out, K,
+             t_in, stride, dil);
+    compare(c, y, TOL, what);
+    drop(x); drop(y); drop(w); drop(b);
+}
+
+static void test_convt(ctx *c, int batch, int c_in, int c_out, int K, int t_in, int stride, int trim)
+{
+    int full = (t_in - 1) * stride + K, t_y = full - trim - (trim + 1) / 2;
+    pair x = mk2(c, (int64_t)batch * c_in, t_in, rnd(c, (int64_t)batch * c_in * t_in, 1));
+    pair y = mk2(c, (int64_t)batch * c_out, t_y, NULL);
+    pair w = weight(c, 3, (const int64_t[]){c_in, c_out, K}, rnd(c, (int64_t)c_out * c_in * K, 0.3f), NULL, MG_WEIGHT_PLAIN);
+    pair b = mk(c, 1, (const int64_t[]){c_out}, rnd(c, c_out, 1));
+    c->cpu->ops->conv_transpose1d(c->cpu, y.c, x.c, w.c, b.c, batch, stride, trim);
+    c->gpu->ops->conv_transpose1d(c->gpu, y.g, x.g, w.g, b.g, batch, stride, trim);
+    char what[100];
+    snprintf(what, sizeof what, "conv_transpose1d B=%d %d->%d k=%d T=%d s=%d trim=%d", batch,
+             c_in, c_out, K, t_in, stride, trim);
+    compare(c, y, TOL, what);
+    drop(x); drop(y); drop(w); drop(b);
+}
+
+static void test_pad_transpose(ctx *c)
+{
+    int cases[][3] = {{3, 3, 3}, {20, 2, 5}, {1, 3, 3}, {9, 0, 4}};
+    for (int i = 0; i < 4; i++) {
+        int T = cases[i][0], l = cases[i][1], r = cases[i][2];
+        pair x = mk2(c, 5, T, rnd(c, 5 * T, 1)), y = mk2(c, 5, T + l + r, NULL);
+        c->cpu->ops->pad_reflect(c->cpu, y.c, x.c, l, r);
+        c->gpu->ops->pad_reflect(c->gpu, y.g, x.g, l, r);
+        char what[64];
+        snprintf(what, sizeof what, "pad_reflect T=%d left=%d right=%d", T, l, r);
+        compare(c, y, TOL, what);
+        drop(x); drop(y);
+    }
+    for (int batch = 1; batch <= 3; batch += 2) {
+        int C = 37, R = 45;
+        pair x = mk2(c, (int64_t)batch * C, R, rnd(c, (int64_t)batch * C * R, 1));
+        pair y = mk2(c, (int64_t)batch * R, C, NULL);
+        c->cpu->ops->transpose(c->cpu, y.c, x.c, batch);
+        c->gpu->ops->transpose(c->gpu, y.g, x.g, batch);
+        compare(c, y, TOL, batch == 1 ? "transpose B=1 37x45" : "transpose B=3 37x45");
+        drop(x); drop(y);
+    }
+}
+
+static void test_lstm(ctx *c, int batch, int T, int H)
+{
+    pair x = mk2(c, (int64_t)batch * T, H, rnd(c, (int64_t)batch * T * H, 1));
+    pair h = mk2(c, (int64_t)batch * T, H, NULL);
+    float s = 1.0f / sqrtf((float)H);
+    pair wi = weight(c, 2, (const int64_t[]){4 * H, H}, rnd(c, 4 * H * H, s), NULL, MG_WEIGHT_PLAIN);
+    pair wh = weight(c, 2, (const int64_t[]){4 * H, H}, rnd(c, 4 * H * H, s), NULL, MG_WEIGHT_PLAIN);
+    pair bi = mk(c, 1, (const int64_t[]){4 * H}, rnd(c, 4 * H, 0.2f));
+    pair bh = mk(c, 1, (const int64_t[]){4 * H}, rnd(c, 4 * H, 0.2f));
+    c->cpu->ops->lstm(c->cpu, h.c, x.c, wi.c, wh.c, bi.c, bh.c, batch);
+    c->gpu->ops->lstm(c->gpu, h.g, x.g, wi.g, wh.g, bi.g, bh.g, batch);
+    char what[64];
+    snprintf(what, sizeof what, "lstm B=%d T=%d H=%d", batch, T, H);
+    compare(c, h, TOL, what);
+    drop(x); drop(h); drop(wi); drop(wh); drop(bi); drop(bh);
+}
+
+static void test_select(ctx *c, int rows, int V, mg_sampling s, const char *name)
+{
+    int lr = s.guidance_scale > 1 ? 2 * rows : rows;
+    float *lg = rnd(c, (int64_t)lr * V, 4);
+    if (V > 10) /* exact ties: the first index must win on both */
+        for (int r = 0; r < lr; r++)
+            lg[(int64_t)r * V + 3] = lg[(int64_t)r * V + 9] = 9.0f;
+    pair l = mk2(c, lr, V, lg);
+    float *sc_c = malloc((size_t)rows * V * 4), *sc_g = malloc((size_t)rows * V * 4);
+    int32_t tc[64], tg[64];
+    mg_error err = {0};
+    int same_tok = 1, bad_inf = 0;
+    double worst = 0;
+    for (uint64_t step = 0; step < 4; step++) {
+        mg_code a = c->cpu->ops->select_tokens(c->cpu, l.c, rows, V, &s, 42, step, sc_c, tc, &err);
+        mg_code b = c->gpu->ops->select_tokens(c->gpu, l.g, rows, V, &s, 42, step, sc_g, tg, &err);
+        CHECK(a == MG_OK && b == MG_OK, "select_tokens %s: %s", name, err.msg);
+        if (a || b)
+            break;
+        for (int r = 0; r < rows; r++)
+            same_tok &= tc[r] == tg[r];
+        for (int64_t i = 0; i < (int64_t)rows * V; i++) {
+            if (isinf(sc_c[i]) || isinf(sc_g[i])) {
+                bad_inf += !(isinf(sc_c[i]) && isinf(sc_g[i]));
+                continue;
+            }
+            double d = fabs((double)sc_c[i] - sc_g[i]);
+            if (d > worst)
+                worst = d;
+        }
+    }
+    /* without scores the GPU must still pick the same tokens */
+    mg_code b = c->gpu->ops->select_tokens(c->gpu, l.g, rows, V, &s, 42, 3, NULL, tg, &err);
+    CHECK(b == MG_OK, "select_tokens %s without scores: %s", name, err.msg);
+    for (int r = 0; b == MG_OK && r < rows; r++)
+        same_tok &= tc[r] == tg[r];
+    char what[120];
+    snprintf(what, sizeof what, "select_tokens %s rows=%d V=%d", name, rows, V);
+    CHECK(same_tok && !bad_inf && worst == 0, "%s: tokens %s, %d -inf mismatches, scores differ by %g",
+          what, same_tok ? "equal" : "DIFFER", bad_inf, worst);
+    if (same_tok && !bad_inf && worst == 0)
+        printf("ok   %-44s tokens and scores identical over 4 steps\n", what);
+    free(sc_c);
+    free(sc_g);
+    drop(l);
+}
+
+/* A crash prints its stack (addresses resolve with addr2line on this binary). */
+static void on_crash(int sig)
+{
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    static const char msg[] = "mg-kernel-test: crashed; stack:\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    backtrace_symbols_fd(frames, n, 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int main(int argc, char **argv)
+{
+    ctx c = {.rng = 0x1234567};
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGSEGV, on_crash);
+    signal(SIGBUS, on_crash);
+    signal(SIGFPE, on_crash);
+    mg_error err = {0};
+    int dev = argc > 1 ? atoi(argv[1]) : 0;
+    char name[256] = "";
+    /* MG_KTEST_SELF=1 runs the harness with a second CPU backend in place of
+     * the GPU (f32 only), to check the test itself on a machine without one */
+    int self = getenv("MG_KTEST_SELF") && atoi(getenv("MG_KTEST_SELF"));
+    if (!self && mg_cuda_probe(dev, name, sizeof name, NULL, &err) != MG_OK) {
+        SKIP("mg-kernel-test: no usable GPU (%s)", err.msg);
+        return check_summary("mg-kernel-test");
+    }
+    printf("device %d: %s\n", dev, name);
+    if (mg_backend_cpu_create(&c.cpu, 0, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    for (int mode = 0; mode < (self ? 1 : 2); mode++) {
+        int bf16 = mode == 1;
+        if (self ? mg_backend_cpu_create(&c.gpu, 3, &err)
+                 : mg_backend_cuda_create(&c.gpu, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &err)) {
+            CHECK(0, "cuda backend: %s", err.msg);
+            break;
+        }
+        int lin[][3] = {{1, 77, 45}, {2, 130, 67}, {3, 33, 96}, {5, 257, 128}, {16, 70, 50},
+                        {17, 70, 50}, {67, 129, 200}, {1, 1024, 1024}, {2, 2048, 1024},
+                        {8, 1000, 4096}, {40, 1024, 768}, {128, 1024, 1024}};
+        for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
+            test_linear(&c, lin[i][0], lin[i][1], lin[i][2], i % 2 == 0, bf16);
+        test_embed(&c, bf16);
+        if (!bf16) {
+            test_elementwise(&c);
+            test_norms(&c, 5, 77, 0);
+            test_norms(&c, 3, 1024, 1);
+            int k1[] = {5}, k3[] = {20, 20, 20}, k4[] = {300, 77, 700, 1}, k5[] = {1500, 1500};
+            test_attention(&c, 1, 1, 3, 24, 1, 0, 0, k1);
+            test_attention(&c, 3, 5, 3, 8, 0, 1, 1, k3);
+            test_attention(&c, 3, 20, 4, 64, 0, 1, 1, k3);
+            test_attention(&c, 4, 1, 5, 40, 1, 0, 0, k4);
+            test_attention(&c, 4, 1, 3, 24, 0, 1, 0, k4);
+            test_attention(&c, 2, 1, 16, 64, 1, 0, 0, k5);
+            test_attention(&c, 2, 3, 2, 200, 1, 0, 0, k4);
+            test_conv(&c, 1, 5, 35, 7, 100, 1, 1);
+            test_conv(&c, 3, 37, 19, 3, 77, 1, 3);
+            test_conv(&c, 2, 6, 9, 4, 50, 2, 1);
+            test_conv(&c, 1, 130, 70, 1, 333, 1, 1);
+            test_convt(&c, 1, 6, 35, 16, 13, 8, 4);
+            test_convt(&c, 3, 37, 17, 4, 29, 2, 1);
+            test_convt(&c, 2, 9, 5, 10, 7, 5, 3);
+            test_pad_transpose(&c);
+            test_lstm(&c, 1, 11, 37);
+            test_lstm(&c, 3, 7, 64);
+            test_lstm(&c, 9, 5, 40);
+            mg_sampling greedy = {.do_sample = 0, .temperature = 1, .top_p = 1, .guidance_scale = 1};
+            mg_sampling cfg = greedy;
+            cfg.guidance_scale = 3;
+            mg_sampling samp = {.do_sample = 1, .temperature = 1, .top_k = 0, .top_p = 1, .guidance_scale = 3};
+            mg_sampling topk = {.do_sample = 1, .temperature = 0.7f, .top_k = 13, .top_p = 1, .guidance_scale = 3};
+            mg_sampling topp = {.do_sample = 1, .temperature = 1.3f, .top_k = 0, .top_p = 0.8f, .guidance_scale = 1};
+            mg_sampling both = {.do_sample = 1, .temperature = 1, .top_k = 250, .top_p = 0.95f, .guidance_scale = 3};
+            test_select(&c, 5, 77, greedy, "greedy");
+            test_select(&c, 3, 77, cfg, "greedy cfg3");
+            test_select(&c, 7, 77, samp, "sample cfg3");
+            test_select(&c, 1, 2048, topk, "sample t0.7 top_k13 cfg3");
+            test_select(&c, 5, 2048, topp, "sample t1.3 top_p0.8");
+            test_select(&c, 9, 2048, both, "sample top_k250 top_p0.95 cfg3");
+        }
+        c.gpu->ops->destroy(c.gpu);
+        c.gpu = NULL;
+    }
+    c.cpu->ops->destroy(c.cpu);
+    for (int i = 0; i < c.n_keep; i++)
+        free(c.keep[i]);
+    free(c.keep);
+    return check_summary("mg-kernel-test");
+}
