@@ -130,14 +130,18 @@ $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
 
 module: $(MODULE)
-$(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/cpu/*.h)
+$(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/cpu/*.h) $(CU_OBJ) \
+           $(BUILD)/cuda-$(CUDA).stamp
 	@test -x $(NGINX_SRC)/configure || { echo "no nginx source at $(NGINX_SRC): apt-get install nginx-dev, or set NGINX_SRC"; exit 1; }
-	@if [ ! -f $(BUILD)/nginx/Makefile ]; then \
+	@if [ ! -f $(BUILD)/nginx/Makefile ] || [ $(BUILD)/cuda-$(CUDA).stamp -nt $(BUILD)/nginx/Makefile ] \
+	    || [ config -nt $(BUILD)/nginx/Makefile ]; then \
 	    rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx && \
-	    cd $(BUILD)/nginx && ./configure --with-compat --with-threads --with-cc-opt="$(NGX_CC_OPT)" \
+	    cd $(BUILD)/nginx && MG_CUDA_OBJS="$(abspath $(CU_OBJ))" MG_CUDA_LIBS="$(MODULE_CUDA_LIBS)" \
+	        ./configure --with-compat --with-threads --with-cc-opt="$(NGX_CC_OPT)" \
 	        --add-dynamic-module=$(CURDIR) > configure.log || { cat configure.log; exit 1; }; \
 	fi
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)
 NGX_SAN_OPT = -fsanitize=address,undefined
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 

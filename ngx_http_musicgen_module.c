@@ -28,6 +28,8 @@
 typedef struct {
     ngx_str_t   model_dir;    /* musicgen_model */
     ngx_int_t   threads;      /* musicgen_threads: engine CPU threads per worker */
+    ngx_str_t   device;       /* musicgen_device: cpu | auto | cuda | cuda:N (NUL-terminated) */
+    ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
     mg_model   *model;        /* loaded at worker start */
     mg_config   cfg;          /* read at config time (nginx -t validates it) */
     ngx_int_t   queue;        /* musicgen_queue: jobs that may wait behind the running one */
@@ -69,6 +71,7 @@ static char *ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void
 static char *ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -91,6 +94,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen_device"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_musicgen_device,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+    { ngx_string("musicgen_dtype"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_dtype,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -253,29 +262,61 @@ ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
-/* cpu | auto | cuda | cuda:N. Only the CPU backend exists so far: "auto"
- * means the CPU, and asking for CUDA fails at nginx -t instead of silently
- * running on the CPU. */
+/* cpu | auto | cuda | cuda:N. A build without the CUDA backend refuses cuda
+ * at nginx -t rather than silently running on the CPU; "auto" takes the GPU
+ * when the worker finds one usable, else the CPU, and logs which. */
 static char *
 ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_str_t  *value = cf->args->elts;
+    ngx_http_musicgen_main_conf_t  *mcf = conf;
+    ngx_str_t                      *value = cf->args->elts;
 
+    if (mcf->device.data) {
+        return "is duplicate";
+    }
     if (ngx_strcmp(value[1].data, "cpu") == 0 || ngx_strcmp(value[1].data, "auto") == 0) {
+        mcf->device = value[1];
         return NGX_CONF_OK;
     }
     if (ngx_strncmp(value[1].data, "cuda", 4) == 0
         && (value[1].len == 4 || (value[1].data[4] == ':' && value[1].len > 5
             && ngx_atoi(value[1].data + 5, value[1].len - 5) != NGX_ERROR)))
     {
+#ifdef MG_HAVE_CUDA
+        mcf->device = value[1];
+        return NGX_CONF_OK;
+#else
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "musicgen_device \"%V\": this build has no CUDA backend yet; use cpu or auto",
-                           &value[1]);
+                           "musicgen_device \"%V\": this module was built without the CUDA "
+                           "backend (no nvcc at build time); use cpu or auto", &value[1]);
         return NGX_CONF_ERROR;
+#endif
     }
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "musicgen_device \"%V\": expected cpu, auto, cuda or cuda:N", &value[1]);
     return NGX_CONF_ERROR;
+}
+
+/* The matrix weights' format; the engine says at worker start whether the
+ * chosen device implements it. */
+static char *
+ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_musicgen_main_conf_t  *mcf = conf;
+    ngx_str_t                      *value = cf->args->elts;
+
+    if (mcf->dtype.data) {
+        return "is duplicate";
+    }
+    if (ngx_strcmp(value[1].data, "f32") != 0 && ngx_strcmp(value[1].data, "bf16") != 0
+        && ngx_strcmp(value[1].data, "q8") != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "musicgen_dtype \"%V\": expected f32, bf16 or q8", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+    mcf->dtype = value[1];
+    return NGX_CONF_OK;
 }
 
 static char *
@@ -450,13 +491,18 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
     }
     ngx_memzero(&err, sizeof(err));
     ngx_snprintf((u_char *) dir, sizeof(dir), "%V%Z", &mcf->model_dir);
+    ngx_memzero(&opt, sizeof(opt));
     opt.n_threads = (int) mcf->threads;
+    opt.device = mcf->device.data ? (const char *) mcf->device.data : "auto";
+    opt.dtype = mcf->dtype.data ? (const char *) mcf->dtype.data : NULL;
     if (mg_model_load(&mcf->model, dir, &opt, &err) != MG_OK) {
         /* requests get 503 while the model is not loaded */
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "musicgen: loading \"%s\": %s", dir, err.msg);
         mcf->model = NULL;
     } else {
-        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "musicgen: model \"%s\" loaded", dir);
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "musicgen: model \"%s\" loaded on %s (musicgen_device %s), %s weights",
+                      dir, mg_model_device(mcf->model), opt.device, mg_model_dtype(mcf->model));
     }
     return NGX_OK;
 }
@@ -630,7 +676,8 @@ ngx_http_musicgen_status_handler(ngx_http_request_t *r)
     }
     mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
     mcf->stats.model = (const char *) mcf->model_dir.data;
-    mcf->stats.device = "cpu";
+    mcf->stats.device = mcf->model ? mg_model_device(mcf->model)
+                      : mcf->device.data ? (const char *) mcf->device.data : "auto";
     mcf->stats.loaded = mcf->model != NULL;
     mcf->stats.running = mcf->active ? 1 : 0;   /* one generation at a time per worker */
     mcf->stats.queued = mcf->active ? mcf->active - 1 : 0;

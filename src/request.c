@@ -403,8 +403,9 @@ mg_code mg_request_parse_json(const char *body, size_t len, const mg_request_lim
     if (len == 0 || !body)
         return mg_fail_field(err, MG_ERR_INVALID, "", "request body is empty");
 
+    /* \u0000 is parsed so that the validators can name the field it is in */
     json_error_t je;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!root) {
         if (json_error_code(&je) == json_error_duplicate_key) {
             char key[64];

@@ -260,3 +260,26 @@ GET /generate?prompt=long+ambient&duration=40&seed=3
 musicgen: client closed the connection, cancelling
 --- no_error_log
 [alert]
+
+=== TEST 19: the JSON's data URL decodes to a 16-bit mono 32 kHz WAV of exactly the requested length
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"prompt": "data url", "duration": 2, "seed": 8}
+--- more_headers
+Content-Type: application/json
+--- error_code: 200
+--- response_body_like eval
+# the 44-byte header of 2 s of 16-bit mono PCM at 32 kHz is fixed, and base64
+# maps every 3 bytes to 4 characters: its first 42 bytes are the first 56
+# characters, and 128044 bytes (3 * 42681 + 1) are 42682 groups of 4, the
+# last one "xx==" (perl caps a quantifier at 65534, so count groups)
+use MIME::Base64 ();
+my $data = 2 * 32000 * 2;
+my $hdr = "RIFF" . pack("V", 36 + $data) . "WAVEfmt " . pack("VvvVVvv", 16, 1, 1, 32000, 64000, 2, 16)
+        . "data" . pack("V", $data);
+my $b64 = substr(MIME::Base64::encode_base64($hdr, ''), 0, 56);
+qr{"audioUrl":"data:audio/wav;base64,\Q$b64\E(?:[A-Za-z0-9+/]{4}){42667}[A-Za-z0-9+/]{2}==","audio_base64":"\Q$b64\E(?:[A-Za-z0-9+/]{4}){42667}[A-Za-z0-9+/]{2}==",.*"duration":2(?:\.0)?,.*"size_bytes":128044,}s

@@ -60,7 +60,11 @@ static const bad_case bad[] = {
     { 0, "{\"prompt\": \"a\", \"duration\": Infinity}", "", "not valid JSON" },
     { 0, "{\"prompt\": \"a\", \"duration\": 1e999}", "", "not valid JSON" },
     { 0, "{\"prompt\": \"\xff\"}", "", "not valid JSON" },
-    { 0, "{\"prompt\": \"a\\u0000b\"}", "", "not valid JSON" },
+    { 0, "{\"prompt\": \"a\\u0000b\"}", "prompt", "must not contain control characters" },
+    { 0, "{\"mood\": \"calm\\u0000\", \"genres\": [\"jazz\"]}", "mood", "must not contain control characters" },
+    { 0, "{\"genres\": [\"ja\\u0000zz\"]}", "genres", "must not contain control characters" },
+    { 0, "{\"prompt\": \"x\", \"format\": \"wav\\u0000\"}", "format", "unknown audio format" },
+    { 0, "{\"pro\\u0000mpt\": \"x\"}", "", "not valid JSON" },
     /* duplicates */
     { 0, "{\"prompt\": \"a\", \"prompt\": \"b\"}", "prompt", "duplicate" },
     { 0, "{\"analysis\": {\"mood\": \"a\", \"mood\": \"b\"}}", "mood", "duplicate" },
