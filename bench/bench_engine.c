@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     int threads = argc > 3 ? atoi(argv[3]) : 0;
     mg_error err = {0};
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = threads};
+    mg_model_options opt = {.n_threads = threads, .dtype = getenv("MG_BENCH_DTYPE")};
     double t0 = now_ms();
     if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
         DIE("%s", err.msg);
@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     if (mg_decoder_project(&m->dec, last, mask, enc, &err))
         DIE("%s", err.msg);
     m->be->ops->copy_rows(m->be, enc2, 0, enc, 0, S); /* second half stays zero */
-    enum { STEPS = 12 };
+    enum { STEPS = 120 };
     mg_dec_state st;
     int K = c->num_codebooks;
     if (mg_dec_state_init(&m->dec, &st, 2, STEPS, enc2, mask2, S, &err) ||

@@ -10,13 +10,23 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
 {
     const char *dev = opt && opt->device ? opt->device : "cpu";
     const char *dt = opt && opt->dtype ? opt->dtype : "f32";
-    if (strcmp(dt, "f32") != 0)
+    mg_dtype weight_dtype;
+    if (strcmp(dt, "f32") == 0)
+        weight_dtype = MG_DT_F32;
+    else if (strcmp(dt, "bf16") == 0)
+        weight_dtype = MG_DT_BF16;
+    else if (strcmp(dt, "q8") == 0)
+        weight_dtype = MG_DT_Q8;
+    else
         return mg_fail_field(err, MG_ERR_INVALID, "dtype",
-                             "weight format '%s' is not implemented yet (only f32)", dt);
+                             "unknown weight format '%s' (expected f32, bf16 or q8)", dt);
     if (strcmp(dev, "cpu") == 0 || strcmp(dev, "auto") == 0) {
         snprintf(m->device, sizeof m->device, "cpu");
         snprintf(m->dtype, sizeof m->dtype, "%s", dt);
-        return mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+        mg_code rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+        if (rc == MG_OK)
+            m->be->weight_dtype = weight_dtype;
+        return rc;
     }
     if (strncmp(dev, "cuda", 4) == 0)
         return mg_fail_field(err, MG_ERR_INVALID, "device",
