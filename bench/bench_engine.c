@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     if (mg_decoder_project(&m->dec, last, mask, enc, &err))
         DIE("%s", err.msg);
     m->be->ops->copy_rows(m->be, enc2, 0, enc, 0, S); /* second half stays zero */
-    enum { STEPS = 120 };
+    enum { STEPS = 400 };
     mg_dec_state st;
     int K = c->num_codebooks;
     if (mg_dec_state_init(&m->dec, &st, 2, STEPS, enc2, mask2, S, &err) ||

@@ -127,6 +127,14 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
            (size_t)(n * cols) * sizeof(float));
 }
 
+/* y += a·x, cloned per ISA like the dot product (attention's value sums). */
+MG_CPU_ISA_CLONES
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 typedef struct {
     float                *out;
     const float          *q;
@@ -173,12 +181,8 @@ static void attn_task(void *arg, int64_t i0, int64_t i1)
             float *o = c->out + row * hd + h * c->dh;
             for (int d = 0; d < c->dh; d++)
                 o[d] = 0;
-            for (int j = 0; j < sq->n_keys; j++) {
-                float pj = scores[j] / sum;
-                const float *vj = vb + (int64_t)j * hd;
-                for (int d = 0; d < c->dh; d++)
-                    o[d] += pj * vj[d];
-            }
+            for (int j = 0; j < sq->n_keys; j++)
+                axpy(o, scores[j] / sum, vb + (int64_t)j * hd, c->dh);
         }
     }
 }

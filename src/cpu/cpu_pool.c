@@ -23,15 +23,14 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void run_chunk(mg_cpu_pool *p, int chunk)
+static void run_pieces(mg_cpu_pool *p)
 {
-    if (chunk >= p->n_chunks)
-        return;
-    int64_t per = p->n / p->n_chunks, extra = p->n % p->n_chunks;
-    int64_t i0 = chunk * per + (chunk < extra ? chunk : extra);
-    int64_t i1 = i0 + per + (chunk < extra ? 1 : 0);
-    if (i1 > i0)
-        p->fn(p->ctx, i0, i1);
+    for (;;) {
+        int64_t i0 = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
+        if (i0 >= p->n)
+            return;
+        p->fn(p->ctx, i0, i0 + p->grain < p->n ? i0 + p->grain : p->n);
+    }
 }
 
 /* Waits until the generation moves past seen; returns the new one. */
@@ -63,24 +62,16 @@ static uint64_t wait_generation(mg_cpu_pool *p, uint64_t seen)
     return g;
 }
 
-typedef struct {
-    mg_cpu_pool *pool;
-    int          index;
-} worker_arg;
-
-/* Worker i runs chunk i+1 of each job; the caller runs chunk 0. */
+/* Workers and the caller take pieces of each job until none are left. */
 static void *pool_worker(void *arg)
 {
-    worker_arg *wa = arg;
-    mg_cpu_pool *p = wa->pool;
-    int index = wa->index;
-    free(wa);
+    mg_cpu_pool *p = arg;
     uint64_t seen = 0;
     for (;;) {
         seen = wait_generation(p, seen);
         if (atomic_load(&p->stop))
             break;
-        run_chunk(p, index + 1);
+        run_pieces(p);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
     return NULL;
@@ -99,21 +90,22 @@ static void publish(mg_cpu_pool *p)
 void mg_cpu_pool_run(mg_cpu_pool *p, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
                      void *ctx)
 {
-    int64_t chunks = min_per_thread > 0 ? n / min_per_thread : n;
-    if (chunks > p->n_workers + 1)
-        chunks = p->n_workers + 1;
-    if (chunks <= 1 || p->n_workers == 0) {
+    int64_t min = min_per_thread > 0 ? min_per_thread : 1;
+    if (n < 2 * min || p->n_workers == 0) {
         if (n > 0)
             fn(ctx, 0, n);
         return;
     }
+    /* ~8 pieces per thread balance well and cost little to hand out */
+    int64_t grain = n / (8 * (int64_t)(p->n_workers + 1));
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    p->n_chunks = (int)chunks;
+    p->grain = grain > 0 ? grain : 1;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->pending, p->n_workers, memory_order_relaxed);
     publish(p);
-    run_chunk(p, 0);
+    run_pieces(p);
     /* the others finish within microseconds unless descheduled: then yield */
     for (unsigned spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
         CPU_RELAX();
@@ -143,6 +135,7 @@ mg_code mg_cpu_pool_init(mg_cpu_pool *p, int n_threads, mg_error *err)
     atomic_init(&p->pending, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->stop, 0);
+    atomic_init(&p->next, 0);
     p->n_workers = 0;
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
@@ -150,10 +143,7 @@ mg_code mg_cpu_pool_init(mg_cpu_pool *p, int n_threads, mg_error *err)
         return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory");
     }
     for (int i = 0; i < n_threads - 1; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (!wa || (wa->pool = p, wa->index = i,
-                    pthread_create(&p->threads[i], NULL, pool_worker, wa)) != 0) {
-            free(wa);
+        if (pthread_create(&p->threads[i], NULL, pool_worker, p) != 0) {
             mg_cpu_pool_destroy(p);
             return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot start worker thread %d", i);
         }

@@ -26,15 +26,18 @@ typedef struct mg_cpu_pool {
     /* the current job, written before generation is bumped */
     mg_cpu_task_fn  fn;
     void           *ctx;
-    int64_t         n;
-    int             n_chunks;
+    int64_t         n, grain;
+    _Atomic int64_t next;        /* first item not yet handed out */
 } mg_cpu_pool;
 
 /* Starts n_threads - 1 workers (the caller is the last thread). */
 mg_code mg_cpu_pool_init(mg_cpu_pool *p, int n_threads, mg_error *err);
 void    mg_cpu_pool_destroy(mg_cpu_pool *p);
-/* Runs fn over [0, n) in contiguous chunks, one per thread; fewer threads when
- * a chunk would be smaller than min_per_thread. Returns when all are done. */
+/* Runs fn over [0, n) in contiguous pieces that the threads take in turn
+ * (so a thread slowed by anything else just takes fewer); on one thread when
+ * n < 2·min_per_thread. Every item is computed by exactly one call, so ops
+ * whose items are independent give the same result on any thread count.
+ * Returns when all are done. */
 void    mg_cpu_pool_run(mg_cpu_pool *p, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
                         void *ctx);
 #endif
