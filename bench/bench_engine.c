@@ -1,12 +1,24 @@
-/* bench_engine MODEL_DIR [SECONDS]: speed and memory figures of the engine on
- * one model: T5 for a 20-token prompt, one decoder step (batch 1 with
- * guidance), EnCodec per second of audio, a whole generation, peak RSS. */
+/* bench_engine: speed and memory figures of the engine on one model.
+ *
+ *   bench_engine MODEL_DIR [--dtype f32|bf16|q8] [--seconds S] [--threads N]
+ *                [--json FILE]
+ *     machine read bandwidth (a streaming read on all threads), load time,
+ *     T5 on a 20-token prompt, the decode step (batch 1 with guidance, median
+ *     of 250 steps) and the fraction of the read bandwidth its weight reads
+ *     achieve, EnCodec per second of audio, a whole S-second generation
+ *     (S = 0: skipped) and peak RSS; FILE gets them as JSON, keys suffixed
+ *     with the dtype.
+ *   bench_engine --table OUT.json IN.json...
+ *     merges the per-dtype files into OUT.json and prints the issue's table.
+ * Peak RSS is per process, so run.sh runs one process per dtype. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cpu/cpu.h"
 #include "model.h"
 
 static double now_ms(void)
@@ -37,25 +49,97 @@ static double peak_rss_mb(void)
 
 #define DIE(...) do { fprintf(stderr, "bench: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
 
-int main(int argc, char **argv)
+/* ------------------------------------------------------- read bandwidth */
+
+typedef struct {
+    const uint64_t *buf;
+    uint64_t        sums[64];
+    int64_t         per_piece;
+} stream_ctx;
+
+/* Eight independent sums: the loads, not the adds, limit the loop. */
+MG_CPU_ISA_CLONES
+static uint64_t sum_words(const uint64_t *p, int64_t n)
 {
-    if (argc < 2)
-        DIE("usage: bench_engine MODEL_DIR [SECONDS] [THREADS]");
-    double seconds = argc > 2 ? atof(argv[2]) : 10.0;
-    int threads = argc > 3 ? atoi(argv[3]) : 0;
+    uint64_t s[8] = {0};
+    for (int64_t i = 0; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += p[i + l];
+    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static void stream_task(void *arg, int64_t i0, int64_t i1)
+{
+    stream_ctx *c = arg;
+    for (int64_t i = i0; i < i1; i++)
+        c->sums[i % 64] += sum_words(c->buf + i * c->per_piece, c->per_piece);
+}
+
+/* GB/s of a streaming read of 1 GiB on the backend's threads (best of 5). */
+static double read_bandwidth_gbs(mg_backend *be)
+{
+    const int64_t bytes = (int64_t)1 << 30, pieces = 1024;
+    uint64_t *buf = malloc((size_t)bytes);
+    if (!buf)
+        return 0;
+    memset(buf, 1, (size_t)bytes);
+    stream_ctx c = {.buf = buf, .per_piece = bytes / 8 / pieces};
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_ms();
+        mg_cpu_parallel(be, pieces, 1, stream_task, &c);
+        double ms = now_ms() - t0;
+        best = ms < best ? ms : best;
+    }
+    free(buf);
+    return bytes / best / 1e6;
+}
+
+/* Weight bytes one decode step reads (the per-layer matrices and the LM
+ * heads; embeddings are row gathers, cross-attention K/V are per request). */
+static double decode_weight_bytes(const mg_model *m)
+{
+    double b = 0;
+    for (int l = 0; l < m->cfg.dec_layers; l++) {
+        const mg_dec_layer *L = &m->dec.layers[l];
+        const mg_tensor *w[] = {L->q, L->k, L->v, L->o, L->cq, L->co, L->fc1, L->fc2};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+            b += (double)w[i]->nbytes;
+    }
+    for (int k = 0; k < m->cfg.num_codebooks; k++)
+        b += (double)m->dec.heads[k]->nbytes;
+    return b;
+}
+
+/* ------------------------------------------------------------- measure */
+
+static void measure(const char *dir, const char *dtype, double seconds, int threads,
+                    const char *json_path)
+{
     mg_error err = {0};
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = threads};
+    mg_model_options opt = {.n_threads = threads, .dtype = dtype};
+    json_t *out = json_object();
+    char key[64];
+#define PUT(name, value) (snprintf(key, sizeof key, "%s_%s", name, dtype), \
+                          json_object_set_new(out, key, json_real(value)))
     double t0 = now_ms();
-    if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
-        DIE("%s", err.msg);
+    if (!out || mg_model_load(&m, dir, &opt, &err) != MG_OK)
+        DIE("%s", out ? err.msg : "out of memory");
+    double load_ms = now_ms() - t0;
     const mg_config *c = &m->cfg;
-    printf("model            %s (decoder %d layers x %d, T5 %d layers x %d), %d threads\n", argv[1],
-           c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, m->be->n_threads);
-    printf("load             %.0f ms\n", now_ms() - t0);
+    printf("model            %s (decoder %d layers x %d, T5 %d layers x %d), %d threads, %s weights, %s kernels\n",
+           dir, c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, m->be->n_threads, dtype,
+           mg_cpu_isa_name(mg_cpu_backend_isa(m->be)));
+    printf("load             %.0f ms\n", load_ms);
+    PUT("load_ms", load_ms);
+    /* the bandwidth goes first in the f32 run, last in the others, so its
+     * 1 GiB buffer never counts in a compressed format's peak RSS */
+    int bw_first = !strcmp(dtype, "f32");
+    double bw = bw_first ? read_bandwidth_gbs(m->be) : 0;
 
     /* T5 on a 20-token prompt */
-    enum { S = 20, REPS = 5 };
+    enum { S = 20, REPS = 7 };
     int32_t ids[S];
     uint8_t mask[S];
     for (int i = 0; i < S; i++) {
@@ -74,21 +158,23 @@ int main(int argc, char **argv)
             DIE("%s", err.msg);
         times[r] = now_ms() - t0;
     }
-    printf("t5_encode        %.1f ms (20 tokens, median of %d)\n", median(times, REPS), REPS);
+    double t5 = median(times, REPS);
+    printf("t5_encode        %.1f ms (20 tokens, median of %d)\n", t5, REPS);
+    PUT("t5_ms", t5);
 
-    /* decoder steps, batch 1 with guidance = 2 sequences */
+    /* decoder steps, batch 1 with guidance = 2 sequences, positions 0..STEPS */
     uint8_t mask2[2 * S] = {0};
     memcpy(mask2, mask, S);
     if (mg_decoder_project(&m->dec, last, mask, enc, &err))
         DIE("%s", err.msg);
     m->be->ops->copy_rows(m->be, enc2, 0, enc, 0, S); /* second half stays zero */
-    enum { STEPS = 12 };
+    enum { STEPS = 250 };
     mg_dec_state st;
     int K = c->num_codebooks;
     if (mg_dec_state_init(&m->dec, &st, 2, STEPS, enc2, mask2, S, &err) ||
         mg_tensor_new2(&logits, m->be, 2 * K, c->dec_vocab, &err))
         DIE("%s", err.msg);
-    double steps[STEPS];
+    static double steps[STEPS];
     int32_t step_ids[8] = {0};
     for (int s = 0; s < STEPS; s++) {
         for (int k = 0; k < 2 * K; k++)
@@ -98,9 +184,13 @@ int main(int argc, char **argv)
             DIE("%s", err.msg);
         steps[s] = now_ms() - t0;
     }
-    double first = steps[0];
-    printf("decoder_step     %.1f ms (batch 1 with guidance, median of %d; first %.1f ms)\n",
-           median(steps + 1, STEPS - 1), STEPS - 1, first);
+    double first = steps[0], step_ms = median(steps + 1, STEPS - 1);
+    double wbytes = decode_weight_bytes(m), gbs = wbytes / step_ms / 1e6;
+    printf("decoder_step     %.1f ms (batch 1 with guidance, median of positions 1..%d; first %.1f ms)\n",
+           step_ms, STEPS - 1, first);
+    PUT("decode_ms", step_ms);
+    PUT("decode_weight_mb", wbytes / 1e6);
+    PUT("decode_gbs", gbs);
     mg_dec_state_free(&m->dec, &st);
 
     /* EnCodec on 5 s of codes */
@@ -114,8 +204,9 @@ int main(int argc, char **argv)
     t0 = now_ms();
     if (mg_encodec_decode(m->ec, codes, 1, frames, audio, NULL, NULL, &err))
         DIE("%s", err.msg);
-    double ec_ms = now_ms() - t0;
-    printf("encodec          %.1f ms per second of audio (%d frames)\n", ec_ms / 5.0, frames);
+    double ec_ms = (now_ms() - t0) / 5.0;
+    printf("encodec          %.1f ms per second of audio (%d frames)\n", ec_ms, frames);
+    PUT("encodec_ms_per_audio_s", ec_ms);
     free(codes);
     free(audio);
     mg_tensor_free(last);
@@ -124,23 +215,133 @@ int main(int argc, char **argv)
     mg_tensor_free(logits);
 
     /* a whole generation from token ids */
-    mg_gen_params p;
-    mg_gen_params_default(m, &p);
-    p.duration = (float)seconds;
-    p.sampling.do_sample = 1;
-    p.sampling.guidance_scale = 3;
-    p.sampling.top_k = 250;
-    p.seed = 1;
-    mg_gen_result res;
-    t0 = now_ms();
-    if (mg_generate_ids(m, ids, mask, 1, S, &p, NULL, &res, &err))
-        DIE("%s", err.msg);
-    double wall = (now_ms() - t0) / 1e3, audio_s = (double)res.n_samples / res.sample_rate;
-    printf("generate         %.2f s wall for %.2f s of audio (T5 %.0f ms, decode %.2f s = %.1f ms/step, EnCodec %.2f s)\n",
-           wall, audio_s, res.t5_ms, res.decode_ms / 1e3, res.decode_ms / res.steps, res.encodec_ms / 1e3);
-    printf("real_time_factor %.2f (wall / audio seconds; < 1 is faster than real time)\n", wall / audio_s);
-    mg_gen_result_free(&res);
-    printf("peak_rss         %.0f MB\n", peak_rss_mb());
+    if (seconds > 0) {
+        mg_gen_params p;
+        mg_gen_params_default(m, &p);
+        p.duration = (float)seconds;
+        p.sampling.do_sample = 1;
+        p.sampling.guidance_scale = 3;
+        p.sampling.top_k = 250;
+        p.seed = 1;
+        mg_gen_result res;
+        t0 = now_ms();
+        if (mg_generate_ids(m, ids, mask, 1, S, &p, NULL, &res, &err))
+            DIE("%s", err.msg);
+        double wall = (now_ms() - t0) / 1e3, audio_s = (double)res.n_samples / res.sample_rate;
+        printf("generate         %.2f s wall for %.2f s of audio (T5 %.0f ms, decode %.2f s = %.1f ms/step, EnCodec %.2f s)\n",
+               wall, audio_s, res.t5_ms, res.decode_ms / 1e3, res.decode_ms / res.steps,
+               res.encodec_ms / 1e3);
+        printf("real_time_factor %.2f (wall / audio seconds; < 1 is faster than real time)\n",
+               wall / audio_s);
+        snprintf(key, sizeof key, "e2e_%gs_%s_s", seconds, dtype);
+        json_object_set_new(out, key, json_real(wall));
+        PUT("e2e_decode_ms_per_step", res.decode_ms / res.steps);
+        mg_gen_result_free(&res);
+    }
+    double rss = peak_rss_mb();
+    printf("peak_rss         %.0f MB\n", rss);
+    PUT("peak_rss_mb", rss);
+    if (!bw_first)
+        bw = read_bandwidth_gbs(m->be);
+    printf("read_bandwidth   %.1f GB/s (streaming read, %d threads)\n", bw, m->be->n_threads);
+    printf("decoder_weights  %.0f MB per step read at %.1f GB/s = %.0f %% of the read bandwidth\n",
+           wbytes / 1e6, gbs, 100 * gbs / bw);
+    json_object_set_new(out, "read_bandwidth_gbs", json_real(bw));
+    PUT("decode_bw_fraction", gbs / bw);
     mg_model_free(m);
+    if (json_path && json_dump_file(out, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        DIE("cannot write %s", json_path);
+    json_decref(out);
+#undef PUT
+}
+
+/* ---------------------------------------------------------------- table */
+
+static double num(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return v ? json_number_value(v) : -1;
+}
+
+static void row(const char *what, const char *hf, const char *target, double v, const char *fmt)
+{
+    char got[64];
+    if (v < 0)
+        snprintf(got, sizeof got, "not measured yet");
+    else
+        snprintf(got, sizeof got, fmt, v);
+    printf("| %-44s | %-12s | %-10s | %-22s |\n", what, hf, target, got);
+}
+
+static void table(const char *out_path, int n, char **in)
+{
+    json_t *all = json_object();
+    for (int i = 0; i < n; i++) {
+        json_error_t e;
+        json_t *j = json_load_file(in[i], 0, &e);
+        if (!j)
+            DIE("%s: %s", in[i], e.text);
+        json_object_update(all, j);
+        json_decref(j);
+    }
+    /* the rows of the issue: T5 and EnCodec as a q8 deployment runs them */
+    json_object_set_new(all, "t5_ms", json_real(num(all, "t5_ms_q8")));
+    json_object_set_new(all, "encodec_ms_per_audio_s", json_real(num(all, "encodec_ms_per_audio_s_q8")));
+    double bw = num(all, "read_bandwidth_gbs");
+    printf("\nmachine read bandwidth: %.1f GB/s\n\n", bw);
+    printf("| %-44s | %-12s | %-10s | %-22s |\n", "measure", "HF+PyTorch", "target", "ngx-musicgen");
+    printf("|----------------------------------------------|--------------|------------|------------------------|\n");
+    row("decode step with guidance, float32 (ms)", "173 ms", "<= 60 ms", num(all, "decode_ms_f32"), "%.1f ms");
+    row("decode step with guidance, bf16 (ms)", "-", "-", num(all, "decode_ms_bf16"), "%.1f ms");
+    row("decode step with guidance, q8 (ms)", "-", "<= 20 ms", num(all, "decode_ms_q8"), "%.1f ms");
+    row("T5, 20-token prompt (q8 weights)", "55 ms", "<= 30 ms", num(all, "t5_ms"), "%.1f ms");
+    row("T5, 20-token prompt (f32 weights)", "55 ms", "<= 30 ms", num(all, "t5_ms_f32"), "%.1f ms");
+    row("EnCodec, per second of audio", "270 ms", "<= 100 ms", num(all, "encodec_ms_per_audio_s"), "%.0f ms");
+    row("10 s of audio end to end, q8", "~90 s", "<= 10 s", num(all, "e2e_10s_q8_s"), "%.2f s");
+    row("4 concurrent 10 s requests, q8 (ratio)", "-", "<= 1.5x", num(all, "batch4_ratio_q8"), "%.2fx");
+    row("peak RSS, q8", "3.1 GB", "<= 1 GB", num(all, "peak_rss_mb_q8"), "%.0f MB");
+    printf("\ndecode weight reads as a fraction of the read bandwidth:");
+    static const char *const dts[] = {"f32", "bf16", "q8"};
+    for (int i = 0; i < 3; i++) {
+        char k1[64], k2[64], k3[64];
+        snprintf(k1, sizeof k1, "decode_bw_fraction_%s", dts[i]);
+        snprintf(k2, sizeof k2, "decode_gbs_%s", dts[i]);
+        snprintf(k3, sizeof k3, "decode_weight_mb_%s", dts[i]);
+        if (num(all, k1) >= 0)
+            printf("  %s %.0f MB at %.1f GB/s = %.0f %%;", dts[i], num(all, k3), num(all, k2),
+                   100 * num(all, k1));
+    }
+    printf("\n");
+    if (json_dump_file(all, out_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        DIE("cannot write %s", out_path);
+    printf("wrote %s\n", out_path);
+    json_decref(all);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && !strcmp(argv[1], "--table")) {
+        table(argv[2], argc - 3, argv + 3);
+        return 0;
+    }
+    if (argc < 2)
+        DIE("usage: bench_engine MODEL_DIR [--dtype D] [--seconds S] [--threads N] [--json FILE]\n"
+            "       bench_engine --table OUT.json IN.json...");
+    const char *dtype = "f32", *json_path = NULL;
+    double seconds = 0;
+    int threads = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--dtype"))
+            dtype = argv[i + 1];
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--json"))
+            json_path = argv[i + 1];
+        else
+            DIE("unknown option %s", argv[i]);
+    }
+    measure(argv[1], dtype, seconds, threads, json_path);
     return 0;
 }

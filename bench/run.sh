@@ -1,11 +1,22 @@
 #!/bin/sh
 # make bench: builds a random model with the real musicgen-small shapes once
-# (cached in $BUILD/bench-model-small) and prints the engine's figures.
+# (cached in $BUILD/bench-model-small), measures it with each weight format in
+# its own process (peak RSS is per process), and prints the table;
+# $BUILD/bench.json gets every figure.
 set -e
 BUILD=${BUILD:-build}
 MODEL=${MG_BENCH_MODEL:-$BUILD/bench-model-small}
+THREADS=${MG_BENCH_THREADS:-0}
 if [ ! -f "$MODEL/model.safetensors" ]; then
     echo "bench: writing a random musicgen-small-shaped model to $MODEL (once)"
     "$BUILD/musicgen-mkmodel" --shape small --seed 1 -o "$MODEL"
 fi
-"$BUILD/bench_engine" "$MODEL" "${MG_BENCH_SECONDS:-10}" "${MG_BENCH_THREADS:-0}"
+for dt in f32 bf16 q8; do
+    secs=0
+    [ "$dt" = q8 ] && secs=${MG_BENCH_SECONDS:-10}
+    echo "== $dt"
+    "$BUILD/bench_engine" "$MODEL" --dtype $dt --seconds "$secs" --threads "$THREADS" \
+        --json "$BUILD/bench-$dt.json"
+done
+"$BUILD/bench_engine" --table "$BUILD/bench.json" "$BUILD/bench-f32.json" "$BUILD/bench-bf16.json" \
+    "$BUILD/bench-q8.json"

@@ -132,6 +132,10 @@ typedef struct mg_backend_ops {
 struct mg_backend {
     const mg_backend_ops *ops;
     int                   n_threads;
+    /* Format the backend stores MG_WEIGHT_MATRIX weights in: MG_DT_F32 (as
+     * given), MG_DT_BF16 or MG_DT_Q8. Set before loading weights; a backend
+     * without the format keeps F32. */
+    mg_dtype              weight_dtype;
 };
 
 /* Creates the CPU backend with n_threads workers (<= 0: all cores). */

@@ -218,6 +218,15 @@ mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
         return mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory for the decoding state");
     }
     memcpy(st->enc_mask, enc_mask, (size_t)n_seq * (size_t)enc_len);
+    /* the trailing sequences that see no text at all */
+    for (st->n_cross = n_seq; st->n_cross > 0; st->n_cross--) {
+        const uint8_t *m = enc_mask + (int64_t)(st->n_cross - 1) * enc_len;
+        int any = 0;
+        for (int j = 0; j < enc_len; j++)
+            any |= m[j] != 0;
+        if (any)
+            break;
+    }
     mg_code rc = MG_OK;
     const mg_backend_ops *op = dec->be->ops;
     /* cross-attention keys/values depend only on the text: computed once */
@@ -327,17 +336,22 @@ mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids
         op->attention(be, &a, &q, S, n_new, st->self_seqs, &self_p);
         op->linear(be, &h, &a, L->o, NULL);
         op->add(be, &x, &h);
-        /* cross-attention to the text */
-        op->layer_norm(be, &h, &x, L->ln2_w, L->ln2_b, 1e-5f);
-        op->linear(be, &q, &h, L->cq, NULL);
-        for (int s = 0; s < S; s++)
-            st->cross_seqs[s] = (mg_attn_seq){.k = st->ck[l], .v = st->cv[l],
-                                              .k_row0 = (int64_t)s * st->enc_len,
-                                              .n_keys = st->enc_len,
-                                              .key_mask = st->enc_mask + (int64_t)s * st->enc_len};
-        op->attention(be, &a, &q, S, n_new, st->cross_seqs, &cross_p);
-        op->linear(be, &h, &a, L->co, NULL);
-        op->add(be, &x, &h);
+        /* cross-attention to the text, for the sequences that have any */
+        if (st->n_cross > 0) {
+            int64_t rc = (int64_t)st->n_cross * n_new;
+            mg_tensor xc = mg_tensor_rows_view(&x, 0, rc), hc = mg_tensor_rows_view(&h, 0, rc);
+            mg_tensor qc = mg_tensor_rows_view(&q, 0, rc), ac = mg_tensor_rows_view(&a, 0, rc);
+            op->layer_norm(be, &hc, &xc, L->ln2_w, L->ln2_b, 1e-5f);
+            op->linear(be, &qc, &hc, L->cq, NULL);
+            for (int s = 0; s < st->n_cross; s++)
+                st->cross_seqs[s] = (mg_attn_seq){.k = st->ck[l], .v = st->cv[l],
+                                                  .k_row0 = (int64_t)s * st->enc_len,
+                                                  .n_keys = st->enc_len,
+                                                  .key_mask = st->enc_mask + (int64_t)s * st->enc_len};
+            op->attention(be, &ac, &qc, st->n_cross, n_new, st->cross_seqs, &cross_p);
+            op->linear(be, &hc, &ac, L->co, NULL);
+            op->add(be, &xc, &hc);
+        }
         /* feed-forward */
         op->layer_norm(be, &h, &x, L->ln3_w, L->ln3_b, 1e-5f);
         op->linear(be, &f, &h, L->fc1, NULL);

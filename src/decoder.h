@@ -29,6 +29,10 @@ typedef struct {
     mg_tensor **k_cache, **v_cache; /* per layer [n_seq*cap, hidden] */
     mg_tensor **ck, **cv;           /* per layer [n_seq*enc_len, hidden] */
     uint8_t    *enc_mask;           /* host [n_seq*enc_len] */
+    /* Sequences [n_cross, n_seq) have every text key masked (the
+     * unconditional half of guidance): their cross-attention adds exactly 0
+     * (softmax over masked keys averages V = v_proj(0) = 0), so it is skipped. */
+    int         n_cross;
     mg_attn_seq *self_seqs, *cross_seqs;
     int32_t    *pos_ids;
     /* scratch sized for rows = n_seq*max_rows_per_seq */

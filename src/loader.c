@@ -3,6 +3,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Once a tensor's bytes have been copied or converted, its pages of the
+ * read-only file mapping are dropped from this process (the page cache keeps
+ * them; touching them again just faults them back in). Without this a q8
+ * model would keep the whole f32 file resident next to its q8 copy. */
+static void release_file_pages(const mg_loader *ld, const mg_st_tensor *t)
+{
+    if (!ld->st.mapped || t->nbytes == 0)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
 
 mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error *err)
 {
@@ -97,6 +114,7 @@ mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t
     if (!h)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory converting tensor '%s'", t->name);
     mg_st_to_f32(t, h);
+    release_file_pages(ld, t);
     *out = h;
     return MG_OK;
 }
@@ -143,6 +161,8 @@ static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int
         ld->kept[ld->n_kept++] = h;
     else
         free(h);
+    if (t->data != st->data)
+        release_file_pages(ld, st);
     *out = t;
     return MG_OK;
 }

@@ -28,13 +28,25 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
     if (!is_auto && gpu < 0 && strcmp(dev, "cpu") != 0)
         return mg_fail_field(err, MG_ERR_INVALID, "device",
                              "unknown device '%s' (expected cpu, cuda, cuda:N or auto)", dev);
-    if (dt && strcmp(dt, "f32") != 0 && strcmp(dt, "bf16") != 0)
+    mg_dtype wdt = MG_DT_F32;
+    if (!dt || strcmp(dt, "f32") == 0)
+        wdt = MG_DT_F32;
+    else if (strcmp(dt, "bf16") == 0)
+        wdt = MG_DT_BF16;
+    else if (strcmp(dt, "q8") == 0)
+        wdt = MG_DT_Q8;
+    else
         return mg_fail_field(err, MG_ERR_INVALID, "dtype",
-                             "weight format '%s' is not implemented (f32, or bf16 on CUDA)", dt);
+                             "unknown weight format '%s' (expected f32, bf16 or q8)", dt);
 #ifdef MG_HAVE_CUDA
-    if (gpu >= 0 || is_auto) {
+    /* the GPU keeps matrix weights in bf16 (default) or f32; q8 is a CPU format,
+     * so "auto" with q8 means the CPU */
+    if ((gpu >= 0 || is_auto) && wdt == MG_DT_Q8 && !is_auto)
+        return mg_fail_field(err, MG_ERR_UNSUPPORTED, "dtype",
+                             "weight format 'q8' is not implemented on CUDA (use bf16 or f32)");
+    if ((gpu >= 0 || is_auto) && wdt != MG_DT_Q8) {
         mg_error probe = {0};
-        mg_dtype mdt = dt && strcmp(dt, "f32") == 0 ? MG_DT_F32 : MG_DT_BF16;
+        mg_dtype mdt = dt && wdt == MG_DT_F32 ? MG_DT_F32 : MG_DT_BF16;
         if (gpu < 0)
             gpu = 0;
         mg_code rc = mg_backend_cuda_create(&m->be, gpu, mdt, is_auto ? &probe : err);
@@ -52,12 +64,13 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
                              "device '%s': this build has no CUDA backend (built without nvcc "
                              "or with CUDA=0)", dev);
 #endif
-    if (dt && strcmp(dt, "f32") != 0)
-        return mg_fail_field(err, MG_ERR_INVALID, "dtype",
-                             "weight format '%s' is only implemented on CUDA; the CPU uses f32", dt);
     snprintf(m->device, sizeof m->device, "cpu");
-    snprintf(m->dtype, sizeof m->dtype, "f32");
-    return mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+    snprintf(m->dtype, sizeof m->dtype, "%s",
+             wdt == MG_DT_Q8 ? "q8" : wdt == MG_DT_BF16 ? "bf16" : "f32");
+    mg_code rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+    if (rc == MG_OK)
+        m->be->weight_dtype = wdt;
+    return rc;
 }
 
 mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,

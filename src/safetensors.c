@@ -31,7 +31,7 @@ const char *mg_dtype_name(mg_dtype dt)
     for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
         if (dtypes[i].dt == dt)
             return dtypes[i].name;
-    return "unsupported";
+    return dt == MG_DT_Q8 ? "Q8" : "unsupported";
 }
 
 int64_t mg_st_numel(const mg_st_tensor *t)

@@ -8,8 +8,10 @@
 
 #define MG_ST_MAX_DIMS 8
 
+/* MG_DT_Q8 is internal: a backend's 8-bit block format for matrix weights
+ * (never in a file; mg_dtype_size is 0 because elements have no fixed size). */
 typedef enum { MG_DT_F32, MG_DT_F16, MG_DT_BF16, MG_DT_I64, MG_DT_I32, MG_DT_U8, MG_DT_BOOL,
-               MG_DT_OTHER } mg_dtype;
+               MG_DT_OTHER, MG_DT_Q8 } mg_dtype;
 
 typedef struct {
     char          *name;

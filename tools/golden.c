@@ -1,6 +1,7 @@
 /* mg-golden DIR: runs the engine on exactly the inputs recorded in a golden
  * folder and compares every tensor its manifest lists (or, for the tokenizer
- * folder, every prompt's ids). Prints one line per tensor and the tally last. */
+ * folder, every prompt's ids). Prints one line per tensor and the tally last.
+ * With --fidelity: how far bf16 and q8 weights move the golden greedy runs. */
 #include "golden.h"
 
 #include <math.h>
@@ -41,8 +42,10 @@ double golden_float_tolerance(const float *ref, size_t n, double rel)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: mg-golden DIR   (a golden model folder or the tokenizer folder)\n");
+    int fidelity = argc == 3 && !strcmp(argv[1], "--fidelity");
+    if (argc != 2 && !fidelity) {
+        fprintf(stderr, "usage: mg-golden DIR   (a golden model folder or the tokenizer folder)\n"
+                        "       mg-golden --fidelity DIR   (bf16 and q8 against f32)\n");
         return 2;
     }
     golden_tally t = {0};
@@ -53,6 +56,11 @@ int main(int argc, char **argv)
                      : t.device && strncmp(t.device, "cuda", 4) == 0;
     if (t.device)
         printf("device %s, matrix weights %s\n", t.device, t.bf16 ? "bf16" : "f32");
+    if (fidelity) {
+        golden_fidelity(argv[2], &t);
+        printf("%d passed, %d failed, %d skipped\n", t.passed, t.failed, t.skipped);
+        return t.failed ? 1 : 0;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/t5_tokenizer_goldens.json", argv[1]);
     if (access(path, R_OK) == 0)

@@ -32,4 +32,6 @@ double golden_float_tolerance(const float *ref, size_t n, double rel);
 /* Checkers for each kind of golden folder; each adds to the tally. */
 void golden_check_tokenizer(const char *dir, golden_tally *t);
 void golden_check_model(const char *dir, golden_tally *t);
+/* bf16 and q8 against f32 on the greedy runs (--fidelity): prints, never fails. */
+void golden_fidelity(const char *dir, golden_tally *t);
 #endif

@@ -1,6 +1,7 @@
 /* musicgen: text-to-music from the command line.
  *   musicgen -m MODEL_DIR -p "prompt" -d SECONDS [-t TEMP] [-k TOPK] [-g GUIDANCE]
- *            [--top-p P] [--greedy] [--seed N] [--threads N] [-f wav|flac|ogg|mp3] -o FILE */
+ *            [--top-p P] [--greedy] [--seed N] [--threads N] [--dtype f32|bf16|q8]
+ *            [-f wav|flac|ogg|mp3] -o FILE */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@ static void usage(FILE *f)
             "      --greedy           argmax instead of sampling\n"
             "  -s, --seed N           random seed (default 0): same seed, same audio\n"
             "  -j, --threads N        CPU threads (default: all cores)\n"
+            "      --dtype FMT        weight format: f32 (exact, default), bf16 or q8 (fastest)\n"
             "  -f, --format FMT       wav (16-bit PCM, default), flac, ogg (Opus) or mp3\n"
             "  -o, --output FILE      where to write the audio\n"
             "  -q, --quiet            no progress bar or summary\n");
@@ -70,7 +72,7 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 
 int main(int argc, char **argv)
 {
-    const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav";
+    const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav", *dtype = NULL;
     double duration = 10, temp = -1, topk = -1, topp = -1, guidance = -1, seed = 0, threads = 0;
     int greedy = 0, quiet = 0;
     static const struct option longopts[] = {
@@ -78,7 +80,7 @@ int main(int argc, char **argv)
         {"temperature", 1, 0, 't'}, {"top-k", 1, 0, 'k'}, {"top-p", 1, 0, 'P'},
         {"guidance", 1, 0, 'g'}, {"greedy", 0, 0, 'G'}, {"seed", 1, 0, 's'},
         {"threads", 1, 0, 'j'}, {"format", 1, 0, 'f'}, {"output", 1, 0, 'o'},
-        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"dtype", 1, 0, 'D'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:d:t:k:g:s:j:f:o:qh", longopts, NULL)) != -1) {
         int bad = 0;
@@ -96,6 +98,7 @@ int main(int argc, char **argv)
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
         case 'q': quiet = 1; break;
+        case 'D': dtype = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -117,7 +120,7 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = (int)threads};
+    mg_model_options opt = {.n_threads = (int)threads, .dtype = dtype};
     if (mg_model_load(&m, model_dir, &opt, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
         return 1;

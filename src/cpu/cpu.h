@@ -1,32 +1,31 @@
 /* CPU backend internals: the backend struct, its worker pool, and the op
- * implementations split by family (cpu_ops.c: dense/attention, cpu_conv.c:
- * convolutions/LSTM). */
+ * implementations split by family (cpu_ops.c: norms/attention, cpu_matvec.c:
+ * linear, cpu_quant.c: weight formats, cpu_conv.c: convolutions/LSTM). */
 #ifndef MG_CPU_H
 #define MG_CPU_H
 #include <pthread.h>
 #include "backend.h"
-
-/* fn runs over [i0, i1) of a range split across the workers. */
-typedef void (*mg_cpu_task_fn)(void *ctx, int64_t i0, int64_t i1);
-
-typedef struct mg_cpu_pool {
-    pthread_t      *threads;
-    int             n_workers;  /* threads besides the caller */
-    pthread_mutex_t mu;
-    pthread_cond_t  wake, done;
-    uint64_t        generation;
-    int             pending;
-    int             stop;
-    mg_cpu_task_fn  fn;
-    void           *ctx;
-    int64_t         n;
-    int             n_chunks;
-} mg_cpu_pool;
+#include "cpu/cpu_isa.h"
+#include "cpu/cpu_pool.h"
 
 typedef struct {
     mg_backend  base;
     mg_cpu_pool pool;
+    mg_cpu_isa  isa;      /* kernels linear() and friends run */
+    /* Activation rows prepared for compressed weights (quantised or padded),
+     * sized at weight load so linear() never allocates. */
+    void       *xbuf;
+    size_t      xbuf_cap;
 } mg_cpu_backend;
+
+/* Rows of activations linear() prepares per pass (larger M runs in passes). */
+enum { MG_CPU_LINEAR_ROWS = 64 };
+/* Bytes of xbuf one prepared activation row of cols inputs needs. */
+size_t mg_cpu_xbuf_row_bytes(int64_t cols);
+
+/* Forces a lower kernel level (tests, comparisons); capped at what the CPU has. */
+void mg_cpu_backend_set_isa(mg_backend *be, mg_cpu_isa isa);
+mg_cpu_isa mg_cpu_backend_isa(const mg_backend *be);
 
 /* Runs fn over [0, n) split into contiguous chunks, one per thread. Work
  * smaller than min_per_thread per thread stays on fewer threads. */
@@ -47,6 +46,7 @@ static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }
 float mg_cpu_dot(const float *a, const float *b, int64_t n);
 void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
                   int64_t m, int accumulate);
+/* cpu_matvec.c: any weight format (F32, BF16, Q8), kernels per isa */
 void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                    const mg_tensor *bias);
 void mg_cpu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x);

@@ -1,5 +1,6 @@
 /* CPU backend: host memory, a persistent worker pool, and the op table. */
 #include "cpu/cpu.h"
+#include "cpu/cpu_quant.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +44,45 @@ static mg_code cpu_download(mg_backend *be, const mg_tensor *t, size_t off, void
     return MG_OK;
 }
 
-/* Weights in a mmap'd file are used in place when aligned for their type. */
+/* Room for MG_CPU_LINEAR_ROWS prepared activation rows of a matrix with
+ * cols inputs (linear() over compressed weights must not allocate). */
+static mg_code reserve_xbuf(mg_cpu_backend *cpu, int64_t cols, mg_error *err)
+{
+    size_t need = mg_cpu_xbuf_row_bytes(cols) * MG_CPU_LINEAR_ROWS;
+    if (need <= cpu->xbuf_cap)
+        return MG_OK;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, need) != 0)
+        return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot allocate %zu bytes of scratch", need);
+    free(cpu->xbuf);
+    cpu->xbuf = p;
+    cpu->xbuf_cap = need;
+    return MG_OK;
+}
+
+/* Matrix weights are converted once to the backend's weight format; other
+ * weights in a mmap'd file are used in place when aligned for their type. */
 static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_weight_kind kind,
                           mg_error *err)
 {
-    (void)kind;
+    mg_cpu_backend *cpu = (mg_cpu_backend *)be;
+    mg_dtype want = be->weight_dtype;
+    if (kind == MG_WEIGHT_MATRIX && t->dtype == MG_DT_F32 &&
+        (want == MG_DT_BF16 || want == MG_DT_Q8)) {
+        int64_t rows = mg_tensor_rows(t), cols = mg_tensor_cols(t);
+        mg_code rc = want == MG_DT_Q8 ? reserve_xbuf(cpu, cols, err) : MG_OK;
+        if (rc != MG_OK)
+            return rc;
+        mg_tensor conv = *t;
+        conv.dtype = want;
+        conv.nbytes = mg_cpu_matrix_nbytes(want, rows, cols);
+        if ((rc = cpu_alloc(be, &conv, err)) != MG_OK)
+            return rc;
+        mg_cpu_convert_matrix(be, want, host, rows, cols, conv.data);
+        conv.owns = 1;
+        *t = conv;
+        return MG_OK;
+    }
     size_t es = mg_dtype_size(t->dtype);
     if (((uintptr_t)host % (es ? es : 1)) == 0) {
         t->data = (void *)host;
@@ -82,22 +117,11 @@ static mg_code cpu_select_tokens(mg_backend *be, const mg_tensor *logits, int ro
 
 static mg_code cpu_sync(mg_backend *be, mg_error *err) { return MG_OK; }
 
-static void *pool_worker(void *arg);
-
 static void cpu_destroy(mg_backend *be)
 {
     mg_cpu_backend *cpu = (mg_cpu_backend *)be;
-    mg_cpu_pool *p = &cpu->pool;
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n_workers; i++)
-        pthread_join(p->threads[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
-    free(p->threads);
+    mg_cpu_pool_destroy(&cpu->pool);
+    free(cpu->xbuf);
     free(cpu);
 }
 
@@ -129,73 +153,10 @@ static const mg_backend_ops cpu_ops = {
     .select_tokens = cpu_select_tokens,
 };
 
-/* Worker i runs chunk i+1 of each generation; the caller runs chunk 0. */
-typedef struct {
-    mg_cpu_pool *pool;
-    int          index;
-} worker_arg;
-
-static void run_chunk(mg_cpu_pool *p, int chunk)
-{
-    if (chunk >= p->n_chunks)
-        return;
-    int64_t per = p->n / p->n_chunks, extra = p->n % p->n_chunks;
-    int64_t i0 = chunk * per + (chunk < extra ? chunk : extra);
-    int64_t i1 = i0 + per + (chunk < extra ? 1 : 0);
-    if (i1 > i0)
-        p->fn(p->ctx, i0, i1);
-}
-
-static void *pool_worker(void *arg)
-{
-    worker_arg *wa = arg;
-    mg_cpu_pool *p = wa->pool;
-    int index = wa->index;
-    free(wa);
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->stop && p->generation == seen)
-            pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop)
-            break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
-        run_chunk(p, index + 1);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0)
-            pthread_cond_signal(&p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
 void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
                      void *ctx)
 {
-    mg_cpu_pool *p = &((mg_cpu_backend *)be)->pool;
-    int64_t chunks = min_per_thread > 0 ? n / min_per_thread : n;
-    if (chunks > p->n_workers + 1)
-        chunks = p->n_workers + 1;
-    if (chunks <= 1 || p->n_workers == 0) {
-        if (n > 0)
-            fn(ctx, 0, n);
-        return;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n = n;
-    p->n_chunks = (int)chunks;
-    p->pending = p->n_workers;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    run_chunk(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    mg_cpu_pool_run(&((mg_cpu_backend *)be)->pool, n, min_per_thread, fn, ctx);
 }
 
 mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
@@ -212,24 +173,21 @@ mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
         return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory");
     cpu->base.ops = &cpu_ops;
     cpu->base.n_threads = n_threads;
-    mg_cpu_pool *p = &cpu->pool;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
-    p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->threads) {
-        cpu_destroy(&cpu->base);
-        return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory");
-    }
-    for (int i = 0; i < n_threads - 1; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (!wa || (wa->pool = p, wa->index = i, pthread_create(&p->threads[i], NULL, pool_worker, wa)) != 0) {
-            free(wa);
-            cpu_destroy(&cpu->base);
-            return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot start worker thread %d", i);
-        }
-        p->n_workers++;
+    cpu->base.weight_dtype = MG_DT_F32;
+    cpu->isa = mg_cpu_isa_default();
+    mg_code rc = mg_cpu_pool_init(&cpu->pool, n_threads, err);
+    if (rc != MG_OK) {
+        free(cpu);
+        return rc;
     }
     *out = &cpu->base;
     return MG_OK;
 }
+
+void mg_cpu_backend_set_isa(mg_backend *be, mg_cpu_isa isa)
+{
+    mg_cpu_isa hw = mg_cpu_isa_detect();
+    ((mg_cpu_backend *)be)->isa = isa < hw ? isa : hw;
+}
+
+mg_cpu_isa mg_cpu_backend_isa(const mg_backend *be) { return ((const mg_cpu_backend *)be)->isa; }

@@ -1,6 +1,7 @@
 /* CPU reference ops: dense layers, norms, activations, attention. Written to
  * read like the math; loops are shaped so the compiler can vectorise them. */
 #include "cpu/cpu.h"
+#include "cpu/cpu_quant.h"
 
 #include <float.h>
 #include <math.h>
@@ -11,16 +12,8 @@ void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const in
 {
     int64_t d = mg_tensor_cols(table);
     float *out = mg_cpu_f32(y);
-    const float *tab = mg_cpu_f32(table);
-    for (int64_t i = 0; i < m; i++) {
-        const float *row = tab + (int64_t)ids[i] * d;
-        float *o = out + i * d;
-        if (accumulate)
-            for (int64_t j = 0; j < d; j++)
-                o[j] += row[j];
-        else
-            memcpy(o, row, (size_t)d * sizeof *o);
-    }
+    for (int64_t i = 0; i < m; i++)
+        mg_cpu_matrix_row(table, ids[i], out + i * d, accumulate);
 }
 
 /* 16 independent partial sums: vectorisable without reassociating a scalar sum. */
@@ -40,36 +33,6 @@ float mg_cpu_dot(const float *a, const float *b, int64_t n)
     for (; k < n; k++)
         s += a[k] * b[k];
     return s;
-}
-
-typedef struct {
-    float       *y;
-    const float *x, *w, *b;
-    int64_t      m, n, k;
-} linear_ctx;
-
-/* Each task owns a range of output features: every weight row is read once
- * for all M input rows, and results do not depend on the thread count. */
-static void linear_task(void *arg, int64_t n0, int64_t n1)
-{
-    const linear_ctx *c = arg;
-    for (int64_t n = n0; n < n1; n++) {
-        const float *w = c->w + n * c->k;
-        float bias = c->b ? c->b[n] : 0.0f;
-        for (int64_t i = 0; i < c->m; i++)
-            c->y[i * c->n + n] = mg_cpu_dot(c->x + i * c->k, w, c->k) + bias;
-    }
-}
-
-void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
-                   const mg_tensor *bias)
-{
-    linear_ctx c = {
-        .y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
-        .b = bias ? mg_cpu_f32(bias) : NULL,
-        .m = mg_tensor_rows(x), .n = mg_tensor_rows(w), .k = mg_tensor_cols(x),
-    };
-    mg_cpu_parallel(be, c.n, 16, linear_task, &c);
 }
 
 void mg_cpu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x)
@@ -164,6 +127,14 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
            (size_t)(n * cols) * sizeof(float));
 }
 
+/* y += a·x, cloned per ISA like the dot product (attention's value sums). */
+MG_CPU_ISA_CLONES
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 typedef struct {
     float                *out;
     const float          *q;
@@ -210,12 +181,8 @@ static void attn_task(void *arg, int64_t i0, int64_t i1)
             float *o = c->out + row * hd + h * c->dh;
             for (int d = 0; d < c->dh; d++)
                 o[d] = 0;
-            for (int j = 0; j < sq->n_keys; j++) {
-                float pj = scores[j] / sum;
-                const float *vj = vb + (int64_t)j * hd;
-                for (int d = 0; d < c->dh; d++)
-                    o[d] += pj * vj[d];
-            }
+            for (int j = 0; j < sq->n_keys; j++)
+                axpy(o, scores[j] / sum, vb + (int64_t)j * hd, c->dh);
         }
     }
 }

@@ -1,0 +1,22 @@
+/* Which SIMD kernels the CPU backend runs: detected once per backend, and
+ * capped by MG_CPU_ISA=scalar|avx2|avx512|avx512vnni so every path can be
+ * tested (and compared) on one machine. */
+#ifndef MG_CPU_ISA_H
+#define MG_CPU_ISA_H
+
+/* Ordered: each level includes the ones below it. */
+typedef enum {
+    MG_CPU_ISA_SCALAR,       /* portable C */
+    MG_CPU_ISA_AVX2,         /* AVX2 + FMA */
+    MG_CPU_ISA_AVX512,       /* AVX-512 F/BW/VL/DQ */
+    MG_CPU_ISA_AVX512_VNNI,  /* + VNNI int8 dot products */
+} mg_cpu_isa;
+
+/* The best level this CPU (and OS) supports. */
+mg_cpu_isa  mg_cpu_isa_detect(void);
+/* The level to use: the detected one, lowered by $MG_CPU_ISA when set. */
+mg_cpu_isa  mg_cpu_isa_default(void);
+const char *mg_cpu_isa_name(mg_cpu_isa isa);
+/* Parses a name as MG_CPU_ISA takes it; -1 when unknown. */
+int         mg_cpu_isa_parse(const char *name);
+#endif

@@ -1,0 +1,560 @@
+/* linear(): y[M,N] = x[M,K] · w[N,K]ᵀ + b for F32, BF16 and Q8 weights, with
+ * kernels per ISA (AVX-512 + VNNI, AVX-512, AVX2 + FMA, portable C).
+ *
+ * The decode step is M = 2 (guidance) and reads every weight once, so the
+ * kernels are shaped for small M: a tile is NR = 4 weight rows x up to MR = 4
+ * activation rows, each weight vector loaded once feeds MR multiply-adds, and
+ * every (m, n) result has its own accumulator that sees the same operations
+ * in the same order whatever the tile, the pass or the thread: results do not
+ * depend on the thread count. Larger M (T5, teacher forcing) walks the M
+ * tiles under one weight tile while it sits in L1/L2 (a blocked product).
+ *
+ * Q8 with VNNI quantises each activation row per 32-block to int8 (scale
+ * max|x|/127) and multiplies int8 x int8 with vpdpbusd, whose first operand
+ * is unsigned: the weights are flipped to q+128 (xor 0x80) and the extra
+ * 128·Σx of every 4-byte group is subtracted by starting the accumulator at
+ * -128·Σx. Without VNNI the weights are
+ * dequantised to float on the fly and activations stay float. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+#include "cpu/cpu_quant.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MG_X86 1
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#else
+#define MG_X86 0
+#endif
+#define INLINE static inline __attribute__((always_inline))
+
+enum { NR = 4, MR = 4 };
+
+typedef struct {
+    float         *y;
+    const float   *x, *bias;
+    int64_t        m, n, k;
+    int64_t        m0, m1;      /* rows of this pass */
+    const float   *w;           /* F32 [N,K] */
+    mg_bf16_matrix bf16;        /* BF16 panels */
+    mg_q8_matrix   q8;          /* Q8 panels */
+    int64_t        stride;      /* Q8: K rounded up to 64, the prepared rows' length */
+    /* Q8 activations of the pass, row i = m - m0 (prepare_*) */
+    const int8_t  *xq;          /* [rows, stride] int8 (VNNI) */
+    const float   *xscale;      /* [rows, stride/32] block scales (VNNI) */
+    const float   *xpad;        /* [rows, stride] float, zero-padded (dequantising kernels) */
+} mv_args;
+
+typedef void (*tile_fn)(const mv_args *a, int64_t n0, int64_t m0, int mr);
+
+static inline const float *row_f32(const mv_args *a, int64_t n)
+{
+    return a->w + (n < a->n ? n : a->n - 1) * a->k;
+}
+
+static inline void store(const mv_args *a, int64_t m, int64_t n, float v)
+{
+    if (n < a->n)
+        a->y[m * a->n + n] = v + (a->bias ? a->bias[n] : 0.0f);
+}
+
+/* ------------------------------------------------------------ portable C */
+
+/* 8 partial sums per (m, n) as the SIMD kernels keep: vectorisable and the
+ * same arithmetic whatever the tile. */
+static void f32_tile_scalar(const mv_args *a, int64_t n0, int64_t m0, int mr)
+{
+    for (int j = 0; j < NR; j++) {
+        const float *w = row_f32(a, n0 + j);
+        for (int i = 0; i < mr; i++) {
+            const float *x = a->x + (m0 + i) * a->k;
+            float acc[8] = {0};
+            int64_t k = 0;
+            for (; k + 8 <= a->k; k += 8)
+                for (int l = 0; l < 8; l++)
+                    acc[l] += x[k + l] * w[k + l];
+            for (int l = 0; k + l < a->k; l++)
+                acc[l] += x[k + l] * w[k + l];
+            float s = 0;
+            for (int l = 0; l < 8; l++)
+                s += acc[l];
+            store(a, m0 + i, n0 + j, s);
+        }
+    }
+}
+
+static void bf16_tile_scalar(const mv_args *a, int64_t n0, int64_t m0, int mr)
+{
+    for (int j = 0; j < NR; j++) {
+        for (int i = 0; i < mr; i++) {
+            const float *x = a->x + (m0 + i) * a->k;
+            float acc[8] = {0};
+            for (int64_t k = 0; k < a->k; k++) {
+                uint32_t bits = (uint32_t)mg_bf16_chunk(&a->bf16, n0 + j, k / MG_BF16_CHUNK)
+                                    [k % MG_BF16_CHUNK] << 16;
+                float wf;
+                memcpy(&wf, &bits, 4);
+                acc[k % 8] += x[k] * wf;
+            }
+            float s = 0;
+            for (int l = 0; l < 8; l++)
+                s += acc[l];
+            store(a, m0 + i, n0 + j, s);
+        }
+    }
+}
+
+/* Q8 without VNNI: per block Σ q·x in float, then times the block scale. */
+static void q8_tile_scalar(const mv_args *a, int64_t n0, int64_t m0, int mr)
+{
+    int64_t nb = a->stride / MG_Q8_BLOCK;
+    for (int j = 0; j < NR; j++) {
+        for (int i = 0; i < mr; i++) {
+            const float *x = a->xpad + (m0 + i - a->m0) * a->stride;
+            float s = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int64_t v = b / 2, half = b % 2;
+                const int8_t *w = mg_q8_chunk(&a->q8, n0 + j, v) + half * MG_Q8_BLOCK;
+                float blk = 0;
+                for (int l = 0; l < MG_Q8_BLOCK; l++)
+                    blk += (float)w[l] * x[b * MG_Q8_BLOCK + l];
+                s += blk * mg_q8_chunk_scales(&a->q8, n0 + j, v)[half];
+            }
+            store(a, m0 + i, n0 + j, s);
+        }
+    }
+}
+
+#if MG_X86
+/* ------------------------------------------------------------------ AVX2 */
+
+TARGET_AVX2 static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET_AVX2 static inline __m256i tail_mask256(int64_t n)
+{
+    static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(ones + 8 - n));
+}
+
+/* W(j, k) yields 8 weights of row j at k as floats; TAIL(j, k, mask) the
+ * last ragged ones. Shared by the F32 and BF16 kernels. */
+#define AVX2_TILE_BODY(LOAD, LOAD_TAIL)                                                  \
+    __m256 acc[MR][NR];                                                                  \
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)                                 \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps(); \
+    int64_t k = 0;                                                                       \
+    for (; k + 8 <= K; k += 8) {                                                         \
+        __m256 wv[NR];                                                                   \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = LOAD(j, k);         \
+        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {                           \
+            __m256 xv = _mm256_loadu_ps(x[i] + k);                                       \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)                         \
+                acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);                       \
+        }                                                                                \
+    }                                                                                    \
+    if (k < K) {                                                                         \
+        __m256i mask = tail_mask256(K - k);                                              \
+        __m256 wv[NR];                                                                   \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = LOAD_TAIL(j, k, mask); \
+        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {                           \
+            __m256 xv = _mm256_maskload_ps(x[i] + k, mask);                              \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)                         \
+                acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);                       \
+        }                                                                                \
+    }                                                                                    \
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)                                 \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)                             \
+            store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
+
+INLINE TARGET_AVX2 void f32_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t K = a->k;
+    const float *w[NR], *x[MR];
+    for (int j = 0; j < NR; j++)
+        w[j] = row_f32(a, n0 + j);
+    for (int i = 0; i < mr; i++)
+        x[i] = a->x + (m0 + i) * K;
+#define F32_LOAD(j, k) _mm256_loadu_ps(w[j] + (k))
+#define F32_TAIL(j, k, m) _mm256_maskload_ps(w[j] + (k), m)
+    AVX2_TILE_BODY(F32_LOAD, F32_TAIL)
+#undef F32_LOAD
+#undef F32_TAIL
+}
+
+TARGET_AVX2 static inline __m256 bf16x8_avx2(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* x[k, k+8) with zeros past K (BF16 and Q8 rows are zero-padded, x is not) */
+TARGET_AVX2 static inline __m256 x8_avx2(const float *x, int64_t k, int64_t K)
+{
+    if (K - k >= 8)
+        return _mm256_loadu_ps(x + k);
+    if (K - k <= 0)
+        return _mm256_setzero_ps();
+    return _mm256_maskload_ps(x + k, tail_mask256(K - k));
+}
+
+INLINE TARGET_AVX2 void bf16_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t K = a->k;
+    const uint16_t *pb = mg_bf16_chunk(&a->bf16, n0, 0);
+    const float *x[MR];
+    for (int i = 0; i < mr; i++)
+        x[i] = a->x + (m0 + i) * K;
+    __m256 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < a->bf16.stride / MG_BF16_CHUNK; c++) {
+        const uint16_t *wc = pb + c * NR * MG_BF16_CHUNK;
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+            int64_t k = c * MG_BF16_CHUNK + 8 * q;
+            __m256 wv[NR];
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                wv[j] = bf16x8_avx2(wc + j * MG_BF16_CHUNK + 8 * q);
+            _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+                __m256 xv = x8_avx2(x[i], k, K);
+                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                    acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
+}
+
+/* Q8 on AVX2: weights dequantised (q · block scale) to float, x padded. */
+INLINE TARGET_AVX2 void q8_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t nv = a->stride / MG_Q8_CHUNK;
+    const float *x[MR];
+    for (int i = 0; i < mr; i++)
+        x[i] = a->xpad + (m0 + i - a->m0) * a->stride;
+    __m256 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t v = 0; v < nv; v++) {
+        const int8_t *wc = mg_q8_chunk(&a->q8, n0, v);
+        const float *sc = mg_q8_chunk_scales(&a->q8, n0, v);
+        _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) {
+            __m256 wv[NR];
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+                __m256i wi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(wc + j * MG_Q8_CHUNK + 8 * q)));
+                wv[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(wi), _mm256_broadcast_ss(sc + 2 * j + q / 4));
+            }
+            _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+                __m256 xv = _mm256_loadu_ps(x[i] + v * MG_Q8_CHUNK + 8 * q);
+                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                    acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
+}
+
+/* ---------------------------------------------------------------- AVX-512 */
+
+INLINE TARGET_AVX512 void f32_tile_avx512_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t K = a->k;
+    const float *w[NR], *x[MR];
+    for (int j = 0; j < NR; j++)
+        w[j] = row_f32(a, n0 + j);
+    for (int i = 0; i < mr; i++)
+        x[i] = a->x + (m0 + i) * K;
+    __m512 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < K; k += 16) {
+        __mmask16 mask = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512 wv[NR];
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = _mm512_maskz_loadu_ps(mask, w[j] + k);
+        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mask, x[i] + k);
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
+}
+
+TARGET_AVX512 static inline __m512 x16_avx512(const float *x, int64_t k, int64_t K)
+{
+    if (K - k >= 16)
+        return _mm512_loadu_ps(x + k);
+    if (K - k <= 0)
+        return _mm512_setzero_ps();
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << (K - k)) - 1), x + k);
+}
+
+INLINE TARGET_AVX512 void bf16_tile_avx512_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t K = a->k;
+    const uint16_t *pb = mg_bf16_chunk(&a->bf16, n0, 0);
+    const float *x[MR];
+    for (int i = 0; i < mr; i++)
+        x[i] = a->x + (m0 + i) * K;
+    __m512 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < a->bf16.stride / MG_BF16_CHUNK; c++) {
+        const uint16_t *wc = pb + c * NR * MG_BF16_CHUNK;
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            int64_t k = c * MG_BF16_CHUNK + 16 * h;
+            __m512 wv[NR];
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+                __m512i v = _mm512_cvtepu16_epi32(
+                    _mm256_loadu_si256((const __m256i *)(wc + j * MG_BF16_CHUNK + 16 * h)));
+                wv[j] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+            }
+            _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+                __m512 xv = x16_avx512(x[i], k, K);
+                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                    acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
+}
+
+/* Q8 on AVX-512 without VNNI: dequantise 16 weights at a time. */
+INLINE TARGET_AVX512 void q8_tile_avx512_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t nv = a->stride / MG_Q8_CHUNK;
+    const float *x[MR];
+    for (int i = 0; i < mr; i++)
+        x[i] = a->xpad + (m0 + i - a->m0) * a->stride;
+    __m512 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t v = 0; v < nv; v++) {
+        const int8_t *wc = mg_q8_chunk(&a->q8, n0, v);
+        const float *sc = mg_q8_chunk_scales(&a->q8, n0, v);
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+            __m512 wv[NR];
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+                __m512i wi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wc + j * MG_Q8_CHUNK + 16 * q)));
+                wv[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(wi), _mm512_set1_ps(sc[2 * j + q / 2]));
+            }
+            _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+                __m512 xv = _mm512_loadu_ps(x[i] + v * MG_Q8_CHUNK + 16 * q);
+                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                    acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
+}
+
+/* Q8 x int8 activations with VNNI: one 64-byte chunk = two 32-blocks; lane l
+ * of the int32 result belongs to block l / 8, whose two scales multiply it.
+ * The -128·Σx correction is made in registers (a dpbusd of x with 128s)
+ * rather than loaded: it keeps a prepared row at 1.06 bytes per input, so
+ * the rows of a tile stay in L1 next to the streaming weights. */
+INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    const int64_t nv = a->stride / MG_Q8_CHUNK;
+    const int8_t *xq[MR];
+    const float *xs[MR];
+    for (int i = 0; i < mr; i++) {
+        int64_t r = m0 + i - a->m0;
+        xq[i] = a->xq + r * a->stride;
+        xs[i] = a->xscale + r * (a->stride / MG_Q8_BLOCK);
+    }
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512i pick[NR]; /* lanes 0-7: scale 2j, lanes 8-15: scale 2j+1 */
+    _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+        pick[j] = _mm512_add_epi32(halves, _mm512_set1_epi32(2 * j));
+    __m512 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t v = 0; v < nv; v++) {
+        const int8_t *wc = mg_q8_chunk(&a->q8, n0, v);
+        __m512 scales = _mm512_castps256_ps512(_mm256_loadu_ps(mg_q8_chunk_scales(&a->q8, n0, v)));
+        __m512i wv[NR];
+        __m512 wsv[NR];
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+            wv[j] = _mm512_xor_si512(_mm512_loadu_si512(wc + j * MG_Q8_CHUNK), flip);
+            wsv[j] = _mm512_permutexvar_ps(pick[j], scales);
+        }
+        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+            __m512i xv = _mm512_loadu_si512(xq[i] + MG_Q8_CHUNK * v);
+            __m512i corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, flip, xv));
+            __m128 two = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xs[i] + 2 * v)));
+            __m512 sv = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two));
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+                __m512i d = _mm512_dpbusd_epi32(corr, wv[j], xv);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sv, wsv[j]),
+                                            acc[i][j]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
+}
+
+/* Each kernel specialised for mr = 1..4 (mr is a compile-time constant inside). */
+#define MR_DISPATCH(name, target)                                                        \
+    target static void name(const mv_args *a, int64_t n0, int64_t m0, int mr)            \
+    {                                                                                    \
+        switch (mr) {                                                                    \
+        case 1: name##_mr(a, n0, m0, 1); break;                                          \
+        case 2: name##_mr(a, n0, m0, 2); break;                                          \
+        case 3: name##_mr(a, n0, m0, 3); break;                                          \
+        default: name##_mr(a, n0, m0, 4); break;                                         \
+        }                                                                                \
+    }
+MR_DISPATCH(f32_tile_avx2, TARGET_AVX2)
+MR_DISPATCH(bf16_tile_avx2, TARGET_AVX2)
+MR_DISPATCH(q8_tile_avx2, TARGET_AVX2)
+MR_DISPATCH(f32_tile_avx512, TARGET_AVX512)
+MR_DISPATCH(bf16_tile_avx512, TARGET_AVX512)
+MR_DISPATCH(q8_tile_avx512, TARGET_AVX512)
+MR_DISPATCH(q8_tile_vnni, TARGET_VNNI)
+#endif /* MG_X86 */
+
+/* ------------------------------------------------- activation preparation */
+
+size_t mg_cpu_xbuf_row_bytes(int64_t cols)
+{
+    /* float padded row (4·stride) covers the VNNI layout too (3·stride) */
+    return (size_t)mg_round_up(cols > 0 ? cols : 1, MG_Q8_GROUP) * sizeof(float);
+}
+
+/* Row r of the pass: int8 quants, -128·Σ per 4-group and the block scale
+ * repeated for each int32 lane (8 lanes per 32-block). */
+static void prepare_vnni(mv_args *a, void *buf)
+{
+    int64_t rows = a->m1 - a->m0, stride = a->stride;
+    int8_t *xq = buf;
+    float *xs = (float *)(xq + rows * stride);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = a->x + (a->m0 + r) * a->k;
+        for (int64_t k = 0; k < stride; k += MG_Q8_BLOCK) {
+            int64_t n = a->k - k;
+            n = n < 0 ? 0 : n > MG_Q8_BLOCK ? MG_Q8_BLOCK : n;
+            mg_q8_quantize_block(x + (n ? k : 0), n, xq + r * stride + k,
+                                 xs + r * (stride / MG_Q8_BLOCK) + k / MG_Q8_BLOCK);
+        }
+    }
+    a->xq = xq;
+    a->xscale = xs;
+}
+
+static void prepare_padded(mv_args *a, void *buf)
+{
+    int64_t rows = a->m1 - a->m0;
+    float *xp = buf;
+    for (int64_t r = 0; r < rows; r++) {
+        memcpy(xp + r * a->stride, a->x + (a->m0 + r) * a->k, (size_t)a->k * sizeof *xp);
+        memset(xp + r * a->stride + a->k, 0, (size_t)(a->stride - a->k) * sizeof *xp);
+    }
+    a->xpad = xp;
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+typedef struct {
+    const mv_args *a;
+    tile_fn        tile;
+} task_ctx;
+
+static void linear_task(void *arg, int64_t u0, int64_t u1)
+{
+    const task_ctx *c = arg;
+    for (int64_t u = u0; u < u1; u++)
+        for (int64_t m = c->a->m0; m < c->a->m1; m += MR) {
+            int64_t mr = c->a->m1 - m < MR ? c->a->m1 - m : MR;
+            c->tile(c->a, u * NR, m, (int)mr);
+        }
+}
+
+typedef enum { PREP_NONE, PREP_VNNI, PREP_PADDED } prep_kind;
+
+static tile_fn pick_tile(mg_cpu_isa isa, mg_dtype dt, prep_kind *prep)
+{
+    *prep = PREP_NONE;
+#if MG_X86
+    if (dt == MG_DT_Q8) {
+        *prep = isa >= MG_CPU_ISA_AVX512_VNNI ? PREP_VNNI : PREP_PADDED;
+        return isa >= MG_CPU_ISA_AVX512_VNNI ? q8_tile_vnni
+             : isa >= MG_CPU_ISA_AVX512      ? q8_tile_avx512
+             : isa >= MG_CPU_ISA_AVX2        ? q8_tile_avx2 : q8_tile_scalar;
+    }
+    if (dt == MG_DT_BF16)
+        return isa >= MG_CPU_ISA_AVX512 ? bf16_tile_avx512
+             : isa >= MG_CPU_ISA_AVX2   ? bf16_tile_avx2 : bf16_tile_scalar;
+    return isa >= MG_CPU_ISA_AVX512 ? f32_tile_avx512
+         : isa >= MG_CPU_ISA_AVX2   ? f32_tile_avx2 : f32_tile_scalar;
+#else
+    (void)isa;
+    if (dt == MG_DT_Q8) {
+        *prep = PREP_PADDED;
+        return q8_tile_scalar;
+    }
+    return dt == MG_DT_BF16 ? bf16_tile_scalar : f32_tile_scalar;
+#endif
+}
+
+void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias)
+{
+    mg_cpu_backend *cpu = (mg_cpu_backend *)be;
+    mv_args a = {
+        .y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .bias = bias ? mg_cpu_f32(bias) : NULL,
+        .m = mg_tensor_rows(x), .n = mg_tensor_rows(w), .k = mg_tensor_cols(x),
+        .w = w->dtype == MG_DT_F32 ? mg_cpu_f32(w) : NULL,
+    };
+    if (a.m == 0 || a.n == 0)
+        return;
+    prep_kind prep;
+    task_ctx c = {.a = &a, .tile = pick_tile(cpu->isa, w->dtype, &prep)};
+    int64_t pass = MG_CPU_LINEAR_ROWS;
+    if (w->dtype == MG_DT_BF16)
+        a.bf16 = mg_bf16_view(w);
+    if (w->dtype == MG_DT_Q8) {
+        a.q8 = mg_q8_view(w);
+        a.stride = a.q8.stride;
+        /* the weight op sized xbuf for this matrix; cap the pass to it anyway */
+        size_t per_row = mg_cpu_xbuf_row_bytes(a.k);
+        int64_t fit = (int64_t)(cpu->xbuf_cap / per_row);
+        pass = fit < pass ? fit : pass;
+        if (pass < 1)
+            return; /* unreachable: weight() reserved the buffer or failed */
+    }
+    int64_t units = (a.n + NR - 1) / NR;
+    for (a.m0 = 0; a.m0 < a.m; a.m0 = a.m1) {
+        a.m1 = a.m - a.m0 < pass ? a.m : a.m0 + pass;
+        if (prep == PREP_VNNI)
+            prepare_vnni(&a, cpu->xbuf);
+        else if (prep == PREP_PADDED)
+            prepare_padded(&a, cpu->xbuf);
+        /* a unit (NR rows) is NR·K·rows multiply-adds; ~32k per thread pays the wake-up */
+        int64_t macs = NR * a.k * (a.m1 - a.m0);
+        mg_cpu_parallel(be, units, macs >= 32768 ? 1 : 32768 / macs, linear_task, &c);
+    }
+}

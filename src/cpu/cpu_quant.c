@@ -1,0 +1,135 @@
+/* Conversions into and out of the CPU backend's BF16 and Q8 weight formats
+ * (see cpu_quant.h). They run once per weight at load, one panel of rows per
+ * piece of work on all workers, with loops the compiler vectorises per ISA
+ * clone. */
+#include "cpu/cpu_quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+
+MG_CPU_ISA_CLONES
+void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale)
+{
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    /* an all-zero block gets scale 0 and zeros; inv is never inf */
+    float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    *scale = amax / 127.0f;
+    for (int64_t i = 0; i < n; i++)
+        q[i] = (int8_t)rintf(x[i] * inv);
+    for (int64_t i = n; i < MG_Q8_BLOCK; i++)
+        q[i] = 0;
+}
+
+MG_CPU_ISA_CLONES
+void mg_bf16_row_from_f32(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], 4);
+        uint32_t nan = (bits & 0x7fffffffu) > 0x7f800000u;
+        uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+        y[i] = (uint16_t)(nan ? (bits >> 16) | 0x40u : rounded);
+    }
+}
+
+void mg_bf16_row_to_f32(const uint16_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits = (uint32_t)x[i] << 16;
+        memcpy(&y[i], &bits, 4);
+    }
+}
+
+size_t mg_cpu_matrix_nbytes(mg_dtype dtype, int64_t rows, int64_t cols)
+{
+    switch (dtype) {
+    case MG_DT_Q8:   return mg_q8_nbytes(rows, cols);
+    case MG_DT_BF16: return mg_bf16_nbytes(rows, cols);
+    default:         return (size_t)(rows * cols) * sizeof(float);
+    }
+}
+
+typedef struct {
+    mg_dtype     dtype;
+    const float *src;
+    int64_t      rows, cols;
+    void        *dst;
+} convert_ctx;
+
+/* Panels [p0, p1): each row's chunks go to their interleaved places; rows
+ * past the end and columns past cols become zeros. */
+static void convert_task(void *arg, int64_t p0, int64_t p1)
+{
+    const convert_ctx *c = arg;
+    static const float zeros[MG_Q8_CHUNK];
+    for (int64_t r = p0 * MG_PANEL_ROWS; r < p1 * MG_PANEL_ROWS; r++) {
+        const float *row = r < c->rows ? c->src + r * c->cols : NULL;
+        if (c->dtype == MG_DT_BF16) {
+            mg_bf16_matrix m = mg_bf16_layout(c->rows, c->cols, c->dst);
+            for (int64_t k = 0; k < m.stride; k += MG_BF16_CHUNK) {
+                int64_t n = row ? (c->cols - k < MG_BF16_CHUNK ? c->cols - k : MG_BF16_CHUNK) : 0;
+                uint16_t *out = mg_bf16_chunk(&m, r, k / MG_BF16_CHUNK);
+                mg_bf16_row_from_f32(row ? row + k : zeros, out, n);
+                memset(out + n, 0, (size_t)(MG_BF16_CHUNK - n) * sizeof *out);
+            }
+        } else {
+            mg_q8_matrix m = mg_q8_layout(c->rows, c->cols, c->dst);
+            for (int64_t k = 0; k < m.stride; k += MG_Q8_BLOCK) {
+                int64_t n = row ? c->cols - k : 0;
+                n = n < 0 ? 0 : n > MG_Q8_BLOCK ? MG_Q8_BLOCK : n;
+                int64_t v = k / MG_Q8_CHUNK, half = (k % MG_Q8_CHUNK) / MG_Q8_BLOCK;
+                mg_q8_quantize_block(row ? row + k : zeros, n,
+                                     mg_q8_chunk(&m, r, v) + half * MG_Q8_BLOCK,
+                                     mg_q8_chunk_scales(&m, r, v) + half);
+            }
+        }
+    }
+}
+
+void mg_cpu_convert_matrix(mg_backend *be, mg_dtype dtype, const float *src, int64_t rows,
+                           int64_t cols, void *dst)
+{
+    convert_ctx c = {.dtype = dtype, .src = src, .rows = rows, .cols = cols, .dst = dst};
+    int64_t panels = (rows + MG_PANEL_ROWS - 1) / MG_PANEL_ROWS;
+    /* ~64k weights per piece keeps both workers busy on every matrix */
+    int64_t per_panel = MG_PANEL_ROWS * (cols > 0 ? cols : 1);
+    mg_cpu_parallel(be, panels, per_panel >= 65536 ? 1 : 65536 / per_panel, convert_task, &c);
+}
+
+void mg_cpu_matrix_row(const mg_tensor *t, int64_t r, float *out, int accumulate)
+{
+    int64_t d = mg_tensor_cols(t);
+    if (t->dtype == MG_DT_F32) {
+        const float *row = mg_cpu_f32(t) + r * d;
+        if (accumulate)
+            for (int64_t j = 0; j < d; j++)
+                out[j] += row[j];
+        else
+            memcpy(out, row, (size_t)d * sizeof *out);
+        return;
+    }
+    /* a block at a time: no scratch memory needed */
+    float tmp[MG_Q8_BLOCK];
+    for (int64_t k = 0; k < d; k += MG_Q8_BLOCK) {
+        int64_t n = d - k < MG_Q8_BLOCK ? d - k : MG_Q8_BLOCK;
+        if (t->dtype == MG_DT_Q8) {
+            mg_q8_matrix m = mg_q8_view(t);
+            int64_t v = k / MG_Q8_CHUNK, half = (k % MG_Q8_CHUNK) / MG_Q8_BLOCK;
+            const int8_t *q = mg_q8_chunk(&m, r, v) + half * MG_Q8_BLOCK;
+            float s = mg_q8_chunk_scales(&m, r, v)[half];
+            for (int64_t j = 0; j < n; j++)
+                tmp[j] = s * (float)q[j];
+        } else {
+            mg_bf16_matrix m = mg_bf16_view(t);
+            mg_bf16_row_to_f32(mg_bf16_chunk(&m, r, k / MG_BF16_CHUNK), tmp, n);
+        }
+        for (int64_t j = 0; j < n; j++)
+            out[k + j] = accumulate ? out[k + j] + tmp[j] : tmp[j];
+    }
+}

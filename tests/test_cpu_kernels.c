@@ -1,0 +1,219 @@
+/* CPU weight formats and linear() kernels against plain references, on
+ * awkward sizes, for every kernel level this CPU has (the backend is forced
+ * down to each in turn), plus thread-count independence. */
+#include <math.h>
+#include <string.h>
+
+#include "check.h"
+#include "cpu/cpu.h"
+#include "cpu/cpu_quant.h"
+
+static float rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((*s >> 40) & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
+}
+
+static mg_backend *backend(int threads, mg_dtype dt)
+{
+    mg_backend *be = NULL;
+    mg_error err = {0};
+    if (mg_backend_cpu_create(&be, threads, &err) != MG_OK)
+        return NULL;
+    be->weight_dtype = dt;
+    return be;
+}
+
+/* A matrix weight as the loader makes it (host F32 in, backend format out). */
+static mg_tensor *matrix(mg_backend *be, const float *host, int64_t rows, int64_t cols)
+{
+    mg_error err = {0};
+    mg_tensor *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (mg_tensor){.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {rows, cols},
+                     .nbytes = (size_t)(rows * cols) * sizeof(float)};
+    if (be->ops->weight(be, t, host, MG_WEIGHT_MATRIX, &err) != MG_OK) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void test_conversions(void)
+{
+    /* bf16: round to nearest even, NaN kept */
+    float x[5] = {1.0f, 1.00390625f, 1.01171875f, -3.5e-3f, NAN};
+    uint16_t y[5];
+    mg_bf16_row_from_f32(x, y, 5);
+    int ok = 1;
+    for (int i = 0; i < 5; i++)
+        ok &= y[i] == mg_f32_to_bf16(x[i]) || (isnan(x[i]) && (y[i] & 0x7f80) == 0x7f80 && (y[i] & 0x7f));
+    CHECK(ok, "bf16 conversion matches the scalar reference (ties to even, NaN)");
+
+    /* q8 and bf16 matrices of awkward shapes read back within their rounding */
+    static const int64_t shapes[][2] = {{1, 1}, {3, 31}, {5, 33}, {7, 64}, {9, 130}, {4, 200}};
+    mg_backend *be[2] = {backend(2, MG_DT_Q8), backend(2, MG_DT_BF16)};
+    CHECK(be[0] && be[1], "backends");
+    if (!be[0] || !be[1])
+        return;
+    uint64_t seed = 7;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t R = shapes[s][0], C = shapes[s][1];
+        float *w = malloc((size_t)(R * C) * sizeof *w), *row = malloc((size_t)C * sizeof *row);
+        for (int64_t i = 0; i < R * C; i++)
+            w[i] = rnd(&seed) * (i % 7 == 0 ? 10.0f : 1.0f);
+        if (R * C > 3)
+            w[2] = 0; /* and an all-zero block somewhere */
+        for (int f = 0; f < 2; f++) {
+            mg_tensor *t = matrix(be[f], w, R, C);
+            CHECK(t && t->dtype == (f ? MG_DT_BF16 : MG_DT_Q8), "converted %lldx%lld", (long long)R, (long long)C);
+            if (!t)
+                continue;
+            double worst = 0;
+            for (int64_t r = 0; r < R; r++) {
+                mg_cpu_matrix_row(t, r, row, 0);
+                for (int64_t c0 = 0; c0 < C; c0 += 32) {
+                    float amax = 0;
+                    for (int64_t c = c0; c < C && c < c0 + 32; c++)
+                        amax = fmaxf(amax, fabsf(w[r * C + c]));
+                    for (int64_t c = c0; c < C && c < c0 + 32; c++) {
+                        /* q8: half a step of the block; bf16: 2^-9 relative */
+                        double lim = f ? fabs(w[r * C + c]) / 256.0 : amax / 127.0 * 0.5 + 1e-7;
+                        double e = fabs(row[c] - w[r * C + c]);
+                        worst = e / (lim + 1e-30) > worst ? e / (lim + 1e-30) : worst;
+                    }
+                }
+            }
+            CHECK(worst <= 1.0001, "%s %lldx%lld round trip within its rounding (worst %.3g of the bound)",
+                  f ? "bf16" : "q8", (long long)R, (long long)C, worst);
+            /* embed over a compressed table accumulates the same rows */
+            float *acc = calloc((size_t)C, sizeof *acc);
+            mg_tensor y = {.be = be[f], .dtype = MG_DT_F32, .ndim = 2, .ne = {1, C}, .data = acc};
+            int32_t id = (int32_t)(R - 1);
+            be[f]->ops->embed(be[f], &y, t, &id, 1, 1);
+            mg_cpu_matrix_row(t, R - 1, row, 0);
+            CHECK(acc && !memcmp(acc, row, (size_t)C * sizeof *acc), "embed reads the dequantised row");
+            free(acc);
+            mg_tensor_free(t);
+        }
+        free(w);
+        free(row);
+    }
+    be[0]->ops->destroy(be[0]);
+    be[1]->ops->destroy(be[1]);
+}
+
+/* y = x·wᵀ + b in double from the weights as stored (dequantised); mag =
+ * Σ|x·w| (float rounding scale), qerr = Σ|w|·max|x of the block|/254 (the
+ * most that rounding x to int8 per 32-block can move the sum). */
+static void reference(const mg_tensor *w, const float *x, const float *b, int64_t M, int64_t N,
+                      int64_t K, double *y, double *mag, double *qerr)
+{
+    float *row = malloc((size_t)K * sizeof *row);
+    for (int64_t n = 0; n < N; n++) {
+        mg_cpu_matrix_row(w, n, row, 0);
+        for (int64_t m = 0; m < M; m++) {
+            double s = b[n], a = fabs(b[n]), q = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float amax = 0;
+                for (int64_t j = k / 32 * 32; j < K && j < k / 32 * 32 + 32; j++)
+                    amax = fmaxf(amax, fabsf(x[m * K + j]));
+                s += (double)x[m * K + k] * row[k];
+                a += fabs((double)x[m * K + k] * row[k]);
+                q += fabs(row[k]) * amax / 254.0;
+            }
+            y[m * N + n] = s;
+            mag[m * N + n] = a;
+            qerr[m * N + n] = q;
+        }
+    }
+    free(row);
+}
+
+static void test_linear(void)
+{
+    static const mg_dtype dts[] = {MG_DT_F32, MG_DT_BF16, MG_DT_Q8};
+    static const int64_t Ms[] = {1, 2, 3, 5, 17, 70}, Ns[] = {1, 5, 13}, Ks[] = {1, 7, 45, 130};
+    mg_cpu_isa top = mg_cpu_isa_detect();
+    uint64_t seed = 11;
+    for (size_t d = 0; d < 3; d++) {
+        mg_backend *be2 = backend(2, dts[d]), *be1 = backend(1, dts[d]);
+        CHECK(be1 && be2, "backends");
+        if (!be1 || !be2)
+            return;
+        for (size_t mi = 0; mi < 6; mi++)
+            for (size_t ni = 0; ni < 3; ni++)
+                for (size_t ki = 0; ki < 4; ki++) {
+                    int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                    float *w = malloc((size_t)(N * K) * sizeof *w), *x = malloc((size_t)(M * K) * sizeof *x);
+                    float *b = malloc((size_t)N * sizeof *b), *y = malloc((size_t)(M * N) * sizeof *y);
+                    float *y1 = malloc((size_t)(M * N) * sizeof *y1);
+                    double *ref = malloc((size_t)(M * N) * sizeof *ref), *mag = malloc((size_t)(M * N) * sizeof *mag);
+                    double *qerr = malloc((size_t)(M * N) * sizeof *qerr);
+                    for (int64_t i = 0; i < N * K; i++)
+                        w[i] = rnd(&seed);
+                    for (int64_t i = 0; i < M * K; i++)
+                        x[i] = rnd(&seed) * (i % 11 == 0 ? 8.0f : 1.0f);
+                    for (int64_t i = 0; i < N; i++)
+                        b[i] = rnd(&seed);
+                    mg_tensor *wt = matrix(be2, w, N, K), *wt1 = matrix(be1, w, N, K);
+                    mg_tensor xt = {.be = be2, .dtype = MG_DT_F32, .ndim = 2, .ne = {M, K}, .data = x};
+                    mg_tensor bt = {.be = be2, .dtype = MG_DT_F32, .ndim = 1, .ne = {N}, .data = b};
+                    mg_tensor yt = {.be = be2, .dtype = MG_DT_F32, .ndim = 2, .ne = {M, N}, .data = y};
+                    mg_tensor yt1 = yt;
+                    yt1.data = y1;
+                    if (!wt || !wt1) {
+                        CHECK(0, "weights");
+                    } else {
+                        reference(wt, x, b, M, N, K, ref, mag, qerr);
+                        for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)top; isa++) {
+                            mg_cpu_backend_set_isa(be2, (mg_cpu_isa)isa);
+                            mg_cpu_backend_set_isa(be1, (mg_cpu_isa)isa);
+                            be2->ops->linear(be2, &yt, &xt, wt, &bt);
+                            be1->ops->linear(be1, &yt1, &xt, wt1, &bt);
+                            /* int8 activations (VNNI) add up to half a step of x per product */
+                            int int8_x = dts[d] == MG_DT_Q8 && isa >= MG_CPU_ISA_AVX512_VNNI;
+                            double worst = 0;
+                            for (int64_t i = 0; i < M * N; i++) {
+                                double lim = 1e-5 * mag[i] + 1e-6 + (int8_x ? 1.001 * qerr[i] : 0);
+                                double e = fabs(y[i] - ref[i]) / lim;
+                                worst = e > worst ? e : worst;
+                            }
+                            CHECK(worst <= 1, "%s %s M=%lld N=%lld K=%lld: within tolerance (%.3g)",
+                                  mg_dtype_name(dts[d]), mg_cpu_isa_name((mg_cpu_isa)isa),
+                                  (long long)M, (long long)N, (long long)K, worst);
+                            CHECK(!memcmp(y, y1, (size_t)(M * N) * sizeof *y),
+                                  "%s %s M=%lld N=%lld K=%lld: 1 and 2 threads agree bit for bit",
+                                  mg_dtype_name(dts[d]), mg_cpu_isa_name((mg_cpu_isa)isa),
+                                  (long long)M, (long long)N, (long long)K);
+                        }
+                    }
+                    mg_tensor_free(wt);
+                    mg_tensor_free(wt1);
+                    free(w); free(x); free(b); free(y); free(y1); free(ref); free(mag); free(qerr);
+                }
+        be1->ops->destroy(be1);
+        be2->ops->destroy(be2);
+    }
+}
+
+static void test_isa_names(void)
+{
+    CHECK(mg_cpu_isa_parse("avx2") == MG_CPU_ISA_AVX2 && mg_cpu_isa_parse("nope") == -1,
+          "MG_CPU_ISA names parse");
+    mg_backend *be = backend(1, MG_DT_F32);
+    if (be) {
+        mg_cpu_backend_set_isa(be, MG_CPU_ISA_AVX512_VNNI);
+        CHECK(mg_cpu_backend_isa(be) <= mg_cpu_isa_detect(), "a forced level is capped at the CPU's");
+        be->ops->destroy(be);
+    }
+}
+
+int main(void)
+{
+    test_isa_names();
+    test_conversions();
+    test_linear();
+    return check_summary("test_cpu_kernels");
+}
