@@ -385,3 +385,141 @@ mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids
     }
     return op->sync(be, err);
 }
+
+void mg_dec_batch_free(mg_dec_batch *wb)
+{
+    mg_tensor *t[] = {wb->x, wb->h, wb->q, wb->kn, wb->vn, wb->a, wb->f, wb->hl};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        mg_tensor_free(t[i]);
+    free(wb->col);
+    free(wb->row_of);
+    free(wb->seqs);
+    memset(wb, 0, sizeof *wb);
+}
+
+static mg_code batch_reserve(mg_decoder *dec, mg_dec_batch *wb, int rows, mg_error *err)
+{
+    if (rows <= wb->rows)
+        return MG_OK;
+    mg_dec_batch_free(wb);
+    const mg_config *c = dec->cfg;
+    int64_t H = c->dec_hidden;
+    mg_code rc = mg_tensor_new2(&wb->x, dec->be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->h, dec->be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->q, dec->be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->kn, dec->be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->vn, dec->be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->a, dec->be, rows, H, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->f, dec->be, rows, c->dec_ffn, err);
+    if (rc == MG_OK) rc = mg_tensor_new2(&wb->hl, dec->be, rows, c->dec_vocab, err);
+    wb->col = malloc((size_t)rows * sizeof *wb->col);
+    wb->row_of = malloc((size_t)rows * sizeof *wb->row_of);
+    wb->seqs = malloc((size_t)rows * sizeof *wb->seqs);
+    if (rc == MG_OK && (!wb->col || !wb->row_of || !wb->seqs))
+        rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory for a batched step");
+    if (rc != MG_OK) {
+        mg_dec_batch_free(wb);
+        return rc;
+    }
+    wb->rows = rows;
+    return MG_OK;
+}
+
+mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *st, int n,
+                        const int32_t *const *ids, mg_tensor *const *logits, mg_error *err)
+{
+    const mg_config *c = dec->cfg;
+    const mg_backend_ops *op = dec->be->ops;
+    mg_backend *be = dec->be;
+    int K = c->num_codebooks, R = 0, R_cross = 0;
+    for (int j = 0; j < n; j++) {
+        if (st[j]->past + 1 > st[j]->cap)
+            return mg_fail(err, MG_ERR_INVALID, "decoder: position %d exceeds the capacity %d",
+                           st[j]->past, st[j]->cap);
+        for (int i = 0; i < st[j]->n_seq * K; i++)
+            if (ids[j][i] < 0 || ids[j][i] > c->dec_vocab)
+                return mg_fail(err, MG_ERR_INVALID, "decoder: code %d is outside [0, %d]",
+                               ids[j][i], c->dec_vocab);
+        R += st[j]->n_seq;
+        R_cross += st[j]->n_cross;
+    }
+    mg_code rc = batch_reserve(dec, wb, R, err);
+    if (rc != MG_OK)
+        return rc;
+    /* rows: every state's text-bearing sequences, then all the others */
+    int r_cross = 0, r_rest = R_cross;
+    for (int j = 0, first = 0; j < n; first += st[j]->n_seq, j++)
+        for (int s = 0; s < st[j]->n_seq; s++)
+            wb->row_of[first + s] = s < st[j]->n_cross ? r_cross++ : r_rest++;
+#define FOR_ROWS(...)                                                                     \
+    for (int j = 0, first = 0; j < n; first += st[j]->n_seq, j++)                         \
+        for (int s = 0; s < st[j]->n_seq; s++) {                                          \
+            int row = wb->row_of[first + s];                                              \
+            (void)row;                                                                    \
+            __VA_ARGS__;                                                                  \
+        }
+    mg_tensor x = mg_tensor_rows_view(wb->x, 0, R), h = mg_tensor_rows_view(wb->h, 0, R);
+    mg_tensor q = mg_tensor_rows_view(wb->q, 0, R), kn = mg_tensor_rows_view(wb->kn, 0, R);
+    mg_tensor vn = mg_tensor_rows_view(wb->vn, 0, R), a = mg_tensor_rows_view(wb->a, 0, R);
+    mg_tensor f = mg_tensor_rows_view(wb->f, 0, R), hl = mg_tensor_rows_view(wb->hl, 0, R);
+
+    /* x[row] = Σ_k E_k[id] + pos[past of its state] */
+    for (int k = 0; k < K; k++) {
+        FOR_ROWS(wb->col[row] = ids[j][s * K + k]);
+        op->embed(be, &x, dec->embed[k], wb->col, R, k > 0);
+    }
+    FOR_ROWS(wb->col[row] = st[j]->past);
+    op->embed(be, &x, dec->pos, wb->col, R, 1);
+
+    int64_t H = c->dec_hidden;
+    mg_attn_params self_p = {.heads = c->dec_heads, .head_dim = (int)(H / c->dec_heads),
+                             .scale = 1.0f / sqrtf((float)(H / c->dec_heads)), .causal = 1};
+    mg_attn_params cross_p = self_p;
+    cross_p.causal = 0;
+    for (int l = 0; l < c->dec_layers; l++) {
+        mg_dec_layer *L = &dec->layers[l];
+        op->layer_norm(be, &h, &x, L->ln1_w, L->ln1_b, 1e-5f);
+        op->linear(be, &q, &h, L->q, NULL);
+        op->linear(be, &kn, &h, L->k, NULL);
+        op->linear(be, &vn, &h, L->v, NULL);
+        FOR_ROWS({
+            int64_t at = (int64_t)s * st[j]->cap + st[j]->past;
+            op->copy_rows(be, st[j]->k_cache[l], at, &kn, row, 1);
+            op->copy_rows(be, st[j]->v_cache[l], at, &vn, row, 1);
+            wb->seqs[row] = (mg_attn_seq){.k = st[j]->k_cache[l], .v = st[j]->v_cache[l],
+                                          .k_row0 = (int64_t)s * st[j]->cap,
+                                          .n_keys = st[j]->past + 1, .q_pos = st[j]->past};
+        });
+        op->attention(be, &a, &q, R, 1, wb->seqs, &self_p);
+        op->linear(be, &h, &a, L->o, NULL);
+        op->add(be, &x, &h);
+        if (R_cross > 0) {
+            mg_tensor xc = mg_tensor_rows_view(&x, 0, R_cross), hc = mg_tensor_rows_view(&h, 0, R_cross);
+            mg_tensor qc = mg_tensor_rows_view(&q, 0, R_cross), ac = mg_tensor_rows_view(&a, 0, R_cross);
+            op->layer_norm(be, &hc, &xc, L->ln2_w, L->ln2_b, 1e-5f);
+            op->linear(be, &qc, &hc, L->cq, NULL);
+            FOR_ROWS(if (s < st[j]->n_cross)
+                         wb->seqs[row] = (mg_attn_seq){
+                             .k = st[j]->ck[l], .v = st[j]->cv[l],
+                             .k_row0 = (int64_t)s * st[j]->enc_len, .n_keys = st[j]->enc_len,
+                             .key_mask = st[j]->enc_mask + (int64_t)s * st[j]->enc_len});
+            op->attention(be, &ac, &qc, R_cross, 1, wb->seqs, &cross_p);
+            op->linear(be, &hc, &ac, L->co, NULL);
+            op->add(be, &xc, &hc);
+        }
+        op->layer_norm(be, &h, &x, L->ln3_w, L->ln3_b, 1e-5f);
+        op->linear(be, &f, &h, L->fc1, NULL);
+        op->gelu(be, &f);
+        op->linear(be, &h, &f, L->fc2, NULL);
+        op->add(be, &x, &h);
+    }
+    op->layer_norm(be, &x, &x, dec->ln_w, dec->ln_b, 1e-5f);
+    for (int k = 0; k < K; k++) {
+        op->linear(be, &hl, &x, dec->heads[k], NULL);
+        FOR_ROWS(op->copy_rows(be, logits[j], (int64_t)s * K + k, &hl, row, 1));
+    }
+#undef FOR_ROWS
+    for (int j = 0; j < n; j++)
+        st[j]->past++;
+    return op->sync(be, err);
+}

@@ -40,6 +40,16 @@ typedef struct {
     mg_tensor  *x, *h, *q, *kn, *vn, *a, *f, *xl, *hl;
 } mg_dec_state;
 
+/* Work space of batched decode steps: tensors and host arrays for up to
+ * `rows` sequences (one new column each). */
+typedef struct {
+    int          rows;
+    mg_tensor   *x, *h, *q, *kn, *vn, *a, *f, *hl;
+    int32_t     *col;      /* per-row ids / positions handed to embed */
+    int         *row_of;   /* row of sequence s of state j: row_of[first(j) + s] */
+    mg_attn_seq *seqs;
+} mg_dec_batch;
+
 mg_code mg_decoder_load(mg_decoder *dec, mg_loader *ld, const mg_config *cfg, mg_error *err);
 void    mg_decoder_free(mg_decoder *dec);
 
@@ -56,6 +66,17 @@ mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
                           const mg_tensor *enc, const uint8_t *enc_mask, int enc_len,
                           mg_error *err);
 void    mg_dec_state_free(mg_decoder *dec, mg_dec_state *st);
+
+/* One decode step for several decoding states at once, each at its own
+ * position with its own caches (continuous batching): ids[j] host
+ * [n_seq_j, K] is state j's new column, logits[j] [n_seq_j*K, V] receives
+ * its next-column logits laid out like mg_decoder_forward's last_only. The
+ * rows of every state's text-bearing sequences go first so that one
+ * cross-attention pass covers them; each row's arithmetic is the same as in a
+ * step of its state alone. */
+mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *st, int n,
+                        const int32_t *const *ids, mg_tensor *const *logits, mg_error *err);
+void    mg_dec_batch_free(mg_dec_batch *wb);
 
 /* Runs n_new new columns for every sequence: ids host [n_seq, K, n_new].
  * logits: [n_seq*K*n_new, V] laid out [n_seq, K, n_new, V], or with

@@ -2,6 +2,7 @@
  * pattern with classifier-free guidance, then EnCodec. */
 #include "delay.h"
 #include "model.h"
+#include "scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -72,140 +73,155 @@ void mg_gen_result_free(mg_gen_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static mg_code generate_ids_locked(mg_model *m, const int32_t *ids, const uint8_t *mask,
-                                   int batch, int len, const mg_gen_params *p,
-                                   const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err)
+/* --- one generation's lifecycle; the scheduler thread calls these --- */
+
+void mg_gen_job_release(mg_model *m, mg_gen_job *j)
+{
+    if (j->have_state)
+        mg_dec_state_free(&m->dec, &j->st);
+    j->have_state = 0;
+    mg_tensor_free(j->logits);
+    j->logits = NULL;
+    free(j->seq);
+    free(j->step_ids);
+    free(j->tokens);
+    free(j->scores);
+    free(j->raw);
+    j->seq = j->step_ids = j->tokens = NULL;
+    j->scores = j->raw = NULL;
+}
+
+mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
 {
     const mg_config *c = &m->cfg;
     mg_backend *be = m->be;
-    int K = c->num_codebooks, V = c->dec_vocab, pad = c->pad_token;
-    memset(res, 0, sizeof *res);
-    int steps, frames;
-    mg_code rc = mg_gen_steps(m, p, &steps, &frames, err);
+    const mg_gen_params *p = j->p;
+    mg_error *err = j->err;
+    int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, len = j->len;
+    mg_code rc = mg_gen_steps(m, p, &j->steps, &j->frames, err);
     if (rc == MG_OK)
         rc = check_sampling(&p->sampling, err);
     if (rc != MG_OK)
         return rc;
-    if (!ids || !mask || batch < 1 || len < 1)
+    if (!j->ids || !j->mask || batch < 1 || len < 1)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: empty batch");
     /* T5's position bias grows with len^2: the tokenizer's own limit bounds it */
     if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
                              MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
-    int cfg = p->sampling.guidance_scale > 1.0f;
-    int n_seq = batch * (cfg ? 2 : 1), total = steps + 1;
-    int64_t H = c->dec_hidden;
+    int cfg = p->sampling.guidance_scale > 1.0f, want_raw = j->hooks && j->hooks->on_step;
+    j->n_seq = batch * (cfg ? 2 : 1);
+    j->total = j->steps + 1;
+    int64_t H = c->dec_hidden, n_seq = j->n_seq;
 
-    mg_tensor *enc = NULL, *enc_dec = NULL, *logits = NULL;
+    mg_tensor *enc = NULL, *enc_dec = NULL;
     uint8_t *mask2 = calloc((size_t)n_seq * len, 1);
-    int32_t *seq = malloc((size_t)batch * K * total * sizeof *seq);
-    int32_t *step_ids = malloc((size_t)n_seq * K * sizeof *step_ids);
-    int32_t *tokens = malloc((size_t)batch * K * sizeof *tokens);
-    float *scores = malloc((size_t)batch * K * V * sizeof *scores);
-    float *raw = hooks && hooks->on_step ? malloc((size_t)n_seq * K * V * sizeof *raw) : NULL;
-    mg_dec_state st = {0};
-    int have_state = 0;
-    if (!mask2 || !seq || !step_ids || !tokens || !scores || (hooks && hooks->on_step && !raw)) {
-        rc = mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
-        goto done;
+    j->seq = malloc((size_t)batch * K * j->total * sizeof *j->seq);
+    j->step_ids = malloc((size_t)n_seq * K * sizeof *j->step_ids);
+    j->tokens = malloc((size_t)batch * K * sizeof *j->tokens);
+    j->scores = want_raw ? malloc((size_t)batch * K * V * sizeof *j->scores) : NULL;
+    j->raw = want_raw ? malloc((size_t)n_seq * K * V * sizeof *j->raw) : NULL;
+    if (!mask2 || !j->seq || !j->step_ids || !j->tokens || (want_raw && (!j->scores || !j->raw))) {
+        free(mask2);
+        return mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
     }
-    memcpy(mask2, mask, (size_t)batch * len); /* unconditional half: all masked */
+    memcpy(mask2, j->mask, (size_t)batch * len); /* unconditional half: all masked */
 
     /* text: T5, projection, and zeros for the unconditional half */
     double t0 = now_ms();
-    rc = mg_tensor_new2(&enc, be, (int64_t)n_seq * len, c->t5_d_model, err);
+    rc = mg_tensor_new2(&enc, be, n_seq * len, c->t5_d_model, err);
     if (rc == MG_OK)
-        rc = mg_tensor_new2(&enc_dec, be, (int64_t)n_seq * len, H, err);
+        rc = mg_tensor_new2(&enc_dec, be, n_seq * len, H, err);
     if (rc == MG_OK) {
         mg_tensor cond = mg_tensor_rows_view(enc, 0, (int64_t)batch * len);
-        rc = mg_t5_encode(&m->t5, ids, mask, batch, len, &cond, NULL, NULL, err);
+        rc = mg_t5_encode(&m->t5, j->ids, j->mask, batch, len, &cond, NULL, NULL, err);
     }
     if (rc == MG_OK)
         rc = mg_decoder_project(&m->dec, enc, mask2, enc_dec, err);
     if (rc == MG_OK)
-        rc = mg_dec_state_init(&m->dec, &st, n_seq, steps, enc_dec, mask2, len, err);
-    if (rc != MG_OK)
-        goto done;
-    have_state = 1;
+        rc = mg_dec_state_init(&m->dec, &j->st, (int)n_seq, j->steps, enc_dec, mask2, len, err);
+    j->have_state = rc == MG_OK;
     mg_tensor_free(enc);
     mg_tensor_free(enc_dec);
-    enc = enc_dec = NULL;
-    res->t5_ms = now_ms() - t0;
-    if ((rc = mg_tensor_new2(&logits, be, (int64_t)n_seq * K, V, err)) != MG_OK)
-        goto done;
-
-    /* decode loop: column t in, column t+1 out */
-    t0 = now_ms();
+    free(mask2);
+    if (rc == MG_OK)
+        rc = mg_tensor_new2(&j->logits, be, n_seq * K, V, err);
+    if (rc != MG_OK)
+        return rc;
+    j->res->t5_ms = now_ms() - t0;
+    j->t = 0;
     for (int b = 0; b < batch * K; b++)
-        seq[(int64_t)b * total] = pad;
-    for (int t = 0; t < steps; t++) {
-        for (int s = 0; s < n_seq; s++)
-            for (int k = 0; k < K; k++)
-                step_ids[s * K + k] = seq[((int64_t)(s % batch) * K + k) * total + t];
-        rc = mg_decoder_forward(&m->dec, &st, step_ids, 1, 1, logits, NULL, NULL, err);
-        if (rc == MG_OK)
-            /* processed scores only when the step hook reads them: on a GPU
-             * they would cost a copy per step */
-            rc = be->ops->select_tokens(be, logits, batch * K, V, &p->sampling, p->seed,
-                                        (uint64_t)t, raw ? scores : NULL, tokens, err);
-        if (rc == MG_OK && raw)
-            rc = be->ops->download(be, logits, 0, raw, (size_t)n_seq * K * V * sizeof *raw, err);
-        if (rc != MG_OK)
-            goto done;
-        if (raw)
-            hooks->on_step(hooks->ud, t, raw, n_seq * K, scores, tokens, batch * K, V);
-        for (int r = 0; r < batch * K; r++) {
-            int forced = mg_delay_forced(K, total, pad, r % K, t + 1);
-            seq[(int64_t)r * total + t + 1] = forced >= 0 ? forced : tokens[r];
-        }
-        if (hooks && hooks->progress && hooks->progress(hooks->ud, t + 1, steps)) {
-            rc = mg_fail(err, MG_ERR_CANCELLED, "generation cancelled at step %d of %d", t + 1, steps);
-            goto done;
-        }
-    }
-    res->decode_ms = now_ms() - t0;
-    res->steps = steps;
-    mg_dec_state_free(&m->dec, &st);
-    have_state = 0;
+        j->seq[(int64_t)b * j->total] = c->pad_token;
+    for (int s = 0; s < n_seq; s++)
+        for (int k = 0; k < K; k++)
+            j->step_ids[s * K + k] = c->pad_token;
+    j->t_decode0 = now_ms();
+    return MG_OK;
+}
 
-    /* codes and audio */
+/* After the decoder step that turned column t into logits for column t+1. */
+mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j)
+{
+    const mg_config *c = &m->cfg;
+    mg_backend *be = m->be;
+    int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, t = j->t, total = j->total;
+    /* processed scores only when the step hook reads them: on a GPU they
+     * would cost a copy per step */
+    mg_code rc = be->ops->select_tokens(be, j->logits, batch * K, V, &j->p->sampling, j->p->seed,
+                                        (uint64_t)t, j->raw ? j->scores : NULL, j->tokens, j->err);
+    if (rc == MG_OK && j->raw)
+        rc = be->ops->download(be, j->logits, 0, j->raw, (size_t)j->n_seq * K * V * sizeof *j->raw,
+                               j->err);
+    if (rc != MG_OK)
+        return rc;
+    if (j->raw)
+        j->hooks->on_step(j->hooks->ud, t, j->raw, j->n_seq * K, j->scores, j->tokens, batch * K, V);
+    for (int r = 0; r < batch * K; r++) {
+        int forced = mg_delay_forced(K, total, c->pad_token, r % K, t + 1);
+        j->seq[(int64_t)r * total + t + 1] = forced >= 0 ? forced : j->tokens[r];
+    }
+    j->t = ++t;
+    for (int s = 0; s < j->n_seq; s++)
+        for (int k = 0; k < K; k++)
+            j->step_ids[s * K + k] = j->seq[((int64_t)(s % batch) * K + k) * total + t];
+    if (j->hooks && j->hooks->progress && j->hooks->progress(j->hooks->ud, t, j->steps))
+        return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled at step %d of %d", t,
+                       j->steps);
+    return MG_OK;
+}
+
+mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j)
+{
+    const mg_config *c = &m->cfg;
+    mg_gen_result *res = j->res;
+    int K = c->num_codebooks, batch = j->batch, frames = j->frames;
+    res->decode_ms = now_ms() - j->t_decode0;
+    res->steps = j->steps;
     res->batch = batch;
     res->frames = frames;
-    res->total = total;
+    res->total = j->total;
     res->sample_rate = c->sample_rate;
     res->n_samples = (size_t)frames * c->hop;
     res->codes = malloc((size_t)batch * K * frames * sizeof *res->codes);
-    if (!res->codes) {
-        rc = mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
-        goto done;
-    }
+    if (!res->codes)
+        return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory");
     for (int b = 0; b < batch; b++)
-        mg_delay_extract(K, total, seq + (int64_t)b * K * total, res->codes + (int64_t)b * K * frames);
-    res->sequence = seq;
-    seq = NULL;
-    if (!(hooks && hooks->skip_audio)) {
-        t0 = now_ms();
-        res->audio = malloc((size_t)batch * res->n_samples * sizeof *res->audio + 1);
-        if (!res->audio)
-            rc = mg_fail(err, MG_ERR_NOMEM, "generate: out of memory for audio");
-        else
-            rc = mg_encodec_decode(m->ec, res->codes, batch, frames, res->audio, NULL, NULL, err);
-        res->encodec_ms = now_ms() - t0;
-    }
-done:
-    if (have_state)
-        mg_dec_state_free(&m->dec, &st);
-    mg_tensor_free(enc);
-    mg_tensor_free(enc_dec);
-    mg_tensor_free(logits);
-    free(mask2);
-    free(seq);
-    free(step_ids);
-    free(tokens);
-    free(scores);
-    free(raw);
-    if (rc != MG_OK)
-        mg_gen_result_free(res);
+        mg_delay_extract(K, j->total, j->seq + (int64_t)b * K * j->total,
+                         res->codes + (int64_t)b * K * frames);
+    res->sequence = j->seq;
+    j->seq = NULL;
+    if (j->hooks && j->hooks->skip_audio)
+        return MG_OK;
+    /* the decoding state is not needed for the audio: free it first */
+    if (j->have_state)
+        mg_dec_state_free(&m->dec, &j->st);
+    j->have_state = 0;
+    double t0 = now_ms();
+    res->audio = malloc((size_t)batch * res->n_samples * sizeof *res->audio + 1);
+    if (!res->audio)
+        return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
+    mg_code rc = mg_encodec_decode(m->ec, res->codes, batch, frames, res->audio, NULL, NULL, j->err);
+    res->encodec_ms = now_ms() - t0;
     return rc;
 }
 
@@ -213,9 +229,12 @@ mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, in
                         int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
                         mg_gen_result *res, mg_error *err)
 {
-    pthread_mutex_lock(&m->run);
-    mg_code rc = generate_ids_locked(m, ids, mask, batch, len, p, hooks, res, err);
-    pthread_mutex_unlock(&m->run);
+    memset(res, 0, sizeof *res);
+    mg_gen_job j = {.ids = ids, .mask = mask, .batch = batch, .len = len, .p = p,
+                    .hooks = hooks, .res = res, .err = err};
+    mg_code rc = mg_sched_run(m->sched, &j);
+    if (rc != MG_OK)
+        mg_gen_result_free(res);
     return rc;
 }
 

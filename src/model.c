@@ -1,4 +1,5 @@
 #include "model.h"
+#include "scheduler.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,9 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
                              mg_tokenizer_vocab_size(m->tok), m->cfg.t5_vocab);
         }
     }
+    if (rc == MG_OK)
+        rc = mg_sched_create(&m->sched, m, opt && opt->max_batch > 0 ? opt->max_batch
+                                                                   : MG_DEFAULT_BATCH, err);
     if (rc != MG_OK) {
         mg_model_free(m);
         return rc;
@@ -117,6 +121,7 @@ void mg_model_free(mg_model *m)
 {
     if (!m)
         return;
+    mg_sched_destroy(m->sched);
     if (m->ec)
         mg_encodec_free(m->ec);
     mg_decoder_free(&m->dec);

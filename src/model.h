@@ -9,8 +9,10 @@
 
 #include <pthread.h>
 
+struct mg_sched;
+
 struct mg_model {
-    pthread_mutex_t run;     /* one generation at a time: the backend's pool and scratch are shared */
+    pthread_mutex_t run;     /* the backend to one user at a time (its pool and scratch are shared) */
     mg_config     cfg;
     mg_backend   *be;
     char          device[16]; /* "cpu", "cuda:0", ... */
@@ -20,5 +22,6 @@ struct mg_model {
     mg_t5         t5;
     mg_decoder    dec;
     mg_encodec   *ec;
+    struct mg_sched *sched;  /* decodes every generation of this model (scheduler.h) */
 };
 #endif

@@ -8,17 +8,21 @@
 #include "config.h"
 #include "sampling.h"
 
-/* A model may be shared by threads: generations on one model run one at a
- * time (a second caller waits). Use one model per worker for parallelism. */
+/* A model may be shared by threads: concurrent generations are decoded
+ * together, one batched step for all of them (continuous batching, up to
+ * max_batch at once; more wait). A generation's output depends only on its
+ * own prompt, parameters and seed, never on what runs beside it. */
 typedef struct mg_model mg_model;
 
-#define MG_MAX_BATCH 64   /* prompts per mg_generate call */
+#define MG_MAX_BATCH 64   /* prompts per mg_generate call, and generations per step */
+#define MG_DEFAULT_BATCH 8
 
 typedef struct {
     int         n_threads;   /* CPU workers; <= 0: all cores */
     const char *device;      /* "cpu" (NULL = "cpu"), "cuda", "cuda:N", "auto" */
-    const char *dtype;       /* matrix weight format: "f32", "bf16" (CUDA only); NULL: f32 on
-                              * the CPU, bf16 on CUDA */
+    const char *dtype;       /* matrix weight format: "f32", "bf16", "q8" (CPU only); NULL:
+                              * f32 on the CPU, bf16 on CUDA */
+    int         max_batch;   /* generations decoded together (<= 0: MG_DEFAULT_BATCH) */
 } mg_model_options;
 
 /* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and

@@ -1,0 +1,224 @@
+#include "scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+struct mg_sched {
+    mg_model        *m;
+    int              max_batch;
+    pthread_t        thread;
+    pthread_mutex_t  lock;       /* queue, counters, stop, each job's done */
+    pthread_cond_t   wake;       /* work arrived or stop */
+    pthread_cond_t   done;       /* some job finished */
+    mg_gen_job      *head, *tail;
+    int              n_waiting, n_running;
+    int              stop;
+    /* owned by the thread */
+    mg_gen_job     **active;
+    mg_dec_state   **states;
+    const int32_t  **ids;
+    mg_tensor      **logits;
+    mg_dec_batch     work;
+};
+
+static void finish(mg_sched *s, mg_gen_job *j, mg_code rc)
+{
+    pthread_mutex_lock(&s->lock);
+    j->rc = rc;
+    j->done = 1;
+    pthread_cond_broadcast(&s->done);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Fails every active job with the step's error (a backend failure is not
+ * any one job's fault, and leaves no job a consistent state). */
+static void fail_active(mg_sched *s, int n, mg_code rc, const mg_error *e)
+{
+    for (int i = 0; i < n; i++) {
+        mg_gen_job *j = s->active[i];
+        if (j->err && e)
+            *j->err = *e;
+        mg_gen_job_release(s->m, j);
+        finish(s, j, rc);
+    }
+}
+
+static void *sched_main(void *arg)
+{
+    mg_sched *s = arg;
+    mg_model *m = s->m;
+    int n = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->stop && !s->head && n == 0)
+            pthread_cond_wait(&s->wake, &s->lock);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        /* admit waiting jobs between steps */
+        while (s->head && n < s->max_batch) {
+            mg_gen_job *j = s->head;
+            s->head = j->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->n_waiting--;
+            s->n_running++;
+            pthread_mutex_unlock(&s->lock);
+            pthread_mutex_lock(&m->run);
+            mg_code rc = mg_gen_job_start(m, j);
+            pthread_mutex_unlock(&m->run);
+            if (rc == MG_OK)
+                s->active[n++] = j;
+            else {
+                mg_gen_job_release(m, j);
+                finish(s, j, rc);
+            }
+            pthread_mutex_lock(&s->lock);
+            if (rc != MG_OK)
+                s->n_running--;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (n == 0)
+            continue;
+
+        /* one step for every active job */
+        for (int i = 0; i < n; i++) {
+            s->states[i] = &s->active[i]->st;
+            s->ids[i] = s->active[i]->step_ids;
+            s->logits[i] = s->active[i]->logits;
+        }
+        mg_error e = {0};
+        pthread_mutex_lock(&m->run);
+        mg_code rc = mg_decoder_step(&m->dec, &s->work, s->states, n, s->ids, s->logits, &e);
+        if (rc != MG_OK) {
+            fail_active(s, n, rc, &e);
+            pthread_mutex_unlock(&m->run);
+            pthread_mutex_lock(&s->lock);
+            s->n_running -= n;
+            pthread_mutex_unlock(&s->lock);
+            n = 0;
+            continue;
+        }
+        int kept = 0, left = 0;
+        for (int i = 0; i < n; i++) {
+            mg_gen_job *j = s->active[i];
+            rc = mg_gen_job_after_step(m, j);
+            if (rc == MG_OK && j->t < j->steps) {
+                s->active[kept++] = j;
+                continue;
+            }
+            if (rc == MG_OK)
+                rc = mg_gen_job_finish(m, j);
+            mg_gen_job_release(m, j);
+            finish(s, j, rc);
+            left++;
+        }
+        pthread_mutex_unlock(&m->run);
+        n = kept;
+        if (left) {
+            pthread_mutex_lock(&s->lock);
+            s->n_running -= left;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    /* stopping: whatever is left ends cancelled */
+    mg_error e = {0};
+    mg_fail(&e, MG_ERR_CANCELLED, "the model is shutting down");
+    fail_active(s, n, MG_ERR_CANCELLED, &e);
+    pthread_mutex_lock(&s->lock);
+    while (s->head) {
+        mg_gen_job *j = s->head;
+        s->head = j->next;
+        if (j->err)
+            *j->err = e;
+        j->rc = MG_ERR_CANCELLED;
+        j->done = 1;
+    }
+    s->tail = NULL;
+    s->n_waiting = s->n_running = 0;
+    pthread_cond_broadcast(&s->done);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > MG_MAX_BATCH)
+        return mg_fail_field(err, MG_ERR_INVALID, "max_batch", "max_batch: must be in [1, %d]",
+                             MG_MAX_BATCH);
+    mg_sched *s = calloc(1, sizeof *s);
+    if (!s)
+        return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
+    s->m = m;
+    s->max_batch = max_batch;
+    s->active = calloc((size_t)max_batch, sizeof *s->active);
+    s->states = calloc((size_t)max_batch, sizeof *s->states);
+    s->ids = calloc((size_t)max_batch, sizeof *s->ids);
+    s->logits = calloc((size_t)max_batch, sizeof *s->logits);
+    if (!s->active || !s->states || !s->ids || !s->logits) {
+        free(s->active), free(s->states), free(s->ids), free(s->logits), free(s);
+        return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->done, NULL);
+    if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->done);
+        free(s->active), free(s->states), free(s->ids), free(s->logits), free(s);
+        return mg_fail(err, MG_ERR_NOMEM, "scheduler: cannot start its thread");
+    }
+    *out = s;
+    return MG_OK;
+}
+
+void mg_sched_destroy(mg_sched *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    mg_dec_batch_free(&s->work);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->done);
+    free(s->active), free(s->states), free(s->ids), free(s->logits), free(s);
+}
+
+mg_code mg_sched_run(mg_sched *s, mg_gen_job *j)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->lock);
+        return mg_fail(j->err, MG_ERR_CANCELLED, "the model is shutting down");
+    }
+    j->done = 0;
+    j->next = NULL;
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    s->n_waiting++;
+    pthread_cond_signal(&s->wake);
+    while (!j->done)
+        pthread_cond_wait(&s->done, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    return j->rc;
+}
+
+void mg_sched_load(mg_sched *s, int *running, int *waiting)
+{
+    pthread_mutex_lock(&s->lock);
+    *running = s->n_running;
+    *waiting = s->n_waiting;
+    pthread_mutex_unlock(&s->lock);
+}
