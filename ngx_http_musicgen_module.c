@@ -32,7 +32,8 @@ typedef struct {
     ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
     mg_model   *model;        /* loaded at worker start */
     mg_config   cfg;          /* read at config time (nginx -t validates it) */
-    ngx_int_t   queue;        /* musicgen_queue: jobs that may wait behind the running one */
+    ngx_int_t   batch;        /* musicgen_batch: generations decoded together */
+    ngx_int_t   queue;        /* musicgen_queue: jobs that may wait for a place in the batch */
     ngx_uint_t  active;       /* jobs posted and not finished, in this worker */
     mg_job_stats stats;       /* this worker's totals (musicgen_status) */
 } ngx_http_musicgen_main_conf_t;
@@ -114,6 +115,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       ngx_http_musicgen_status,
       0,
       0,
+      NULL },
+    { ngx_string("musicgen_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_main_conf_t, batch),
       NULL },
     { ngx_string("musicgen_queue"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -200,6 +207,7 @@ ngx_http_musicgen_create_main_conf(ngx_conf_t *cf)
     }
     mcf->threads = NGX_CONF_UNSET;
     mcf->queue = NGX_CONF_UNSET;
+    mcf->batch = NGX_CONF_UNSET;
     return mcf;
 }
 
@@ -213,6 +221,14 @@ ngx_http_musicgen_init_main_conf(ngx_conf_t *cf, void *conf)
     }
     if (mcf->queue == NGX_CONF_UNSET) {
         mcf->queue = 16;
+    }
+    if (mcf->batch == NGX_CONF_UNSET) {
+        mcf->batch = MG_DEFAULT_BATCH;
+    }
+    if (mcf->batch < 1 || mcf->batch > MG_MAX_BATCH) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"musicgen_batch\" must be between 1 and %d",
+                           MG_MAX_BATCH);
+        return NGX_CONF_ERROR;
     }
     if (mcf->queue < 0 || mcf->queue > 100000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"musicgen_queue\" must be between 0 and 100000");
@@ -493,6 +509,7 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
     ngx_snprintf((u_char *) dir, sizeof(dir), "%V%Z", &mcf->model_dir);
     ngx_memzero(&opt, sizeof(opt));
     opt.n_threads = (int) mcf->threads;
+    opt.max_batch = (int) mcf->batch;
     opt.device = mcf->device.data ? (const char *) mcf->device.data : "auto";
     opt.dtype = mcf->dtype.data ? (const char *) mcf->dtype.data : NULL;
     if (mg_model_load(&mcf->model, dir, &opt, &err) != MG_OK) {
@@ -667,6 +684,7 @@ ngx_http_musicgen_status_handler(ngx_http_request_t *r)
     char                           *text;
     size_t                          len = 0;
     ngx_int_t                       rc;
+    int                             running, waiting;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -679,8 +697,13 @@ ngx_http_musicgen_status_handler(ngx_http_request_t *r)
     mcf->stats.device = mcf->model ? mg_model_device(mcf->model)
                       : mcf->device.data ? (const char *) mcf->device.data : "auto";
     mcf->stats.loaded = mcf->model != NULL;
-    mcf->stats.running = mcf->active ? 1 : 0;   /* one generation at a time per worker */
-    mcf->stats.queued = mcf->active ? mcf->active - 1 : 0;
+    /* jobs posted but not yet in the engine's batch wait in the thread pool */
+    running = 0;
+    if (mcf->model) {
+        mg_model_activity(mcf->model, &running, &waiting);
+    }
+    mcf->stats.running = (unsigned) running;
+    mcf->stats.queued = mcf->active > (ngx_uint_t) running ? (unsigned) (mcf->active - running) : 0;
     text = mg_job_status_json(&mcf->stats, &len);
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -929,8 +952,9 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
         return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "the model is not loaded (see the error log)", NULL);
     }
-    /* back-pressure: one job runs per worker, at most musicgen_queue wait */
-    if (mcf->active > (ngx_uint_t) mcf->queue) {
+    /* back-pressure: musicgen_batch jobs decode together in a worker, at most
+     * musicgen_queue more wait for a place */
+    if (mcf->active >= (ngx_uint_t) (mcf->batch + mcf->queue)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "musicgen: queue full (%ui jobs), answering 503", mcf->active);
         mcf->stats.rejected++;

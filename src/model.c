@@ -140,4 +140,9 @@ void mg_model_free(mg_model *m)
 const mg_config *mg_model_config(const mg_model *m) { return &m->cfg; }
 const char *mg_model_device(const mg_model *m) { return m->device; }
 const char *mg_model_dtype(const mg_model *m) { return m->dtype; }
+
+void mg_model_activity(const mg_model *m, int *running, int *waiting)
+{
+    mg_sched_load(m->sched, running, waiting);
+}
 int mg_model_has_tokenizer(const mg_model *m) { return m->tok != NULL; }

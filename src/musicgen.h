@@ -34,6 +34,8 @@ const mg_config *mg_model_config(const mg_model *m);
 /* The backend the model runs on ("cpu", "cuda:0", ...) and its weight format. */
 const char *mg_model_device(const mg_model *m);
 const char *mg_model_dtype(const mg_model *m);
+/* Generations being decoded now, and waiting to join the batch. */
+void        mg_model_activity(const mg_model *m, int *running, int *waiting);
 int     mg_model_has_tokenizer(const mg_model *m);
 
 typedef struct {

@@ -67,9 +67,10 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: with musicgen_queue 0 a second job gets 503 + Retry-After; the running one completes
+=== TEST 1: with musicgen_batch 1 and musicgen_queue 0 a second job gets 503 + Retry-After; the running one completes
 --- http_config
 musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+musicgen_batch 1;
 musicgen_queue 0;
 --- config
 location /generate { musicgen on; musicgen_max_duration 40; }
@@ -96,6 +97,7 @@ main::when_running('second.txt', sub { main::http_get('/generate?prompt=second&d
 === TEST 2: the freed slot serves the next job
 --- http_config
 musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+musicgen_batch 1;
 musicgen_queue 0;
 --- config
 location /generate { musicgen on; }
@@ -104,6 +106,34 @@ location /generate { musicgen on; }
  "GET /generate?prompt=two&duration=1&seed=2"]
 --- error_code eval
 [200, 200]
+
+=== TEST 2b: with musicgen_batch 2 a second job joins the running one and finishes while it still runs
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+musicgen_batch 2;
+musicgen_queue 0;
+--- config
+location /generate { musicgen on; musicgen_max_duration 40; }
+location /status { musicgen_status; }
+--- init
+main::when_running('second.txt', sub {
+    my $r = main::http_get('/generate?prompt=second&duration=1&seed=2');
+    my $st = main::http_get('/status');
+    "$r\n---\n$st";
+});
+--- timeout: 30
+--- request eval
+["GET /generate?prompt=long&duration=40&seed=1",
+ "GET /second.txt",
+ "GET /status"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+["Content-Length: 2560044", "", ""]
+--- response_body_like eval
+["^RIFF",
+ qr{^HTTP/1\.1 200 OK\r\n.*Content-Length: 64044\r\n.*\n---\n.*"running":1,"queue_depth":0,"totals":\{"completed":1,}s,
+ qr{"running":0,"queue_depth":0,"totals":\{"completed":2,"failed":0,"rejected":0,}]
 
 === TEST 3: a job past musicgen_timeout ends with 504 JSON (logged)
 --- http_config

@@ -20,6 +20,7 @@ http {
     access_log $TMP/logs/access.log;
     client_body_temp_path $TMP/body;
     musicgen_model $MODEL;
+    musicgen_batch 1;
     musicgen_queue 0;
     server {
         listen 127.0.0.1:$PORT;
