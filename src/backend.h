@@ -127,6 +127,12 @@ typedef struct mg_backend_ops {
     void (*copy_rows_strided)(mg_backend *be, mg_tensor *dst, int64_t dst_row, int64_t dst_step,
                               const mg_tensor *src, int64_t src_row, int64_t src_step, int64_t n,
                               int64_t count);
+    /* Optional (NULL: mg_copy_rows_scatter loops over copy_rows): n one-row
+     * copies, src row src_rows[i] into dst[i] at row dst_rows[i] (host
+     * arrays). A batched decode step appends each sequence's K/V to its own
+     * cache this way: one call per layer instead of one per sequence. */
+    void (*copy_rows_scatter)(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
+                              const mg_tensor *src, const int64_t *src_rows, int n);
 } mg_backend_ops;
 
 struct mg_backend {
@@ -171,4 +177,6 @@ void    mg_copy_row_blocks(mg_backend *be, mg_tensor *dst, int64_t dst_row, int6
                            const mg_tensor *src, int64_t src_row, int64_t src_step, int64_t n,
                            int64_t count);
 mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err);
+void    mg_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
+                             const mg_tensor *src, const int64_t *src_rows, int n);
 #endif

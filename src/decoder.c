@@ -394,6 +394,9 @@ void mg_dec_batch_free(mg_dec_batch *wb)
     free(wb->col);
     free(wb->row_of);
     free(wb->seqs);
+    free(wb->dst);
+    free(wb->dst_row);
+    free(wb->src_row);
     memset(wb, 0, sizeof *wb);
 }
 
@@ -415,7 +418,11 @@ static mg_code batch_reserve(mg_decoder *dec, mg_dec_batch *wb, int rows, mg_err
     wb->col = malloc((size_t)rows * sizeof *wb->col);
     wb->row_of = malloc((size_t)rows * sizeof *wb->row_of);
     wb->seqs = malloc((size_t)rows * sizeof *wb->seqs);
-    if (rc == MG_OK && (!wb->col || !wb->row_of || !wb->seqs))
+    wb->dst = malloc((size_t)rows * sizeof *wb->dst);
+    wb->dst_row = malloc((size_t)rows * sizeof *wb->dst_row);
+    wb->src_row = malloc((size_t)rows * sizeof *wb->src_row);
+    if (rc == MG_OK && (!wb->col || !wb->row_of || !wb->seqs || !wb->dst || !wb->dst_row ||
+                        !wb->src_row))
         rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory for a batched step");
     if (rc != MG_OK) {
         mg_dec_batch_free(wb);
@@ -482,14 +489,18 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
         op->linear(be, &q, &h, L->q, NULL);
         op->linear(be, &kn, &h, L->k, NULL);
         op->linear(be, &vn, &h, L->v, NULL);
+        /* each sequence's new K/V go to the end of its own cache */
         FOR_ROWS({
-            int64_t at = (int64_t)s * st[j]->cap + st[j]->past;
-            op->copy_rows(be, st[j]->k_cache[l], at, &kn, row, 1);
-            op->copy_rows(be, st[j]->v_cache[l], at, &vn, row, 1);
+            wb->dst[row] = st[j]->k_cache[l];
+            wb->dst_row[row] = (int64_t)s * st[j]->cap + st[j]->past;
+            wb->src_row[row] = row;
             wb->seqs[row] = (mg_attn_seq){.k = st[j]->k_cache[l], .v = st[j]->v_cache[l],
                                           .k_row0 = (int64_t)s * st[j]->cap,
                                           .n_keys = st[j]->past + 1, .q_pos = st[j]->past};
         });
+        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &kn, wb->src_row, R);
+        FOR_ROWS(wb->dst[row] = st[j]->v_cache[l]);
+        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &vn, wb->src_row, R);
         op->attention(be, &a, &q, R, 1, wb->seqs, &self_p);
         op->linear(be, &h, &a, L->o, NULL);
         op->add(be, &x, &h);
@@ -516,7 +527,12 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
     op->layer_norm(be, &x, &x, dec->ln_w, dec->ln_b, 1e-5f);
     for (int k = 0; k < K; k++) {
         op->linear(be, &hl, &x, dec->heads[k], NULL);
-        FOR_ROWS(op->copy_rows(be, logits[j], (int64_t)s * K + k, &hl, row, 1));
+        FOR_ROWS({
+            wb->dst[row] = logits[j];
+            wb->dst_row[row] = (int64_t)s * K + k;
+            wb->src_row[row] = row;
+        });
+        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &hl, wb->src_row, R);
     }
 #undef FOR_ROWS
     for (int j = 0; j < n; j++)

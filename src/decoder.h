@@ -48,6 +48,8 @@ typedef struct {
     int32_t     *col;      /* per-row ids / positions handed to embed */
     int         *row_of;   /* row of sequence s of state j: row_of[first(j) + s] */
     mg_attn_seq *seqs;
+    mg_tensor  **dst;      /* one-row scatter copies: targets and rows */
+    int64_t     *dst_row, *src_row;
 } mg_dec_batch;
 
 mg_code mg_decoder_load(mg_decoder *dec, mg_loader *ld, const mg_config *cfg, mg_error *err);

@@ -103,3 +103,14 @@ void mg_copy_row_blocks(mg_backend *be, mg_tensor *dst, int64_t dst_row, int64_t
     for (int64_t i = 0; i < count; i++)
         be->ops->copy_rows(be, dst, dst_row + i * dst_step, src, src_row + i * src_step, n);
 }
+
+void mg_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
+                          const mg_tensor *src, const int64_t *src_rows, int n)
+{
+    if (be->ops->copy_rows_scatter) {
+        be->ops->copy_rows_scatter(be, dst, dst_rows, src, src_rows, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        be->ops->copy_rows(be, dst[i], dst_rows[i], src, src_rows[i], 1);
+}
