@@ -30,6 +30,200 @@ static int64_t min_items(int64_t macs_per_item)
     return macs_per_item >= 65536 ? 1 : 65536 / (macs_per_item > 0 ? macs_per_item : 1);
 }
 
+/* --------------------------------------------------- AVX-512 blocked path
+ * Both convolutions as matrix products without im2col: an output block of
+ * VB channels x VT·16 samples lives in VB·VT = 24 zmm accumulators; each
+ * (input channel, tap) step loads VT input vectors and broadcasts VB weights
+ * (24 FMAs per 11 loads, so the FMA units, not the loads, set the pace).
+ * The sum over (ci, tap) always runs in the same order, so an output does not
+ * depend on the block, the tile or the thread that computed it. Ragged time
+ * tails are masked (no window copies); ragged channel blocks use smaller VB. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CONV_X86 1
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+enum { VB = 8, VT = 3, VS = VT * 16, VTILE = 4 * VS /* samples per work item */ };
+
+typedef struct {
+    const float *x;              /* input at the block's first sample, channel 0, tap 0 */
+    int64_t      x_ci, x_tap;
+    const float *w;              /* weight of the block's first channel, ci 0, tap 0 */
+    int64_t      w_co, w_ci, w_tap;
+    int64_t      n_ci, n_tap;
+    float       *y;              /* output of the first channel at the block's first sample */
+    int64_t      y_co, y_t;      /* channel and sample strides of y */
+    const float *bias;           /* bias of the first channel (or NULL) */
+} vblock;
+
+INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, const int nco)
+{
+    __m512 acc[VB][VT];
+    _Pragma("GCC unroll 8") for (int o = 0; o < VB; o++)
+        _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++) acc[o][v] = _mm512_setzero_ps();
+    for (int64_t ci = 0; ci < a->n_ci; ci++) {
+        const float *xc = a->x + ci * a->x_ci, *wc = a->w + ci * a->w_ci;
+        for (int64_t tap = 0; tap < a->n_tap; tap++) {
+            const float *xs = xc + tap * a->x_tap, *ws = wc + tap * a->w_tap;
+            __m512 xv[VT];
+            _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++)
+                xv[v] = _mm512_maskz_loadu_ps(m[v], xs + 16 * v);
+            _Pragma("GCC unroll 8") for (int o = 0; o < nco; o++) {
+                __m512 wv = _mm512_set1_ps(ws[o * a->w_co]);
+                _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++)
+                    acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
+            }
+        }
+    }
+    __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                        4, 3, 2, 1, 0),
+                                       _mm512_set1_epi32((int)a->y_t));
+    _Pragma("GCC unroll 8") for (int o = 0; o < nco; o++) {
+        __m512 b = _mm512_set1_ps(a->bias ? a->bias[o] : 0.0f);
+        _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++) {
+            float *yo = a->y + o * a->y_co + 16 * v * a->y_t;
+            __m512 r = _mm512_add_ps(acc[o][v], b);
+            if (a->y_t == 1)
+                _mm512_mask_storeu_ps(yo, m[v], r);
+            else
+                _mm512_mask_i32scatter_ps(yo, m[v], lanes, r, 4);
+        }
+    }
+}
+
+/* Runs channels [0, nco) of a block in register blocks of 8, 4 and 1. */
+TARGET_AVX512 static void vconv_block(vblock a, const __mmask16 *m, int64_t nco)
+{
+    for (int64_t o = 0; o < nco;) {
+        int64_t left = nco - o;
+        if (left >= 8)
+            vconv_block_n(&a, m, 8);
+        else if (left >= 4)
+            vconv_block_n(&a, m, 4);
+        else
+            vconv_block_n(&a, m, 1);
+        int64_t step = left >= 8 ? 8 : left >= 4 ? 4 : 1;
+        a.w += step * a.w_co;
+        a.y += step * a.y_co;
+        if (a.bias)
+            a.bias += step;
+        o += step;
+    }
+}
+
+/* Lanes [lo, hi) of a block's VT vectors (relative to its first sample). */
+static inline void block_masks(__mmask16 *m, int64_t lo, int64_t hi)
+{
+    for (int v = 0; v < VT; v++) {
+        uint32_t bits = 0;
+        for (int l = 0; l < 16; l++) {
+            int64_t u = 16 * v + l;
+            bits |= (uint32_t)(u >= lo && u < hi) << l;
+        }
+        m[v] = (__mmask16)bits;
+    }
+}
+
+/* Work items walk the time tiles of one channel block (weights stay in
+ * cache) when the weights are the larger operand, else the channel blocks of
+ * one time tile (its input rows stay in cache): long signals with few
+ * channels would otherwise stream their input from memory once per block. */
+static inline void item_coords(int64_t item, int64_t n_tiles, int64_t n_coblk, int co_inner,
+                               int64_t *tile, int64_t *co0, int64_t *b)
+{
+    int64_t per_b = n_tiles * n_coblk, i = item % per_b;
+    *b = item / per_b;
+    *tile = co_inner ? i / n_coblk : i % n_tiles;
+    *co0 = (co_inner ? i % n_coblk : i / n_tiles) * VB;
+}
+
+typedef struct {
+    float       *y;
+    const float *x, *w, *b;
+    int64_t      c_in, c_out, t_in, t_out, k, n_tiles, n_coblk;
+    int          dil, co_inner;
+} vconv_ctx;
+
+/* A work item: VB output channels x VTILE samples of one batch item (stride 1). */
+static void vconv1d_task(void *arg, int64_t i0, int64_t i1)
+{
+    const vconv_ctx *c = arg;
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t tile, co0, b;
+        item_coords(item, c->n_tiles, c->n_coblk, c->co_inner, &tile, &co0, &b);
+        int64_t t0 = tile * VTILE, t1 = min64(t0 + VTILE, c->t_out);
+        vblock a = {.x_ci = c->t_in, .x_tap = c->dil, .w = c->w + co0 * c->c_in * c->k,
+                    .w_co = c->c_in * c->k, .w_ci = c->k, .w_tap = 1, .n_ci = c->c_in,
+                    .n_tap = c->k, .y_co = c->t_out, .y_t = 1,
+                    .bias = c->b ? c->b + co0 : NULL};
+        for (int64_t t = t0; t < t1; t += VS) {
+            __mmask16 m[VT];
+            block_masks(m, 0, t1 - t);
+            a.x = c->x + b * c->c_in * c->t_in + t;
+            a.y = c->y + (b * c->c_out + co0) * c->t_out + t;
+            vconv_block(a, m, min64(VB, c->c_out - co0));
+        }
+    }
+}
+
+/* conv1d, stride 1, y [B·c_out, t_out], x [B·c_in, t_in ≥ t_out + (k-1)·dil]. */
+static void vconv1d_run(mg_backend *be, vconv_ctx *c, int64_t batch)
+{
+    c->n_tiles = (c->t_out + VTILE - 1) / VTILE;
+    c->n_coblk = (c->c_out + VB - 1) / VB;
+    c->co_inner = c->c_out * c->k < c->t_in;
+    mg_cpu_parallel(be, batch * c->n_coblk * c->n_tiles,
+                    min_items(c->c_in * c->k * VB * VTILE), vconv1d_task, c);
+}
+
+typedef struct {
+    float       *y;
+    const float *xp, *w, *b;     /* xp: x with pad zeros left and right of each row */
+    int64_t      c_in, c_out, t_xp, pad, t_y, k, q_first, n_q, n_tiles, n_coblk;
+    int          stride, trim_left, co_inner;
+} vconvt_ctx;
+
+/* A work item: VB channels x VTILE positions q, every phase (see convt_task). */
+static void vconvt_task(void *arg, int64_t i0, int64_t i1)
+{
+    const vconvt_ctx *c = arg;
+    const int64_t s = c->stride, K = c->k;
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t tile, co0, b;
+        item_coords(item, c->n_tiles, c->n_coblk, c->co_inner, &tile, &co0, &b);
+        int64_t qa = c->q_first + tile * VTILE, qb = min64(qa + VTILE, c->q_first + c->n_q);
+        for (int64_t r = 0; r < s; r++) {
+            int64_t n_tap = r < K ? (K - r + s - 1) / s : 0;
+            /* q whose output q·s + r - trim lands in [0, t_y) */
+            int64_t qlo = (c->trim_left - r + s - 1 + s * K) / s - K;
+            int64_t qhi = (c->t_y + c->trim_left - r + s - 1 + s * K) / s - K;
+            vblock a = {.x_ci = c->t_xp, .x_tap = -1, .w = c->w + co0 * K + r, .w_co = K,
+                        .w_ci = c->c_out * K, .w_tap = s, .n_ci = c->c_in, .n_tap = n_tap,
+                        .y_co = c->t_y, .y_t = s, .bias = c->b ? c->b + co0 : NULL};
+            for (int64_t q = qa; q < qb; q += VS) {
+                __mmask16 m[VT];
+                block_masks(m, qlo - q, min64(qhi, qb) - q);
+                if (!(m[0] | m[1] | m[2]))
+                    continue;
+                a.x = c->xp + b * c->c_in * c->t_xp + c->pad + q;
+                a.y = c->y + (b * c->c_out + co0) * c->t_y + q * s + r - c->trim_left;
+                vconv_block(a, m, min64(VB, c->c_out - co0));
+            }
+        }
+    }
+}
+
+typedef struct {
+    float       *y;
+    const float *x;
+    int64_t      t, t_y, left;
+} pad_rows_ctx;
+static void pad_rows_task(void *arg, int64_t r0, int64_t r1);
+#else
+#define CONV_X86 0
+#endif
+
 /* The inner kernel of both convolutions: for CO_BLK output channels o and
  * MB consecutive outputs i,
  *   out[o·out_stride + i] += Σ_ci Σ_tap w[o][ci·w_ci + tap·w_tap] · x[ci·x_ci + tap·x_tap + i].
@@ -156,6 +350,15 @@ void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
         .t_in = mg_tensor_cols(x), .t_out = mg_tensor_cols(y),
         .stride = stride, .dil = dilation,
     };
+#if CONV_X86
+    if (stride == 1 && ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        vconv_ctx v = {.y = c.y, .x = c.x, .w = c.w, .b = c.b, .c_in = c.c_in,
+                       .c_out = c.c_out, .t_in = c.t_in, .t_out = c.t_out, .k = c.k,
+                       .dil = dilation};
+        vconv1d_run(be, &v, batch);
+        return;
+    }
+#endif
     c.n_tiles = (c.t_out + TILE - 1) / TILE;
     c.n_coblk = (c.c_out + CO_BLK - 1) / CO_BLK;
     int64_t items = (int64_t)batch * c.n_coblk * c.n_tiles;
@@ -257,11 +460,49 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
     /* the range of q = f / stride that covers y */
     c.q_first = trim_left / stride;
     c.n_q = (trim_left + c.t_y - 1) / stride - c.q_first + 1;
+#if CONV_X86
+    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        /* x padded with zeros on both sides, so taps past either end read 0 */
+        vconvt_ctx v = {.y = c.y, .w = c.w, .b = c.b, .c_in = c.c_in, .c_out = c.c_out,
+                        .t_y = c.t_y, .k = c.k, .q_first = c.q_first, .n_q = c.n_q,
+                        .stride = stride, .trim_left = trim_left};
+        v.pad = (c.k + stride - 1) / stride;
+        v.t_xp = v.pad + (c.t_in > c.q_first + c.n_q ? c.t_in : c.q_first + c.n_q) + v.pad;
+        float *xp = malloc((size_t)(batch * c.c_in * v.t_xp) * sizeof *xp);
+        if (xp) {
+            pad_rows_ctx pr = {.y = xp, .x = c.x, .t = c.t_in, .t_y = v.t_xp, .left = v.pad};
+            mg_cpu_parallel(be, batch * c.c_in, min_items(v.t_xp), pad_rows_task, &pr);
+            v.xp = xp;
+            v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
+            v.n_coblk = (c.c_out + VB - 1) / VB;
+            v.co_inner = c.c_out * c.k < c.t_in;
+            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                            min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
+            free(xp);
+            return;
+        }
+        /* without scratch memory, the portable path below */
+    }
+#endif
     c.n_tiles = (c.n_q + QT - 1) / QT;
     c.n_coblk = (c.c_out + CO_BLK - 1) / CO_BLK;
     int64_t items = (int64_t)batch * c.n_coblk * c.n_tiles;
     mg_cpu_parallel(be, items, min_items(c.c_in * c.k * CO_BLK * QT), convt_task, &c);
 }
+
+#if CONV_X86
+/* y[r] = left zeros, x[r], zeros up to t_y */
+static void pad_rows_task(void *arg, int64_t r0, int64_t r1)
+{
+    const pad_rows_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        float *yr = c->y + r * c->t_y;
+        memset(yr, 0, (size_t)c->left * sizeof *yr);
+        memcpy(yr + c->left, c->x + r * c->t, (size_t)c->t * sizeof *yr);
+        memset(yr + c->left + c->t, 0, (size_t)(c->t_y - c->left - c->t) * sizeof *yr);
+    }
+}
+#endif
 
 /* ----------------------------------------------------------- pad_reflect */
 
@@ -419,11 +660,13 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
             bias[n] = c.b_ih[n] + c.b_hh[n];
         tr_ctx tr = { .y = xt, .x = c.x, .c = T, .r = I, .n_rblk = (I + TB - 1) / TB };
         mg_cpu_parallel(be, B * tr.n_rblk, min_items(T * TB), transpose_task, &tr);
-        conv_ctx cv = { .y = c.gx, .x = xt, .w = c.w_ih, .b = bias, .c_in = I, .c_out = H4,
-                        .k = 1, .t_in = T, .t_out = T, .stride = 1, .dil = 1,
-                        .n_tiles = (T + TILE - 1) / TILE, .n_coblk = (H4 + CO_BLK - 1) / CO_BLK };
-        mg_cpu_parallel(be, B * cv.n_coblk * cv.n_tiles, min_items(I * CO_BLK * TILE),
-                        conv1d_task, &cv);
+        mg_tensor gx = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * H4, T},
+                        .data = c.gx};
+        mg_tensor xtt = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * I, T}, .data = xt};
+        mg_tensor wih = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {H4, I},
+                         .data = (void *)c.w_ih};
+        mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
+        mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
     }
     /* the steps are sequential; units within a step are independent */
     int64_t per_unit = B * 4 * (c.H + (c.gx ? 0 : I));
