@@ -1,6 +1,7 @@
 /* musicgen: text-to-music from the command line.
  *   musicgen -m MODEL_DIR -p "prompt" -d SECONDS [-t TEMP] [-k TOPK] [-g GUIDANCE]
  *            [--top-p P] [--greedy] [--seed N] [--threads N] [--dtype f32|bf16|q8]
+ *            [--device cpu|cuda|cuda:N|auto]
  *            [-f wav|flac|ogg|mp3] -o FILE */
 #include <errno.h>
 #include <getopt.h>
@@ -27,7 +28,9 @@ static void usage(FILE *f)
             "      --greedy           argmax instead of sampling\n"
             "  -s, --seed N           random seed (default 0): same seed, same audio\n"
             "  -j, --threads N        CPU threads (default: all cores)\n"
-            "      --dtype FMT        weight format: f32 (exact, default), bf16 or q8 (fastest)\n"
+            "      --dtype FMT        weight format: f32 (exact, CPU default), bf16 (CUDA default) or\n"
+            "                         q8 (fastest on the CPU)\n"
+            "      --device DEV       cpu (default), cuda, cuda:N, or auto (the GPU when usable)\n"
             "  -f, --format FMT       wav (16-bit PCM, default), flac, ogg (Opus) or mp3\n"
             "  -o, --output FILE      where to write the audio\n"
             "  -q, --quiet            no progress bar or summary\n");
@@ -72,7 +75,8 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 
 int main(int argc, char **argv)
 {
-    const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav", *dtype = NULL;
+    const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav", *dtype = NULL,
+               *device = NULL;
     double duration = 10, temp = -1, topk = -1, topp = -1, guidance = -1, seed = 0, threads = 0;
     int greedy = 0, quiet = 0;
     static const struct option longopts[] = {
@@ -80,7 +84,8 @@ int main(int argc, char **argv)
         {"temperature", 1, 0, 't'}, {"top-k", 1, 0, 'k'}, {"top-p", 1, 0, 'P'},
         {"guidance", 1, 0, 'g'}, {"greedy", 0, 0, 'G'}, {"seed", 1, 0, 's'},
         {"threads", 1, 0, 'j'}, {"format", 1, 0, 'f'}, {"output", 1, 0, 'o'},
-        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"dtype", 1, 0, 'D'}, {0, 0, 0, 0}};
+        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"dtype", 1, 0, 'D'},
+        {"device", 1, 0, 'V'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:d:t:k:g:s:j:f:o:qh", longopts, NULL)) != -1) {
         int bad = 0;
@@ -99,6 +104,7 @@ int main(int argc, char **argv)
         case 'o': out_path = optarg; break;
         case 'q': quiet = 1; break;
         case 'D': dtype = optarg; break;
+        case 'V': device = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -120,7 +126,7 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = (int)threads, .dtype = dtype};
+    mg_model_options opt = {.n_threads = (int)threads, .dtype = dtype, .device = device};
     if (mg_model_load(&m, model_dir, &opt, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
         return 1;
@@ -167,9 +173,11 @@ int main(int argc, char **argv)
             double audio_s = (double)res.n_samples / res.sample_rate, total = now_s() - t0;
             fprintf(stderr,
                     "musicgen: %s, %.2f s of audio (%d frames, %d steps)\n"
-                    "  load %.2f s, T5 %.1f ms, decode %.2f s (%.1f ms/step), EnCodec %.2f s\n"
+                    "  %s, %s weights: load %.2f s, T5 %.1f ms, decode %.2f s (%.1f ms/step), "
+                    "EnCodec %.2f s\n"
                     "  total %.2f s, real-time factor %.2f\n",
-                    out_path, audio_s, res.frames, res.steps, t_load, res.t5_ms,
+                    out_path, audio_s, res.frames, res.steps, mg_model_device(m),
+                    mg_model_dtype(m), t_load, res.t5_ms,
                     res.decode_ms / 1e3, res.decode_ms / (res.steps ? res.steps : 1),
                     res.encodec_ms / 1e3, total, (total - t_load) / audio_s);
         }
