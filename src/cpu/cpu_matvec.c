@@ -10,11 +10,11 @@
  * tiles under one weight tile while it sits in L1/L2 (a blocked product).
  *
  * Q8 with VNNI quantises each activation row per 32-block to int8 (scale
- * max|x|/127) and multiplies int8 x int8 with vpdpbusd, whose first operand
- * is unsigned: the weights are flipped to q+128 (xor 0x80) and the extra
- * 128·Σx of every 4-byte group is subtracted by starting the accumulator at
- * -128·Σx. Without VNNI the weights are
- * dequantised to float on the fly and activations stay float. */
+ * max|x|/127) in the weights' group layout (cpu_quant.h) and multiplies
+ * (q+128) x int8 with vpdpbusd: each int32 lane sums one block over a whole
+ * group, starting from -128·Σx of that block (which removes the +128), and
+ * is converted and scaled once per group. Without VNNI the weights are
+ * dequantised to float a group at a time and activations stay float. */
 #include <math.h>
 #include <string.h>
 
@@ -42,10 +42,11 @@ typedef struct {
     const float   *w;           /* F32 [N,K] */
     mg_bf16_matrix bf16;        /* BF16 panels */
     mg_q8_matrix   q8;          /* Q8 panels */
-    int64_t        stride;      /* Q8: K rounded up to 64, the prepared rows' length */
+    int64_t        stride;      /* Q8: K rounded up to 32, the prepared rows' length */
     /* Q8 activations of the pass, row i = m - m0 (prepare_*) */
-    const int8_t  *xq;          /* [rows, stride] int8 (VNNI) */
+    const int8_t  *xq;          /* [rows, stride] int8 in group layout (VNNI) */
     const float   *xscale;      /* [rows, stride/32] block scales (VNNI) */
+    const int32_t *xcorr;       /* [rows, stride/32] -128·Σ block quants (VNNI) */
     const float   *xpad;        /* [rows, stride] float, zero-padded (dequantising kernels) */
 } mv_args;
 
@@ -117,15 +118,32 @@ static void q8_tile_scalar(const mv_args *a, int64_t n0, int64_t m0, int mr)
             const float *x = a->xpad + (m0 + i - a->m0) * a->stride;
             float s = 0;
             for (int64_t b = 0; b < nb; b++) {
-                int64_t v = b / 2, half = b % 2;
-                const int8_t *w = mg_q8_chunk(&a->q8, n0 + j, v) + half * MG_Q8_BLOCK;
+                int8_t w[MG_Q8_BLOCK];
+                float scale;
+                mg_q8_get_block(&a->q8, n0 + j, b, w, &scale);
                 float blk = 0;
                 for (int l = 0; l < MG_Q8_BLOCK; l++)
                     blk += (float)w[l] * x[b * MG_Q8_BLOCK + l];
-                s += blk * mg_q8_chunk_scales(&a->q8, n0 + j, v)[half];
+                s += blk * scale;
             }
             store(a, m0 + i, n0 + j, s);
         }
+    }
+}
+
+/* Group g of the NR rows of a tile as floats in natural order (dequantising kernels). */
+static inline void q8_dequant_group(const mv_args *a, int64_t n0, int64_t g,
+                                    float (*w)[MG_Q8_GROUP])
+{
+    int nb = mg_q8_group_blocks(&a->q8, g);
+    for (int j = 0; j < NR; j++) {
+        const uint8_t *q = mg_q8_group(&a->q8, n0, g);
+        const float *sc = mg_q8_group_scales(&a->q8, n0 + j, g);
+        for (int p = 0; p < MG_Q8_PIECES; p++)
+            for (int b = 0; b < nb; b++)
+                for (int l = 0; l < 4; l++)
+                    w[j][b * MG_Q8_BLOCK + 4 * p + l] =
+                        sc[b] * (float)((int)q[((p * NR + j) * nb + b) * 4 + l] - 128);
     }
 }
 
@@ -236,27 +254,25 @@ INLINE TARGET_AVX2 void bf16_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t 
             store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
 }
 
-/* Q8 on AVX2: weights dequantised (q · block scale) to float, x padded. */
+/* Q8 on AVX2: weights dequantised (q · block scale) to float a group at a
+ * time, x padded. */
 INLINE TARGET_AVX2 void q8_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
 {
-    const int64_t nv = a->stride / MG_Q8_CHUNK;
     const float *x[MR];
     for (int i = 0; i < mr; i++)
         x[i] = a->xpad + (m0 + i - a->m0) * a->stride;
+    float w[NR][MG_Q8_GROUP] __attribute__((aligned(64)));
     __m256 acc[MR][NR];
     _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
         _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
-    for (int64_t v = 0; v < nv; v++) {
-        const int8_t *wc = mg_q8_chunk(&a->q8, n0, v);
-        const float *sc = mg_q8_chunk_scales(&a->q8, n0, v);
-        _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) {
+    for (int64_t g = 0; g < mg_q8_groups(&a->q8); g++) {
+        q8_dequant_group(a, n0, g, w);
+        int64_t n = (int64_t)mg_q8_group_blocks(&a->q8, g) * MG_Q8_BLOCK;
+        for (int64_t k = 0; k < n; k += 8) {
             __m256 wv[NR];
-            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
-                __m256i wi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(wc + j * MG_Q8_CHUNK + 8 * q)));
-                wv[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(wi), _mm256_broadcast_ss(sc + 2 * j + q / 4));
-            }
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = _mm256_load_ps(w[j] + k);
             _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
-                __m256 xv = _mm256_loadu_ps(x[i] + v * MG_Q8_CHUNK + 8 * q);
+                __m256 xv = _mm256_loadu_ps(x[i] + g * MG_Q8_GROUP + k);
                 _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
                     acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
             }
@@ -337,27 +353,24 @@ INLINE TARGET_AVX512 void bf16_tile_avx512_mr(const mv_args *a, int64_t n0, int6
             store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
 }
 
-/* Q8 on AVX-512 without VNNI: dequantise 16 weights at a time. */
+/* Q8 on AVX-512 without VNNI: dequantise a group at a time. */
 INLINE TARGET_AVX512 void q8_tile_avx512_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
 {
-    const int64_t nv = a->stride / MG_Q8_CHUNK;
     const float *x[MR];
     for (int i = 0; i < mr; i++)
         x[i] = a->xpad + (m0 + i - a->m0) * a->stride;
+    float w[NR][MG_Q8_GROUP] __attribute__((aligned(64)));
     __m512 acc[MR][NR];
     _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
         _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t v = 0; v < nv; v++) {
-        const int8_t *wc = mg_q8_chunk(&a->q8, n0, v);
-        const float *sc = mg_q8_chunk_scales(&a->q8, n0, v);
-        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+    for (int64_t g = 0; g < mg_q8_groups(&a->q8); g++) {
+        q8_dequant_group(a, n0, g, w);
+        int64_t n = (int64_t)mg_q8_group_blocks(&a->q8, g) * MG_Q8_BLOCK;
+        for (int64_t k = 0; k < n; k += 16) {
             __m512 wv[NR];
-            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
-                __m512i wi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wc + j * MG_Q8_CHUNK + 16 * q)));
-                wv[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(wi), _mm512_set1_ps(sc[2 * j + q / 2]));
-            }
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = _mm512_load_ps(w[j] + k);
             _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
-                __m512 xv = _mm512_loadu_ps(x[i] + v * MG_Q8_CHUNK + 16 * q);
+                __m512 xv = _mm512_loadu_ps(x[i] + g * MG_Q8_GROUP + k);
                 _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
                     acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
             }
@@ -368,53 +381,71 @@ INLINE TARGET_AVX512 void q8_tile_avx512_mr(const mv_args *a, int64_t n0, int64_
             store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
 }
 
-/* Q8 x int8 activations with VNNI: one 64-byte chunk = two 32-blocks; lane l
- * of the int32 result belongs to block l / 8, whose two scales multiply it.
- * The -128·Σx correction is made in registers (a dpbusd of x with 128s)
- * rather than loaded: it keeps a prepared row at 1.06 bytes per input, so
- * the rows of a tile stay in L1 next to the streaming weights. */
-INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+/* Q8 x int8 activations with VNNI over the group layout: lane b of an int32
+ * accumulator is block b of the group; 8 vpdpbusd (one per 4-byte piece)
+ * finish it, then one convert, one multiply by the two scales and one FMA
+ * per 16 blocks. Activation rows go two at a time (8 integer + 8 float
+ * accumulators + 4 weight vectors fit the 32 registers). */
+INLINE TARGET_VNNI void q8_pair_vnni(const mv_args *a, int64_t n0, int64_t m0, const int mr)
 {
-    const int64_t nv = a->stride / MG_Q8_CHUNK;
-    const int8_t *xq[MR];
-    const float *xs[MR];
+    const int8_t *xq[2];
+    const float *xs[2];
+    const int32_t *xc[2];
     for (int i = 0; i < mr; i++) {
         int64_t r = m0 + i - a->m0;
         xq[i] = a->xq + r * a->stride;
         xs[i] = a->xscale + r * (a->stride / MG_Q8_BLOCK);
+        xc[i] = a->xcorr + r * (a->stride / MG_Q8_BLOCK);
     }
-    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512i pick[NR]; /* lanes 0-7: scale 2j, lanes 8-15: scale 2j+1 */
-    _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-        pick[j] = _mm512_add_epi32(halves, _mm512_set1_epi32(2 * j));
-    __m512 acc[MR][NR];
-    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+    __m512 acc[2][NR];
+    _Pragma("GCC unroll 2") for (int i = 0; i < 2; i++)
         _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t v = 0; v < nv; v++) {
-        const int8_t *wc = mg_q8_chunk(&a->q8, n0, v);
-        __m512 scales = _mm512_castps256_ps512(_mm256_loadu_ps(mg_q8_chunk_scales(&a->q8, n0, v)));
-        __m512i wv[NR];
-        __m512 wsv[NR];
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
-            wv[j] = _mm512_xor_si512(_mm512_loadu_si512(wc + j * MG_Q8_CHUNK), flip);
-            wsv[j] = _mm512_permutexvar_ps(pick[j], scales);
+    const int64_t ng = mg_q8_groups(&a->q8);
+    for (int64_t g = 0; g < ng; g++) {
+        const int nb = mg_q8_group_blocks(&a->q8, g);
+        const __mmask16 mask = (__mmask16)((1u << nb) - 1);
+        const uint8_t *wq = mg_q8_group(&a->q8, n0, g);  /* [piece][row j][nb·4] */
+        const float *ws = mg_q8_group_scales(&a->q8, n0, g); /* rows j at j·nb */
+        __m512i d[2][NR];
+        _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++) {
+            __m512i c = _mm512_maskz_loadu_epi32(mask, xc[i] + g * MG_Q8_GBLOCKS);
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) d[i][j] = c;
         }
-        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
-            __m512i xv = _mm512_loadu_si512(xq[i] + MG_Q8_CHUNK * v);
-            __m512i corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, flip, xv));
-            __m128 two = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xs[i] + 2 * v)));
-            __m512 sv = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two));
-            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
-                __m512i d = _mm512_dpbusd_epi32(corr, wv[j], xv);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sv, wsv[j]),
-                                            acc[i][j]);
+        _Pragma("GCC unroll 8") for (int p = 0; p < MG_Q8_PIECES; p++) {
+            __m512i wv[NR];
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                wv[j] = _mm512_maskz_loadu_epi32(mask, wq + (p * NR + j) * nb * 4);
+            _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++) {
+                __m512i xv = _mm512_maskz_loadu_epi32(mask, xq[i] + g * MG_Q8_GROUP + p * nb * 4);
+                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                    d[i][j] = _mm512_dpbusd_epi32(d[i][j], wv[j], xv);
             }
         }
+        __m512 wsv[NR];
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            wsv[j] = _mm512_maskz_loadu_ps(mask, ws + j * nb);
+        _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++) {
+            __m512 sv = _mm512_maskz_loadu_ps(mask, xs[i] + g * MG_Q8_GBLOCKS);
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[i][j]), _mm512_mul_ps(sv, wsv[j]),
+                                            acc[i][j]);
+        }
     }
-    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+    _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)
         _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
             store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
+}
+
+INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
+{
+    if (mr >= 2)
+        q8_pair_vnni(a, n0, m0, 2);
+    if (mr == 4)
+        q8_pair_vnni(a, n0, m0 + 2, 2);
+    else if (mr == 3)
+        q8_pair_vnni(a, n0, m0 + 2, 1);
+    else if (mr == 1)
+        q8_pair_vnni(a, n0, m0, 1);
 }
 
 /* Each kernel specialised for mr = 1..4 (mr is a compile-time constant inside). */
@@ -441,28 +472,39 @@ MR_DISPATCH(q8_tile_vnni, TARGET_VNNI)
 
 size_t mg_cpu_xbuf_row_bytes(int64_t cols)
 {
-    /* float padded row (4·stride) covers the VNNI layout too (3·stride) */
-    return (size_t)mg_round_up(cols > 0 ? cols : 1, MG_Q8_GROUP) * sizeof(float);
+    /* float padded row (4·stride) covers the VNNI layout too (1.25·stride) */
+    return (size_t)mg_round_up(cols > 0 ? cols : 1, MG_Q8_BLOCK) * sizeof(float);
 }
 
-/* Row r of the pass: int8 quants, -128·Σ per 4-group and the block scale
- * repeated for each int32 lane (8 lanes per 32-block). */
+/* Row r of the pass: int8 quants in the weights' group layout, block scales
+ * and -128·Σ of each block's quants. */
 static void prepare_vnni(mv_args *a, void *buf)
 {
-    int64_t rows = a->m1 - a->m0, stride = a->stride;
+    int64_t rows = a->m1 - a->m0, stride = a->stride, nblk = stride / MG_Q8_BLOCK;
     int8_t *xq = buf;
     float *xs = (float *)(xq + rows * stride);
+    int32_t *xc = (int32_t *)(xs + rows * nblk);
     for (int64_t r = 0; r < rows; r++) {
         const float *x = a->x + (a->m0 + r) * a->k;
-        for (int64_t k = 0; k < stride; k += MG_Q8_BLOCK) {
-            int64_t n = a->k - k;
-            n = n < 0 ? 0 : n > MG_Q8_BLOCK ? MG_Q8_BLOCK : n;
-            mg_q8_quantize_block(x + (n ? k : 0), n, xq + r * stride + k,
-                                 xs + r * (stride / MG_Q8_BLOCK) + k / MG_Q8_BLOCK);
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t k = blk * MG_Q8_BLOCK, n = a->k - k;
+            n = n > MG_Q8_BLOCK ? MG_Q8_BLOCK : n;
+            int8_t q[MG_Q8_BLOCK];
+            mg_q8_quantize_block(x + k, n, q, xs + r * nblk + blk);
+            int64_t g = blk / MG_Q8_GBLOCKS;
+            int nb = mg_q8_group_blocks(&a->q8, g), b = (int)(blk % MG_Q8_GBLOCKS);
+            int8_t *dst = xq + r * stride + g * MG_Q8_GROUP;
+            int32_t sum = 0;
+            for (int i = 0; i < MG_Q8_BLOCK; i++) {
+                dst[mg_q8_piece_offset(nb, 1, 0, b, i)] = q[i];
+                sum += q[i];
+            }
+            xc[r * nblk + blk] = -128 * sum;
         }
     }
     a->xq = xq;
     a->xscale = xs;
+    a->xcorr = xc;
 }
 
 static void prepare_padded(mv_args *a, void *buf)
@@ -538,7 +580,7 @@ void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
         a.bf16 = mg_bf16_view(w);
     if (w->dtype == MG_DT_Q8) {
         a.q8 = mg_q8_view(w);
-        a.stride = a.q8.stride;
+        a.stride = a.q8.nblocks * MG_Q8_BLOCK;
         /* the weight op sized xbuf for this matrix; cap the pass to it anyway */
         size_t per_row = mg_cpu_xbuf_row_bytes(a.k);
         int64_t fit = (int64_t)(cpu->xbuf_cap / per_row);

@@ -67,7 +67,7 @@ typedef struct {
 static void convert_task(void *arg, int64_t p0, int64_t p1)
 {
     const convert_ctx *c = arg;
-    static const float zeros[MG_Q8_CHUNK];
+    static const float zeros[MG_Q8_BLOCK];
     for (int64_t r = p0 * MG_PANEL_ROWS; r < p1 * MG_PANEL_ROWS; r++) {
         const float *row = r < c->rows ? c->src + r * c->cols : NULL;
         if (c->dtype == MG_DT_BF16) {
@@ -80,13 +80,18 @@ static void convert_task(void *arg, int64_t p0, int64_t p1)
             }
         } else {
             mg_q8_matrix m = mg_q8_layout(c->rows, c->cols, c->dst);
-            for (int64_t k = 0; k < m.stride; k += MG_Q8_BLOCK) {
-                int64_t n = row ? c->cols - k : 0;
+            for (int64_t blk = 0; blk < m.nblocks; blk++) {
+                int64_t k = blk * MG_Q8_BLOCK, n = row ? c->cols - k : 0;
                 n = n < 0 ? 0 : n > MG_Q8_BLOCK ? MG_Q8_BLOCK : n;
-                int64_t v = k / MG_Q8_CHUNK, half = (k % MG_Q8_CHUNK) / MG_Q8_BLOCK;
-                mg_q8_quantize_block(row ? row + k : zeros, n,
-                                     mg_q8_chunk(&m, r, v) + half * MG_Q8_BLOCK,
-                                     mg_q8_chunk_scales(&m, r, v) + half);
+                int8_t q[MG_Q8_BLOCK];
+                int64_t g = blk / MG_Q8_GBLOCKS;
+                int nb = mg_q8_group_blocks(&m, g), b = (int)(blk % MG_Q8_GBLOCKS);
+                mg_q8_quantize_block(row ? row + k : zeros, n, q,
+                                     mg_q8_group_scales(&m, r, g) + b);
+                uint8_t *dst = mg_q8_group(&m, r, g);
+                for (int i = 0; i < MG_Q8_BLOCK; i++)
+                    dst[mg_q8_piece_offset(nb, MG_PANEL_ROWS, (int)(r % MG_PANEL_ROWS), b, i)] =
+                        (uint8_t)(q[i] + 128);
             }
         }
     }
@@ -120,9 +125,9 @@ void mg_cpu_matrix_row(const mg_tensor *t, int64_t r, float *out, int accumulate
         int64_t n = d - k < MG_Q8_BLOCK ? d - k : MG_Q8_BLOCK;
         if (t->dtype == MG_DT_Q8) {
             mg_q8_matrix m = mg_q8_view(t);
-            int64_t v = k / MG_Q8_CHUNK, half = (k % MG_Q8_CHUNK) / MG_Q8_BLOCK;
-            const int8_t *q = mg_q8_chunk(&m, r, v) + half * MG_Q8_BLOCK;
-            float s = mg_q8_chunk_scales(&m, r, v)[half];
+            int8_t q[MG_Q8_BLOCK];
+            float s;
+            mg_q8_get_block(&m, r, k / MG_Q8_BLOCK, q, &s);
             for (int64_t j = 0; j < n; j++)
                 tmp[j] = s * (float)q[j];
         } else {

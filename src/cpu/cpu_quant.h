@@ -14,14 +14,22 @@
  * Q8: symmetric 8-bit with one float32 scale per block of 32 weights of a
  *   row: w ≈ scale[b] · q[i], q in [-127, 127], scale = max|w| / 127.
  *   Why 32: one outlier only coarsens its own 32 neighbours (error ≤ scale/2
- *   per weight), and 32 is half of a 64-byte AVX-512 register, so one VNNI
- *   dot product covers exactly two blocks. The scale is float32 rather than
- *   f16 because f16 underflows (loses bits) for blocks of small weights; it
- *   costs 4/32 = 12.5 % more bytes than int8 alone (1.125 bytes per weight).
- *   Chunks of 64 quants (two blocks), in groups of two chunks that carry
- *   their scales, so quants and scales are one stream and every group is 9
- *   whole cache lines: group = quants [chunk][row j][64] int8, then scales
- *   [chunk][row j][2] float32 (576 bytes per 4 rows x 128 weights). */
+ *   per weight), and 32 int8 are 8 int32 lanes of vpdpbusd. The scale is
+ *   float32 rather than f16 because f16 underflows (loses bits) for blocks of
+ *   small weights; it costs 4/32 = 12.5 % more bytes than int8 alone (1.125
+ *   bytes per weight).
+ *   Layout: a row's blocks go in groups of up to 16; inside a group the
+ *   4-byte piece p (0..7) of block b is stored at [p][b], so one 64-byte load
+ *   holds piece p of 16 blocks and 8 vpdpbusd add every block's whole
+ *   32-term integer dot into its own int32 lane: one int->float convert and
+ *   one scale multiply per 16 blocks instead of per 2 (the VNNI kernel was
+ *   compute-bound on them). Quants are stored as q + 128 (uint8), the
+ *   unsigned operand vpdpbusd wants, so no flip in the inner loop. A panel
+ *   of 4 rows stores per group: quants [piece p][row j][block b][4] uint8
+ *   (the order the kernel loads them: one sequential stream, which the
+ *   prefetcher follows where 4 interleaved row streams left it behind), then
+ *   scales [row j][block b] float32 (2304 bytes = 36 cache lines for a full
+ *   group). */
 #ifndef MG_CPU_QUANT_H
 #define MG_CPU_QUANT_H
 #include <stddef.h>
@@ -30,9 +38,11 @@
 #include "backend.h"
 
 enum {
-    MG_PANEL_ROWS = 4, MG_Q8_BLOCK = 32, MG_Q8_CHUNK = 64, MG_BF16_CHUNK = 32,
-    MG_Q8_GROUP = 2 * MG_Q8_CHUNK, /* quants per row in a group */
-    MG_Q8_GROUP_BYTES = MG_PANEL_ROWS * (MG_Q8_GROUP + MG_Q8_GROUP / MG_Q8_BLOCK * 4)
+    MG_PANEL_ROWS = 4, MG_Q8_BLOCK = 32, MG_BF16_CHUNK = 32,
+    MG_Q8_GBLOCKS = 16, /* blocks per group */
+    MG_Q8_PIECES = 8,   /* 4-byte pieces per block */
+    MG_Q8_GROUP = MG_Q8_GBLOCKS * MG_Q8_BLOCK, /* weights per row in a full group */
+    MG_Q8_GROUP_BYTES = MG_PANEL_ROWS * MG_Q8_GBLOCKS * (MG_Q8_BLOCK + 4)
 };
 
 static inline int64_t mg_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -40,15 +50,15 @@ static inline int64_t mg_round_up(int64_t n, int64_t m) { return (n + m - 1) / m
 typedef struct {
     uint8_t *base;
     int64_t  rows, cols;
-    int64_t  stride;       /* quants per row: cols rounded up to MG_Q8_GROUP */
+    int64_t  nblocks;      /* blocks per row: cols rounded up to MG_Q8_BLOCK, / 32 */
     int64_t  panel_bytes;
 } mg_q8_matrix;
 
 static inline mg_q8_matrix mg_q8_layout(int64_t rows, int64_t cols, void *data)
 {
     mg_q8_matrix m = {.base = data, .rows = rows, .cols = cols,
-                      .stride = mg_round_up(cols > 0 ? cols : 1, MG_Q8_GROUP)};
-    m.panel_bytes = m.stride / MG_Q8_GROUP * MG_Q8_GROUP_BYTES;
+                      .nblocks = mg_round_up(cols > 0 ? cols : 1, MG_Q8_BLOCK) / MG_Q8_BLOCK};
+    m.panel_bytes = m.nblocks * MG_PANEL_ROWS * (MG_Q8_BLOCK + 4);
     return m;
 }
 
@@ -63,18 +73,51 @@ static inline size_t mg_q8_nbytes(int64_t rows, int64_t cols)
     return (size_t)((rows + MG_PANEL_ROWS - 1) / MG_PANEL_ROWS * m.panel_bytes);
 }
 
-/* The 64 quants of chunk v of a row, and its 2 block scales. */
-static inline int8_t *mg_q8_chunk(const mg_q8_matrix *m, int64_t row, int64_t v)
+static inline int64_t mg_q8_groups(const mg_q8_matrix *m)
 {
-    return (int8_t *)(m->base + row / MG_PANEL_ROWS * m->panel_bytes + v / 2 * MG_Q8_GROUP_BYTES +
-                      (v % 2 * MG_PANEL_ROWS + row % MG_PANEL_ROWS) * MG_Q8_CHUNK);
+    return (m->nblocks + MG_Q8_GBLOCKS - 1) / MG_Q8_GBLOCKS;
 }
 
-static inline float *mg_q8_chunk_scales(const mg_q8_matrix *m, int64_t row, int64_t v)
+/* Blocks in group g (16 but in a row's last group). */
+static inline int mg_q8_group_blocks(const mg_q8_matrix *m, int64_t g)
 {
-    return (float *)(m->base + row / MG_PANEL_ROWS * m->panel_bytes + v / 2 * MG_Q8_GROUP_BYTES +
-                     MG_PANEL_ROWS * MG_Q8_GROUP) +
-           (v % 2 * MG_PANEL_ROWS + row % MG_PANEL_ROWS) * 2;
+    int64_t n = m->nblocks - g * MG_Q8_GBLOCKS;
+    return (int)(n < MG_Q8_GBLOCKS ? n : MG_Q8_GBLOCKS);
+}
+
+/* The quants (q + 128) of group g of the panel holding row: [piece][row j][block][4]. */
+static inline uint8_t *mg_q8_group(const mg_q8_matrix *m, int64_t row, int64_t g)
+{
+    return m->base + row / MG_PANEL_ROWS * m->panel_bytes + g * MG_Q8_GROUP_BYTES;
+}
+
+/* The block scales of group g of a row. */
+static inline float *mg_q8_group_scales(const mg_q8_matrix *m, int64_t row, int64_t g)
+{
+    int nb = mg_q8_group_blocks(m, g);
+    return (float *)(m->base + row / MG_PANEL_ROWS * m->panel_bytes + g * MG_Q8_GROUP_BYTES +
+                     MG_PANEL_ROWS * nb * MG_Q8_BLOCK) +
+           row % MG_PANEL_ROWS * nb;
+}
+
+/* Byte offset of quant i (0..31) of block b of panel row j inside a group
+ * of nb blocks (mg_q8_group); j = 0 is also the layout of one prepared
+ * activation row, whose pieces follow each other directly (rows = 1). */
+static inline int mg_q8_piece_offset(int nb, int rows, int j, int b, int i)
+{
+    return (((i / 4) * rows + j) * nb + b) * 4 + i % 4;
+}
+
+/* Block blk of a row as 32 int8 quants in natural order and its scale. */
+static inline void mg_q8_get_block(const mg_q8_matrix *m, int64_t row, int64_t blk, int8_t *q,
+                                   float *scale)
+{
+    int64_t g = blk / MG_Q8_GBLOCKS;
+    int nb = mg_q8_group_blocks(m, g), b = (int)(blk % MG_Q8_GBLOCKS);
+    const uint8_t *p = mg_q8_group(m, row, g);
+    for (int i = 0; i < MG_Q8_BLOCK; i++)
+        q[i] = (int8_t)(p[mg_q8_piece_offset(nb, MG_PANEL_ROWS, (int)(row % MG_PANEL_ROWS), b, i)] - 128);
+    *scale = mg_q8_group_scales(m, row, g)[b];
 }
 
 typedef struct {
