@@ -187,6 +187,21 @@ static void test_linear(void)
                                   "%s %s M=%lld N=%lld K=%lld: 1 and 2 threads agree bit for bit",
                                   mg_dtype_name(dts[d]), mg_cpu_isa_name((mg_cpu_isa)isa),
                                   (long long)M, (long long)N, (long long)K);
+                            /* the scheduler batches requests: a row's output must not
+                             * depend on the rows computed with it (tile, pass, M) */
+                            int same = 1;
+                            for (int64_t m = 0; m < M && M > 1; m++) {
+                                float one[13];
+                                mg_tensor x1 = {.be = be2, .dtype = MG_DT_F32, .ndim = 2,
+                                                .ne = {1, K}, .data = x + m * K};
+                                mg_tensor y1t = {.be = be2, .dtype = MG_DT_F32, .ndim = 2,
+                                                 .ne = {1, N}, .data = one};
+                                be2->ops->linear(be2, &y1t, &x1, wt, &bt);
+                                same &= !memcmp(one, y + m * N, (size_t)N * sizeof *y);
+                            }
+                            CHECK(same, "%s %s M=%lld N=%lld K=%lld: every row alone equals its row in the batch bit for bit",
+                                  mg_dtype_name(dts[d]), mg_cpu_isa_name((mg_cpu_isa)isa),
+                                  (long long)M, (long long)N, (long long)K);
                         }
                     }
                     mg_tensor_free(wt);
