@@ -21,6 +21,9 @@ int main(void)
     return 1;
 }
 #else
+/* kernels/cuda_backend.cu */
+void mg_cuda_stats(mg_backend *be, uint64_t *launches, uint64_t *replays, uint64_t *direct);
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -77,7 +80,10 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
         mg_dec_state_init(&m->dec, &st, n_seq, steps + warm, enc, mask, S, &err) ||
         mg_tensor_new2(&logits, m->be, (int64_t)n_seq * K, V, &err))
         DIE("%s", err.msg);
+    uint64_t l0 = 0, r0 = 0, d0 = 0, l1, r1, d1;
     for (int s = 0; s < steps + warm; s++) {
+        if (s == warm)
+            mg_cuda_stats(m->be, &l0, &r0, &d0);
         for (int i = 0; i < n_seq * K; i++)
             ids[i] = (s * 31 + i * 7) % V;
         double t0 = now_ms();
@@ -88,6 +94,10 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
         if (s >= warm)
             t[s - warm] = now_ms() - t0;
     }
+    mg_cuda_stats(m->be, &l1, &r1, &d1);
+    printf("    x%-3d per step: %.1f kernels launched one by one, %.2f graph replays, %.2f direct "
+           "segments\n", requests, (double)(l1 - l0) / steps, (double)(r1 - r0) / steps,
+           (double)(d1 - d0) / steps);
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];
     mg_dec_state_free(&m->dec, &st);

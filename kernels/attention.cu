@@ -28,15 +28,9 @@ struct attn_args {
     float                *part_o; /* [rowheads, n_split, dh] */
     float                *part_ml;/* [rowheads, n_split, 2] */
     int                   q_per_seq, heads, dh, causal, n_split;
+    int                   vec;    /* dh % 4 == 0 and every key row 16-byte aligned */
     float                 scale;
 };
-
-static __device__ float warp_sum_a(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 static __device__ float block_reduce(float v, float *red, bool is_max)
 {
@@ -84,23 +78,31 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
     __syncthreads();
     const float *kb = sq.k + sq.k_row0 * hd + (int64_t)h * a.dh;
     const float *vb = sq.v + sq.k_row0 * hd + (int64_t)h * a.dh;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    for (int j = j0 + warp; j < j1; j += nw) {
+    /* one key per thread: its row in 16-byte loads, all independent, while q
+     * is a shared-memory broadcast (a warp-per-key loop waited on each load) */
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
         const float *kj = kb + (int64_t)j * hd;
         float dot = 0.0f;
-        for (int d = lane; d < a.dh; d += 32)
-            dot += qs[d] * kj[d];
-        dot = warp_sum_a(dot);
-        if (lane == 0) {
-            float v = dot * a.scale;
-            if (a.bias)
-                v += a.bias[((int64_t)h * a.q_per_seq + i) * sq.n_keys + j];
-            bool masked = (sq.mask_off >= 0 && !a.masks[sq.mask_off + j]) ||
-                          (a.causal && j > sq.q_pos + i);
-            if (masked)
-                v += -FLT_MAX;
-            sc[j - j0] = v;
+        if (a.vec) {
+            for (int d = 0; d < a.dh; d += 4) {
+                float4 kv = *(const float4 *)(kj + d);
+                dot += qs[d] * kv.x;
+                dot += qs[d + 1] * kv.y;
+                dot += qs[d + 2] * kv.z;
+                dot += qs[d + 3] * kv.w;
+            }
+        } else {
+            for (int d = 0; d < a.dh; d++)
+                dot += qs[d] * kj[d];
         }
+        float v = dot * a.scale;
+        if (a.bias)
+            v += a.bias[((int64_t)h * a.q_per_seq + i) * sq.n_keys + j];
+        bool masked = (sq.mask_off >= 0 && !a.masks[sq.mask_off + j]) ||
+                      (a.causal && j > sq.q_pos + i);
+        if (masked)
+            v += -FLT_MAX;
+        sc[j - j0] = v;
     }
     __syncthreads();
     float mx = -INFINITY;
@@ -121,9 +123,12 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
     for (int d0 = 0; d0 < a.dh; d0 += blockDim.x) {
         int d = n_groups > 1 ? threadIdx.x % a.dh : d0 + threadIdx.x;
         float acc = 0.0f;
-        if (g < n_groups && d < a.dh)
-            for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += n_groups)
+        if (g < n_groups && d < a.dh) {
+            int step = n_groups;
+#pragma unroll 8
+            for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += step)
                 acc += sc[j - j0] * vb[(int64_t)j * hd + d];
+        }
         po[threadIdx.x] = acc;
         __syncthreads();
         if (threadIdx.x < min(a.dh - d0, n_groups > 1 ? a.dh : (int)blockDim.x)) {
@@ -186,12 +191,21 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
         cu_fail(cb, "cuda: attention with no keys");
         return;
     }
+    /* scratch first: growing it flushes the segment, which must not happen
+     * between staging this op's metadata and recording its launch */
+    int n_split = (max_keys + CHUNK - 1) / CHUNK;
+    int64_t rowheads = (int64_t)n_seq * q_per_seq * p->heads;
+    float *part = NULL;
+    if (n_split > 1 &&
+        !(part = (float *)cu_scratch(cb, 1, (size_t)rowheads * n_split * (p->head_dim + 2) * 4)))
+        return;
     size_t table = (size_t)n_seq * sizeof(attn_seq_dev), total = table + mask_bytes;
     char *host = (char *)malloc(total);
     if (!host) {
         cu_fail(cb, "cuda: out of memory for attention metadata");
         return;
     }
+    memset(host, 0, total);
     attn_seq_dev *hs = (attn_seq_dev *)host;
     size_t off = 0;
     for (int s = 0; s < n_seq; s++) {
@@ -212,6 +226,7 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     if (!dev)
         return;
     attn_args a;
+    memset(&a, 0, sizeof a);
     a.out = cu_f32(out);
     a.q = cu_f32(q);
     a.seqs = (const attn_seq_dev *)dev;
@@ -222,28 +237,20 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     a.dh = p->head_dim;
     a.causal = p->causal;
     a.scale = p->scale;
-    a.n_split = (max_keys + CHUNK - 1) / CHUNK;
-    int64_t rowheads = (int64_t)n_seq * q_per_seq * p->heads;
-    a.part_o = a.part_ml = NULL;
-    if (a.n_split > 1) {
-        float *part = (float *)cu_scratch(cb, 1, (size_t)rowheads * a.n_split * (a.dh + 2) * 4);
-        if (!part)
-            return;
-        a.part_o = part;
-        a.part_ml = part + rowheads * a.n_split * a.dh;
-    }
+    a.n_split = n_split;
+    a.vec = p->head_dim % 4 == 0 && (p->heads * p->head_dim) % 4 == 0;
+    for (int s = 0; s < n_seq && a.vec; s++)
+        a.vec = (uintptr_t)seqs[s].k->data % 16 == 0;
+    a.part_o = part;
+    a.part_ml = part ? part + rowheads * a.n_split * a.dh : NULL;
     size_t smem = ((size_t)a.dh + CHUNK + ATT_THREADS) * sizeof(float);
     if (smem > 48 * 1024) {
         cu_fail(cb, "cuda: attention head_dim %d is not supported (at most %d)", a.dh,
                 48 * 1024 / 4 - CHUNK - ATT_THREADS);
         return;
     }
-    attn_chunk_kernel<<<dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS, smem,
-                        cb->stream>>>(a);
-    if (cu_launched(cb, "attention"))
-        return;
-    if (a.n_split > 1) {
-        attn_merge_kernel<<<(unsigned)rowheads, 64, 0, cb->stream>>>(a);
-        cu_launched(cb, "attention merge");
-    }
+    cu_launch(cb, attn_chunk_kernel, dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS,
+              smem, a);
+    if (a.n_split > 1)
+        cu_launch(cb, attn_merge_kernel, (unsigned)rowheads, 64, 0, a);
 }

@@ -77,7 +77,7 @@ void cu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor
         return;
     }
     dim3 grid(cu_blocks(t_out, T_T), cu_blocks(c_out, CO_T), (unsigned)batch);
-    conv1d_kernel<<<grid, CONV_THREADS, smem, cb->stream>>>(
+    cu_launch(cb, conv1d_kernel, grid, CONV_THREADS, smem,
         cu_f32(y), cu_f32(x), cu_f32(w), bias ? cu_f32(bias) : NULL, c_in, c_out, k, t_in, t_out,
         stride, dilation, win);
     cu_launched(cb, "conv1d");
@@ -158,7 +158,7 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
         return;
     }
     dim3 grid(cu_blocks(t_y, T_T), cu_blocks(c_out, CO_T), (unsigned)batch);
-    convt_kernel<<<grid, CONV_THREADS, smem, cb->stream>>>(
+    cu_launch(cb, convt_kernel, grid, CONV_THREADS, smem,
         cu_f32(y), cu_f32(x), cu_f32(w), bias ? cu_f32(bias) : NULL, c_in, c_out, k, t_in, t_y,
         stride, trim_left, win);
     cu_launched(cb, "conv_transpose1d");
@@ -188,7 +188,7 @@ void cu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, 
     int64_t t_y = t + left + right;
     if (rows * t_y <= 0)
         return;
-    pad_kernel<<<cu_blocks(rows * t_y, 256), 256, 0, cb->stream>>>(cu_f32(y), cu_f32(x), rows, t,
+    cu_launch(cb, pad_kernel, cu_blocks(rows * t_y, 256), 256, 0, cu_f32(y), cu_f32(x), rows, t,
                                                                    t + extra, t_y, left);
     cu_launched(cb, "pad_reflect");
 }
@@ -222,7 +222,7 @@ void cu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batch)
     if (batch <= 0 || c <= 0 || r <= 0)
         return;
     dim3 grid(cu_blocks(r, 32), cu_blocks(c, 32), (unsigned)batch);
-    transpose_kernel<<<grid, dim3(32, 8), 0, cb->stream>>>(cu_f32(y), cu_f32(x), c, r);
+    cu_launch(cb, transpose_kernel, grid, dim3(32, 8), 0, cu_f32(y), cu_f32(x), c, r);
     cu_launched(cb, "transpose");
 }
 
@@ -307,7 +307,7 @@ void cu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tens
                   4 * H, I);
     unsigned blocks = cu_blocks(H, LSTM_WARPS);
     for (int64_t t = 0; t < T; t++) {
-        lstm_step_kernel<<<blocks, LSTM_WARPS * 32, 0, cb->stream>>>(
+        cu_launch(cb, lstm_step_kernel, blocks, LSTM_WARPS * 32, 0,
             cu_f32(h_out), cell, gx, cu_f32(w_hh), cu_f32(b_hh), batch, (int)T, (int)H, (int)t);
         if (cu_launched(cb, "lstm step"))
             return;

@@ -6,8 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { STAGE_BYTES = 8 << 20, CONVERT_CHUNK = 16 << 20 /* floats per bf16 upload pass */ };
+enum { STAGE_BYTES = 4 << 20, CONVERT_CHUNK = 16 << 20 /* floats per bf16 upload pass */ };
 
 void cu_fail(mg_cuda_backend *cb, const char *fmt, ...)
 {
@@ -28,26 +29,192 @@ int cu_check(mg_cuda_backend *cb, cudaError_t e, const char *what)
     return 1;
 }
 
+/* ---- the metadata arena */
+
 void *cu_stage(mg_cuda_backend *cb, const void *host, size_t n)
 {
-    size_t need = (n + 255) & ~(size_t)255;
+    size_t need = (n + 15) & ~(size_t)15;
     if (need > cb->stage_cap) {
-        cu_fail(cb, "cuda: %zu bytes of host metadata exceed the %zu-byte staging ring", n,
+        cu_fail(cb, "cuda: %zu bytes of host metadata exceed the %zu-byte staging arena", n,
                 cb->stage_cap);
         return NULL;
     }
-    if (cb->stage_off + need > cb->stage_cap) {
-        /* every earlier slice has been consumed once the stream is idle */
-        if (cu_check(cb, cudaStreamSynchronize(cb->stream), "staging ring drain"))
+    if (cb->stage_off + need > cb->stage_cap)
+        cu_flush(cb); /* launches what uses the arena so far; the next buffer starts empty */
+    int cur = cb->stage_cur;
+    if (cb->stage_busy[cur]) { /* its previous contents may still be on their way up */
+        if (cu_check(cb, cudaEventSynchronize(cb->stage_ev[cur]), "staging arena wait"))
             return NULL;
+        cb->stage_busy[cur] = 0;
+    }
+    char *h = cb->stage_host[cur] + cb->stage_off, *d = cb->stage_dev + cb->stage_off;
+    memcpy(h, host, n);
+    if (need > n)
+        memset(h + n, 0, need - n);
+    cb->stage_off += need;
+    return d;
+}
+
+/* ---- command recording */
+
+size_t cu_cmd_begin(mg_cuda_backend *cb, const void *func, dim3 grid, dim3 block, size_t smem,
+                    int kind)
+{
+    if (cb->n_cmds == cb->cmds_cap) {
+        size_t cap = cb->cmds_cap ? 2 * cb->cmds_cap : 1024;
+        cu_cmd *p = (cu_cmd *)realloc(cb->cmds, cap * sizeof *p);
+        if (!p) {
+            /* out of host memory: run what is pending and start over */
+            cu_fail(cb, "cuda: out of host memory for the command list");
+            cb->n_cmds = 0;
+            cb->blob_len = 0;
+        } else {
+            cb->cmds = p;
+            cb->cmds_cap = cap;
+        }
+    }
+    cu_cmd *c = &cb->cmds[cb->n_cmds];
+    memset((void *)c, 0, sizeof *c);
+    c->func = func;
+    c->grid = grid;
+    c->block = block;
+    c->smem = (uint32_t)smem;
+    c->kind = kind;
+    return cb->n_cmds++;
+}
+
+void *cu_cmd_arg(mg_cuda_backend *cb, size_t cmd, const void *v, size_t size, size_t align)
+{
+    size_t off = (cb->blob_len + align - 1) & ~(align - 1);
+    if (off + size > cb->blob_cap) {
+        size_t cap = cb->blob_cap ? 2 * cb->blob_cap : 64 << 10;
+        while (cap < off + size)
+            cap *= 2;
+        char *p = (char *)realloc(cb->blob, cap);
+        if (!p) {
+            cu_fail(cb, "cuda: out of host memory for the command list");
+            return NULL;
+        }
+        cb->blob = p;
+        cb->blob_cap = cap;
+    }
+    memset(cb->blob + cb->blob_len, 0, off - cb->blob_len);
+    memcpy(cb->blob + off, v, size);
+    cb->blob_len = off + size;
+    cu_cmd *c = &cb->cmds[cmd];
+    c->argoff[c->nargs++] = (uint32_t)off;
+    return cb->blob + off;
+}
+
+static void launch_cmds(mg_cuda_backend *cb, const cu_cmd *cmds, size_t n, char *blob)
+{
+    void *argv[CU_MAX_ARGS];
+    for (size_t i = 0; i < n && !cb->failed; i++) {
+        const cu_cmd *c = &cmds[i];
+        for (uint32_t j = 0; j < c->nargs; j++)
+            argv[j] = blob + c->argoff[j];
+        cu_check(cb, cudaLaunchKernel(c->func, c->grid, c->block, argv, c->smem, cb->stream),
+                 "kernel launch");
+        cb->n_launch++;
+    }
+}
+
+static void graph_drop(cu_graph_entry *g)
+{
+    if (g->exec)
+        cudaGraphExecDestroy(g->exec);
+    free(g->cmds);
+    free(g->blob);
+    memset(g, 0, sizeof *g);
+}
+
+/* Captures the pending segment into entry g's graph; 0 on failure (recorded). */
+static int graph_build(mg_cuda_backend *cb, cu_graph_entry *g)
+{
+    cudaGraph_t graph = NULL;
+    if (cu_check(cb, cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal),
+                 "graph capture"))
+        return 0;
+    launch_cmds(cb, g->cmds, g->n_cmds, g->blob);
+    cudaError_t e = cudaStreamEndCapture(cb->stream, &graph);
+    if (cu_check(cb, e, "graph capture") || cb->failed) {
+        if (graph)
+            cudaGraphDestroy(graph);
+        return 0;
+    }
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (cu_check(cb, e, "graph instantiate")) {
+        g->exec = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+void cu_flush(mg_cuda_backend *cb)
+{
+    if (cb->failed) { /* the job has failed: drop what is pending */
+        cb->n_cmds = 0;
+        cb->blob_len = 0;
+        cb->stage_off = 0;
+        return;
+    }
+    if (cb->stage_off) {
+        int cur = cb->stage_cur;
+        cu_check(cb, cudaMemcpyAsync(cb->stage_dev, cb->stage_host[cur], cb->stage_off,
+                                     cudaMemcpyHostToDevice, cb->stream), "metadata upload");
+        cu_check(cb, cudaEventRecord(cb->stage_ev[cur], cb->stream), "metadata upload");
+        cb->stage_busy[cur] = 1;
+        cb->stage_cur ^= 1;
         cb->stage_off = 0;
     }
-    char *h = cb->stage_host + cb->stage_off, *d = cb->stage_dev + cb->stage_off;
-    cb->stage_off += need;
-    memcpy(h, host, n);
-    if (cu_check(cb, cudaMemcpyAsync(d, h, n, cudaMemcpyHostToDevice, cb->stream), "staging copy"))
-        return NULL;
-    return d;
+    size_t n = cb->n_cmds;
+    if (n == 0)
+        return;
+    cb->n_cmds = 0;
+    size_t blen = cb->blob_len;
+    cb->blob_len = 0;
+    cb->flushes++;
+    if (!cb->use_graphs || n > CU_GRAPH_MAX_CMDS || n < 2) {
+        cb->n_direct++;
+        launch_cmds(cb, cb->cmds, n, cb->blob);
+        return;
+    }
+    cu_graph_entry *hit = NULL, *victim = &cb->graphs[0];
+    for (int i = 0; i < CU_GRAPHS; i++) {
+        cu_graph_entry *g = &cb->graphs[i];
+        if (g->cmds && g->n_cmds == n && g->blob_len == blen &&
+            memcmp(g->cmds, cb->cmds, n * sizeof *cb->cmds) == 0 &&
+            memcmp(g->blob, cb->blob, blen) == 0) {
+            hit = g;
+            break;
+        }
+        if (!g->cmds || (victim->cmds && g->used < victim->used))
+            victim = g;
+    }
+    if (hit) {
+        hit->used = cb->flushes;
+        if (!hit->exec && !graph_build(cb, hit))
+            return;
+        cb->n_replay++;
+        cu_check(cb, cudaGraphLaunch(hit->exec, cb->stream), "graph launch");
+        return;
+    }
+    /* first sighting: launch directly and remember it */
+    cb->n_direct++;
+    launch_cmds(cb, cb->cmds, n, cb->blob);
+    graph_drop(victim);
+    victim->cmds = (cu_cmd *)malloc(n * sizeof *cb->cmds);
+    victim->blob = (char *)malloc(blen ? blen : 1);
+    if (!victim->cmds || !victim->blob) {
+        graph_drop(victim);
+        return;
+    }
+    memcpy(victim->cmds, cb->cmds, n * sizeof *cb->cmds);
+    memcpy(victim->blob, cb->blob, blen);
+    victim->n_cmds = n;
+    victim->blob_len = blen;
+    victim->used = cb->flushes;
 }
 
 void *cu_scratch(mg_cuda_backend *cb, int which, size_t n)
@@ -58,6 +225,7 @@ void *cu_scratch(mg_cuda_backend *cb, int which, size_t n)
         return *p;
     /* the old buffer may still be read by queued kernels */
     if (*p) {
+        cu_flush(cb);
         if (cu_check(cb, cudaStreamSynchronize(cb->stream), "scratch resize"))
             return NULL;
         cudaFree(*p);
@@ -96,16 +264,25 @@ static mg_code cu_alloc(mg_backend *be, mg_tensor *t, mg_error *err)
 static void cu_release(mg_backend *be, mg_tensor *t)
 {
     cu_enter(cu_of(be));
+    cu_flush(cu_of(be));
     cudaFree(t->data); /* waits for queued work that may still use it */
     t->data = NULL;
 }
 
+/* Reports and clears the recorded failure. A sticky error (an illegal
+ * address, a kernel fault) kills the CUDA context of the whole process: the
+ * message says so, and the next mg_backend_cuda_create resets the device. */
 static mg_code cu_pending_error(mg_cuda_backend *cb, mg_error *err)
 {
     if (!cb->failed)
         return MG_OK;
     cb->failed = 0;
-    return mg_fail(err, MG_ERR_DEVICE, "%s", cb->fail_msg);
+    cudaGetLastError(); /* clears a non-sticky error; a sticky one stays */
+    if (!cb->lost && cudaStreamQuery(cb->stream) != cudaSuccess &&
+        cudaDeviceSynchronize() != cudaSuccess)
+        cb->lost = 1;
+    return mg_fail(err, MG_ERR_DEVICE, "%s%s", cb->fail_msg,
+                   cb->lost ? " (the GPU context is lost: re-create the backend)" : "");
 }
 
 static mg_code cu_upload(mg_backend *be, mg_tensor *t, size_t off, const void *host, size_t n,
@@ -116,6 +293,7 @@ static mg_code cu_upload(mg_backend *be, mg_tensor *t, size_t off, const void *h
     if (off > t->nbytes || n > t->nbytes - off)
         return mg_fail(err, MG_ERR_INVALID, "cuda: upload of %zu bytes at %zu into %zu", n, off,
                        t->nbytes);
+    cu_flush(cb);
     /* from pageable memory the copy is staged before this returns: host may be reused */
     cudaError_t e = cudaMemcpyAsync((char *)t->data + off, host, n, cudaMemcpyHostToDevice,
                                     cb->stream);
@@ -132,6 +310,7 @@ static mg_code cu_download(mg_backend *be, const mg_tensor *t, size_t off, void 
     if (off > t->nbytes || n > t->nbytes - off)
         return mg_fail(err, MG_ERR_INVALID, "cuda: download of %zu bytes at %zu from %zu", n,
                        off, t->nbytes);
+    cu_flush(cb);
     cu_check(cb, cudaMemcpyAsync(host, (const char *)t->data + off, n, cudaMemcpyDeviceToHost,
                                  cb->stream), "download");
     cu_check(cb, cudaStreamSynchronize(cb->stream), "download");
@@ -154,6 +333,7 @@ static mg_code cu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_weig
         t->dtype = MG_DT_BF16;
         t->nbytes = (size_t)n * 2;
     }
+    cu_flush(cb);
     mg_code rc = cu_alloc(be, t, err);
     if (rc != MG_OK)
         return rc;
@@ -171,6 +351,7 @@ static mg_code cu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_weig
                                              cudaMemcpyHostToDevice, cb->stream), "weight upload"))
                 break;
             cu_f32_to_bf16(cb, (__nv_bfloat16 *)t->data + i, tmp, m);
+            cu_flush(cb);
             if (cu_check(cb, cudaStreamSynchronize(cb->stream), "weight upload"))
                 break;
         }
@@ -187,28 +368,23 @@ mg_code cu_sync(mg_backend *be, mg_error *err)
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
+    cu_flush(cb);
     cu_check(cb, cudaStreamSynchronize(cb->stream), "sync");
     return cu_pending_error(cb, err);
 }
 
-__global__ void copy_kernel(float *dst, const float *src, int64_t n)
+/* Row copies read their row numbers from the metadata arena, so that a
+ * decode step that appends at a new position each time still replays the
+ * same graph. */
+__global__ void copy_rows_kernel(float *dst, const float *src, const cu_rowmap *m, int64_t cols,
+                                 int64_t total)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        dst[i] = src[i];
-}
-
-static void cu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
-                         int64_t src_row, int64_t n)
-{
-    mg_cuda_backend *cb = cu_of(be);
-    cu_enter(cb);
-    int64_t cols = mg_tensor_cols(src);
-    if (n <= 0)
+    if (i >= total)
         return;
-    cu_check(cb, cudaMemcpyAsync(cu_f32(dst) + dst_row * cols, cu_f32(src) + src_row * cols,
-                                 (size_t)(n * cols) * sizeof(float), cudaMemcpyDeviceToDevice,
-                                 cb->stream), "copy_rows");
+    int64_t r = i / cols, c = i % cols, blk = r / m->n, j = r % m->n;
+    dst[(m->dst_row + blk * m->dst_step + j) * cols + c] =
+        src[(m->src_row + blk * m->src_step + j) * cols + c];
 }
 
 static void cu_copy_rows_strided(mg_backend *be, mg_tensor *dst, int64_t dst_row,
@@ -217,26 +393,46 @@ static void cu_copy_rows_strided(mg_backend *be, mg_tensor *dst, int64_t dst_row
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
-    size_t row = (size_t)mg_tensor_cols(src) * sizeof(float);
     if (n <= 0 || count <= 0)
         return;
-    cu_check(cb, cudaMemcpy2DAsync((char *)dst->data + (size_t)dst_row * row, (size_t)dst_step * row,
-                                   (const char *)src->data + (size_t)src_row * row,
-                                   (size_t)src_step * row, (size_t)n * row, (size_t)count,
-                                   cudaMemcpyDeviceToDevice, cb->stream), "copy_rows_strided");
+    cu_rowmap m = {dst_row, dst_step, src_row, src_step, n, count};
+    if (cu_fuse_copy(cb, dst, src, &m))
+        return;
+    const cu_rowmap *dm = (const cu_rowmap *)cu_stage(cb, &m, sizeof m);
+    if (!dm)
+        return;
+    int64_t cols = mg_tensor_cols(src), total = n * count * cols;
+    cu_launch(cb, copy_rows_kernel, cu_blocks(total, 256), 256, 0, cu_f32(dst), cu_f32(src), dm,
+              cols, total);
+}
+
+static void cu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
+                         int64_t src_row, int64_t n)
+{
+    cu_copy_rows_strided(be, dst, dst_row, n, src, src_row, n, n, 1);
 }
 
 static void cu_destroy(mg_backend *be)
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
-    if (cb->stream)
+    if (cb->stream) {
+        cu_flush(cb);
         cudaStreamSynchronize(cb->stream);
+    }
+    for (int i = 0; i < CU_GRAPHS; i++)
+        graph_drop(&cb->graphs[i]);
+    free(cb->cmds);
+    free(cb->blob);
     for (int i = 0; i < 4; i++)
         cudaFree(cb->scratch[i]);
     cudaFree(cb->stage_dev);
+    for (int i = 0; i < 2; i++) {
+        cudaFreeHost(cb->stage_host[i]);
+        if (cb->stage_ev[i])
+            cudaEventDestroy(cb->stage_ev[i]);
+    }
     cudaFree(cb->tokens_dev);
-    cudaFreeHost(cb->stage_host);
     cudaFreeHost(cb->tokens_host);
     if (cb->stream)
         cudaStreamDestroy(cb->stream);
@@ -270,6 +466,7 @@ static const mg_backend_ops cuda_ops = {
     /* .lstm */ cu_lstm,
     /* .select_tokens */ cu_select_tokens,
     /* .copy_rows_strided */ cu_copy_rows_strided,
+    /* .copy_rows_scatter: not yet on the GPU (one copy_rows per row) */ NULL,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,
@@ -325,7 +522,23 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->device = device;
     cb->matrix_dtype = matrix_dtype;
     cb->stage_cap = STAGE_BYTES;
-    cudaError_t e = cudaSetDevice(device);
+    cb->use_graphs = !getenv("MG_CUDA_GRAPHS") || atoi(getenv("MG_CUDA_GRAPHS")) != 0;
+    cb->use_fusion = !getenv("MG_CUDA_FUSE") || atoi(getenv("MG_CUDA_FUSE")) != 0;
+    /* A context killed by a sticky error (an earlier backend's kernel fault)
+     * fails every call until the device is reset: reset it here (any other
+     * backend of this process on the device is gone with it). The driver may
+     * take a moment to release the dead context: retry for up to 3 s. */
+    cudaError_t e = cudaErrorUnknown;
+    for (int attempt = 0; attempt < 30; attempt++) {
+        e = cudaSetDevice(device);
+        if (e == cudaSuccess)
+            e = cudaFree(0);
+        if (e == cudaSuccess)
+            break;
+        cudaDeviceReset();
+        cudaGetLastError();
+        usleep(100 * 1000);
+    }
     int smem = 0;
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device);
@@ -334,8 +547,12 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->smem_optin = (size_t)smem;
     if (e == cudaSuccess)
         e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking);
-    if (e == cudaSuccess)
-        e = cudaMallocHost((void **)&cb->stage_host, cb->stage_cap);
+    for (int i = 0; i < 2; i++) {
+        if (e == cudaSuccess)
+            e = cudaMallocHost((void **)&cb->stage_host[i], cb->stage_cap);
+        if (e == cudaSuccess)
+            e = cudaEventCreateWithFlags(&cb->stage_ev[i], cudaEventDisableTiming);
+    }
     if (e == cudaSuccess)
         e = cudaMalloc((void **)&cb->stage_dev, cb->stage_cap);
     if (e != cudaSuccess) {
@@ -347,4 +564,15 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     }
     *out = &cb->base;
     return MG_OK;
+}
+
+/* For the bench: kernel launches made one by one, segments replayed from a
+ * graph, segments launched directly (cumulative). */
+extern "C" void mg_cuda_stats(mg_backend *be, uint64_t *launches, uint64_t *replays,
+                              uint64_t *direct)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    *launches = cb->n_launch;
+    *replays = cb->n_replay;
+    *direct = cb->n_direct;
 }

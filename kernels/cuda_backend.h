@@ -17,6 +17,37 @@ extern "C" {
 #include "backend.h"
 }
 
+/* One recorded kernel launch. Ops do not launch: they append commands (and
+ * their host metadata, see cu_stage) to the pending segment, which cu_flush
+ * launches: sync(), downloads, uploads, frees and anything that must order
+ * against host memory flush first. A segment whose commands (kernels, launch
+ * shapes and every argument byte) equal a recently seen one is replayed from
+ * an instantiated CUDA graph; its metadata still travels in one copy per
+ * segment into the same device arena, so graphs stay valid while ids,
+ * positions and masks change. Recording also allows peephole fusion
+ * (matvec.cu, norm.cu): an add, activation or row copy that consumes the
+ * output of the linear just recorded becomes its epilogue, linears sharing an
+ * input become one launch, and consecutive embeds one kernel. */
+enum { CU_MAX_ARGS = 16 };
+struct cu_cmd {
+    const void *func;
+    dim3        grid, block;
+    uint32_t    smem;
+    uint32_t    nargs;
+    uint32_t    argoff[CU_MAX_ARGS]; /* offsets into the segment's argument blob */
+    int32_t     kind;                /* CU_K_*: which peephole rules may touch it */
+};
+enum { CU_K_PLAIN, CU_K_LINEAR, CU_K_EMBED };
+
+struct cu_graph_entry {
+    cu_cmd          *cmds;
+    char            *blob;
+    size_t           n_cmds, blob_len;
+    cudaGraphExec_t  exec;   /* NULL until the segment is seen a second time */
+    uint64_t         used;
+};
+enum { CU_GRAPHS = 8, CU_GRAPH_MAX_CMDS = 4096 };
+
 struct mg_cuda_backend {
     mg_backend   base;
     int          device;
@@ -26,13 +57,29 @@ struct mg_cuda_backend {
     cudaStream_t stream;
     /* first failure since the last sync */
     int          failed;
+    int          lost;           /* a sticky (context-killing) error was seen */
     char         fail_msg[400];
-    /* Host arrays (ids, masks, row scales) travel through a pinned ring: a
-     * slice is filled on the host and copied on the stream; when the ring is
-     * full, the stream is drained so that the slices can be reused. */
-    char        *stage_host;
+    /* Host metadata arena: per segment, host arrays (ids, masks, row maps,
+     * attention tables) are packed into a pinned host buffer and go up in
+     * one copy at flush into stage_dev, whose address never changes (so
+     * graphs may hold it). Two host buffers alternate; an event says when
+     * the copy out of one has finished so that it can be refilled. */
+    char        *stage_host[2];
+    cudaEvent_t  stage_ev[2];
+    int          stage_busy[2];
+    int          stage_cur;
     char        *stage_dev;
     size_t       stage_cap, stage_off;
+    /* the pending segment */
+    cu_cmd      *cmds;
+    size_t       n_cmds, cmds_cap;
+    char        *blob;
+    size_t       blob_len, blob_cap;
+    int          use_graphs, use_fusion;
+    cu_graph_entry graphs[CU_GRAPHS];
+    uint64_t     flushes;
+    /* counters for the bench: launches made, graph replays */
+    uint64_t     n_launch, n_replay, n_direct;
     /* Grow-only device scratch, one slot per user so that no op resizes a
      * buffer another op still holds: 0 weight conversion, LSTM gates, sampled
      * scores; 1 attention chunks; 2 LSTM cell state; 3 split-K slices. */
@@ -48,13 +95,57 @@ static inline mg_cuda_backend *cu_of(mg_backend *be) { return (mg_cuda_backend *
 /* Records the first error (printf-style context); returns 1 if e failed. */
 int  cu_check(mg_cuda_backend *cb, cudaError_t e, const char *what);
 void cu_fail(mg_cuda_backend *cb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Checks the launch just made. */
+/* Launch errors surface when the segment is flushed; kept for call sites. */
 static inline int cu_launched(mg_cuda_backend *cb, const char *kernel)
 {
-    return cu_check(cb, cudaGetLastError(), kernel);
+    (void)kernel;
+    return cb->failed;
 }
-/* Copies n host bytes to device memory on the stream; NULL (error recorded) on failure. */
+/* Packs n host bytes into the segment's metadata arena and returns the
+ * device address they will have when the segment's commands run (they are
+ * uploaded by the flush that launches them); NULL (error recorded) on failure.
+ * May flush the pending segment when the arena is full. */
 void *cu_stage(mg_cuda_backend *cb, const void *host, size_t n);
+/* Launches the pending segment (graph replay when it repeats); no wait. */
+void  cu_flush(mg_cuda_backend *cb);
+
+/* Command recording (see cu_cmd). cu_cmd_begin returns the command's index. */
+size_t cu_cmd_begin(mg_cuda_backend *cb, const void *func, dim3 grid, dim3 block, size_t smem,
+                    int kind);
+void  *cu_cmd_arg(mg_cuda_backend *cb, size_t cmd, const void *v, size_t size, size_t align);
+/* The last pending command when it is of `kind`, else NULL. */
+static inline cu_cmd *cu_last_cmd(mg_cuda_backend *cb, int kind)
+{
+    if (!cb->use_fusion || cb->n_cmds == 0 || cb->cmds[cb->n_cmds - 1].kind != kind)
+        return NULL;
+    return &cb->cmds[cb->n_cmds - 1];
+}
+static inline void *cu_cmd_argp(mg_cuda_backend *cb, const cu_cmd *c, int i)
+{
+    return cb->blob + c->argoff[i];
+}
+template <typename P> static inline void cu_push_arg(mg_cuda_backend *cb, size_t cmd, P v)
+{
+    cu_cmd_arg(cb, cmd, &v, sizeof v, alignof(P));
+}
+/* Records kernel<<<grid, block, smem>>>(args...) on the backend's stream.
+ * Struct arguments must be zero-filled before their fields are set, so that
+ * their padding bytes compare equal between segments. */
+template <typename... P, typename... A>
+static inline void cu_launch_k(mg_cuda_backend *cb, int kind, void (*k)(P...), dim3 grid,
+                               dim3 block, size_t smem, A... a)
+{
+    static_assert(sizeof...(P) == sizeof...(A), "argument count");
+    static_assert(sizeof...(P) <= CU_MAX_ARGS, "too many kernel arguments");
+    size_t c = cu_cmd_begin(cb, (const void *)k, grid, block, smem, kind);
+    (cu_push_arg<P>(cb, c, (P)a), ...);
+}
+template <typename... P, typename... A>
+static inline void cu_launch(mg_cuda_backend *cb, void (*k)(P...), dim3 grid, dim3 block,
+                             size_t smem, A... a)
+{
+    cu_launch_k(cb, CU_K_PLAIN, k, grid, block, smem, a...);
+}
 /* Device scratch slot `which` (see above) with at least n bytes. */
 void *cu_scratch(mg_cuda_backend *cb, int which, size_t n);
 /* Makes the backend's device current for this thread (nginx thread pools). */
@@ -67,7 +158,28 @@ static inline void cu_enter(mg_cuda_backend *cb)
 static inline float *cu_f32(const mg_tensor *t) { return (float *)t->data; }
 static inline unsigned cu_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
 
-/* matvec.cu */
+/* Rows copied by copy_rows_strided (and a fused copy epilogue). */
+struct cu_rowmap {
+    int64_t dst_row, dst_step, src_row, src_step, n, count;
+};
+
+/* matvec.cu: peephole fusion into the linear just recorded; 1 when fused. */
+int  cu_fuse_copy(mg_cuda_backend *cb, mg_tensor *dst, const mg_tensor *src, const cu_rowmap *m);
+int  cu_fuse_add(mg_cuda_backend *cb, mg_tensor *y, const mg_tensor *x);
+enum { CU_ACT_NONE, CU_ACT_RELU, CU_ACT_GELU, CU_ACT_ELU };
+int  cu_fuse_act(mg_cuda_backend *cb, mg_tensor *y, int act);
+/* The activations, shared by the elementwise kernel and fused epilogues. */
+static __device__ __forceinline__ float cu_act(float v, int act)
+{
+    if (act == CU_ACT_RELU)
+        v = v > 0 ? v : 0.0f;
+    else if (act == CU_ACT_GELU)
+        v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    else if (act == CU_ACT_ELU)
+        v = v > 0 ? v : expm1f(v);
+    return v;
+}
+
 void cu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                const mg_tensor *bias);
 /* y[M,N] = x[M,K]·w[N,K]ᵀ + b on raw device pointers (w f32 or bf16). */

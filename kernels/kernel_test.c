@@ -407,6 +407,304 @@ static void test_select(ctx *c, int rows, int V, mg_sampling s, const char *name
     drop(l);
 }
 
+/* ---- rows must not depend on their batch mates: a row computed alone, in
+ * a batch of M, and at another place in a bigger batch gives the same bits. */
+static void test_batch_independence(ctx *c, int N, int K, int bf16)
+{
+    enum { M = 37, BIG = 128, AT = 50 };
+    float *x = rnd(c, (int64_t)BIG * K, 1), *w = rnd(c, (int64_t)N * K, 0.2f), *b = rnd(c, N, 0.5f);
+    pair pw = weight(c, 2, (const int64_t[]){N, K}, w, NULL, MG_WEIGHT_MATRIX);
+    pair pb = mk(c, 1, (const int64_t[]){N}, b);
+    pair px = mk2(c, BIG, K, x), py = mk2(c, BIG, N, NULL), py1 = mk2(c, M, N, NULL);
+    pair p16 = mk2(c, 16, N, NULL);
+    mg_backend *g = c->gpu;
+    float *big = malloc((size_t)BIG * N * 4), *few = malloc((size_t)M * N * 4), *one = malloc((size_t)N * 4);
+    float *sixteen = malloc((size_t)16 * N * 4);
+    mg_error err = {0};
+    /* rows AT.. of the big batch hold the same activations as rows 0.. of the small one */
+    mg_tensor xs = mg_tensor_rows_view(px.g, AT, M);
+    g->ops->linear(g, py1.g, &xs, pw.g, pb.g);
+    g->ops->linear(g, py.g, px.g, pw.g, pb.g);
+    mg_tensor x16 = mg_tensor_rows_view(px.g, AT, 16);
+    g->ops->linear(g, p16.g, &x16, pw.g, pb.g);
+    int ok = mg_tensor_download_f32(py.g, big, &err) == MG_OK &&
+             mg_tensor_download_f32(py1.g, few, &err) == MG_OK &&
+             mg_tensor_download_f32(p16.g, sixteen, &err) == MG_OK;
+    int64_t diff = 0;
+    for (int r = 0; ok && r < M; r++) {
+        mg_tensor xr = mg_tensor_rows_view(px.g, AT + r, 1), yr = mg_tensor_rows_view(py1.g, 0, 1);
+        g->ops->linear(g, &yr, &xr, pw.g, pb.g);
+        ok = mg_tensor_download_f32(&yr, one, &err) == MG_OK;
+        for (int n = 0; ok && n < N; n++) {
+            diff += memcmp(&one[n], &few[(int64_t)r * N + n], 4) != 0;
+            diff += memcmp(&one[n], &big[(int64_t)(AT + r) * N + n], 4) != 0;
+            if (r < 16)
+                diff += memcmp(&one[n], &sixteen[(int64_t)r * N + n], 4) != 0;
+        }
+    }
+    char what[120];
+    snprintf(what, sizeof what, "batch independence %s N=%d K=%d (M 1/16/%d/%d)", bf16 ? "bf16" : "f32",
+             N, K, M, BIG);
+    CHECK(ok && diff == 0, "%s: %s, %lld values differ in their bits", what, ok ? "" : err.msg,
+          (long long)diff);
+    if (ok && diff == 0)
+        printf("ok   %s\n", what);
+    free(big); free(few); free(one); free(sixteen);
+    drop(pw); drop(pb); drop(px); drop(py); drop(py1); drop(p16);
+}
+
+/* ---- a decoder-shaped step sequence, several steps in a row: embeds, layer
+ * norm, q/k/v, KV-cache appends, attention, residual adds, gelu MLP and
+ * per-codebook heads scattered into one logits tensor. The CUDA backend
+ * fuses most of it and replays it from a graph from the second step on; a
+ * second CUDA backend with fusion and graphs off (MG_CUDA_FUSE=0,
+ * MG_CUDA_GRAPHS=0) must agree with it bit for bit, and both with the CPU. */
+typedef struct {
+    mg_tensor *e0, *e1, *pos, *lw, *lb, *q, *k, *v, *o, *f1, *f2, *hd[3];
+    mg_tensor *x, *h, *tq, *tk, *tv, *a, *f, *hl, *kc, *vc, *logits;
+} step_net;
+
+static mg_tensor *st_w(mg_backend *be, int64_t r, int64_t k, const float *host, mg_weight_kind kind)
+{
+    mg_tensor *w = calloc(1, sizeof *w);
+    mg_error err = {0};
+    w->be = be;
+    w->dtype = MG_DT_F32;
+    w->ndim = r ? 2 : 1;
+    w->ne[0] = r ? r : k;
+    w->ne[1] = k;
+    w->nbytes = (size_t)(r ? r : 1) * k * 4;
+    if (be->ops->weight(be, w, host, kind, &err)) {
+        fprintf(stderr, "weight: %s\n", err.msg);
+        exit(1);
+    }
+    return w;
+}
+
+static mg_tensor *st_t(mg_backend *be, int64_t r, int64_t k)
+{
+    mg_tensor *t = NULL;
+    mg_error err = {0};
+    if (mg_tensor_new2(&t, be, r, k, &err)) {
+        fprintf(stderr, "tensor: %s\n", err.msg);
+        exit(1);
+    }
+    return t;
+}
+
+enum { ST_S = 3, ST_V = 50, ST_CAP = 8, ST_HEADS = 2, ST_K = 3 };
+
+static void step_build(step_net *n, mg_backend *be, int H, int F, float **hw)
+{
+    n->e0 = st_w(be, ST_V, H, hw[0], MG_WEIGHT_MATRIX);
+    n->e1 = st_w(be, ST_V, H, hw[1], MG_WEIGHT_MATRIX);
+    n->pos = st_w(be, ST_CAP, H, hw[2], MG_WEIGHT_PLAIN);
+    n->lw = st_w(be, 0, H, hw[3], MG_WEIGHT_PLAIN);
+    n->lb = st_w(be, 0, H, hw[4], MG_WEIGHT_PLAIN);
+    n->q = st_w(be, H, H, hw[5], MG_WEIGHT_MATRIX);
+    n->k = st_w(be, H, H, hw[6], MG_WEIGHT_MATRIX);
+    n->v = st_w(be, H, H, hw[7], MG_WEIGHT_MATRIX);
+    n->o = st_w(be, H, H, hw[8], MG_WEIGHT_MATRIX);
+    n->f1 = st_w(be, F, H, hw[9], MG_WEIGHT_MATRIX);
+    n->f2 = st_w(be, H, F, hw[10], MG_WEIGHT_MATRIX);
+    for (int k = 0; k < ST_K; k++)
+        n->hd[k] = st_w(be, ST_V, H, hw[11 + k], MG_WEIGHT_MATRIX);
+    n->x = st_t(be, ST_S, H);
+    n->h = st_t(be, ST_S, H);
+    n->tq = st_t(be, ST_S, H);
+    n->tk = st_t(be, ST_S, H);
+    n->tv = st_t(be, ST_S, H);
+    n->a = st_t(be, ST_S, H);
+    n->f = st_t(be, ST_S, F);
+    n->hl = st_t(be, ST_S, ST_V);
+    n->kc = st_t(be, ST_S * ST_CAP, H);
+    n->vc = st_t(be, ST_S * ST_CAP, H);
+    n->logits = st_t(be, ST_S * ST_K, ST_V);
+}
+
+static void step_free(step_net *n)
+{
+    mg_tensor *all[] = {n->e0, n->e1, n->pos, n->lw, n->lb, n->q, n->k, n->v, n->o, n->f1, n->f2,
+                        n->hd[0], n->hd[1], n->hd[2], n->x, n->h, n->tq, n->tk, n->tv, n->a, n->f,
+                        n->hl, n->kc, n->vc, n->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        mg_tensor_free(all[i]);
+}
+
+/* One step at position `past`; downloads x and logits. */
+static int step_run(step_net *n, mg_backend *be, int H, int past, float *x_out, float *lg_out)
+{
+    const mg_backend_ops *op = be->ops;
+    int32_t ids[ST_S], pos[ST_S];
+    for (int s = 0; s < ST_S; s++) {
+        ids[s] = (past * 7 + s * 13) % ST_V;
+        pos[s] = past;
+    }
+    op->embed(be, n->x, n->e0, ids, ST_S, 0);
+    for (int s = 0; s < ST_S; s++)
+        ids[s] = (ids[s] + 5) % ST_V;
+    op->embed(be, n->x, n->e1, ids, ST_S, 1);
+    op->embed(be, n->x, n->pos, pos, ST_S, 1);
+    op->layer_norm(be, n->h, n->x, n->lw, n->lb, 1e-5f);
+    op->linear(be, n->tq, n->h, n->q, NULL);
+    op->linear(be, n->tk, n->h, n->k, NULL);
+    op->linear(be, n->tv, n->h, n->v, NULL);
+    mg_copy_row_blocks(be, n->kc, past, ST_CAP, n->tk, 0, 1, 1, ST_S);
+    mg_copy_row_blocks(be, n->vc, past, ST_CAP, n->tv, 0, 1, 1, ST_S);
+    mg_attn_seq seqs[ST_S];
+    for (int s = 0; s < ST_S; s++)
+        seqs[s] = (mg_attn_seq){.k = n->kc, .v = n->vc, .k_row0 = (int64_t)s * ST_CAP,
+                                .n_keys = past + 1, .q_pos = past};
+    mg_attn_params p = {.heads = ST_HEADS, .head_dim = H / ST_HEADS,
+                        .scale = 1.0f / sqrtf((float)(H / ST_HEADS)), .causal = 1};
+    op->attention(be, n->a, n->tq, ST_S, 1, seqs, &p);
+    op->linear(be, n->h, n->a, n->o, NULL);
+    op->add(be, n->x, n->h);
+    op->layer_norm(be, n->h, n->x, n->lw, n->lb, 1e-5f);
+    op->linear(be, n->f, n->h, n->f1, NULL);
+    op->gelu(be, n->f);
+    op->linear(be, n->h, n->f, n->f2, NULL);
+    op->add(be, n->x, n->h);
+    for (int k = 0; k < ST_K; k++) {
+        op->linear(be, n->hl, n->x, n->hd[k], NULL);
+        mg_copy_row_blocks(be, n->logits, k, ST_K, n->hl, 0, 1, 1, ST_S);
+    }
+    mg_error err = {0};
+    if (op->sync(be, &err) || mg_tensor_download_f32(n->x, x_out, &err) ||
+        mg_tensor_download_f32(n->logits, lg_out, &err)) {
+        printf("FAIL step: %s\n", err.msg);
+        return 0;
+    }
+    return 1;
+}
+
+static double max_rel(const float *a, const float *b, int64_t n)
+{
+    double mx = 1, worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (fabs(a[i]) > mx)
+            mx = fabs(a[i]);
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= worst))
+            worst = isnan(d) ? INFINITY : d;
+    }
+    return worst / mx;
+}
+
+static void test_steps(ctx *c, int H, int F, int bf16, int dev)
+{
+    float *hw[14];
+    int64_t sizes[14] = {ST_V * H, ST_V * H, ST_CAP * H, H, H, H * H, H * H, H * H, H * H,
+                         (int64_t)F * H, (int64_t)H * F, ST_V * H, ST_V * H, ST_V * H};
+    float *cw[14];
+    for (int i = 0; i < 14; i++) {
+        hw[i] = rnd(c, sizes[i], i == 3 ? 0.3f : 0.2f);
+        if (i == 3)
+            for (int64_t j = 0; j < sizes[i]; j++)
+                hw[i][j] += 1.0f;
+        /* the CPU gets the matrices the GPU holds */
+        cw[i] = bf16 && i != 2 && i != 3 && i != 4 ? bf16_copy(c, hw[i], sizes[i]) : hw[i];
+    }
+    setenv("MG_CUDA_FUSE", "0", 1);
+    setenv("MG_CUDA_GRAPHS", "0", 1);
+    mg_backend *plain = NULL;
+    mg_error err = {0};
+    mg_code rc = mg_backend_cuda_create(&plain, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &err);
+    unsetenv("MG_CUDA_FUSE");
+    unsetenv("MG_CUDA_GRAPHS");
+    CHECK(rc == MG_OK, "cuda backend without fusion: %s", err.msg);
+    if (rc != MG_OK)
+        return;
+    step_net nc, ng, np;
+    step_build(&nc, c->cpu, H, F, cw);
+    step_build(&ng, c->gpu, H, F, hw);
+    step_build(&np, plain, H, F, hw);
+    int64_t nx = (int64_t)ST_S * H, nl = (int64_t)ST_S * ST_K * ST_V;
+    float *xc = malloc(nx * 4), *xg = malloc(nx * 4), *xp = malloc(nx * 4);
+    float *lc = malloc(nl * 4), *lg = malloc(nl * 4), *lp = malloc(nl * 4);
+    double tol = bf16 ? 1e-3 : TOL, worst = 0;
+    int64_t bits = 0;
+    int ok = 1;
+    for (int past = 0; ok && past < 6; past++) {
+        ok = step_run(&nc, c->cpu, H, past, xc, lc) && step_run(&ng, c->gpu, H, past, xg, lg) &&
+             step_run(&np, plain, H, past, xp, lp);
+        if (!ok)
+            break;
+        double e1 = max_rel(xc, xg, nx), e2 = max_rel(lc, lg, nl);
+        worst = fmax(worst, fmax(e1, e2));
+        bits += memcmp(xg, xp, nx * 4) != 0;
+        bits += memcmp(lg, lp, nl * 4) != 0;
+    }
+    char what[120];
+    snprintf(what, sizeof what, "6 decoder-like steps %s H=%d F=%d vs CPU", bf16 ? "bf16" : "f32", H, F);
+    CHECK(ok && worst <= tol, "%s: rel err %.3g > %.3g", what, worst, tol);
+    if (ok && worst <= tol)
+        printf("ok   %-44s max err %.3g (tol %.3g)\n", what, worst, tol);
+    CHECK(ok && bits == 0, "%s: fused+graph and plain CUDA runs differ in %lld steps", what, (long long)bits);
+    if (ok && bits == 0)
+        printf("ok   fused + graph replay == plain launches, bit for bit\n");
+    step_free(&nc);
+    step_free(&ng);
+    step_free(&np);
+    plain->ops->destroy(plain);
+    free(xc); free(xg); free(xp); free(lc); free(lg); free(lp);
+}
+
+/* ---- errors: an allocation the GPU cannot satisfy fails cleanly, a
+ * recorded op failure surfaces from sync() once, the backend keeps working,
+ * and after a kernel fault (a context-killing error) a new backend can be
+ * created and computes correctly. */
+static void test_errors(ctx *c, int dev)
+{
+    mg_error err = {0};
+    mg_tensor *huge = NULL;
+    mg_code rc = mg_tensor_new2(&huge, c->gpu, (int64_t)1 << 22, (int64_t)1 << 22, &err); /* 64 TB */
+    CHECK(rc != MG_OK, "a 64 TB allocation succeeded");
+    if (rc != MG_OK)
+        printf("ok   64 TB allocation fails: %s\n", err.msg);
+    else
+        mg_tensor_free(huge);
+    /* head_dim too large for the attention kernel: recorded, reported by sync */
+    int dh = 20000;
+    pair q = mk2(c, 1, dh, rnd(c, dh, 1)), kv = mk2(c, 1, dh, rnd(c, dh, 1)), o = mk2(c, 1, dh, NULL);
+    mg_attn_seq seq = {.k = kv.g, .v = kv.g, .n_keys = 1};
+    mg_attn_params p = {.heads = 1, .head_dim = dh, .scale = 1};
+    c->gpu->ops->attention(c->gpu, o.g, q.g, 1, 1, &seq, &p);
+    rc = c->gpu->ops->sync(c->gpu, &err);
+    CHECK(rc != MG_OK, "an unsupported attention did not fail");
+    if (rc != MG_OK)
+        printf("ok   recorded op failure from sync: %s\n", err.msg);
+    rc = c->gpu->ops->sync(c->gpu, &err);
+    CHECK(rc == MG_OK, "the failure was reported twice: %s", err.msg);
+    drop(q); drop(kv); drop(o);
+    test_linear(c, 3, 100, 64, 1, 1); /* still computes (this backend holds bf16 weights) */
+    if (getenv("MG_KTEST_NO_FAULT")) {
+        SKIP("kernel fault test (MG_KTEST_NO_FAULT)");
+        return;
+    }
+    /* a kernel fault: an add through a pointer that is not device memory */
+    pair a = mk2(c, 4, 1000, rnd(c, 4000, 1));
+    mg_tensor bogus = *a.g;
+    bogus.data = (void *)(uintptr_t)0x1000;
+    bogus.owns = 0;
+    c->gpu->ops->add(c->gpu, &bogus, a.g);
+    rc = c->gpu->ops->sync(c->gpu, &err);
+    CHECK(rc != MG_OK, "a kernel fault was not reported");
+    if (rc != MG_OK)
+        printf("ok   kernel fault reported: %s\n", err.msg);
+    mg_tensor_free(a.c);
+    a.g->data = NULL; /* its memory went with the context */
+    mg_tensor_free(a.g);
+    c->gpu->ops->destroy(c->gpu);
+    c->gpu = NULL;
+    rc = mg_backend_cuda_create(&c->gpu, dev, MG_DT_F32, &err);
+    CHECK(rc == MG_OK, "re-creating the backend after a fault: %s", err.msg);
+    if (rc == MG_OK) {
+        printf("ok   backend re-created after the fault\n");
+        test_linear(c, 5, 257, 128, 1, 0);
+    }
+}
+
 /* A crash prints its stack (addresses resolve with addr2line on this binary). */
 static void on_crash(int sig)
 {
@@ -454,6 +752,12 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
             test_linear(&c, lin[i][0], lin[i][1], lin[i][2], i % 2 == 0, bf16);
         test_embed(&c, bf16);
+        if (!self) {
+            test_batch_independence(&c, 300, 1024, bf16);
+            test_batch_independence(&c, 77, 200, bf16);
+            test_steps(&c, 96, 160, bf16, dev);
+            test_steps(&c, 72, 200, bf16, dev);
+        }
         if (!bf16) {
             test_elementwise(&c);
             test_norms(&c, 5, 77, 0);
@@ -491,7 +795,10 @@ int main(int argc, char **argv)
             test_select(&c, 5, 2048, topp, "sample t1.3 top_p0.8");
             test_select(&c, 9, 2048, both, "sample top_k250 top_p0.95 cfg3");
         }
-        c.gpu->ops->destroy(c.gpu);
+        if (bf16 && !self)
+            test_errors(&c, dev);
+        if (c.gpu)
+            c.gpu->ops->destroy(c.gpu);
         c.gpu = NULL;
     }
     c.cpu->ops->destroy(c.cpu);

@@ -1,17 +1,33 @@
 /* linear(): y[M,N] = x[M,K]·w[N,K]ᵀ + b.
  *
- * Decode steps have few rows (M = sequences), so the product is a stream
- * over the weights: one warp per output feature reads its weight row once in
- * 16-byte loads and applies it to up to MT input rows (matvec_kernel). With
- * more rows (T5, LSTM input projections, large batches) the work is a real
- * matrix product: tensor cores (wmma, bf16 in, f32 accumulate) for bf16
- * weights (sm_80+ wmma, no Hopper-only wgmma yet), and a tiled f32 FFMA kernel for f32 weights, which keeps fp32
- * mode exact to float rounding. */
+ * Up to LIN_MAX_ROWS rows (decode steps, batched steps up to 128 requests
+ * with guidance, T5 over short prompts) the product is a stream over the
+ * weights, read once per 128 rows:
+ *  - bf16 weights with K % 32 == 0 (every musicgen matrix): mma_linear_kernel,
+ *    tensor-core mma.m16n8k16 with the weights fed straight from 16-byte
+ *    global loads and each activation split into two bf16 parts (hi + lo, ~16
+ *    significant bits) so that the only rounding left is the weights' own;
+ *  - otherwise (f32 weights: exact mode; odd K): matvec_kernel, one warp per
+ *    output feature, f32 FMAs.
+ * BATCH INDEPENDENCE: on both paths a row's result depends only on that row,
+ * the weights and K (the split of K over warps is fixed by K alone), never on
+ * how many rows share the call or where the row sits in it, so a request's
+ * logits are bit-identical whatever its batch mates. Above LIN_MAX_ROWS the
+ * tiled matrix kernels below take over; their bits (split-K depends on the
+ * tile count, wmma vs mma order) differ from the stream kernels', so a row
+ * may change in its last bits when a call crosses LIN_MAX_ROWS rows.
+ *
+ * Recording (cuda_backend.h) lets a linear absorb what follows it: an
+ * activation of its output, an add of its output into another tensor (the
+ * residual), a row copy of its output (KV cache append, LM-head scatter),
+ * and further linears on the same input (q/k/v, the K LM heads) as members
+ * of one launch. Each fused result is the same float operations in the same
+ * order as the separate ops, so fusion changes no bits. */
 #include "cuda_backend.h"
 
 #include <mma.h>
 
-enum { MV_WARPS = 4, SMALL_M = 16 };
+enum { MV_WARPS = 4, LIN_MAX = 4, LIN_MAX_ROWS = 256 };
 
 __device__ __forceinline__ float warp_sum(float v)
 {
@@ -39,17 +55,68 @@ __device__ __forceinline__ void load8(const float *p, float *f)
     f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
 }
 
-/* One warp per output feature n, rows m0..m0+MT of x. vec: K % 8 == 0 and
- * every row 16-byte aligned, so each lane moves 8 values per load. */
-template <typename W, int MT, bool VEC>
-__global__ void __launch_bounds__(MV_WARPS * 32)
-matvec_kernel(float *y, const float *x, const W *w, const float *b, int M, int N, int K)
+/* One output of a linear group: value v = x·w_n + b_n, then act, then
+ * y = v (unless a later member overwrites the same y), res += v, and the
+ * fused row copy y2[map(m)] = v. */
+struct lin_member {
+    const void      *w;
+    const float     *b;
+    float           *y, *res, *y2;
+    const float     *y2_end;  /* end of y2's tensor (overlap checks only) */
+    const cu_rowmap *map2;    /* device (metadata arena) */
+    int              n, act, write_y, tile0;
+};
+struct lin_args {
+    const float *x;
+    int          M, K, n_members;
+    lin_member   mb[LIN_MAX];
+};
+
+__device__ __forceinline__ void lin_store(const lin_member &mb, int m, int n, float v)
 {
-    int n = blockIdx.x * MV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    int m0 = blockIdx.y * MT;
-    if (n >= N)
+    if (mb.b)
+        v += mb.b[n];
+    if (mb.act)
+        v = cu_act(v, mb.act);
+    int64_t i = (int64_t)m * mb.n + n;
+    if (mb.write_y)
+        mb.y[i] = v;
+    if (mb.res)
+        mb.res[i] += v;
+    if (mb.y2) {
+        const cu_rowmap *p = mb.map2;
+        int64_t r = m - p->src_row;
+        if (r >= 0) {
+            int64_t blk = r / p->src_step, j = r % p->src_step;
+            if (blk < p->count && j < p->n)
+                mb.y2[(p->dst_row + blk * p->dst_step + j) * mb.n + n] = v;
+        }
+    }
+}
+
+__device__ __forceinline__ int lin_member_of(const lin_args &a, int tile)
+{
+    int mi = 0;
+#pragma unroll
+    for (int i = 1; i < LIN_MAX; i++)
+        if (i < a.n_members && tile >= a.mb[i].tile0)
+            mi = i;
+    return mi;
+}
+
+/* ---- f32 FMAs: one warp per output feature n, rows m0..m0+MT of x. VEC:
+ * K % 8 == 0 and every row 16-byte aligned (8 values per lane per load). */
+template <typename W, int MT, bool VEC>
+__global__ void __launch_bounds__(MV_WARPS * 32) matvec_kernel(lin_args a)
+{
+    int mi = lin_member_of(a, blockIdx.x);
+    const lin_member &mb = a.mb[mi];
+    int n = (blockIdx.x - mb.tile0) * MV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    int m0 = blockIdx.y * MT, M = a.M, K = a.K;
+    if (n >= mb.n)
         return;
-    const W *wr = w + (int64_t)n * K;
+    const W *wr = (const W *)mb.w + (int64_t)n * K;
+    const float *x = a.x;
     float acc[MT];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -79,42 +146,284 @@ matvec_kernel(float *y, const float *x, const W *w, const float *b, int M, int N
                     acc[i] += wv * x[(int64_t)(m0 + i) * K + k];
         }
     }
-    float bias = b ? b[n] : 0.0f;
 #pragma unroll
     for (int i = 0; i < MT; i++) {
         float s = warp_sum(acc[i]);
         if (lane == 0 && m0 + i < M)
-            y[(int64_t)(m0 + i) * N + n] = s + bias;
+            lin_store(mb, m0 + i, n, s);
     }
 }
 
-template <typename W, int MT>
-static void launch_matvec(mg_cuda_backend *cb, float *y, const float *x, const W *w,
-                          const float *b, int M, int N, int K, bool vec)
+/* ---- bf16 tensor cores for the stream: a block of KW warps owns 8*NT
+ * outputs and up to 16*MT rows; warp w takes a fixed slice of K (chunks of
+ * 32), then the KW partial tiles are summed in warp order. Per chunk a lane
+ * loads 16 bytes of one weight row (k = 8*(lane%4) .. +8) and the matching
+ * 8 activations of rows lane/4 and lane/4+8; the k order inside a chunk is
+ * permuted identically for A and B, which a dot product does not see. */
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 {
-    dim3 grid(cu_blocks(N, MV_WARPS), cu_blocks(M, MT));
-    if (vec)
-        matvec_kernel<W, MT, true><<<grid, MV_WARPS * 32, 0, cb->stream>>>(y, x, w, b, M, N, K);
-    else
-        matvec_kernel<W, MT, false><<<grid, MV_WARPS * 32, 0, cb->stream>>>(y, x, w, b, M, N, K);
+    __nv_bfloat162 t = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&t;
+}
+__device__ __forceinline__ void mma_bf16(float *d, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <typename W>
-static void matvec(mg_cuda_backend *cb, float *y, const float *x, const W *w, const float *b,
-                   int M, int N, int K)
+template <int MT, int NT, int KW>
+__global__ void __launch_bounds__(KW * 32) mma_linear_kernel(lin_args a)
 {
-    bool vec = K % 8 == 0 && ((uintptr_t)x % 16) == 0 && ((uintptr_t)w % 16) == 0;
-    if (M == 1)
-        launch_matvec<W, 1>(cb, y, x, w, b, M, N, K, vec);
-    else if (M == 2)
-        launch_matvec<W, 2>(cb, y, x, w, b, M, N, K, vec);
-    else if (M <= 4)
-        launch_matvec<W, 4>(cb, y, x, w, b, M, N, K, vec);
-    else
-        launch_matvec<W, 8>(cb, y, x, w, b, M, N, K, vec);
+    __shared__ float red[KW][MT * 16][NT * 8 + 1];
+    int mi = lin_member_of(a, blockIdx.x);
+    const lin_member &mb = a.mb[mi];
+    int n0 = (blockIdx.x - mb.tile0) * 8 * NT, N = mb.n, M = a.M, K = a.K;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, tg = lane & 3;
+    int m_base = blockIdx.y * 16 * MT;
+    const __nv_bfloat16 *W = (const __nv_bfloat16 *)mb.w;
+    const float *x = a.x;
+    int nch = K / 32, per = (nch + KW - 1) / KW, c0 = warp * per, c1 = min(nch, c0 + per);
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[t][j][e] = 0.0f;
+    const __nv_bfloat16 *wrow[NT];
+    bool wok[NT];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        int n = n0 + j * 8 + g;
+        wok[j] = n < N;
+        wrow[j] = W + (int64_t)(wok[j] ? n : 0) * K + tg * 8;
+    }
+    int mt_used = min(MT, (M - m_base + 15) / 16);
+    enum { U = 4 }; /* chunks whose weights are in flight together */
+    for (int cu0 = c0; cu0 < c1; cu0 += U) {
+        uint4 wv[U][NT];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+                wv[u][j] = wok[j] && cu0 + u < c1 ? __ldg((const uint4 *)(wrow[j] + (cu0 + u) * 32))
+                                                  : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (cu0 + u >= c1)
+                break;
+            int k = (cu0 + u) * 32 + tg * 8;
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                if (t >= mt_used)
+                    break;
+                int r0 = m_base + t * 16 + g, r1 = r0 + 8;
+                float xa[8], xb[8];
+                if (r0 < M) {
+                    load8(x + (int64_t)r0 * K + k, xa);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        xa[e] = 0.0f;
+                }
+                if (r1 < M) {
+                    load8(x + (int64_t)r1 * K + k, xb);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        xb[e] = 0.0f;
+                }
+                float ha[8], la[8], hb[8], lb[8];
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    ha[e] = __bfloat162float(__float2bfloat16_rn(xa[e]));
+                    la[e] = xa[e] - ha[e];
+                    hb[e] = __bfloat162float(__float2bfloat16_rn(xb[e]));
+                    lb[e] = xb[e] - hb[e];
+                }
+#pragma unroll
+                for (int h = 0; h < 2; h++) { /* physical k 4h .. 4h+3 of this lane */
+                    uint32_t ah[4] = {pack_bf16(ha[4 * h], ha[4 * h + 1]), pack_bf16(hb[4 * h], hb[4 * h + 1]),
+                                      pack_bf16(ha[4 * h + 2], ha[4 * h + 3]), pack_bf16(hb[4 * h + 2], hb[4 * h + 3])};
+                    uint32_t al[4] = {pack_bf16(la[4 * h], la[4 * h + 1]), pack_bf16(lb[4 * h], lb[4 * h + 1]),
+                                      pack_bf16(la[4 * h + 2], la[4 * h + 3]), pack_bf16(lb[4 * h + 2], lb[4 * h + 3])};
+#pragma unroll
+                    for (int j = 0; j < NT; j++) {
+                        uint32_t b0 = h ? wv[u][j].z : wv[u][j].x, b1 = h ? wv[u][j].w : wv[u][j].y;
+                        mma_bf16(acc[t][j], al, b0, b1);
+                        mma_bf16(acc[t][j], ah, b0, b1);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            red[warp][t * 16 + g][j * 8 + tg * 2] = acc[t][j][0];
+            red[warp][t * 16 + g][j * 8 + tg * 2 + 1] = acc[t][j][1];
+            red[warp][t * 16 + g + 8][j * 8 + tg * 2] = acc[t][j][2];
+            red[warp][t * 16 + g + 8][j * 8 + tg * 2 + 1] = acc[t][j][3];
+        }
+    __syncthreads();
+    for (int e = threadIdx.x; e < MT * 16 * NT * 8; e += KW * 32) {
+        int r = e / (NT * 8), col = e % (NT * 8), m = m_base + r, n = n0 + col;
+        if (m >= M || n >= N)
+            continue;
+        float s = red[0][r][col];
+#pragma unroll
+        for (int w = 1; w < KW; w++)
+            s += red[w][r][col];
+        lin_store(mb, m, n, s);
+    }
 }
 
-/* ---- tensor cores: bf16 weights. Each activation is split into two bf16
+/* The stream kernel for a call: function, block size, outputs per block
+ * (one grid column) and rows per grid row. Depends on M only through MT
+ * (rows per block), which does not change a row's arithmetic. */
+struct lin_pick {
+    const void *func;
+    int         threads, outs, rows;
+};
+
+static lin_pick pick_stream(int w_bf16, int M, int K, bool x_al, bool w_al)
+{
+    lin_pick p;
+    if (w_bf16 && K % 32 == 0 && x_al && w_al) {
+        /* KW = 8 warps split K for every shape: the split must not depend on M */
+        int mt = M <= 16 ? 1 : M <= 32 ? 2 : M <= 64 ? 4 : 8, kw = 8, nt = 1;
+        p.threads = kw * 32;
+        p.outs = 8 * nt;
+        p.rows = 16 * mt;
+#define MMA_CASE(MT_, NT_, KW_) \
+        if (mt == MT_ && nt == NT_ && kw == KW_) p.func = (const void *)mma_linear_kernel<MT_, NT_, KW_>;
+        p.func = NULL;
+        MMA_CASE(1, 1, 8) MMA_CASE(2, 1, 8) MMA_CASE(4, 1, 8) MMA_CASE(8, 1, 8)
+#undef MMA_CASE
+        return p;
+    }
+    bool vec = K % 8 == 0 && x_al && w_al;
+    int mt = M == 1 ? 1 : M == 2 ? 2 : M <= 4 ? 4 : 8;
+    p.threads = MV_WARPS * 32;
+    p.outs = MV_WARPS;
+    p.rows = mt;
+#define MV_CASE(W_, MT_)                                                                       \
+    if (mt == MT_)                                                                             \
+        p.func = vec ? (const void *)matvec_kernel<W_, MT_, true> : (const void *)matvec_kernel<W_, MT_, false>;
+    if (w_bf16) {
+        MV_CASE(__nv_bfloat16, 1) MV_CASE(__nv_bfloat16, 2) MV_CASE(__nv_bfloat16, 4) MV_CASE(__nv_bfloat16, 8)
+    } else {
+        MV_CASE(float, 1) MV_CASE(float, 2) MV_CASE(float, 4) MV_CASE(float, 8)
+    }
+#undef MV_CASE
+    return p;
+}
+
+static bool overlap(const void *a, const void *a_end, const void *b, const void *b_end)
+{
+    return (const char *)a < (const char *)b_end && (const char *)b < (const char *)a_end;
+}
+
+/* Byte ranges a group writes, for the fusion checks. */
+static bool hits_writes(const lin_args *a, const void *p, const void *p_end, int skip_y_of)
+{
+    for (int i = 0; i < a->n_members; i++) {
+        const lin_member *mb = &a->mb[i];
+        size_t bytes = (size_t)a->M * mb->n * sizeof(float);
+        if (i != skip_y_of && overlap(p, p_end, mb->y, (const char *)mb->y + bytes))
+            return true;
+        if (mb->res && overlap(p, p_end, mb->res, (const char *)mb->res + bytes))
+            return true;
+        if (mb->y2 && overlap(p, p_end, mb->y2, mb->y2_end))
+            return true;
+    }
+    return false;
+}
+
+static bool hits_input(const lin_args *a, const void *p, const void *p_end)
+{
+    return overlap(p, p_end, a->x, a->x + (size_t)a->M * a->K);
+}
+
+/* The last pending linear group and its member that last wrote y (whole). */
+static lin_args *last_writer(mg_cuda_backend *cb, const void *y, int64_t numel, int *j)
+{
+    cu_cmd *c = cu_last_cmd(cb, CU_K_LINEAR);
+    if (!c)
+        return NULL;
+    lin_args *a = (lin_args *)cu_cmd_argp(cb, c, 0);
+    for (int i = a->n_members - 1; i >= 0; i--)
+        if (a->mb[i].y == y) {
+            if ((int64_t)a->M * a->mb[i].n != numel)
+                return NULL;
+            *j = i;
+            return a;
+        }
+    return NULL;
+}
+
+int cu_fuse_act(mg_cuda_backend *cb, mg_tensor *y, int act)
+{
+    int j;
+    lin_args *a = last_writer(cb, y->data, mg_tensor_numel(y), &j);
+    if (!a)
+        return 0;
+    lin_member *mb = &a->mb[j];
+    if (mb->act || mb->res || mb->y2)
+        return 0;
+    mb->act = act;
+    return 1;
+}
+
+int cu_fuse_add(mg_cuda_backend *cb, mg_tensor *y, const mg_tensor *x)
+{
+    int j;
+    int64_t n = mg_tensor_numel(y);
+    lin_args *a = last_writer(cb, x->data, mg_tensor_numel(x), &j);
+    if (!a || n != mg_tensor_numel(x) || a->mb[j].res)
+        return 0;
+    const char *p = (const char *)y->data, *e = p + (size_t)n * sizeof(float);
+    if (hits_input(a, p, e) || hits_writes(a, p, e, -1))
+        return 0;
+    a->mb[j].res = (float *)y->data;
+    return 1;
+}
+
+int cu_fuse_copy(mg_cuda_backend *cb, mg_tensor *dst, const mg_tensor *src, const cu_rowmap *m)
+{
+    int j;
+    cu_cmd *c = cu_last_cmd(cb, CU_K_LINEAR);
+    if (!c)
+        return 0;
+    lin_args *a = (lin_args *)cu_cmd_argp(cb, c, 0);
+    j = -1;
+    for (int i = a->n_members - 1; i >= 0 && j < 0; i--)
+        if (a->mb[i].y == src->data)
+            j = i;
+    if (j < 0 || a->mb[j].y2 || mg_tensor_cols(src) != a->mb[j].n || m->src_row < 0 ||
+        m->src_step < m->n || m->src_row + (m->count - 1) * m->src_step + m->n > a->M)
+        return 0;
+    const char *p = (const char *)dst->data, *e = p + dst->nbytes;
+    if (hits_input(a, p, e) || hits_writes(a, p, e, -1))
+        return 0;
+    /* staging must not flush the group away (a full arena): then do not fuse */
+    if (cb->stage_off + 16 + sizeof *m > cb->stage_cap)
+        return 0;
+    const cu_rowmap *dm = (const cu_rowmap *)cu_stage(cb, m, sizeof *m);
+    if (!dm)
+        return 1; /* error recorded */
+    a->mb[j].y2 = (float *)dst->data;
+    a->mb[j].y2_end = (const float *)e;
+    a->mb[j].map2 = dm;
+    return 1;
+}
+
+/* ---- large M (> LIN_MAX_ROWS rows: T5 over long prompts, EnCodec LSTM input
+ * projections): tiled matrix products. Tensor cores: bf16 weights. Each activation is split into two bf16
  * parts (hi + lo, ~16 significant bits), so the only rounding left is the
  * weights' own; the second product is cheap next to loading the tiles.
  *
@@ -256,6 +565,59 @@ __global__ void reduce_splits_kernel(float *y, const float *part, const float *b
     y[i] = s;
 }
 
+/* Records a stream linear (M <= LIN_MAX_ROWS), joining the pending group
+ * when it reads the same input. */
+static void stream_linear(mg_cuda_backend *cb, float *y, const float *x, const void *w,
+                          int w_bf16, const float *b, int M, int N, int K)
+{
+    bool x_al = (uintptr_t)x % 16 == 0 && K % 4 == 0;
+    bool w_al = (uintptr_t)w % 16 == 0 && K % 8 == 0;
+    lin_pick p = pick_stream(w_bf16, M, K, x_al, w_al);
+    lin_member mb;
+    memset(&mb, 0, sizeof mb);
+    mb.w = w;
+    mb.b = b;
+    mb.y = y;
+    mb.n = N;
+    mb.write_y = 1;
+    unsigned tiles = cu_blocks(N, p.outs), rows = cu_blocks(M, p.rows);
+    cu_cmd *c = cu_last_cmd(cb, CU_K_LINEAR);
+    if (c && c->func == p.func && c->grid.y == rows) {
+        lin_args *a = (lin_args *)cu_cmd_argp(cb, c, 0);
+        const char *ye = (const char *)(y + (size_t)M * N);
+        bool ok = a->x == x && a->M == M && a->K == K && a->n_members < LIN_MAX &&
+                  !hits_input(a, y, ye);
+        for (int i = 0; ok && i < a->n_members; i++) {
+            const lin_member *o = &a->mb[i];
+            size_t bytes = (size_t)M * o->n * sizeof(float);
+            if (o->res && overlap(y, ye, o->res, (const char *)o->res + bytes))
+                ok = false;
+            if (o->y2 && overlap(y, ye, o->y2, o->y2_end))
+                ok = false;
+            if (overlap(y, ye, o->y, (const char *)o->y + bytes) && !(o->y == y && o->n == N))
+                ok = false;
+        }
+        if (ok) {
+            for (int i = 0; i < a->n_members; i++)
+                if (a->mb[i].y == y)
+                    a->mb[i].write_y = 0; /* overwritten by the new member */
+            mb.tile0 = (int)c->grid.x;
+            a->mb[a->n_members++] = mb;
+            c->grid.x += tiles;
+            return;
+        }
+    }
+    lin_args a;
+    memset(&a, 0, sizeof a);
+    a.x = x;
+    a.M = M;
+    a.K = K;
+    a.n_members = 1;
+    a.mb[0] = mb;
+    size_t ci = cu_cmd_begin(cb, p.func, dim3(tiles, rows), p.threads, 0, CU_K_LINEAR);
+    cu_cmd_arg(cb, ci, &a, sizeof a, alignof(lin_args));
+}
+
 void cu_linear_raw(mg_cuda_backend *cb, float *y, const float *x, const void *w, int w_bf16,
                    const float *b, int64_t M, int64_t N, int64_t K)
 {
@@ -267,12 +629,8 @@ void cu_linear_raw(mg_cuda_backend *cb, float *y, const float *x, const void *w,
         return;
     }
     int m = (int)M, n = (int)N, k = (int)K;
-    if (M <= SMALL_M) {
-        if (w_bf16)
-            matvec<__nv_bfloat16>(cb, y, x, (const __nv_bfloat16 *)w, b, m, n, k);
-        else
-            matvec<float>(cb, y, x, (const float *)w, b, m, n, k);
-        cu_launched(cb, "linear");
+    if (M <= LIN_MAX_ROWS) {
+        stream_linear(cb, y, x, w, w_bf16, b, m, n, k);
         return;
     }
     /* split K while the tiles alone would leave SMs idle (>= 256 of K per split) */
@@ -280,7 +638,16 @@ void cu_linear_raw(mg_cuda_backend *cb, float *y, const float *x, const void *w,
     int splits = 1;
     while (tiles * splits * 2 <= 2 * (int64_t)cb->sm_count && (int64_t)splits * 2 * 256 <= K)
         splits *= 2;
-    gemm_args g = {y, x, w, b, m, n, k, k};
+    gemm_args g;
+    memset(&g, 0, sizeof g);
+    g.y = y;
+    g.x = x;
+    g.w = w;
+    g.b = b;
+    g.M = m;
+    g.N = n;
+    g.K = k;
+    g.k_chunk = k;
     if (splits > 1) {
         g.k_chunk = (int)(((K + splits - 1) / splits + TK - 1) / TK * TK);
         splits = (int)((K + g.k_chunk - 1) / g.k_chunk);
@@ -291,13 +658,12 @@ void cu_linear_raw(mg_cuda_backend *cb, float *y, const float *x, const void *w,
     }
     dim3 grid(cu_blocks(N, TN), cu_blocks(M, TM), (unsigned)splits);
     if (w_bf16)
-        wmma_gemm_kernel<<<grid, WM_THREADS, 0, cb->stream>>>(g);
+        cu_launch(cb, wmma_gemm_kernel, grid, WM_THREADS, 0, g);
     else
-        sgemm_kernel<<<grid, S_THREADS, 0, cb->stream>>>(g);
-    if (cu_launched(cb, "linear") || splits == 1)
-        return;
-    reduce_splits_kernel<<<cu_blocks(M * N, 256), 256, 0, cb->stream>>>(y, g.y, b, M * N, n, splits);
-    cu_launched(cb, "linear split reduce");
+        cu_launch(cb, sgemm_kernel, grid, S_THREADS, 0, g);
+    if (splits > 1)
+        cu_launch(cb, reduce_splits_kernel, cu_blocks(M * N, 256), 256, 0, y, (const float *)g.y, b,
+                  M * N, n, splits);
 }
 
 void cu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,

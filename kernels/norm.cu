@@ -3,6 +3,7 @@
 #include "cuda_backend.h"
 
 #include <float.h>
+#include <string.h>
 
 enum { EW = 256, NORM_THREADS = 256 };
 
@@ -58,8 +59,8 @@ void cu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tens
     int64_t rows = mg_tensor_rows(x);
     if (rows <= 0)
         return;
-    layer_norm_kernel<<<(unsigned)rows, NORM_THREADS, 0, cb->stream>>>(
-        cu_f32(y), cu_f32(x), cu_f32(w), NULL, mg_tensor_cols(x), eps, 1);
+    cu_launch(cb, layer_norm_kernel, (unsigned)rows, NORM_THREADS, 0, cu_f32(y), cu_f32(x),
+              cu_f32(w), (const float *)NULL, mg_tensor_cols(x), eps, 1);
     cu_launched(cb, "rms_norm");
 }
 
@@ -71,8 +72,8 @@ void cu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
     int64_t rows = mg_tensor_rows(x);
     if (rows <= 0)
         return;
-    layer_norm_kernel<<<(unsigned)rows, NORM_THREADS, 0, cb->stream>>>(
-        cu_f32(y), cu_f32(x), cu_f32(w), cu_f32(b), mg_tensor_cols(x), eps, 0);
+    cu_launch(cb, layer_norm_kernel, (unsigned)rows, NORM_THREADS, 0, cu_f32(y), cu_f32(x),
+              cu_f32(w), cu_f32(b), mg_tensor_cols(x), eps, 0);
     cu_launched(cb, "layer_norm");
 }
 
@@ -88,9 +89,9 @@ void cu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x)
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
     int64_t n = mg_tensor_numel(y);
-    if (n <= 0)
+    if (n <= 0 || cu_fuse_add(cb, y, x))
         return;
-    add_kernel<<<cu_blocks(n, EW), EW, 0, cb->stream>>>(cu_f32(y), cu_f32(x), n);
+    cu_launch(cb, add_kernel, cu_blocks(n, EW), EW, 0, cu_f32(y), cu_f32(x), n);
     cu_launched(cb, "add");
 }
 
@@ -111,25 +112,15 @@ void cu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale)
     const float *s = (const float *)cu_stage(cb, row_scale, (size_t)rows * sizeof(float));
     if (!s)
         return;
-    scale_rows_kernel<<<cu_blocks(n, EW), EW, 0, cb->stream>>>(cu_f32(y), s, cols, n);
+    cu_launch(cb, scale_rows_kernel, cu_blocks(n, EW), EW, 0, cu_f32(y), s, cols, n);
     cu_launched(cb, "scale_rows");
 }
-
-enum { ACT_RELU, ACT_GELU, ACT_ELU };
 
 __global__ void act_kernel(float *y, int64_t n, int act)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n)
-        return;
-    float v = y[i];
-    if (act == ACT_RELU)
-        v = v > 0 ? v : 0.0f;
-    else if (act == ACT_GELU)
-        v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    else
-        v = v > 0 ? v : expm1f(v);
-    y[i] = v;
+    if (i < n)
+        y[i] = cu_act(y[i], act);
 }
 
 static void act(mg_backend *be, mg_tensor *y, int kind, const char *name)
@@ -137,26 +128,41 @@ static void act(mg_backend *be, mg_tensor *y, int kind, const char *name)
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
     int64_t n = mg_tensor_numel(y);
-    if (n <= 0)
+    if (n <= 0 || cu_fuse_act(cb, y, kind))
         return;
-    act_kernel<<<cu_blocks(n, EW), EW, 0, cb->stream>>>(cu_f32(y), n, kind);
-    cu_launched(cb, name);
+    cu_launch(cb, act_kernel, cu_blocks(n, EW), EW, 0, cu_f32(y), n, kind);
 }
 
-void cu_relu(mg_backend *be, mg_tensor *y) { act(be, y, ACT_RELU, "relu"); }
-void cu_gelu(mg_backend *be, mg_tensor *y) { act(be, y, ACT_GELU, "gelu"); }
-void cu_elu(mg_backend *be, mg_tensor *y) { act(be, y, ACT_ELU, "elu"); }
+void cu_relu(mg_backend *be, mg_tensor *y) { act(be, y, CU_ACT_RELU, "relu"); }
+void cu_gelu(mg_backend *be, mg_tensor *y) { act(be, y, CU_ACT_GELU, "gelu"); }
+void cu_elu(mg_backend *be, mg_tensor *y) { act(be, y, CU_ACT_ELU, "elu"); }
 
-/* One block row per id; tables may be stored bf16 (matrix weights). */
-template <typename T>
-__global__ void embed_kernel(float *y, const T *table, const int32_t *ids, int64_t d,
-                             int accumulate)
+/* One block per row: y[m] = (accumulate ? y[m] : 0) + table_0[ids_0[m]] +
+ * table_1[ids_1[m]] + ..., added in that order; consecutive accumulating
+ * embeds into the same rows (the K codebooks, then positions) are merged
+ * into one launch. Tables may be stored bf16 (matrix weights). */
+enum { EMB_MAX = 8 };
+struct embed_args {
+    float         *y;
+    int64_t        d, m;
+    int            n_tab, accumulate;
+    const void    *tab[EMB_MAX];
+    const int32_t *ids[EMB_MAX];
+    int            bf16[EMB_MAX];
+};
+
+__global__ void embed_kernel(embed_args a)
 {
-    const T *row = table + (int64_t)ids[blockIdx.x] * d;
-    float *o = y + blockIdx.x * d;
-    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-        float v = (float)row[j];
-        o[j] = accumulate ? o[j] + v : v;
+    float *o = a.y + blockIdx.x * a.d;
+    for (int64_t j = threadIdx.x; j < a.d; j += blockDim.x) {
+        float v = 0.0f;
+        for (int t = 0; t < a.n_tab; t++) {
+            int64_t at = (int64_t)a.ids[t][blockIdx.x] * a.d + j;
+            float e = a.bf16[t] ? __bfloat162float(((const __nv_bfloat16 *)a.tab[t])[at])
+                                : ((const float *)a.tab[t])[at];
+            v = t == 0 && !a.accumulate ? e : (t == 0 ? o[j] : v) + e;
+        }
+        o[j] = v;
     }
 }
 
@@ -171,14 +177,28 @@ void cu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_
     if (!dids)
         return;
     int64_t d = mg_tensor_cols(table);
-    int threads = d >= 256 ? 256 : 64;
-    if (table->dtype == MG_DT_BF16)
-        embed_kernel<__nv_bfloat16><<<(unsigned)m, threads, 0, cb->stream>>>(
-            cu_f32(y), (const __nv_bfloat16 *)table->data, dids, d, accumulate);
-    else
-        embed_kernel<float><<<(unsigned)m, threads, 0, cb->stream>>>(cu_f32(y), cu_f32(table),
-                                                                     dids, d, accumulate);
-    cu_launched(cb, "embed");
+    int bf16 = table->dtype == MG_DT_BF16;
+    cu_cmd *c = accumulate ? cu_last_cmd(cb, CU_K_EMBED) : NULL;
+    if (c) {
+        embed_args *a = (embed_args *)cu_cmd_argp(cb, c, 0);
+        if (a->y == cu_f32(y) && a->d == d && a->m == m && a->n_tab < EMB_MAX) {
+            a->tab[a->n_tab] = table->data;
+            a->ids[a->n_tab] = dids;
+            a->bf16[a->n_tab++] = bf16;
+            return;
+        }
+    }
+    embed_args a;
+    memset(&a, 0, sizeof a);
+    a.y = cu_f32(y);
+    a.d = d;
+    a.m = m;
+    a.n_tab = 1;
+    a.accumulate = accumulate;
+    a.tab[0] = table->data;
+    a.ids[0] = dids;
+    a.bf16[0] = bf16;
+    cu_launch_k(cb, CU_K_EMBED, embed_kernel, (unsigned)m, d >= 256 ? 256 : 64, 0, a);
 }
 
 __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n)
@@ -192,6 +212,6 @@ void cu_f32_to_bf16(mg_cuda_backend *cb, __nv_bfloat16 *dst, const float *src, i
 {
     if (n <= 0)
         return;
-    to_bf16_kernel<<<cu_blocks(n, EW), EW, 0, cb->stream>>>(dst, src, n);
+    cu_launch(cb, to_bf16_kernel, cu_blocks(n, EW), EW, 0, dst, src, n);
     cu_launched(cb, "f32 to bf16");
 }

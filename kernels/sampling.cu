@@ -265,6 +265,7 @@ mg_code cu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int 
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
+    cu_flush(cb); /* this op launches directly (it ends in a wait anyway) */
     if (rows <= 0 || V <= 0)
         return cu_sync(be, err);
     if ((size_t)rows > cb->tokens_cap) {
@@ -307,7 +308,7 @@ mg_code cu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int 
         cu_check(cb, cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           (int)smem), "select_tokens");
     select_kernel<<<(unsigned)rows, SEL_THREADS, smem, cb->stream>>>(a);
-    cu_launched(cb, "select_tokens");
+    cu_check(cb, cudaGetLastError(), "select_tokens");
     cu_check(cb, cudaMemcpyAsync(cb->tokens_host, cb->tokens_dev, (size_t)rows * 4,
                                  cudaMemcpyDeviceToHost, cb->stream), "select_tokens copy");
     if (scores)
