@@ -4,7 +4,9 @@
  * and the fraction of the GPU's memory bandwidth that makes, and whole 30 s
  * generations (T5 + decode + EnCodec). MG_DTYPE=f32 measures exact mode;
  * MG_BENCH_SECONDS changes the clip length, MG_BENCH_BIG_BATCH the request
- * count of the batched generation (0 skips it). */
+ * count of the batched generation (0 skips it). MG_CUDA_PROFILE=1 prints the
+ * GPU time per kernel of the decode steps (graphs off, one event per launch;
+ * the step times then include that overhead). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@ int main(void)
 #else
 /* kernels/cuda_backend.cu */
 void mg_cuda_stats(mg_backend *be, uint64_t *launches, uint64_t *replays, uint64_t *direct);
+void mg_cuda_profile_dump(mg_backend *be, const char *title);
 
 static double now_ms(void)
 {
@@ -82,8 +85,10 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
         DIE("%s", err.msg);
     uint64_t l0 = 0, r0 = 0, d0 = 0, l1, r1, d1;
     for (int s = 0; s < steps + warm; s++) {
-        if (s == warm)
+        if (s == warm) {
             mg_cuda_stats(m->be, &l0, &r0, &d0);
+            mg_cuda_profile_dump(m->be, "(warm-up, discarded)");
+        }
         for (int i = 0; i < n_seq * K; i++)
             ids[i] = (s * 31 + i * 7) % V;
         double t0 = now_ms();
@@ -98,6 +103,9 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
     printf("    x%-3d per step: %.1f kernels launched one by one, %.2f graph replays, %.2f direct "
            "segments\n", requests, (double)(l1 - l0) / steps, (double)(r1 - r0) / steps,
            (double)(d1 - d0) / steps);
+    char title[64];
+    snprintf(title, sizeof title, "decode steps x%d (%d steps)", requests, steps);
+    mg_cuda_profile_dump(m->be, title);
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];
     mg_dec_state_free(&m->dec, &st);

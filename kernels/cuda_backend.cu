@@ -106,8 +106,75 @@ void *cu_cmd_arg(mg_cuda_backend *cb, size_t cmd, const void *v, size_t size, si
     return cb->blob + off;
 }
 
+struct cu_prof {
+    const void *func;
+    double      ms;
+    uint64_t    calls;
+};
+
+static void prof_add(mg_cuda_backend *cb, const void *func, float ms)
+{
+    for (int i = 0; i < cb->n_prof; i++)
+        if (cb->prof[i].func == func) {
+            cb->prof[i].ms += ms;
+            cb->prof[i].calls++;
+            return;
+        }
+    if (cb->n_prof == cb->cap_prof) {
+        int cap = cb->cap_prof ? 2 * cb->cap_prof : 64;
+        cu_prof *p = (cu_prof *)realloc(cb->prof, (size_t)cap * sizeof *p);
+        if (!p)
+            return;
+        cb->prof = p;
+        cb->cap_prof = cap;
+    }
+    cb->prof[cb->n_prof++] = {func, ms, 1};
+}
+
+/* Profile mode: an event after every launch, then a wait and the sums. */
+static void launch_profiled(mg_cuda_backend *cb, const cu_cmd *cmds, size_t n, char *blob)
+{
+    if ((int)n + 1 > cb->cap_ev) {
+        for (int i = 0; i < cb->cap_ev; i++)
+            cudaEventDestroy(cb->prof_ev[i]);
+        free(cb->prof_ev);
+        free(cb->prof_fn);
+        cb->cap_ev = 0;
+        cb->prof_ev = (cudaEvent_t *)calloc(n + 1, sizeof *cb->prof_ev);
+        cb->prof_fn = (const void **)calloc(n + 1, sizeof *cb->prof_fn);
+        if (!cb->prof_ev || !cb->prof_fn)
+            return;
+        for (size_t i = 0; i < n + 1; i++)
+            cudaEventCreate(&cb->prof_ev[i]);
+        cb->cap_ev = (int)n + 1;
+    }
+    void *argv[CU_MAX_ARGS];
+    cudaEventRecord(cb->prof_ev[0], cb->stream);
+    for (size_t i = 0; i < n && !cb->failed; i++) {
+        const cu_cmd *c = &cmds[i];
+        for (uint32_t j = 0; j < c->nargs; j++)
+            argv[j] = blob + c->argoff[j];
+        cu_check(cb, cudaLaunchKernel(c->func, c->grid, c->block, argv, c->smem, cb->stream),
+                 "kernel launch");
+        cudaEventRecord(cb->prof_ev[i + 1], cb->stream);
+        cb->prof_fn[i] = c->func;
+        cb->n_launch++;
+    }
+    if (cu_check(cb, cudaStreamSynchronize(cb->stream), "profile"))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, cb->prof_ev[i], cb->prof_ev[i + 1]);
+        prof_add(cb, cb->prof_fn[i], ms);
+    }
+}
+
 static void launch_cmds(mg_cuda_backend *cb, const cu_cmd *cmds, size_t n, char *blob)
 {
+    if (cb->profile) {
+        launch_profiled(cb, cmds, n, blob);
+        return;
+    }
     void *argv[CU_MAX_ARGS];
     for (size_t i = 0; i < n && !cb->failed; i++) {
         const cu_cmd *c = &cmds[i];
@@ -117,6 +184,27 @@ static void launch_cmds(mg_cuda_backend *cb, const cu_cmd *cmds, size_t n, char 
                  "kernel launch");
         cb->n_launch++;
     }
+}
+
+/* Prints and clears the profile (kernel, calls, total and mean time). */
+extern "C" void mg_cuda_profile_dump(mg_backend *be, const char *title)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    if (!cb->profile)
+        return;
+    double total = 0;
+    for (int i = 0; i < cb->n_prof; i++)
+        total += cb->prof[i].ms;
+    fprintf(stderr, "profile %s: %.3f ms in kernels\n", title, total);
+    for (int i = 0; i < cb->n_prof; i++) {
+        const char *name = "?";
+        if (cudaFuncGetName(&name, cb->prof[i].func) != cudaSuccess)
+            name = "?";
+        fprintf(stderr, "  %8.3f ms %6.1f%% %7llu calls %7.2f us  %.90s\n", cb->prof[i].ms,
+                100.0 * cb->prof[i].ms / (total > 0 ? total : 1), (unsigned long long)cb->prof[i].calls,
+                1e3 * cb->prof[i].ms / (double)cb->prof[i].calls, name);
+    }
+    cb->n_prof = 0;
 }
 
 static void graph_drop(cu_graph_entry *g)
@@ -424,6 +512,11 @@ static void cu_destroy(mg_backend *be)
         graph_drop(&cb->graphs[i]);
     free(cb->cmds);
     free(cb->blob);
+    for (int i = 0; i < cb->cap_ev; i++)
+        cudaEventDestroy(cb->prof_ev[i]);
+    free(cb->prof_ev);
+    free(cb->prof_fn);
+    free(cb->prof);
     for (int i = 0; i < 4; i++)
         cudaFree(cb->scratch[i]);
     cudaFree(cb->stage_dev);
@@ -524,6 +617,9 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->stage_cap = STAGE_BYTES;
     cb->use_graphs = !getenv("MG_CUDA_GRAPHS") || atoi(getenv("MG_CUDA_GRAPHS")) != 0;
     cb->use_fusion = !getenv("MG_CUDA_FUSE") || atoi(getenv("MG_CUDA_FUSE")) != 0;
+    cb->profile = getenv("MG_CUDA_PROFILE") && atoi(getenv("MG_CUDA_PROFILE")) != 0;
+    if (cb->profile)
+        cb->use_graphs = 0;
     /* A context killed by a sticky error (an earlier backend's kernel fault)
      * fails every call until the device is reset: reset it here (any other
      * backend of this process on the device is gone with it). The driver may

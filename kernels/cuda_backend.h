@@ -80,6 +80,14 @@ struct mg_cuda_backend {
     uint64_t     flushes;
     /* counters for the bench: launches made, graph replays */
     uint64_t     n_launch, n_replay, n_direct;
+    /* MG_CUDA_PROFILE=1: no graphs; every launch timed with events, summed
+     * per kernel and printed to stderr by mg_cuda_profile_dump */
+    int          profile;
+    struct cu_prof *prof;
+    int          n_prof, cap_prof;
+    cudaEvent_t *prof_ev;
+    int          n_ev, cap_ev;
+    const void **prof_fn;
     /* Grow-only device scratch, one slot per user so that no op resizes a
      * buffer another op still holds: 0 weight conversion, LSTM gates, sampled
      * scores; 1 attention chunks; 2 LSTM cell state; 3 split-K slices. */
