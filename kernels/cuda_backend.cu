@@ -617,6 +617,7 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->stage_cap = STAGE_BYTES;
     cb->use_graphs = !getenv("MG_CUDA_GRAPHS") || atoi(getenv("MG_CUDA_GRAPHS")) != 0;
     cb->use_fusion = !getenv("MG_CUDA_FUSE") || atoi(getenv("MG_CUDA_FUSE")) != 0;
+    cb->wide = !getenv("MG_CUDA_WIDE") || atoi(getenv("MG_CUDA_WIDE")) != 0;
     cb->profile = getenv("MG_CUDA_PROFILE") && atoi(getenv("MG_CUDA_PROFILE")) != 0;
     if (cb->profile)
         cb->use_graphs = 0;

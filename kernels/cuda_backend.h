@@ -75,7 +75,7 @@ struct mg_cuda_backend {
     size_t       n_cmds, cmds_cap;
     char        *blob;
     size_t       blob_len, blob_cap;
-    int          use_graphs, use_fusion;
+    int          use_graphs, use_fusion, wide;
     cu_graph_entry graphs[CU_GRAPHS];
     uint64_t     flushes;
     /* counters for the bench: launches made, graph replays */

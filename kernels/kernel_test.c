@@ -416,10 +416,10 @@ static void test_batch_independence(ctx *c, int N, int K, int bf16)
     pair pw = weight(c, 2, (const int64_t[]){N, K}, w, NULL, MG_WEIGHT_MATRIX);
     pair pb = mk(c, 1, (const int64_t[]){N}, b);
     pair px = mk2(c, BIG, K, x), py = mk2(c, BIG, N, NULL), py1 = mk2(c, M, N, NULL);
-    pair p16 = mk2(c, 16, N, NULL);
+    pair p16 = mk2(c, 16, N, NULL), p20 = mk2(c, 20, N, NULL);
     mg_backend *g = c->gpu;
     float *big = malloc((size_t)BIG * N * 4), *few = malloc((size_t)M * N * 4), *one = malloc((size_t)N * 4);
-    float *sixteen = malloc((size_t)16 * N * 4);
+    float *sixteen = malloc((size_t)16 * N * 4), *twenty = malloc((size_t)20 * N * 4);
     mg_error err = {0};
     /* rows AT.. of the big batch hold the same activations as rows 0.. of the small one */
     mg_tensor xs = mg_tensor_rows_view(px.g, AT, M);
@@ -427,9 +427,12 @@ static void test_batch_independence(ctx *c, int N, int K, int bf16)
     g->ops->linear(g, py.g, px.g, pw.g, pb.g);
     mg_tensor x16 = mg_tensor_rows_view(px.g, AT, 16);
     g->ops->linear(g, p16.g, &x16, pw.g, pb.g);
+    mg_tensor x20 = mg_tensor_rows_view(px.g, AT, 20);
+    g->ops->linear(g, p20.g, &x20, pw.g, pb.g);
     int ok = mg_tensor_download_f32(py.g, big, &err) == MG_OK &&
              mg_tensor_download_f32(py1.g, few, &err) == MG_OK &&
-             mg_tensor_download_f32(p16.g, sixteen, &err) == MG_OK;
+             mg_tensor_download_f32(p16.g, sixteen, &err) == MG_OK &&
+             mg_tensor_download_f32(p20.g, twenty, &err) == MG_OK;
     int64_t diff = 0;
     for (int r = 0; ok && r < M; r++) {
         mg_tensor xr = mg_tensor_rows_view(px.g, AT + r, 1), yr = mg_tensor_rows_view(py1.g, 0, 1);
@@ -440,17 +443,19 @@ static void test_batch_independence(ctx *c, int N, int K, int bf16)
             diff += memcmp(&one[n], &big[(int64_t)(AT + r) * N + n], 4) != 0;
             if (r < 16)
                 diff += memcmp(&one[n], &sixteen[(int64_t)r * N + n], 4) != 0;
+            if (r < 20)
+                diff += memcmp(&one[n], &twenty[(int64_t)r * N + n], 4) != 0;
         }
     }
     char what[120];
-    snprintf(what, sizeof what, "batch independence %s N=%d K=%d (M 1/16/%d/%d)", bf16 ? "bf16" : "f32",
+    snprintf(what, sizeof what, "batch independence %s N=%d K=%d (M 1/16/20/%d/%d)", bf16 ? "bf16" : "f32",
              N, K, M, BIG);
     CHECK(ok && diff == 0, "%s: %s, %lld values differ in their bits", what, ok ? "" : err.msg,
           (long long)diff);
     if (ok && diff == 0)
         printf("ok   %s\n", what);
-    free(big); free(few); free(one); free(sixteen);
-    drop(pw); drop(pb); drop(px); drop(py); drop(py1); drop(p16);
+    free(big); free(few); free(one); free(sixteen); free(twenty);
+    drop(pw); drop(pb); drop(px); drop(py); drop(py1); drop(p16); drop(p20);
 }
 
 /* ---- a decoder-shaped step sequence, several steps in a row: embeds, layer

@@ -176,7 +176,9 @@ __device__ __forceinline__ void mma_bf16(float *d, const uint32_t *a, uint32_t b
 template <int MT, int NT, int KW>
 __global__ void __launch_bounds__(KW * 32) mma_linear_kernel(lin_args a)
 {
-    __shared__ float red[KW][MT * 16][NT * 8 + 1];
+    /* the KW partial tiles (dynamic: up to 67 KB for MT = NT = 4) */
+    extern __shared__ float red_dyn[];
+    float (*red)[MT * 16][NT * 8 + 1] = (float (*)[MT * 16][NT * 8 + 1])red_dyn;
     int mi = lin_member_of(a, blockIdx.x);
     const lin_member &mb = a.mb[mi];
     int n0 = (blockIdx.x - mb.tile0) * 8 * NT, N = mb.n, M = a.M, K = a.K;
@@ -202,7 +204,7 @@ __global__ void __launch_bounds__(KW * 32) mma_linear_kernel(lin_args a)
         wrow[j] = W + (int64_t)(wok[j] ? n : 0) * K + tg * 8;
     }
     int mt_used = min(MT, (M - m_base + 15) / 16);
-    enum { U = 4 }; /* chunks whose weights are in flight together */
+    enum { U = NT >= 4 ? 2 : 4 }; /* chunks whose weights are in flight together */
     for (int cu0 = c0; cu0 < c1; cu0 += U) {
         uint4 wv[U][NT];
 #pragma unroll
@@ -288,22 +290,45 @@ __global__ void __launch_bounds__(KW * 32) mma_linear_kernel(lin_args a)
 struct lin_pick {
     const void *func;
     int         threads, outs, rows;
+    size_t      smem;
 };
 
-static lin_pick pick_stream(int w_bf16, int M, int K, bool x_al, bool w_al)
+template <int MT, int NT, int KW> static void mma_pick(lin_pick *p)
+{
+    p->func = (const void *)mma_linear_kernel<MT, NT, KW>;
+    p->threads = KW * 32;
+    p->outs = 8 * NT;
+    p->rows = 16 * MT;
+    p->smem = (size_t)KW * MT * 16 * (NT * 8 + 1) * sizeof(float);
+    static bool raised; /* more than 48 KB of dynamic shared memory needs an opt-in */
+    if (p->smem > 48 * 1024 && !raised) {
+        cudaFuncSetAttribute(mma_linear_kernel<MT, NT, KW>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem);
+        raised = true;
+    }
+}
+
+/* wide: batched calls give each block more outputs (NT n8-tiles per warp),
+ * so that the activations are read from L2 once per 8*NT outputs rather than
+ * once per 8; MG_CUDA_WIDE=0 keeps one n8-tile per warp. The K split (KW = 8
+ * warps, fixed) and so every row's bits are the same either way. */
+static lin_pick pick_stream(int w_bf16, int M, int K, bool x_al, bool w_al, int wide)
 {
     lin_pick p;
+    p.smem = 0;
     if (w_bf16 && K % 32 == 0 && x_al && w_al) {
-        /* KW = 8 warps split K for every shape: the split must not depend on M */
-        int mt = M <= 16 ? 1 : M <= 32 ? 2 : M <= 64 ? 4 : 8, kw = 8, nt = 1;
-        p.threads = kw * 32;
-        p.outs = 8 * nt;
-        p.rows = 16 * mt;
-#define MMA_CASE(MT_, NT_, KW_) \
-        if (mt == MT_ && nt == NT_ && kw == KW_) p.func = (const void *)mma_linear_kernel<MT_, NT_, KW_>;
-        p.func = NULL;
-        MMA_CASE(1, 1, 8) MMA_CASE(2, 1, 8) MMA_CASE(4, 1, 8) MMA_CASE(8, 1, 8)
-#undef MMA_CASE
+        if (M <= 16)
+            mma_pick<1, 1, 8>(&p);
+        else if (wide && M <= 32)
+            mma_pick<2, 2, 8>(&p);
+        else if (wide)
+            mma_pick<4, 4, 8>(&p);
+        else if (M <= 32)
+            mma_pick<2, 1, 8>(&p);
+        else if (M <= 64)
+            mma_pick<4, 1, 8>(&p);
+        else
+            mma_pick<8, 1, 8>(&p);
         return p;
     }
     bool vec = K % 8 == 0 && x_al && w_al;
@@ -572,7 +597,7 @@ static void stream_linear(mg_cuda_backend *cb, float *y, const float *x, const v
 {
     bool x_al = (uintptr_t)x % 16 == 0 && K % 4 == 0;
     bool w_al = (uintptr_t)w % 16 == 0 && K % 8 == 0;
-    lin_pick p = pick_stream(w_bf16, M, K, x_al, w_al);
+    lin_pick p = pick_stream(w_bf16, M, K, x_al, w_al, cb->wide);
     lin_member mb;
     memset(&mb, 0, sizeof mb);
     mb.w = w;
@@ -614,7 +639,7 @@ static void stream_linear(mg_cuda_backend *cb, float *y, const float *x, const v
     a.K = K;
     a.n_members = 1;
     a.mb[0] = mb;
-    size_t ci = cu_cmd_begin(cb, p.func, dim3(tiles, rows), p.threads, 0, CU_K_LINEAR);
+    size_t ci = cu_cmd_begin(cb, p.func, dim3(tiles, rows), p.threads, p.smem, CU_K_LINEAR);
     cu_cmd_arg(cb, ci, &a, sizeof a, alignof(lin_args));
 }
 
