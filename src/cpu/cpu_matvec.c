@@ -194,21 +194,6 @@ TARGET_AVX2 static inline __m256i tail_mask256(int64_t n)
         _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)                             \
             store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
 
-INLINE TARGET_AVX2 void f32_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
-{
-    const int64_t K = a->k;
-    const float *w[NR], *x[MR];
-    for (int j = 0; j < NR; j++)
-        w[j] = row_f32(a, n0 + j);
-    for (int i = 0; i < mr; i++)
-        x[i] = a->x + (m0 + i) * K;
-#define F32_LOAD(j, k) _mm256_loadu_ps(w[j] + (k))
-#define F32_TAIL(j, k, m) _mm256_maskload_ps(w[j] + (k), m)
-    AVX2_TILE_BODY(F32_LOAD, F32_TAIL)
-#undef F32_LOAD
-#undef F32_TAIL
-}
-
 TARGET_AVX2 static inline __m256 bf16x8_avx2(const uint16_t *p)
 {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
@@ -254,63 +239,7 @@ INLINE TARGET_AVX2 void bf16_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t 
             store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
 }
 
-/* Q8 on AVX2: weights dequantised (q · block scale) to float a group at a
- * time, x padded. */
-INLINE TARGET_AVX2 void q8_tile_avx2_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
-{
-    const float *x[MR];
-    for (int i = 0; i < mr; i++)
-        x[i] = a->xpad + (m0 + i - a->m0) * a->stride;
-    float w[NR][MG_Q8_GROUP] __attribute__((aligned(64)));
-    __m256 acc[MR][NR];
-    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < mg_q8_groups(&a->q8); g++) {
-        q8_dequant_group(a, n0, g, w);
-        int64_t n = (int64_t)mg_q8_group_blocks(&a->q8, g) * MG_Q8_BLOCK;
-        for (int64_t k = 0; k < n; k += 8) {
-            __m256 wv[NR];
-            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = _mm256_load_ps(w[j] + k);
-            _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
-                __m256 xv = _mm256_loadu_ps(x[i] + g * MG_Q8_GROUP + k);
-                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-                    acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-            }
-        }
-    }
-    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-            store(a, m0 + i, n0 + j, hsum256(acc[i][j]));
-}
-
 /* ---------------------------------------------------------------- AVX-512 */
-
-INLINE TARGET_AVX512 void f32_tile_avx512_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
-{
-    const int64_t K = a->k;
-    const float *w[NR], *x[MR];
-    for (int j = 0; j < NR; j++)
-        w[j] = row_f32(a, n0 + j);
-    for (int i = 0; i < mr; i++)
-        x[i] = a->x + (m0 + i) * K;
-    __m512 acc[MR][NR];
-    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k < K; k += 16) {
-        __mmask16 mask = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
-        __m512 wv[NR];
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = _mm512_maskz_loadu_ps(mask, w[j] + k);
-        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
-            __m512 xv = _mm512_maskz_loadu_ps(mask, x[i] + k);
-            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
-        }
-    }
-    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
-}
 
 TARGET_AVX512 static inline __m512 x16_avx512(const float *x, int64_t k, int64_t K)
 {
@@ -343,34 +272,6 @@ INLINE TARGET_AVX512 void bf16_tile_avx512_mr(const mv_args *a, int64_t n0, int6
             }
             _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
                 __m512 xv = x16_avx512(x[i], k, K);
-                _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-                    acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
-            }
-        }
-    }
-    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
-            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
-}
-
-/* Q8 on AVX-512 without VNNI: dequantise a group at a time. */
-INLINE TARGET_AVX512 void q8_tile_avx512_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
-{
-    const float *x[MR];
-    for (int i = 0; i < mr; i++)
-        x[i] = a->xpad + (m0 + i - a->m0) * a->stride;
-    float w[NR][MG_Q8_GROUP] __attribute__((aligned(64)));
-    __m512 acc[MR][NR];
-    _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < mg_q8_groups(&a->q8); g++) {
-        q8_dequant_group(a, n0, g, w);
-        int64_t n = (int64_t)mg_q8_group_blocks(&a->q8, g) * MG_Q8_BLOCK;
-        for (int64_t k = 0; k < n; k += 16) {
-            __m512 wv[NR];
-            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) wv[j] = _mm512_load_ps(w[j] + k);
-            _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
-                __m512 xv = _mm512_loadu_ps(x[i] + g * MG_Q8_GROUP + k);
                 _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
                     acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
             }
@@ -448,6 +349,134 @@ INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0
         q8_pair_vnni(a, n0, m0, 1);
 }
 
+/* -------------------------------------------- K-blocked F32 (and dequantised Q8)
+ * A unit of NR weight rows runs over all activation rows of the pass, K in
+ * chunks: the chunk of the weight rows (F32 in place, or Q8 dequantised once
+ * per group) and of the activation rows stay in L1 while every MR-row tile
+ * uses them, and each (m, n) keeps a full-width vector accumulator in memory
+ * between chunks. T5 (M = 20) was L2-bound re-reading 4 weight rows of up to
+ * 12 KB per tile. Each (m, n) sums lane l over k ≡ l in increasing k and then
+ * reduces, whatever M, the tile or the thread: a row's result does not depend
+ * on the rows batched with it. */
+enum { KC_F32 = 256 };
+
+INLINE TARGET_AVX512 void chunk_avx512(const float *const *w, const float *x, int64_t xs,
+                                       int64_t n, __m512 (*acc)[NR], int first, const int mr,
+                                       const int nr)
+{
+    __m512 c[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++)
+            c[i][j] = first ? _mm512_setzero_ps() : acc[i][j];
+    for (int64_t k = 0; k < n; k += 16) {
+        __mmask16 mask = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        __m512 wv[NR];
+        _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++) wv[j] = _mm512_maskz_loadu_ps(mask, w[j] + k);
+        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mask, x + i * xs + k);
+            _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++)
+                c[i][j] = _mm512_fmadd_ps(xv, wv[j], c[i][j]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++) acc[i][j] = c[i][j];
+}
+
+INLINE TARGET_AVX2 void chunk_avx2(const float *const *w, const float *x, int64_t xs, int64_t n,
+                                   __m256 (*acc)[NR], int first, const int mr, const int nr)
+{
+    __m256 c[MR][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++)
+            c[i][j] = first ? _mm256_setzero_ps() : acc[i][j];
+    for (int64_t k = 0; k < n; k += 8) {
+        __m256 wv[NR], xv;
+        if (n - k >= 8) {
+            _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++) wv[j] = _mm256_loadu_ps(w[j] + k);
+        } else {
+            __m256i mask = tail_mask256(n - k);
+            _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++) wv[j] = _mm256_maskload_ps(w[j] + k, mask);
+        }
+        _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++) {
+            xv = n - k >= 8 ? _mm256_loadu_ps(x + i * xs + k)
+                            : _mm256_maskload_ps(x + i * xs + k, tail_mask256(n - k));
+            _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++)
+                c[i][j] = _mm256_fmadd_ps(xv, wv[j], c[i][j]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < mr; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++) acc[i][j] = c[i][j];
+}
+
+/* The float weight rows of chunk [k0, k0 + n) of unit n0: F32 in place, Q8
+ * dequantised into buf (its chunks are its groups). Returns n. */
+static inline int64_t unit_chunk(const mv_args *a, int64_t n0, int64_t k0,
+                                 float (*buf)[MG_Q8_GROUP], const float **w)
+{
+    if (a->w) {
+        /* F32 rows are 4 separate streams the prefetcher follows poorly
+         * (T5 computes ~20 rows per weight and leaves it long gaps): fetch
+         * the next chunk, or the next unit's first, while this one runs */
+        int64_t nk = k0 + KC_F32 < a->k ? k0 + KC_F32 : 0, nn = nk ? n0 : n0 + NR;
+        for (int j = 0; j < NR && nn + j < a->n; j++) {
+            const char *p = (const char *)(a->w + (nn + j) * a->k + nk);
+            int64_t bytes = (a->k - nk < KC_F32 ? a->k - nk : KC_F32) * (int64_t)sizeof(float);
+            for (int64_t o = 0; o < bytes; o += 64)
+                __builtin_prefetch(p + o);
+        }
+        for (int j = 0; j < NR; j++)
+            w[j] = row_f32(a, n0 + j) + k0;
+        return a->k - k0 < KC_F32 ? a->k - k0 : KC_F32;
+    }
+    q8_dequant_group(a, n0, k0 / MG_Q8_GROUP, buf);
+    for (int j = 0; j < NR; j++)
+        w[j] = buf[j];
+    return (int64_t)mg_q8_group_blocks(&a->q8, k0 / MG_Q8_GROUP) * MG_Q8_BLOCK;
+}
+
+#define UNIT_DRIVER(name, target, vec, chunk, reduce)                                       \
+    target static void name(const mv_args *a, int64_t n0)                                  \
+    {                                                                                      \
+        const int64_t rows = a->m1 - a->m0, kend = a->w ? a->k : a->stride;                \
+        const int64_t kc = a->w ? KC_F32 : MG_Q8_GROUP;                                    \
+        const float *x = a->w ? a->x + a->m0 * a->k : a->xpad;                             \
+        const int64_t xs = a->w ? a->k : a->stride;                                        \
+        float buf[NR][MG_Q8_GROUP] __attribute__((aligned(64)));                           \
+        vec acc[MG_CPU_LINEAR_ROWS][NR];                                                   \
+        if (a->w && rows <= MR) {                                                          \
+            /* few rows (decode): one weight row at a time over all of K, a   \
+             * single sequential stream; the same sums as the chunked path */ \
+            for (int j = 0; j < NR; j++) {                                                 \
+                const float *wj = row_f32(a, n0 + j);                                      \
+                vec(*aj)[NR] = (vec(*)[NR]) & acc[0][j];                                   \
+                switch (rows) {                                                            \
+                case 1: chunk(&wj, x, xs, a->k, aj, 1, 1, 1); break;                       \
+                case 2: chunk(&wj, x, xs, a->k, aj, 1, 2, 1); break;                       \
+                case 3: chunk(&wj, x, xs, a->k, aj, 1, 3, 1); break;                       \
+                default: chunk(&wj, x, xs, a->k, aj, 1, 4, 1); break;                      \
+                }                                                                          \
+            }                                                                              \
+        } else                                                                             \
+        for (int64_t k0 = 0; k0 < kend; k0 += kc) {                                        \
+            const float *w[NR];                                                            \
+            int64_t n = unit_chunk(a, n0, k0, buf, w);                                     \
+            for (int64_t m = 0; m < rows; m += MR) {                                       \
+                const float *xm = x + m * xs + k0;                                         \
+                switch (rows - m < MR ? rows - m : MR) {                                   \
+                case 1: chunk(w, xm, xs, n, acc + m, k0 == 0, 1, NR); break;               \
+                case 2: chunk(w, xm, xs, n, acc + m, k0 == 0, 2, NR); break;               \
+                case 3: chunk(w, xm, xs, n, acc + m, k0 == 0, 3, NR); break;               \
+                default: chunk(w, xm, xs, n, acc + m, k0 == 0, 4, NR); break;              \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int64_t m = 0; m < rows; m++)                                                 \
+            for (int j = 0; j < NR; j++)                                                   \
+                store(a, a->m0 + m, n0 + j, reduce(acc[m][j]));                            \
+    }
+UNIT_DRIVER(unit_avx512, TARGET_AVX512, __m512, chunk_avx512, _mm512_reduce_add_ps)
+UNIT_DRIVER(unit_avx2, TARGET_AVX2, __m256, chunk_avx2, hsum256)
+
 /* Each kernel specialised for mr = 1..4 (mr is a compile-time constant inside). */
 #define MR_DISPATCH(name, target)                                                        \
     target static void name(const mv_args *a, int64_t n0, int64_t m0, int mr)            \
@@ -459,12 +488,8 @@ INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0
         default: name##_mr(a, n0, m0, 4); break;                                         \
         }                                                                                \
     }
-MR_DISPATCH(f32_tile_avx2, TARGET_AVX2)
 MR_DISPATCH(bf16_tile_avx2, TARGET_AVX2)
-MR_DISPATCH(q8_tile_avx2, TARGET_AVX2)
-MR_DISPATCH(f32_tile_avx512, TARGET_AVX512)
 MR_DISPATCH(bf16_tile_avx512, TARGET_AVX512)
-MR_DISPATCH(q8_tile_avx512, TARGET_AVX512)
 MR_DISPATCH(q8_tile_vnni, TARGET_VNNI)
 #endif /* MG_X86 */
 
@@ -520,14 +545,22 @@ static void prepare_padded(mv_args *a, void *buf)
 
 /* ------------------------------------------------------------- dispatch */
 
+typedef void (*unit_fn)(const mv_args *a, int64_t n0);
+
 typedef struct {
     const mv_args *a;
     tile_fn        tile;
+    unit_fn        unit;  /* all rows of the pass at once (K-blocked kernels), or NULL */
 } task_ctx;
 
 static void linear_task(void *arg, int64_t u0, int64_t u1)
 {
     const task_ctx *c = arg;
+    if (c->unit) {
+        for (int64_t u = u0; u < u1; u++)
+            c->unit(c->a, u * NR);
+        return;
+    }
     for (int64_t u = u0; u < u1; u++)
         for (int64_t m = c->a->m0; m < c->a->m1; m += MR) {
             int64_t mr = c->a->m1 - m < MR ? c->a->m1 - m : MR;
@@ -537,21 +570,24 @@ static void linear_task(void *arg, int64_t u0, int64_t u1)
 
 typedef enum { PREP_NONE, PREP_VNNI, PREP_PADDED } prep_kind;
 
-static tile_fn pick_tile(mg_cpu_isa isa, mg_dtype dt, prep_kind *prep)
+static tile_fn pick_tile(mg_cpu_isa isa, mg_dtype dt, prep_kind *prep, unit_fn *unit)
 {
     *prep = PREP_NONE;
+    *unit = NULL;
 #if MG_X86
+    unit_fn u = isa >= MG_CPU_ISA_AVX512 ? unit_avx512 : isa >= MG_CPU_ISA_AVX2 ? unit_avx2 : NULL;
     if (dt == MG_DT_Q8) {
         *prep = isa >= MG_CPU_ISA_AVX512_VNNI ? PREP_VNNI : PREP_PADDED;
-        return isa >= MG_CPU_ISA_AVX512_VNNI ? q8_tile_vnni
-             : isa >= MG_CPU_ISA_AVX512      ? q8_tile_avx512
-             : isa >= MG_CPU_ISA_AVX2        ? q8_tile_avx2 : q8_tile_scalar;
+        if (isa >= MG_CPU_ISA_AVX512_VNNI)
+            return q8_tile_vnni;
+        *unit = u;
+        return q8_tile_scalar;
     }
     if (dt == MG_DT_BF16)
         return isa >= MG_CPU_ISA_AVX512 ? bf16_tile_avx512
              : isa >= MG_CPU_ISA_AVX2   ? bf16_tile_avx2 : bf16_tile_scalar;
-    return isa >= MG_CPU_ISA_AVX512 ? f32_tile_avx512
-         : isa >= MG_CPU_ISA_AVX2   ? f32_tile_avx2 : f32_tile_scalar;
+    *unit = u;
+    return f32_tile_scalar;
 #else
     (void)isa;
     if (dt == MG_DT_Q8) {
@@ -574,7 +610,8 @@ void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
     if (a.m == 0 || a.n == 0)
         return;
     prep_kind prep;
-    task_ctx c = {.a = &a, .tile = pick_tile(cpu->isa, w->dtype, &prep)};
+    task_ctx c = {.a = &a};
+    c.tile = pick_tile(cpu->isa, w->dtype, &prep, &c.unit);
     int64_t pass = MG_CPU_LINEAR_ROWS;
     if (w->dtype == MG_DT_BF16)
         a.bf16 = mg_bf16_view(w);
