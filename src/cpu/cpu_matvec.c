@@ -408,22 +408,28 @@ INLINE TARGET_AVX2 void chunk_avx2(const float *const *w, const float *x, int64_
         _Pragma("GCC unroll 4") for (int j = 0; j < nr; j++) acc[i][j] = c[i][j];
 }
 
+/* F32 rows are 4 separate streams the prefetcher follows poorly (T5
+ * computes ~20 rows per weight and leaves it long gaps): part `part` of
+ * `parts` of the next chunk (or the next unit's first) is fetched before each
+ * row tile, spread out so the misses do not queue up in one burst. */
+static inline void prefetch_next(const mv_args *a, int64_t n0, int64_t k0, int64_t part,
+                                 int64_t parts)
+{
+    int64_t nk = k0 + KC_F32 < a->k ? k0 + KC_F32 : 0, nn = nk ? n0 : n0 + NR;
+    int64_t lines = ((a->k - nk < KC_F32 ? a->k - nk : KC_F32) * (int64_t)sizeof(float) + 63) / 64;
+    for (int64_t l = part * NR * lines / parts; l < (part + 1) * NR * lines / parts; l++) {
+        int64_t j = l / lines;
+        if (nn + j < a->n)
+            __builtin_prefetch((const char *)(a->w + (nn + j) * a->k + nk) + l % lines * 64);
+    }
+}
+
 /* The float weight rows of chunk [k0, k0 + n) of unit n0: F32 in place, Q8
  * dequantised into buf (its chunks are its groups). Returns n. */
 static inline int64_t unit_chunk(const mv_args *a, int64_t n0, int64_t k0,
                                  float (*buf)[MG_Q8_GROUP], const float **w)
 {
     if (a->w) {
-        /* F32 rows are 4 separate streams the prefetcher follows poorly
-         * (T5 computes ~20 rows per weight and leaves it long gaps): fetch
-         * the next chunk, or the next unit's first, while this one runs */
-        int64_t nk = k0 + KC_F32 < a->k ? k0 + KC_F32 : 0, nn = nk ? n0 : n0 + NR;
-        for (int j = 0; j < NR && nn + j < a->n; j++) {
-            const char *p = (const char *)(a->w + (nn + j) * a->k + nk);
-            int64_t bytes = (a->k - nk < KC_F32 ? a->k - nk : KC_F32) * (int64_t)sizeof(float);
-            for (int64_t o = 0; o < bytes; o += 64)
-                __builtin_prefetch(p + o);
-        }
         for (int j = 0; j < NR; j++)
             w[j] = row_f32(a, n0 + j) + k0;
         return a->k - k0 < KC_F32 ? a->k - k0 : KC_F32;
@@ -462,6 +468,8 @@ static inline int64_t unit_chunk(const mv_args *a, int64_t n0, int64_t k0,
             int64_t n = unit_chunk(a, n0, k0, buf, w);                                     \
             for (int64_t m = 0; m < rows; m += MR) {                                       \
                 const float *xm = x + m * xs + k0;                                         \
+                if (a->w)                                                                  \
+                    prefetch_next(a, n0, k0, m / MR, (rows + MR - 1) / MR);                \
                 switch (rows - m < MR ? rows - m : MR) {                                   \
                 case 1: chunk(w, xm, xs, n, acc + m, k0 == 0, 1, NR); break;               \
                 case 2: chunk(w, xm, xs, n, acc + m, k0 == 0, 2, NR); break;               \
