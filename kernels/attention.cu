@@ -27,6 +27,7 @@ struct attn_args {
     const float          *bias;   /* [heads, q_per_seq, n_keys] or NULL */
     float                *part_o; /* [rowheads, n_split, dh] */
     float                *part_ml;/* [rowheads, n_split, 2] */
+    int                  *counters; /* [rowheads], zero between launches */
     int                   q_per_seq, heads, dh, causal, n_split;
     int                   vec;    /* dh % 4 == 0 and every key row 16-byte aligned */
     float                 scale;
@@ -52,7 +53,7 @@ static __device__ float block_reduce(float v, float *red, bool is_max)
 }
 
 /* dynamic smem: dh floats of q, CHUNK scores, ATT_THREADS partial outputs */
-__global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
+static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
 {
     extern __shared__ float sm[];
     __shared__ float red[32];
@@ -151,24 +152,51 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
     }
 }
 
-__global__ void attn_merge_kernel(attn_args a)
+/* Merges the n_split chunks of one (row, head) with the usual max/sum
+ * rescaling, in chunk order; the chunks come from other blocks of the same
+ * grid, so they are read past L1. */
+static __device__ void attn_merge_row(const attn_args &a, int rowhead)
 {
-    int rowhead = blockIdx.x, h = rowhead % a.heads, row = rowhead / a.heads;
+    int h = rowhead % a.heads, row = rowhead / a.heads;
     const float *ml = a.part_ml + (int64_t)rowhead * a.n_split * 2;
     float M = -INFINITY;
     for (int s = 0; s < a.n_split; s++)
-        M = fmaxf(M, ml[2 * s]);
+        M = fmaxf(M, __ldcg(&ml[2 * s]));
     float L = 0.0f;
     for (int s = 0; s < a.n_split; s++)
-        if (ml[2 * s + 1] > 0)
-            L += ml[2 * s + 1] * expf(ml[2 * s] - M);
+        if (__ldcg(&ml[2 * s + 1]) > 0)
+            L += __ldcg(&ml[2 * s + 1]) * expf(__ldcg(&ml[2 * s]) - M);
     for (int d = threadIdx.x; d < a.dh; d += blockDim.x) {
         float o = 0.0f;
         for (int s = 0; s < a.n_split; s++)
-            if (ml[2 * s + 1] > 0)
-                o += a.part_o[((int64_t)rowhead * a.n_split + s) * a.dh + d] * expf(ml[2 * s] - M);
+            if (__ldcg(&ml[2 * s + 1]) > 0)
+                o += __ldcg(&a.part_o[((int64_t)rowhead * a.n_split + s) * a.dh + d]) *
+                     expf(__ldcg(&ml[2 * s]) - M);
         a.out[(int64_t)row * a.heads * a.dh + (int64_t)h * a.dh + d] = o / L;
     }
+}
+
+/* One block per (row, head, chunk of keys). With several chunks the last
+ * block of a (row, head) to finish merges them (a counter per (row, head),
+ * reset by that block for the next launch): no second kernel. */
+__global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
+{
+    cu_pdl_wait();
+    attn_chunk_body(a);
+    if (a.n_split == 1)
+        return;
+    __shared__ int is_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+        is_last = atomicAdd(&a.counters[blockIdx.x], 1) == a.n_split - 1;
+    __syncthreads();
+    if (!is_last)
+        return;
+    __threadfence();
+    attn_merge_row(a, blockIdx.x);
+    if (threadIdx.x == 0)
+        a.counters[blockIdx.x] = 0;
 }
 
 void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq, int q_per_seq,
@@ -196,8 +224,10 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     int n_split = (max_keys + CHUNK - 1) / CHUNK;
     int64_t rowheads = (int64_t)n_seq * q_per_seq * p->heads;
     float *part = NULL;
+    int *counters = NULL;
     if (n_split > 1 &&
-        !(part = (float *)cu_scratch(cb, 1, (size_t)rowheads * n_split * (p->head_dim + 2) * 4)))
+        (!(part = (float *)cu_scratch(cb, 1, (size_t)rowheads * n_split * (p->head_dim + 2) * 4)) ||
+         !(counters = cu_counters(cb, rowheads))))
         return;
     size_t table = (size_t)n_seq * sizeof(attn_seq_dev), total = table + mask_bytes;
     char *host = (char *)malloc(total);
@@ -243,6 +273,7 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
         a.vec = (uintptr_t)seqs[s].k->data % 16 == 0;
     a.part_o = part;
     a.part_ml = part ? part + rowheads * a.n_split * a.dh : NULL;
+    a.counters = counters;
     size_t smem = ((size_t)a.dh + CHUNK + ATT_THREADS) * sizeof(float);
     if (smem > 48 * 1024) {
         cu_fail(cb, "cuda: attention head_dim %d is not supported (at most %d)", a.dh,
@@ -251,6 +282,5 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     }
     cu_launch(cb, attn_chunk_kernel, dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS,
               smem, a);
-    if (a.n_split > 1)
-        cu_launch(cb, attn_merge_kernel, (unsigned)rowheads, 64, 0, a);
+
 }

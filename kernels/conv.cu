@@ -15,6 +15,7 @@ __global__ void __launch_bounds__(CONV_THREADS)
 conv1d_kernel(float *y, const float *x, const float *w, const float *bias, int c_in, int c_out,
               int k_taps, int t_in, int t_out, int stride, int dil, int win)
 {
+    cu_pdl_wait();
     extern __shared__ float sm[];
     float *xs = sm, *ws = sm + CI_T * win;
     int b = blockIdx.z, co0 = blockIdx.y * CO_T, t0 = blockIdx.x * T_T;
@@ -90,6 +91,7 @@ __global__ void __launch_bounds__(CONV_THREADS)
 convt_kernel(float *y, const float *x, const float *w, const float *bias, int c_in, int c_out,
              int k_taps, int t_in, int t_y, int stride, int trim_left, int win)
 {
+    cu_pdl_wait();
     extern __shared__ float sm[];
     float *xs = sm, *ws = sm + CI_T * win;
     int b = blockIdx.z, co0 = blockIdx.y * CO_T, f0 = blockIdx.x * T_T + trim_left;
@@ -167,6 +169,7 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
 __global__ void pad_kernel(float *y, const float *x, int64_t rows, int64_t t, int64_t t_ext,
                            int64_t t_y, int left)
 {
+    cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= rows * t_y)
         return;
@@ -196,6 +199,7 @@ void cu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, 
 /* y[b, i, j] = x[b, j, i]: x [C, R], y [R, C] per batch item, 32x32 tiles. */
 __global__ void transpose_kernel(float *y, const float *x, int64_t c, int64_t r)
 {
+    cu_pdl_wait();
     __shared__ float tile[32][33];
     int64_t b = blockIdx.z;
     const float *xb = x + b * c * r;
@@ -237,6 +241,7 @@ __global__ void __launch_bounds__(LSTM_WARPS * 32)
 lstm_step_kernel(float *h, float *cell, const float *gx, const float *w_hh, const float *b_hh,
                  int B, int T, int H, int t)
 {
+    cu_pdl_wait();
     int j = blockIdx.x * LSTM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (j >= H)
         return;

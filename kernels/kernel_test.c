@@ -687,27 +687,80 @@ static void test_errors(ctx *c, int dev)
         SKIP("kernel fault test (MG_KTEST_NO_FAULT)");
         return;
     }
-    /* a kernel fault: an add through a pointer that is not device memory */
-    pair a = mk2(c, 4, 1000, rnd(c, 4000, 1));
-    mg_tensor bogus = *a.g;
-    bogus.data = (void *)(uintptr_t)0x1000;
-    bogus.owns = 0;
-    c->gpu->ops->add(c->gpu, &bogus, a.g);
-    rc = c->gpu->ops->sync(c->gpu, &err);
-    CHECK(rc != MG_OK, "a kernel fault was not reported");
-    if (rc != MG_OK)
-        printf("ok   kernel fault reported: %s\n", err.msg);
-    mg_tensor_free(a.c);
-    a.g->data = NULL; /* its memory went with the context */
-    mg_tensor_free(a.g);
+    /* A kernel fault kills the process's CUDA context (and, under MPS or an
+     * exclusive compute mode, may keep this process from making a new one),
+     * so it is provoked in a child process (this program, re-executed). */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "MG_KTEST_FAULT_CHILD=1 /proc/%d/exe %d 2>&1", (int)getpid(), dev);
+    FILE *pp = popen(cmd, "r");
+    int reported = 0, recreated = -1;
+    char line[600];
+    while (pp && fgets(line, sizeof line, pp)) {
+        printf("     child: %s", line);
+        reported |= strncmp(line, "fault reported:", 15) == 0;
+        if (strncmp(line, "re-create:", 10) == 0)
+            recreated = strstr(line, "re-create: ok") != NULL;
+    }
+    int st = pp ? pclose(pp) : -1;
+    CHECK(reported && st == 0, "the kernel fault was not reported by sync() (child status %d)", st);
+    if (reported && st == 0)
+        printf("ok   kernel fault reported by sync(), the process survived it%s\n",
+               recreated == 1 ? " and re-created its backend" :
+               " (its own re-create failed: that process must be replaced)");
+    /* the GPU stays usable for everyone else: a fresh backend here computes */
     c->gpu->ops->destroy(c->gpu);
     c->gpu = NULL;
     rc = mg_backend_cuda_create(&c->gpu, dev, MG_DT_F32, &err);
-    CHECK(rc == MG_OK, "re-creating the backend after a fault: %s", err.msg);
-    if (rc == MG_OK) {
-        printf("ok   backend re-created after the fault\n");
+    CHECK(rc == MG_OK, "creating a backend after the child's fault: %s", err.msg);
+    if (rc == MG_OK)
         test_linear(c, 5, 257, 128, 1, 0);
+}
+
+/* The child of test_errors: fault, report, try to re-create in process. */
+static int fault_child(int dev)
+{
+    mg_backend *g = NULL;
+    mg_error err = {0};
+    if (mg_backend_cuda_create(&g, dev, MG_DT_F32, &err)) {
+        printf("create: %s\n", err.msg);
+        return 1;
     }
+    mg_tensor *a = NULL;
+    if (mg_tensor_new2(&a, g, 4, 1000, &err)) {
+        printf("alloc: %s\n", err.msg);
+        return 1;
+    }
+    mg_tensor bogus = *a;
+    bogus.data = (void *)(uintptr_t)0x1000;
+    bogus.owns = 0;
+    g->ops->add(g, &bogus, a);
+    mg_code rc = g->ops->sync(g, &err);
+    if (rc == MG_OK) {
+        printf("no error from sync\n");
+        return 1;
+    }
+    printf("fault reported: %s\n", err.msg);
+    a->data = NULL; /* gone with the context */
+    mg_tensor_free(a);
+    g->ops->destroy(g);
+    rc = mg_backend_cuda_create(&g, dev, MG_DT_F32, &err);
+    if (rc == MG_OK) {
+        mg_tensor *t = NULL;
+        float one[3] = {1, 2, 3}, back[3] = {0};
+        rc = mg_tensor_new2(&t, g, 1, 3, &err);
+        if (rc == MG_OK)
+            rc = mg_tensor_upload_f32(t, one, &err);
+        if (rc == MG_OK)
+            g->ops->add(g, t, t);
+        if (rc == MG_OK)
+            rc = mg_tensor_download_f32(t, back, &err);
+        printf("re-create: %s\n", rc == MG_OK && back[2] == 6 ? "ok, computes" : err.msg);
+        mg_tensor_free(t);
+        g->ops->destroy(g);
+    } else {
+        printf("re-create: failed: %s\n", err.msg);
+    }
+    return 0;
 }
 
 /* A crash prints its stack (addresses resolve with addr2line on this binary). */
@@ -731,6 +784,8 @@ int main(int argc, char **argv)
     signal(SIGFPE, on_crash);
     mg_error err = {0};
     int dev = argc > 1 ? atoi(argv[1]) : 0;
+    if (getenv("MG_KTEST_FAULT_CHILD"))
+        return fault_child(dev);
     char name[256] = "";
     /* MG_KTEST_SELF=1 runs the harness with a second CPU backend in place of
      * the GPU (f32 only), to check the test itself on a machine without one */

@@ -109,6 +109,7 @@ __device__ __forceinline__ int lin_member_of(const lin_args &a, int tile)
 template <typename W, int MT, bool VEC>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_kernel(lin_args a)
 {
+    cu_pdl_wait();
     int mi = lin_member_of(a, blockIdx.x);
     const lin_member &mb = a.mb[mi];
     int n = (blockIdx.x - mb.tile0) * MV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -176,6 +177,7 @@ __device__ __forceinline__ void mma_bf16(float *d, const uint32_t *a, uint32_t b
 template <int MT, int NT, int KW>
 __global__ void __launch_bounds__(KW * 32) mma_linear_kernel(lin_args a)
 {
+    cu_pdl_wait();
     /* the KW partial tiles (dynamic: up to 67 KB for MT = NT = 4) */
     extern __shared__ float red_dyn[];
     float (*red)[MT * 16][NT * 8 + 1] = (float (*)[MT * 16][NT * 8 + 1])red_dyn;
@@ -468,6 +470,7 @@ struct gemm_args {
 
 __global__ void __launch_bounds__(WM_THREADS) wmma_gemm_kernel(gemm_args g)
 {
+    cu_pdl_wait();
     using namespace nvcuda;
     __shared__ __align__(32) __nv_bfloat16 Ah[TM][TK + TPAD];
     __shared__ __align__(32) __nv_bfloat16 Al[TM][TK + TPAD];
@@ -537,6 +540,7 @@ enum { SK = 16, S_THREADS = 256 };
 
 __global__ void __launch_bounds__(S_THREADS) sgemm_kernel(gemm_args g)
 {
+    cu_pdl_wait();
     __shared__ float As[SK][TM + 4];
     __shared__ float Bs[SK][TN + 4];
     const float *w = (const float *)g.w;
@@ -581,6 +585,7 @@ __global__ void __launch_bounds__(S_THREADS) sgemm_kernel(gemm_args g)
 __global__ void reduce_splits_kernel(float *y, const float *part, const float *b, int64_t mn,
                                      int n, int splits)
 {
+    cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= mn)
         return;

@@ -23,32 +23,68 @@ static __device__ float block_sum(float v, float *red)
     return v;
 }
 
-/* Two passes over the row (mean, then centred variance) as the CPU does:
- * in place (y == x) is safe because each thread writes only what it read. */
+/* Two passes over the row (mean, then centred variance) as the CPU does.
+ * Rows up to LN_REG * NORM_THREADS values stay in registers between the
+ * passes (one read of the row instead of three; same arithmetic either
+ * way). In place (y == x) is safe: each thread writes only what it read. */
+enum { LN_REG = 8 };
 __global__ void layer_norm_kernel(float *y, const float *x, const float *g, const float *b,
                                   int64_t d, float eps, int rms)
 {
+    cu_pdl_wait();
     __shared__ float red[32];
     const float *xi = x + blockIdx.x * d;
     float *yi = y + blockIdx.x * d;
+    bool in_reg = d <= (int64_t)LN_REG * blockDim.x;
+    float v[LN_REG];
+#pragma unroll
+    for (int r = 0; r < LN_REG; r++) {
+        int64_t j = threadIdx.x + (int64_t)r * blockDim.x;
+        v[r] = in_reg && j < d ? xi[j] : 0.0f;
+    }
     float mean = 0.0f;
     if (!rms) {
         float s = 0.0f;
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
-            s += xi[j];
+        if (in_reg) {
+#pragma unroll
+            for (int r = 0; r < LN_REG; r++)
+                if (threadIdx.x + (int64_t)r * blockDim.x < d)
+                    s += v[r];
+        } else {
+            for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+                s += xi[j];
+        }
         mean = block_sum(s, red) / (float)d;
     }
     float ss = 0.0f;
-    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-        float c = xi[j] - mean;
-        ss += c * c;
+    if (in_reg) {
+#pragma unroll
+        for (int r = 0; r < LN_REG; r++)
+            if (threadIdx.x + (int64_t)r * blockDim.x < d) {
+                float c = v[r] - mean;
+                ss += c * c;
+            }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+            float c = xi[j] - mean;
+            ss += c * c;
+        }
     }
     float inv = 1.0f / sqrtf(block_sum(ss, red) / (float)d + eps);
-    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-        if (rms)
-            yi[j] = g[j] * (xi[j] * inv);
-        else
-            yi[j] = (xi[j] - mean) * inv * g[j] + b[j];
+    if (in_reg) {
+#pragma unroll
+        for (int r = 0; r < LN_REG; r++) {
+            int64_t j = threadIdx.x + (int64_t)r * blockDim.x;
+            if (j < d)
+                yi[j] = rms ? g[j] * (v[r] * inv) : (v[r] - mean) * inv * g[j] + b[j];
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+            if (rms)
+                yi[j] = g[j] * (xi[j] * inv);
+            else
+                yi[j] = (xi[j] - mean) * inv * g[j] + b[j];
+        }
     }
 }
 
@@ -79,6 +115,7 @@ void cu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
 
 __global__ void add_kernel(float *y, const float *x, int64_t n)
 {
+    cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         y[i] += x[i];
@@ -97,6 +134,7 @@ void cu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x)
 
 __global__ void scale_rows_kernel(float *y, const float *s, int64_t cols, int64_t n)
 {
+    cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         y[i] *= s[i / cols];
@@ -118,6 +156,7 @@ void cu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale)
 
 __global__ void act_kernel(float *y, int64_t n, int act)
 {
+    cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         y[i] = cu_act(y[i], act);
@@ -153,6 +192,7 @@ struct embed_args {
 
 __global__ void embed_kernel(embed_args a)
 {
+    cu_pdl_wait();
     float *o = a.y + blockIdx.x * a.d;
     for (int64_t j = threadIdx.x; j < a.d; j += blockDim.x) {
         float v = 0.0f;
@@ -203,6 +243,7 @@ void cu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_
 
 __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n)
 {
+    cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         dst[i] = __float2bfloat16_rn(src[i]);
