@@ -509,9 +509,13 @@ size_t mg_cpu_xbuf_row_bytes(int64_t cols)
     return (size_t)mg_round_up(cols > 0 ? cols : 1, MG_Q8_BLOCK) * sizeof(float);
 }
 
+#if MG_X86
 /* Row r of the pass: int8 quants in the weights' group layout, block scales
- * and -128·Σ of each block's quants. */
-static void prepare_vnni(mv_args *a, void *buf)
+ * and -128·Σ of each block's quants. The same formulas as
+ * mg_q8_quantize_block (scale max|x|/127, round to nearest even), 16 lanes at
+ * a time: this runs serially before every Q8 linear, and the scalar version
+ * kept the other worker waiting. */
+TARGET_VNNI static void prepare_vnni_avx512(mv_args *a, void *buf)
 {
     int64_t rows = a->m1 - a->m0, stride = a->stride, nblk = stride / MG_Q8_BLOCK;
     int8_t *xq = buf;
@@ -521,24 +525,31 @@ static void prepare_vnni(mv_args *a, void *buf)
         const float *x = a->x + (a->m0 + r) * a->k;
         for (int64_t blk = 0; blk < nblk; blk++) {
             int64_t k = blk * MG_Q8_BLOCK, n = a->k - k;
-            n = n > MG_Q8_BLOCK ? MG_Q8_BLOCK : n;
-            int8_t q[MG_Q8_BLOCK];
-            mg_q8_quantize_block(x + k, n, q, xs + r * nblk + blk);
+            __mmask16 m0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+            __mmask16 m1 = n >= 32 ? (__mmask16)0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+            __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k), v1 = _mm512_maskz_loadu_ps(m1, x + k + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            float inv = amax > 0 ? 127.0f / amax : 0.0f;
+            xs[r * nblk + blk] = amax / 127.0f;
+            __m512 iv = _mm512_set1_ps(inv);
+            __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, iv)); /* MXCSR: nearest even */
+            __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, iv));
+            xc[r * nblk + blk] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            uint32_t piece[MG_Q8_PIECES];
+            _mm_storeu_si128((__m128i *)piece, _mm512_cvtsepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(piece + 4), _mm512_cvtsepi32_epi8(q1));
             int64_t g = blk / MG_Q8_GBLOCKS;
             int nb = mg_q8_group_blocks(&a->q8, g), b = (int)(blk % MG_Q8_GBLOCKS);
             int8_t *dst = xq + r * stride + g * MG_Q8_GROUP;
-            int32_t sum = 0;
-            for (int i = 0; i < MG_Q8_BLOCK; i++) {
-                dst[mg_q8_piece_offset(nb, 1, 0, b, i)] = q[i];
-                sum += q[i];
-            }
-            xc[r * nblk + blk] = -128 * sum;
+            for (int p = 0; p < MG_Q8_PIECES; p++)
+                memcpy(dst + mg_q8_piece_offset(nb, 1, 0, b, 4 * p), &piece[p], 4);
         }
     }
     a->xq = xq;
     a->xscale = xs;
     a->xcorr = xc;
 }
+#endif
 
 static void prepare_padded(mv_args *a, void *buf)
 {
@@ -636,9 +647,12 @@ void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
     int64_t units = (a.n + NR - 1) / NR;
     for (a.m0 = 0; a.m0 < a.m; a.m0 = a.m1) {
         a.m1 = a.m - a.m0 < pass ? a.m : a.m0 + pass;
+#if MG_X86
         if (prep == PREP_VNNI)
-            prepare_vnni(&a, cpu->xbuf);
-        else if (prep == PREP_PADDED)
+            prepare_vnni_avx512(&a, cpu->xbuf);
+        else
+#endif
+        if (prep == PREP_PADDED)
             prepare_padded(&a, cpu->xbuf);
         /* a unit (NR rows) is NR·K·rows multiply-adds; ~32k per thread pays the wake-up */
         int64_t macs = NR * a.k * (a.m1 - a.m0);
