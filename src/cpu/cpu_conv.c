@@ -61,17 +61,17 @@ INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, con
 {
     __m512 acc[VB][VT];
     _Pragma("GCC unroll 8") for (int o = 0; o < VB; o++)
-        _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++) acc[o][v] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++) acc[o][v] = _mm512_setzero_ps();
     for (int64_t ci = 0; ci < a->n_ci; ci++) {
         const float *xc = a->x + ci * a->x_ci, *wc = a->w + ci * a->w_ci;
         for (int64_t tap = 0; tap < a->n_tap; tap++) {
             const float *xs = xc + tap * a->x_tap, *ws = wc + tap * a->w_tap;
             __m512 xv[VT];
-            _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++)
+            _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++)
                 xv[v] = _mm512_maskz_loadu_ps(m[v], xs + 16 * v);
             _Pragma("GCC unroll 8") for (int o = 0; o < nco; o++) {
                 __m512 wv = _mm512_set1_ps(ws[o * a->w_co]);
-                _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++)
+                _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++)
                     acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
             }
         }
@@ -81,7 +81,7 @@ INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, con
                                        _mm512_set1_epi32((int)a->y_t));
     _Pragma("GCC unroll 8") for (int o = 0; o < nco; o++) {
         __m512 b = _mm512_set1_ps(a->bias ? a->bias[o] : 0.0f);
-        _Pragma("GCC unroll 3") for (int v = 0; v < VT; v++) {
+        _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++) {
             float *yo = a->y + o * a->y_co + 16 * v * a->y_t;
             __m512 r = _mm512_add_ps(acc[o][v], b);
             if (a->y_t == 1)
@@ -136,6 +136,14 @@ static inline void item_coords(int64_t item, int64_t n_tiles, int64_t n_coblk, i
     *b = item / per_b;
     *tile = co_inner ? i / n_coblk : i % n_tiles;
     *co0 = (co_inner ? i % n_coblk : i / n_tiles) * VB;
+}
+
+static inline int any_lane(const __mmask16 *m)
+{
+    int any = 0;
+    for (int v = 0; v < VT; v++)
+        any |= m[v] != 0;
+    return any;
 }
 
 typedef struct {
@@ -204,7 +212,7 @@ static void vconvt_task(void *arg, int64_t i0, int64_t i1)
             for (int64_t q = qa; q < qb; q += VS) {
                 __mmask16 m[VT];
                 block_masks(m, qlo - q, min64(qhi, qb) - q);
-                if (!(m[0] | m[1] | m[2]))
+                if (!any_lane(m))
                     continue;
                 a.x = c->xp + b * c->c_in * c->t_xp + c->pad + q;
                 a.y = c->y + (b * c->c_out + co0) * c->t_y + q * s + r - c->trim_left;
@@ -592,8 +600,39 @@ typedef struct {
     const float *w_ih, *w_hh, *b_ih, *b_hh;
     float       *gx;       /* [B, 4H, T] input projections + both biases, or NULL */
     float       *cell;     /* [B, H] cell state, or NULL (then kept inside h, see below) */
+    float       *gates;    /* [B, 4H] pre-activations of step t (with gx), or NULL */
     int64_t      B, T, I, H, t;
 } lstm_ctx;
+
+/* With scratch, a step is two passes: the recurrent products row by row over
+ * W_hh (each thread streams one contiguous slice of the 16 MB matrix, where
+ * per-unit work read 4 rows 4 MB apart), then the cell update per unit. */
+static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
+{
+    const lstm_ctx *c = arg;
+    int64_t H = c->H, T = c->T, t = c->t;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t b = 0; b < c->B; b++) {
+            float v = c->gx[(b * 4 * H + n) * T + t];
+            if (t > 0)
+                v += mg_cpu_dot(c->w_hh + n * H, c->h + (b * T + t - 1) * H, H);
+            c->gates[b * 4 * H + n] = v;
+        }
+}
+
+static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
+{
+    const lstm_ctx *c = arg;
+    int64_t H = c->H, T = c->T, t = c->t;
+    for (int64_t b = 0; b < c->B; b++) {
+        const float *g = c->gates + b * 4 * H;
+        for (int64_t j = j0; j < j1; j++) {
+            float cell = sigmoid(g[H + j]) * c->cell[b * H + j] + sigmoid(g[j]) * tanhf(g[2 * H + j]);
+            c->h[(b * T + t) * H + j] = sigmoid(g[3 * H + j]) * tanhf(cell);
+            c->cell[b * H + j] = cell;
+        }
+    }
+}
 
 /* Step t for hidden units [j0, j1) of every batch item:
  *   gates = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh   (i, f, g, o)
@@ -650,11 +689,13 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
      * ops cannot fail, so without scratch memory each step computes them
      * itself (slower, same result up to rounding). */
     size_t n_xt = (size_t)(B * I * T), n_gx = (size_t)(B * H4 * T);
-    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H)) * sizeof *scratch);
+    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H) + (size_t)(B * H4)) *
+                            sizeof *scratch);
     if (scratch) {
         float *xt = scratch, *bias = scratch + n_xt + n_gx;
         c.gx = scratch + n_xt;
         c.cell = bias + H4;
+        c.gates = c.cell + B * c.H;
         memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
         for (int64_t n = 0; n < H4; n++)
             bias[n] = c.b_ih[n] + c.b_hh[n];
@@ -670,7 +711,13 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     }
     /* the steps are sequential; units within a step are independent */
     int64_t per_unit = B * 4 * (c.H + (c.gx ? 0 : I));
-    for (c.t = 0; c.t < T; c.t++)
-        mg_cpu_parallel(be, c.H, min_items(per_unit), lstm_step_task, &c);
+    for (c.t = 0; c.t < T; c.t++) {
+        if (c.gates) {
+            mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
+            mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
+        } else {
+            mg_cpu_parallel(be, c.H, min_items(per_unit), lstm_step_task, &c);
+        }
+    }
     free(scratch);
 }
