@@ -358,7 +358,7 @@ INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0
  * 12 KB per tile. Each (m, n) sums lane l over k ≡ l in increasing k and then
  * reduces, whatever M, the tile or the thread: a row's result does not depend
  * on the rows batched with it. */
-enum { KC_F32 = 256 };
+enum { KC_F32 = 256, PF_CHUNKS = 1 /* how far ahead prefetch_next reads */ };
 
 INLINE TARGET_AVX512 void chunk_avx512(const float *const *w, const float *x, int64_t xs,
                                        int64_t n, __m512 (*acc)[NR], int first, const int mr,
@@ -410,12 +410,14 @@ INLINE TARGET_AVX2 void chunk_avx2(const float *const *w, const float *x, int64_
 
 /* F32 rows are 4 separate streams the prefetcher follows poorly (T5
  * computes ~20 rows per weight and leaves it long gaps): part `part` of
- * `parts` of the next chunk (or the next unit's first) is fetched before each
- * row tile, spread out so the misses do not queue up in one burst. */
+ * `parts` of the chunk PF_CHUNKS ahead (in this unit or the next ones) is
+ * fetched before each row tile, spread out so the misses do not queue up in
+ * one burst. */
 static inline void prefetch_next(const mv_args *a, int64_t n0, int64_t k0, int64_t part,
                                  int64_t parts)
 {
-    int64_t nk = k0 + KC_F32 < a->k ? k0 + KC_F32 : 0, nn = nk ? n0 : n0 + NR;
+    int64_t nchunks = (a->k + KC_F32 - 1) / KC_F32, t = k0 / KC_F32 + PF_CHUNKS;
+    int64_t nk = t % nchunks * KC_F32, nn = n0 + t / nchunks * NR;
     int64_t lines = ((a->k - nk < KC_F32 ? a->k - nk : KC_F32) * (int64_t)sizeof(float) + 63) / 64;
     for (int64_t l = part * NR * lines / parts; l < (part + 1) * NR * lines / parts; l++) {
         int64_t j = l / lines;
