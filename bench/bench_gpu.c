@@ -138,6 +138,9 @@ static void generation(mg_model *m, int requests, float seconds, const mg_gen_pa
            "%.3f ms/step over %d steps, EnCodec %.3f s)\n", requests, wall, requests,
            (double)res.n_samples / res.sample_rate, res.t5_ms, res.decode_ms / 1e3,
            res.decode_ms / res.steps, res.steps, res.encodec_ms / 1e3);
+    char title[64];
+    snprintf(title, sizeof title, "generate x%d", requests);
+    mg_cuda_profile_dump(m->be, title);
     mg_gen_result_free(&res);
     free(ids);
     free(mask);
@@ -180,6 +183,7 @@ int main(int argc, char **argv)
                "sampling) -> %.0f GB/s of weights = %.0f%% of peak\n", reqs[i], ms, 2 * reqs[i],
                bytes / (ms * 1e-3) / 1e9, 100.0 * bytes / (ms * 1e-3) / peak);
     }
+    mg_cuda_profile_dump(m->be, "(before generation, discarded)");
     generation(m, 1, seconds, &p);
     if (big > 1)
         generation(m, big, seconds, &p);

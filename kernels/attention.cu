@@ -52,7 +52,7 @@ static __device__ float block_reduce(float v, float *red, bool is_max)
     return v;
 }
 
-/* dynamic smem: dh floats of q, CHUNK scores, ATT_THREADS partial outputs */
+/* dynamic smem: dh floats of q, CHUNK scores, 4*ATT_THREADS partial outputs */
 static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
 {
     extern __shared__ float sm[];
@@ -117,34 +117,66 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
         sum += e;
     }
     sum = block_reduce(sum, red, false); /* its barriers also publish sc */
-    /* groups of dh threads each sum every n_groups-th key */
-    int n_groups = a.dh <= (int)blockDim.x ? (int)blockDim.x / a.dh : 1;
-    int g = threadIdx.x / a.dh;
     bool last = a.n_split == 1;
-    for (int d0 = 0; d0 < a.dh; d0 += blockDim.x) {
-        int d = n_groups > 1 ? threadIdx.x % a.dh : d0 + threadIdx.x;
-        float acc = 0.0f;
-        if (g < n_groups && d < a.dh) {
-            int step = n_groups;
-#pragma unroll 8
-            for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += step)
-                acc += sc[j - j0] * vb[(int64_t)j * hd + d];
+    if (a.vec && a.dh / 4 <= (int)blockDim.x) {
+        /* groups of dh/4 threads, 4 outputs each (16-byte loads of v), each
+         * group summing every ng-th key; then the groups in order */
+        int tpg = a.dh / 4, ng = (int)blockDim.x / tpg, g = threadIdx.x / tpg;
+        int d4 = (threadIdx.x % tpg) * 4;
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (g < ng) {
+#pragma unroll 4
+            for (int j = j0 + g; j < j1; j += ng) {
+                float p = sc[j - j0];
+                float4 v = *(const float4 *)(vb + (int64_t)j * hd + d4);
+                acc.x += p * v.x;
+                acc.y += p * v.y;
+                acc.z += p * v.z;
+                acc.w += p * v.w;
+            }
         }
-        po[threadIdx.x] = acc;
+        float4 *po4 = (float4 *)po;
+        po4[threadIdx.x] = acc;
         __syncthreads();
-        if (threadIdx.x < min(a.dh - d0, n_groups > 1 ? a.dh : (int)blockDim.x)) {
-            int dd = n_groups > 1 ? threadIdx.x : d0 + threadIdx.x;
+        for (int dd = threadIdx.x; dd < a.dh; dd += blockDim.x) {
             float o = 0.0f;
-            for (int gg = 0; gg < n_groups; gg++)
-                o += po[gg * (n_groups > 1 ? a.dh : 0) + threadIdx.x];
+            for (int gg = 0; gg < ng; gg++)
+                o += po[(gg * tpg + dd / 4) * 4 + dd % 4];
             if (last)
                 a.out[(int64_t)row * hd + (int64_t)h * a.dh + dd] = o / sum;
             else
                 a.part_o[part * a.dh + dd] = o;
         }
         __syncthreads();
-        if (n_groups > 1)
-            break;
+    } else {
+        /* groups of dh threads each sum every n_groups-th key */
+        int n_groups = a.dh <= (int)blockDim.x ? (int)blockDim.x / a.dh : 1;
+        int g = threadIdx.x / a.dh;
+        for (int d0 = 0; d0 < a.dh; d0 += blockDim.x) {
+            int d = n_groups > 1 ? threadIdx.x % a.dh : d0 + threadIdx.x;
+            float acc = 0.0f;
+            if (g < n_groups && d < a.dh) {
+                int step = n_groups;
+#pragma unroll 8
+                for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += step)
+                    acc += sc[j - j0] * vb[(int64_t)j * hd + d];
+            }
+            po[threadIdx.x] = acc;
+            __syncthreads();
+            if (threadIdx.x < min(a.dh - d0, n_groups > 1 ? a.dh : (int)blockDim.x)) {
+                int dd = n_groups > 1 ? threadIdx.x : d0 + threadIdx.x;
+                float o = 0.0f;
+                for (int gg = 0; gg < n_groups; gg++)
+                    o += po[gg * (n_groups > 1 ? a.dh : 0) + threadIdx.x];
+                if (last)
+                    a.out[(int64_t)row * hd + (int64_t)h * a.dh + dd] = o / sum;
+                else
+                    a.part_o[part * a.dh + dd] = o;
+            }
+            __syncthreads();
+            if (n_groups > 1)
+                break;
+        }
     }
     if (!last && threadIdx.x == 0) {
         a.part_ml[2 * part] = mx;
@@ -270,14 +302,14 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     a.n_split = n_split;
     a.vec = p->head_dim % 4 == 0 && (p->heads * p->head_dim) % 4 == 0;
     for (int s = 0; s < n_seq && a.vec; s++)
-        a.vec = (uintptr_t)seqs[s].k->data % 16 == 0;
+        a.vec = (uintptr_t)seqs[s].k->data % 16 == 0 && (uintptr_t)seqs[s].v->data % 16 == 0;
     a.part_o = part;
     a.part_ml = part ? part + rowheads * a.n_split * a.dh : NULL;
     a.counters = counters;
-    size_t smem = ((size_t)a.dh + CHUNK + ATT_THREADS) * sizeof(float);
+    size_t smem = ((size_t)a.dh + CHUNK + 4 * ATT_THREADS) * sizeof(float);
     if (smem > 48 * 1024) {
         cu_fail(cb, "cuda: attention head_dim %d is not supported (at most %d)", a.dh,
-                48 * 1024 / 4 - CHUNK - ATT_THREADS);
+                48 * 1024 / 4 - CHUNK - 4 * ATT_THREADS);
         return;
     }
     cu_launch(cb, attn_chunk_kernel, dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS,

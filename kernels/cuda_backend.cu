@@ -260,6 +260,7 @@ void cu_flush(mg_cuda_backend *cb)
 {
     if (cb->failed) { /* the job has failed: drop what is pending */
         cb->n_cmds = 0;
+        cb->n_rng = 0;
         cb->blob_len = 0;
         cb->stage_off = 0;
         return;
@@ -274,6 +275,7 @@ void cu_flush(mg_cuda_backend *cb)
         cb->stage_off = 0;
     }
     size_t n = cb->n_cmds;
+    cb->n_rng = 0;
     if (n == 0)
         return;
     cb->n_cmds = 0;
@@ -534,6 +536,44 @@ static void cu_copy_rows_strided(mg_backend *be, mg_tensor *dst, int64_t dst_row
               cols, total);
 }
 
+/* One block row per copied row: dst[i] row dst_row[i] = src row src_row[i]. */
+struct scat_row {
+    float  *dst;
+    int64_t dst_row, src_row;
+};
+__global__ void scatter_rows_kernel(const float *src, const scat_row *rows, int64_t cols)
+{
+    cu_pdl_wait();
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols)
+        return;
+    scat_row r = rows[blockIdx.y];
+    r.dst[r.dst_row * cols + c] = src[r.src_row * cols + c];
+}
+
+static void cu_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
+                                 const mg_tensor *src, const int64_t *src_rows, int n)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    cu_enter(cb);
+    if (n <= 0 || cu_fuse_scatter(cb, dst, dst_rows, src, src_rows, n))
+        return;
+    scat_row *h = (scat_row *)malloc((size_t)n * sizeof *h);
+    if (!h) {
+        cu_fail(cb, "cuda: out of host memory for a row scatter");
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        h[i] = {cu_f32(dst[i]), dst_rows[i], src_rows[i]};
+    const scat_row *d = (const scat_row *)cu_stage(cb, h, (size_t)n * sizeof *h);
+    free(h);
+    if (!d)
+        return;
+    int64_t cols = mg_tensor_cols(src);
+    cu_launch(cb, scatter_rows_kernel, dim3(cu_blocks(cols, 256), (unsigned)n), 256, 0, cu_f32(src), d,
+              cols);
+}
+
 static void cu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
                          int64_t src_row, int64_t n)
 {
@@ -552,6 +592,7 @@ static void cu_destroy(mg_backend *be)
         graph_drop(&cb->graphs[i]);
     free(cb->cmds);
     free(cb->blob);
+    free(cb->rng);
     for (int i = 0; i < cb->cap_ev; i++)
         cudaEventDestroy(cb->prof_ev[i]);
     free(cb->prof_ev);
@@ -600,7 +641,7 @@ static const mg_backend_ops cuda_ops = {
     /* .lstm */ cu_lstm,
     /* .select_tokens */ cu_select_tokens,
     /* .copy_rows_strided */ cu_copy_rows_strided,
-    /* .copy_rows_scatter: not yet on the GPU (one copy_rows per row) */ NULL,
+    /* .copy_rows_scatter */ cu_copy_rows_scatter,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

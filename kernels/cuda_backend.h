@@ -39,6 +39,11 @@ struct cu_cmd {
 };
 enum { CU_K_PLAIN, CU_K_LINEAR, CU_K_EMBED };
 
+/* Host-side byte ranges a fused scatter writes (fusion checks), per segment. */
+struct cu_range {
+    const char *lo, *hi;
+};
+
 struct cu_graph_entry {
     cu_cmd          *cmds;
     char            *blob;
@@ -76,6 +81,8 @@ struct mg_cuda_backend {
     char        *blob;
     size_t       blob_len, blob_cap;
     int          use_graphs, use_fusion, wide, pdl;
+    cu_range    *rng;            /* see cu_range */
+    int          n_rng, cap_rng;
     cu_graph_entry graphs[CU_GRAPHS];
     uint64_t     flushes;
     /* counters for the bench: launches made, graph replays */
@@ -175,7 +182,15 @@ struct cu_rowmap {
     int64_t dst_row, dst_step, src_row, src_step, n, count;
 };
 
+/* One row of copy_rows_scatter: dst_row of tensor dst (device arena). */
+struct cu_scat_ent {
+    float  *dst;
+    int64_t dst_row;
+};
+
 /* matvec.cu: peephole fusion into the linear just recorded; 1 when fused. */
+int  cu_fuse_scatter(mg_cuda_backend *cb, mg_tensor *const *dst, const int64_t *dst_rows,
+                     const mg_tensor *src, const int64_t *src_rows, int n);
 int  cu_fuse_copy(mg_cuda_backend *cb, mg_tensor *dst, const mg_tensor *src, const cu_rowmap *m);
 int  cu_fuse_add(mg_cuda_backend *cb, mg_tensor *y, const mg_tensor *x);
 enum { CU_ACT_NONE, CU_ACT_RELU, CU_ACT_GELU, CU_ACT_ELU };

@@ -221,6 +221,16 @@ static void test_elementwise(ctx *c)
     c->cpu->ops->copy_rows(c->cpu, d.c, 3, s.c, 2, 5);
     c->gpu->ops->copy_rows(c->gpu, d.g, 3, s.g, 2, 5);
     compare(c, d, TOL, "copy_rows");
+    {   /* a scatter into two tensors, rows out of order */
+        pair e = mk2(c, 11, 77, rnd(c, 11 * 77, 1));
+        int64_t dr[4] = {10, 0, 3, 5}, sr[4] = {8, 1, 0, 4};
+        mg_tensor *dc[4] = {d.c, e.c, d.c, e.c}, *dg[4] = {d.g, e.g, d.g, e.g};
+        mg_copy_rows_scatter(c->cpu, dc, dr, s.c, sr, 4);
+        mg_copy_rows_scatter(c->gpu, dg, dr, s.g, sr, 4);
+        compare(c, d, TOL, "copy_rows_scatter (1 of 2)");
+        compare(c, e, TOL, "copy_rows_scatter (2 of 2)");
+        drop(e);
+    }
     drop(a); drop(b); drop(s); drop(d);
 }
 
@@ -555,7 +565,15 @@ static int step_run(step_net *n, mg_backend *be, int H, int past, float *x_out, 
     op->linear(be, n->tk, n->h, n->k, NULL);
     op->linear(be, n->tv, n->h, n->v, NULL);
     mg_copy_row_blocks(be, n->kc, past, ST_CAP, n->tk, 0, 1, 1, ST_S);
-    mg_copy_row_blocks(be, n->vc, past, ST_CAP, n->tv, 0, 1, 1, ST_S);
+    /* V goes through the per-row scatter (as the batched decoder does), K strided */
+    mg_tensor *vdst[ST_S];
+    int64_t vrow[ST_S], srow[ST_S];
+    for (int s = 0; s < ST_S; s++) {
+        vdst[s] = n->vc;
+        vrow[s] = (int64_t)s * ST_CAP + past;
+        srow[s] = s;
+    }
+    mg_copy_rows_scatter(be, vdst, vrow, n->tv, srow, ST_S);
     mg_attn_seq seqs[ST_S];
     for (int s = 0; s < ST_S; s++)
         seqs[s] = (mg_attn_seq){.k = n->kc, .v = n->vc, .k_row0 = (int64_t)s * ST_CAP,
@@ -572,7 +590,17 @@ static int step_run(step_net *n, mg_backend *be, int H, int past, float *x_out, 
     op->add(be, n->x, n->h);
     for (int k = 0; k < ST_K; k++) {
         op->linear(be, n->hl, n->x, n->hd[k], NULL);
-        mg_copy_row_blocks(be, n->logits, k, ST_K, n->hl, 0, 1, 1, ST_S);
+        if (k % 2) {
+            mg_tensor *ldst[ST_S];
+            int64_t lrow[ST_S];
+            for (int s = 0; s < ST_S; s++) {
+                ldst[s] = n->logits;
+                lrow[s] = (int64_t)s * ST_K + k;
+            }
+            mg_copy_rows_scatter(be, ldst, lrow, n->hl, srow, ST_S);
+        } else {
+            mg_copy_row_blocks(be, n->logits, k, ST_K, n->hl, 0, 1, 1, ST_S);
+        }
     }
     mg_error err = {0};
     if (op->sync(be, &err) || mg_tensor_download_f32(n->x, x_out, &err) ||

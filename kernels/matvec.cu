@@ -64,7 +64,9 @@ struct lin_member {
     float           *y, *res, *y2;
     const float     *y2_end;  /* end of y2's tensor (overlap checks only) */
     const cu_rowmap *map2;    /* device (metadata arena) */
+    const cu_scat_ent *scat;  /* fused scatter: per output row (arena), dst NULL = none */
     int              n, act, write_y, tile0;
+    int              rng0, rng_n; /* the scatter's destination ranges (cb->rng) */
 };
 struct lin_args {
     const float *x;
@@ -83,6 +85,11 @@ __device__ __forceinline__ void lin_store(const lin_member &mb, int m, int n, fl
         mb.y[i] = v;
     if (mb.res)
         mb.res[i] += v;
+    if (mb.scat) {
+        cu_scat_ent e = mb.scat[m];
+        if (e.dst)
+            e.dst[e.dst_row * mb.n + n] = v;
+    }
     if (mb.y2) {
         const cu_rowmap *p = mb.map2;
         int64_t r = m - p->src_row;
@@ -356,7 +363,18 @@ static bool overlap(const void *a, const void *a_end, const void *b, const void 
 }
 
 /* Byte ranges a group writes, for the fusion checks. */
-static bool hits_writes(const lin_args *a, const void *p, const void *p_end, int skip_y_of)
+static bool hits_scatter(const mg_cuda_backend *cb, const lin_member *mb, const void *p,
+                         const void *p_end)
+{
+    for (int r = mb->rng0; mb->scat && r < mb->rng0 + mb->rng_n; r++)
+        if (overlap(p, p_end, cb->rng[r].lo, cb->rng[r].hi))
+            return true;
+    return false;
+}
+
+/* Byte ranges a group writes, for the fusion checks. */
+static bool hits_writes(const mg_cuda_backend *cb, const lin_args *a, const void *p,
+                        const void *p_end, int skip_y_of)
 {
     for (int i = 0; i < a->n_members; i++) {
         const lin_member *mb = &a->mb[i];
@@ -366,6 +384,8 @@ static bool hits_writes(const lin_args *a, const void *p, const void *p_end, int
         if (mb->res && overlap(p, p_end, mb->res, (const char *)mb->res + bytes))
             return true;
         if (mb->y2 && overlap(p, p_end, mb->y2, mb->y2_end))
+            return true;
+        if (hits_scatter(cb, mb, p, p_end))
             return true;
     }
     return false;
@@ -400,7 +420,7 @@ int cu_fuse_act(mg_cuda_backend *cb, mg_tensor *y, int act)
     if (!a)
         return 0;
     lin_member *mb = &a->mb[j];
-    if (mb->act || mb->res || mb->y2)
+    if (mb->act || mb->res || mb->y2 || mb->scat)
         return 0;
     mb->act = act;
     return 1;
@@ -414,7 +434,7 @@ int cu_fuse_add(mg_cuda_backend *cb, mg_tensor *y, const mg_tensor *x)
     if (!a || n != mg_tensor_numel(x) || a->mb[j].res)
         return 0;
     const char *p = (const char *)y->data, *e = p + (size_t)n * sizeof(float);
-    if (hits_input(a, p, e) || hits_writes(a, p, e, -1))
+    if (hits_input(a, p, e) || hits_writes(cb, a, p, e, -1))
         return 0;
     a->mb[j].res = (float *)y->data;
     return 1;
@@ -431,11 +451,11 @@ int cu_fuse_copy(mg_cuda_backend *cb, mg_tensor *dst, const mg_tensor *src, cons
     for (int i = a->n_members - 1; i >= 0 && j < 0; i--)
         if (a->mb[i].y == src->data)
             j = i;
-    if (j < 0 || a->mb[j].y2 || mg_tensor_cols(src) != a->mb[j].n || m->src_row < 0 ||
+    if (j < 0 || a->mb[j].y2 || a->mb[j].scat || mg_tensor_cols(src) != a->mb[j].n || m->src_row < 0 ||
         m->src_step < m->n || m->src_row + (m->count - 1) * m->src_step + m->n > a->M)
         return 0;
     const char *p = (const char *)dst->data, *e = p + dst->nbytes;
-    if (hits_input(a, p, e) || hits_writes(a, p, e, -1))
+    if (hits_input(a, p, e) || hits_writes(cb, a, p, e, -1))
         return 0;
     /* staging must not flush the group away (a full arena): then do not fuse */
     if (cb->stage_off + 16 + sizeof *m > cb->stage_cap)
@@ -595,6 +615,67 @@ __global__ void reduce_splits_kernel(float *y, const float *part, const float *b
     y[i] = s;
 }
 
+int cu_fuse_scatter(mg_cuda_backend *cb, mg_tensor *const *dst, const int64_t *dst_rows,
+                    const mg_tensor *src, const int64_t *src_rows, int n)
+{
+    cu_cmd *c = cu_last_cmd(cb, CU_K_LINEAR);
+    if (!c)
+        return 0;
+    lin_args *a = (lin_args *)cu_cmd_argp(cb, c, 0);
+    int j = -1;
+    for (int i = a->n_members - 1; i >= 0 && j < 0; i--)
+        if (a->mb[i].y == src->data)
+            j = i;
+    if (j < 0 || a->mb[j].y2 || a->mb[j].scat || mg_tensor_cols(src) != a->mb[j].n || n > a->M)
+        return 0;
+    size_t table = (size_t)a->M * sizeof(cu_scat_ent);
+    if (cb->stage_off + 16 + table > cb->stage_cap)
+        return 0;
+    cu_scat_ent *t = (cu_scat_ent *)calloc((size_t)a->M, sizeof *t);
+    if (!t)
+        return 0;
+    int ok = 1, rng_n = 0;
+    for (int i = 0; i < n && ok; i++) {
+        int64_t r = src_rows[i];
+        const char *p = (const char *)dst[i]->data, *e = p + dst[i]->nbytes;
+        ok = r >= 0 && r < a->M && !t[r].dst && mg_tensor_cols(dst[i]) == a->mb[j].n &&
+             !hits_input(a, p, e) && !hits_writes(cb, a, p, e, -1);
+        if (ok) {
+            t[r].dst = cu_f32(dst[i]);
+            t[r].dst_row = dst_rows[i];
+        }
+    }
+    if (ok) { /* the destination ranges, for later checks (consecutive repeats once) */
+        if (cb->n_rng + n > cb->cap_rng) {
+            int cap = 2 * (cb->n_rng + n) + 64;
+            cu_range *p = (cu_range *)realloc(cb->rng, (size_t)cap * sizeof *p);
+            if (!p)
+                ok = 0;
+            else {
+                cb->rng = p;
+                cb->cap_rng = cap;
+            }
+        }
+        for (int i = 0; i < n && ok; i++) {
+            const char *p = (const char *)dst[i]->data;
+            if (rng_n && cb->rng[cb->n_rng + rng_n - 1].lo == p)
+                continue;
+            cb->rng[cb->n_rng + rng_n++] = {p, p + dst[i]->nbytes};
+        }
+    }
+    const cu_scat_ent *d = ok ? (const cu_scat_ent *)cu_stage(cb, t, table) : NULL;
+    free(t);
+    if (!ok)
+        return 0;
+    if (!d)
+        return 1; /* error recorded */
+    a->mb[j].scat = d;
+    a->mb[j].rng0 = cb->n_rng;
+    a->mb[j].rng_n = rng_n;
+    cb->n_rng += rng_n;
+    return 1;
+}
+
 /* Records a stream linear (M <= LIN_MAX_ROWS), joining the pending group
  * when it reads the same input. */
 static void stream_linear(mg_cuda_backend *cb, float *y, const float *x, const void *w,
@@ -623,6 +704,8 @@ static void stream_linear(mg_cuda_backend *cb, float *y, const float *x, const v
             if (o->res && overlap(y, ye, o->res, (const char *)o->res + bytes))
                 ok = false;
             if (o->y2 && overlap(y, ye, o->y2, o->y2_end))
+                ok = false;
+            if (hits_scatter(cb, o, y, ye))
                 ok = false;
             if (overlap(y, ye, o->y, (const char *)o->y + bytes) && !(o->y == y && o->n == N))
                 ok = false;
