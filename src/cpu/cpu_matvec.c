@@ -131,21 +131,6 @@ static void q8_tile_scalar(const mv_args *a, int64_t n0, int64_t m0, int mr)
     }
 }
 
-/* Group g of the NR rows of a tile as floats in natural order (dequantising kernels). */
-static inline void q8_dequant_group(const mv_args *a, int64_t n0, int64_t g,
-                                    float (*w)[MG_Q8_GROUP])
-{
-    int nb = mg_q8_group_blocks(&a->q8, g);
-    for (int j = 0; j < NR; j++) {
-        const uint8_t *q = mg_q8_group(&a->q8, n0, g);
-        const float *sc = mg_q8_group_scales(&a->q8, n0 + j, g);
-        for (int p = 0; p < MG_Q8_PIECES; p++)
-            for (int b = 0; b < nb; b++)
-                for (int l = 0; l < 4; l++)
-                    w[j][b * MG_Q8_BLOCK + 4 * p + l] =
-                        sc[b] * (float)((int)q[((p * NR + j) * nb + b) * 4 + l] - 128);
-    }
-}
 
 #if MG_X86
 /* ------------------------------------------------------------------ AVX2 */
@@ -426,9 +411,32 @@ static inline void prefetch_next(const mv_args *a, int64_t n0, int64_t k0, int64
     }
 }
 
+/* Group g of the NR rows of a unit as floats in natural order (the
+ * dequantising kernels): 4 quants (one piece of one block) per step. */
+INLINE TARGET_AVX2 void q8_dequant_group(const mv_args *a, int64_t n0, int64_t g,
+                                         float (*w)[MG_Q8_GROUP])
+{
+    int nb = mg_q8_group_blocks(&a->q8, g);
+    const uint8_t *q = mg_q8_group(&a->q8, n0, g);
+    const __m128i off = _mm_set1_epi32(128);
+    for (int j = 0; j < NR; j++) {
+        const float *sc = mg_q8_group_scales(&a->q8, n0 + j, g);
+        for (int p = 0; p < MG_Q8_PIECES; p++) {
+            const uint8_t *qp = q + (p * NR + j) * nb * 4;
+            for (int b = 0; b < nb; b++) {
+                int32_t four;
+                memcpy(&four, qp + 4 * b, 4);
+                __m128i v = _mm_sub_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(four)), off);
+                _mm_storeu_ps(w[j] + b * MG_Q8_BLOCK + 4 * p,
+                              _mm_mul_ps(_mm_cvtepi32_ps(v), _mm_set1_ps(sc[b])));
+            }
+        }
+    }
+}
+
 /* The float weight rows of chunk [k0, k0 + n) of unit n0: F32 in place, Q8
  * dequantised into buf (its chunks are its groups). Returns n. */
-static inline int64_t unit_chunk(const mv_args *a, int64_t n0, int64_t k0,
+INLINE TARGET_AVX2 int64_t unit_chunk(const mv_args *a, int64_t n0, int64_t k0,
                                  float (*buf)[MG_Q8_GROUP], const float **w)
 {
     if (a->w) {
