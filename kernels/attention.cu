@@ -10,7 +10,7 @@
 
 #include <float.h>
 
-enum { ATT_THREADS = 128, CHUNK = 256 };
+enum { ATT_THREADS = 128, CHUNK = 256 }; /* 64 measured no faster on an H100 */
 
 struct attn_seq_dev {
     const float *k, *v;

@@ -37,7 +37,7 @@ struct cu_cmd {
     uint32_t    argoff[CU_MAX_ARGS]; /* offsets into the segment's argument blob */
     int32_t     kind;                /* CU_K_*: which peephole rules may touch it */
 };
-enum { CU_K_PLAIN, CU_K_LINEAR, CU_K_EMBED };
+enum { CU_K_PLAIN, CU_K_LINEAR, CU_K_EMBED, CU_K_NORM };
 
 /* Host-side byte ranges a fused scatter writes (fusion checks), per segment. */
 struct cu_range {
@@ -80,7 +80,7 @@ struct mg_cuda_backend {
     size_t       n_cmds, cmds_cap;
     char        *blob;
     size_t       blob_len, blob_cap;
-    int          use_graphs, use_fusion, wide, pdl;
+    int          use_graphs, use_fusion, wide, pdl, fuse_norm;
     cu_range    *rng;            /* see cu_range */
     int          n_rng, cap_rng;
     cu_graph_entry graphs[CU_GRAPHS];
@@ -209,6 +209,66 @@ static __device__ __forceinline__ void cu_pdl_wait()
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+/* ---- layer/RMS norm of one row, shared by layer_norm_kernel and the
+ * tensor-core linear that absorbs a norm (matvec.cu), so that both give the
+ * same bits: the whole block (CU_LN_THREADS threads) owns the row, thread t
+ * holds values t, t + CU_LN_THREADS, ... in registers (rows up to
+ * CU_LN_REG * CU_LN_THREADS values), sums run in that order then across the
+ * block, and every multiply/add is explicitly rounded (no contraction). */
+enum { CU_LN_THREADS = 256, CU_LN_REG = 8 };
+
+static __device__ __forceinline__ float cu_block_sum(float v, float *red)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = (blockDim.x + 31) / 32;
+    __syncthreads(); /* red may still be read by a previous call */
+    if (l == 0)
+        red[w] = v;
+    __syncthreads();
+    v = l < nw ? red[l] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Loads the row into v and computes mean (0 for RMS) and 1/sqrt(var + eps). */
+static __device__ __forceinline__ void cu_ln_stats(const float *xi, int64_t d, float eps, int rms,
+                                                   float *red, float *v, float *mean_out,
+                                                   float *inv_out)
+{
+#pragma unroll
+    for (int r = 0; r < CU_LN_REG; r++) {
+        int64_t j = threadIdx.x + (int64_t)r * blockDim.x;
+        v[r] = j < d ? xi[j] : 0.0f;
+    }
+    float mean = 0.0f;
+    if (!rms) {
+        float s = 0.0f;
+#pragma unroll
+        for (int r = 0; r < CU_LN_REG; r++)
+            if (threadIdx.x + (int64_t)r * blockDim.x < d)
+                s = __fadd_rn(s, v[r]);
+        mean = cu_block_sum(s, red) / (float)d;
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int r = 0; r < CU_LN_REG; r++)
+        if (threadIdx.x + (int64_t)r * blockDim.x < d) {
+            float c = __fsub_rn(v[r], mean);
+            ss = __fadd_rn(ss, __fmul_rn(c, c));
+        }
+    *mean_out = mean;
+    *inv_out = 1.0f / sqrtf(__fadd_rn(cu_block_sum(ss, red) / (float)d, eps));
+}
+
+static __device__ __forceinline__ float cu_ln_apply(float v, float mean, float inv, float g,
+                                                    float b, int rms)
+{
+    return rms ? __fmul_rn(g, __fmul_rn(v, inv))
+               : __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(v, mean), inv), g), b);
+}
+
 /* The activations, shared by the elementwise kernel and fused epilogues. */
 static __device__ __forceinline__ float cu_act(float v, int act)
 {

@@ -814,6 +814,9 @@ int main(int argc, char **argv)
     int dev = argc > 1 ? atoi(argv[1]) : 0;
     if (getenv("MG_KTEST_FAULT_CHILD"))
         return fault_child(dev);
+    /* the opt-in norm absorption is checked too (the decoder-like steps
+     * compare it bit for bit with a backend that fuses nothing) */
+    setenv("MG_CUDA_FUSE_NORM", "1", 0);
     char name[256] = "";
     /* MG_KTEST_SELF=1 runs the harness with a second CPU backend in place of
      * the GPU (f32 only), to check the test itself on a machine without one */

@@ -5,29 +5,14 @@
 #include <float.h>
 #include <string.h>
 
-enum { EW = 256, NORM_THREADS = 256 };
+enum { EW = 256 };
 
-/* Sum over the block; every thread gets the result. red: 32 floats of smem. */
-static __device__ float block_sum(float v, float *red)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = (blockDim.x + 31) / 32;
-    __syncthreads(); /* red may still be read by a previous call */
-    if (l == 0)
-        red[w] = v;
-    __syncthreads();
-    v = l < nw ? red[l] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
-/* Two passes over the row (mean, then centred variance) as the CPU does.
- * Rows up to LN_REG * NORM_THREADS values stay in registers between the
- * passes (one read of the row instead of three; same arithmetic either
- * way). In place (y == x) is safe: each thread writes only what it read. */
-enum { LN_REG = 8 };
+/* Two passes over the row (mean, then centred variance) as the CPU does,
+ * one block per row. Rows up to CU_LN_REG * CU_LN_THREADS values stay in
+ * registers between the passes (cu_ln_stats, shared with the linear that
+ * may absorb this norm); longer ones take the loop below, same arithmetic.
+ * In place (y == x) is safe: each thread writes only what it read. */
 __global__ void layer_norm_kernel(float *y, const float *x, const float *g, const float *b,
                                   int64_t d, float eps, int rms)
 {
@@ -35,57 +20,32 @@ __global__ void layer_norm_kernel(float *y, const float *x, const float *g, cons
     __shared__ float red[32];
     const float *xi = x + blockIdx.x * d;
     float *yi = y + blockIdx.x * d;
-    bool in_reg = d <= (int64_t)LN_REG * blockDim.x;
-    float v[LN_REG];
+    if (d <= (int64_t)CU_LN_REG * blockDim.x) {
+        float v[CU_LN_REG], mean, inv;
+        cu_ln_stats(xi, d, eps, rms, red, v, &mean, &inv);
 #pragma unroll
-    for (int r = 0; r < LN_REG; r++) {
-        int64_t j = threadIdx.x + (int64_t)r * blockDim.x;
-        v[r] = in_reg && j < d ? xi[j] : 0.0f;
+        for (int r = 0; r < CU_LN_REG; r++) {
+            int64_t j = threadIdx.x + (int64_t)r * blockDim.x;
+            if (j < d)
+                yi[j] = cu_ln_apply(v[r], mean, inv, g[j], rms ? 0.0f : b[j], rms);
+        }
+        return;
     }
     float mean = 0.0f;
     if (!rms) {
         float s = 0.0f;
-        if (in_reg) {
-#pragma unroll
-            for (int r = 0; r < LN_REG; r++)
-                if (threadIdx.x + (int64_t)r * blockDim.x < d)
-                    s += v[r];
-        } else {
-            for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
-                s += xi[j];
-        }
-        mean = block_sum(s, red) / (float)d;
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+            s = __fadd_rn(s, xi[j]);
+        mean = cu_block_sum(s, red) / (float)d;
     }
     float ss = 0.0f;
-    if (in_reg) {
-#pragma unroll
-        for (int r = 0; r < LN_REG; r++)
-            if (threadIdx.x + (int64_t)r * blockDim.x < d) {
-                float c = v[r] - mean;
-                ss += c * c;
-            }
-    } else {
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-            float c = xi[j] - mean;
-            ss += c * c;
-        }
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+        float c = __fsub_rn(xi[j], mean);
+        ss = __fadd_rn(ss, __fmul_rn(c, c));
     }
-    float inv = 1.0f / sqrtf(block_sum(ss, red) / (float)d + eps);
-    if (in_reg) {
-#pragma unroll
-        for (int r = 0; r < LN_REG; r++) {
-            int64_t j = threadIdx.x + (int64_t)r * blockDim.x;
-            if (j < d)
-                yi[j] = rms ? g[j] * (v[r] * inv) : (v[r] - mean) * inv * g[j] + b[j];
-        }
-    } else {
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-            if (rms)
-                yi[j] = g[j] * (xi[j] * inv);
-            else
-                yi[j] = (xi[j] - mean) * inv * g[j] + b[j];
-        }
-    }
+    float inv = 1.0f / sqrtf(__fadd_rn(cu_block_sum(ss, red) / (float)d, eps));
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+        yi[j] = cu_ln_apply(xi[j], mean, inv, g[j], rms ? 0.0f : b[j], rms);
 }
 
 void cu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w, float eps)
@@ -95,8 +55,8 @@ void cu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tens
     int64_t rows = mg_tensor_rows(x);
     if (rows <= 0)
         return;
-    cu_launch(cb, layer_norm_kernel, (unsigned)rows, NORM_THREADS, 0, cu_f32(y), cu_f32(x),
-              cu_f32(w), (const float *)NULL, mg_tensor_cols(x), eps, 1);
+    cu_launch_k(cb, CU_K_NORM, layer_norm_kernel, (unsigned)rows, CU_LN_THREADS, 0, cu_f32(y),
+                cu_f32(x), cu_f32(w), (const float *)NULL, mg_tensor_cols(x), eps, 1);
     cu_launched(cb, "rms_norm");
 }
 
@@ -108,8 +68,8 @@ void cu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
     int64_t rows = mg_tensor_rows(x);
     if (rows <= 0)
         return;
-    cu_launch(cb, layer_norm_kernel, (unsigned)rows, NORM_THREADS, 0, cu_f32(y), cu_f32(x),
-              cu_f32(w), cu_f32(b), mg_tensor_cols(x), eps, 0);
+    cu_launch_k(cb, CU_K_NORM, layer_norm_kernel, (unsigned)rows, CU_LN_THREADS, 0, cu_f32(y),
+                cu_f32(x), cu_f32(w), cu_f32(b), mg_tensor_cols(x), eps, 0);
     cu_launched(cb, "layer_norm");
 }
 
