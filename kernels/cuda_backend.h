@@ -81,6 +81,7 @@ struct mg_cuda_backend {
     char        *blob;
     size_t       blob_len, blob_cap;
     int          use_graphs, use_fusion, wide, pdl, fuse_norm;
+    size_t       mma_smem_raised; /* dynamic shared memory opted in (matvec.cu) */
     cu_range    *rng;            /* see cu_range */
     int          n_rng, cap_rng;
     cu_graph_entry graphs[CU_GRAPHS];

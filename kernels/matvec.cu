@@ -353,18 +353,19 @@ struct lin_pick {
     size_t      smem;
 };
 
-template <int MT, int NT, int KW> static void mma_pick(lin_pick *p)
+template <int MT, int NT, int KW> static void mma_pick(mg_cuda_backend *cb, lin_pick *p)
 {
     p->func = (const void *)mma_linear_kernel<MT, NT, KW>;
     p->threads = KW * 32;
     p->outs = 8 * NT;
     p->rows = 16 * MT;
     p->smem = (size_t)KW * MT * 16 * (NT * 8 + 1) * sizeof(float);
-    static bool raised; /* more than 48 KB of dynamic shared memory needs an opt-in */
-    if (p->smem > 48 * 1024 && !raised) {
-        cudaFuncSetAttribute(mma_linear_kernel<MT, NT, KW>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem);
-        raised = true;
+    /* more than 48 KB of dynamic shared memory needs an opt-in, per context */
+    if (p->smem > 48 * 1024 && p->smem > cb->mma_smem_raised) {
+        cu_check(cb, cudaFuncSetAttribute(mma_linear_kernel<MT, NT, KW>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          (int)p->smem), "linear shared memory");
+        cb->mma_smem_raised = p->smem; /* the only kernel above 48 KB */
     }
 }
 
@@ -372,23 +373,24 @@ template <int MT, int NT, int KW> static void mma_pick(lin_pick *p)
  * so that the activations are read from L2 once per 8*NT outputs rather than
  * once per 8; MG_CUDA_WIDE=0 keeps one n8-tile per warp. The K split (KW = 8
  * warps, fixed) and so every row's bits are the same either way. */
-static lin_pick pick_stream(int w_bf16, int M, int K, bool x_al, bool w_al, int wide)
+static lin_pick pick_stream(mg_cuda_backend *cb, int w_bf16, int M, int K, bool x_al, bool w_al,
+                            int wide)
 {
     lin_pick p;
     p.smem = 0;
     if (w_bf16 && K % 32 == 0 && x_al && w_al) {
         if (M <= 16)
-            mma_pick<1, 1, 8>(&p);
+            mma_pick<1, 1, 8>(cb, &p);
         else if (wide && M <= 32)
-            mma_pick<2, 2, 8>(&p);
+            mma_pick<2, 2, 8>(cb, &p);
         else if (wide)
-            mma_pick<4, 4, 8>(&p);
+            mma_pick<4, 4, 8>(cb, &p);
         else if (M <= 32)
-            mma_pick<2, 1, 8>(&p);
+            mma_pick<2, 1, 8>(cb, &p);
         else if (M <= 64)
-            mma_pick<4, 1, 8>(&p);
+            mma_pick<4, 1, 8>(cb, &p);
         else
-            mma_pick<8, 1, 8>(&p);
+            mma_pick<8, 1, 8>(cb, &p);
         return p;
     }
     bool vec = K % 8 == 0 && x_al && w_al;
@@ -735,7 +737,7 @@ static void stream_linear(mg_cuda_backend *cb, float *y, const float *x, const v
 {
     bool x_al = (uintptr_t)x % 16 == 0 && K % 4 == 0;
     bool w_al = (uintptr_t)w % 16 == 0 && K % 8 == 0;
-    lin_pick p = pick_stream(w_bf16, M, K, x_al, w_al, cb->wide);
+    lin_pick p = pick_stream(cb, w_bf16, M, K, x_al, w_al, cb->wide);
     lin_member mb;
     memset(&mb, 0, sizeof mb);
     mb.w = w;
