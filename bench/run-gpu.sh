@@ -1,6 +1,8 @@
 #!/bin/sh
 # make bench-gpu: the musicgen-small-shaped random model (written once, as for
-# make bench) on the CUDA backend: bf16 weights, then f32 step times.
+# make bench) on the CUDA backend, bf16 weights. MG_BENCH_ABLATE=1 adds decode
+# step times with the backend's graph replay, fusion or wide batched tiles
+# switched off (MG_CUDA_GRAPHS=0, MG_CUDA_FUSE=0, MG_CUDA_WIDE=0) and in f32.
 set -e
 BUILD=${BUILD:-build}
 MODEL=${MG_BENCH_MODEL:-$BUILD/bench-model-small}
@@ -9,3 +11,9 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
     "$BUILD/musicgen-mkmodel" --shape small --seed 1 -o "$MODEL"
 fi
 "$BUILD/bench_gpu" "$MODEL"
+if [ "${MG_BENCH_ABLATE:-0}" != 0 ]; then
+    for knobs in MG_CUDA_GRAPHS=0 "MG_CUDA_GRAPHS=0 MG_CUDA_FUSE=0" MG_CUDA_WIDE=0 MG_DTYPE=f32; do
+        echo "-- $knobs"
+        env $knobs MG_BENCH_SECONDS=1 MG_BENCH_BIG_BATCH=0 "$BUILD/bench_gpu" "$MODEL" | grep decode_step
+    done
+fi
