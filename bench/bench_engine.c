@@ -169,18 +169,22 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
         DIE("%s", err.msg);
     m->be->ops->copy_rows(m->be, enc2, 0, enc, 0, S); /* second half stays zero */
     enum { STEPS = 250 };
+    /* the production path: the scheduler's batched step, one state here */
     mg_dec_state st;
+    mg_dec_state *sts[1] = {&st};
+    mg_dec_batch wb = {0};
     int K = c->num_codebooks;
     if (mg_dec_state_init(&m->dec, &st, 2, STEPS, enc2, mask2, S, &err) ||
         mg_tensor_new2(&logits, m->be, 2 * K, c->dec_vocab, &err))
         DIE("%s", err.msg);
     static double steps[STEPS];
     int32_t step_ids[8] = {0};
+    const int32_t *ids1[1] = {step_ids};
     for (int s = 0; s < STEPS; s++) {
         for (int k = 0; k < 2 * K; k++)
             step_ids[k] = (s * 7 + k) % c->dec_vocab;
         t0 = now_ms();
-        if (mg_decoder_forward(&m->dec, &st, step_ids, 1, 1, logits, NULL, NULL, &err))
+        if (mg_decoder_step(&m->dec, &wb, sts, 1, ids1, &logits, &err))
             DIE("%s", err.msg);
         steps[s] = now_ms() - t0;
     }
@@ -191,6 +195,7 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     PUT("decode_ms", step_ms);
     PUT("decode_weight_mb", wbytes / 1e6);
     PUT("decode_gbs", gbs);
+    mg_dec_batch_free(&wb);
     mg_dec_state_free(&m->dec, &st);
 
     /* EnCodec on 5 s of codes */

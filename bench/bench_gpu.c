@@ -77,7 +77,11 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
         host[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     for (int i = 0; i < n_seq * S; i++)
         mask[i] = i / S < requests && i % S < 15;
+    /* the production path: the scheduler's batched step, one state here */
     mg_dec_state st;
+    mg_dec_state *sts[1] = {&st};
+    mg_dec_batch wb = {0};
+    const int32_t *ids1[1] = {ids};
     if (mg_tensor_new2(&enc, m->be, (int64_t)n_seq * S, c->dec_hidden, &err) ||
         mg_tensor_upload_f32(enc, host, &err) ||
         mg_dec_state_init(&m->dec, &st, n_seq, steps + warm, enc, mask, S, &err) ||
@@ -92,7 +96,7 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
         for (int i = 0; i < n_seq * K; i++)
             ids[i] = (s * 31 + i * 7) % V;
         double t0 = now_ms();
-        if (mg_decoder_forward(&m->dec, &st, ids, 1, 1, logits, NULL, NULL, &err) ||
+        if (mg_decoder_step(&m->dec, &wb, sts, 1, ids1, &logits, &err) ||
             m->be->ops->select_tokens(m->be, logits, requests * K, V, &p->sampling, 1, (uint64_t)s,
                                       NULL, tok, &err))
             DIE("%s", err.msg);
@@ -108,6 +112,7 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
     mg_cuda_profile_dump(m->be, title);
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];
+    mg_dec_batch_free(&wb);
     mg_dec_state_free(&m->dec, &st);
     mg_tensor_free(enc);
     mg_tensor_free(logits);

@@ -80,7 +80,9 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
                         const int32_t *const *ids, mg_tensor *const *logits, mg_error *err);
 void    mg_dec_batch_free(mg_dec_batch *wb);
 
-/* Runs n_new new columns for every sequence: ids host [n_seq, K, n_new].
+/* Teacher forcing for the golden checks (several columns per call, traces,
+ * every column's logits); generation uses mg_decoder_step.
+ * Runs n_new new columns for every sequence: ids host [n_seq, K, n_new].
  * logits: [n_seq*K*n_new, V] laid out [n_seq, K, n_new, V], or with
  * last_only [n_seq*K, V] for the last new column. Trace names follow
  * golden_decoder_tf ("decoder_hidden_states.i"). */

@@ -102,14 +102,9 @@ mg_code mg_loader_from_host(mg_backend *be, const float *host, int ndim, const i
     return rc;
 }
 
-mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
-                       float **out, mg_error *err)
+/* A malloc'd F32 copy of a found tensor; its file pages are released. */
+static mg_code host_copy(mg_loader *ld, const mg_st_tensor *t, float **out, mg_error *err)
 {
-    const mg_st_tensor *t;
-    *out = NULL;
-    mg_code rc = mg_loader_find(ld, names, ndim, shape, &t, err);
-    if (rc != MG_OK)
-        return rc;
     float *h = malloc((size_t)mg_st_numel(t) * sizeof *h + 1);
     if (!h)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory converting tensor '%s'", t->name);
@@ -117,6 +112,15 @@ mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t
     release_file_pages(ld, t);
     *out = h;
     return MG_OK;
+}
+
+mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
+                       float **out, mg_error *err)
+{
+    const mg_st_tensor *t;
+    *out = NULL;
+    mg_code rc = mg_loader_find(ld, names, ndim, shape, &t, err);
+    return rc != MG_OK ? rc : host_copy(ld, t, out, err);
 }
 
 static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
@@ -132,7 +136,7 @@ static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int
     float *h = NULL;
     const void *data = st->data;
     if (st->dtype != MG_DT_F32) {
-        rc = mg_loader_host(ld, names, ndim, shape, &h, err);
+        rc = host_copy(ld, st, &h, err);
         if (rc != MG_OK)
             return rc;
         data = h;

@@ -42,7 +42,7 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
 #ifdef MG_HAVE_CUDA
     /* the GPU keeps matrix weights in bf16 (default) or f32; q8 is a CPU format,
      * so "auto" with q8 means the CPU */
-    if ((gpu >= 0 || is_auto) && wdt == MG_DT_Q8 && !is_auto)
+    if (gpu >= 0 && wdt == MG_DT_Q8)
         return mg_fail_field(err, MG_ERR_UNSUPPORTED, "dtype",
                              "weight format 'q8' is not implemented on CUDA (use bf16 or f32)");
     if ((gpu >= 0 || is_auto) && wdt != MG_DT_Q8) {

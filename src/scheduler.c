@@ -144,6 +144,15 @@ static void *sched_main(void *arg)
     return NULL;
 }
 
+static void free_arrays(mg_sched *s)
+{
+    free(s->active);
+    free(s->states);
+    free(s->ids);
+    free(s->logits);
+    free(s);
+}
+
 mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *err)
 {
     *out = NULL;
@@ -160,7 +169,7 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
     s->ids = calloc((size_t)max_batch, sizeof *s->ids);
     s->logits = calloc((size_t)max_batch, sizeof *s->logits);
     if (!s->active || !s->states || !s->ids || !s->logits) {
-        free(s->active), free(s->states), free(s->ids), free(s->logits), free(s);
+        free_arrays(s);
         return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
@@ -170,7 +179,7 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
         pthread_cond_destroy(&s->done);
-        free(s->active), free(s->states), free(s->ids), free(s->logits), free(s);
+        free_arrays(s);
         return mg_fail(err, MG_ERR_NOMEM, "scheduler: cannot start its thread");
     }
     *out = s;
@@ -190,7 +199,7 @@ void mg_sched_destroy(mg_sched *s)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->done);
-    free(s->active), free(s->states), free(s->ids), free(s->logits), free(s);
+    free_arrays(s);
 }
 
 mg_code mg_sched_run(mg_sched *s, mg_gen_job *j)
