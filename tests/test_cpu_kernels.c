@@ -7,6 +7,7 @@
 #include "check.h"
 #include "cpu/cpu.h"
 #include "cpu/cpu_quant.h"
+#include "safetensors.h"
 
 static float rnd(uint64_t *s)
 {
@@ -225,30 +226,38 @@ static void test_isa_names(void)
     }
 }
 
-/* Attention (head_dim 64 like MusicGen, 8 like the tiny models) on every
- * ISA level against a double reference, with position bias, a key mask and
- * causality; 1 and 3 threads agree bit for bit. */
+/* Attention (head_dim 64 like MusicGen, 8 like the tiny models; 3 heads,
+ * and 8 or 12 heads for the row-wise kernel's head groups) with F32 and BF16
+ * keys/values on every ISA level against a double reference, with position
+ * bias, a key mask and causality; 1 and 3 threads agree bit for bit, also
+ * when one query row is split over threads by head groups. */
 static void test_attention(void)
 {
     enum { S = 2, QN = 3, NK = 37 };
-    static const int dims[] = {8, 64};
+    static const int shapes[][2] = {{3, 8}, {3, 64}, {8, 64}, {12, 32}};
     mg_cpu_isa top = mg_cpu_isa_detect();
     uint64_t seed = 5;
     mg_backend *be3 = backend(3, MG_DT_F32), *be1 = backend(1, MG_DT_F32);
     CHECK(be1 && be3, "backends");
     if (!be1 || !be3)
         return;
-    for (int di = 0; di < 2; di++) {
-        int H = 3, D = dims[di], hd = H * D;
+    for (int si = 0; si < 4; si++)
+    for (int kv_bf16 = 0; kv_bf16 < 2; kv_bf16++) {
+        int H = shapes[si][0], D = shapes[si][1], hd = H * D;
         float *q = malloc(sizeof(float) * S * QN * hd), *kv = malloc(sizeof(float) * 2 * S * NK * hd);
+        uint16_t *kvh = malloc(sizeof(uint16_t) * 2 * S * NK * hd);
         float *bias = malloc(sizeof(float) * H * QN * NK), *o3 = malloc(sizeof(float) * S * QN * hd);
         float *o1 = malloc(sizeof(float) * S * QN * hd);
         double *ref = malloc(sizeof(double) * S * QN * hd), *sc = malloc(sizeof(double) * NK);
         uint8_t mask[NK];
         for (int i = 0; i < S * QN * hd; i++)
             q[i] = rnd(&seed);
-        for (int i = 0; i < 2 * S * NK * hd; i++)
+        for (int i = 0; i < 2 * S * NK * hd; i++) {
             kv[i] = rnd(&seed);
+            kvh[i] = mg_f32_to_bf16(kv[i]);
+            if (kv_bf16) /* the reference sees what the kernels see */
+                kv[i] = mg_bf16_to_f32(kvh[i]);
+        }
         for (int i = 0; i < H * QN * NK; i++)
             bias[i] = rnd(&seed);
         for (int j = 0; j < NK; j++)
@@ -256,6 +265,11 @@ static void test_attention(void)
         mg_tensor kt = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * NK, hd}, .data = kv};
         mg_tensor vt = kt;
         vt.data = kv + S * NK * hd;
+        if (kv_bf16) {
+            kt.dtype = vt.dtype = MG_DT_BF16;
+            kt.data = kvh;
+            vt.data = kvh + S * NK * hd;
+        }
         mg_tensor bt = {.be = be3, .dtype = MG_DT_F32, .ndim = 3, .ne = {H, QN, NK}, .data = bias};
         mg_tensor qt = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = q};
         mg_tensor ot3 = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = o3};
@@ -301,14 +315,24 @@ static void test_attention(void)
                 double worst = 0;
                 for (int i = 0; i < S * QN * hd; i++)
                     worst = fmax(worst, fabs(o3[i] - ref[i]));
-                CHECK(worst < 2e-6, "attention head_dim %d %s bias %d: max err %.3g", D,
-                      mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
-                CHECK(!memcmp(o1, o3, sizeof(float) * S * QN * hd),
-                      "attention head_dim %d %s: 1 and 3 threads agree bit for bit", D,
-                      mg_cpu_isa_name((mg_cpu_isa)isa));
+                CHECK(worst < 2e-6, "attention %d heads x %d, %s K/V, %s, bias %d: max err %.3g", H,
+                      D, kv_bf16 ? "bf16" : "f32", mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
+                int same = !memcmp(o1, o3, sizeof(float) * S * QN * hd);
+                /* one query row alone: 3 threads split its heads */
+                mg_attn_seq one = seqs[0];
+                one.q_pos = NK - 1;
+                mg_tensor q1 = mg_tensor_rows_view(&qt, 0, 1), r3 = mg_tensor_rows_view(&ot3, 0, 1);
+                mg_tensor r1 = mg_tensor_rows_view(&ot1, 0, 1);
+                mg_attn_params p1 = p;
+                p1.pos_bias = NULL;
+                be3->ops->attention(be3, &r3, &q1, 1, 1, &one, &p1);
+                be1->ops->attention(be1, &r1, &q1, 1, 1, &one, &p1);
+                same = same && !memcmp(o1, o3, sizeof(float) * hd);
+                CHECK(same, "attention %d heads x %d, %s K/V, %s: 1 and 3 threads agree bit for bit",
+                      H, D, kv_bf16 ? "bf16" : "f32", mg_cpu_isa_name((mg_cpu_isa)isa));
             }
         }
-        free(q); free(kv); free(bias); free(o3); free(o1); free(ref); free(sc);
+        free(q); free(kv); free(kvh); free(bias); free(o3); free(o1); free(ref); free(sc);
     }
     be1->ops->destroy(be1);
     be3->ops->destroy(be3);

@@ -1,0 +1,349 @@
+/* Attention over cached keys/values: softmax(q·kᵀ·scale + bias + mask)·v per
+ * head, for every query of every sequence. K/V rows are heads·head_dim wide
+ * and stored as F32, or as BF16 (the attention cache of compressed models,
+ * see mg_dec_state_init).
+ *
+ * Masked scores get finfo(float32).min added, as the reference does: a fully
+ * masked row then softmaxes to a uniform distribution, never 0/0. */
+#include "cpu/cpu.h"
+#include "safetensors.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    float                *out;
+    const float          *q;
+    int                   q_per_seq, heads, dh;
+    const mg_attn_seq    *seqs;
+    const mg_attn_params *p;
+    int                   max_keys;
+    int                   splits; /* tasks per query row (blocked kernel: head-group ranges) */
+} attn_ctx;
+
+/* y += a·x, cloned per ISA like the dot product (attention's value sums). */
+MG_CPU_ISA_CLONES
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* Row j's n values from column col of a K/V tensor as floats: in place for
+ * F32, converted into tmp for BF16. */
+static const float *kv_row(const mg_tensor *t, int64_t row, int64_t col, int n, float *tmp)
+{
+    int64_t cols = mg_tensor_cols(t);
+    if (t->dtype != MG_DT_BF16)
+        return mg_cpu_f32(t) + row * cols + col;
+    const uint16_t *h = (const uint16_t *)t->data + row * cols + col;
+    for (int d = 0; d < n; d++)
+        tmp[d] = mg_bf16_to_f32(h[d]);
+    return tmp;
+}
+
+static void attn_task(void *arg, int64_t i0, int64_t i1)
+{
+    const attn_ctx *c = arg;
+    float scores[c->max_keys > 0 ? c->max_keys : 1], tmp[c->dh];
+    for (int64_t task = i0; task < i1; task++) {
+        int s = (int)(task / c->heads), h = (int)(task % c->heads);
+        const mg_attn_seq *sq = &c->seqs[s];
+        int64_t hd = (int64_t)c->heads * c->dh, col = (int64_t)h * c->dh;
+        const float *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
+        for (int i = 0; i < c->q_per_seq; i++) {
+            int64_t row = (int64_t)s * c->q_per_seq + i;
+            const float *qi = c->q + row * hd + col;
+            float mx = -FLT_MAX;
+            for (int j = 0; j < sq->n_keys; j++) {
+                const float *kr = kv_row(sq->k, sq->k_row0 + j, col, c->dh, tmp);
+                float sc = mg_cpu_dot(qi, kr, c->dh) * c->p->scale;
+                if (bias)
+                    sc += bias[((int64_t)h * c->q_per_seq + i) * sq->n_keys + j];
+                int masked = (sq->key_mask && !sq->key_mask[j]) ||
+                             (c->p->causal && j > sq->q_pos + i);
+                if (masked)
+                    sc += -FLT_MAX;
+                scores[j] = sc;
+                if (sc > mx)
+                    mx = sc;
+            }
+            float sum = 0;
+            for (int j = 0; j < sq->n_keys; j++) {
+                scores[j] = expf(scores[j] - mx);
+                sum += scores[j];
+            }
+            float *o = c->out + row * hd + col;
+            for (int d = 0; d < c->dh; d++)
+                o[d] = 0;
+            for (int j = 0; j < sq->n_keys; j++)
+                axpy(o, scores[j] / sum, kv_row(sq->v, sq->k_row0 + j, col, c->dh, tmp), c->dh);
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ATTN_X86 1
+#include "cpu/cpu_exp_avx512.h"
+#define INLINE static inline __attribute__((always_inline))
+
+/* attn_task for F32 K/V with head_dim a multiple of 16 up to 256: the query
+ * and the output row stay in registers across the keys, the softmax
+ * exponentials go 16 at a time. The blocked kernel below covers the decoder
+ * shapes; this one the rest. */
+enum { ATTN_MAX_V = 16, ATTN_PF = 8 /* keys prefetched ahead */ };
+TARGET_AVX512 static void attn_task_avx512(void *arg, int64_t i0, int64_t i1)
+{
+    const attn_ctx *c = arg;
+    const int hd = c->heads * c->dh, nv = c->dh / 16;
+    float scores[c->max_keys > 0 ? c->max_keys + 16 : 16];
+    for (int64_t task = i0; task < i1; task++) {
+        int s = (int)(task / c->heads), h = (int)(task % c->heads);
+        const mg_attn_seq *sq = &c->seqs[s];
+        const float *kb = mg_cpu_f32(sq->k) + sq->k_row0 * hd + h * c->dh;
+        const float *vb = mg_cpu_f32(sq->v) + sq->k_row0 * hd + h * c->dh;
+        const float *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
+        for (int i = 0; i < c->q_per_seq; i++) {
+            int64_t row = (int64_t)s * c->q_per_seq + i;
+            const float *qi = c->q + row * hd + h * c->dh;
+            __m512 qv[ATTN_MAX_V], ov[ATTN_MAX_V];
+            for (int v = 0; v < nv; v++)
+                qv[v] = _mm512_loadu_ps(qi + 16 * v);
+            float mx = -FLT_MAX;
+            for (int j = 0; j < sq->n_keys; j++) {
+                const float *kr = kb + (int64_t)j * hd;
+                if (j + ATTN_PF < sq->n_keys)
+                    for (int v = 0; v < nv; v++)
+                        _mm_prefetch((const char *)(kr + ATTN_PF * hd + 16 * v), _MM_HINT_T0);
+                __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr));
+                for (int v = 1; v < nv; v++)
+                    acc = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kr + 16 * v), acc);
+                float sc = _mm512_reduce_add_ps(acc) * c->p->scale;
+                if (bias)
+                    sc += bias[((int64_t)h * c->q_per_seq + i) * sq->n_keys + j];
+                int masked = (sq->key_mask && !sq->key_mask[j]) ||
+                             (c->p->causal && j > sq->q_pos + i);
+                if (masked)
+                    sc += -FLT_MAX;
+                scores[j] = sc;
+                if (sc > mx)
+                    mx = sc;
+            }
+            __m512 sumv = _mm512_setzero_ps(), mxv = _mm512_set1_ps(mx);
+            for (int j = 0; j < sq->n_keys; j += 16) {
+                int left = sq->n_keys - j;
+                __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+                __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + j), mxv));
+                e = _mm512_maskz_mov_ps(m, e);
+                _mm512_storeu_ps(scores + j, e);
+                sumv = _mm512_add_ps(sumv, e);
+            }
+            for (int v = 0; v < nv; v++)
+                ov[v] = _mm512_setzero_ps();
+            for (int j = 0; j < sq->n_keys; j++) {
+                const float *vr = vb + (int64_t)j * hd;
+                if (j + ATTN_PF < sq->n_keys)
+                    for (int v = 0; v < nv; v++)
+                        _mm_prefetch((const char *)(vr + ATTN_PF * hd + 16 * v), _MM_HINT_T0);
+                __m512 pj = _mm512_set1_ps(scores[j]);
+                for (int v = 0; v < nv; v++)
+                    ov[v] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr + 16 * v), ov[v]);
+            }
+            __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sumv));
+            float *o = c->out + row * hd + h * c->dh;
+            for (int v = 0; v < nv; v++)
+                _mm512_storeu_ps(o + 16 * v, _mm512_mul_ps(ov[v], inv));
+        }
+    }
+}
+
+/* ------------------------------------------------------------- row-wise
+ * The decoder's shape: heads a multiple of 4, head_dim <= 64. A task is one
+ * query row and a range of head groups (4 heads); it reads each key/value
+ * row once, front to back, for all its heads: one sequential stream. The
+ * per-head loop above read a 256-byte slice of each row (rows are
+ * heads·head_dim floats, a page for MusicGen), a page-strided pattern the
+ * prefetchers do not follow (~10 GB/s on one core against ~16 here; key
+ * blocks walked head group by head group, with software prefetch, were
+ * slower than plain rows). The 4 heads' dot products are summed in one
+ * shuffle tree, scores are kept key-major ([key][head]) so the softmax runs
+ * over all heads at once. Every head's arithmetic is the same whatever the
+ * task split, so results do not depend on the thread count. */
+enum { ATTN_GROUP = 4, ATTN_SCORE_CAP = 1 << 16 /* floats of scores on the stack */ };
+
+TARGET_AVX512 INLINE __m512 kv_load(const void *base, int64_t off, const int bf16)
+{
+    if (bf16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + off))), 16));
+    return _mm512_loadu_ps((const float *)base + off);
+}
+
+/* lane h (0..3) of the result = the sum of the 16 lanes of a_h */
+TARGET_AVX512 INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+{
+    __m512 a01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
+    __m512 a23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xEE));
+    __m512 t = _mm512_add_ps(_mm512_shuffle_f32x4(a01, a23, 0x88), _mm512_shuffle_f32x4(a01, a23, 0xDD));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0x4E));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0xB1));
+    return _mm512_castps512_ps128(
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+}
+
+TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, const int nv,
+                                    const int bf16)
+{
+    const int H = c->heads, dh = c->dh, hd = H * dh, HS = (H + 15) / 16 * 16, groups = H / ATTN_GROUP;
+    const int64_t row = task / c->splits;
+    const int sp = (int)(task % c->splits), s = (int)(row / c->q_per_seq), i = (int)(row % c->q_per_seq);
+    const int g0 = sp * groups / c->splits, g1 = (sp + 1) * groups / c->splits;
+    const mg_attn_seq *sq = &c->seqs[s];
+    const int nk = sq->n_keys;
+    const int64_t row_bytes = (int64_t)hd * (bf16 ? 2 : 4);
+    const char *kb = (const char *)sq->k->data + sq->k_row0 * row_bytes;
+    const char *vb = (const char *)sq->v->data + sq->k_row0 * row_bytes;
+    const float *qi = c->q + row * hd, *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
+    const __m128 scale = _mm_set1_ps(c->p->scale), masked_add = _mm_set1_ps(-FLT_MAX);
+    float *o = c->out + row * hd;
+
+    /* scores[j][h] = q_h·k_jh·scale (+ bias) (+ mask) */
+    for (int j = 0; j < nk; j++) {
+        const void *kr = kb + (int64_t)j * row_bytes;
+        int masked = (sq->key_mask && !sq->key_mask[j]) || (c->p->causal && j > sq->q_pos + i);
+        for (int g = g0; g < g1; g++) {
+            __m512 acc[ATTN_GROUP];
+            for (int h = 0; h < ATTN_GROUP; h++) {
+                int64_t base = (int64_t)(g * ATTN_GROUP + h) * dh;
+                acc[h] = _mm512_mul_ps(_mm512_loadu_ps(qi + base), kv_load(kr, base, bf16));
+                for (int v = 1; v < nv; v++)
+                    acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qi + base + 16 * v),
+                                             kv_load(kr, base + 16 * v, bf16), acc[h]);
+            }
+            __m128 r = _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), scale);
+            if (bias) {
+                const float *b = bias + ((int64_t)g * ATTN_GROUP * c->q_per_seq + i) * nk + j;
+                int64_t hs = (int64_t)c->q_per_seq * nk;
+                r = _mm_add_ps(r, _mm_setr_ps(b[0], b[hs], b[2 * hs], b[3 * hs]));
+            }
+            if (masked)
+                r = _mm_add_ps(r, masked_add);
+            _mm_storeu_ps(sc + (int64_t)j * HS + g * ATTN_GROUP, r);
+        }
+    }
+
+    /* softmax over the keys, every head lane at once; lanes outside this
+     * task's heads are masked off */
+    __m512 mx[4], sum[4];
+    __mmask16 lanes[4];
+    for (int z = 0; z < HS / 16; z++) {
+        uint32_t m = 0;
+        for (int b = 0; b < 16; b++)
+            if (16 * z + b >= g0 * ATTN_GROUP && 16 * z + b < g1 * ATTN_GROUP)
+                m |= 1u << b;
+        lanes[z] = (__mmask16)m;
+        mx[z] = _mm512_set1_ps(-FLT_MAX);
+        sum[z] = _mm512_setzero_ps();
+    }
+    for (int j = 0; j < nk; j++)
+        for (int z = 0; z < HS / 16; z++)
+            mx[z] = _mm512_max_ps(mx[z], _mm512_maskz_loadu_ps(lanes[z], sc + (int64_t)j * HS + 16 * z));
+    for (int j = 0; j < nk; j++)
+        for (int z = 0; z < HS / 16; z++) {
+            float *sj = sc + (int64_t)j * HS + 16 * z;
+            __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes[z], sj), mx[z]));
+            e = _mm512_maskz_mov_ps(lanes[z], e);
+            _mm512_mask_storeu_ps(sj, lanes[z], e);
+            sum[z] = _mm512_add_ps(sum[z], e);
+        }
+
+    /* o_h = Σ_j e[j][h]·v_jh / Σ_j e[j][h], accumulated in o (L1) */
+    for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++)
+        memset(o + h * dh, 0, (size_t)dh * sizeof *o);
+    for (int j = 0; j < nk; j++) {
+        const void *vr = vb + (int64_t)j * row_bytes;
+        for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++) {
+            __m512 pj = _mm512_set1_ps(sc[(int64_t)j * HS + h]);
+            for (int v = 0; v < nv; v++) {
+                float *oh = o + h * dh + 16 * v;
+                _mm512_storeu_ps(oh, _mm512_fmadd_ps(pj, kv_load(vr, (int64_t)h * dh + 16 * v, bf16),
+                                                     _mm512_loadu_ps(oh)));
+            }
+        }
+    }
+    float inv[64];
+    for (int z = 0; z < HS / 16; z++)
+        _mm512_storeu_ps(inv + 16 * z, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[z]));
+    for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++)
+        for (int v = 0; v < nv; v++)
+            _mm512_storeu_ps(o + h * dh + 16 * v,
+                             _mm512_mul_ps(_mm512_loadu_ps(o + h * dh + 16 * v), _mm512_set1_ps(inv[h])));
+}
+
+#define ROWS_TASK(name, nv, bf16)                                                  \
+    TARGET_AVX512 static void name(void *arg, int64_t i0, int64_t i1)                 \
+    {                                                                                 \
+        const attn_ctx *c = arg;                                                      \
+        float sc[(int64_t)(c->max_keys > 0 ? c->max_keys : 1) * ((c->heads + 15) / 16 * 16)]; \
+        for (int64_t t = i0; t < i1; t++)                                             \
+            attn_rows(c, t, sc, nv, bf16);                                         \
+    }
+ROWS_TASK(attn_rows_f32_1, 1, 0)
+ROWS_TASK(attn_rows_f32_2, 2, 0)
+ROWS_TASK(attn_rows_f32_3, 3, 0)
+ROWS_TASK(attn_rows_f32_4, 4, 0)
+ROWS_TASK(attn_rows_bf16_1, 1, 1)
+ROWS_TASK(attn_rows_bf16_2, 2, 1)
+ROWS_TASK(attn_rows_bf16_3, 3, 1)
+ROWS_TASK(attn_rows_bf16_4, 4, 1)
+
+static mg_cpu_task_fn pick_rows(const attn_ctx *c, int bf16)
+{
+    static const mg_cpu_task_fn fns[2][4] = {
+        {attn_rows_f32_1, attn_rows_f32_2, attn_rows_f32_3, attn_rows_f32_4},
+        {attn_rows_bf16_1, attn_rows_bf16_2, attn_rows_bf16_3, attn_rows_bf16_4}};
+    int hs = (c->heads + 15) / 16 * 16;
+    if (c->heads % ATTN_GROUP || c->heads > 64 || c->dh % 16 || c->dh > 64 ||
+        (int64_t)(c->max_keys > 0 ? c->max_keys : 1) * hs > ATTN_SCORE_CAP)
+        return NULL;
+    return fns[bf16][c->dh / 16 - 1];
+}
+#else
+#define ATTN_X86 0
+#endif
+
+void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
+                      int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p)
+{
+    attn_ctx c = {
+        .out = mg_cpu_f32(out), .q = mg_cpu_f32(q), .q_per_seq = q_per_seq,
+        .heads = p->heads, .dh = p->head_dim, .seqs = seqs, .p = p, .splits = 1,
+    };
+    int n_bf16 = 0;
+    for (int s = 0; s < n_seq; s++) {
+        if (seqs[s].n_keys > c.max_keys)
+            c.max_keys = seqs[s].n_keys;
+        n_bf16 += seqs[s].k->dtype == MG_DT_BF16;
+    }
+    int bf16 = n_bf16 > 0;
+#if ATTN_X86
+    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        /* (the kernels take one K/V format per call; the decoder never mixes them) */
+        mg_cpu_task_fn fn = n_bf16 == 0 || n_bf16 == n_seq ? pick_rows(&c, bf16) : NULL;
+        if (fn) {
+            /* enough tasks for every thread: split the head groups of a row */
+            int64_t rows = (int64_t)n_seq * q_per_seq, groups = c.heads / ATTN_GROUP;
+            int64_t want = (be->n_threads + rows - 1) / rows;
+            c.splits = (int)(want < groups ? want : groups);
+            mg_cpu_parallel(be, rows * c.splits, 1, fn, &c);
+            return;
+        }
+        if (!bf16 && p->head_dim % 16 == 0 && p->head_dim / 16 <= ATTN_MAX_V) {
+            mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task_avx512, &c);
+            return;
+        }
+    }
+#endif
+    mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task, &c);
+}
