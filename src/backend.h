@@ -89,7 +89,8 @@ typedef struct mg_backend_ops {
     /* out/q: [n_seq * q_per_seq, heads*head_dim]. */
     void (*attention)(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                       int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
-    /* Copies n rows of src starting at src_row into dst starting at dst_row. */
+    /* Copies n rows of src starting at src_row into dst starting at dst_row
+     * (F32 into a BF16 dst rounds to nearest even where kv_bf16 is set). */
     void (*copy_rows)(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
                       int64_t src_row, int64_t n);
 
@@ -142,6 +143,10 @@ struct mg_backend {
      * given), MG_DT_BF16 or MG_DT_Q8. Set before loading weights; a backend
      * without the format keeps F32. */
     mg_dtype              weight_dtype;
+    /* 1: attention() reads BF16 keys/values and copy_rows() rounds F32 rows
+     * into BF16 tensors, so models with compressed weights keep their
+     * attention caches in BF16 (half the bytes a decode step reads). */
+    int                   kv_bf16;
 };
 
 /* Creates the CPU backend with n_threads workers (<= 0: all cores). */

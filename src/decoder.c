@@ -229,10 +229,15 @@ mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
     }
     mg_code rc = MG_OK;
     const mg_backend_ops *op = dec->be->ops;
+    /* Self-attention caches in BF16 for compressed weights where the backend
+     * can (they are a decode step's other big read: 24 layers x 2 x 4 KB per
+     * position and sequence); F32 weights keep exact F32 caches. */
+    int64_t kv_ne[2] = {(int64_t)n_seq * cap, H};
+    mg_dtype kv_dt = dec->be->kv_bf16 && dec->be->weight_dtype != MG_DT_F32 ? MG_DT_BF16 : MG_DT_F32;
     /* cross-attention keys/values depend only on the text: computed once */
     for (int l = 0; rc == MG_OK && l < n; l++) {
-        rc = mg_tensor_new2(&st->k_cache[l], dec->be, (int64_t)n_seq * cap, H, err);
-        if (rc == MG_OK) rc = mg_tensor_new2(&st->v_cache[l], dec->be, (int64_t)n_seq * cap, H, err);
+        rc = mg_tensor_new(&st->k_cache[l], dec->be, kv_dt, 2, kv_ne, err);
+        if (rc == MG_OK) rc = mg_tensor_new(&st->v_cache[l], dec->be, kv_dt, 2, kv_ne, err);
         if (rc == MG_OK) rc = mg_tensor_new2(&st->ck[l], dec->be, (int64_t)n_seq * enc_len, H, err);
         if (rc == MG_OK) rc = mg_tensor_new2(&st->cv[l], dec->be, (int64_t)n_seq * enc_len, H, err);
         if (rc == MG_OK) {

@@ -2,6 +2,7 @@
  * read like the math; loops are shaped so the compiler can vectorise them. */
 #include "cpu/cpu.h"
 #include "cpu/cpu_quant.h"
+#include "safetensors.h"
 
 #include <float.h>
 #include <math.h>
@@ -197,7 +198,13 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
                       int64_t src_row, int64_t n)
 {
     int64_t cols = mg_tensor_cols(src);
-    memcpy(mg_cpu_f32(dst) + dst_row * cols, mg_cpu_f32(src) + src_row * cols,
-           (size_t)(n * cols) * sizeof(float));
+    const float *from = mg_cpu_f32(src) + src_row * cols;
+    if (dst->dtype == MG_DT_BF16) {
+        uint16_t *to = (uint16_t *)dst->data + dst_row * cols;
+        for (int64_t i = 0; i < n * cols; i++)
+            to[i] = mg_f32_to_bf16(from[i]);
+        return;
+    }
+    memcpy(mg_cpu_f32(dst) + dst_row * cols, from, (size_t)(n * cols) * sizeof(float));
 }
 
