@@ -39,6 +39,7 @@ struct mg_encodec {
      * res_layers x (block.1, block.3); output conv. */
     ec_conv    *convs;
     int         n_convs;
+    int         chunk_frames; /* upsampling stack chunk (0: the whole signal) */
 };
 
 /* ------------------------------------------------------------------ load */
@@ -181,6 +182,7 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
     for (int i = 0; i < ec->n_ratios; i++)
         ec->hop *= ec->ratios[i];
     ec->n_convs = 2 + ec->n_ratios * (1 + 2 * ec->res_layers);
+    ec->chunk_frames = MG_ENCODEC_CHUNK_FRAMES;
     ec->codebooks = calloc((size_t)ec->n_q, sizeof *ec->codebooks);
     ec->lstm = calloc((size_t)ec->n_lstm, sizeof *ec->lstm);
     ec->convs = calloc((size_t)ec->n_convs, sizeof *ec->convs);
@@ -350,6 +352,74 @@ static mg_code emit_layer(tracer *tr, int layer, const mg_tensor *t, mg_error *e
     return emit(tr, name, t, err);
 }
 
+/* Frames of context each side that make every sample of a chunk exact: walks
+ * the upsampling stack from the output back to the frame rate, growing the
+ * reach by each conv's wider padding side and, at a transposed conv of
+ * stride r and kernel k, to the input samples that touch the needed outputs
+ * (ceil((reach + k) / r)). Samples whose receptive field lies inside the
+ * chunk's real input never see the reflect padding at the chunk's edges. */
+static int64_t ec_halo_frames(const mg_encodec *ec)
+{
+    int64_t h = (conv_pad_total(&ec->convs[ec->n_convs - 1]) + 1) / 2;
+    int ci = ec->n_convs - 2; /* the last residual conv */
+    for (int i = ec->n_ratios - 1; i >= 0; i--) {
+        for (int j = 0; j < 2 * ec->res_layers; j++, ci--)
+            h += (conv_pad_total(&ec->convs[ci]) + 1) / 2;
+        const ec_conv *up = &ec->convs[ci--];
+        h = (h + up->k + up->stride - 1) / up->stride;
+    }
+    return h;
+}
+
+void mg_encodec_set_chunk(mg_encodec *ec, int frames) { ec->chunk_frames = frames > 0 ? frames : 0; }
+
+/* The upsampling stack (per ratio: ELU, transposed conv, residual blocks;
+ * then ELU and the output conv) on x [B*c0, T] channel-first, in place of
+ * the buffers; returns the view of the output [B, T*hop] (in a or o). */
+static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *bufB,
+                           mg_tensor *bufP, mg_tensor *bufH, int64_t B, int64_t T, int *layer,
+                           tracer *tr, mg_tensor *out, mg_error *err)
+{
+    mg_backend *be = ec->be;
+    mg_tensor *a = bufA, *o = bufB, *swap;
+    const ec_conv *cv = ec->convs + 1;
+    int64_t c = ec->c0;
+    mg_tensor x = view(a, B * c, T), y;
+    mg_code rc;
+    for (int i = 0; i < ec->n_ratios; i++) {
+        be->ops->elu(be, &x);
+        if ((rc = emit_layer(tr, (*layer)++, &x, err)))
+            return rc;
+        int r = ec->ratios[i];
+        int trim = cv->k - r, trim_right = trim / 2;
+        c /= 2;
+        y = view(o, B * c, T * r);
+        be->ops->conv_transpose1d(be, &y, &x, cv->w, cv->b, (int)B, r, trim - trim_right);
+        cv++;
+        T *= r;
+        swap = a, a = o, o = swap;
+        x = view(a, B * c, T);
+        if ((rc = emit_layer(tr, (*layer)++, &x, err)))
+            return rc;
+        for (int j = 0; j < ec->res_layers; j++, cv += 2) {
+            mg_tensor h = view(bufH, B * cv[0].c_out, T);
+            conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1);
+            be->ops->elu(be, &h);
+            y = view(o, B * c, T);
+            conv_fwd(be, &cv[1], &y, &h, bufP, (int)B, 0);
+            be->ops->add(be, &x, &y);
+            if ((rc = emit_layer(tr, (*layer)++, &x, err)))
+                return rc;
+        }
+    }
+    be->ops->elu(be, &x);
+    if ((rc = emit_layer(tr, (*layer)++, &x, err)))
+        return rc;
+    *out = view(o, B, T);
+    conv_fwd(be, cv, out, &x, bufP, (int)B, 0);
+    return emit_layer(tr, *layer, out, err);
+}
+
 mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int frames,
                           float *audio, mg_encodec_trace_fn trace, void *trace_ud,
                           mg_error *err)
@@ -369,9 +439,28 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
                                    ec->codebook_size);
             }
 
+    /* The frame-rate part (codebooks, first conv, LSTM) runs over the whole
+     * sequence: the LSTM carries state across it. The upsampling stack, where
+     * activations are hop times longer (10 s of 32 kHz audio: ~300 MB), runs
+     * chunk by chunk with ec_halo_frames of real context on each side, so
+     * memory stays bounded and every sample is exact (the same ops on the
+     * same inputs; tests/test_encodec.c compares with one whole-signal pass).
+     * A trace needs whole tensors: one chunk. */
+    int64_t halo = ec_halo_frames(ec);
+    int64_t F = trace || ec->chunk_frames == 0 || ec->chunk_frames >= T0 ? T0 : ec->chunk_frames;
+    int64_t T_sub = F + 2 * halo < T0 ? F + 2 * halo : T0;
     mg_backend *be = ec->be;
-    ec_plan plan = plan_buffers(ec, B, T0);
-    mg_tensor *bufA = NULL, *bufB = NULL, *bufP = NULL, *bufH = NULL;
+    int64_t c = ec->c0, hid = ec->hidden;
+    ec_plan fp = {
+        .sig = B * T0 * max64(hid, c),
+        .pad = max64(B * hid * (T0 + conv_pad_total(&ec->convs[0])), B * T0 * c),
+        .hid = B * T0 * c,
+    };
+    ec_plan plan = plan_buffers(ec, B, T_sub);
+    plan.sig = max64(plan.sig, fp.sig);
+    plan.pad = max64(plan.pad, fp.pad);
+    plan.hid = max64(plan.hid, fp.hid);
+    mg_tensor *bufA = NULL, *bufB = NULL, *bufP = NULL, *bufH = NULL, *bufX = NULL;
     int32_t *ids = malloc((size_t)(B * T0) * sizeof *ids);
     tracer tr = { trace, trace_ud, NULL };
     mg_code rc = MG_OK;
@@ -382,93 +471,74 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
     if ((rc = mg_tensor_new2(&bufA, be, 1, plan.sig, err)) ||
         (rc = mg_tensor_new2(&bufB, be, 1, plan.sig, err)) ||
         (rc = mg_tensor_new2(&bufP, be, 1, plan.pad, err)) ||
-        (rc = mg_tensor_new2(&bufH, be, 1, plan.hid, err)))
+        (rc = mg_tensor_new2(&bufH, be, 1, plan.hid, err)) ||
+        (rc = mg_tensor_new2(&bufX, be, B * T0, c, err)))
         goto done;
-    /* A holds the running signal; B receives each op's output, then they swap */
-    mg_tensor *a = bufA, *o = bufB, *swap;
-#define SWAP() (swap = a, a = o, o = swap)
 
     /* quantizer: emb[b*T + t, :] = Σ_q codebook_q[codes[b, q, t]], then channel-first */
-    int64_t T = T0, c = ec->hidden;
-    mg_tensor e = view(o, B * T, c);
+    mg_tensor e = view(bufB, B * T0, hid);
     for (int64_t q = 0; q < K; q++) {
         for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t < T; t++)
-                ids[b * T + t] = codes[(b * K + q) * T + t];
-        be->ops->embed(be, &e, ec->codebooks[q], ids, B * T, q > 0);
+            for (int64_t t = 0; t < T0; t++)
+                ids[b * T0 + t] = codes[(b * K + q) * T0 + t];
+        be->ops->embed(be, &e, ec->codebooks[q], ids, B * T0, q > 0);
     }
-    mg_tensor x = view(a, B * c, T);
+    mg_tensor x = view(bufA, B * hid, T0);
     be->ops->transpose(be, &x, &e, batch);
     if ((rc = emit(&tr, "quantizer_embeddings", &x, err)))
         goto done;
 
     int layer = 0;
-    const ec_conv *cv = ec->convs;
-    c = ec->c0;
-    mg_tensor y = view(o, B * c, T);
-    conv_fwd(be, cv++, &y, &x, bufP, batch, 0);
-    SWAP();
-    x = view(a, B * c, T);
-    if ((rc = emit_layer(&tr, layer++, &x, err)))
+    mg_tensor y = view(bufB, B * c, T0);
+    conv_fwd(be, &ec->convs[0], &y, &x, bufP, batch, 0);
+    if ((rc = emit_layer(&tr, layer++, &y, err)))
         goto done;
 
-    /* LSTM over time (rows = frames), residual: x + lstm(x) */
-    mg_tensor xt = view(o, B * T, c), hin = xt;
-    be->ops->transpose(be, &xt, &x, batch);
+    /* LSTM over time (rows = frames), residual: x + lstm(x); the result
+     * stays time-major in bufX, where a chunk's frames are whole rows */
+    mg_tensor xt = view(bufX, B * T0, c), hin = xt;
+    be->ops->transpose(be, &xt, &y, batch);
     for (int l = 0; l < ec->n_lstm; l++) {
-        mg_tensor hout = view(l % 2 ? bufP : bufH, B * T, c);
+        mg_tensor hout = view(l % 2 ? bufP : bufH, B * T0, c);
         const ec_lstm *ls = &ec->lstm[l];
         be->ops->lstm(be, &hout, &hin, ls->w_ih, ls->w_hh, ls->b_ih, ls->b_hh, batch);
         hin = hout;
     }
-    be->ops->add(be, &hin, &xt);
-    be->ops->transpose(be, &x, &hin, batch);
-    if ((rc = emit_layer(&tr, layer++, &x, err)))
-        goto done;
-
-    for (int i = 0; i < ec->n_ratios; i++) {
-        be->ops->elu(be, &x);
-        if ((rc = emit_layer(&tr, layer++, &x, err)))
+    be->ops->add(be, &xt, &hin);
+    if (tr.fn) {
+        x = view(bufA, B * c, T0);
+        be->ops->transpose(be, &x, &xt, batch);
+        if ((rc = emit_layer(&tr, layer, &x, err)))
             goto done;
-        int r = ec->ratios[i];
-        int trim = cv->k - r, trim_right = trim / 2;
-        c /= 2;
-        y = view(o, B * c, T * r);
-        be->ops->conv_transpose1d(be, &y, &x, cv->w, cv->b, batch, r, trim - trim_right);
-        cv++;
-        T *= r;
-        SWAP();
-        x = view(a, B * c, T);
-        if ((rc = emit_layer(&tr, layer++, &x, err)))
-            goto done;
-        for (int j = 0; j < ec->res_layers; j++, cv += 2) {
-            mg_tensor h = view(bufH, B * cv[0].c_out, T);
-            conv_fwd(be, &cv[0], &h, &x, bufP, batch, 1);
-            be->ops->elu(be, &h);
-            y = view(o, B * c, T);
-            conv_fwd(be, &cv[1], &y, &h, bufP, batch, 0);
-            be->ops->add(be, &x, &y);
-            if ((rc = emit_layer(&tr, layer++, &x, err)))
-                goto done;
-        }
     }
+    layer++;
 
-    be->ops->elu(be, &x);
-    if ((rc = emit_layer(&tr, layer++, &x, err)))
-        goto done;
-    y = view(o, B, T);
-    conv_fwd(be, cv, &y, &x, bufP, batch, 0);
-    if ((rc = emit_layer(&tr, layer, &y, err)))
-        goto done;
-    if ((rc = be->ops->sync(be, err)))
-        goto done;
-    rc = mg_tensor_download_f32(&y, audio, err);
-#undef SWAP
+    for (int64_t f0 = 0; f0 < T0; f0 += F) {
+        int64_t f1 = T0 - f0 < F ? T0 : f0 + F;
+        int64_t s0 = f0 - halo > 0 ? f0 - halo : 0, s1 = f1 + halo < T0 ? f1 + halo : T0, n = s1 - s0;
+        /* the chunk's frames [s0, s1) of every batch item, channel-first */
+        mg_tensor sub = view(bufB, B * n, c);
+        mg_copy_row_blocks(be, &sub, 0, n, &xt, s0, T0, n, B);
+        x = view(bufA, B * c, n);
+        be->ops->transpose(be, &x, &sub, batch);
+        int chunk_layer = layer;
+        mg_tensor out;
+        if ((rc = ec_upsample(ec, bufA, bufB, bufP, bufH, B, n, &chunk_layer, &tr, &out, err)) ||
+            (rc = be->ops->sync(be, err)))
+            goto done;
+        for (int64_t b = 0; b < B && rc == MG_OK; b++)
+            rc = be->ops->download(be, &out, (size_t)((b * n + (f0 - s0)) * ec->hop) * sizeof(float),
+                                   audio + (b * T0 + f0) * ec->hop,
+                                   (size_t)((f1 - f0) * ec->hop) * sizeof(float), err);
+        if (rc != MG_OK)
+            goto done;
+    }
 done:
     mg_tensor_free(bufA);
     mg_tensor_free(bufB);
     mg_tensor_free(bufP);
     mg_tensor_free(bufH);
+    mg_tensor_free(bufX);
     free(ids);
     free(tr.host);
     return rc;

@@ -29,6 +29,13 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
                           float *audio, mg_encodec_trace_fn trace, void *trace_ud,
                           mg_error *err);
 
+/* Frames of codes the upsampling stack decodes at a time (plus a few frames
+ * of context each side): bounds EnCodec's activations, which are hop (640)
+ * times longer than the codes, whatever the duration. 0 = the whole signal
+ * in one pass; the result is the same either way. */
+enum { MG_ENCODEC_CHUNK_FRAMES = 128 };
+void mg_encodec_set_chunk(mg_encodec *ec, int frames);
+
 /* Host copy (malloc'd, caller frees) of an effective (weight-norm folded) conv
  * weight by module path, e.g. "decoder.layers.0.conv" or
  * "decoder.layers.4.block.1.conv"; *n = element count. */

@@ -416,6 +416,49 @@ static void time_decode(model *m, int threads)
     free(audio);
 }
 
+/* The upsampling stack decoded in chunks (with ec_halo_frames of context)
+ * gives bit for bit the whole-signal decode, for chunks of 1 frame up to
+ * longer than the signal, batch 2. */
+static void check_chunking(model *m)
+{
+    enum { B = 2, T = 203 };
+    int K = m->cfg.num_codebooks;
+    int64_t n = (int64_t)B * T * m->cfg.hop;
+    int32_t *codes = malloc((size_t)(B * K * T) * sizeof *codes);
+    float *whole = malloc((size_t)n * sizeof *whole), *chunked = malloc((size_t)n * sizeof *chunked);
+    if (!codes || !whole || !chunked) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    uint32_t s = 777;
+    for (int i = 0; i < B * K * T; i++) {
+        s = s * 1664525u + 1013904223u;
+        codes[i] = (int32_t)((s >> 8) % (uint32_t)m->cfg.ec_codebook_size);
+    }
+    mg_error err = {0};
+    mg_encodec_set_chunk(m->ec, 0);
+    CHECK(mg_encodec_decode(m->ec, codes, B, T, whole, NULL, NULL, &err) == MG_OK, "decode: %s",
+          err.msg);
+    static const int chunks[] = {1, 5, 64, 202, 500};
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+        mg_encodec_set_chunk(m->ec, chunks[i]);
+        memset(chunked, 0xff, (size_t)n * sizeof *chunked);
+        CHECK(mg_encodec_decode(m->ec, codes, B, T, chunked, NULL, NULL, &err) == MG_OK,
+              "decode in chunks of %d: %s", chunks[i], err.msg);
+        int64_t first = -1;
+        for (int64_t k = 0; k < n && first < 0; k++)
+            if (memcmp(&whole[k], &chunked[k], sizeof(float)))
+                first = k;
+        CHECK(first < 0, "chunks of %d frames: sample %lld differs (%.9g vs %.9g whole)", chunks[i],
+              (long long)first, first >= 0 ? chunked[first] : 0.0, first >= 0 ? whole[first] : 0.0);
+    }
+    mg_encodec_set_chunk(m->ec, MG_ENCODEC_CHUNK_FRAMES);
+out:
+    free(codes);
+    free(whole);
+    free(chunked);
+}
+
 /* ---- the CPU ops against naive double-precision references ---- */
 
 static float frand(uint32_t *s)
@@ -764,6 +807,7 @@ static void check_model(const char *golden_dir, const char *name)
             check_decode(&m, &pipe, "greedy_cfg3_50.audio_codes", "greedy_cfg3_50.audio_values",
                          NULL, NULL, verbose);
         check_bad_codes(&m);
+        check_chunking(&m);
         time_decode(&m, threads);
         model_close(&m);
     }
