@@ -4,11 +4,32 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-/* Memory is 64-byte aligned so SIMD kernels can use aligned loads on rows. */
+/* Large tensors are anonymous mappings: zero pages the kernel hands out on
+ * first touch, so an attention cache sized for 30 s costs memory only for
+ * the positions a generation reaches. */
+#define CPU_MMAP_BYTES ((size_t)1 << 20)
+
+static size_t mapped_bytes(size_t nbytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (nbytes + page - 1) / page * page;
+}
+
+/* Memory is 64-byte aligned (mappings: page-aligned) so SIMD kernels can use
+ * aligned loads on rows. */
 static mg_code cpu_alloc(mg_backend *be, mg_tensor *t, mg_error *err)
 {
+    if (t->nbytes >= CPU_MMAP_BYTES) {
+        void *p = mmap(NULL, mapped_bytes(t->nbytes), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot allocate %zu bytes", t->nbytes);
+        t->data = p;
+        return MG_OK;
+    }
     size_t n = (t->nbytes + 63) & ~(size_t)63;
     void *p = NULL;
     if (posix_memalign(&p, 64, n ? n : 64) != 0)
@@ -20,7 +41,10 @@ static mg_code cpu_alloc(mg_backend *be, mg_tensor *t, mg_error *err)
 
 static void cpu_release(mg_backend *be, mg_tensor *t)
 {
-    free(t->data);
+    if (t->data && t->nbytes >= CPU_MMAP_BYTES)
+        munmap(t->data, mapped_bytes(t->nbytes));
+    else
+        free(t->data);
     t->data = NULL;
 }
 
