@@ -642,6 +642,7 @@ static const mg_backend_ops cuda_ops = {
     /* .select_tokens */ cu_select_tokens,
     /* .copy_rows_strided */ cu_copy_rows_strided,
     /* .copy_rows_scatter */ cu_copy_rows_scatter,
+    /* .linear_many: the recorded step fuses launches already */ NULL,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

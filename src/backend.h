@@ -134,6 +134,12 @@ typedef struct mg_backend_ops {
      * cache this way: one call per layer instead of one per sequence. */
     void (*copy_rows_scatter)(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
                               const mg_tensor *src, const int64_t *src_rows, int n);
+    /* Optional (NULL: mg_linear_many calls linear n times): y[i] = x · w[i]ᵀ
+     * for n matrices with the same input (Q, K and V; the codebook heads),
+     * each y[i] as linear() computes it: the input is prepared once and the
+     * matrices share one pass of the workers. */
+    void (*linear_many)(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
+                        const mg_tensor *const *w);
 } mg_backend_ops;
 
 struct mg_backend {
@@ -184,4 +190,7 @@ void    mg_copy_row_blocks(mg_backend *be, mg_tensor *dst, int64_t dst_row, int6
 mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err);
 void    mg_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
                              const mg_tensor *src, const int64_t *src_rows, int n);
+/* linear_many through the backend, or n calls of linear without it. */
+void    mg_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
+                       const mg_tensor *const *w);
 #endif

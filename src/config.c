@@ -95,7 +95,7 @@ static mg_code parse_sections(mg_config *c, json_t *root, json_t *gen, mg_error 
     c->dec_layers = get_int(&r, "num_hidden_layers", -1, 1, 1 << 10);
     c->dec_ffn = get_int(&r, "ffn_dim", -1, 1, 1 << 18);
     c->dec_vocab = get_int(&r, "vocab_size", -1, 2, 1 << 20);
-    c->num_codebooks = get_int(&r, "num_codebooks", -1, 1, 64);
+    c->num_codebooks = get_int(&r, "num_codebooks", -1, 1, MG_MAX_CODEBOOKS);
     c->max_positions = get_int(&r, "max_position_embeddings", 2048, 1, 1 << 20);
     c->pad_token = get_int(&r, "pad_token_id", -1, 0, 1 << 20);
     if (r.rc == MG_OK && !is_str(&r, "activation_function", "gelu", "gelu"))

@@ -6,6 +6,7 @@
 #include "error.h"
 
 #define MG_MAX_RATIOS 8
+#define MG_MAX_CODEBOOKS 64
 
 typedef struct {
     /* text_encoder (T5) */

@@ -419,7 +419,8 @@ static mg_code batch_reserve(mg_decoder *dec, mg_dec_batch *wb, int rows, mg_err
     if (rc == MG_OK) rc = mg_tensor_new2(&wb->vn, dec->be, rows, H, err);
     if (rc == MG_OK) rc = mg_tensor_new2(&wb->a, dec->be, rows, H, err);
     if (rc == MG_OK) rc = mg_tensor_new2(&wb->f, dec->be, rows, c->dec_ffn, err);
-    if (rc == MG_OK) rc = mg_tensor_new2(&wb->hl, dec->be, rows, c->dec_vocab, err);
+    if (rc == MG_OK)
+        rc = mg_tensor_new2(&wb->hl, dec->be, (int64_t)c->num_codebooks * rows, c->dec_vocab, err);
     wb->col = malloc((size_t)rows * sizeof *wb->col);
     wb->row_of = malloc((size_t)rows * sizeof *wb->row_of);
     wb->seqs = malloc((size_t)rows * sizeof *wb->seqs);
@@ -473,7 +474,7 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
     mg_tensor x = mg_tensor_rows_view(wb->x, 0, R), h = mg_tensor_rows_view(wb->h, 0, R);
     mg_tensor q = mg_tensor_rows_view(wb->q, 0, R), kn = mg_tensor_rows_view(wb->kn, 0, R);
     mg_tensor vn = mg_tensor_rows_view(wb->vn, 0, R), a = mg_tensor_rows_view(wb->a, 0, R);
-    mg_tensor f = mg_tensor_rows_view(wb->f, 0, R), hl = mg_tensor_rows_view(wb->hl, 0, R);
+    mg_tensor f = mg_tensor_rows_view(wb->f, 0, R);
 
     /* x[row] = Σ_k E_k[id] + pos[past of its state] */
     for (int k = 0; k < K; k++) {
@@ -491,9 +492,9 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
     for (int l = 0; l < c->dec_layers; l++) {
         mg_dec_layer *L = &dec->layers[l];
         op->layer_norm(be, &h, &x, L->ln1_w, L->ln1_b, 1e-5f);
-        op->linear(be, &q, &h, L->q, NULL);
-        op->linear(be, &kn, &h, L->k, NULL);
-        op->linear(be, &vn, &h, L->v, NULL);
+        mg_tensor *qkv[3] = {&q, &kn, &vn};
+        const mg_tensor *wqkv[3] = {L->q, L->k, L->v};
+        mg_linear_many(be, 3, qkv, &h, wqkv);
         /* each sequence's new K/V go to the end of its own cache */
         FOR_ROWS({
             wb->dst[row] = st[j]->k_cache[l];
@@ -530,14 +531,21 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
         op->add(be, &x, &h);
     }
     op->layer_norm(be, &x, &x, dec->ln_w, dec->ln_b, 1e-5f);
+    /* the codebook heads into hl rows [k*R, (k+1)*R), then each row to its
+     * state's logits [n_seq * K, V] */
+    mg_tensor hk[MG_MAX_CODEBOOKS], *hkp[MG_MAX_CODEBOOKS];
     for (int k = 0; k < K; k++) {
-        op->linear(be, &hl, &x, dec->heads[k], NULL);
+        hk[k] = mg_tensor_rows_view(wb->hl, (int64_t)k * R, R);
+        hkp[k] = &hk[k];
+    }
+    mg_linear_many(be, K, hkp, &x, (const mg_tensor *const *)dec->heads);
+    for (int k = 0; k < K; k++) {
         FOR_ROWS({
             wb->dst[row] = logits[j];
             wb->dst_row[row] = (int64_t)s * K + k;
             wb->src_row[row] = row;
         });
-        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &hl, wb->src_row, R);
+        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &hk[k], wb->src_row, R);
     }
 #undef FOR_ROWS
     for (int j = 0; j < n; j++)

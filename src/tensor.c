@@ -114,3 +114,14 @@ void mg_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *
     for (int i = 0; i < n; i++)
         be->ops->copy_rows(be, dst[i], dst_rows[i], src, src_rows[i], 1);
 }
+
+void mg_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
+                    const mg_tensor *const *w)
+{
+    if (be->ops->linear_many) {
+        be->ops->linear_many(be, n, y, x, w);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        be->ops->linear(be, y[i], x, w[i], NULL);
+}

@@ -214,6 +214,68 @@ static void test_linear(void)
     }
 }
 
+/* linear_many: every output is bitwise what linear() gives for its matrix
+ * alone, for each format and ISA, with odd row counts, several matrices in
+ * one region, more than MG_CPU_LINEAR_MANY matrices, and M past one pass. */
+static void test_linear_many(void)
+{
+    enum { K = 100, NW = 6 };
+    static const int64_t rows[NW] = {37, 64, 5, 1, 130, 12};
+    static const int64_t ms[] = {1, 3, 70};
+    static const mg_dtype dts[] = {MG_DT_F32, MG_DT_BF16, MG_DT_Q8};
+    mg_cpu_isa top = mg_cpu_isa_detect();
+    uint64_t seed = 11;
+    /* one host buffer per matrix: F32 weights are used in place */
+    float *host = malloc(sizeof(float) * NW * 130 * K), *x = malloc(sizeof(float) * 70 * K);
+    for (int i = 0; i < 70 * K; i++)
+        x[i] = rnd(&seed);
+    for (size_t d = 0; d < 3; d++) {
+        mg_backend *be = backend(3, dts[d]);
+        mg_tensor *w[NW] = {0}, *y[NW] = {0}, *ref = NULL;
+        mg_error err = {0};
+        int ok = be != NULL;
+        for (int i = 0; ok && i < NW; i++) {
+            float *hi = host + (size_t)i * 130 * K;
+            for (int j = 0; j < rows[i] * K; j++)
+                hi[j] = rnd(&seed);
+            ok = (w[i] = matrix(be, hi, rows[i], K)) != NULL &&
+                 mg_tensor_new2(&y[i], be, 70, rows[i], &err) == MG_OK;
+        }
+        ok = ok && mg_tensor_new2(&ref, be, 70, 130, &err) == MG_OK;
+        CHECK(ok, "linear_many setup (%s)", mg_dtype_name(dts[d]));
+        for (int isa = MG_CPU_ISA_SCALAR; ok && isa <= (int)top; isa++) {
+            mg_cpu_backend_set_isa(be, (mg_cpu_isa)isa);
+            for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+                mg_tensor xt = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {ms[mi], K}, .data = x};
+                mg_tensor yv[NW], *yp[NW];
+                for (int i = 0; i < NW; i++) {
+                    yv[i] = mg_tensor_rows_view(y[i], 0, ms[mi]);
+                    yp[i] = &yv[i];
+                }
+                mg_linear_many(be, NW, yp, &xt, (const mg_tensor *const *)w);
+                int same = 1;
+                for (int i = 0; i < NW; i++) {
+                    mg_tensor rv = {.be = be, .dtype = MG_DT_F32, .ndim = 2,
+                                    .ne = {ms[mi], rows[i]}, .data = ref->data};
+                    be->ops->linear(be, &rv, &xt, w[i], NULL);
+                    same &= !memcmp(rv.data, yv[i].data, sizeof(float) * ms[mi] * rows[i]);
+                }
+                CHECK(same, "linear_many %s %s M=%lld: each output equals linear() alone",
+                      mg_dtype_name(dts[d]), mg_cpu_isa_name((mg_cpu_isa)isa), (long long)ms[mi]);
+            }
+        }
+        for (int i = 0; i < NW; i++) {
+            mg_tensor_free(w[i]);
+            mg_tensor_free(y[i]);
+        }
+        mg_tensor_free(ref);
+        if (be)
+            be->ops->destroy(be);
+    }
+    free(host);
+    free(x);
+}
+
 static void test_isa_names(void)
 {
     CHECK(mg_cpu_isa_parse("avx2") == MG_CPU_ISA_AVX2 && mg_cpu_isa_parse("nope") == -1,
@@ -386,6 +448,7 @@ int main(void)
     test_isa_names();
     test_conversions();
     test_linear();
+    test_linear_many();
     test_attention();
     test_activations();
     return check_summary("test_cpu_kernels");

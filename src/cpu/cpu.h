@@ -49,6 +49,9 @@ void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const in
 /* cpu_matvec.c: any weight format (F32, BF16, Q8), kernels per isa */
 void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                    const mg_tensor *bias);
+enum { MG_CPU_LINEAR_MANY = 4 }; /* matrices one parallel region takes */
+void mg_cpu_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
+                        const mg_tensor *const *w);
 void mg_cpu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x);
 void mg_cpu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale);
 void mg_cpu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,

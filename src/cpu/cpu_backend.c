@@ -160,6 +160,7 @@ static const mg_backend_ops cpu_ops = {
     .sync = cpu_sync,
     .embed = mg_cpu_embed,
     .linear = mg_cpu_linear,
+    .linear_many = mg_cpu_linear_many,
     .add = mg_cpu_add,
     .scale_rows = mg_cpu_scale_rows,
     .rms_norm = mg_cpu_rms_norm,

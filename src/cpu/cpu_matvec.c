@@ -576,8 +576,12 @@ static void prepare_padded(mv_args *a, void *buf)
 
 typedef void (*unit_fn)(const mv_args *a, int64_t n0);
 
+/* The units (NR weight rows) of up to MG_CPU_LINEAR_MANY matrices that
+ * share their input, numbered one after the other: one parallel region. */
 typedef struct {
-    const mv_args *a;
+    const mv_args *a[MG_CPU_LINEAR_MANY];
+    int64_t        end[MG_CPU_LINEAR_MANY]; /* first unit past matrix i */
+    int            n;
     tile_fn        tile;
     unit_fn        unit;  /* all rows of the pass at once (K-blocked kernels), or NULL */
 } task_ctx;
@@ -585,16 +589,21 @@ typedef struct {
 static void linear_task(void *arg, int64_t u0, int64_t u1)
 {
     const task_ctx *c = arg;
-    if (c->unit) {
-        for (int64_t u = u0; u < u1; u++)
-            c->unit(c->a, u * NR);
-        return;
-    }
-    for (int64_t u = u0; u < u1; u++)
-        for (int64_t m = c->a->m0; m < c->a->m1; m += MR) {
-            int64_t mr = c->a->m1 - m < MR ? c->a->m1 - m : MR;
-            c->tile(c->a, u * NR, m, (int)mr);
+    int i = 0;
+    for (int64_t u = u0; u < u1; u++) {
+        while (u >= c->end[i])
+            i++;
+        const mv_args *a = c->a[i];
+        int64_t n0 = (u - (i ? c->end[i - 1] : 0)) * NR;
+        if (c->unit) {
+            c->unit(a, n0);
+            continue;
         }
+        for (int64_t m = a->m0; m < a->m1; m += MR) {
+            int64_t mr = a->m1 - m < MR ? a->m1 - m : MR;
+            c->tile(a, n0, m, (int)mr);
+        }
+    }
 }
 
 typedef enum { PREP_NONE, PREP_VNNI, PREP_PADDED } prep_kind;
@@ -627,45 +636,88 @@ static tile_fn pick_tile(mg_cpu_isa isa, mg_dtype dt, prep_kind *prep, unit_fn *
 #endif
 }
 
-void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
-                   const mg_tensor *bias)
+/* y_i = x · w_iᵀ (+ bias) for matrices of one format and one input width:
+ * the activations are prepared once and all rows run in one parallel region. */
+static void linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
+                        const mg_tensor *const *w, const mg_tensor *bias)
 {
     mg_cpu_backend *cpu = (mg_cpu_backend *)be;
-    mv_args a = {
-        .y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .bias = bias ? mg_cpu_f32(bias) : NULL,
-        .m = mg_tensor_rows(x), .n = mg_tensor_rows(w), .k = mg_tensor_cols(x),
-        .w = w->dtype == MG_DT_F32 ? mg_cpu_f32(w) : NULL,
-    };
-    if (a.m == 0 || a.n == 0)
-        return;
+    mv_args args[MG_CPU_LINEAR_MANY];
+    task_ctx c = {.n = n};
     prep_kind prep;
-    task_ctx c = {.a = &a};
-    c.tile = pick_tile(cpu->isa, w->dtype, &prep, &c.unit);
-    int64_t pass = MG_CPU_LINEAR_ROWS;
-    if (w->dtype == MG_DT_BF16)
-        a.bf16 = mg_bf16_view(w);
-    if (w->dtype == MG_DT_Q8) {
-        a.q8 = mg_q8_view(w);
-        a.stride = a.q8.nblocks * MG_Q8_BLOCK;
-        /* the weight op sized xbuf for this matrix; cap the pass to it anyway */
-        size_t per_row = mg_cpu_xbuf_row_bytes(a.k);
-        int64_t fit = (int64_t)(cpu->xbuf_cap / per_row);
+    mg_dtype dt = w[0]->dtype;
+    c.tile = pick_tile(cpu->isa, dt, &prep, &c.unit);
+    int64_t units = 0, m = mg_tensor_rows(x), k = mg_tensor_cols(x), pass = MG_CPU_LINEAR_ROWS;
+    for (int i = 0; i < n; i++) {
+        mv_args *a = &args[i];
+        *a = (mv_args){
+            .y = mg_cpu_f32(y[i]), .x = mg_cpu_f32(x), .bias = bias ? mg_cpu_f32(bias) : NULL,
+            .m = m, .n = mg_tensor_rows(w[i]), .k = k,
+            .w = dt == MG_DT_F32 ? mg_cpu_f32(w[i]) : NULL,
+        };
+        if (dt == MG_DT_BF16)
+            a->bf16 = mg_bf16_view(w[i]);
+        if (dt == MG_DT_Q8) {
+            a->q8 = mg_q8_view(w[i]);
+            a->stride = a->q8.nblocks * MG_Q8_BLOCK;
+        }
+        units += (a->n + NR - 1) / NR;
+        c.a[i] = a;
+        c.end[i] = units;
+    }
+    if (m == 0 || units == 0)
+        return;
+    if (dt == MG_DT_Q8) {
+        /* the weight op sized xbuf for this width; cap the pass to it anyway */
+        int64_t fit = (int64_t)(cpu->xbuf_cap / mg_cpu_xbuf_row_bytes(k));
         pass = fit < pass ? fit : pass;
         if (pass < 1)
             return; /* unreachable: weight() reserved the buffer or failed */
     }
-    int64_t units = (a.n + NR - 1) / NR;
-    for (a.m0 = 0; a.m0 < a.m; a.m0 = a.m1) {
-        a.m1 = a.m - a.m0 < pass ? a.m : a.m0 + pass;
+    for (int64_t m0 = 0, m1; m0 < m; m0 = m1) {
+        m1 = m - m0 < pass ? m : m0 + pass;
+        mv_args *a = &args[0];
+        a->m0 = m0;
+        a->m1 = m1;
 #if MG_X86
         if (prep == PREP_VNNI)
-            prepare_vnni_avx512(&a, cpu->xbuf);
+            prepare_vnni_avx512(a, cpu->xbuf);
         else
 #endif
         if (prep == PREP_PADDED)
-            prepare_padded(&a, cpu->xbuf);
+            prepare_padded(a, cpu->xbuf);
+        for (int i = 1; i < n; i++) {
+            args[i].m0 = m0;
+            args[i].m1 = m1;
+            args[i].xq = a->xq;
+            args[i].xscale = a->xscale;
+            args[i].xcorr = a->xcorr;
+            args[i].xpad = a->xpad;
+        }
         /* a unit (NR rows) is NR·K·rows multiply-adds; ~32k per thread pays the wake-up */
-        int64_t macs = NR * a.k * (a.m1 - a.m0);
+        int64_t macs = NR * k * (m1 - m0);
         mg_cpu_parallel(be, units, macs >= 32768 ? 1 : 32768 / macs, linear_task, &c);
+    }
+}
+
+void mg_cpu_linear(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                   const mg_tensor *bias)
+{
+    linear_many(be, 1, &y, x, &w, bias);
+}
+
+void mg_cpu_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
+                        const mg_tensor *const *w)
+{
+    for (int i0 = 0; i0 < n; i0 += MG_CPU_LINEAR_MANY) {
+        int cnt = n - i0 < MG_CPU_LINEAR_MANY ? n - i0 : MG_CPU_LINEAR_MANY, same = 1;
+        for (int i = 1; i < cnt; i++)
+            same &= w[i0 + i]->dtype == w[i0]->dtype;
+        if (same) {
+            linear_many(be, cnt, y + i0, x, w + i0, NULL);
+            continue;
+        }
+        for (int i = 0; i < cnt; i++)
+            linear_many(be, 1, y + i0 + i, x, w + i0 + i, NULL);
     }
 }
