@@ -30,6 +30,7 @@ typedef struct {
     ngx_int_t   threads;      /* musicgen_threads: engine CPU threads per worker */
     ngx_str_t   device;       /* musicgen_device: cpu | auto | cuda | cuda:N (NUL-terminated) */
     ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
+    ngx_str_t   weights_cache; /* musicgen_weights_cache: folder or off (NUL-terminated) */
     mg_model   *model;        /* loaded at worker start */
     mg_config   cfg;          /* read at config time (nginx -t validates it) */
     ngx_int_t   batch;        /* musicgen_batch: generations decoded together */
@@ -73,6 +74,7 @@ static char *ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_musicgen_weights_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -101,6 +103,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen_dtype"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_musicgen_dtype,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+    { ngx_string("musicgen_weights_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_weights_cache,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -335,6 +343,30 @@ ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
+/* Where workers keep bf16/q8 weights converted (and share them through the
+ * page cache); the folder must exist, the workers' user should be able to
+ * write it (else each worker converts at start and logs why). */
+static char *
+ngx_http_musicgen_weights_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_musicgen_main_conf_t  *mcf = conf;
+    ngx_str_t                      *value = cf->args->elts;
+    ngx_file_info_t                 fi;
+
+    if (mcf->weights_cache.data) {
+        return "is duplicate";
+    }
+    if (ngx_strcmp(value[1].data, "off") != 0
+        && (ngx_file_info(value[1].data, &fi) == NGX_FILE_ERROR || !ngx_is_dir(&fi)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "musicgen_weights_cache \"%V\": not a folder (or \"off\")", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+    mcf->weights_cache = value[1];
+    return NGX_CONF_OK;
+}
+
 static char *
 ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -512,6 +544,7 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
     opt.max_batch = (int) mcf->batch;
     opt.device = mcf->device.data ? (const char *) mcf->device.data : "auto";
     opt.dtype = mcf->dtype.data ? (const char *) mcf->dtype.data : NULL;
+    opt.weights_cache = mcf->weights_cache.data ? (const char *) mcf->weights_cache.data : NULL;
     if (mg_model_load(&mcf->model, dir, &opt, &err) != MG_OK) {
         /* requests get 503 while the model is not loaded */
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "musicgen: loading \"%s\": %s", dir, err.msg);
@@ -520,6 +553,10 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                       "musicgen: model \"%s\" loaded on %s (musicgen_device %s), %s weights",
                       dir, mg_model_device(mcf->model), opt.device, mg_model_dtype(mcf->model));
+        if (*mg_model_load_note(mcf->model)) {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "musicgen: %s",
+                          mg_model_load_note(mcf->model));
+        }
     }
     return NGX_OK;
 }

@@ -643,6 +643,7 @@ static const mg_backend_ops cuda_ops = {
     /* .copy_rows_strided */ cu_copy_rows_strided,
     /* .copy_rows_scatter */ cu_copy_rows_scatter,
     /* .linear_many: the recorded step fuses launches already */ NULL,
+    /* .matrix_nbytes: weights live on the device, no cache */ NULL,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

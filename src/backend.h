@@ -140,6 +140,11 @@ typedef struct mg_backend_ops {
      * matrices share one pass of the workers. */
     void (*linear_many)(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
                         const mg_tensor *const *w);
+    /* Optional (NULL: no converted-weights cache): bytes of a [rows, cols]
+     * matrix weight in format dt, for a backend that keeps converted weights
+     * in host memory and whose weight() also takes a MATRIX weight already in
+     * that format (t->dtype = dt, t->nbytes = this size) and uses it in place. */
+    size_t (*matrix_nbytes)(mg_backend *be, mg_dtype dt, int64_t rows, int64_t cols);
 } mg_backend_ops;
 
 struct mg_backend {

@@ -123,6 +123,37 @@ mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t
     return rc != MG_OK ? rc : host_copy(ld, t, out, err);
 }
 
+/* A matrix from the weights cache, already in the backend's format: 1 when
+ * *out was made, 0 when it has to be converted (the cache lacks it). */
+static int from_cache(mg_loader *ld, const mg_st_tensor *st, int ndim, const int64_t *shape,
+                      mg_tensor **out, mg_code *rc, mg_error *err)
+{
+    mg_backend *be = ld->be;
+    int64_t cols = shape[ndim - 1], rows = 1;
+    for (int i = 0; i < ndim - 1; i++)
+        rows *= shape[i];
+    size_t want = be->ops->matrix_nbytes(be, be->weight_dtype, rows, cols);
+    const mg_st_tensor *ct = mg_wcache_find(ld->wcache, st->name);
+    if (!ct || ct->nbytes != want) {
+        if (ld->wcache->valid)
+            mg_wcache_mark_stale(ld->wcache, st->name, ct ? "has the wrong size" : "is missing");
+        return 0;
+    }
+    mg_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        *rc = mg_fail(err, MG_ERR_NOMEM, "out of memory for tensor '%s'", st->name);
+        return 1;
+    }
+    *t = (mg_tensor){.be = be, .dtype = be->weight_dtype, .ndim = ndim, .nbytes = want};
+    memcpy(t->ne, shape, (size_t)ndim * sizeof *shape);
+    *rc = be->ops->weight(be, t, ct->data, MG_WEIGHT_MATRIX, err);
+    if (*rc != MG_OK)
+        free(t);
+    else
+        *out = t;
+    return 1;
+}
+
 static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int64_t *shape,
                            mg_weight_kind kind, mg_tensor **out, mg_error *err)
 {
@@ -130,6 +161,10 @@ static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int
     *out = NULL;
     mg_code rc = mg_loader_find(ld, names, ndim, shape, &st, err);
     if (rc != MG_OK)
+        return rc;
+    int cacheable = kind == MG_WEIGHT_MATRIX && ld->wcache && ld->be->ops->matrix_nbytes &&
+                    ld->be->weight_dtype != MG_DT_F32;
+    if (cacheable && from_cache(ld, st, ndim, shape, out, &rc, err))
         return rc;
     /* F32 data in the file outlives the backend tensors and is handed over in
      * place; F16/BF16 become an F32 host copy, kept while the backend uses it. */
@@ -168,6 +203,12 @@ static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int
     if (t->data != st->data)
         release_file_pages(ld, st);
     *out = t;
+    if (cacheable && t->dtype == ld->be->weight_dtype &&
+        (rc = mg_wcache_add(ld->wcache, st->name, t->data, t->nbytes, err)) != MG_OK) {
+        mg_tensor_free(t);
+        *out = NULL;
+        return rc;
+    }
     return MG_OK;
 }
 

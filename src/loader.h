@@ -5,6 +5,7 @@
 #define MG_LOADER_H
 #include "backend.h"
 #include "safetensors.h"
+#include "weights_cache.h"
 
 typedef struct {
     mg_safetensors st;
@@ -12,6 +13,7 @@ typedef struct {
     size_t         n_used;   /* tensors handed out (for diagnostics) */
     void         **kept;     /* F32 copies of F16/BF16 tensors a backend uses in place */
     size_t         n_kept;
+    mg_wcache     *wcache;   /* converted matrices cached next to the model, or NULL */
 } mg_loader;
 
 mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error *err);

@@ -90,6 +90,25 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         rc = mg_loader_open(&m->ld, path, m->be, err);
     }
+    const char *wc = opt ? opt->weights_cache : NULL;
+    if (rc == MG_OK && m->be->ops->matrix_nbytes && m->be->weight_dtype != MG_DT_F32 && wc &&
+        *wc && strcmp(wc, "off") != 0) {
+        /* the model folder's own name, trailing slashes ignored */
+        char name[256];
+        size_t end = strlen(dir);
+        while (end > 1 && dir[end - 1] == '/')
+            end--;
+        size_t start = end;
+        while (start > 0 && dir[start - 1] != '/')
+            start--;
+        snprintf(name, sizeof name, "%.*s", (int)(end - start), dir + start);
+        char cpath[4096];
+        snprintf(cpath, sizeof cpath, "%s/%s.%s.musicgen-cache.safetensors", wc,
+                 strcmp(name, ".") && strcmp(name, "..") && *name ? name : "model", m->dtype);
+        rc = mg_wcache_open(&m->wcache, cpath, &m->ld.st, m->dtype, err);
+        if (rc == MG_OK)
+            m->ld.wcache = &m->wcache;
+    }
     if (rc == MG_OK)
         rc = mg_t5_load(&m->t5, &m->ld, &m->cfg, err);
     if (rc == MG_OK)
@@ -106,6 +125,8 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
                              mg_tokenizer_vocab_size(m->tok), m->cfg.t5_vocab);
         }
     }
+    if (rc == MG_OK && m->ld.wcache)
+        mg_wcache_write(&m->wcache);
     if (rc == MG_OK)
         rc = mg_sched_create(&m->sched, m, opt && opt->max_batch > 0 ? opt->max_batch
                                                                    : MG_DEFAULT_BATCH, err);
@@ -133,11 +154,14 @@ void mg_model_free(mg_model *m)
         mg_loader_close(&m->ld);
         m->be->ops->destroy(m->be);
     }
+    mg_wcache_close(&m->wcache);
     pthread_mutex_destroy(&m->run);
     free(m);
 }
 
 const mg_config *mg_model_config(const mg_model *m) { return &m->cfg; }
+
+const char *mg_model_load_note(const mg_model *m) { return m->wcache.note; }
 const char *mg_model_device(const mg_model *m) { return m->device; }
 const char *mg_model_dtype(const mg_model *m) { return m->dtype; }
 

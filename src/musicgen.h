@@ -23,6 +23,10 @@ typedef struct {
     const char *dtype;       /* matrix weight format: "f32", "bf16", "q8" (CPU only); NULL:
                               * f32 on the CPU, bf16 on CUDA */
     int         max_batch;   /* generations decoded together (<= 0: MG_DEFAULT_BATCH) */
+    /* Folder where converted bf16/q8 CPU weights are cached between loads
+     * (weights_cache.h), as <model folder name>.<dtype>.musicgen-cache.safetensors;
+     * NULL or "off": convert at every load. */
+    const char *weights_cache;
 } mg_model_options;
 
 /* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and
@@ -31,6 +35,9 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
                       mg_error *err);
 void    mg_model_free(mg_model *m);
 const mg_config *mg_model_config(const mg_model *m);
+/* What the load did with the converted-weights cache (mapped, written, not
+ * written and why), or "" when there was none to use: for the log. */
+const char *mg_model_load_note(const mg_model *m);
 /* The backend the model runs on ("cpu", "cuda:0", ...) and its weight format. */
 const char *mg_model_device(const mg_model *m);
 const char *mg_model_dtype(const mg_model *m);

@@ -1,3 +1,7 @@
+/* fallocate() (Linux); the engine is also compiled by nginx's build, without -D_GNU_SOURCE */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "safetensors_write.h"
 
 #include <errno.h>

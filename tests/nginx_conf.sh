@@ -53,6 +53,8 @@ else
 fi
 expect_fail "musicgen_model $MODEL; musicgen_device cuda:x;" "musicgen on;" "expected cpu, auto, cuda or cuda:N"
 expect_fail "musicgen_model $MODEL; musicgen_dtype f16;" "musicgen on;" "expected f32, bf16 or q8"
+expect_ok   "musicgen_model $MODEL; musicgen_dtype q8; musicgen_weights_cache $TMP;" "musicgen on;"
+expect_fail "musicgen_model $MODEL; musicgen_weights_cache /nonexistent/cache;" "musicgen on;" "not a folder"
 expect_fail "musicgen_model $MODEL; musicgen_batch 0;" "musicgen on;" "\"musicgen_batch\" must be between 1 and 64"
 expect_fail "musicgen_model $MODEL; musicgen_device cpu; musicgen_device auto;" "musicgen on;" "is duplicate"
 expect_fail "musicgen_model $MODEL; musicgen_device tpu;" "musicgen on;" "expected cpu, auto, cuda or cuda:N"

@@ -1,7 +1,7 @@
 /* musicgen: text-to-music from the command line.
  *   musicgen -m MODEL_DIR -p "prompt" -d SECONDS [-t TEMP] [-k TOPK] [-g GUIDANCE]
  *            [--top-p P] [--greedy] [--seed N] [--threads N] [--dtype f32|bf16|q8]
- *            [--device cpu|cuda|cuda:N|auto]
+ *            [--device cpu|cuda|cuda:N|auto] [--weights-cache DIR|off]
  *            [-f wav|flac|ogg|mp3] -o FILE */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +31,8 @@ static void usage(FILE *f)
             "      --dtype FMT        weight format: f32 (exact, CPU default), bf16 (CUDA default) or\n"
             "                         q8 (fastest on the CPU)\n"
             "      --device DEV       cpu (default), cuda, cuda:N, or auto (the GPU when usable)\n"
+            "      --weights-cache DIR  keep bf16/q8 weights converted in DIR for the next run\n"
+            "                         (default: the model folder; off: convert every time)\n"
             "  -f, --format FMT       wav (16-bit PCM, default), flac, ogg (Opus) or mp3\n"
             "  -o, --output FILE      where to write the audio\n"
             "  -q, --quiet            no progress bar or summary\n");
@@ -76,7 +78,7 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 int main(int argc, char **argv)
 {
     const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav", *dtype = NULL,
-               *device = NULL;
+               *device = NULL, *weights_cache = NULL;
     double duration = 10, temp = -1, topk = -1, topp = -1, guidance = -1, seed = 0, threads = 0;
     int greedy = 0, quiet = 0;
     static const struct option longopts[] = {
@@ -85,7 +87,7 @@ int main(int argc, char **argv)
         {"guidance", 1, 0, 'g'}, {"greedy", 0, 0, 'G'}, {"seed", 1, 0, 's'},
         {"threads", 1, 0, 'j'}, {"format", 1, 0, 'f'}, {"output", 1, 0, 'o'},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"dtype", 1, 0, 'D'},
-        {"device", 1, 0, 'V'}, {0, 0, 0, 0}};
+        {"device", 1, 0, 'V'}, {"weights-cache", 1, 0, 'W'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:d:t:k:g:s:j:f:o:qh", longopts, NULL)) != -1) {
         int bad = 0;
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'D': dtype = optarg; break;
         case 'V': device = optarg; break;
+        case 'W': weights_cache = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -126,11 +129,14 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = (int)threads, .dtype = dtype, .device = device};
+    mg_model_options opt = {.n_threads = (int)threads, .dtype = dtype, .device = device,
+                            .weights_cache = weights_cache ? weights_cache : model_dir};
     if (mg_model_load(&m, model_dir, &opt, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
         return 1;
     }
+    if (!quiet && *mg_model_load_note(m))
+        fprintf(stderr, "musicgen: %s\n", mg_model_load_note(m));
     double t_load = now_s() - t0;
     mg_gen_params p;
     mg_gen_params_default(m, &p);

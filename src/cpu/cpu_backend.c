@@ -107,6 +107,12 @@ static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_wei
         *t = conv;
         return MG_OK;
     }
+    /* a matrix already converted (the weights cache): used in place */
+    if (kind == MG_WEIGHT_MATRIX && t->dtype == MG_DT_Q8) {
+        mg_code rc = reserve_xbuf(cpu, mg_tensor_cols(t), err);
+        if (rc != MG_OK)
+            return rc;
+    }
     size_t es = mg_dtype_size(t->dtype);
     if (((uintptr_t)host % (es ? es : 1)) == 0) {
         t->data = (void *)host;
@@ -119,6 +125,11 @@ static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_wei
     memcpy(t->data, host, t->nbytes);
     t->owns = 1;
     return MG_OK;
+}
+
+static size_t cpu_matrix_nbytes(mg_backend *be, mg_dtype dt, int64_t rows, int64_t cols)
+{
+    return mg_cpu_matrix_nbytes(dt, rows, cols);
 }
 
 static mg_code cpu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int V,
@@ -161,6 +172,7 @@ static const mg_backend_ops cpu_ops = {
     .embed = mg_cpu_embed,
     .linear = mg_cpu_linear,
     .linear_many = mg_cpu_linear_many,
+    .matrix_nbytes = cpu_matrix_nbytes,
     .add = mg_cpu_add,
     .scale_rows = mg_cpu_scale_rows,
     .rms_norm = mg_cpu_rms_norm,

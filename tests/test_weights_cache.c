@@ -1,0 +1,139 @@
+/* The converted-weights cache (src/weights_cache.c): written on the first
+ * bf16/q8 load, mapped on the next (weights used in place, the same codes
+ * bit for bit), rebuilt when damaged or made for another model file, a note
+ * (not an error) when the folder is not writable, absent when off. */
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "model.h"
+#include "musicgen.h"
+#include "test_util.h"
+
+/* Greedy codes of a short generation; NULL on failure. */
+static int32_t *codes_of(mg_model *m, size_t *n)
+{
+    static const int32_t ids[5] = {100, 200, 300, 1, 0};
+    static const uint8_t mask[5] = {1, 1, 1, 1, 0};
+    mg_gen_params p;
+    mg_gen_params_default(m, &p);
+    p.max_new_tokens = 12;
+    p.sampling.do_sample = 0;
+    mg_gen_result res;
+    mg_error err = {0};
+    if (mg_generate_ids(m, ids, mask, 1, 5, &p, NULL, &res, &err) != MG_OK) {
+        CHECK(0, "generate: %s", err.msg);
+        return NULL;
+    }
+    *n = (size_t)res.batch * 4 * res.frames;
+    int32_t *c = malloc(*n * sizeof *c);
+    if (c)
+        memcpy(c, res.codes, *n * sizeof *c);
+    mg_gen_result_free(&res);
+    return c;
+}
+
+/* Loads dir with the cache folder, checks the note names `want`, and the
+ * codes against ref (when given); returns the codes. */
+static int32_t *load_and_run(const char *dir, const char *dtype, const char *cache,
+                             const char *want, const int32_t *ref, size_t ref_n, int in_place)
+{
+    mg_model *m = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.dtype = dtype, .device = "cpu", .weights_cache = cache};
+    if (mg_model_load(&m, dir, &opt, &err) != MG_OK) {
+        CHECK(0, "load %s with cache %s: %s", dtype, cache ? cache : "(none)", err.msg);
+        return NULL;
+    }
+    const char *note = mg_model_load_note(m);
+    CHECK(want ? strstr(note, want) != NULL : *note == 0, "%s, cache %s: note '%s', want '%s'",
+          dtype, cache ? cache : "(none)", note, want ? want : "");
+    /* mapped: the first layer's Q weights live in the cache file's mapping */
+    const uint8_t *q = m->dec.layers[0].q->data, *b = m->wcache.file.buf;
+    int inside = b && q >= b && q < b + m->wcache.file.len;
+    CHECK(inside == in_place, "%s, cache %s: weights %s the cache mapping", dtype,
+          cache ? cache : "(none)", in_place ? "inside" : "outside");
+    size_t n = 0;
+    int32_t *c = codes_of(m, &n);
+    if (c && ref)
+        CHECK(n == ref_n && !memcmp(c, ref, n * sizeof *c), "%s, cache %s: same codes as converted",
+              dtype, cache ? cache : "(none)");
+    mg_model_free(m);
+    return c;
+}
+
+static void test_cache(const char *golden_model, const char *dtype)
+{
+    char model[4200], cache[64] = "/tmp/mg-wcache-XXXXXX", file[4400], src[4300], dst[4300];
+    if (tu_model_dir(model, sizeof model, golden_model) || !mkdtemp(cache)) {
+        CHECK(0, "temp folders");
+        return;
+    }
+    snprintf(src, sizeof src, "%s/model.safetensors", golden_model);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", model);
+    CHECK(tu_copy(src, dst) == 0, "copy the model");
+    const char *base = strrchr(model, '/') + 1;
+    snprintf(file, sizeof file, "%s/%s.%s.musicgen-cache.safetensors", cache, base, dtype);
+
+    size_t n = 0;
+    mg_model *m = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.dtype = dtype, .device = "cpu"};
+    int32_t *ref = NULL;
+    if (mg_model_load(&m, model, &opt, &err) == MG_OK) {
+        CHECK(*mg_model_load_note(m) == 0, "no cache by default");
+        ref = codes_of(m, &n);
+        mg_model_free(m);
+    } else
+        CHECK(0, "load: %s", err.msg);
+    if (!ref)
+        goto out;
+
+    free(load_and_run(model, dtype, cache, "written", ref, n, 0));
+    CHECK(access(file, R_OK) == 0, "%s exists", file);
+    free(load_and_run(model, dtype, cache, "weights mapped", ref, n, 1));
+
+    /* damaged: cut in half */
+    CHECK(truncate(file, 4096) == 0, "truncate the cache");
+    free(load_and_run(model, dtype, cache, "written", ref, n, 0));
+    free(load_and_run(model, dtype, cache, "weights mapped", ref, n, 1));
+
+    /* the model file changes (its mtime here): the cache is for another file */
+    struct timespec ts[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    CHECK(utimensat(AT_FDCWD, dst, ts, 0) == 0, "touch the model");
+    mg_wcache wc;
+    mg_safetensors st;
+    if (mg_st_open(&st, dst, &err) == MG_OK) {
+        CHECK(mg_wcache_open(&wc, file, &st, dtype, &err) == MG_OK && !wc.valid &&
+                  strstr(wc.note, "another model file"),
+              "stale cache refused: %s", wc.note);
+        mg_wcache_close(&wc);
+        mg_st_close(&st);
+    }
+    free(load_and_run(model, dtype, cache, "written", ref, n, 0));
+
+    /* a folder that cannot be written: the load works, the note says so */
+    free(load_and_run(model, dtype, "/proc/self", "not written", ref, n, 0));
+    /* off */
+    free(load_and_run(model, dtype, "off", NULL, ref, n, 0));
+out:
+    free(ref);
+    tu_rm_dir(model);
+    tu_rm_dir(cache);
+}
+
+int main(void)
+{
+    char dir[4200], probe[4300];
+    snprintf(dir, sizeof dir, "%s/tiny-proj", check_golden_dir());
+    snprintf(probe, sizeof probe, "%s/model.safetensors", dir);
+    if (access(probe, R_OK) != 0)
+        SKIP("golden tiny-proj model not found at %s", dir);
+    else {
+        test_cache(dir, "q8");
+        test_cache(dir, "bf16");
+    }
+    return check_summary("test_weights_cache");
+}
