@@ -149,11 +149,12 @@ NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 $(SERVE)/nginx.conf: conf/nginx.conf $(MODULE) $(DEMO_MODEL)/model.safetensors
 	@mkdir -p $(SERVE)/logs
 	sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
-	    -e 's#@PREFIX@#$(SERVE)#' conf/nginx.conf > $@
+	    -e 's#@PREFIX@#$(SERVE)#' -e 's#@HTML@#$(CURDIR)/html#' conf/nginx.conf > $@
 serve: all $(SERVE)/nginx.conf
 	@-nginx -p $(SERVE) -c $(SERVE)/nginx.conf -s stop 2>/dev/null; sleep 0.5
 	nginx -p $(SERVE) -c $(SERVE)/nginx.conf
 	@echo "ngx-musicgen is listening on http://127.0.0.1:8080 (demo model: random weights, noise-like audio)"
+	@echo "open http://127.0.0.1:8080/ in a browser for the photo-to-music page"
 	@echo "try:  curl -s -o clip.wav 'http://127.0.0.1:8080/generate?prompt=calm+piano&duration=3&seed=7' && file clip.wav"
 	@echo "stop: make stop"
 stop:
