@@ -336,6 +336,7 @@ async function generate() {
                 return;
             }
             if (res.ok && data && data.success && data.audioUrl) {
+                clearError();               // a retry that worked: the busy notice is over
                 await showResult(data, body);
                 return;
             }
