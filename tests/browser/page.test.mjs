@@ -218,6 +218,57 @@ try {
         check('editing the field clears the mark', await page.evaluate(() => !document.getElementById('f-energy').hasAttribute('aria-invalid')));
     });
 
+    await step('keyboard', async () => {
+        await page.focus('a.skip');            // the first stop: "Skip to the form"
+        const order = [];
+        for (let i = 0; i < 16; i++) {
+            await page.keyboard.press('Tab');
+            order.push(await page.evaluate(() => document.activeElement.id || document.activeElement.tagName));
+        }
+        const want = ['photo-input', 'camera-input', 'f-mood', 'f-energy', 'f-tempo_bpm', 'f-styleLevel', 'f-genres',
+                      'f-instruments', 'f-vocalType', 'f-duration', 'f-seed', 'generate'];
+        check('Tab reaches the photo inputs, every field and Generate, in order',
+              want.every((id, i) => order.indexOf(id) >= 0 && (i === 0 || order.indexOf(id) > order.indexOf(want[i - 1]))),
+              order.join(' '));
+        check('a focused file input shows its focus on its button', await page.evaluate(() => {
+            document.getElementById('photo-input').focus({ focusVisible: true });
+            return getComputedStyle(document.querySelector('label[for=photo-input]')).outlineStyle === 'solid';
+        }));
+        const n = await page.evaluate(() => document.querySelectorAll('#history li').length);
+        await page.focus('#f-seed');
+        await page.keyboard.type('11');
+        await page.keyboard.press('Enter');
+        const r = await generated(page);
+        check('Enter in a field generates', r.history === n + 1 && /seed11-/.test(r.download || ''), JSON.stringify(r));
+    });
+
+    await step('contrast', async () => {
+        // WCAG AA: 4.5:1 for text, 3:1 for large text, against the nearest opaque background
+        const bad = await page.evaluate(() => {
+            const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+            const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+                .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+            const bg = (el) => {
+                for (let e = el; e; e = e.parentElement) {
+                    const c = rgb(getComputedStyle(e).backgroundColor);
+                    if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+                }
+                return [255, 255, 255];
+            };
+            const out = [];
+            for (const el of document.querySelectorAll('body *')) {
+                if (!el.checkVisibility() || ![...el.childNodes].some((x) => x.nodeType === 3 && x.textContent.trim())) continue;
+                const cs = getComputedStyle(el);
+                const a = lum(rgb(cs.color)), b = lum(bg(el));
+                const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+                const size = parseFloat(cs.fontSize), large = size >= 24 || (size >= 18.66 && Number(cs.fontWeight) >= 700);
+                if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName}#${el.id} ${ratio.toFixed(2)}`);
+            }
+            return out;
+        });
+        check('all visible text has AA contrast', bad.length === 0, bad.join(', '));
+    });
+
     await step('screenshots', async () => {
         await page.screenshot({ path: `${OUT}/page.png`, fullPage: true });
         check(`screenshot written: ${OUT}/page.png`, readFileSync(`${OUT}/page.png`).length > 10000);
