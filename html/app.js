@@ -328,6 +328,7 @@ async function generate() {
                     signal: ctrl.signal,
                 });
                 data = await res.json().catch(() => null);
+                if (ctrl.signal.aborted) throw new DOMException('cancelled', 'AbortError');
             } catch (e) {
                 if (ctrl.signal.aborted) throw e;
                 showError(`Network error: could not reach the server at ${location.origin}${endpoint} (${e.message}). `
@@ -337,7 +338,12 @@ async function generate() {
             }
             if (res.ok && data && data.success && data.audioUrl) {
                 clearError();               // a retry that worked: the busy notice is over
-                await showResult(data, body);
+                try {
+                    await showResult(data, body);
+                } catch (e) {
+                    showError(`The clip arrived but could not be shown: ${e.message}.`);
+                    $('status').textContent = 'Generation failed: the clip could not be shown.';
+                }
                 return;
             }
             const fail = describeFailure(res.status, data);
