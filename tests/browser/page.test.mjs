@@ -2,13 +2,12 @@
 // run.sh, which starts the two nginx instances and sets the environment).
 // Nothing is intercepted: every response comes from nginx.
 import { chromium } from 'playwright-core';
-import http from 'node:http';
 import { execSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { brightWarm, darkCool, encodePng } from './images.mjs';
 import { parseWav } from '../../html/wave.js';
 
-const BASE = process.env.BASE_URL, BUSY = process.env.BUSY_URL, OUT = process.env.OUT_DIR || 'build/browser';
+const BASE = process.env.BASE_URL, BROKEN = process.env.BROKEN_URL, OUT = process.env.OUT_DIR || 'build/browser';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
               '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -313,49 +312,49 @@ try {
         await p.close();
     });
 
-    await step('a real 503 (queue full), retried after Retry-After', async () => {
+    await step('a real 503 (model not loaded), cancelled, then retried after Retry-After', async () => {
         const p = await ctx.newPage();
-        watch(p, 'busy');
+        watch(p, 'broken');
         const log = [];
         p.on('request', (r) => { if (r.method() === 'POST') log.push({ t: Date.now(), what: 'request' }); });
         p.on('response', (r) => { if (r.request().method() === 'POST') log.push({ t: Date.now(), what: r.status(), retry: r.headers()['retry-after'] }); });
-        await p.goto(`${BUSY}/`);
+        await p.goto(`${BROKEN}/`);
         await ready(p);
-        check('the busy server says its own maximum (40 s)', await p.evaluate(() => document.getElementById('f-duration').max) === '40');
-        // a long job holds the only place (batch 1, queue 0)
-        const long = http.request(`${BUSY}/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' } });
-        long.on('error', () => {});
-        long.on('response', (res) => res.resume());
-        long.end(JSON.stringify({ prompt: 'long job holding the only place', duration: 40, seed: 1 }));
-        let runningSeen = false;
-        for (let i = 0; i < 500 && !runningSeen; i++) {
-            const s = await fetch(`${BUSY}/status`).then((r) => r.text(), () => '');
-            runningSeen = /"running":1/.test(s);
-            if (!runningSeen) await new Promise((res) => setTimeout(res, 10));
-        }
-        check('the long job is running', runningSeen);
+        const src = await p.evaluate(() => [document.documentElement.dataset.maxDurationSource,
+                                            document.getElementById('max-duration-src').textContent]);
+        check('a server that cannot say its maximum: the page default, and the page says so',
+              src[0] === 'page' && /did not say/.test(src[1]), JSON.stringify(src));
         log.length = 0;
         await setField(p, 'f-duration', 1);
         await p.click('#generate');
         await p.waitForFunction(() => /Retrying/.test(document.getElementById('error').innerText), null, { timeout: 10000 });
         const shown = await p.evaluate(() => document.getElementById('error').innerText);
         console.log(`#   shown: ${shown}`);
-        check('the 503 is shown in words', /503/.test(shown) && /queue is full/.test(shown) && /busy/.test(shown), shown);
-        check('with the retry the server asked for (Retry-After: 10)', /in 10 s/.test(shown) && log.some((x) => x.what === 503 && x.retry === '10'),
-              JSON.stringify(log));
-        long.destroy();                       // the client goes: the module cancels the long job
-        const r = await generated(p, 40000);
+        check('the 503 is shown in words', /503 Service Unavailable/.test(shown) && /model is not loaded/.test(shown), shown);
+        check('with the wait the server asked for (Retry-After: 30)', /as the server asked, in 30 s/.test(shown)
+              && log.some((x) => x.what === 503 && x.retry === '30'), JSON.stringify(log));
+        await p.click('#cancel');
+        const c = await generated(p, 5000);
+        check('Cancel stops the retries', /cancelled/.test(c.status) && !c.error, JSON.stringify(c));
+
+        log.length = 0;
+        await p.click('#generate');
+        await p.waitForFunction(() => /Retrying/.test(document.getElementById('error').innerText), null, { timeout: 10000 });
+        execSync(process.env.BROKEN_FIX, { stdio: 'ignore' });  // the good spiece.model, nginx -s reload
+        const r = await generated(p, 60000);
         const first503 = log.find((x) => x.what === 503), retry = log.filter((x) => x.what === 'request')[1];
-        check('the retry waited for Retry-After and then succeeded', first503 && retry && retry.t - first503.t >= 9500
-              && Math.abs(r.duration - 1) < 0.05, `${JSON.stringify(log)} ${JSON.stringify(r)}`);
+        check('the retry waited for Retry-After, then succeeded once the server was fixed',
+              first503 && retry && retry.t - first503.t >= 29500 && Math.abs(r.duration - 1) < 0.05 && !r.error,
+              `${JSON.stringify(log)} ${JSON.stringify(r)}`);
+
         // the server goes away: a network failure is reported as such
-        execSync(process.env.BUSY_STOP, { stdio: 'ignore' });
+        execSync(process.env.BROKEN_STOP, { stdio: 'ignore' });
         let down = false;
         for (let i = 0; i < 100 && !down; i++) {
-            down = await fetch(`${BUSY}/`).then(() => false, () => true);
+            down = await fetch(`${BROKEN}/`).then(() => false, () => true);
             if (!down) await new Promise((res) => setTimeout(res, 50));
         }
-        check('the busy nginx has stopped', down);
+        check('the second nginx has stopped', down);
         await p.click('#generate');
         const n = await generated(p, 10000);
         check('a network failure says so', /Network error/.test(n.error || '') && /could not reach the server/.test(n.error), JSON.stringify(n));

@@ -3,10 +3,12 @@
 # nginx with the module and the demo model on loopback:
 #   - tests/browser/analysis.test.mjs: the analysis functions under node;
 #   - tests/browser/page.test.mjs: the page, driven by playwright-core, on two
-#     nginx instances started here: "main" (conf/nginx.conf as shipped) and
-#     "busy" (the same file with musicgen_batch 1, musicgen_queue 0,
-#     musicgen_max_duration 40 and a musicgen_status location, so that a
-#     running job makes the next request a real 503).
+#     nginx instances started here, both from conf/nginx.conf as shipped:
+#     "main" with the demo model, and "broken" with a copy of it whose
+#     spiece.model is garbage (it passes nginx -t, which checks config.json
+#     and the safetensors header; the worker fails to load it, so every
+#     request is a real 503 with Retry-After until the test puts the good
+#     file back and reloads).
 # Prints a SKIP line and exits 0 when node, Chromium or node_modules/playwright-core
 # is missing (scripts/install-deps.sh and `npm ci` provide them).
 # Usage: tests/browser/run.sh MODULE.so MODEL_DIR
@@ -54,44 +56,43 @@ set -- $ports
 if [ $# -lt 2 ]; then
     echo "browser: no two free ports in $range"; echo "browser: 0 passed, 1 failed"; exit 1
 fi
-MAIN_PORT=$1 BUSY_PORT=$2
+MAIN_PORT=$1 BROKEN_PORT=$2
+if [ ! -f "$MODEL/spiece.model" ]; then
+    echo "browser: $MODEL has no spiece.model to break"; echo "browser: 0 passed, 1 failed"; exit 1
+fi
 
 TMP=$(mktemp -d)
-mkdir -p "$TMP/main/logs" "$TMP/busy/logs" "$OUT"
-chmod 755 "$TMP"
-fill() { # $1 = prefix, $2 = port
-    sed -e "s#@MODULE@#$MODULE#" -e "s#@MODEL@#$MODEL#" -e "s#@PREFIX@#$1#" -e "s#@HTML@#$ROOT/html#" \
+mkdir -p "$TMP/main/logs" "$TMP/broken/logs" "$TMP/broken/model" "$OUT"
+chmod 755 "$TMP" "$TMP/broken"
+for f in "$MODEL"/*; do ln -s "$f" "$TMP/broken/model/$(basename "$f")"; done
+rm -f "$TMP/broken/model/spiece.model"
+printf 'this is not a sentencepiece model\n' > "$TMP/broken/model/spiece.model"
+fill() { # $1 = prefix, $2 = port, $3 = model
+    sed -e "s#@MODULE@#$MODULE#" -e "s#@MODEL@#$3#" -e "s#@PREFIX@#$1#" -e "s#@HTML@#$ROOT/html#" \
         -e "s#127.0.0.1:8080#127.0.0.1:$2#" "$ROOT/conf/nginx.conf"
 }
-fill "$TMP/main" "$MAIN_PORT" > "$TMP/main/nginx.conf"
-fill "$TMP/busy" "$BUSY_PORT" | sed \
-    -e '/^ *musicgen_model /a\    musicgen_batch 1; musicgen_queue 0; musicgen_threads 1;' \
-    -e 's#musicgen_max_duration 30;#musicgen_max_duration 40;#' \
-    -e '/location = \/generate {/i\        location = /status { musicgen_status; }' > "$TMP/busy/nginx.conf"
-for want in 'musicgen_queue 0;' 'musicgen_max_duration 40;' 'musicgen_status;' "root $ROOT/html;"; do
-    grep -q "$want" "$TMP/busy/nginx.conf" || {
-        echo "browser: could not derive the busy config from conf/nginx.conf (no '$want')"
-        echo "browser: 0 passed, 1 failed"; rm -rf "$TMP"; exit 1; }
-done
+fill "$TMP/main" "$MAIN_PORT" "$MODEL" > "$TMP/main/nginx.conf"
+fill "$TMP/broken" "$BROKEN_PORT" "$TMP/broken/model" > "$TMP/broken/nginx.conf"
 
 cleanup() {
     "$NGINX" -p "$TMP/main" -c "$TMP/main/nginx.conf" -s stop 2>/dev/null
-    "$NGINX" -p "$TMP/busy" -c "$TMP/busy/nginx.conf" -s stop 2>/dev/null
+    "$NGINX" -p "$TMP/broken" -c "$TMP/broken/nginx.conf" -s stop 2>/dev/null
     sleep 0.3; [ -n "${KEEP:-}" ] && echo "browser: nginx prefixes kept in $TMP" || rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-if ! "$NGINX" -p "$TMP/main" -c "$TMP/main/nginx.conf" || ! "$NGINX" -p "$TMP/busy" -c "$TMP/busy/nginx.conf"; then
+if ! "$NGINX" -p "$TMP/main" -c "$TMP/main/nginx.conf" || ! "$NGINX" -p "$TMP/broken" -c "$TMP/broken/nginx.conf"; then
     echo "browser: nginx did not start"; echo "browser: 0 passed, 1 failed"; exit 1
 fi
 sleep 0.5
 
-cd "$ROOT" && BASE_URL=http://127.0.0.1:$MAIN_PORT BUSY_URL=http://127.0.0.1:$BUSY_PORT OUT_DIR=$OUT \
-    CHROMIUM=$CHROMIUM BUSY_STOP="$NGINX -p $TMP/busy -c $TMP/busy/nginx.conf -s stop" \
-    node tests/browser/page.test.mjs
+B="$NGINX -p $TMP/broken -c $TMP/broken/nginx.conf"
+cd "$ROOT" && BASE_URL=http://127.0.0.1:$MAIN_PORT BROKEN_URL=http://127.0.0.1:$BROKEN_PORT OUT_DIR=$OUT \
+    CHROMIUM=$CHROMIUM BROKEN_FIX="cp $MODEL/spiece.model $TMP/broken/new.model && mv -f $TMP/broken/new.model $TMP/broken/model/spiece.model && $B -s reload" \
+    BROKEN_STOP="$B -s stop" node tests/browser/page.test.mjs
 rc=$?
 if [ $rc -ne 0 ]; then
     echo "browser: nginx error logs (last lines):"
-    tail -n 20 "$TMP/main/logs/error.log" "$TMP/busy/logs/error.log" 2>/dev/null | sed 's/^/    | /'
+    tail -n 20 "$TMP/main/logs/error.log" "$TMP/broken/logs/error.log" 2>/dev/null | sed 's/^/    | /'
 fi
 exit $rc
