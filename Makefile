@@ -1,7 +1,7 @@
 # ngx-musicgen: engine library, tools, tests and benchmarks.
 #   make            library + tools (build/)
 #   make test       unit tests + golden checks   (SAN=1: ASan/UBSan build)
-#   make check      make test, then make test SAN=1 (what CI runs)
+#   make check      make test, test-nginx, test-browser, then make test SAN=1 (what CI runs)
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
@@ -60,7 +60,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx check bench bench-gpu model demo module serve stop clean
+.PHONY: all test test-nginx test-browser check bench bench-gpu model demo module serve stop clean
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -95,11 +95,12 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 test: all $(TESTS)
 	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
 
-# Everything CI runs: the engine tests, the nginx module's tests, then the
-# engine tests again under ASan/UBSan.
+# Everything CI runs: the engine tests, the nginx module's tests, the web
+# page in a browser, then the engine tests again under ASan/UBSan.
 check:
 	$(MAKE) test
 	$(MAKE) test-nginx
+	$(MAKE) test-browser
 	$(MAKE) test SAN=1
 
 # The module in the stock nginx binary: nginx -t checks, then the
@@ -114,6 +115,18 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
 	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
+
+# The photo-to-music page (html/) in headless Chromium driven by
+# playwright-core, against nginx with the module and the demo model
+# (tests/browser/run.sh). playwright-core comes from package-lock.json; without
+# node, npm, Chromium or the npm registry the test prints SKIP and passes.
+test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors
+	@if [ ! -f node_modules/playwright-core/package.json ] && command -v npm >/dev/null 2>&1; then \
+	    echo "npm ci --ignore-scripts (playwright-core for the browser tests)"; \
+	    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	        || echo "test-browser: npm ci failed; the browser tests will be skipped"; \
+	fi
+	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL)
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
@@ -149,11 +162,12 @@ NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 $(SERVE)/nginx.conf: conf/nginx.conf $(MODULE) $(DEMO_MODEL)/model.safetensors
 	@mkdir -p $(SERVE)/logs
 	sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
-	    -e 's#@PREFIX@#$(SERVE)#' conf/nginx.conf > $@
+	    -e 's#@PREFIX@#$(SERVE)#' -e 's#@HTML@#$(CURDIR)/html#' conf/nginx.conf > $@
 serve: all $(SERVE)/nginx.conf
 	@-nginx -p $(SERVE) -c $(SERVE)/nginx.conf -s stop 2>/dev/null; sleep 0.5
 	nginx -p $(SERVE) -c $(SERVE)/nginx.conf
 	@echo "ngx-musicgen is listening on http://127.0.0.1:8080 (demo model: random weights, noise-like audio)"
+	@echo "open http://127.0.0.1:8080/ in a browser for the photo-to-music page"
 	@echo "try:  curl -s -o clip.wav 'http://127.0.0.1:8080/generate?prompt=calm+piano&duration=3&seed=7' && file clip.wav"
 	@echo "stop: make stop"
 stop:

@@ -12,5 +12,10 @@ apt-get install -y -qq --no-install-recommends \
     libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev \
     nginx nginx-dev \
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
-    libwww-perl libipc-run-perl >/dev/null
+    libwww-perl libipc-run-perl \
+    chromium fonts-dejavu-core nodejs >/dev/null
+# the browser tests (make test-browser): npm installs playwright-core from
+# package-lock.json. A nodejs from elsewhere (e.g. NodeSource) brings its own
+# npm and conflicts with Debian's.
+command -v npm >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends npm >/dev/null
 echo "install-deps: done"

@@ -14,7 +14,7 @@ passed=0 failed=0
 mkdir -p "$TMP/node/logs" "$TMP/edge/logs" "$TMP/edge/cache"
 # when run as root, nginx workers are an unprivileged user: let them write the cache
 chmod 755 "$TMP" && chmod 777 "$TMP/edge" "$TMP/edge/cache"
-sed -e "s#@MODULE@#$MODULE#" -e "s#@MODEL@#$MODEL#" -e "s#@PREFIX@#$TMP/node#" \
+sed -e "s#@MODULE@#$MODULE#" -e "s#@MODEL@#$MODEL#" -e "s#@PREFIX@#$TMP/node#" -e "s#@HTML@#$ROOT/html#" \
     -e "s#127.0.0.1:8080#127.0.0.1:$NODE_PORT#" "$ROOT/conf/nginx.conf" > "$TMP/node/nginx.conf"
 sed -e "s#@PREFIX@#$TMP/edge#" -e "s#@NODE@#127.0.0.1:$NODE_PORT#" -e "s#@LISTEN@#127.0.0.1:$EDGE_PORT#" \
     -e "s#@RATE@#2r/s#" -e "s#@BURST@#5#" "$ROOT/conf/edge.conf" > "$TMP/edge/nginx.conf"

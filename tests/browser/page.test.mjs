@@ -1,0 +1,370 @@
+// The photo-to-music page in headless Chromium against the real module (see
+// run.sh, which starts the two nginx instances and sets the environment).
+// Nothing is intercepted: every response comes from nginx.
+import { chromium } from 'playwright-core';
+import { execSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { brightWarm, darkCool, encodePng } from './images.mjs';
+import { parseWav } from '../../html/wave.js';
+
+const BASE = process.env.BASE_URL, BROKEN = process.env.BROKEN_URL, OUT = process.env.OUT_DIR || 'build/browser';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+              '--disable-component-update', '--disable-sync', '--no-first-run'];
+mkdirSync(OUT, { recursive: true });
+
+let passed = 0, failed = 0;
+function check(name, ok, detail = '') {
+    if (ok) { passed++; console.log(`ok   - ${name}`); }
+    else { failed++; console.log(`FAIL - ${name}${detail !== '' ? `: ${detail}` : ''}`); }
+    return ok;
+}
+async function step(name, fn) {
+    try {
+        await fn();
+    } catch (e) {
+        check(name, false, (e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : String(e)));
+    }
+}
+
+const BRIGHT = encodePng(brightWarm()), DARK = encodePng(darkCool());
+
+// Uncaught errors and CSP refusals fail the run; "Failed to load resource"
+// lines are Chromium's notes on the 4xx/5xx the tests provoke on purpose.
+const problems = [];
+function watch(page, label) {
+    page.on('pageerror', (e) => problems.push(`${label}: uncaught ${e.message}`));
+    page.on('console', (m) => {
+        if (m.type() === 'error' && !/Failed to load resource|net::ERR_CONNECTION_REFUSED/.test(m.text())) {
+            problems.push(`${label}: console error ${m.text()}`);
+        }
+    });
+}
+
+async function ready(page) {
+    await page.waitForFunction(() => document.documentElement.dataset.ready === '1', null, { timeout: 10000 });
+}
+async function analysisOf(page) {
+    return page.evaluate(() => ({
+        metrics: JSON.parse(document.getElementById('metrics-list').dataset.metrics),
+        shown: document.getElementById('metrics-list').innerText,
+        mood: document.getElementById('f-mood').value,
+        energy: Number(document.getElementById('f-energy').value),
+        genres: document.getElementById('f-genres').value,
+        tempo: Number(document.getElementById('f-tempo_bpm').value),
+        style: Number(document.getElementById('f-styleLevel').value),
+        instruments: document.getElementById('f-instruments').value,
+    }));
+}
+async function waitAnalysed(page, name) {
+    await page.waitForFunction((n) => document.getElementById('photo-name').textContent.startsWith(n)
+        && !document.getElementById('metrics-list').hidden, name, { timeout: 10000 });
+}
+async function dropFile(page, selector, name, bytes) {
+    await page.evaluate(([sel, n, b64]) => {
+        const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bin], n, { type: 'image/png' }));
+        const el = document.querySelector(sel);
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            el.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+        }
+    }, [selector, name, bytes.toString('base64')]);
+}
+// Waits for a generation to finish (result shown or an error), returns what the page shows.
+async function generated(page, timeout = 60000) {
+    await page.waitForFunction(() => document.documentElement.dataset.busy === '0', null, { timeout });
+    return page.evaluate(async () => {
+        const audio = document.getElementById('player');
+        if (!document.getElementById('error').hidden || !audio.src) {
+            return { error: document.getElementById('error').innerText, status: document.getElementById('status').innerText };
+        }
+        if (audio.readyState < 1) await new Promise((res, rej) => {
+            audio.addEventListener('loadedmetadata', res, { once: true });
+            audio.addEventListener('error', () => rej(new Error(`audio error ${audio.error && audio.error.code}`)), { once: true });
+        });
+        const c = document.getElementById('waveform');
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let wave = 0;                         // pixels in the waveform colour (#0b5cad)
+        for (let i = 0; i < px.length; i += 4) if (px[i] === 11 && px[i + 1] === 92 && px[i + 2] === 173) wave++;
+        const dl = document.getElementById('download');
+        return {
+            src: audio.currentSrc.slice(0, 40), duration: audio.duration, wave, pixels: c.width * c.height,
+            prompt: document.getElementById('result-prompt').textContent,
+            download: dl.getAttribute('download'), href: dl.href.slice(0, 5),
+            history: document.querySelectorAll('#history li').length,
+            status: document.getElementById('status').innerText,
+        };
+    });
+}
+async function setField(page, id, value) {
+    await page.fill(`#${id}`, String(value));
+}
+
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+try {
+    const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+    const page = await ctx.newPage();
+    watch(page, 'main');
+    const posts = [];
+    page.on('request', (r) => { if (r.method() === 'POST') posts.push(new URL(r.url()).pathname); });
+
+    await step('page loads', async () => {
+        const res = await page.goto(`${BASE}/`);
+        check('GET / serves the page (200, text/html)', res.status() === 200
+              && /text\/html/.test(res.headers()['content-type']), `${res.status()} ${res.headers()['content-type']}`);
+        await ready(page);
+        const d = await page.evaluate(() => ({
+            max: document.getElementById('f-duration').max, src: document.documentElement.dataset.maxDurationSource,
+            note: document.getElementById('heuristic-note').innerText,
+            unlabelled: [...document.querySelectorAll('input, select, button, textarea')]
+                .filter((e) => e.getAttribute('aria-hidden') !== 'true' && e.type !== 'hidden'
+                        && !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+                .map((e) => e.id || e.outerHTML.slice(0, 60)),
+            capture: document.getElementById('camera-input').hasAttribute('capture')
+                && document.getElementById('camera-input').accept === 'image/*',
+        }));
+        check('the duration maximum comes from the server (30 s in conf/nginx.conf)', d.max === '30' && d.src === 'server', JSON.stringify(d));
+        check('the page says the analysis is a colour-based heuristic', /colour-based heuristic/i.test(d.note));
+        check('every control has a label', d.unlabelled.length === 0, d.unlabelled.join(', '));
+        check('a camera input (accept=image/*, capture) for phones', d.capture);
+    });
+
+    let bright, dark;
+    await step('analysis of two photos', async () => {
+        await page.setInputFiles('#photo-input', { name: 'sunny.png', mimeType: 'image/png', buffer: BRIGHT });
+        await waitAnalysed(page, 'sunny.png');
+        bright = await analysisOf(page);
+        await dropFile(page, '#drop-zone', 'night.png', DARK);
+        await waitAnalysed(page, 'night.png');
+        dark = await analysisOf(page);
+        console.log(`#   bright warm: ${JSON.stringify(bright)}`);
+        console.log(`#   dark cool:   ${JSON.stringify(dark)}`);
+        const b = bright.metrics, k = dark.metrics;
+        check('the photo is shown', await page.evaluate(() => {
+            const img = document.getElementById('photo-preview');
+            return img.complete && img.naturalWidth === 160 && !document.getElementById('photo-figure').hidden;
+        }));
+        check('the numbers are shown', /Brightness/.test(bright.shown) && bright.shown.includes(b.brightness.toFixed(3))
+              && /orange/.test(bright.shown) && /blue/.test(dark.shown));
+        check('bright warm photo: brighter, warmer, more contrast and edges than dark cool one (chosen file)',
+              b.brightness > k.brightness + 0.3 && b.warmth > 0.2 && k.warmth < -0.05
+              && b.contrast > k.contrast && b.edgeDensity > k.edgeDensity, JSON.stringify({ b, k }));
+        check('bright warm -> joyful/energetic, energy >= 6, tempo >= 120',
+              ['joyful', 'energetic'].includes(bright.mood) && bright.energy >= 6 && bright.tempo >= 120);
+        check('dark cool (dropped) -> calm, ambient, energy < 3.5, tempo < 90',
+              dark.mood === 'calm' && /ambient/.test(dark.genres) && dark.energy < 3.5 && dark.tempo < 90);
+        check('livelier, faster, more modern for the bright photo',
+              bright.energy > dark.energy && bright.tempo > dark.tempo && bright.style > dark.style);
+    });
+
+    await step('generate', async () => {
+        // the dark photo's description, 2 s, seed 5
+        await setField(page, 'f-duration', 2);
+        await setField(page, 'f-seed', 5);
+        // a clip of the demo model can take well under a second: record what
+        // the page shows from inside it, at every change
+        await page.evaluate(() => {
+            window.sawProgress = false;
+            const look = () => {
+                window.sawProgress ||= document.getElementById('progress').checkVisibility()
+                    && document.getElementById('cancel').checkVisibility()
+                    && /^\d+\.\d s elapsed/.test(document.getElementById('elapsed').textContent);
+            };
+            new MutationObserver(look).observe(document.body, { subtree: true, attributes: true, childList: true, characterData: true });
+        });
+        const t0 = Date.now();
+        await page.click('#generate');
+        const r = await generated(page);
+        const sawProgress = await page.evaluate(() => window.sawProgress);
+        check('progress and Cancel are gone when done', await page.evaluate(() => !document.getElementById('progress').checkVisibility()
+            && !document.getElementById('cancel').checkVisibility() && !document.getElementById('generate').disabled));
+        console.log(`#   result: ${JSON.stringify(r)} in ${Date.now() - t0} ms`);
+        check('progress with elapsed time while generating', sawProgress);
+        check('the audio element plays a data:audio/wav source', /^data:audio\/wav;base64,/.test(r.src || ''), r.src || r.error);
+        check('of the requested duration (2 s)', Math.abs(r.duration - 2) < 0.05, String(r.duration));
+        check('the waveform is drawn', r.wave > r.pixels * 0.02, `${r.wave} of ${r.pixels}`);
+        check('the prompt the server built is shown', /ambient/.test(r.prompt) && r.prompt.split(' ').length >= 10, r.prompt);
+        check('a download with a sensible name', r.download === 'musicgen-calm-seed5-2s.wav' && r.href === 'blob:', `${r.download} ${r.href}`);
+        check('the request went to /generate', posts.at(-1) === '/generate', posts.join(','));
+        const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+        const wav = readFileSync(await dl.path());
+        const parsed = parseWav(wav.buffer.slice(wav.byteOffset, wav.byteOffset + wav.length));
+        check('the downloaded file is that WAV, 2 s long', dl.suggestedFilename() === 'musicgen-calm-seed5-2s.wav'
+              && Math.abs(parsed.duration - 2) < 0.05, `${dl.suggestedFilename()} ${wav.length} bytes, ${parsed.duration} s`);
+    });
+
+    await step('a second generation and the history', async () => {
+        await page.setInputFiles('#photo-input', { name: 'sunny.png', mimeType: 'image/png', buffer: BRIGHT });
+        await waitAnalysed(page, 'sunny.png');
+        await setField(page, 'f-duration', 1);
+        await setField(page, 'f-seed', '');
+        await page.click('#generate');
+        const r = await generated(page);
+        check('second clip: 1 s, random seed', Math.abs(r.duration - 1) < 0.05 && /^musicgen-joyful-seed\d+-1s\.wav$|^musicgen-energetic-seed\d+-1s\.wav$/.test(r.download || ''),
+              JSON.stringify(r));
+        check('the history lists both clips', r.history === 2, String(r.history));
+        await page.click('#history li:last-child button');
+        const back = await page.evaluate(() => document.getElementById('download').getAttribute('download'));
+        check('a history entry shows its clip again', back === 'musicgen-calm-seed5-2s.wav', back);
+    });
+
+    await step('a real 400 from the server', async () => {
+        await setField(page, 'f-energy', 15);
+        const n = posts.length;
+        await page.click('#generate');
+        const r = await generated(page);
+        const state = await page.evaluate(() => ({
+            invalid: document.getElementById('f-energy').getAttribute('aria-invalid'),
+            focused: document.activeElement && document.activeElement.id,
+        }));
+        check('energy 15 is sent to the server', posts.length === n + 1);
+        check('its 400 is shown in words naming the field', /400/.test(r.error || '') && /Energy/.test(r.error)
+              && /energy: must be at least 0 and at most 10 \(got 15\)/.test(r.error), r.error || JSON.stringify(r));
+        check('the field is marked invalid and focused', state.invalid === 'true' && state.focused === 'f-energy', JSON.stringify(state));
+        await setField(page, 'f-energy', 5);
+        check('editing the field clears the mark', await page.evaluate(() => !document.getElementById('f-energy').hasAttribute('aria-invalid')));
+    });
+
+    await step('keyboard', async () => {
+        await page.focus('a.skip');            // the first stop: "Skip to the form"
+        const order = [];
+        for (let i = 0; i < 16; i++) {
+            await page.keyboard.press('Tab');
+            order.push(await page.evaluate(() => document.activeElement.id || document.activeElement.tagName));
+        }
+        const want = ['photo-input', 'camera-input', 'f-mood', 'f-energy', 'f-tempo_bpm', 'f-styleLevel', 'f-genres',
+                      'f-instruments', 'f-vocalType', 'f-duration', 'f-seed', 'generate'];
+        check('Tab reaches the photo inputs, every field and Generate, in order',
+              want.every((id, i) => order.indexOf(id) >= 0 && (i === 0 || order.indexOf(id) > order.indexOf(want[i - 1]))),
+              order.join(' '));
+        check('a focused file input shows its focus on its button', await page.evaluate(() => {
+            document.getElementById('photo-input').focus({ focusVisible: true });
+            return getComputedStyle(document.querySelector('label[for=photo-input]')).outlineStyle === 'solid';
+        }));
+        const n = await page.evaluate(() => document.querySelectorAll('#history li').length);
+        await page.focus('#f-seed');
+        await page.keyboard.type('11');
+        await page.keyboard.press('Enter');
+        const r = await generated(page);
+        check('Enter in a field generates', r.history === n + 1 && /seed11-/.test(r.download || ''), JSON.stringify(r));
+    });
+
+    await step('contrast', async () => {
+        // WCAG AA: 4.5:1 for text, 3:1 for large text, against the nearest opaque background
+        const bad = await page.evaluate(() => {
+            const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+            const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+                .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+            const bg = (el) => {
+                for (let e = el; e; e = e.parentElement) {
+                    const c = rgb(getComputedStyle(e).backgroundColor);
+                    if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+                }
+                return [255, 255, 255];
+            };
+            const out = [];
+            for (const el of document.querySelectorAll('body *')) {
+                if (!el.checkVisibility() || ![...el.childNodes].some((x) => x.nodeType === 3 && x.textContent.trim())) continue;
+                const cs = getComputedStyle(el);
+                const a = lum(rgb(cs.color)), b = lum(bg(el));
+                const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+                const size = parseFloat(cs.fontSize), large = size >= 24 || (size >= 18.66 && Number(cs.fontWeight) >= 700);
+                if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName}#${el.id} ${ratio.toFixed(2)}`);
+            }
+            return out;
+        });
+        check('all visible text has AA contrast', bad.length === 0, bad.join(', '));
+    });
+
+    await step('screenshots', async () => {
+        await page.screenshot({ path: `${OUT}/page.png`, fullPage: true });
+        check(`screenshot written: ${OUT}/page.png`, readFileSync(`${OUT}/page.png`).length > 10000);
+    });
+
+    await step('phone-sized screen', async () => {
+        const phone = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+        const p = await phone.newPage();
+        watch(p, 'phone');
+        await p.goto(`${BASE}/`);
+        await ready(p);
+        await p.setInputFiles('#camera-input', { name: 'camera.png', mimeType: 'image/png', buffer: BRIGHT });
+        await waitAnalysed(p, 'camera.png');
+        const fit = await p.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth }));
+        check('no horizontal scrolling at 375 px wide', fit.sw <= fit.cw, JSON.stringify(fit));
+        await p.screenshot({ path: `${OUT}/page-phone.png`, fullPage: true });
+        await phone.close();
+    });
+
+    await step('the reference URL', async () => {
+        const p = await ctx.newPage();
+        watch(p, 'reference');
+        const seen = [];
+        p.on('request', (r) => { if (r.method() === 'POST') seen.push(new URL(r.url()).pathname); });
+        await p.goto(`${BASE}/?api=/functions/v1/generate-music`);
+        await ready(p);
+        await setField(p, 'f-duration', 1);
+        await p.click('#generate');
+        const r = await generated(p);
+        check('?api=/functions/v1/generate-music generates there', seen.length >= 2
+              && seen.every((x) => x === '/functions/v1/generate-music') && Math.abs(r.duration - 1) < 0.05,
+              `${seen.join(',')} ${JSON.stringify(r)}`);
+        await p.close();
+    });
+
+    await step('a real 503 (model not loaded), cancelled, then retried after Retry-After', async () => {
+        const p = await ctx.newPage();
+        watch(p, 'broken');
+        const log = [];
+        p.on('request', (r) => { if (r.method() === 'POST') log.push({ t: Date.now(), what: 'request' }); });
+        p.on('response', (r) => { if (r.request().method() === 'POST') log.push({ t: Date.now(), what: r.status(), retry: r.headers()['retry-after'] }); });
+        await p.goto(`${BROKEN}/`);
+        await ready(p);
+        const src = await p.evaluate(() => [document.documentElement.dataset.maxDurationSource,
+                                            document.getElementById('max-duration-src').textContent]);
+        check('a server that cannot say its maximum: the page default, and the page says so',
+              src[0] === 'page' && /did not say/.test(src[1]), JSON.stringify(src));
+        log.length = 0;
+        await setField(p, 'f-duration', 1);
+        await p.click('#generate');
+        await p.waitForFunction(() => /Retrying/.test(document.getElementById('error').innerText), null, { timeout: 10000 });
+        const shown = await p.evaluate(() => document.getElementById('error').innerText);
+        console.log(`#   shown: ${shown}`);
+        check('the 503 is shown in words', /503 Service Unavailable/.test(shown) && /model is not loaded/.test(shown), shown);
+        check('with the wait the server asked for (Retry-After: 30)', /as the server asked, in 30 s/.test(shown)
+              && log.some((x) => x.what === 503 && x.retry === '30'), JSON.stringify(log));
+        await p.click('#cancel');
+        const c = await generated(p, 5000);
+        check('Cancel stops the retries', /cancelled/.test(c.status) && !c.error, JSON.stringify(c));
+
+        log.length = 0;
+        await p.click('#generate');
+        await p.waitForFunction(() => /Retrying/.test(document.getElementById('error').innerText), null, { timeout: 10000 });
+        execSync(process.env.BROKEN_FIX, { stdio: 'ignore' });  // the good spiece.model, nginx -s reload
+        const r = await generated(p, 60000);
+        const first503 = log.find((x) => x.what === 503), retry = log.filter((x) => x.what === 'request')[1];
+        check('the retry waited for Retry-After, then succeeded once the server was fixed',
+              first503 && retry && retry.t - first503.t >= 29500 && Math.abs(r.duration - 1) < 0.05 && !r.error,
+              `${JSON.stringify(log)} ${JSON.stringify(r)}`);
+
+        // the server goes away: a network failure is reported as such
+        execSync(process.env.BROKEN_STOP, { stdio: 'ignore' });
+        let down = false;
+        for (let i = 0; i < 100 && !down; i++) {
+            down = await fetch(`${BROKEN}/`).then(() => false, () => true);
+            if (!down) await new Promise((res) => setTimeout(res, 50));
+        }
+        check('the second nginx has stopped', down);
+        await p.click('#generate');
+        const n = await generated(p, 10000);
+        check('a network failure says so', /Network error/.test(n.error || '') && /could not reach the server/.test(n.error), JSON.stringify(n));
+        await p.screenshot({ path: `${OUT}/page-network-error.png`, fullPage: true });
+        await p.close();
+    });
+
+    check('no uncaught errors or CSP refusals in the page', problems.length === 0, problems.join(' | '));
+} finally {
+    await browser.close();
+}
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
