@@ -62,7 +62,10 @@ static uint64_t wait_generation(mg_cpu_pool *p, uint64_t seen)
     return g;
 }
 
-/* Workers and the caller take pieces of each job until none are left. */
+/* Workers and the caller take pieces of each job until none are left. A
+ * worker joins the job unless the caller has closed it (it finished every
+ * piece while this worker was not running): then it keeps out, and never
+ * reads the job, which the caller may already be replacing. */
 static void *pool_worker(void *arg)
 {
     mg_cpu_pool *p = arg;
@@ -71,8 +74,10 @@ static void *pool_worker(void *arg)
         seen = wait_generation(p, seen);
         if (atomic_load(&p->stop))
             break;
+        if (atomic_fetch_add(&p->joined, 1) & MG_POOL_CLOSED)
+            continue;
         run_pieces(p);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        atomic_fetch_add(&p->done, 1);
     }
     return NULL;
 }
@@ -103,11 +108,14 @@ void mg_cpu_pool_run(mg_cpu_pool *p, int64_t n, int64_t min_per_thread, mg_cpu_t
     p->n = n;
     p->grain = grain > 0 ? grain : 1;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->n_workers, memory_order_relaxed);
+    atomic_store(&p->done, 0);
+    atomic_store(&p->joined, 0); /* opens the job (seq_cst: after fn, ctx, n, next) */
     publish(p);
     run_pieces(p);
-    /* the others finish within microseconds unless descheduled: then yield */
-    for (unsigned spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+    /* no pieces left: close the job, then wait for the workers that joined
+     * (they finish within microseconds unless descheduled: then yield) */
+    int joined = atomic_fetch_or(&p->joined, MG_POOL_CLOSED) & ~MG_POOL_CLOSED;
+    for (unsigned spins = 0; atomic_load(&p->done) < joined; spins++) {
         CPU_RELAX();
         if (spins > 4096)
             sched_yield();
@@ -132,7 +140,8 @@ mg_code mg_cpu_pool_init(mg_cpu_pool *p, int n_threads, mg_error *err)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     atomic_init(&p->generation, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->joined, MG_POOL_CLOSED);
+    atomic_init(&p->done, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->stop, 0);
     atomic_init(&p->next, 0);

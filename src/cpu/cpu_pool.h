@@ -12,6 +12,7 @@
 #include "error.h"
 
 /* fn runs over [i0, i1) of a range split across the workers. */
+#define MG_POOL_CLOSED (1 << 30)
 typedef void (*mg_cpu_task_fn)(void *ctx, int64_t i0, int64_t i1);
 
 typedef struct mg_cpu_pool {
@@ -20,7 +21,12 @@ typedef struct mg_cpu_pool {
     pthread_mutex_t mu;
     pthread_cond_t  wake;
     _Atomic uint64_t generation; /* bumped to publish a job (or stop) */
-    _Atomic int     pending;     /* workers still running the current job */
+    /* Workers that joined the current job (MG_POOL_CLOSED set once the
+     * caller has run out of pieces: later arrivals stay out), and those of
+     * them that are done. The caller waits only for workers that joined, so
+     * one descheduled by another process costs its piece, not the op. */
+    _Atomic int     joined;
+    _Atomic int     done;
     _Atomic int     sleepers;    /* workers blocked on wake */
     _Atomic int     stop;
     /* the current job, written before generation is bumped */
