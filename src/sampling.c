@@ -30,6 +30,37 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* The k-th largest of a[0..n) (1-based k), reordering a: quickselect, linear
+ * on average, where sorting all 2048 scores of each codebook was ~0.4 ms of
+ * every decode step. The same value a descending sort puts at k-1. */
+static float kth_largest(float *a, int n, int k)
+{
+    int lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float x = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > x)
+                i++;
+            while (a[j] < x)
+                j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        /* [lo, j] >= x >= [i, hi], and everything between equals x */
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            return a[want];
+    }
+    return a[want];
+}
+
 void mg_softmax(const float *scores, float *probs, int n)
 {
     float mx = -INFINITY;
@@ -53,8 +84,7 @@ void mg_warp_scores(float *scores, int n, const mg_sampling *s, float *scratch)
     if (s->top_k > 0 && s->top_k < n) {
         /* drop everything strictly below the k-th largest (ties survive) */
         memcpy(scratch, scores, (size_t)n * sizeof *scratch);
-        qsort(scratch, (size_t)n, sizeof *scratch, cmp_desc);
-        float kth = scratch[s->top_k - 1];
+        float kth = kth_largest(scratch, n, s->top_k);
         for (int i = 0; i < n; i++)
             if (scores[i] < kth)
                 scores[i] = -INFINITY;

@@ -65,6 +65,34 @@ static void test_top_k_top_p(void)
           "inverse-CDF draw skips zero-probability codes");
     float tie[3] = {1, 3, 3};
     CHECK(mg_argmax(tie, 3) == 1, "argmax takes the first of ties");
+    /* top-k against a sort, on random scores with many ties and -inf, every k */
+    int agree = 1;
+    uint32_t r = 9;
+    for (int trial = 0; trial < 200; trial++) {
+        enum { N = 61 };
+        float a[N], b[N], sorted[N], scr[2 * N];
+        for (int i = 0; i < N; i++) {
+            r = r * 1664525u + 1013904223u;
+            a[i] = trial % 3 == 0 ? (float)(r >> 29) : (float)((r >> 8) % 1000) / 7.0f - 60;
+            if ((r >> 4) % 11 == 0)
+                a[i] = -INFINITY;
+            sorted[i] = a[i];
+        }
+        for (int i = 1; i < N; i++) /* insertion sort, descending */
+            for (int j = i; j > 0 && sorted[j] > sorted[j - 1]; j--) {
+                float t2 = sorted[j];
+                sorted[j] = sorted[j - 1];
+                sorted[j - 1] = t2;
+            }
+        for (int k = 1; k < N; k++) {
+            memcpy(b, a, sizeof b);
+            mg_sampling sk = {.do_sample = 1, .temperature = 1, .top_k = k, .top_p = 1};
+            mg_warp_scores(b, N, &sk, scr);
+            for (int i = 0; i < N; i++)
+                agree &= a[i] < sorted[k - 1] ? b[i] == -INFINITY : b[i] == a[i];
+        }
+    }
+    CHECK(agree, "top-k keeps exactly the scores >= the k-th largest (200 random rows, every k)");
 }
 
 static void test_rng(void)
