@@ -281,6 +281,85 @@ static mg_code ensure_scratch(mg_decoder *dec, mg_dec_state *st, int rows, mg_er
     return MG_OK;
 }
 
+/* The rows of one decoder pass and where layer l's attention looks. Rows
+ * are n_seq sequences x q_per_seq queries; the first n_cross sequences (and
+ * so the first n_cross * q_per_seq rows) are the ones with text. */
+typedef struct {
+    mg_tensor   *x, *h, *q, *kn, *vn, *a, *f;
+    int          n_seq, q_per_seq, n_cross;
+    mg_attn_seq *self, *cross;
+    /* appends the new K/V (kn, vn) to the caches of layer l and fills
+     * self[0..n_seq) and cross[0..n_cross) for it */
+    void       (*attach)(void *ud, int l);
+    void        *ud;
+} dec_pass;
+
+/* One pre-norm decoder layer on every row of the pass:
+ *   x += o(self_attn(ln1(x)));  x += co(cross_attn(ln2(x))) (text rows);
+ *   x += fc2(gelu(fc1(ln3(x)))) */
+static void dec_layer(mg_decoder *dec, int l, const dec_pass *p)
+{
+    const mg_config *c = dec->cfg;
+    const mg_backend_ops *op = dec->be->ops;
+    mg_backend *be = dec->be;
+    mg_dec_layer *L = &dec->layers[l];
+    int64_t H = c->dec_hidden;
+    mg_attn_params self_p = {.heads = c->dec_heads, .head_dim = (int)(H / c->dec_heads),
+                             .scale = 1.0f / sqrtf((float)(H / c->dec_heads)), .causal = 1};
+    mg_attn_params cross_p = self_p;
+    cross_p.causal = 0;
+
+    op->layer_norm(be, p->h, p->x, L->ln1_w, L->ln1_b, 1e-5f);
+    mg_tensor *qkv[3] = {p->q, p->kn, p->vn};
+    const mg_tensor *wqkv[3] = {L->q, L->k, L->v};
+    mg_linear_many(be, 3, qkv, p->h, wqkv);
+    p->attach(p->ud, l);
+    op->attention(be, p->a, p->q, p->n_seq, p->q_per_seq, p->self, &self_p);
+    op->linear(be, p->h, p->a, L->o, NULL);
+    op->add(be, p->x, p->h);
+    if (p->n_cross > 0) {
+        int64_t rc = (int64_t)p->n_cross * p->q_per_seq;
+        mg_tensor xc = mg_tensor_rows_view(p->x, 0, rc), hc = mg_tensor_rows_view(p->h, 0, rc);
+        mg_tensor qc = mg_tensor_rows_view(p->q, 0, rc), ac = mg_tensor_rows_view(p->a, 0, rc);
+        op->layer_norm(be, &hc, &xc, L->ln2_w, L->ln2_b, 1e-5f);
+        op->linear(be, &qc, &hc, L->cq, NULL);
+        op->attention(be, &ac, &qc, p->n_cross, p->q_per_seq, p->cross, &cross_p);
+        op->linear(be, &hc, &ac, L->co, NULL);
+        op->add(be, &xc, &hc);
+    }
+    op->layer_norm(be, p->h, p->x, L->ln3_w, L->ln3_b, 1e-5f);
+    op->linear(be, p->f, p->h, L->fc1, NULL);
+    op->gelu(be, p->f);
+    op->linear(be, p->h, p->f, L->fc2, NULL);
+    op->add(be, p->x, p->h);
+}
+
+typedef struct {
+    mg_decoder   *dec;
+    mg_dec_state *st;
+    const mg_tensor *kn, *vn;
+    int           n_new;
+} forward_attach;
+
+/* mg_decoder_forward's caches: each sequence's n_new rows after its past */
+static void attach_forward(void *ud, int l)
+{
+    forward_attach *f = ud;
+    mg_dec_state *st = f->st;
+    mg_backend *be = f->dec->be;
+    mg_copy_row_blocks(be, st->k_cache[l], st->past, st->cap, f->kn, 0, f->n_new, f->n_new, st->n_seq);
+    mg_copy_row_blocks(be, st->v_cache[l], st->past, st->cap, f->vn, 0, f->n_new, f->n_new, st->n_seq);
+    for (int s = 0; s < st->n_seq; s++)
+        st->self_seqs[s] = (mg_attn_seq){.k = st->k_cache[l], .v = st->v_cache[l],
+                                         .k_row0 = (int64_t)s * st->cap,
+                                         .n_keys = st->past + f->n_new, .q_pos = st->past};
+    for (int s = 0; s < st->n_cross; s++)
+        st->cross_seqs[s] = (mg_attn_seq){.k = st->ck[l], .v = st->cv[l],
+                                          .k_row0 = (int64_t)s * st->enc_len,
+                                          .n_keys = st->enc_len,
+                                          .key_mask = st->enc_mask + (int64_t)s * st->enc_len};
+}
+
 mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids, int n_new,
                            int last_only, mg_tensor *logits, mg_trace_fn trace, void *ud,
                            mg_error *err)
@@ -318,51 +397,14 @@ mg_code mg_decoder_forward(mg_decoder *dec, mg_dec_state *st, const int32_t *ids
     if (trace)
         trace(ud, "decoder_hidden_states.0", &x);
 
-    int64_t H = c->dec_hidden;
-    mg_attn_params self_p = {.heads = c->dec_heads, .head_dim = (int)(H / c->dec_heads),
-                             .scale = 1.0f / sqrtf((float)(H / c->dec_heads)), .causal = 1};
-    mg_attn_params cross_p = self_p;
-    cross_p.causal = 0;
     char name[64];
+    forward_attach fa = {.dec = dec, .st = st, .kn = &kn, .vn = &vn, .n_new = n_new};
+    dec_pass pass = {.x = &x, .h = &h, .q = &q, .kn = &kn, .vn = &vn, .a = &a, .f = &f,
+                     .n_seq = S, .q_per_seq = n_new, .n_cross = st->n_cross,
+                     .self = st->self_seqs, .cross = st->cross_seqs,
+                     .attach = attach_forward, .ud = &fa};
     for (int l = 0; l < c->dec_layers; l++) {
-        mg_dec_layer *L = &dec->layers[l];
-        /* self-attention over the cache, which first receives the new K/V */
-        op->layer_norm(be, &h, &x, L->ln1_w, L->ln1_b, 1e-5f);
-        op->linear(be, &q, &h, L->q, NULL);
-        op->linear(be, &kn, &h, L->k, NULL);
-        op->linear(be, &vn, &h, L->v, NULL);
-        mg_copy_row_blocks(be, st->k_cache[l], st->past, st->cap, &kn, 0, n_new, n_new, S);
-        mg_copy_row_blocks(be, st->v_cache[l], st->past, st->cap, &vn, 0, n_new, n_new, S);
-        for (int s = 0; s < S; s++) {
-            st->self_seqs[s] = (mg_attn_seq){.k = st->k_cache[l], .v = st->v_cache[l],
-                                             .k_row0 = (int64_t)s * st->cap,
-                                             .n_keys = st->past + n_new, .q_pos = st->past};
-        }
-        op->attention(be, &a, &q, S, n_new, st->self_seqs, &self_p);
-        op->linear(be, &h, &a, L->o, NULL);
-        op->add(be, &x, &h);
-        /* cross-attention to the text, for the sequences that have any */
-        if (st->n_cross > 0) {
-            int64_t rc = (int64_t)st->n_cross * n_new;
-            mg_tensor xc = mg_tensor_rows_view(&x, 0, rc), hc = mg_tensor_rows_view(&h, 0, rc);
-            mg_tensor qc = mg_tensor_rows_view(&q, 0, rc), ac = mg_tensor_rows_view(&a, 0, rc);
-            op->layer_norm(be, &hc, &xc, L->ln2_w, L->ln2_b, 1e-5f);
-            op->linear(be, &qc, &hc, L->cq, NULL);
-            for (int s = 0; s < st->n_cross; s++)
-                st->cross_seqs[s] = (mg_attn_seq){.k = st->ck[l], .v = st->cv[l],
-                                                  .k_row0 = (int64_t)s * st->enc_len,
-                                                  .n_keys = st->enc_len,
-                                                  .key_mask = st->enc_mask + (int64_t)s * st->enc_len};
-            op->attention(be, &ac, &qc, st->n_cross, n_new, st->cross_seqs, &cross_p);
-            op->linear(be, &hc, &ac, L->co, NULL);
-            op->add(be, &xc, &hc);
-        }
-        /* feed-forward */
-        op->layer_norm(be, &h, &x, L->ln3_w, L->ln3_b, 1e-5f);
-        op->linear(be, &f, &h, L->fc1, NULL);
-        op->gelu(be, &f);
-        op->linear(be, &h, &f, L->fc2, NULL);
-        op->add(be, &x, &h);
+        dec_layer(dec, l, &pass);
         if (trace && l + 1 < c->dec_layers) {
             snprintf(name, sizeof name, "decoder_hidden_states.%d", l + 1);
             trace(ud, name, &x);
@@ -399,6 +441,7 @@ void mg_dec_batch_free(mg_dec_batch *wb)
     free(wb->col);
     free(wb->row_of);
     free(wb->seqs);
+    free(wb->cseqs);
     free(wb->dst);
     free(wb->dst_row);
     free(wb->src_row);
@@ -424,10 +467,11 @@ static mg_code batch_reserve(mg_decoder *dec, mg_dec_batch *wb, int rows, mg_err
     wb->col = malloc((size_t)rows * sizeof *wb->col);
     wb->row_of = malloc((size_t)rows * sizeof *wb->row_of);
     wb->seqs = malloc((size_t)rows * sizeof *wb->seqs);
+    wb->cseqs = malloc((size_t)rows * sizeof *wb->cseqs);
     wb->dst = malloc((size_t)rows * sizeof *wb->dst);
     wb->dst_row = malloc((size_t)rows * sizeof *wb->dst_row);
     wb->src_row = malloc((size_t)rows * sizeof *wb->src_row);
-    if (rc == MG_OK && (!wb->col || !wb->row_of || !wb->seqs || !wb->dst || !wb->dst_row ||
+    if (rc == MG_OK && (!wb->col || !wb->row_of || !wb->seqs || !wb->cseqs || !wb->dst || !wb->dst_row ||
                         !wb->src_row))
         rc = mg_fail(err, MG_ERR_NOMEM, "decoder: out of memory for a batched step");
     if (rc != MG_OK) {
@@ -436,6 +480,46 @@ static mg_code batch_reserve(mg_decoder *dec, mg_dec_batch *wb, int rows, mg_err
     }
     wb->rows = rows;
     return MG_OK;
+}
+
+typedef struct {
+    mg_decoder          *dec;
+    mg_dec_batch        *wb;
+    mg_dec_state *const *st;
+    int                  n, R;
+    const mg_tensor     *kn, *vn;
+} step_attach;
+
+/* mg_decoder_step's caches: row wb->row_of[first + s] is sequence s of
+ * state j; its new K/V go to the end of that sequence's own cache */
+static void attach_step(void *ud, int l)
+{
+    step_attach *a = ud;
+    mg_dec_batch *wb = a->wb;
+    for (int kv = 0; kv < 2; kv++) {
+        for (int j = 0, first = 0; j < a->n; first += a->st[j]->n_seq, j++)
+            for (int s = 0; s < a->st[j]->n_seq; s++) {
+                int row = wb->row_of[first + s];
+                wb->dst[row] = kv ? a->st[j]->v_cache[l] : a->st[j]->k_cache[l];
+                wb->dst_row[row] = (int64_t)s * a->st[j]->cap + a->st[j]->past;
+                wb->src_row[row] = row;
+            }
+        mg_copy_rows_scatter(a->dec->be, wb->dst, wb->dst_row, kv ? a->vn : a->kn, wb->src_row,
+                             a->R);
+    }
+    for (int j = 0, first = 0; j < a->n; first += a->st[j]->n_seq, j++)
+        for (int s = 0; s < a->st[j]->n_seq; s++) {
+            const mg_dec_state *sj = a->st[j];
+            int row = wb->row_of[first + s];
+            wb->seqs[row] = (mg_attn_seq){.k = sj->k_cache[l], .v = sj->v_cache[l],
+                                          .k_row0 = (int64_t)s * sj->cap,
+                                          .n_keys = sj->past + 1, .q_pos = sj->past};
+            if (s < sj->n_cross)
+                wb->cseqs[row] = (mg_attn_seq){.k = sj->ck[l], .v = sj->cv[l],
+                                               .k_row0 = (int64_t)s * sj->enc_len,
+                                               .n_keys = sj->enc_len,
+                                               .key_mask = sj->enc_mask + (int64_t)s * sj->enc_len};
+        }
 }
 
 mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *st, int n,
@@ -484,52 +568,12 @@ mg_code mg_decoder_step(mg_decoder *dec, mg_dec_batch *wb, mg_dec_state *const *
     FOR_ROWS(wb->col[row] = st[j]->past);
     op->embed(be, &x, dec->pos, wb->col, R, 1);
 
-    int64_t H = c->dec_hidden;
-    mg_attn_params self_p = {.heads = c->dec_heads, .head_dim = (int)(H / c->dec_heads),
-                             .scale = 1.0f / sqrtf((float)(H / c->dec_heads)), .causal = 1};
-    mg_attn_params cross_p = self_p;
-    cross_p.causal = 0;
-    for (int l = 0; l < c->dec_layers; l++) {
-        mg_dec_layer *L = &dec->layers[l];
-        op->layer_norm(be, &h, &x, L->ln1_w, L->ln1_b, 1e-5f);
-        mg_tensor *qkv[3] = {&q, &kn, &vn};
-        const mg_tensor *wqkv[3] = {L->q, L->k, L->v};
-        mg_linear_many(be, 3, qkv, &h, wqkv);
-        /* each sequence's new K/V go to the end of its own cache */
-        FOR_ROWS({
-            wb->dst[row] = st[j]->k_cache[l];
-            wb->dst_row[row] = (int64_t)s * st[j]->cap + st[j]->past;
-            wb->src_row[row] = row;
-            wb->seqs[row] = (mg_attn_seq){.k = st[j]->k_cache[l], .v = st[j]->v_cache[l],
-                                          .k_row0 = (int64_t)s * st[j]->cap,
-                                          .n_keys = st[j]->past + 1, .q_pos = st[j]->past};
-        });
-        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &kn, wb->src_row, R);
-        FOR_ROWS(wb->dst[row] = st[j]->v_cache[l]);
-        mg_copy_rows_scatter(be, wb->dst, wb->dst_row, &vn, wb->src_row, R);
-        op->attention(be, &a, &q, R, 1, wb->seqs, &self_p);
-        op->linear(be, &h, &a, L->o, NULL);
-        op->add(be, &x, &h);
-        if (R_cross > 0) {
-            mg_tensor xc = mg_tensor_rows_view(&x, 0, R_cross), hc = mg_tensor_rows_view(&h, 0, R_cross);
-            mg_tensor qc = mg_tensor_rows_view(&q, 0, R_cross), ac = mg_tensor_rows_view(&a, 0, R_cross);
-            op->layer_norm(be, &hc, &xc, L->ln2_w, L->ln2_b, 1e-5f);
-            op->linear(be, &qc, &hc, L->cq, NULL);
-            FOR_ROWS(if (s < st[j]->n_cross)
-                         wb->seqs[row] = (mg_attn_seq){
-                             .k = st[j]->ck[l], .v = st[j]->cv[l],
-                             .k_row0 = (int64_t)s * st[j]->enc_len, .n_keys = st[j]->enc_len,
-                             .key_mask = st[j]->enc_mask + (int64_t)s * st[j]->enc_len});
-            op->attention(be, &ac, &qc, R_cross, 1, wb->seqs, &cross_p);
-            op->linear(be, &hc, &ac, L->co, NULL);
-            op->add(be, &xc, &hc);
-        }
-        op->layer_norm(be, &h, &x, L->ln3_w, L->ln3_b, 1e-5f);
-        op->linear(be, &f, &h, L->fc1, NULL);
-        op->gelu(be, &f);
-        op->linear(be, &h, &f, L->fc2, NULL);
-        op->add(be, &x, &h);
-    }
+    step_attach sa = {.dec = dec, .wb = wb, .st = st, .n = n, .R = R, .kn = &kn, .vn = &vn};
+    dec_pass pass = {.x = &x, .h = &h, .q = &q, .kn = &kn, .vn = &vn, .a = &a, .f = &f,
+                     .n_seq = R, .q_per_seq = 1, .n_cross = R_cross,
+                     .self = wb->seqs, .cross = wb->cseqs, .attach = attach_step, .ud = &sa};
+    for (int l = 0; l < c->dec_layers; l++)
+        dec_layer(dec, l, &pass);
     op->layer_norm(be, &x, &x, dec->ln_w, dec->ln_b, 1e-5f);
     /* the codebook heads into hl rows [k*R, (k+1)*R), then each row to its
      * state's logits [n_seq * K, V] */

@@ -47,7 +47,7 @@ typedef struct {
     mg_tensor   *x, *h, *q, *kn, *vn, *a, *f, *hl;
     int32_t     *col;      /* per-row ids / positions handed to embed */
     int         *row_of;   /* row of sequence s of state j: row_of[first(j) + s] */
-    mg_attn_seq *seqs;
+    mg_attn_seq *seqs, *cseqs; /* per row: self- and cross-attention of the layer */
     mg_tensor  **dst;      /* one-row scatter copies: targets and rows */
     int64_t     *dst_row, *src_row;
 } mg_dec_batch;
