@@ -6,6 +6,7 @@
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
 #   make bench-gpu  the same model on the CUDA backend (needs a GPU)
+#   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang)
 #
 # The CUDA backend (kernels/*.cu) is built whenever nvcc is found (PATH or
 # /usr/local/cuda/bin); CUDA=0 forces a CPU-only build. cudart is linked
@@ -60,7 +61,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx check bench bench-gpu model demo module serve stop clean
+.PHONY: all test test-nginx check bench bench-gpu model demo module serve stop clean fuzz fuzz-build
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -164,10 +165,32 @@ demo: all $(DEMO_MODEL)/model.safetensors
 	$(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 3 --seed 7 -o demo.wav
 	@echo "demo: wrote demo.wav (random weights: the sound is noise-like; use 'make model' for the real one)"
 
+# Fuzzing: clang libFuzzer with ASan+UBSan over the pure parsers (fuzz/fuzz_*.c),
+# linked with just the engine files they reach. fuzz/run.sh keeps the working
+# corpus and any crash reproducers in build-fuzz/; fuzz/corpus/ holds the seeds.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 15
+FUZZ_SPIECE  ?= $(wildcard $(GOLDEN)/tiny-a/spiece.model)
+FUZZ_LIB_SRC  = src/error.c src/request.c src/prompt.c src/audio.c src/resample.c src/base64.c \
+                src/safetensors.c src/config.c src/spm_model.c src/tokenizer.c src/spm_write.c
+FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
+.SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard fuzz/fuzz_*.c))
+fuzz-build: $(FUZZ_TARGETS)
+fuzz: $(FUZZ_TARGETS)
+	MG_FUZZ_SPIECE=$(FUZZ_SPIECE) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
 model:
 	sh scripts/fetch-model.sh facebook/musicgen-small models/musicgen-small
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
