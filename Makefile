@@ -50,9 +50,9 @@ ifeq ($(CUDA),1)
 endif
 
 LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
-MODULE   = build/nginx/objs/ngx_http_musicgen_module.so
+MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
-SERVE    = $(CURDIR)/build/serve
+SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden $(KTEST)
@@ -89,15 +89,21 @@ $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+# The engine's allocations (calls from libmusicgen.a) go through the test's fault hook.
+FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
+$(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(FAULT_WRAP)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Every test binary and every golden set; the last line is the overall tally.
+# With SAN=1 the nginx module's tests follow, on the sanitized module.
 test: all $(TESTS)
 	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
+	@if [ "$(SAN)" = 1 ]; then $(MAKE) --no-print-directory test-nginx SAN=1; fi
 
-# Everything CI runs: the engine tests, the nginx module's tests, then the
-# engine tests again under ASan/UBSan.
+# Everything CI runs: the engine tests, the nginx module's tests, then both
+# again under ASan/UBSan (engine and module).
 check:
 	$(MAKE) test
 	$(MAKE) test-nginx
@@ -106,15 +112,33 @@ check:
 # The module in the stock nginx binary: nginx -t checks, then the
 # Test::Nginx suites in t/ (with our own runner, t/lib, when openresty's
 # Test::Nginx is not installed).
+#
+# SAN=1: the module is built with ASan+UBSan and the stock nginx binary runs
+# it with the sanitizer runtimes preloaded (tests/san-nginx.sh, which every
+# script and the runner use as TEST_NGINX_BINARY). Reports go to files under
+# $(SAN_LOGS) instead of the error log; any file there fails the run. Leak
+# checking stays on: nginx frees what it allocates or keeps it reachable, and
+# tests/lsan.supp names the few nginx allocations that are not (none of ours).
+SAN_LOGS = $(CURDIR)/$(BUILD)/san-logs
+ifeq ($(SAN),1)
+  NGX_TEST_ENV = TEST_NGINX_BINARY=$(CURDIR)/tests/san-nginx.sh \
+      MG_SAN_PRELOAD="$(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)" \
+      ASAN_OPTIONS=log_path=$(SAN_LOGS)/asan:detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0 \
+      LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+      UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1:halt_on_error=1
+endif
 test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
-	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
-	sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
-	sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	$(NGX_TEST_ENV) sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
+	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
+	$(NGX_TEST_ENV) sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
-	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
+	$(NGX_TEST_ENV) TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
 	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
+	@if [ -n "$$(ls $(SAN_LOGS))" ]; then echo "FAIL sanitizer reports in $(SAN_LOGS):"; \
+	    head -n 60 $(SAN_LOGS)/*; exit 1; fi
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
@@ -143,7 +167,7 @@ $(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/c
 	fi
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)
-NGX_SAN_OPT = -fsanitize=address,undefined
+NGX_SAN_OPT = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 
 # conf/nginx.conf with this checkout's paths, running on 127.0.0.1:8080.
