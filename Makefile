@@ -7,6 +7,8 @@
 #   make model      download facebook/musicgen-small into models/musicgen-small
 #   make bench-gpu  the same model on the CUDA backend (needs a GPU)
 #   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang)
+#   make valgrind   memcheck of the CLI on the tiny demo model (no leaks, no errors)
+#   make soak       wrk load against the module: statuses, latency, worker RSS
 #
 # The CUDA backend (kernels/*.cu) is built whenever nvcc is found (PATH or
 # /usr/local/cuda/bin); CUDA=0 forces a CPU-only build. cudart is linked
@@ -61,7 +63,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx check bench bench-gpu model demo module serve stop clean fuzz fuzz-build
+.PHONY: all test test-nginx check bench bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -139,6 +141,17 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
 	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
 	@if [ -n "$$(ls $(SAN_LOGS))" ]; then echo "FAIL sanitizer reports in $(SAN_LOGS):"; \
 	    head -n 60 $(SAN_LOGS)/*; exit 1; fi
+
+# valgrind memcheck of the CLI on the tiny demo model: one clip per output
+# format; any invalid access or leak (definite, indirect, possible) fails.
+VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
+           --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99
+valgrind: $(BUILD)/musicgen $(DEMO_MODEL)/model.safetensors
+	@for f in wav flac ogg mp3; do \
+	    echo "valgrind: musicgen -d 2 -f $$f"; \
+	    $(VALGRIND) $(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 2 -s 7 -j 2 \
+	        --device cpu -q -f $$f -o $(BUILD)/valgrind.$$f || exit 1; \
+	done; echo "valgrind: no errors, no leaks"
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh
