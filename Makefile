@@ -91,6 +91,9 @@ $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+# LD_PRELOAD allocation-failure injection for the nginx fault tests (never in the module).
+$(BUILD)/libmgfault.so: tests/fault_malloc.c
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
 # The engine's allocations (calls from libmusicgen.a) go through the test's fault hook.
 FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
 $(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(LIB)
@@ -129,10 +132,11 @@ ifeq ($(SAN),1)
       LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
       UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1:halt_on_error=1
 endif
-test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS) && chmod 1777 $(SAN_LOGS)  # workers may run as nobody
 	$(NGX_TEST_ENV) sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
 	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
+	$(NGX_TEST_ENV) sh tests/nginx_faults.sh $(MODULE) $(DEMO_MODEL) $(BUILD)/musicgen-mkmodel $(BUILD)/libmgfault.so
 	$(NGX_TEST_ENV) sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
@@ -152,6 +156,12 @@ valgrind: $(BUILD)/musicgen $(DEMO_MODEL)/model.safetensors
 	    $(VALGRIND) $(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 2 -s 7 -j 2 \
 	        --device cpu -q -f $$f -o $(BUILD)/valgrind.$$f || exit 1; \
 	done; echo "valgrind: no errors, no leaks"
+
+# wrk against the module for SOAK_SECONDS (tests/soak.sh): statuses, latency,
+# worker RSS at start and end; figures also in $(BUILD)/soak.txt.
+SOAK_SECONDS ?= 60
+soak: $(MODULE) $(DEMO_MODEL)/model.safetensors
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(BUILD)/soak.txt $(NGX_TEST_ENV) sh tests/soak.sh $(MODULE) $(DEMO_MODEL)
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) sh bench/run.sh

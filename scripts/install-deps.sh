@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the Debian 12 packages ngx-musicgen builds and tests with (as root).
+# Installs the Debian 12 packages ngx-musicgen builds and tests with (as root):
+# clang + libclang-rt for make fuzz, valgrind for make valgrind, wrk for make soak.
 set -e
 if [ "$(id -u)" != 0 ]; then
     echo "install-deps: run as root (sudo sh scripts/install-deps.sh)" >&2
@@ -12,5 +13,6 @@ apt-get install -y -qq --no-install-recommends \
     libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev \
     nginx nginx-dev \
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
-    libwww-perl libipc-run-perl >/dev/null
+    libwww-perl libipc-run-perl \
+    clang libclang-rt-14-dev valgrind wrk >/dev/null
 echo "install-deps: done"
