@@ -14,5 +14,5 @@ apt-get install -y -qq --no-install-recommends \
     nginx nginx-dev \
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
     libwww-perl libipc-run-perl \
-    clang libclang-rt-14-dev valgrind wrk >/dev/null
+    clang libclang-rt-14-dev valgrind wrk procps >/dev/null
 echo "install-deps: done"
