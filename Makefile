@@ -60,6 +60,8 @@ LIB      = $(BUILD)/libmusicgen.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden $(KTEST)
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
+# fuzz targets replayed over their corpora by the test build (tests/test_fuzz_replay.sh)
+REPLAYS  = $(patsubst fuzz/fuzz_%.c,$(BUILD)/replay_%,$(wildcard fuzz/fuzz_*.c))
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
@@ -91,6 +93,8 @@ $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 # LD_PRELOAD allocation-failure injection for the nginx fault tests (never in the module).
 $(BUILD)/libmgfault.so: tests/fault_malloc.c
 	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
@@ -103,7 +107,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 
 # Every test binary and every golden set; the last line is the overall tally.
 # With SAN=1 the nginx module's tests follow, on the sanitized module.
-test: all $(TESTS)
+test: all $(TESTS) $(REPLAYS)
 	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
 	@if [ "$(SAN)" = 1 ]; then $(MAKE) --no-print-directory test-nginx SAN=1; fi
 
