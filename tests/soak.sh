@@ -19,6 +19,7 @@ BATCH=2 QUEUE=4
 CONNS=$((4 * (BATCH + QUEUE)))   # four times what the queue admits
 ROOT=$(pwd)
 TMP=$(mktemp -d)
+chmod 755 "$TMP"   # workers run as nobody when the master is root
 mkdir -p "$TMP/logs"
 cat > "$TMP/nginx.conf" <<CONF
 load_module $MODULE;
