@@ -6,6 +6,9 @@
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
 #   make bench-gpu  the same model on the CUDA backend (needs a GPU)
+#   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang)
+#   make valgrind   memcheck of the CLI on the tiny demo model (no leaks, no errors)
+#   make soak       wrk load against the module: statuses, latency, worker RSS
 #
 # The CUDA backend (kernels/*.cu) is built whenever nvcc is found (PATH or
 # /usr/local/cuda/bin); CUDA=0 forces a CPU-only build. cudart is linked
@@ -49,18 +52,20 @@ ifeq ($(CUDA),1)
 endif
 
 LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
-MODULE   = build/nginx/objs/ngx_http_musicgen_module.so
+MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
-SERVE    = $(CURDIR)/build/serve
+SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden $(KTEST)
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
+# fuzz targets replayed over their corpora by the test build (tests/test_fuzz_replay.sh)
+REPLAYS  = $(patsubst fuzz/fuzz_%.c,$(BUILD)/replay_%,$(wildcard fuzz/fuzz_*.c))
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx test-browser check bench bench-gpu model demo module serve stop clean
+.PHONY: all test test-nginx test-browser check bench bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -88,15 +93,26 @@ $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+# LD_PRELOAD allocation-failure injection for the nginx fault tests (never in the module).
+$(BUILD)/libmgfault.so: tests/fault_malloc.c
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
+# The engine's allocations (calls from libmusicgen.a) go through the test's fault hook.
+FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
+$(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(FAULT_WRAP)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Every test binary and every golden set; the last line is the overall tally.
-test: all $(TESTS)
+# With SAN=1 the nginx module's tests follow, on the sanitized module.
+test: all $(TESTS) $(REPLAYS)
 	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
+	@if [ "$(SAN)" = 1 ]; then $(MAKE) --no-print-directory test-nginx SAN=1; fi
 
 # Everything CI runs: the engine tests, the nginx module's tests, the web
-# page in a browser, then the engine tests again under ASan/UBSan.
+# page in a browser, then the engine and module tests again under ASan/UBSan.
 check:
 	$(MAKE) test
 	$(MAKE) test-nginx
@@ -106,15 +122,51 @@ check:
 # The module in the stock nginx binary: nginx -t checks, then the
 # Test::Nginx suites in t/ (with our own runner, t/lib, when openresty's
 # Test::Nginx is not installed).
-test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf
-	sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
-	sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
-	sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
+#
+# SAN=1: the module is built with ASan+UBSan and the stock nginx binary runs
+# it with the sanitizer runtimes preloaded (tests/san-nginx.sh, which every
+# script and the runner use as TEST_NGINX_BINARY). Reports go to files under
+# $(SAN_LOGS) instead of the error log; any file there fails the run. Leak
+# checking stays on: nginx frees what it allocates or keeps it reachable, and
+# tests/lsan.supp names the few nginx allocations that are not (none of ours).
+SAN_LOGS = $(CURDIR)/$(BUILD)/san-logs
+ifeq ($(SAN),1)
+  NGX_TEST_ENV = TEST_NGINX_BINARY=$(CURDIR)/tests/san-nginx.sh \
+      MG_SAN_PRELOAD="$(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)" \
+      ASAN_OPTIONS=log_path=$(SAN_LOGS)/asan:detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0 \
+      LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+      UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1:halt_on_error=1
+endif
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS) && chmod 1777 $(SAN_LOGS)  # workers may run as nobody
+	$(NGX_TEST_ENV) sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
+	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
+	$(NGX_TEST_ENV) sh tests/nginx_faults.sh $(MODULE) $(DEMO_MODEL) $(BUILD)/musicgen-mkmodel $(BUILD)/libmgfault.so
+	$(NGX_TEST_ENV) sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
-	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
+	$(NGX_TEST_ENV) TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
 	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
+	@if [ -n "$$(ls $(SAN_LOGS))" ]; then echo "FAIL sanitizer reports in $(SAN_LOGS):"; \
+	    head -n 60 $(SAN_LOGS)/*; exit 1; fi
+
+# valgrind memcheck of the CLI on the tiny demo model: one clip per output
+# format; any invalid access or leak (definite, indirect, possible) fails.
+VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
+           --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99
+valgrind: $(BUILD)/musicgen $(DEMO_MODEL)/model.safetensors
+	@for f in wav flac ogg mp3; do \
+	    echo "valgrind: musicgen -d 2 -f $$f"; \
+	    $(VALGRIND) $(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 2 -s 7 -j 2 \
+	        --device cpu -q -f $$f -o $(BUILD)/valgrind.$$f || exit 1; \
+	done; echo "valgrind: no errors, no leaks"
+
+# wrk against the module for SOAK_SECONDS (tests/soak.sh): statuses, latency,
+# worker RSS at start and end; figures also in $(BUILD)/soak.txt.
+SOAK_SECONDS ?= 60
+soak: $(MODULE) $(DEMO_MODEL)/model.safetensors
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(BUILD)/soak.txt $(NGX_TEST_ENV) sh tests/soak.sh $(MODULE) $(DEMO_MODEL)
 
 # The photo-to-music page (html/) in headless Chromium driven by
 # playwright-core, against nginx with the module and the demo model
@@ -155,7 +207,7 @@ $(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/c
 	fi
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)
-NGX_SAN_OPT = -fsanitize=address,undefined
+NGX_SAN_OPT = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 
 # conf/nginx.conf with this checkout's paths, running on 127.0.0.1:8080.
@@ -178,10 +230,32 @@ demo: all $(DEMO_MODEL)/model.safetensors
 	$(BUILD)/musicgen -m $(DEMO_MODEL) -p "calm piano with soft drums" -d 3 --seed 7 -o demo.wav
 	@echo "demo: wrote demo.wav (random weights: the sound is noise-like; use 'make model' for the real one)"
 
+# Fuzzing: clang libFuzzer with ASan+UBSan over the pure parsers (fuzz/fuzz_*.c),
+# linked with just the engine files they reach. fuzz/run.sh keeps the working
+# corpus and any crash reproducers in build-fuzz/; fuzz/corpus/ holds the seeds.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 15
+FUZZ_SPIECE  ?= $(wildcard $(GOLDEN)/tiny-a/spiece.model)
+FUZZ_LIB_SRC  = src/error.c src/request.c src/prompt.c src/audio.c src/resample.c src/base64.c \
+                src/safetensors.c src/config.c src/spm_model.c src/tokenizer.c src/spm_write.c
+FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
+.SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard fuzz/fuzz_*.c))
+fuzz-build: $(FUZZ_TARGETS)
+fuzz: $(FUZZ_TARGETS)
+	MG_FUZZ_SPIECE=$(FUZZ_SPIECE) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
 model:
 	sh scripts/fetch-model.sh facebook/musicgen-small models/musicgen-small
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

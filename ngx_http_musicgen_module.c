@@ -27,6 +27,8 @@
 
 typedef struct {
     ngx_str_t   model_dir;    /* musicgen_model */
+    ngx_str_t   model_name;   /* its last component (NUL-terminated): responses name the
+                               * model without disclosing where it lives on disk */
     ngx_int_t   threads;      /* musicgen_threads: engine CPU threads per worker */
     ngx_str_t   device;       /* musicgen_device: cpu | auto | cuda | cuda:N (NUL-terminated) */
     ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
@@ -58,7 +60,8 @@ typedef struct {
     mg_job_result       res;
     mg_error            err;
     mg_code             rc;
-    const char         *model_name;
+    const char         *model_name;  /* the folder: the ETag's model identity */
+    const char         *public_name; /* in the JSON response */
     char                etag[24];    /* "" unless the response is cacheable */
     ngx_event_t         timer;       /* musicgen_timeout */
     unsigned            timed_out:1;
@@ -260,6 +263,7 @@ ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mg_error        err;
     mg_safetensors  st;
     char            path[4096];
+    u_char         *start, *end;
 
     if (mcf->model_dir.data) {
         return "is duplicate";
@@ -271,6 +275,17 @@ ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (value[1].len + sizeof("/model.safetensors") > sizeof(path)) {
         return "is too long";
     }
+    end = value[1].data + value[1].len;
+    while (end > value[1].data + 1 && end[-1] == '/') {
+        end--;
+    }
+    for (start = end; start > value[1].data && start[-1] != '/'; start--) { /* void */ }
+    mcf->model_name.len = end - start;
+    mcf->model_name.data = ngx_pnalloc(cf->pool, mcf->model_name.len + 1);
+    if (mcf->model_name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_cpystrn(mcf->model_name.data, start, mcf->model_name.len + 1);
     ngx_memzero(&err, sizeof(err));
     ngx_snprintf((u_char *) path, sizeof(path), "%V%Z", &value[1]);
     if (mg_config_load(&mcf->cfg, path, &err) != MG_OK) {
@@ -580,10 +595,10 @@ ngx_http_musicgen_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_musicgen_cors(ngx_http_request_t *r, ngx_http_musicgen_loc_conf_t *lcf)
 {
-    ngx_str_t        *allowed, origin = ngx_null_string;
+    ngx_str_t        *allowed, origin = ngx_null_string, *match = NULL;
     ngx_table_elt_t  *h;
     ngx_list_part_t  *part;
-    ngx_uint_t        i, match = 0, any = 0;
+    ngx_uint_t        i, any = 0;
 
     if (lcf->cors == NULL) {
         return NGX_OK;
@@ -609,7 +624,7 @@ ngx_http_musicgen_cors(ngx_http_request_t *r, ngx_http_musicgen_loc_conf_t *lcf)
             any = 1;
         } else if (origin.len && origin.len == allowed[i].len
                    && ngx_strncasecmp(origin.data, allowed[i].data, origin.len) == 0) {
-            match = 1;
+            match = &allowed[i];
         }
     }
     if (!any) {
@@ -633,7 +648,7 @@ ngx_http_musicgen_cors(ngx_http_request_t *r, ngx_http_musicgen_loc_conf_t *lcf)
     if (any) {
         ngx_str_set(&h->value, "*");
     } else {
-        h->value = origin;
+        h->value = *match; /* the configured origin: never bytes the client sent */
     }
     return NGX_OK;
 }
@@ -804,7 +819,7 @@ ngx_http_musicgen_job_thread(void *data, ngx_log_t *log)
 {
     ngx_http_musicgen_job_t *job = data;
 
-    job->rc = mg_job_run(job->model, &job->req, job->want_json, job->model_name,
+    job->rc = mg_job_run(job->model, &job->req, job->want_json, job->public_name,
                          &job->cancel, &job->res, &job->err);
 }
 
@@ -989,18 +1004,6 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
         return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "the model is not loaded (see the error log)", NULL);
     }
-    /* back-pressure: musicgen_batch jobs decode together in a worker, at most
-     * musicgen_queue more wait for a place */
-    if (mcf->active >= (ngx_uint_t) (mcf->batch + mcf->queue)) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "musicgen: queue full (%ui jobs), answering 503", mcf->active);
-        mcf->stats.rejected++;
-        if (ngx_http_musicgen_add_header(r, "Retry-After", "10") != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "the generation queue is full, retry later", NULL);
-    }
     task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_musicgen_job_t));
     if (task == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1009,6 +1012,7 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     job->r = r;
     job->model = mcf->model;
     job->model_name = (const char *) mcf->model_dir.data;
+    job->public_name = (const char *) mcf->model_name.data;
 
     ngx_memzero(&lim, sizeof(lim));
     lim.max_duration = lcf->max_duration;
@@ -1044,6 +1048,19 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
                                       NULL, 0);
     }
 
+    /* back-pressure, after validation and the 304 (a bad request is a 400
+     * whatever the load, a cached one needs no generation): musicgen_batch jobs decode together in a worker, at most
+     * musicgen_queue more wait for a place */
+    if (mcf->active >= (ngx_uint_t) (mcf->batch + mcf->queue)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "musicgen: queue full (%ui jobs), answering 503", mcf->active);
+        mcf->stats.rejected++;
+        if (ngx_http_musicgen_add_header(r, "Retry-After", "10") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "the generation queue is full, retry later", NULL);
+    }
     task->handler = ngx_http_musicgen_job_thread;
     task->event.handler = ngx_http_musicgen_job_done;
     task->event.data = job;

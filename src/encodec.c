@@ -541,5 +541,10 @@ done:
     mg_tensor_free(bufX);
     free(ids);
     free(tr.host);
+    if (rc != MG_OK) {
+        /* an early exit leaves no op failure pending for the next job's sync */
+        mg_error drained;
+        be->ops->sync(be, &drained);
+    }
     return rc;
 }

@@ -8,6 +8,7 @@
 
 #include "audio.h"
 #include "base64.h"
+#include "prompt.h"
 
 static double now_s(void)
 {
@@ -41,6 +42,71 @@ void mg_job_result_free(mg_job_result *res)
     memset(res, 0, sizeof *res);
 }
 
+/* s as a JSON string, or replacement when s is not valid UTF-8 (jansson
+ * refuses it); NULL only when out of memory. */
+static json_t *text_or(const char *s, const char *replacement)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t l = mg_utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (!l)
+            return json_string(replacement);
+        i += l;
+    }
+    return json_stringn(s, n);
+}
+
+typedef struct {
+    char  *text;
+    size_t len, cap;
+    int    failed;
+} dump_buf;
+
+static int dump_append(const char *bytes, size_t n, void *data)
+{
+    dump_buf *b = data;
+    if (b->failed)
+        return -1;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->text, cap);
+        if (!p) {
+            b->failed = 1;
+            return -1;
+        }
+        b->text = p;
+        b->cap = cap;
+    }
+    memcpy(b->text + b->len, bytes, n);
+    b->len += n;
+    b->text[b->len] = '\0';
+    return 0;
+}
+
+/* json_dumps, except that a failed allocation always fails the whole text:
+ * jansson's own dumper ignores a failure to append an object key and goes
+ * on, leaving a corrupt body (found by tests/test_fault_alloc.c). */
+static char *dump_json(const json_t *o, size_t *len)
+{
+    dump_buf b = {0};
+    if (json_dump_callback(o, dump_append, &b, JSON_COMPACT) != 0 || b.failed || !b.text) {
+        free(b.text);
+        return NULL;
+    }
+    if (len)
+        *len = b.len;
+    return b.text;
+}
+
+/* Adds v (stolen) to o; 0 when v is NULL or o could not grow (out of memory):
+ * a response is complete or not sent at all. */
+static int set(json_t *o, const char *key, json_t *v)
+{
+    return json_object_set_new(o, key, v) == 0;
+}
+
 static mg_code build_json(const mg_job_result *res, const mg_request *req, int sample_rate,
                           const char *model_name, char **out, size_t *out_len, mg_error *err)
 {
@@ -51,27 +117,27 @@ static mg_code build_json(const mg_job_result *res, const mg_request *req, int s
         return rc;
     const char *b64 = strchr(url, ',') + 1;
     json_t *o = json_object();
-    if (o) {
-        json_object_set_new(o, "success", json_true());
-        json_object_set_new(o, "audioUrl", json_stringn(url, url_len));
-        json_object_set_new(o, "audio_base64", json_string(b64));
-        json_object_set_new(o, "prompt", json_string(req->prompt));
-        json_object_set_new(o, "prompt_from_analysis", json_boolean(req->from_analysis));
-        json_object_set_new(o, "duration", json_real(res->audio_seconds));
-        json_object_set_new(o, "sample_rate", json_integer(sample_rate));
-        json_object_set_new(o, "size_bytes", json_integer((json_int_t)res->audio_len));
-        json_object_set_new(o, "generation_time_seconds", json_real(res->compute_seconds));
-        json_object_set_new(o, "format", json_string(mg_audio_format_name(res->format)));
-        json_object_set_new(o, "seed", json_integer((json_int_t)res->seed));
-        json_object_set_new(o, "model", json_string(model_name ? model_name : ""));
-    }
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    int ok = o != NULL;
+    ok = ok && set(o, "success", json_true());
+    ok = ok && set(o, "audioUrl", json_stringn(url, url_len));
+    ok = ok && set(o, "audio_base64", json_string(b64));
+    ok = ok && set(o, "prompt", json_string(req->prompt));
+    ok = ok && set(o, "prompt_from_analysis", json_boolean(req->from_analysis));
+    ok = ok && set(o, "duration", json_real(res->audio_seconds));
+    ok = ok && set(o, "sample_rate", json_integer(sample_rate));
+    ok = ok && set(o, "size_bytes", json_integer((json_int_t)res->audio_len));
+    ok = ok && set(o, "generation_time_seconds", json_real(res->compute_seconds));
+    ok = ok && set(o, "format", json_string(mg_audio_format_name(res->format)));
+    ok = ok && set(o, "seed", json_integer((json_int_t)res->seed));
+    ok = ok && set(o, "model", json_string(model_name ? model_name : ""));
+    size_t text_len = 0;
+    char *text = ok ? dump_json(o, &text_len) : NULL;
     json_decref(o);
     free(url);
     if (!text)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory building the response");
     *out = text;
-    *out_len = strlen(text);
+    *out_len = text_len;
     return MG_OK;
 }
 
@@ -149,19 +215,22 @@ mg_code mg_job_run(mg_model *m, const mg_request *req, int want_json, const char
 char *mg_job_error_json(const char *msg, const char *field, size_t *len)
 {
     json_t *o = json_object();
-    if (!o)
+    /* msg may quote invalid UTF-8 from the client */
+    json_t *e = text_or(msg, "invalid request (the message was not valid UTF-8)");
+    if (!o) {
+        json_decref(e);
         return NULL;
-    json_t *e = json_string(msg); /* NULL when msg quotes invalid UTF-8 from the client */
-    json_object_set_new(o, "success", json_false());
-    json_object_set_new(o, "error", e ? e : json_string("invalid request (the message was not valid UTF-8)"));
-    if (field && field[0]) {
-        json_t *f = json_string(field);
-        json_object_set_new(o, "field", f ? f : json_string("?"));
     }
-    char *text = json_dumps(o, JSON_COMPACT);
+    int ok = set(o, "success", json_false());
+    if (ok)
+        ok = set(o, "error", e);
+    else
+        json_decref(e);
+    if (ok && field && field[0]) {
+        ok = set(o, "field", text_or(field, "?"));
+    }
+    char *text = ok ? dump_json(o, len) : NULL;
     json_decref(o);
-    if (text && len)
-        *len = strlen(text);
     return text;
 }
 
@@ -173,25 +242,27 @@ char *mg_job_status_json(const mg_job_stats *s, size_t *len)
         json_decref(t);
         return NULL;
     }
-    json_t *model = json_string(s->model ? s->model : "");
-    json_object_set_new(o, "model", model ? model : json_string("?"));
-    json_object_set_new(o, "device", json_string(s->device ? s->device : "cpu"));
-    json_object_set_new(o, "loaded", json_boolean(s->loaded));
-    json_object_set_new(o, "running", json_integer(s->running));
-    json_object_set_new(o, "queue_depth", json_integer(s->queued));
-    json_object_set_new(t, "completed", json_integer((json_int_t)s->completed));
-    json_object_set_new(t, "failed", json_integer((json_int_t)s->failed));
-    json_object_set_new(t, "rejected", json_integer((json_int_t)s->rejected));
-    json_object_set_new(t, "timed_out", json_integer((json_int_t)s->timed_out));
-    json_object_set_new(t, "audio_seconds", json_real(s->audio_seconds));
-    json_object_set_new(t, "compute_seconds", json_real(s->compute_seconds));
-    json_object_set_new(o, "totals", t);
-    json_object_set_new(o, "compute_seconds_per_audio_second",
-                        s->audio_seconds > 0 ? json_real(s->compute_seconds / s->audio_seconds)
-                                             : json_null());
-    char *text = json_dumps(o, JSON_COMPACT);
+    int ok = set(o, "model", text_or(s->model ? s->model : "", "?"));
+    ok = ok && set(o, "device", json_string(s->device ? s->device : "cpu"));
+    ok = ok && set(o, "loaded", json_boolean(s->loaded));
+    ok = ok && set(o, "running", json_integer(s->running));
+    ok = ok && set(o, "queue_depth", json_integer(s->queued));
+    ok = ok && set(t, "completed", json_integer((json_int_t)s->completed));
+    ok = ok && set(t, "failed", json_integer((json_int_t)s->failed));
+    ok = ok && set(t, "rejected", json_integer((json_int_t)s->rejected));
+    ok = ok && set(t, "timed_out", json_integer((json_int_t)s->timed_out));
+    ok = ok && set(t, "audio_seconds", json_real(s->audio_seconds));
+    ok = ok && set(t, "compute_seconds", json_real(s->compute_seconds));
+    ok = ok && set(o, "totals", json_incref(t));
+    ok = ok && set(o, "compute_seconds_per_audio_second",
+                   s->audio_seconds > 0 ? json_real(s->compute_seconds / s->audio_seconds)
+                                        : json_null());
+    json_decref(t);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    char *text = dump_json(o, len);
     json_decref(o);
-    if (text && len)
-        *len = strlen(text);
     return text;
 }

@@ -23,9 +23,13 @@ struct mg_sched {
     mg_dec_batch     work;
 };
 
+/* A running job is done: it stops counting as running in the same critical
+ * section that wakes its caller, so a status read after the response never
+ * sees it still running. */
 static void finish(mg_sched *s, mg_gen_job *j, mg_code rc)
 {
     pthread_mutex_lock(&s->lock);
+    s->n_running--;
     j->rc = rc;
     j->done = 1;
     pthread_cond_broadcast(&s->done);
@@ -77,8 +81,6 @@ static void *sched_main(void *arg)
                 finish(s, j, rc);
             }
             pthread_mutex_lock(&s->lock);
-            if (rc != MG_OK)
-                s->n_running--;
         }
         pthread_mutex_unlock(&s->lock);
         if (n == 0)
@@ -96,13 +98,10 @@ static void *sched_main(void *arg)
         if (rc != MG_OK) {
             fail_active(s, n, rc, &e);
             pthread_mutex_unlock(&m->run);
-            pthread_mutex_lock(&s->lock);
-            s->n_running -= n;
-            pthread_mutex_unlock(&s->lock);
             n = 0;
             continue;
         }
-        int kept = 0, left = 0;
+        int kept = 0;
         for (int i = 0; i < n; i++) {
             mg_gen_job *j = s->active[i];
             rc = mg_gen_job_after_step(m, j);
@@ -114,15 +113,9 @@ static void *sched_main(void *arg)
                 rc = mg_gen_job_finish(m, j);
             mg_gen_job_release(m, j);
             finish(s, j, rc);
-            left++;
         }
         pthread_mutex_unlock(&m->run);
         n = kept;
-        if (left) {
-            pthread_mutex_lock(&s->lock);
-            s->n_running -= left;
-            pthread_mutex_unlock(&s->lock);
-        }
     }
     /* stopping: whatever is left ends cancelled */
     mg_error e = {0};

@@ -86,5 +86,6 @@ sleep 0.5
 code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$URL/slow?prompt=after&duration=1&seed=7")
 check "the new worker serves after the reload" [ "$code" = 200 ]
 check "no worker crashed" sh -c "! grep -q 'exited on signal' '$TMP/logs/error.log'"
+grep -B5 'exited on signal' "$TMP/logs/error.log" | sed 's/^/    | /'
 echo "nginx_load: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -16,7 +16,14 @@ typedef struct {
      * sized at weight load so linear() never allocates. */
     void       *xbuf;
     size_t      xbuf_cap;
+    /* The first failure of an op since the last sync (ops return nothing):
+     * ops run one caller at a time (the model's run lock), sync reports it. */
+    mg_code     failed;
+    const char *failed_what;
 } mg_cpu_backend;
+
+/* Records an op's failure for the next sync (the first one wins). */
+void mg_cpu_fail(mg_backend *be, mg_code code, const char *what);
 
 /* Rows of activations linear() prepares per pass (larger M runs in passes). */
 enum { MG_CPU_LINEAR_ROWS = 64 };

@@ -150,7 +150,25 @@ static mg_code cpu_select_tokens(mg_backend *be, const mg_tensor *logits, int ro
     return MG_OK;
 }
 
-static mg_code cpu_sync(mg_backend *be, mg_error *err) { return MG_OK; }
+void mg_cpu_fail(mg_backend *be, mg_code code, const char *what)
+{
+    mg_cpu_backend *cpu = (mg_cpu_backend *)be;
+    if (cpu->failed == MG_OK) {
+        cpu->failed = code;
+        cpu->failed_what = what;
+    }
+}
+
+static mg_code cpu_sync(mg_backend *be, mg_error *err)
+{
+    mg_cpu_backend *cpu = (mg_cpu_backend *)be;
+    mg_code rc = cpu->failed;
+    if (rc == MG_OK)
+        return MG_OK;
+    cpu->failed = MG_OK;
+    return mg_fail(err, rc, "cpu: %s: %s", cpu->failed_what,
+                   rc == MG_ERR_NOMEM ? "out of memory" : mg_code_name(rc));
+}
 
 static void cpu_destroy(mg_backend *be)
 {

@@ -477,19 +477,22 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
         v.pad = (c.k + stride - 1) / stride;
         v.t_xp = v.pad + (c.t_in > c.q_first + c.n_q ? c.t_in : c.q_first + c.n_q) + v.pad;
         float *xp = malloc((size_t)(batch * c.c_in * v.t_xp) * sizeof *xp);
-        if (xp) {
-            pad_rows_ctx pr = {.y = xp, .x = c.x, .t = c.t_in, .t_y = v.t_xp, .left = v.pad};
-            mg_cpu_parallel(be, batch * c.c_in, min_items(v.t_xp), pad_rows_task, &pr);
-            v.xp = xp;
-            v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
-            v.n_coblk = (c.c_out + VB - 1) / VB;
-            v.co_inner = c.c_out * c.k < c.t_in;
-            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
-                            min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
-            free(xp);
+        if (!xp) {
+            /* not the portable path instead: its sums round differently, and
+             * a seeded request's audio must not depend on memory pressure */
+            mg_cpu_fail(be, MG_ERR_NOMEM, "conv_transpose1d scratch");
             return;
         }
-        /* without scratch memory, the portable path below */
+        pad_rows_ctx pr = {.y = xp, .x = c.x, .t = c.t_in, .t_y = v.t_xp, .left = v.pad};
+        mg_cpu_parallel(be, batch * c.c_in, min_items(v.t_xp), pad_rows_task, &pr);
+        v.xp = xp;
+        v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
+        v.n_coblk = (c.c_out + VB - 1) / VB;
+        v.co_inner = c.c_out * c.k < c.t_in;
+        mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                        min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
+        free(xp);
+        return;
     }
 #endif
     c.n_tiles = (c.n_q + QT - 1) / QT;
@@ -598,13 +601,13 @@ typedef struct {
     float       *h;        /* [B*T, H] output, row b*T + t */
     const float *x;        /* [B*T, I] */
     const float *w_ih, *w_hh, *b_ih, *b_hh;
-    float       *gx;       /* [B, 4H, T] input projections + both biases, or NULL */
-    float       *cell;     /* [B, H] cell state, or NULL (then kept inside h, see below) */
-    float       *gates;    /* [B, 4H] pre-activations of step t (with gx), or NULL */
+    float       *gx;       /* [B, 4H, T] input projections + both biases */
+    float       *cell;     /* [B, H] cell state */
+    float       *gates;    /* [B, 4H] pre-activations of step t */
     int64_t      B, T, I, H, t;
 } lstm_ctx;
 
-/* With scratch, a step is two passes: the recurrent products row by row over
+/* A step is two passes: the recurrent products row by row over
  * W_hh (each thread streams one contiguous slice of the 16 MB matrix, where
  * per-unit work read 4 rows 4 MB apart), then the cell update per unit. */
 static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
@@ -634,44 +637,6 @@ static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
     }
 }
 
-/* Step t for hidden units [j0, j1) of every batch item:
- *   gates = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh   (i, f, g, o)
- *   c_t = σ(f)·c_{t-1} + σ(i)·tanh(g),  h_t = σ(o)·tanh(c_t)
- * Without scratch the cell state of unit j rides in column j of the next
- * output row (not yet written, and only unit j touches that column). */
-static void lstm_step_task(void *arg, int64_t j0, int64_t j1)
-{
-    const lstm_ctx *c = arg;
-    int64_t H = c->H, T = c->T, t = c->t;
-    for (int64_t b = 0; b < c->B; b++) {
-        int64_t row = b * T + t;
-        const float *hp = t > 0 ? c->h + (row - 1) * H : NULL;
-        const float *xt = c->x + row * c->I;
-        for (int64_t j = j0; j < j1; j++) {
-            float g[4];
-            for (int q = 0; q < 4; q++) {
-                int64_t n = q * H + j;
-                float v = c->gx ? c->gx[(b * 4 * H + n) * T + t]
-                                : mg_cpu_dot(c->w_ih + n * c->I, xt, c->I) + (c->b_ih[n] + c->b_hh[n]);
-                if (hp)
-                    v += mg_cpu_dot(c->w_hh + n * H, hp, H);
-                g[q] = v;
-            }
-            float c_prev;
-            if (c->cell)
-                c_prev = c->cell[b * H + j];
-            else
-                c_prev = t > 0 ? c->h[row * H + j] : 0.0f;
-            float cell = sigmoid(g[1]) * c_prev + sigmoid(g[0]) * tanhf(g[2]);
-            c->h[row * H + j] = sigmoid(g[3]) * tanhf(cell);
-            if (c->cell)
-                c->cell[b * H + j] = cell;
-            else if (t + 1 < T)
-                c->h[(row + 1) * H + j] = cell;
-        }
-    }
-}
-
 void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
                  const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch)
 {
@@ -685,39 +650,32 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     int64_t B = c.B, T = mg_tensor_rows(x) / batch, I = c.I, H4 = 4 * c.H;
     c.T = T;
     /* The input projections of all steps are one 1x1 convolution over the
-     * channel-first input: it reads w_ih once instead of once per step. The
-     * ops cannot fail, so without scratch memory each step computes them
-     * itself (slower, same result up to rounding). */
+     * channel-first input: it reads w_ih once instead of once per step. */
     size_t n_xt = (size_t)(B * I * T), n_gx = (size_t)(B * H4 * T);
     float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H) + (size_t)(B * H4)) *
                             sizeof *scratch);
-    if (scratch) {
-        float *xt = scratch, *bias = scratch + n_xt + n_gx;
-        c.gx = scratch + n_xt;
-        c.cell = bias + H4;
-        c.gates = c.cell + B * c.H;
-        memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
-        for (int64_t n = 0; n < H4; n++)
-            bias[n] = c.b_ih[n] + c.b_hh[n];
-        tr_ctx tr = { .y = xt, .x = c.x, .c = T, .r = I, .n_rblk = (I + TB - 1) / TB };
-        mg_cpu_parallel(be, B * tr.n_rblk, min_items(T * TB), transpose_task, &tr);
-        mg_tensor gx = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * H4, T},
-                        .data = c.gx};
-        mg_tensor xtt = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * I, T}, .data = xt};
-        mg_tensor wih = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {H4, I},
-                         .data = (void *)c.w_ih};
-        mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
-        mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
+    if (!scratch) {
+        mg_cpu_fail(be, MG_ERR_NOMEM, "lstm scratch");
+        return;
     }
+    float *xt = scratch, *bias = scratch + n_xt + n_gx;
+    c.gx = scratch + n_xt;
+    c.cell = bias + H4;
+    c.gates = c.cell + B * c.H;
+    memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
+    for (int64_t n = 0; n < H4; n++)
+        bias[n] = c.b_ih[n] + c.b_hh[n];
+    tr_ctx tr = { .y = xt, .x = c.x, .c = T, .r = I, .n_rblk = (I + TB - 1) / TB };
+    mg_cpu_parallel(be, B * tr.n_rblk, min_items(T * TB), transpose_task, &tr);
+    mg_tensor gx = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * H4, T}, .data = c.gx};
+    mg_tensor xtt = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * I, T}, .data = xt};
+    mg_tensor wih = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {H4, I}, .data = (void *)c.w_ih};
+    mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
+    mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
     /* the steps are sequential; units within a step are independent */
-    int64_t per_unit = B * 4 * (c.H + (c.gx ? 0 : I));
     for (c.t = 0; c.t < T; c.t++) {
-        if (c.gates) {
-            mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
-            mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
-        } else {
-            mg_cpu_parallel(be, c.H, min_items(per_unit), lstm_step_task, &c);
-        }
+        mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
+        mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
     }
     free(scratch);
 }
