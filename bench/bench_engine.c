@@ -305,6 +305,11 @@ static void table(const char *out_path, int n, char **in)
     row("10 s of audio end to end, q8", "~90 s", "<= 10 s", num(all, "e2e_10s_q8_s"), "%.2f s");
     row("4 concurrent 10 s requests, q8 (ratio)", "-", "<= 1.5x", num(all, "batch4_ratio_q8"), "%.2fx");
     row("peak RSS, q8", "3.1 GB", "<= 1 GB", num(all, "peak_rss_mb_q8"), "%.0f MB");
+    row("load, f32 (the file, used in place)", "-", "-", num(all, "load_ms_f32"), "%.0f ms");
+    row("load, q8 converting / from the cache", "-", "-", num(all, "load_ms_q8"), "%.0f ms");
+    row("", "", "", num(all, "load_cached_ms_q8"), "%.0f ms (cache)");
+    row("load, bf16 converting / from the cache", "-", "-", num(all, "load_ms_bf16"), "%.0f ms");
+    row("", "", "", num(all, "load_cached_ms_bf16"), "%.0f ms (cache)");
     printf("\ndecode weight reads as a fraction of the read bandwidth:");
     static const char *const dts[] = {"f32", "bf16", "q8"};
     for (int i = 0; i < 3; i++) {
@@ -323,6 +328,33 @@ static void table(const char *out_path, int n, char **in)
     json_decref(all);
 }
 
+/* Load times with the converted-weights cache in dir: the first load
+ * converts and writes it (or finds it), the second maps it. */
+static void measure_cached_load(const char *model, const char *dtype, int threads,
+                                const char *dir, const char *json_path)
+{
+    json_t *out = json_object();
+    char key[64];
+    for (int pass = 0; pass < 2; pass++) {
+        mg_error err = {0};
+        mg_model *m = NULL;
+        mg_model_options opt = {.n_threads = threads, .dtype = dtype, .weights_cache = dir};
+        double t0 = now_ms();
+        if (!out || mg_model_load(&m, model, &opt, &err) != MG_OK)
+            DIE("%s", out ? err.msg : "out of memory");
+        double ms = now_ms() - t0;
+        printf("load %-6s     %.0f ms (%s)\n", pass ? "again" : "first", ms, mg_model_load_note(m));
+        if (pass) {
+            snprintf(key, sizeof key, "load_cached_ms_%s", dtype);
+            json_object_set_new(out, key, json_real(ms));
+        }
+        mg_model_free(m);
+    }
+    if (json_path && json_dump_file(out, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        DIE("cannot write %s", json_path);
+    json_decref(out);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "--table")) {
@@ -331,8 +363,9 @@ int main(int argc, char **argv)
     }
     if (argc < 2)
         DIE("usage: bench_engine MODEL_DIR [--dtype D] [--seconds S] [--threads N] [--json FILE]\n"
+            "       bench_engine MODEL_DIR --dtype D --load-cache DIR [--json FILE]\n"
             "       bench_engine --table OUT.json IN.json...");
-    const char *dtype = "f32", *json_path = NULL;
+    const char *dtype = "f32", *json_path = NULL, *cache_dir = NULL;
     double seconds = 0;
     int threads = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
@@ -344,9 +377,14 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--json"))
             json_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--load-cache"))
+            cache_dir = argv[i + 1];
         else
             DIE("unknown option %s", argv[i]);
     }
-    measure(argv[1], dtype, seconds, threads, json_path);
+    if (cache_dir)
+        measure_cached_load(argv[1], dtype, threads, cache_dir, json_path);
+    else
+        measure(argv[1], dtype, seconds, threads, json_path);
     return 0;
 }

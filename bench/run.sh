@@ -18,8 +18,13 @@ for dt in f32 bf16 q8; do
     "$BUILD/bench_engine" "$MODEL" --dtype $dt --seconds "$secs" --threads "$THREADS" \
         --json "$BUILD/bench-$dt.json"
 done
+for dt in q8 bf16; do
+    echo "== $dt load with the converted-weights cache in $BUILD"
+    "$BUILD/bench_engine" "$MODEL" --dtype $dt --threads "$THREADS" --load-cache "$BUILD" \
+        --json "$BUILD/bench-load-$dt.json"
+done
 echo "== 4 concurrent requests (continuous batching)"
 "$BUILD/bench_batch" "$MODEL" --dtype q8 --requests 4 --seconds "${MG_BENCH_SECONDS:-10}" \
     --threads "$THREADS" --json "$BUILD/bench-batch.json"
 "$BUILD/bench_engine" --table "$BUILD/bench.json" "$BUILD/bench-f32.json" "$BUILD/bench-bf16.json" \
-    "$BUILD/bench-q8.json" "$BUILD/bench-batch.json"
+    "$BUILD/bench-q8.json" "$BUILD/bench-batch.json" "$BUILD/bench-load-q8.json" "$BUILD/bench-load-bf16.json"

@@ -134,7 +134,7 @@ static int from_cache(mg_loader *ld, const mg_st_tensor *st, int ndim, const int
         rows *= shape[i];
     size_t want = be->ops->matrix_nbytes(be, be->weight_dtype, rows, cols);
     const mg_st_tensor *ct = mg_wcache_find(ld->wcache, st->name);
-    if (!ct || ct->nbytes != want) {
+    if (!ct || ct->nbytes != mg_wcache_stored_bytes(want)) {
         if (ld->wcache->valid)
             mg_wcache_mark_stale(ld->wcache, st->name, ct ? "has the wrong size" : "is missing");
         return 0;

@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #define MANIFEST_NAME "__musicgen_cache__"
-#define CACHE_FORMAT 1
+#define CACHE_FORMAT 2
+#define CACHE_ALIGN 64
 
 /* FNV-1a over the source's header: a model file rewritten with other
  * tensors at the same size and mtime still invalidates the cache. */
@@ -33,12 +34,17 @@ mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sou
     memcpy(&header_len, source->buf, 8);
     size_t hashed = header_len < source->len - 8 ? (size_t)header_len + 8 : source->len;
     char manifest[512];
-    snprintf(manifest, sizeof manifest,
-             "{\"format\":%d,\"weights\":\"%s\",\"source_size\":%lld,\"source_mtime_ns\":%lld,"
-             "\"source_header_fnv1a\":\"%016llx\"}",
-             CACHE_FORMAT, tag, (long long)sb.st_size,
-             (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
-             (unsigned long long)fnv1a(source->buf, hashed));
+    int len = snprintf(manifest, sizeof manifest,
+                       "{\"format\":%d,\"weights\":\"%s\",\"source_size\":%lld,"
+                       "\"source_mtime_ns\":%lld,\"source_header_fnv1a\":\"%016llx\"}",
+                       CACHE_FORMAT, tag, (long long)sb.st_size,
+                       (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
+                       (unsigned long long)fnv1a(source->buf, hashed));
+    /* padded with spaces to whole CACHE_ALIGN units, like every matrix, so
+     * each tensor starts 8-byte aligned (the data section does) and bf16
+     * weights can be used in place */
+    while (len > 0 && len % CACHE_ALIGN && len + 1 < (int)sizeof manifest)
+        manifest[len++] = ' ', manifest[len] = 0;
     c->path = strdup(path);
     c->manifest = strdup(manifest);
     if (!c->path || !c->manifest) {
@@ -81,6 +87,11 @@ void mg_wcache_close(mg_wcache *c)
     free(c->path);
     free(c->manifest);
     memset(c, 0, sizeof *c);
+}
+
+size_t mg_wcache_stored_bytes(size_t nbytes)
+{
+    return (nbytes + CACHE_ALIGN - 1) / CACHE_ALIGN * CACHE_ALIGN;
 }
 
 const mg_st_tensor *mg_wcache_find(const mg_wcache *c, const char *name)
@@ -135,15 +146,20 @@ void mg_wcache_write(mg_wcache *c)
     int64_t mlen = (int64_t)strlen(c->manifest);
     mg_code rc = w ? mg_stw_add(w, MANIFEST_NAME, "U8", 1, &mlen, &err) : MG_ERR_NOMEM;
     for (size_t i = 0; rc == MG_OK && i < c->n; i++) {
-        int64_t n = (int64_t)c->sizes[i];
+        int64_t n = (int64_t)mg_wcache_stored_bytes(c->sizes[i]);
         rc = mg_stw_add(w, c->names[i], "U8", 1, &n, &err);
     }
     if (rc == MG_OK)
         rc = mg_stw_begin(w, tmp, &err);
     if (rc == MG_OK)
         rc = mg_stw_write(w, c->manifest, (size_t)mlen, &err);
-    for (size_t i = 0; rc == MG_OK && i < c->n; i++)
+    static const uint8_t zeros[CACHE_ALIGN];
+    for (size_t i = 0; rc == MG_OK && i < c->n; i++) {
         rc = mg_stw_write(w, c->datas[i], c->sizes[i], &err);
+        size_t pad = mg_wcache_stored_bytes(c->sizes[i]) - c->sizes[i];
+        if (rc == MG_OK && pad)
+            rc = mg_stw_write(w, zeros, pad, &err);
+    }
     if (rc == MG_OK)
         rc = mg_stw_finish(w, &err);
     if (rc == MG_OK && rename(tmp, c->path) != 0)

@@ -36,6 +36,8 @@ mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sou
                        const char *tag, mg_error *err);
 void    mg_wcache_close(mg_wcache *c);
 
+/* Bytes a matrix of nbytes occupies in the file (padded for alignment). */
+size_t  mg_wcache_stored_bytes(size_t nbytes);
 /* A cached matrix by name, or NULL (then mg_wcache_add it once converted). */
 const mg_st_tensor *mg_wcache_find(const mg_wcache *c, const char *name);
 /* Marks the cache stale (a tensor was missing or of the wrong size). */

@@ -55,6 +55,11 @@ static int32_t *load_and_run(const char *dir, const char *dtype, const char *cac
     int inside = b && q >= b && q < b + m->wcache.file.len;
     CHECK(inside == in_place, "%s, cache %s: weights %s the cache mapping", dtype,
           cache ? cache : "(none)", in_place ? "inside" : "outside");
+    /* every cached matrix starts 8-byte aligned: bf16 is never copied out */
+    int aligned = 1;
+    for (size_t i = 0; inside && i < m->wcache.file.n; i++)
+        aligned &= (uintptr_t)m->wcache.file.tensors[i].data % 8 == 0;
+    CHECK(aligned, "%s: cached tensors are 8-byte aligned", dtype);
     size_t n = 0;
     int32_t *c = codes_of(m, &n);
     if (c && ref)
