@@ -414,6 +414,8 @@ static mg_code cu_pending_error(mg_cuda_backend *cb, mg_error *err)
                    cb->lost ? " (the GPU context is lost: re-create the backend)" : "");
 }
 
+static int cu_lost(mg_backend *be) { return cu_of(be)->lost; }
+
 static mg_code cu_upload(mg_backend *be, mg_tensor *t, size_t off, const void *host, size_t n,
                          mg_error *err)
 {
@@ -644,6 +646,7 @@ static const mg_backend_ops cuda_ops = {
     /* .copy_rows_scatter */ cu_copy_rows_scatter,
     /* .linear_many: the recorded step fuses launches already */ NULL,
     /* .matrix_nbytes: weights live on the device, no cache */ NULL,
+    /* .lost */ cu_lost,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

@@ -28,13 +28,19 @@ mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error
     return mg_st_open(&ld->st, path, err);
 }
 
-void mg_loader_close(mg_loader *ld)
+void mg_loader_drop_copies(mg_loader *ld)
 {
     for (size_t i = 0; i < ld->n_kept; i++)
         free(ld->kept[i]);
     free(ld->kept);
     ld->kept = NULL;
     ld->n_kept = 0;
+    ld->n_used = 0;
+}
+
+void mg_loader_close(mg_loader *ld)
+{
+    mg_loader_drop_copies(ld);
     mg_st_close(&ld->st);
 }
 

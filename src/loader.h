@@ -18,6 +18,9 @@ typedef struct {
 
 mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error *err);
 void    mg_loader_close(mg_loader *ld);
+/* Frees the F32 copies of F16/BF16 tensors (once no backend uses them, before
+ * loading onto a new backend). */
+void    mg_loader_drop_copies(mg_loader *ld);
 
 /* Finds the first of the '|'-separated names (e.g. "a.weight|b.weight") and
  * checks it has exactly the given shape. Errors name the tensor. */

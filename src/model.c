@@ -74,6 +74,62 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
     return rc;
 }
 
+/* T5, decoder and EnCodec weights onto m->be (from the loader's mapping
+ * and, when valid, the converted-weights cache). */
+static mg_code load_parts(mg_model *m, mg_error *err)
+{
+    mg_code rc = mg_t5_load(&m->t5, &m->ld, &m->cfg, err);
+    if (rc == MG_OK)
+        rc = mg_decoder_load(&m->dec, &m->ld, &m->cfg, err);
+    if (rc == MG_OK)
+        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
+    return rc;
+}
+
+static void free_parts(mg_model *m)
+{
+    if (m->ec)
+        mg_encodec_free(m->ec);
+    m->ec = NULL;
+    mg_decoder_free(&m->dec);
+    memset(&m->dec, 0, sizeof m->dec);
+    if (m->t5.cfg)
+        mg_t5_free(&m->t5);
+    memset(&m->t5, 0, sizeof m->t5);
+}
+
+int mg_model_device_lost(const mg_model *m)
+{
+    return m->be && m->be->ops->lost && m->be->ops->lost(m->be);
+}
+
+mg_code mg_model_recover(mg_model *m, mg_error *err)
+{
+    char device[sizeof m->device], dtype[sizeof m->dtype];
+    snprintf(device, sizeof device, "%s", m->device);
+    snprintf(dtype, sizeof dtype, "%s", m->dtype);
+    free_parts(m);
+    mg_loader_drop_copies(&m->ld);
+    if (m->be)
+        m->be->ops->destroy(m->be);
+    m->be = m->ld.be = NULL;
+    /* the same device and format as before, not "auto" again */
+    mg_model_options opt = {.n_threads = m->n_threads, .device = device, .dtype = dtype};
+    mg_code rc = mg_model_pick_backend(m, &opt, err);
+    if (rc == MG_OK) {
+        m->ld.be = m->be;
+        if (!m->wcache.valid)
+            m->ld.wcache = NULL; /* nothing is written again: do not record */
+        rc = load_parts(m, err);
+    }
+    if (rc != MG_OK) {
+        free_parts(m);
+        m->broken = 1;
+        snprintf(m->broken_msg, sizeof m->broken_msg, "%.200s", err->msg);
+    }
+    return rc;
+}
+
 mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,
                       mg_error *err)
 {
@@ -109,12 +165,9 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
         if (rc == MG_OK)
             m->ld.wcache = &m->wcache;
     }
+    m->n_threads = opt ? opt->n_threads : 0;
     if (rc == MG_OK)
-        rc = mg_t5_load(&m->t5, &m->ld, &m->cfg, err);
-    if (rc == MG_OK)
-        rc = mg_decoder_load(&m->dec, &m->ld, &m->cfg, err);
-    if (rc == MG_OK)
-        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
+        rc = load_parts(m, err);
     if (rc == MG_OK) {
         snprintf(path, sizeof path, "%s/spiece.model", dir);
         if (access(path, F_OK) == 0) {
@@ -143,17 +196,12 @@ void mg_model_free(mg_model *m)
     if (!m)
         return;
     mg_sched_destroy(m->sched);
-    if (m->ec)
-        mg_encodec_free(m->ec);
-    mg_decoder_free(&m->dec);
-    if (m->t5.cfg)
-        mg_t5_free(&m->t5);
+    free_parts(m);
     if (m->tok)
         mg_tokenizer_free(m->tok);
-    if (m->be) {
-        mg_loader_close(&m->ld);
+    mg_loader_close(&m->ld);
+    if (m->be)
         m->be->ops->destroy(m->be);
-    }
     mg_wcache_close(&m->wcache);
     pthread_mutex_destroy(&m->run);
     free(m);

@@ -24,5 +24,16 @@ struct mg_model {
     mg_decoder    dec;
     mg_encodec   *ec;
     struct mg_sched *sched;  /* decodes every generation of this model (scheduler.h) */
+    int           n_threads; /* as loaded: mg_model_recover makes the same backend */
+    int           broken;    /* a lost device could not be re-created: jobs fail fast */
+    char          broken_msg[256];
 };
+
+/* 1 when the backend failed in a way only a new backend recovers from (a
+ * CUDA context killed by a kernel fault). */
+int     mg_model_device_lost(const mg_model *m);
+/* Re-creates the backend on the same device and format and loads every
+ * weight again; the caller (the scheduler, holding m->run) has released
+ * every job's state first. On failure the model is marked broken. */
+mg_code mg_model_recover(mg_model *m, mg_error *err);
 #endif

@@ -49,6 +49,24 @@ static void fail_active(mg_sched *s, int n, mg_code rc, const mg_error *e)
     }
 }
 
+/* After a failure, with m->run held: when the device is lost, every active
+ * job's state died with it. They fail (their caller may retry), the step's
+ * workspace goes, and the model re-creates its backend; returns the number
+ * of active jobs left (0 then, else n). */
+static int recover_if_lost(mg_sched *s, int n)
+{
+    mg_model *m = s->m;
+    if (!mg_model_device_lost(m))
+        return n;
+    mg_error e = {0};
+    mg_fail(&e, MG_ERR_DEVICE, "the device failed while this generation ran; it was re-initialised");
+    fail_active(s, n, MG_ERR_DEVICE, &e);
+    mg_dec_batch_free(&s->work);
+    mg_error re = {0};
+    mg_model_recover(m, &re); /* on failure the model is broken: admissions fail fast */
+    return 0;
+}
+
 static void *sched_main(void *arg)
 {
     mg_sched *s = arg;
@@ -72,14 +90,18 @@ static void *sched_main(void *arg)
             s->n_running++;
             pthread_mutex_unlock(&s->lock);
             pthread_mutex_lock(&m->run);
-            mg_code rc = mg_gen_job_start(m, j);
-            pthread_mutex_unlock(&m->run);
+            mg_code rc = m->broken ? mg_fail(j->err, MG_ERR_DEVICE,
+                                             "the device was lost and could not be re-initialised: %s",
+                                             m->broken_msg)
+                                   : mg_gen_job_start(m, j);
             if (rc == MG_OK)
                 s->active[n++] = j;
             else {
                 mg_gen_job_release(m, j);
                 finish(s, j, rc);
+                n = recover_if_lost(s, n);
             }
+            pthread_mutex_unlock(&m->run);
             pthread_mutex_lock(&s->lock);
         }
         pthread_mutex_unlock(&s->lock);
@@ -97,11 +119,12 @@ static void *sched_main(void *arg)
         mg_code rc = mg_decoder_step(&m->dec, &s->work, s->states, n, s->ids, s->logits, &e);
         if (rc != MG_OK) {
             fail_active(s, n, rc, &e);
+            recover_if_lost(s, 0);
             pthread_mutex_unlock(&m->run);
             n = 0;
             continue;
         }
-        int kept = 0;
+        int kept = 0, failed = 0;
         for (int i = 0; i < n; i++) {
             mg_gen_job *j = s->active[i];
             rc = mg_gen_job_after_step(m, j);
@@ -111,11 +134,13 @@ static void *sched_main(void *arg)
             }
             if (rc == MG_OK)
                 rc = mg_gen_job_finish(m, j);
+            failed |= rc != MG_OK;
             mg_gen_job_release(m, j);
             finish(s, j, rc);
         }
+        /* a lost device also ends the jobs that are still running */
+        n = failed ? recover_if_lost(s, kept) : kept;
         pthread_mutex_unlock(&m->run);
-        n = kept;
     }
     /* stopping: whatever is left ends cancelled */
     mg_error e = {0};
