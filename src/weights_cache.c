@@ -162,6 +162,9 @@ void mg_wcache_write(mg_wcache *c)
     }
     if (rc == MG_OK)
         rc = mg_stw_finish(w, &err);
+    /* readable by every worker, writable only by its owner whatever the umask */
+    if (rc == MG_OK && chmod(tmp, 0644) != 0)
+        rc = mg_fail(&err, MG_ERR_IO, "chmod %s: %s", tmp, strerror(errno));
     if (rc == MG_OK && rename(tmp, c->path) != 0)
         rc = mg_fail(&err, MG_ERR_IO, "rename to %s: %s", c->path, strerror(errno));
     mg_stw_free(w);

@@ -98,6 +98,9 @@ static void test_cache(const char *golden_model, const char *dtype)
 
     free(load_and_run(model, dtype, cache, "written", ref, n, 0));
     CHECK(access(file, R_OK) == 0, "%s exists", file);
+    struct stat sb;
+    CHECK(stat(file, &sb) == 0 && (sb.st_mode & 0777) == 0644, "the cache is rw-r--r-- (%o)",
+          (unsigned)(sb.st_mode & 0777));
     free(load_and_run(model, dtype, cache, "weights mapped", ref, n, 1));
 
     /* damaged: cut in half */
