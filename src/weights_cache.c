@@ -55,6 +55,13 @@ mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sou
         snprintf(c->note, sizeof c->note, "weights cache %.300s: none yet", path);
         return MG_OK;
     }
+    /* weights run as they are: only a file others cannot have written */
+    struct stat cb;
+    if (stat(path, &cb) != 0 || (cb.st_mode & 022) || (cb.st_uid != geteuid() && cb.st_uid != 0)) {
+        snprintf(c->note, sizeof c->note,
+                 "weights cache %.300s: writable by others or owned by another user, rebuilding", path);
+        return MG_OK;
+    }
     mg_error e = {0};
     if (mg_st_open(&c->file, path, &e) != MG_OK) {
         snprintf(c->note, sizeof c->note, "weights cache %.300s: unreadable (%.150s), rebuilding", path,

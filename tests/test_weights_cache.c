@@ -103,6 +103,11 @@ static void test_cache(const char *golden_model, const char *dtype)
           (unsigned)(sb.st_mode & 0777));
     free(load_and_run(model, dtype, cache, "weights mapped", ref, n, 1));
 
+    /* writable by others: not trusted, rewritten (rw-r--r-- again) */
+    CHECK(chmod(file, 0666) == 0, "chmod the cache");
+    free(load_and_run(model, dtype, cache, "written", ref, n, 0));
+    free(load_and_run(model, dtype, cache, "weights mapped", ref, n, 1));
+
     /* damaged: cut in half */
     CHECK(truncate(file, 4096) == 0, "truncate the cache");
     free(load_and_run(model, dtype, cache, "written", ref, n, 0));
