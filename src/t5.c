@@ -136,9 +136,9 @@ mg_code mg_t5_encode(mg_t5 *t5, const int32_t *ids, const uint8_t *mask, int bat
     for (int l = 0; l < c->t5_layers; l++) {
         mg_t5_layer *L = &t5->layers[l];
         op->rms_norm(be, h, out, L->ln_attn, c->t5_eps);
-        op->linear(be, q, h, L->q, NULL);
-        op->linear(be, k, h, L->k, NULL);
-        op->linear(be, v, h, L->v, NULL);
+        mg_tensor *qkv[3] = {q, k, v};
+        const mg_tensor *wqkv[3] = {L->q, L->k, L->v};
+        mg_linear_many(be, 3, qkv, h, wqkv);
         op->attention(be, a, q, batch, len, seqs, &ap);
         op->linear(be, h, a, L->o, NULL);
         op->add(be, out, h);
