@@ -646,6 +646,7 @@ static const mg_backend_ops cuda_ops = {
     /* .copy_rows_scatter */ cu_copy_rows_scatter,
     /* .linear_many: the recorded step fuses launches already */ NULL,
     /* .matrix_nbytes: weights live on the device, no cache */ NULL,
+    /* .matrix_layout */ NULL,
     /* .lost */ cu_lost,
 };
 

@@ -145,6 +145,9 @@ typedef struct mg_backend_ops {
      * in host memory and whose weight() also takes a MATRIX weight already in
      * that format (t->dtype = dt, t->nbytes = this size) and uses it in place. */
     size_t (*matrix_nbytes)(mg_backend *be, mg_dtype dt, int64_t rows, int64_t cols);
+    /* With matrix_nbytes: names the byte layout of converted matrices, and
+     * changes whenever it does, so a cache of another layout is never used. */
+    const char *matrix_layout;
     /* Optional (NULL: never): 1 once the device failed in a way no later call
      * recovers from (every op fails until the backend is re-created). */
     int (*lost)(mg_backend *be);

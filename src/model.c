@@ -118,7 +118,7 @@ mg_code mg_model_recover(mg_model *m, mg_error *err)
     mg_code rc = mg_model_pick_backend(m, &opt, err);
     if (rc == MG_OK) {
         m->ld.be = m->be;
-        if (!m->wcache.valid)
+        if (!m->wcache.valid || m->wcache.stale)
             m->ld.wcache = NULL; /* nothing is written again: do not record */
         rc = load_parts(m, err);
     }
@@ -158,10 +158,21 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
         while (start > 0 && dir[start - 1] != '/')
             start--;
         snprintf(name, sizeof name, "%.*s", (int)(end - start), dir + start);
+        /* two models of one folder name (in different places) must not
+         * share a file: the name carries a hash of the folder's real path
+         * (the same file again when the model inside is replaced) */
+        char real[4096];
+        const char *where = realpath(dir, real) ? real : dir;
+        uint32_t h = 2166136261u;
+        for (const char *p = where; *p; p++)
+            h = (h ^ (uint8_t)*p) * 16777619u;
         char cpath[4096];
-        snprintf(cpath, sizeof cpath, "%s/%s.%s.musicgen-cache.safetensors", wc,
-                 strcmp(name, ".") && strcmp(name, "..") && *name ? name : "model", m->dtype);
-        rc = mg_wcache_open(&m->wcache, cpath, &m->ld.st, m->dtype, err);
+        snprintf(cpath, sizeof cpath, "%s/%s-%08x.%s.musicgen-cache.safetensors", wc,
+                 strcmp(name, ".") && strcmp(name, "..") && *name ? name : "model", h, m->dtype);
+        char tag[128];
+        snprintf(tag, sizeof tag, "%s %s", m->dtype,
+                 m->be->ops->matrix_layout ? m->be->ops->matrix_layout : "");
+        rc = mg_wcache_open(&m->wcache, cpath, &m->ld.st, tag, err);
         if (rc == MG_OK)
             m->ld.wcache = &m->wcache;
     }

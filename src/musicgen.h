@@ -24,7 +24,7 @@ typedef struct {
                               * f32 on the CPU, bf16 on CUDA */
     int         max_batch;   /* generations decoded together (<= 0: MG_DEFAULT_BATCH) */
     /* Folder where converted bf16/q8 CPU weights are cached between loads
-     * (weights_cache.h), as <model folder name>.<dtype>.musicgen-cache.safetensors;
+     * (weights_cache.h), as <folder name>-<path hash>.<dtype>.musicgen-cache.safetensors;
      * NULL or "off": convert at every load. */
     const char *weights_cache;
 } mg_model_options;

@@ -186,6 +186,12 @@ mg_code mg_st_open(mg_safetensors *st, const char *path, mg_error *err)
         return mg_fail_context(err, "%s", path);
     }
     st->mapped = 1;
+    st->dev = (uint64_t)sb.st_dev;
+    st->ino = (uint64_t)sb.st_ino;
+    st->size = (uint64_t)sb.st_size;
+    st->uid = (uint64_t)sb.st_uid;
+    st->mode = (uint64_t)sb.st_mode;
+    st->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
     if (!(st->path = strdup(path))) {
         mg_st_close(st);
         return mg_fail(err, MG_ERR_NOMEM, "%s: out of memory", path);

@@ -29,6 +29,10 @@ typedef struct {
     mg_st_tensor  *tensors;  /* sorted by name */
     size_t         n;
     char          *path;
+    /* the opened file as fstat saw it (not the path, which may since name
+     * another file): identity for caches, owner and mode for trust */
+    uint64_t       dev, ino, size, uid, mode;
+    int64_t        mtime_ns;
 } mg_safetensors;
 
 size_t      mg_dtype_size(mg_dtype dt);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "cpu/cpu_pool.h"
 
 struct mg_sched {
     mg_model        *m;
@@ -193,7 +194,14 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->done, NULL);
-    if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+    /* the scheduler thread runs kernels too (cpu_pool.h) */
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0;
+    int have_attr = attr_ok && pthread_attr_setstacksize(&attr, MG_KERNEL_THREAD_STACK) == 0;
+    int started = pthread_create(&s->thread, have_attr ? &attr : NULL, sched_main, s) == 0;
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
+    if (!started) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
         pthread_cond_destroy(&s->done);

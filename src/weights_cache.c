@@ -27,18 +27,19 @@ mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sou
                        const char *tag, mg_error *err)
 {
     memset(c, 0, sizeof *c);
-    struct stat sb;
-    if (!source->path || stat(source->path, &sb) != 0 || source->len < 8)
+    if (!source->mapped || source->len < 8)
         return mg_fail(err, MG_ERR_INVALID, "weights cache: the model file is not a mapped file");
     uint64_t header_len;
     memcpy(&header_len, source->buf, 8);
     size_t hashed = header_len < source->len - 8 ? (size_t)header_len + 8 : source->len;
     char manifest[512];
     int len = snprintf(manifest, sizeof manifest,
-                       "{\"format\":%d,\"weights\":\"%s\",\"source_size\":%lld,"
-                       "\"source_mtime_ns\":%lld,\"source_header_fnv1a\":\"%016llx\"}",
-                       CACHE_FORMAT, tag, (long long)sb.st_size,
-                       (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
+                       "{\"format\":%d,\"weights\":\"%s\",\"source_size\":%llu,"
+                       "\"source_mtime_ns\":%lld,\"source_dev\":%llu,\"source_ino\":%llu,"
+                       "\"source_header_fnv1a\":\"%016llx\"}",
+                       CACHE_FORMAT, tag, (unsigned long long)source->size,
+                       (long long)source->mtime_ns, (unsigned long long)source->dev,
+                       (unsigned long long)source->ino,
                        (unsigned long long)fnv1a(source->buf, hashed));
     /* padded with spaces to whole CACHE_ALIGN units, like every matrix, so
      * each tensor starts 8-byte aligned (the data section does) and bf16
@@ -55,17 +56,19 @@ mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sou
         snprintf(c->note, sizeof c->note, "weights cache %.300s: none yet", path);
         return MG_OK;
     }
-    /* weights run as they are: only a file others cannot have written */
-    struct stat cb;
-    if (stat(path, &cb) != 0 || (cb.st_mode & 022) || (cb.st_uid != geteuid() && cb.st_uid != 0)) {
-        snprintf(c->note, sizeof c->note,
-                 "weights cache %.300s: writable by others or owned by another user, rebuilding", path);
-        return MG_OK;
-    }
     mg_error e = {0};
     if (mg_st_open(&c->file, path, &e) != MG_OK) {
         snprintf(c->note, sizeof c->note, "weights cache %.300s: unreadable (%.150s), rebuilding", path,
                  e.msg);
+        memset(&c->file, 0, sizeof c->file);
+        return MG_OK;
+    }
+    /* weights run as they are: only a file others cannot have written (the
+     * file that was opened, not whatever the path names by now) */
+    if ((c->file.mode & 022) || (c->file.uid != (uint64_t)geteuid() && c->file.uid != 0)) {
+        snprintf(c->note, sizeof c->note,
+                 "weights cache %.300s: writable by others or owned by another user, rebuilding", path);
+        mg_st_close(&c->file);
         memset(&c->file, 0, sizeof c->file);
         return MG_OK;
     }

@@ -207,6 +207,11 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
     const float *qi = c->q + row * hd, *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
     const __m128 scale = _mm_set1_ps(c->p->scale), masked_add = _mm_set1_ps(-FLT_MAX);
     float *o = c->out + row * hd;
+    if (nk == 0) { /* no keys: a zero output, as the generic kernel gives */
+        for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++)
+            memset(o + h * dh, 0, (size_t)dh * sizeof *o);
+        return;
+    }
 
     /* scores[j][h] = q_h·k_jh·scale (+ bias) (+ mask) */
     for (int j = 0; j < nk; j++) {
@@ -334,6 +339,8 @@ void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_
         if (fn) {
             /* enough tasks for every thread: split the head groups of a row */
             int64_t rows = (int64_t)n_seq * q_per_seq, groups = c.heads / ATTN_GROUP;
+            if (rows == 0)
+                return;
             int64_t want = (be->n_threads + rows - 1) / rows;
             c.splits = (int)(want < groups ? want : groups);
             mg_cpu_parallel(be, rows * c.splits, 1, fn, &c);

@@ -191,6 +191,7 @@ static const mg_backend_ops cpu_ops = {
     .linear = mg_cpu_linear,
     .linear_many = mg_cpu_linear_many,
     .matrix_nbytes = cpu_matrix_nbytes,
+    .matrix_layout = MG_CPU_MATRIX_LAYOUT,
     .add = mg_cpu_add,
     .scale_rows = mg_cpu_scale_rows,
     .rms_norm = mg_cpu_rms_norm,

@@ -151,12 +151,19 @@ mg_code mg_cpu_pool_init(mg_cpu_pool *p, int n_threads, mg_error *err)
         mg_cpu_pool_destroy(p);
         return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory");
     }
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0;
+    int have_attr = attr_ok && pthread_attr_setstacksize(&attr, MG_KERNEL_THREAD_STACK) == 0;
     for (int i = 0; i < n_threads - 1; i++) {
-        if (pthread_create(&p->threads[i], NULL, pool_worker, p) != 0) {
+        if (pthread_create(&p->threads[i], have_attr ? &attr : NULL, pool_worker, p) != 0) {
+            if (attr_ok)
+                pthread_attr_destroy(&attr);
             mg_cpu_pool_destroy(p);
             return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot start worker thread %d", i);
         }
         p->n_workers++;
     }
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
     return MG_OK;
 }

@@ -36,6 +36,11 @@ typedef struct mg_cpu_pool {
     _Atomic int64_t next;        /* first item not yet handed out */
 } mg_cpu_pool;
 
+/* Stack of the threads that run kernels (pool workers, the scheduler): the
+ * kernels keep per-call scratch of up to a few hundred KB on the stack
+ * (attention scores), which some libcs' default thread stack cannot hold. */
+enum { MG_KERNEL_THREAD_STACK = 8 << 20 };
+
 /* Starts n_threads - 1 workers (the caller is the last thread). */
 mg_code mg_cpu_pool_init(mg_cpu_pool *p, int n_threads, mg_error *err);
 void    mg_cpu_pool_destroy(mg_cpu_pool *p);

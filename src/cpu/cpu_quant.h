@@ -45,6 +45,11 @@ enum {
     MG_Q8_GROUP_BYTES = MG_PANEL_ROWS * MG_Q8_GBLOCKS * (MG_Q8_BLOCK + 4)
 };
 
+/* The layouts above, as recorded in the converted-weights cache: change it
+ * with any of them (panel rows, block, group or chunk sizes, quant offset,
+ * piece order), or caches of the old layout would be mapped as the new. */
+#define MG_CPU_MATRIX_LAYOUT "cpu:panel4,q8:b32g16p8+128,bf16:c32,v1"
+
 static inline int64_t mg_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 typedef struct {
