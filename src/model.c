@@ -149,26 +149,8 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
     const char *wc = opt ? opt->weights_cache : NULL;
     if (rc == MG_OK && m->be->ops->matrix_nbytes && m->be->weight_dtype != MG_DT_F32 && wc &&
         *wc && strcmp(wc, "off") != 0) {
-        /* the model folder's own name, trailing slashes ignored */
-        char name[256];
-        size_t end = strlen(dir);
-        while (end > 1 && dir[end - 1] == '/')
-            end--;
-        size_t start = end;
-        while (start > 0 && dir[start - 1] != '/')
-            start--;
-        snprintf(name, sizeof name, "%.*s", (int)(end - start), dir + start);
-        /* two models of one folder name (in different places) must not
-         * share a file: the name carries a hash of the folder's real path
-         * (the same file again when the model inside is replaced) */
-        char real[4096];
-        const char *where = realpath(dir, real) ? real : dir;
-        uint32_t h = 2166136261u;
-        for (const char *p = where; *p; p++)
-            h = (h ^ (uint8_t)*p) * 16777619u;
         char cpath[4096];
-        snprintf(cpath, sizeof cpath, "%s/%s-%08x.%s.musicgen-cache.safetensors", wc,
-                 strcmp(name, ".") && strcmp(name, "..") && *name ? name : "model", h, m->dtype);
+        mg_wcache_path(cpath, sizeof cpath, wc, dir, m->dtype);
         char tag[128];
         snprintf(tag, sizeof tag, "%s %s", m->dtype,
                  m->be->ops->matrix_layout ? m->be->ops->matrix_layout : "");

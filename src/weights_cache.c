@@ -23,6 +23,27 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
+void mg_wcache_path(char *out, size_t cap, const char *folder, const char *model_dir,
+                    const char *dtype)
+{
+    /* the model folder's own name (trailing slashes ignored), for people;
+     * a hash of its real path, so that two models of one name in different
+     * places never share a file (and a model replaced inside its folder
+     * keeps the name) */
+    size_t end = strlen(model_dir), start;
+    while (end > 1 && model_dir[end - 1] == '/')
+        end--;
+    for (start = end; start > 0 && model_dir[start - 1] != '/'; start--)
+        ;
+    char name[256], real[4096];
+    snprintf(name, sizeof name, "%.*s", (int)(end - start), model_dir + start);
+    if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
+        snprintf(name, sizeof name, "model");
+    const char *where = realpath(model_dir, real) ? real : model_dir;
+    snprintf(out, cap, "%s/%s-%08x.%s.musicgen-cache.safetensors", folder, name,
+             (unsigned)(fnv1a((const uint8_t *)where, strlen(where)) & 0xffffffffu), dtype);
+}
+
 mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *source,
                        const char *tag, mg_error *err)
 {

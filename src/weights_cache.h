@@ -29,6 +29,10 @@ typedef struct {
     char           note[512];  /* what happened, for the log */
 } mg_wcache;
 
+/* The cache file for the model in model_dir, inside folder:
+ * <model folder name>-<hash of its real path>.<dtype>.musicgen-cache.safetensors */
+void    mg_wcache_path(char *out, size_t cap, const char *folder, const char *model_dir,
+                       const char *dtype);
 /* Opens path if it is a valid cache for the source file and tag (the weight
  * format and layout); otherwise prepares to write one. Fails only for out of
  * memory: an absent or stale cache is a note, not an error. */

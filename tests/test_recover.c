@@ -10,6 +10,7 @@
 #include "check.h"
 #include "model.h"
 #include "musicgen.h"
+#include "test_util.h"
 
 /* Test-only state of the wrapped backend. */
 static const mg_backend_ops *real_ops;
@@ -39,27 +40,6 @@ static void wrap(mg_model *m, int at)
     lost = 0;
 }
 
-static mg_code codes_of(mg_model *m, int32_t **out, size_t *n, mg_error *err)
-{
-    static const int32_t ids[5] = {100, 200, 300, 1, 0};
-    static const uint8_t mask[5] = {1, 1, 1, 1, 0};
-    mg_gen_params p;
-    mg_gen_params_default(m, &p);
-    p.max_new_tokens = 12;
-    p.sampling.do_sample = 0;
-    mg_gen_result res;
-    *out = NULL;
-    mg_code rc = mg_generate_ids(m, ids, mask, 1, 5, &p, NULL, &res, err);
-    if (rc != MG_OK)
-        return rc;
-    *n = (size_t)res.batch * 4 * res.frames;
-    *out = malloc(*n * sizeof **out);
-    if (*out)
-        memcpy(*out, res.codes, *n * sizeof **out);
-    mg_gen_result_free(&res);
-    return *out ? MG_OK : MG_ERR_NOMEM;
-}
-
 int main(void)
 {
     char dir[4200], probe[4300];
@@ -80,10 +60,10 @@ int main(void)
         }
         int32_t *ref = NULL, *again = NULL;
         size_t n = 0, n2 = 0;
-        CHECK(codes_of(m, &ref, &n, &err) == MG_OK, "reference run: %s", err.msg);
+        CHECK(tu_greedy_codes(m, &ref, &n, &err) == MG_OK, "reference run: %s", err.msg);
         /* how many syncs one generation makes */
         wrap(m, -1);
-        CHECK(codes_of(m, &again, &n2, &err) == MG_OK, "counting run: %s", err.msg);
+        CHECK(tu_greedy_codes(m, &again, &n2, &err) == MG_OK, "counting run: %s", err.msg);
         free(again);
         int total = syncs;
         CHECK(total > 3, "%s: %d syncs per generation", dtypes[d], total);
@@ -92,12 +72,12 @@ int main(void)
         for (int i = 0; i < 3 && ref; i++) {
             wrap(m, points[i]);
             mg_error e = {0};
-            mg_code rc = codes_of(m, &again, &n2, &e);
+            mg_code rc = tu_greedy_codes(m, &again, &n2, &e);
             free(again);
             CHECK(rc == MG_ERR_DEVICE, "%s, fault at sync %d/%d: %s (%s)", dtypes[d], points[i],
                   total, mg_code_name(rc), e.msg);
             again = NULL;
-            rc = codes_of(m, &again, &n2, &e);
+            rc = tu_greedy_codes(m, &again, &n2, &e);
             CHECK(rc == MG_OK && n2 == n && !memcmp(again, ref, n * sizeof *ref),
                   "%s, fault at sync %d: the next generation gives the same codes (%s)", dtypes[d],
                   points[i], e.msg);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "musicgen.h"
 #include "safetensors.h"
 #include "safetensors_write.h"
 
@@ -42,6 +43,29 @@ static inline int tu_model_dir(char *dir, size_t cap, const char *golden_model)
             return -1;
     }
     return 0;
+}
+
+/* The codes of a short greedy generation from fixed token ids (one prompt,
+ * guidance as the model's defaults say), malloc'd into *out. */
+static inline mg_code tu_greedy_codes(mg_model *m, int32_t **out, size_t *n, mg_error *err)
+{
+    static const int32_t ids[5] = {100, 200, 300, 1, 0};
+    static const uint8_t mask[5] = {1, 1, 1, 1, 0};
+    mg_gen_params p;
+    mg_gen_params_default(m, &p);
+    p.max_new_tokens = 12;
+    p.sampling.do_sample = 0;
+    mg_gen_result res;
+    *out = NULL;
+    mg_code rc = mg_generate_ids(m, ids, mask, 1, 5, &p, NULL, &res, err);
+    if (rc != MG_OK)
+        return rc;
+    *n = (size_t)res.batch * 4 * res.frames;
+    *out = malloc(*n * sizeof **out);
+    if (*out)
+        memcpy(*out, res.codes, *n * sizeof **out);
+    mg_gen_result_free(&res);
+    return *out ? MG_OK : mg_fail(err, MG_ERR_NOMEM, "out of memory");
 }
 
 static inline void tu_rm_dir(const char *dir)

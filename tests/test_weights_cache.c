@@ -16,23 +16,9 @@
 /* Greedy codes of a short generation; NULL on failure. */
 static int32_t *codes_of(mg_model *m, size_t *n)
 {
-    static const int32_t ids[5] = {100, 200, 300, 1, 0};
-    static const uint8_t mask[5] = {1, 1, 1, 1, 0};
-    mg_gen_params p;
-    mg_gen_params_default(m, &p);
-    p.max_new_tokens = 12;
-    p.sampling.do_sample = 0;
-    mg_gen_result res;
+    int32_t *c = NULL;
     mg_error err = {0};
-    if (mg_generate_ids(m, ids, mask, 1, 5, &p, NULL, &res, &err) != MG_OK) {
-        CHECK(0, "generate: %s", err.msg);
-        return NULL;
-    }
-    *n = (size_t)res.batch * 4 * res.frames;
-    int32_t *c = malloc(*n * sizeof *c);
-    if (c)
-        memcpy(c, res.codes, *n * sizeof *c);
-    mg_gen_result_free(&res);
+    CHECK(tu_greedy_codes(m, &c, n, &err) == MG_OK, "generate: %s", err.msg);
     return c;
 }
 
