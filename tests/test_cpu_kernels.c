@@ -44,11 +44,17 @@ static mg_tensor *matrix(mg_backend *be, const float *host, int64_t rows, int64_
 static void test_conversions(void)
 {
     /* bf16: round to nearest even, NaN kept */
-    float x[5] = {1.0f, 1.00390625f, 1.01171875f, -3.5e-3f, NAN};
-    uint16_t y[5];
-    mg_bf16_row_from_f32(x, y, 5);
+    /* 37 values: two whole vectors of the AVX-512 path and a ragged tail,
+     * ties, subnormals, infinities and NaNs among them */
+    float x[37] = {1.0f, 1.00390625f, 1.01171875f, -3.5e-3f, NAN, INFINITY, -INFINITY, -NAN,
+                   1e-40f, -1e-45f, 3.0e38f, -1.0f};
+    for (int i = 12; i < 37; i++)
+        x[i] = (float)(i * 7919 % 1000) / 37.0f - 13.0f;
+    x[30] = 1.0f + 3.0f / 256.0f;  /* exactly halfway, odd lower bf16: rounds up */
+    uint16_t y[37];
+    mg_bf16_row_from_f32(x, y, 37);
     int ok = 1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 37; i++)
         ok &= y[i] == mg_f32_to_bf16(x[i]) || (isnan(x[i]) && (y[i] & 0x7f80) == 0x7f80 && (y[i] & 0x7f));
     CHECK(ok, "bf16 conversion matches the scalar reference (ties to even, NaN)");
 
