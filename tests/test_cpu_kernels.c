@@ -141,7 +141,7 @@ static void reference(const mg_tensor *w, const float *x, const float *b, int64_
 static void test_linear(void)
 {
     static const mg_dtype dts[] = {MG_DT_F32, MG_DT_BF16, MG_DT_Q8};
-    static const int64_t Ms[] = {1, 2, 3, 5, 17, 70}, Ns[] = {1, 5, 13}, Ks[] = {1, 7, 45, 130};
+    static const int64_t Ms[] = {1, 2, 3, 5, 17, 70}, Ns[] = {1, 5, 13}, Ks[] = {1, 7, 45, 130, 600}; /* 600: a full Q8 group and a ragged one */
     mg_cpu_isa top = mg_cpu_isa_detect();
     uint64_t seed = 11;
     for (size_t d = 0; d < 3; d++) {
@@ -151,7 +151,7 @@ static void test_linear(void)
             return;
         for (size_t mi = 0; mi < 6; mi++)
             for (size_t ni = 0; ni < 3; ni++)
-                for (size_t ki = 0; ki < 4; ki++) {
+                for (size_t ki = 0; ki < 5; ki++) {
                     int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
                     float *w = malloc((size_t)(N * K) * sizeof *w), *x = malloc((size_t)(M * K) * sizeof *x);
                     float *b = malloc((size_t)N * sizeof *b), *y = malloc((size_t)(M * N) * sizeof *y);

@@ -322,8 +322,67 @@ INLINE TARGET_VNNI void q8_pair_vnni(const mv_args *a, int64_t n0, int64_t m0, c
             store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
 }
 
+/* Four activation rows per weight load (batched steps): 16 integer sums, 4
+ * activation vectors and one weight vector stay in registers, the float sums
+ * (updated once per group) are left to the stack. Per piece 8 loads feed 16
+ * vpdpbusd where the pair kernel's 6 fed 8, and Zen 4 loads one zmm per
+ * cycle. The same operations per (m, n) as q8_pair_vnni. */
+INLINE TARGET_VNNI void q8_quad_vnni(const mv_args *a, int64_t n0, int64_t m0)
+{
+    enum { Q = 4 };
+    const int8_t *xq[Q];
+    const float *xs[Q];
+    const int32_t *xc[Q];
+    for (int i = 0; i < Q; i++) {
+        int64_t r = m0 + i - a->m0;
+        xq[i] = a->xq + r * a->stride;
+        xs[i] = a->xscale + r * (a->stride / MG_Q8_BLOCK);
+        xc[i] = a->xcorr + r * (a->stride / MG_Q8_BLOCK);
+    }
+    __m512 acc[Q][NR];
+    _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    const int64_t ng = mg_q8_groups(&a->q8);
+    for (int64_t g = 0; g < ng; g++) {
+        const int nb = mg_q8_group_blocks(&a->q8, g);
+        const __mmask16 mask = (__mmask16)((1u << nb) - 1);
+        const uint8_t *wq = mg_q8_group(&a->q8, n0, g);
+        const float *ws = mg_q8_group_scales(&a->q8, n0, g);
+        __m512i d[Q][NR];
+        _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++) {
+            __m512i c = _mm512_maskz_loadu_epi32(mask, xc[i] + g * MG_Q8_GBLOCKS);
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) d[i][j] = c;
+        }
+        _Pragma("GCC unroll 8") for (int p = 0; p < MG_Q8_PIECES; p++) {
+            __m512i xv[Q];
+            _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++)
+                xv[i] = _mm512_maskz_loadu_epi32(mask, xq[i] + g * MG_Q8_GROUP + p * nb * 4);
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+                __m512i wv = _mm512_maskz_loadu_epi32(mask, wq + (p * NR + j) * nb * 4);
+                _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++)
+                    d[i][j] = _mm512_dpbusd_epi32(d[i][j], wv, xv[i]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) {
+            __m512 wsv = _mm512_maskz_loadu_ps(mask, ws + j * nb);
+            _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++) {
+                __m512 sv = _mm512_maskz_loadu_ps(mask, xs[i] + g * MG_Q8_GBLOCKS);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[i][j]), _mm512_mul_ps(sv, wsv),
+                                            acc[i][j]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+            store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
+}
+
 INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0, const int mr)
 {
+    if (mr == 4) {
+        q8_quad_vnni(a, n0, m0);
+        return;
+    }
     if (mr >= 2)
         q8_pair_vnni(a, n0, m0, 2);
     if (mr == 4)
