@@ -138,23 +138,29 @@ int mg_draw(const float *probs, int n, double u)
     return last; /* rounding left u above the total */
 }
 
+void mg_select_token_row(const float *logits, int rows, int r, int V, const mg_sampling *s,
+                         uint64_t seed, uint64_t step, float *scores, int32_t *tokens,
+                         float *scratch)
+{
+    float *sc = scores + (int64_t)r * V;
+    const float *cond = logits + (int64_t)r * V;
+    if (s->guidance_scale > 1.0f)
+        mg_cfg_mix(cond, logits + ((int64_t)rows + r) * V, s->guidance_scale, sc, V);
+    else
+        memcpy(sc, cond, (size_t)V * sizeof *sc);
+    if (!s->do_sample) {
+        tokens[r] = mg_argmax(sc, V);
+        return;
+    }
+    mg_warp_scores(sc, V, s, scratch);
+    mg_softmax(sc, scratch, V);
+    tokens[r] = mg_draw(scratch, V, mg_rng_uniform(seed, step, (uint64_t)r));
+}
+
 void mg_select_tokens(const float *logits, int rows, int V, const mg_sampling *s,
                       uint64_t seed, uint64_t step, float *scores, int32_t *tokens,
                       float *scratch)
 {
-    for (int r = 0; r < rows; r++) {
-        float *sc = scores + (int64_t)r * V;
-        const float *cond = logits + (int64_t)r * V;
-        if (s->guidance_scale > 1.0f)
-            mg_cfg_mix(cond, logits + ((int64_t)rows + r) * V, s->guidance_scale, sc, V);
-        else
-            memcpy(sc, cond, (size_t)V * sizeof *sc);
-        if (!s->do_sample) {
-            tokens[r] = mg_argmax(sc, V);
-            continue;
-        }
-        mg_warp_scores(sc, V, s, scratch);
-        mg_softmax(sc, scratch, V);
-        tokens[r] = mg_draw(scratch, V, mg_rng_uniform(seed, step, (uint64_t)r));
-    }
+    for (int r = 0; r < rows; r++)
+        mg_select_token_row(logits, rows, r, V, s, seed, step, scores, tokens, scratch);
 }

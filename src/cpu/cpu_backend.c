@@ -132,19 +132,40 @@ static size_t cpu_matrix_nbytes(mg_backend *be, mg_dtype dt, int64_t rows, int64
     return mg_cpu_matrix_nbytes(dt, rows, cols);
 }
 
+typedef struct {
+    const float       *logits;
+    int                rows, V;
+    const mg_sampling *s;
+    uint64_t           seed, step;
+    float             *scores, *scratch; /* scratch: 2·V per row */
+    int32_t           *tokens;
+} select_ctx;
+
+static void select_task(void *arg, int64_t r0, int64_t r1)
+{
+    const select_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++)
+        mg_select_token_row(c->logits, c->rows, (int)r, c->V, c->s, c->seed, c->step, c->scores,
+                            c->tokens, c->scratch + 2 * r * c->V);
+}
+
+/* Rows in parallel: the scheduler thread samples between steps while the
+ * workers would wait (each row draws from (seed, step, row) alone). */
 static mg_code cpu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int V,
                                  const mg_sampling *s, uint64_t seed, uint64_t step,
                                  float *scores, int32_t *tokens, mg_error *err)
 {
     float *own = scores ? NULL : malloc((size_t)rows * (size_t)V * sizeof *own);
-    float *scratch = malloc(2 * (size_t)V * sizeof *scratch);
+    float *scratch = malloc(2 * (size_t)rows * (size_t)V * sizeof *scratch + 1);
     if ((!scores && !own) || !scratch) {
         free(own);
         free(scratch);
         return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory for sampling");
     }
-    mg_select_tokens(mg_cpu_f32(logits), rows, V, s, seed, step, scores ? scores : own, tokens,
-                     scratch);
+    select_ctx c = {.logits = mg_cpu_f32(logits), .rows = rows, .V = V, .s = s, .seed = seed,
+                    .step = step, .scores = scores ? scores : own, .scratch = scratch,
+                    .tokens = tokens};
+    mg_cpu_parallel(be, rows, 1, select_task, &c);
     free(own);
     free(scratch);
     return MG_OK;
