@@ -58,55 +58,6 @@ static void test_conversions(void)
         ok &= y[i] == mg_f32_to_bf16(x[i]) || (isnan(x[i]) && (y[i] & 0x7f80) == 0x7f80 && (y[i] & 0x7f));
     CHECK(ok, "bf16 conversion matches the scalar reference (ties to even, NaN)");
 
-    /* Q8ROW: every block as mg_q8_quantize_block gives it, scales after the
-     * quants, and back within half a step; copy_rows quantises the same */
-    {
-        enum { COLS = 96 };
-        float v[2][COLS], back[COLS];
-        for (int i = 0; i < 2 * COLS; i++)
-            v[i / COLS][i % COLS] = (float)((i * 7919) % 2001) / 300.0f - 3.3f;
-        for (int i = 32; i < 64; i++)
-            v[0][i] = 0; /* an all-zero block: scale 0 */
-        size_t rb = mg_dtype_row_bytes(MG_DT_Q8ROW, COLS);
-        CHECK(rb == COLS + COLS / 32 * 4 && mg_dtype_row_bytes(MG_DT_Q8ROW, 40) == 0,
-              "Q8ROW row bytes (%zu), 0 for a ragged row", rb);
-        char row[2][COLS + COLS / 8];
-        mg_q8row_quantize(v[0], COLS, row[0]);
-        int same = 1, close = 1;
-        for (int b = 0; b < COLS / 32; b++) {
-            int8_t qb[32];
-            float sb;
-            mg_q8_quantize_block(v[0] + 32 * b, 32, qb, &sb);
-            same &= !memcmp(qb, row[0] + 32 * b, 32) && sb == mg_q8row_scales(row[0], COLS)[b];
-        }
-        mg_q8row_dequantize(row[0], COLS, 0, COLS, back);
-        for (int i = 0; i < COLS; i++)
-            close &= fabsf(back[i] - v[0][i]) <= 0.5f * mg_q8row_scales(row[0], COLS)[i / 32] * 1.0001f;
-        CHECK(same, "Q8ROW quantisation is mg_q8_quantize_block's, block by block");
-        CHECK(close, "Q8ROW values come back within half a step");
-        mg_backend *be = backend(1, MG_DT_F32);
-        mg_tensor *dst = NULL;
-        int64_t ne[2] = {3, COLS};
-        mg_error err = {0};
-        CHECK(be && mg_tensor_new(&dst, be, MG_DT_Q8ROW, 2, ne, &err) == MG_OK &&
-                  dst->nbytes == 3 * rb, "a Q8ROW tensor of 3 rows");
-        int64_t bad[2] = {3, 40};
-        mg_tensor *ragged = NULL;
-        CHECK(be && mg_tensor_new(&ragged, be, MG_DT_Q8ROW, 2, bad, &err) == MG_ERR_INVALID && !ragged,
-              "a Q8ROW tensor of ragged rows is refused: %s", err.msg);
-        if (dst) {
-            mg_tensor src = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {2, COLS}, .data = v};
-            be->ops->copy_rows(be, dst, 1, &src, 0, 2);
-            mg_q8row_quantize(v[1], COLS, row[1]);
-            CHECK(!memcmp((char *)dst->data + rb, row, 2 * rb), "copy_rows quantises into Q8ROW rows");
-            mg_tensor view = mg_tensor_rows_view(dst, 2, 1);
-            CHECK(view.data == (char *)dst->data + 2 * rb && view.nbytes == rb, "a Q8ROW row view");
-        }
-        mg_tensor_free(dst);
-        if (be)
-            be->ops->destroy(be);
-    }
-
     /* q8 and bf16 matrices of awkward shapes read back within their rounding */
     static const int64_t shapes[][2] = {{1, 1}, {3, 31}, {5, 33}, {7, 64}, {9, 130}, {4, 200}};
     mg_backend *be[2] = {backend(2, MG_DT_Q8), backend(2, MG_DT_BF16)};
@@ -359,15 +310,10 @@ static void test_attention(void)
     if (!be1 || !be3)
         return;
     for (int si = 0; si < 4; si++)
-    for (int kv_fmt = 0; kv_fmt < 3; kv_fmt++) { /* F32, BF16, Q8ROW */
-        int H = shapes[si][0], D = shapes[si][1], hd = H * D, kv_bf16 = kv_fmt == 1;
-        const char *fmt_name = kv_fmt == 2 ? "q8row" : kv_bf16 ? "bf16" : "f32";
-        size_t q8rb = mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
-        if (kv_fmt == 2 && q8rb == 0)
-            continue; /* Q8ROW rows are whole 32-blocks */
+    for (int kv_bf16 = 0; kv_bf16 < 2; kv_bf16++) {
+        int H = shapes[si][0], D = shapes[si][1], hd = H * D;
         float *q = malloc(sizeof(float) * S * QN * hd), *kv = malloc(sizeof(float) * 2 * S * NK * hd);
         uint16_t *kvh = malloc(sizeof(uint16_t) * 2 * S * NK * hd);
-        char *kv8 = malloc(q8rb * 2 * S * NK + 1);
         float *bias = malloc(sizeof(float) * H * QN * NK), *o3 = malloc(sizeof(float) * S * QN * hd);
         float *o1 = malloc(sizeof(float) * S * QN * hd);
         double *ref = malloc(sizeof(double) * S * QN * hd), *sc = malloc(sizeof(double) * NK);
@@ -380,11 +326,6 @@ static void test_attention(void)
             if (kv_bf16) /* the reference sees what the kernels see */
                 kv[i] = mg_bf16_to_f32(kvh[i]);
         }
-        if (kv_fmt == 2)
-            for (int r = 0; r < 2 * S * NK; r++) {
-                mg_q8row_quantize(kv + r * hd, hd, kv8 + r * q8rb);
-                mg_q8row_dequantize(kv8 + r * q8rb, hd, 0, hd, kv + r * hd);
-            }
         for (int i = 0; i < H * QN * NK; i++)
             bias[i] = rnd(&seed);
         for (int j = 0; j < NK; j++)
@@ -396,11 +337,6 @@ static void test_attention(void)
             kt.dtype = vt.dtype = MG_DT_BF16;
             kt.data = kvh;
             vt.data = kvh + S * NK * hd;
-        }
-        if (kv_fmt == 2) {
-            kt.dtype = vt.dtype = MG_DT_Q8ROW;
-            kt.data = kv8;
-            vt.data = kv8 + q8rb * S * NK;
         }
         mg_tensor bt = {.be = be3, .dtype = MG_DT_F32, .ndim = 3, .ne = {H, QN, NK}, .data = bias};
         mg_tensor qt = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = q};
@@ -448,7 +384,7 @@ static void test_attention(void)
                 for (int i = 0; i < S * QN * hd; i++)
                     worst = fmax(worst, fabs(o3[i] - ref[i]));
                 CHECK(worst < 2e-6, "attention %d heads x %d, %s K/V, %s, bias %d: max err %.3g", H,
-                      D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
+                      D, kv_bf16 ? "bf16" : "f32", mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
                 int same = !memcmp(o1, o3, sizeof(float) * S * QN * hd);
                 /* one query row alone: 3 threads split its heads */
                 mg_attn_seq one = seqs[0];
@@ -461,10 +397,10 @@ static void test_attention(void)
                 be1->ops->attention(be1, &r1, &q1, 1, 1, &one, &p1);
                 same = same && !memcmp(o1, o3, sizeof(float) * hd);
                 CHECK(same, "attention %d heads x %d, %s K/V, %s: 1 and 3 threads agree bit for bit",
-                      H, D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa));
+                      H, D, kv_bf16 ? "bf16" : "f32", mg_cpu_isa_name((mg_cpu_isa)isa));
             }
         }
-        free(q); free(kv); free(kvh); free(kv8); free(bias); free(o3); free(o1); free(ref); free(sc);
+        free(q); free(kv); free(kvh); free(bias); free(o3); free(o1); free(ref); free(sc);
     }
     be1->ops->destroy(be1);
     be3->ops->destroy(be3);

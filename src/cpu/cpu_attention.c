@@ -1,12 +1,11 @@
 /* Attention over cached keys/values: softmax(q·kᵀ·scale + bias + mask)·v per
  * head, for every query of every sequence. K/V rows are heads·head_dim wide
- * and stored as F32, BF16 or Q8ROW (the attention caches of compressed
- * models, see mg_dec_state_init).
+ * and stored as F32, or as BF16 (the attention cache of compressed models,
+ * see mg_dec_state_init).
  *
  * Masked scores get finfo(float32).min added, as the reference does: a fully
  * masked row then softmaxes to a uniform distribution, never 0/0. */
 #include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
 #include "safetensors.h"
 
 #include <float.h>
@@ -32,15 +31,10 @@ static void axpy(float *y, float a, const float *x, int64_t n)
 }
 
 /* Row j's n values from column col of a K/V tensor as floats: in place for
- * F32, converted into tmp for BF16 and Q8ROW. */
+ * F32, converted into tmp for BF16. */
 static const float *kv_row(const mg_tensor *t, int64_t row, int64_t col, int n, float *tmp)
 {
     int64_t cols = mg_tensor_cols(t);
-    if (t->dtype == MG_DT_Q8ROW) {
-        mg_q8row_dequantize((const char *)t->data + row * (int64_t)mg_dtype_row_bytes(t->dtype, cols),
-                            cols, col, n, tmp);
-        return tmp;
-    }
     if (t->dtype != MG_DT_BF16)
         return mg_cpu_f32(t) + row * cols + col;
     const uint16_t *h = (const uint16_t *)t->data + row * cols + col;
@@ -178,18 +172,9 @@ TARGET_AVX512 static void attn_task_avx512(void *arg, int64_t i0, int64_t i1)
  * task split, so results do not depend on the thread count. */
 enum { ATTN_GROUP = 4, ATTN_SCORE_CAP = 1 << 16 /* floats of scores on the stack */ };
 
-/* K/V row formats of the row-wise kernel */
-enum { KV_F32, KV_BF16, KV_Q8ROW };
-
-/* 16 values at off of a K/V row of hd values as floats */
-TARGET_AVX512 INLINE __m512 kv_load(const void *base, int64_t off, const int fmt, const int hd)
+TARGET_AVX512 INLINE __m512 kv_load(const void *base, int64_t off, const int bf16)
 {
-    if (fmt == KV_Q8ROW) {
-        __m512 q = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)base + off))));
-        return _mm512_mul_ps(q, _mm512_set1_ps(((const float *)((const int8_t *)base + hd))[off / MG_Q8ROW_BLOCK]));
-    }
-    if (fmt == KV_BF16)
+    if (bf16)
         return _mm512_castsi512_ps(_mm512_slli_epi32(
             _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + off))), 16));
     return _mm512_loadu_ps((const float *)base + off);
@@ -208,7 +193,7 @@ TARGET_AVX512 INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
 }
 
 TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, const int nv,
-                                    const int fmt)
+                                    const int bf16)
 {
     const int H = c->heads, dh = c->dh, hd = H * dh, HS = (H + 15) / 16 * 16, groups = H / ATTN_GROUP;
     const int64_t row = task / c->splits;
@@ -216,7 +201,7 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
     const int g0 = sp * groups / c->splits, g1 = (sp + 1) * groups / c->splits;
     const mg_attn_seq *sq = &c->seqs[s];
     const int nk = sq->n_keys;
-    const int64_t row_bytes = fmt == KV_Q8ROW ? hd + hd / MG_Q8ROW_BLOCK * 4 : (int64_t)hd * (fmt == KV_BF16 ? 2 : 4);
+    const int64_t row_bytes = (int64_t)hd * (bf16 ? 2 : 4);
     const char *kb = (const char *)sq->k->data + sq->k_row0 * row_bytes;
     const char *vb = (const char *)sq->v->data + sq->k_row0 * row_bytes;
     const float *qi = c->q + row * hd, *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
@@ -236,10 +221,10 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
             __m512 acc[ATTN_GROUP];
             for (int h = 0; h < ATTN_GROUP; h++) {
                 int64_t base = (int64_t)(g * ATTN_GROUP + h) * dh;
-                acc[h] = _mm512_mul_ps(_mm512_loadu_ps(qi + base), kv_load(kr, base, fmt, hd));
+                acc[h] = _mm512_mul_ps(_mm512_loadu_ps(qi + base), kv_load(kr, base, bf16));
                 for (int v = 1; v < nv; v++)
                     acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qi + base + 16 * v),
-                                             kv_load(kr, base + 16 * v, fmt, hd), acc[h]);
+                                             kv_load(kr, base + 16 * v, bf16), acc[h]);
             }
             __m128 r = _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), scale);
             if (bias) {
@@ -287,7 +272,7 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
             __m512 pj = _mm512_set1_ps(sc[(int64_t)j * HS + h]);
             for (int v = 0; v < nv; v++) {
                 float *oh = o + h * dh + 16 * v;
-                _mm512_storeu_ps(oh, _mm512_fmadd_ps(pj, kv_load(vr, (int64_t)h * dh + 16 * v, fmt, hd),
+                _mm512_storeu_ps(oh, _mm512_fmadd_ps(pj, kv_load(vr, (int64_t)h * dh + 16 * v, bf16),
                                                      _mm512_loadu_ps(oh)));
             }
         }
@@ -301,38 +286,33 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
                              _mm512_mul_ps(_mm512_loadu_ps(o + h * dh + 16 * v), _mm512_set1_ps(inv[h])));
 }
 
-#define ROWS_TASK(name, nv, fmt)                                                  \
+#define ROWS_TASK(name, nv, bf16)                                                  \
     TARGET_AVX512 static void name(void *arg, int64_t i0, int64_t i1)                 \
     {                                                                                 \
         const attn_ctx *c = arg;                                                      \
         float sc[(int64_t)(c->max_keys > 0 ? c->max_keys : 1) * ((c->heads + 15) / 16 * 16)]; \
         for (int64_t t = i0; t < i1; t++)                                             \
-            attn_rows(c, t, sc, nv, fmt);                                          \
+            attn_rows(c, t, sc, nv, bf16);                                         \
     }
-ROWS_TASK(attn_rows_f32_1, 1, KV_F32)
-ROWS_TASK(attn_rows_f32_2, 2, KV_F32)
-ROWS_TASK(attn_rows_f32_3, 3, KV_F32)
-ROWS_TASK(attn_rows_f32_4, 4, KV_F32)
-ROWS_TASK(attn_rows_bf16_1, 1, KV_BF16)
-ROWS_TASK(attn_rows_bf16_2, 2, KV_BF16)
-ROWS_TASK(attn_rows_bf16_3, 3, KV_BF16)
-ROWS_TASK(attn_rows_bf16_4, 4, KV_BF16)
-ROWS_TASK(attn_rows_q8_1, 1, KV_Q8ROW)
-ROWS_TASK(attn_rows_q8_2, 2, KV_Q8ROW)
-ROWS_TASK(attn_rows_q8_3, 3, KV_Q8ROW)
-ROWS_TASK(attn_rows_q8_4, 4, KV_Q8ROW)
+ROWS_TASK(attn_rows_f32_1, 1, 0)
+ROWS_TASK(attn_rows_f32_2, 2, 0)
+ROWS_TASK(attn_rows_f32_3, 3, 0)
+ROWS_TASK(attn_rows_f32_4, 4, 0)
+ROWS_TASK(attn_rows_bf16_1, 1, 1)
+ROWS_TASK(attn_rows_bf16_2, 2, 1)
+ROWS_TASK(attn_rows_bf16_3, 3, 1)
+ROWS_TASK(attn_rows_bf16_4, 4, 1)
 
-static mg_cpu_task_fn pick_rows(const attn_ctx *c, int fmt)
+static mg_cpu_task_fn pick_rows(const attn_ctx *c, int bf16)
 {
-    static const mg_cpu_task_fn fns[3][4] = {
+    static const mg_cpu_task_fn fns[2][4] = {
         {attn_rows_f32_1, attn_rows_f32_2, attn_rows_f32_3, attn_rows_f32_4},
-        {attn_rows_bf16_1, attn_rows_bf16_2, attn_rows_bf16_3, attn_rows_bf16_4},
-        {attn_rows_q8_1, attn_rows_q8_2, attn_rows_q8_3, attn_rows_q8_4}};
+        {attn_rows_bf16_1, attn_rows_bf16_2, attn_rows_bf16_3, attn_rows_bf16_4}};
     int hs = (c->heads + 15) / 16 * 16;
     if (c->heads % ATTN_GROUP || c->heads > 64 || c->dh % 16 || c->dh > 64 ||
         (int64_t)(c->max_keys > 0 ? c->max_keys : 1) * hs > ATTN_SCORE_CAP)
         return NULL;
-    return fns[fmt][c->dh / 16 - 1];
+    return fns[bf16][c->dh / 16 - 1];
 }
 #else
 #define ATTN_X86 0
@@ -345,19 +325,17 @@ void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_
         .out = mg_cpu_f32(out), .q = mg_cpu_f32(q), .q_per_seq = q_per_seq,
         .heads = p->heads, .dh = p->head_dim, .seqs = seqs, .p = p, .splits = 1,
     };
-    /* (the kernels take one K/V format per call; the decoder never mixes them) */
-    int n_f32 = 0, n_bf16 = 0, n_q8 = 0;
+    int n_bf16 = 0;
     for (int s = 0; s < n_seq; s++) {
         if (seqs[s].n_keys > c.max_keys)
             c.max_keys = seqs[s].n_keys;
-        n_f32 += seqs[s].k->dtype == MG_DT_F32;
         n_bf16 += seqs[s].k->dtype == MG_DT_BF16;
-        n_q8 += seqs[s].k->dtype == MG_DT_Q8ROW;
     }
-    int one_fmt = n_f32 == n_seq || n_bf16 == n_seq || n_q8 == n_seq;
+    int bf16 = n_bf16 > 0;
 #if ATTN_X86
     if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
-        mg_cpu_task_fn fn = one_fmt ? pick_rows(&c, n_q8 ? KV_Q8ROW : n_bf16 ? KV_BF16 : KV_F32) : NULL;
+        /* (the kernels take one K/V format per call; the decoder never mixes them) */
+        mg_cpu_task_fn fn = n_bf16 == 0 || n_bf16 == n_seq ? pick_rows(&c, bf16) : NULL;
         if (fn) {
             /* enough tasks for every thread: split the head groups of a row */
             int64_t rows = (int64_t)n_seq * q_per_seq, groups = c.heads / ATTN_GROUP;
@@ -368,7 +346,7 @@ void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_
             mg_cpu_parallel(be, rows * c.splits, 1, fn, &c);
             return;
         }
-        if (n_f32 == n_seq && p->head_dim % 16 == 0 && p->head_dim / 16 <= ATTN_MAX_V) {
+        if (!bf16 && p->head_dim % 16 == 0 && p->head_dim / 16 <= ATTN_MAX_V) {
             mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task_avx512, &c);
             return;
         }

@@ -252,7 +252,6 @@ mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
     cpu->base.n_threads = n_threads;
     cpu->base.weight_dtype = MG_DT_F32;
     cpu->base.kv_bf16 = 1;
-    cpu->base.kv_q8row = 1;
     cpu->isa = mg_cpu_isa_default();
     mg_code rc = mg_cpu_pool_init(&cpu->pool, n_threads, err);
     if (rc != MG_OK) {

@@ -26,6 +26,7 @@ void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale)
         q[i] = 0;
 }
 
+MG_CPU_ISA_CLONES
 static inline uint16_t bf16_round(float f)
 {
     uint32_t bits;
@@ -68,51 +69,6 @@ void mg_bf16_row_from_f32(const float *x, uint16_t *y, int64_t n)
 #endif
     for (int64_t i = 0; i < n; i++)
         y[i] = bf16_round(x[i]);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-/* mg_q8_quantize_block 32 lanes at a time: the same max, the same scale and
- * inverse, one multiply and a round to nearest even (MXCSR) per value */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void q8row_avx512(const float *x,
-                                                                          int64_t cols, void *row)
-{
-    int8_t *q = row;
-    float *sc = mg_q8row_scales(row, cols);
-    for (int64_t b = 0; b < cols / MG_Q8ROW_BLOCK; b++) {
-        const float *xb = x + b * MG_Q8ROW_BLOCK;
-        __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        float inv = amax > 0 ? 127.0f / amax : 0.0f;
-        sc[b] = amax / 127.0f;
-        __m512 iv = _mm512_set1_ps(inv);
-        _mm_storeu_si128((__m128i *)(q + b * MG_Q8ROW_BLOCK),
-                         _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, iv))));
-        _mm_storeu_si128((__m128i *)(q + b * MG_Q8ROW_BLOCK + 16),
-                         _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, iv))));
-    }
-}
-#endif
-
-void mg_q8row_quantize(const float *x, int64_t cols, void *row)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-        q8row_avx512(x, cols, row);
-        return;
-    }
-#endif
-    int8_t *q = row;
-    float *sc = mg_q8row_scales(row, cols);
-    for (int64_t b = 0; b < cols / MG_Q8ROW_BLOCK; b++)
-        mg_q8_quantize_block(x + b * MG_Q8ROW_BLOCK, MG_Q8ROW_BLOCK, q + b * MG_Q8ROW_BLOCK, &sc[b]);
-}
-
-void mg_q8row_dequantize(const void *row, int64_t cols, int64_t c0, int64_t n, float *out)
-{
-    const int8_t *q = row;
-    const float *sc = mg_q8row_scales((void *)row, cols);
-    for (int64_t i = 0; i < n; i++)
-        out[i] = (float)q[c0 + i] * sc[(c0 + i) / MG_Q8ROW_BLOCK];
 }
 
 void mg_bf16_row_to_f32(const uint16_t *x, float *y, int64_t n)
