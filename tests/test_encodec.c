@@ -737,6 +737,12 @@ static void check_ops(void)
         check_transpose_op(be, 1, 1, 70);
         check_lstm_op(be, 1, 9, 20, 16);
         check_lstm_op(be, 2, 5, 12, 33);
+        /* every batch blocking of the recurrent step: 1..4 items at once, 5
+         * in two blocks; odd unit counts and widths off the 16-lane grid */
+        check_lstm_op(be, 3, 4, 7, 21);
+        check_lstm_op(be, 4, 3, 16, 48);
+        check_lstm_op(be, 5, 3, 9, 17);
+        check_lstm_op(be, 1, 6, 5, 35);
         be->ops->destroy(be);
     }
 }

@@ -603,37 +603,116 @@ typedef struct {
     const float *w_ih, *w_hh, *b_ih, *b_hh;
     float       *gx;       /* [B, 4H, T] input projections + both biases */
     float       *cell;     /* [B, H] cell state */
-    float       *gates;    /* [B, 4H] pre-activations of step t */
     int64_t      B, T, I, H, t;
+    int          avx512;
 } lstm_ctx;
 
-/* A step is two passes: the recurrent products row by row over
- * W_hh (each thread streams one contiguous slice of the 16 MB matrix, where
- * per-unit work read 4 rows 4 MB apart), then the cell update per unit. */
-static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
+/* Recurrent pre-activations out[b·n_rows + r] = gx + W_hh[row r]·h_{t-1}[b]
+ * for n_rows rows and B batch items, each dot summed exactly as mg_cpu_dot
+ * does (16 lane sums of separate multiply and add, the lanes added in order,
+ * then the tail): the result is bitwise that of the plain loop. The vector
+ * version runs several rows and batch items at once: one lane sum alone is a
+ * chain of dependent adds, and W_hh (16 MB) streams from L3 once per step. */
+#if CONV_X86
+enum { LSTM_MAX_ACC = 16 };
+
+INLINE TARGET_AVX512 void lstm_dots_n(float *out, const float *const *w, int nr,
+                                      const float *const *h, int nb, int64_t n)
 {
-    const lstm_ctx *c = arg;
-    int64_t H = c->H, T = c->T, t = c->t;
-    for (int64_t n = n0; n < n1; n++)
-        for (int64_t b = 0; b < c->B; b++) {
-            float v = c->gx[(b * 4 * H + n) * T + t];
-            if (t > 0)
-                v += mg_cpu_dot(c->w_hh + n * H, c->h + (b * T + t - 1) * H, H);
-            c->gates[b * 4 * H + n] = v;
+    __m512 acc[LSTM_MAX_ACC];
+    _Pragma("GCC unroll 16") for (int i = 0; i < nr * nb; i++) acc[i] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 hv[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) hv[b] = _mm512_loadu_ps(h[b] + k);
+        _Pragma("GCC unroll 8") for (int r = 0; r < nr; r++) {
+            __m512 wv = _mm512_loadu_ps(w[r] + k);
+            _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++)
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(wv, hv[b]));
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int b = 0; b < nb; b++) {
+            float lanes[16], s = 0;
+            _mm512_storeu_ps(lanes, acc[r * nb + b]);
+            for (int j = 0; j < 16; j++)
+                s += lanes[j];
+            for (int64_t kk = k; kk < n; kk++)
+                s += w[r][kk] * h[b][kk];
+            out[b * nr + r] = s;
         }
 }
 
-static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
+/* dots[b·nr + r] = w[r]·h[b] for nr <= 8 rows and nb <= 4 items (nr·nb <= 16). */
+TARGET_AVX512 static void lstm_dots(float *out, const float *const *w, int nr,
+                                    const float *const *h, int nb, int64_t n)
+{
+    if (nr == 8 && nb == 2)
+        lstm_dots_n(out, w, 8, h, 2, n);
+    else if (nr == 8 && nb == 1)
+        lstm_dots_n(out, w, 8, h, 1, n);
+    else if (nr == 4 && nb == 4)
+        lstm_dots_n(out, w, 4, h, 4, n);
+    else if (nr == 4 && nb == 3)
+        lstm_dots_n(out, w, 4, h, 3, n);
+    else if (nr == 4 && nb == 2)
+        lstm_dots_n(out, w, 4, h, 2, n);
+    else
+        lstm_dots_n(out, w, 4, h, 1, n);
+}
+#endif
+
+static void lstm_cell(const lstm_ctx *c, const float *g, int64_t b, int64_t j)
+{
+    int64_t H = c->H;
+    float *cs = c->cell + b * H + j;
+    float cell = sigmoid(g[1]) * *cs + sigmoid(g[0]) * tanhf(g[2]);
+    c->h[(b * c->T + c->t) * H + j] = sigmoid(g[3]) * tanhf(cell);
+    *cs = cell;
+}
+
+/* A step for units [j0, j1): the four gate rows of each unit (i, f, g, o at
+ * j, H+j, 2H+j, 3H+j) for every batch item, then the unit's cell update. The
+ * units of a step are independent, so one parallel region per step. */
+static void lstm_step_task(void *arg, int64_t j0, int64_t j1)
 {
     const lstm_ctx *c = arg;
-    int64_t H = c->H, T = c->T, t = c->t;
-    for (int64_t b = 0; b < c->B; b++) {
-        const float *g = c->gates + b * 4 * H;
-        for (int64_t j = j0; j < j1; j++) {
-            float cell = sigmoid(g[H + j]) * c->cell[b * H + j] + sigmoid(g[j]) * tanhf(g[2 * H + j]);
-            c->h[(b * T + t) * H + j] = sigmoid(g[3 * H + j]) * tanhf(cell);
-            c->cell[b * H + j] = cell;
+    const int64_t H = c->H, T = c->T, t = c->t;
+    for (int64_t j = j0; j < j1;) {
+        /* two units at a time where the accumulators allow it */
+        int nu = j + 1 < j1 && c->B <= 2 ? 2 : 1;
+        for (int64_t b0 = 0; b0 < c->B; b0 += 4) {
+            int nb = (int)min64(4, c->B - b0);
+            float g[4 * 2 * 4]; /* [b][unit·4 + gate] */
+            const float *w[8], *h[4];
+            for (int u = 0; u < nu; u++)
+                for (int q = 0; q < 4; q++)
+                    w[u * 4 + q] = c->w_hh + (q * H + j + u) * H;
+            for (int b = 0; b < nb; b++)
+                h[b] = c->h + ((b0 + b) * T + t - 1) * H;
+            if (t > 0) {
+#if CONV_X86
+                if (c->avx512)
+                    lstm_dots(g, w, 4 * nu, h, nb, H);
+                else
+#endif
+                    for (int b = 0; b < nb; b++)
+                        for (int r = 0; r < 4 * nu; r++)
+                            g[b * 4 * nu + r] = mg_cpu_dot(w[r], h[b], H);
+            }
+            for (int b = 0; b < nb; b++)
+                for (int u = 0; u < nu; u++) {
+                    float *gu = g + b * 4 * nu + u * 4;
+                    for (int q = 0; q < 4; q++) {
+                        float v = c->gx[((b0 + b) * 4 * H + q * H + j + u) * T + t];
+                        if (t > 0)
+                            v += gu[q];
+                        gu[q] = v;
+                    }
+                    lstm_cell(c, gu, b0 + b, j + u);
+                }
         }
+        j += nu;
     }
 }
 
@@ -652,8 +731,7 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     /* The input projections of all steps are one 1x1 convolution over the
      * channel-first input: it reads w_ih once instead of once per step. */
     size_t n_xt = (size_t)(B * I * T), n_gx = (size_t)(B * H4 * T);
-    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H) + (size_t)(B * H4)) *
-                            sizeof *scratch);
+    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H)) * sizeof *scratch);
     if (!scratch) {
         mg_cpu_fail(be, MG_ERR_NOMEM, "lstm scratch");
         return;
@@ -661,7 +739,9 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     float *xt = scratch, *bias = scratch + n_xt + n_gx;
     c.gx = scratch + n_xt;
     c.cell = bias + H4;
-    c.gates = c.cell + B * c.H;
+#if CONV_X86
+    c.avx512 = ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512;
+#endif
     memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
     for (int64_t n = 0; n < H4; n++)
         bias[n] = c.b_ih[n] + c.b_hh[n];
@@ -673,9 +753,7 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
     mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
     /* the steps are sequential; units within a step are independent */
-    for (c.t = 0; c.t < T; c.t++) {
-        mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
-        mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
-    }
+    for (c.t = 0; c.t < T; c.t++)
+        mg_cpu_parallel(be, c.H, min_items(B * 4 * c.H), lstm_step_task, &c);
     free(scratch);
 }
