@@ -222,6 +222,141 @@ static void vconvt_task(void *arg, int64_t i0, int64_t i1)
     }
 }
 
+/* The transposed conv with every phase in one register block: for stride s
+ * and k = r + j·s, phase r of output position q reads x[q - j], so the
+ * x vectors of a tap j serve all s phases and the NCO channels of a block,
+ * and one (ci, co) step uses all K weights of its (contiguous) row, where the
+ * per-phase block above re-read every weight row once per phase. The sum over
+ * (ci, j) runs in the order of vconvt_task: outputs are bitwise the same. */
+enum { PT_Q = 4 }; /* register blocks of positions per work item */
+
+INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, const float *w,
+                                          float *yq, const float *bias, const __mmask16 *mr,
+                                          __mmask16 const *mx, const int P, const int NCO,
+                                          const int NV)
+{
+    __m512 acc[4][8][4]; /* [co][phase][vector] */
+    const int64_t K = c->k, n_j = (K + P - 1) / P, w_ci = c->c_out * K;
+    _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
+        _Pragma("GCC unroll 8") for (int r = 0; r < P; r++)
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][r][v] = _mm512_setzero_ps();
+    for (int64_t ci = 0; ci < c->c_in; ci++) {
+        const float *xc = xq + ci * c->t_xp, *wc = w + ci * w_ci;
+        for (int64_t j = 0; j < n_j; j++) {
+            __m512 xv[4];
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                xv[v] = _mm512_maskz_loadu_ps(mx[v], xc - j + 16 * v);
+            _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
+                _Pragma("GCC unroll 8") for (int r = 0; r < P; r++) {
+                    int64_t k = r + j * P;
+                    if (k >= K)
+                        continue;
+                    __m512 wv = _mm512_set1_ps(wc[o * K + k]);
+                    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                        acc[o][r][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][r][v]);
+                }
+        }
+    }
+    __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                        4, 3, 2, 1, 0),
+                                       _mm512_set1_epi32(P));
+    _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++) {
+        __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+        _Pragma("GCC unroll 8") for (int r = 0; r < P; r++)
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                _mm512_mask_i32scatter_ps(yq + o * c->t_y + 16 * v * P + r, mr[r * NV + v],
+                                          lanes, _mm512_add_ps(acc[o][r][v], b), 4);
+    }
+}
+
+/* One register block: NCO channels (or fewer, one at a time) x NV·16 positions. */
+#define VCONVT_PHASES(P, NCO, NV)                                                              \
+    TARGET_AVX512 static void vconvt_phases_##P(const vconvt_ctx *c, const float *xq,          \
+                                                const float *w, float *yq, const float *bias,  \
+                                                const __mmask16 *mr, const __mmask16 *mx,      \
+                                                int64_t nco)                                   \
+    {                                                                                          \
+        if (nco == NCO) {                                                                      \
+            vconvt_phases_n(c, xq, w, yq, bias, mr, mx, P, NCO, NV);                           \
+            return;                                                                            \
+        }                                                                                      \
+        for (int64_t o = 0; o < nco; o++)                                                      \
+            vconvt_phases_n(c, xq, w + o * c->k, yq + o * c->t_y, bias ? bias + o : NULL, mr,  \
+                            mx, P, 1, NV);                                                     \
+    }
+/* stride: channels x vectors per block, NCO·stride·NV <= 24 accumulators */
+VCONVT_PHASES(2, 4, 3)
+VCONVT_PHASES(3, 2, 4)
+VCONVT_PHASES(4, 2, 3)
+VCONVT_PHASES(5, 1, 4)
+VCONVT_PHASES(6, 1, 4)
+VCONVT_PHASES(8, 1, 3)
+#undef VCONVT_PHASES
+
+typedef void (*vconvt_phases_fn)(const vconvt_ctx *, const float *, const float *, float *,
+                                 const float *, const __mmask16 *, const __mmask16 *, int64_t);
+
+/* The block shape of a stride (0 channels: no all-phases kernel). */
+static vconvt_phases_fn phases_kernel(int stride, int *nco, int *nv)
+{
+    switch (stride) {
+    case 2: *nco = 4, *nv = 3; return vconvt_phases_2;
+    case 3: *nco = 2, *nv = 4; return vconvt_phases_3;
+    case 4: *nco = 2, *nv = 3; return vconvt_phases_4;
+    case 5: *nco = 1, *nv = 4; return vconvt_phases_5;
+    case 6: *nco = 1, *nv = 4; return vconvt_phases_6;
+    case 8: *nco = 1, *nv = 3; return vconvt_phases_8;
+    default: *nco = 0, *nv = 0; return NULL;
+    }
+}
+
+/* Lanes [lo, hi) of nv vectors. */
+static inline void lane_masks(__mmask16 *m, int nv, int64_t lo, int64_t hi)
+{
+    for (int v = 0; v < nv; v++) {
+        int64_t a = lo - 16 * v, b = hi - 16 * v;
+        a = a < 0 ? 0 : a > 16 ? 16 : a;
+        b = b < 0 ? 0 : b > 16 ? 16 : b;
+        m[v] = b > a ? (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1)) : 0;
+    }
+}
+
+/* A work item: NCO channels x PT_Q register blocks of positions q, all phases. */
+static void vconvt_phases_task(void *arg, int64_t i0, int64_t i1)
+{
+    const vconvt_ctx *c = arg;
+    const int64_t s = c->stride;
+    int nco_blk, nv;
+    vconvt_phases_fn fn = phases_kernel(c->stride, &nco_blk, &nv);
+    const int64_t qs = 16 * nv, qtile = PT_Q * qs;
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t per_b = c->n_tiles * c->n_coblk, i = item % per_b, b = item / per_b;
+        int64_t tile = c->co_inner ? i / c->n_coblk : i % c->n_tiles;
+        int64_t co0 = (c->co_inner ? i % c->n_coblk : i / c->n_tiles) * nco_blk;
+        int64_t nco = min64(nco_blk, c->c_out - co0);
+        int64_t qa = c->q_first + tile * qtile, qb = min64(qa + qtile, c->q_first + c->n_q);
+        for (int64_t q = qa; q < qb; q += qs) {
+            __mmask16 mr[8 * 4], mx[4] = {0};
+            for (int64_t r = 0; r < s; r++) {
+                /* q whose output q·s + r - trim lands in [0, t_y) */
+                int64_t qlo = (c->trim_left - r + s - 1 + s * c->k) / s - c->k;
+                int64_t qhi = (c->t_y + c->trim_left - r + s - 1 + s * c->k) / s - c->k;
+                lane_masks(mr + r * nv, nv, qlo - q, min64(qhi, qb) - q);
+                for (int v = 0; v < nv; v++)
+                    mx[v] |= mr[r * nv + v];
+            }
+            int any = 0;
+            for (int v = 0; v < nv; v++)
+                any |= mx[v] != 0;
+            if (!any)
+                continue;
+            fn(c, c->xp + b * c->c_in * c->t_xp + c->pad + q, c->w + co0 * c->k,
+               c->y + (b * c->c_out + co0) * c->t_y + q * s - c->trim_left,
+               c->b ? c->b + co0 : NULL, mr, mx, nco);
+        }
+    }
+}
+
 typedef struct {
     float       *y;
     const float *x;
@@ -486,11 +621,20 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
         pad_rows_ctx pr = {.y = xp, .x = c.x, .t = c.t_in, .t_y = v.t_xp, .left = v.pad};
         mg_cpu_parallel(be, batch * c.c_in, min_items(v.t_xp), pad_rows_task, &pr);
         v.xp = xp;
-        v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
-        v.n_coblk = (c.c_out + VB - 1) / VB;
         v.co_inner = c.c_out * c.k < c.t_in;
-        mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
-                        min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
+        int nco, nv;
+        if (phases_kernel(stride, &nco, &nv)) {
+            int64_t qtile = PT_Q * 16 * nv;
+            v.n_tiles = (c.n_q + qtile - 1) / qtile;
+            v.n_coblk = (c.c_out + nco - 1) / nco;
+            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                            min_items(c.c_in * c.k * nco * qtile), vconvt_phases_task, &v);
+        } else {
+            v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
+            v.n_coblk = (c.c_out + VB - 1) / VB;
+            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                            min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
+        }
         free(xp);
         return;
     }
@@ -603,6 +747,7 @@ typedef struct {
     const float *w_ih, *w_hh, *b_ih, *b_hh;
     float       *gx;       /* [B, 4H, T] input projections + both biases */
     float       *cell;     /* [B, H] cell state */
+    float       *gates;    /* [B, 4H] pre-activations of step t */
     int64_t      B, T, I, H, t;
     int          avx512;
 } lstm_ctx;
@@ -662,57 +807,62 @@ TARGET_AVX512 static void lstm_dots(float *out, const float *const *w, int nr,
 }
 #endif
 
-static void lstm_cell(const lstm_ctx *c, const float *g, int64_t b, int64_t j)
-{
-    int64_t H = c->H;
-    float *cs = c->cell + b * H + j;
-    float cell = sigmoid(g[1]) * *cs + sigmoid(g[0]) * tanhf(g[2]);
-    c->h[(b * c->T + c->t) * H + j] = sigmoid(g[3]) * tanhf(cell);
-    *cs = cell;
-}
-
-/* A step for units [j0, j1): the four gate rows of each unit (i, f, g, o at
- * j, H+j, 2H+j, 3H+j) for every batch item, then the unit's cell update. The
- * units of a step are independent, so one parallel region per step. */
-static void lstm_step_task(void *arg, int64_t j0, int64_t j1)
+/* Pass 1 of a step: gates[b·4H + n] = gx + W_hh[n]·h_{t-1}[b] for rows
+ * [n0, n1). Each thread streams one contiguous slice of W_hh (per-unit work,
+ * 4 rows 4 MB apart, measured slower), each row read once for all batch
+ * items. */
+static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
 {
     const lstm_ctx *c = arg;
     const int64_t H = c->H, T = c->T, t = c->t;
-    for (int64_t j = j0; j < j1;) {
-        /* two units at a time where the accumulators allow it */
-        int nu = j + 1 < j1 && c->B <= 2 ? 2 : 1;
-        for (int64_t b0 = 0; b0 < c->B; b0 += 4) {
-            int nb = (int)min64(4, c->B - b0);
-            float g[4 * 2 * 4]; /* [b][unit·4 + gate] */
-            const float *w[8], *h[4];
-            for (int u = 0; u < nu; u++)
-                for (int q = 0; q < 4; q++)
-                    w[u * 4 + q] = c->w_hh + (q * H + j + u) * H;
-            for (int b = 0; b < nb; b++)
-                h[b] = c->h + ((b0 + b) * T + t - 1) * H;
+    for (int64_t b0 = 0; b0 < c->B; b0 += 4) {
+        int nb = (int)min64(4, c->B - b0);
+        const float *h[4];
+        for (int b = 0; b < nb; b++)
+            h[b] = c->h + ((b0 + b) * T + t - 1) * H;
+        for (int64_t n = n0; n < n1;) {
+            /* 8 rows at a time where the accumulators allow it */
+            int nr = nb <= 2 && n1 - n >= 8 ? 8 : (int)min64(4, n1 - n);
+            float d[16];
+            const float *w[8];
+            for (int r = 0; r < nr; r++)
+                w[r] = c->w_hh + (n + r) * H;
             if (t > 0) {
 #if CONV_X86
-                if (c->avx512)
-                    lstm_dots(g, w, 4 * nu, h, nb, H);
+                /* one item: W_hh streams at L3 speed whatever the kernel,
+                 * and one row at a time streams best */
+                if (c->avx512 && nr >= 4 && c->B > 1)
+                    lstm_dots(d, w, nr, h, nb, H);
                 else
 #endif
                     for (int b = 0; b < nb; b++)
-                        for (int r = 0; r < 4 * nu; r++)
-                            g[b * 4 * nu + r] = mg_cpu_dot(w[r], h[b], H);
+                        for (int r = 0; r < nr; r++)
+                            d[b * nr + r] = mg_cpu_dot(w[r], h[b], H);
             }
             for (int b = 0; b < nb; b++)
-                for (int u = 0; u < nu; u++) {
-                    float *gu = g + b * 4 * nu + u * 4;
-                    for (int q = 0; q < 4; q++) {
-                        float v = c->gx[((b0 + b) * 4 * H + q * H + j + u) * T + t];
-                        if (t > 0)
-                            v += gu[q];
-                        gu[q] = v;
-                    }
-                    lstm_cell(c, gu, b0 + b, j + u);
+                for (int r = 0; r < nr; r++) {
+                    float v = c->gx[((b0 + b) * 4 * H + n + r) * T + t];
+                    if (t > 0)
+                        v += d[b * nr + r];
+                    c->gates[(b0 + b) * 4 * H + n + r] = v;
                 }
+            n += nr;
         }
-        j += nu;
+    }
+}
+
+/* Pass 2: the cell update of units [j0, j1). */
+static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
+{
+    const lstm_ctx *c = arg;
+    int64_t H = c->H, T = c->T, t = c->t;
+    for (int64_t b = 0; b < c->B; b++) {
+        const float *g = c->gates + b * 4 * H;
+        for (int64_t j = j0; j < j1; j++) {
+            float cell = sigmoid(g[H + j]) * c->cell[b * H + j] + sigmoid(g[j]) * tanhf(g[2 * H + j]);
+            c->h[(b * T + t) * H + j] = sigmoid(g[3 * H + j]) * tanhf(cell);
+            c->cell[b * H + j] = cell;
+        }
     }
 }
 
@@ -731,7 +881,8 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     /* The input projections of all steps are one 1x1 convolution over the
      * channel-first input: it reads w_ih once instead of once per step. */
     size_t n_xt = (size_t)(B * I * T), n_gx = (size_t)(B * H4 * T);
-    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H)) * sizeof *scratch);
+    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H) + (size_t)(B * H4)) *
+                            sizeof *scratch);
     if (!scratch) {
         mg_cpu_fail(be, MG_ERR_NOMEM, "lstm scratch");
         return;
@@ -739,6 +890,7 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     float *xt = scratch, *bias = scratch + n_xt + n_gx;
     c.gx = scratch + n_xt;
     c.cell = bias + H4;
+    c.gates = c.cell + B * c.H;
 #if CONV_X86
     c.avx512 = ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512;
 #endif
@@ -754,6 +906,9 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
     /* the steps are sequential; units within a step are independent */
     for (c.t = 0; c.t < T; c.t++)
-        mg_cpu_parallel(be, c.H, min_items(B * 4 * c.H), lstm_step_task, &c);
+    {
+        mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
+        mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
+    }
     free(scratch);
 }
