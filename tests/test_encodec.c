@@ -727,6 +727,11 @@ static void check_ops(void)
         check_convt_op(be, 1, 4, 2, 2, 3, 1, 9, 24);   /* k < stride: some phases are bias only */
         check_convt_op(be, 2, 33, 3, 16, 8, 4, 1, 8);  /* a single input frame */
         check_convt_op(be, 1, 3, 2, 100, 2, 49, 40, 80); /* more taps than the edge window */
+        /* every all-phases block shape, ragged channel blocks, odd batch */
+        check_convt_op(be, 3, 9, 5, 4, 2, 1, 37, 74);
+        check_convt_op(be, 1, 6, 7, 12, 6, 3, 21, 126);
+        check_convt_op(be, 3, 5, 3, 9, 4, 0, 70, 283);  /* 3 taps per phase, untrimmed tail */
+        check_convt_op(be, 2, 17, 9, 10, 5, 5, 2, 10);
         for (int t = 1; t <= 8; t++)
             check_pad_op(be, 3, t, 3, 3);
         check_pad_op(be, 2, 2, 1, 0);

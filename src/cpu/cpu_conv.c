@@ -187,7 +187,7 @@ static void vconv1d_run(mg_backend *be, vconv_ctx *c, int64_t batch)
 
 typedef struct {
     float       *y;
-    const float *xp, *w, *b;     /* xp: x with pad zeros left and right of each row */
+    const float *xp, *w, *b;     /* xp: x, or (vconvt_task) x with pad zeros each side */
     int64_t      c_in, c_out, t_xp, pad, t_y, k, q_first, n_q, n_tiles, n_coblk;
     int          stride, trim_left, co_inner;
 } vconvt_ctx;
@@ -227,8 +227,11 @@ static void vconvt_task(void *arg, int64_t i0, int64_t i1)
  * x vectors of a tap j serve all s phases and the NCO channels of a block,
  * and one (ci, co) step uses all K weights of its (contiguous) row, where the
  * per-phase block above re-read every weight row once per phase. The sum over
- * (ci, j) runs in the order of vconvt_task: outputs are bitwise the same. */
-enum { PT_Q = 4 }; /* register blocks of positions per work item */
+ * (ci, j) runs in the order of vconvt_task: outputs are bitwise the same.
+ * Taps past either end of x are masked loads (zeros, as the padded copy the
+ * per-phase path makes): mx holds PT_TAPS x 4 masks, tap-major. */
+enum { PT_Q = 4,     /* register blocks of positions per work item */
+       PT_TAPS = 4 }; /* most taps per phase (ceil(k / stride)) */
 
 INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, const float *w,
                                           float *yq, const float *bias, const __mmask16 *mr,
@@ -245,7 +248,7 @@ INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, 
         for (int64_t j = 0; j < n_j; j++) {
             __m512 xv[4];
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-                xv[v] = _mm512_maskz_loadu_ps(mx[v], xc - j + 16 * v);
+                xv[v] = _mm512_maskz_loadu_ps(mx[j * 4 + v], xc - j + 16 * v);
             _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
                 _Pragma("GCC unroll 8") for (int r = 0; r < P; r++) {
                     int64_t k = r + j * P;
@@ -336,21 +339,27 @@ static void vconvt_phases_task(void *arg, int64_t i0, int64_t i1)
         int64_t nco = min64(nco_blk, c->c_out - co0);
         int64_t qa = c->q_first + tile * qtile, qb = min64(qa + qtile, c->q_first + c->n_q);
         for (int64_t q = qa; q < qb; q += qs) {
-            __mmask16 mr[8 * 4], mx[4] = {0};
+            __mmask16 mr[8 * 4], mq[4] = {0}, mx[PT_TAPS * 4];
             for (int64_t r = 0; r < s; r++) {
                 /* q whose output q·s + r - trim lands in [0, t_y) */
                 int64_t qlo = (c->trim_left - r + s - 1 + s * c->k) / s - c->k;
                 int64_t qhi = (c->t_y + c->trim_left - r + s - 1 + s * c->k) / s - c->k;
                 lane_masks(mr + r * nv, nv, qlo - q, min64(qhi, qb) - q);
                 for (int v = 0; v < nv; v++)
-                    mx[v] |= mr[r * nv + v];
+                    mq[v] |= mr[r * nv + v];
             }
             int any = 0;
             for (int v = 0; v < nv; v++)
-                any |= mx[v] != 0;
+                any |= mq[v] != 0;
             if (!any)
                 continue;
-            fn(c, c->xp + b * c->c_in * c->t_xp + c->pad + q, c->w + co0 * c->k,
+            /* tap j reads x[q + u - j]: lanes u with 0 <= q + u - j < t_in */
+            for (int64_t j = 0; j < (c->k + s - 1) / s; j++) {
+                lane_masks(mx + j * 4, nv, j - q, c->t_xp + j - q);
+                for (int v = 0; v < nv; v++)
+                    mx[j * 4 + v] &= mq[v];
+            }
+            fn(c, c->xp + b * c->c_in * c->t_xp + q, c->w + co0 * c->k,
                c->y + (b * c->c_out + co0) * c->t_y + q * s - c->trim_left,
                c->b ? c->b + co0 : NULL, mr, mx, nco);
         }
@@ -605,10 +614,23 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
     c.n_q = (trim_left + c.t_y - 1) / stride - c.q_first + 1;
 #if CONV_X86
     if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
-        /* x padded with zeros on both sides, so taps past either end read 0 */
         vconvt_ctx v = {.y = c.y, .w = c.w, .b = c.b, .c_in = c.c_in, .c_out = c.c_out,
                         .t_y = c.t_y, .k = c.k, .q_first = c.q_first, .n_q = c.n_q,
                         .stride = stride, .trim_left = trim_left};
+        v.co_inner = c.c_out * c.k < c.t_in;
+        int nco, nv;
+        if (phases_kernel(stride, &nco, &nv) && (c.k + stride - 1) / stride <= PT_TAPS) {
+            /* reads x in place: masked loads give the zeros past its ends */
+            int64_t qtile = PT_Q * 16 * nv;
+            v.xp = c.x;
+            v.t_xp = c.t_in;
+            v.n_tiles = (c.n_q + qtile - 1) / qtile;
+            v.n_coblk = (c.c_out + nco - 1) / nco;
+            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                            min_items(c.c_in * c.k * nco * qtile), vconvt_phases_task, &v);
+            return;
+        }
+        /* x padded with zeros on both sides, so taps past either end read 0 */
         v.pad = (c.k + stride - 1) / stride;
         v.t_xp = v.pad + (c.t_in > c.q_first + c.n_q ? c.t_in : c.q_first + c.n_q) + v.pad;
         float *xp = malloc((size_t)(batch * c.c_in * v.t_xp) * sizeof *xp);
@@ -621,20 +643,10 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
         pad_rows_ctx pr = {.y = xp, .x = c.x, .t = c.t_in, .t_y = v.t_xp, .left = v.pad};
         mg_cpu_parallel(be, batch * c.c_in, min_items(v.t_xp), pad_rows_task, &pr);
         v.xp = xp;
-        v.co_inner = c.c_out * c.k < c.t_in;
-        int nco, nv;
-        if (phases_kernel(stride, &nco, &nv)) {
-            int64_t qtile = PT_Q * 16 * nv;
-            v.n_tiles = (c.n_q + qtile - 1) / qtile;
-            v.n_coblk = (c.c_out + nco - 1) / nco;
-            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
-                            min_items(c.c_in * c.k * nco * qtile), vconvt_phases_task, &v);
-        } else {
-            v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
-            v.n_coblk = (c.c_out + VB - 1) / VB;
-            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
-                            min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
-        }
+        v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
+        v.n_coblk = (c.c_out + VB - 1) / VB;
+        mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                        min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
         free(xp);
         return;
     }
