@@ -29,6 +29,9 @@ typedef struct {
     mg_tensor *w_ih, *w_hh, *b_ih, *b_hh;
 } ec_lstm;
 
+/* The decode's scratch buffers (see plan_buffers) */
+enum { EC_BUF_A, EC_BUF_B, EC_BUF_P, EC_BUF_H, EC_BUF_X, EC_N_BUFS };
+
 struct mg_encodec {
     mg_backend *be;
     int         n_q, codebook_size, hidden, filters, c0, hop;
@@ -40,6 +43,12 @@ struct mg_encodec {
     ec_conv    *convs;
     int         n_convs;
     int         chunk_frames; /* upsampling stack chunk (0: the whole signal) */
+    /* Scratch kept from one decode to the next (decodes of one model never
+     * overlap: the model's run lock): fresh buffers cost page faults and
+     * zeroing on every decode. Sized by the largest decode so far, freed
+     * after a decode that needed more than MG_ENCODEC_KEEP_BYTES. */
+    mg_tensor  *ws[EC_N_BUFS];
+    int64_t     ws_cap[EC_N_BUFS]; /* floats */
 };
 
 /* ------------------------------------------------------------------ load */
@@ -140,6 +149,8 @@ void mg_encodec_free(mg_encodec *ec)
             mg_tensor_free(ec->convs[i].w);
             mg_tensor_free(ec->convs[i].b);
         }
+    for (int i = 0; i < EC_N_BUFS; i++)
+        mg_tensor_free(ec->ws[i]);
     free(ec->codebooks);
     free(ec->lstm);
     free(ec->convs);
@@ -373,6 +384,35 @@ static int64_t ec_halo_frames(const mg_encodec *ec)
 
 void mg_encodec_set_chunk(mg_encodec *ec, int frames) { ec->chunk_frames = frames > 0 ? frames : 0; }
 
+/* Scratch buffer i with room for n floats: the kept one, or a new one. */
+static mg_code ws_get(mg_encodec *ec, int i, int64_t n, mg_error *err)
+{
+    if (ec->ws[i] && ec->ws_cap[i] >= n)
+        return MG_OK;
+    mg_tensor_free(ec->ws[i]);
+    ec->ws[i] = NULL;
+    ec->ws_cap[i] = 0;
+    mg_code rc = mg_tensor_new2(&ec->ws[i], ec->be, 1, n, err);
+    if (rc == MG_OK)
+        ec->ws_cap[i] = n;
+    return rc;
+}
+
+/* Keeps the scratch for the next decode unless it grew past the bound. */
+static void ws_trim(mg_encodec *ec, int drop)
+{
+    int64_t bytes = 0;
+    for (int i = 0; i < EC_N_BUFS; i++)
+        bytes += ec->ws_cap[i] * (int64_t)sizeof(float);
+    if (!drop && bytes <= MG_ENCODEC_KEEP_BYTES)
+        return;
+    for (int i = 0; i < EC_N_BUFS; i++) {
+        mg_tensor_free(ec->ws[i]);
+        ec->ws[i] = NULL;
+        ec->ws_cap[i] = 0;
+    }
+}
+
 /* The upsampling stack (per ratio: ELU, transposed conv, residual blocks;
  * then ELU and the output conv) on x [B*c0, T] channel-first, in place of
  * the buffers; returns the view of the output [B, T*hop] (in a or o). */
@@ -449,6 +489,10 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
     int64_t halo = ec_halo_frames(ec);
     int64_t F = trace || ec->chunk_frames == 0 || ec->chunk_frames >= T0 ? T0 : ec->chunk_frames;
     int64_t T_sub = F + 2 * halo < T0 ? F + 2 * halo : T0;
+    /* The upsampling stack runs one batch item at a time, so its buffers do
+     * not grow with the batch (its weights are small next to its signals);
+     * a trace wants the whole batch in one tensor. */
+    int64_t B_up = trace ? B : 1;
     mg_backend *be = ec->be;
     int64_t c = ec->c0, hid = ec->hidden;
     ec_plan fp = {
@@ -456,11 +500,10 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
         .pad = max64(B * hid * (T0 + conv_pad_total(&ec->convs[0])), B * T0 * c),
         .hid = B * T0 * c,
     };
-    ec_plan plan = plan_buffers(ec, B, T_sub);
+    ec_plan plan = plan_buffers(ec, B_up, T_sub);
     plan.sig = max64(plan.sig, fp.sig);
     plan.pad = max64(plan.pad, fp.pad);
     plan.hid = max64(plan.hid, fp.hid);
-    mg_tensor *bufA = NULL, *bufB = NULL, *bufP = NULL, *bufH = NULL, *bufX = NULL;
     int32_t *ids = malloc((size_t)(B * T0) * sizeof *ids);
     tracer tr = { trace, trace_ud, NULL };
     mg_code rc = MG_OK;
@@ -468,12 +511,12 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
         rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
         goto done;
     }
-    if ((rc = mg_tensor_new2(&bufA, be, 1, plan.sig, err)) ||
-        (rc = mg_tensor_new2(&bufB, be, 1, plan.sig, err)) ||
-        (rc = mg_tensor_new2(&bufP, be, 1, plan.pad, err)) ||
-        (rc = mg_tensor_new2(&bufH, be, 1, plan.hid, err)) ||
-        (rc = mg_tensor_new2(&bufX, be, B * T0, c, err)))
+    if ((rc = ws_get(ec, EC_BUF_A, plan.sig, err)) || (rc = ws_get(ec, EC_BUF_B, plan.sig, err)) ||
+        (rc = ws_get(ec, EC_BUF_P, plan.pad, err)) || (rc = ws_get(ec, EC_BUF_H, plan.hid, err)) ||
+        (rc = ws_get(ec, EC_BUF_X, B * T0 * c, err)))
         goto done;
+    mg_tensor *bufA = ec->ws[EC_BUF_A], *bufB = ec->ws[EC_BUF_B], *bufP = ec->ws[EC_BUF_P];
+    mg_tensor *bufH = ec->ws[EC_BUF_H], *bufX = ec->ws[EC_BUF_X];
 
     /* quantizer: emb[b*T + t, :] = Σ_q codebook_q[codes[b, q, t]], then channel-first */
     mg_tensor e = view(bufB, B * T0, hid);
@@ -516,29 +559,29 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
     for (int64_t f0 = 0; f0 < T0; f0 += F) {
         int64_t f1 = T0 - f0 < F ? T0 : f0 + F;
         int64_t s0 = f0 - halo > 0 ? f0 - halo : 0, s1 = f1 + halo < T0 ? f1 + halo : T0, n = s1 - s0;
-        /* the chunk's frames [s0, s1) of every batch item, channel-first */
-        mg_tensor sub = view(bufB, B * n, c);
-        mg_copy_row_blocks(be, &sub, 0, n, &xt, s0, T0, n, B);
-        x = view(bufA, B * c, n);
-        be->ops->transpose(be, &x, &sub, batch);
-        int chunk_layer = layer;
-        mg_tensor out;
-        if ((rc = ec_upsample(ec, bufA, bufB, bufP, bufH, B, n, &chunk_layer, &tr, &out, err)) ||
-            (rc = be->ops->sync(be, err)))
-            goto done;
-        for (int64_t b = 0; b < B && rc == MG_OK; b++)
-            rc = be->ops->download(be, &out, (size_t)((b * n + (f0 - s0)) * ec->hop) * sizeof(float),
-                                   audio + (b * T0 + f0) * ec->hop,
-                                   (size_t)((f1 - f0) * ec->hop) * sizeof(float), err);
-        if (rc != MG_OK)
-            goto done;
+        for (int64_t b0 = 0; b0 < B; b0 += B_up) {
+            /* the chunk's frames [s0, s1) of items [b0, b0 + B_up), channel-first */
+            mg_tensor sub = view(bufB, B_up * n, c);
+            mg_copy_row_blocks(be, &sub, 0, n, &xt, b0 * T0 + s0, T0, n, B_up);
+            x = view(bufA, B_up * c, n);
+            be->ops->transpose(be, &x, &sub, (int)B_up);
+            int chunk_layer = layer;
+            mg_tensor out;
+            if ((rc = ec_upsample(ec, bufA, bufB, bufP, bufH, B_up, n, &chunk_layer, &tr, &out,
+                                  err)) ||
+                (rc = be->ops->sync(be, err)))
+                goto done;
+            for (int64_t b = 0; b < B_up && rc == MG_OK; b++)
+                rc = be->ops->download(be, &out,
+                                       (size_t)((b * n + (f0 - s0)) * ec->hop) * sizeof(float),
+                                       audio + ((b0 + b) * T0 + f0) * ec->hop,
+                                       (size_t)((f1 - f0) * ec->hop) * sizeof(float), err);
+            if (rc != MG_OK)
+                goto done;
+        }
     }
 done:
-    mg_tensor_free(bufA);
-    mg_tensor_free(bufB);
-    mg_tensor_free(bufP);
-    mg_tensor_free(bufH);
-    mg_tensor_free(bufX);
+    ws_trim(ec, rc != MG_OK);
     free(ids);
     free(tr.host);
     if (rc != MG_OK) {
