@@ -151,6 +151,17 @@ typedef struct mg_backend_ops {
     /* Optional (NULL: never): 1 once the device failed in a way no later call
      * recovers from (every op fails until the backend is re-created). */
     int (*lost)(mg_backend *be);
+    /* Optional (NULL: conv1d, then add, then elu): a stride-1 conv1d whose
+     * outputs pass an epilogue before they are stored,
+     *   y = conv(x) + bias; y = residual + y (residual not NULL); y = elu(y) (elu_out),
+     * bitwise as those ops one after another; residual may be y itself. Saves
+     * the passes over memory of the separate ops. */
+    void (*conv1d_fused)(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                         const mg_tensor *bias, int batch, int dilation,
+                         const mg_tensor *residual, int elu_out);
+    /* Optional (NULL: pad_reflect, then elu): elu(pad_reflect(x)) in one pass. */
+    void (*pad_reflect_elu)(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left,
+                            int right);
 } mg_backend_ops;
 
 struct mg_backend {

@@ -320,23 +320,39 @@ static ec_plan plan_buffers(const mg_encodec *ec, int64_t B, int64_t T)
     return p;
 }
 
-/* y = conv(reflect_pad(x)) for a stride-1 conv. With elu_first the ELU is
- * applied to the padded copy, leaving x intact (ELU(0) = 0 and reflection
- * copies values, so padding and ELU commute exactly). */
+/* y = conv(reflect_pad(x)) for a stride-1 conv, then y = residual + y
+ * (residual not NULL, may be y) and y = elu(y) (elu_out). With elu_first
+ * the ELU is applied to the padded copy, leaving x intact (ELU(0) = 0 and
+ * reflection copies values, so padding and ELU commute exactly). Backends
+ * with the fused ops do it in fewer passes over memory, bitwise the same. */
 static void conv_fwd(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
-                     const mg_tensor *pad_buf, int batch, int elu_first)
+                     const mg_tensor *pad_buf, int batch, int elu_first,
+                     const mg_tensor *residual, int elu_out)
 {
     int total = conv_pad_total(cv);
     int right = total / 2, left = total - right;
-    if (total == 0 && !elu_first) {
-        be->ops->conv1d(be, y, x, cv->w, cv->b, batch, 1, cv->dil);
+    const mg_tensor *in = x;
+    mg_tensor p;
+    if (total != 0 || elu_first) {
+        p = view(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
+        if (elu_first && be->ops->pad_reflect_elu) {
+            be->ops->pad_reflect_elu(be, &p, x, left, right);
+        } else {
+            be->ops->pad_reflect(be, &p, x, left, right);
+            if (elu_first)
+                be->ops->elu(be, &p);
+        }
+        in = &p;
+    }
+    if (be->ops->conv1d_fused && (residual || elu_out)) {
+        be->ops->conv1d_fused(be, y, in, cv->w, cv->b, batch, cv->dil, residual, elu_out);
         return;
     }
-    mg_tensor p = view(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
-    be->ops->pad_reflect(be, &p, x, left, right);
-    if (elu_first)
-        be->ops->elu(be, &p);
-    be->ops->conv1d(be, y, &p, cv->w, cv->b, batch, 1, cv->dil);
+    be->ops->conv1d(be, y, in, cv->w, cv->b, batch, 1, cv->dil);
+    if (residual)
+        be->ops->add(be, y, residual);
+    if (elu_out)
+        be->ops->elu(be, y);
 }
 
 typedef struct {
@@ -426,8 +442,12 @@ static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *buf
     int64_t c = ec->c0;
     mg_tensor x = view(a, B * c, T), y;
     mg_code rc;
+    /* Without a trace (it records x before the ELU) the last residual block
+     * of a stage applies the next ELU in its epilogue. */
+    int fuse_elu = !tr->fn && ec->res_layers > 0;
     for (int i = 0; i < ec->n_ratios; i++) {
-        be->ops->elu(be, &x);
+        if (i == 0 || !fuse_elu)
+            be->ops->elu(be, &x);
         if ((rc = emit_layer(tr, (*layer)++, &x, err)))
             return rc;
         int r = ec->ratios[i];
@@ -443,20 +463,20 @@ static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *buf
             return rc;
         for (int j = 0; j < ec->res_layers; j++, cv += 2) {
             mg_tensor h = view(bufH, B * cv[0].c_out, T);
-            conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1);
-            be->ops->elu(be, &h);
-            y = view(o, B * c, T);
-            conv_fwd(be, &cv[1], &y, &h, bufP, (int)B, 0);
-            be->ops->add(be, &x, &y);
+            conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1, NULL, 1);
+            /* x += conv(h), in place */
+            conv_fwd(be, &cv[1], &x, &h, bufP, (int)B, 0, &x,
+                     fuse_elu && j == ec->res_layers - 1);
             if ((rc = emit_layer(tr, (*layer)++, &x, err)))
                 return rc;
         }
     }
-    be->ops->elu(be, &x);
+    if (!fuse_elu)
+        be->ops->elu(be, &x);
     if ((rc = emit_layer(tr, (*layer)++, &x, err)))
         return rc;
     *out = view(o, B, T);
-    conv_fwd(be, cv, out, &x, bufP, (int)B, 0);
+    conv_fwd(be, cv, out, &x, bufP, (int)B, 0, NULL, 0);
     return emit_layer(tr, *layer, out, err);
 }
 
@@ -533,7 +553,7 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
 
     int layer = 0;
     mg_tensor y = view(bufB, B * c, T0);
-    conv_fwd(be, &ec->convs[0], &y, &x, bufP, batch, 0);
+    conv_fwd(be, &ec->convs[0], &y, &x, bufP, batch, 0, NULL, 0);
     if ((rc = emit_layer(&tr, layer++, &y, err)))
         goto done;
 

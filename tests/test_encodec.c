@@ -648,6 +648,85 @@ static void check_transpose_op(mg_backend *be, int B, int C, int R)
     free(ref);
 }
 
+/* 1 if tensors a and b hold the same n floats bit for bit. */
+static int same_bits(const mg_tensor *a, const mg_tensor *b, int64_t n)
+{
+    float *ha = malloc((size_t)n * sizeof *ha + 1), *hb = malloc((size_t)n * sizeof *hb + 1);
+    mg_error err = {0};
+    int same = ha && hb && mg_tensor_download_f32(a, ha, &err) == MG_OK &&
+               mg_tensor_download_f32(b, hb, &err) == MG_OK &&
+               !memcmp(ha, hb, (size_t)n * sizeof *ha);
+    free(ha);
+    free(hb);
+    return same;
+}
+
+/* The fused ops against the ops they replace, bit for bit: conv1d with a
+ * residual (separate and in place) and/or an ELU epilogue, and padding
+ * with the ELU. Inputs straddle 0 so the ELU's negative branch runs. */
+static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int dil, int t_out)
+{
+    if (!be->ops->conv1d_fused || !be->ops->pad_reflect_elu)
+        return;
+    uint32_t s = (uint32_t)(B * 7 + ci * 5 + co * 3 + k + dil * 11 + t_out);
+    int t_in = t_out + (k - 1) * dil;
+    int64_t ny = (int64_t)B * co * t_out;
+    float *x = rand_buf((int64_t)B * ci * t_in, &s), *w = rand_buf((int64_t)co * ci * k, &s);
+    float *bias = rand_buf(co, &s), *res = rand_buf(ny, &s);
+    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x), *tw = upload3(be, co, ci, k, w);
+    mg_tensor *tb = upload(be, 1, co, bias), *tr = upload(be, (int64_t)B * co, t_out, res);
+    mg_tensor *ref = upload(be, (int64_t)B * co, t_out, NULL);
+    mg_tensor *got = upload(be, (int64_t)B * co, t_out, res);
+    if (tx && tw && tb && tr && ref && got) {
+        mg_tensor bv = mg_tensor_reshape2(tb, 1, co);
+        bv.ndim = 1;
+        bv.ne[0] = co;
+        for (int mode = 1; mode < 8; mode++) {
+            int with_res = mode & 1, elu = mode >> 1 & 1, in_place = mode >> 2 & 1;
+            if (in_place && !with_res)
+                continue;
+            mg_error err = {0};
+            mg_tensor_upload_f32(got, res, &err);
+            be->ops->conv1d(be, ref, tx, tw, &bv, B, 1, dil);
+            if (with_res)
+                be->ops->add(be, ref, tr);
+            if (elu)
+                be->ops->elu(be, ref);
+            if (in_place)
+                be->ops->conv1d_fused(be, got, tx, tw, &bv, B, dil, got, elu);
+            else
+                be->ops->conv1d_fused(be, got, tx, tw, &bv, B, dil, with_res ? tr : NULL, elu);
+            CHECK(same_bits(ref, got, ny),
+                  "conv1d_fused B%d %d->%d k%d d%d T%d residual %d%s elu %d: as the ops one by one",
+                  B, ci, co, k, dil, t_out, with_res, in_place ? " (in place)" : "", elu);
+        }
+        /* padding with the ELU, as pad_reflect then elu */
+        int left = (k - 1) * dil - (k - 1) * dil / 2, right = (k - 1) * dil / 2;
+        mg_tensor *p1 = upload(be, (int64_t)B * co, t_out + left + right, NULL);
+        mg_tensor *p2 = upload(be, (int64_t)B * co, t_out + left + right, NULL);
+        if (p1 && p2) {
+            be->ops->pad_reflect(be, p1, tr, left, right);
+            be->ops->elu(be, p1);
+            be->ops->pad_reflect_elu(be, p2, tr, left, right);
+            CHECK(same_bits(p1, p2, (int64_t)B * co * (t_out + left + right)),
+                  "pad_reflect_elu T%d left %d right %d: as pad_reflect then elu", t_out, left,
+                  right);
+        }
+        mg_tensor_free(p1);
+        mg_tensor_free(p2);
+    }
+    mg_tensor_free(tx);
+    mg_tensor_free(tw);
+    mg_tensor_free(tb);
+    mg_tensor_free(tr);
+    mg_tensor_free(ref);
+    mg_tensor_free(got);
+    free(x);
+    free(w);
+    free(bias);
+    free(res);
+}
+
 static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
 static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
@@ -740,6 +819,10 @@ static void check_ops(void)
         check_pad_op(be, 2, 10, 0, 0);
         check_transpose_op(be, 2, 37, 45);
         check_transpose_op(be, 1, 1, 70);
+        check_fused_ops(be, 1, 16, 8, 3, 1, 100);
+        check_fused_ops(be, 3, 5, 11, 3, 3, 37);  /* ragged channel blocks and tail, odd batch */
+        check_fused_ops(be, 2, 7, 13, 1, 1, 200);
+        check_fused_ops(be, 1, 3, 1, 7, 1, 5);    /* one output channel, shorter than a vector */
         check_lstm_op(be, 1, 9, 20, 16);
         check_lstm_op(be, 2, 5, 12, 33);
         /* every batch blocking of the recurrent step: 1..4 items at once, 5

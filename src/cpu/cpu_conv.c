@@ -43,6 +43,7 @@ static int64_t min_items(int64_t macs_per_item)
 #define CONV_X86 1
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define INLINE static inline __attribute__((always_inline))
+#include "cpu/cpu_exp_avx512.h"
 
 enum { VB = 8, VT = 3, VS = VT * 16, VTILE = 4 * VS /* samples per work item */ };
 
@@ -55,7 +56,16 @@ typedef struct {
     float       *y;              /* output of the first channel at the block's first sample */
     int64_t      y_co, y_t;      /* channel and sample strides of y */
     const float *bias;           /* bias of the first channel (or NULL) */
+    const float *res;            /* epilogue (y_t = 1 only): residual laid out as y, or NULL */
+    int          elu;            /*   and 1: ELU of the sum */
 } vblock;
+
+/* ELU as mg_cpu_elu's AVX-512 kernel computes it (the same bits). */
+INLINE TARGET_AVX512 __m512 elu_avx512(__m512 x)
+{
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return neg ? _mm512_mask_mov_ps(x, neg, expm1_neg_avx512(x)) : x;
+}
 
 INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, const int nco)
 {
@@ -84,6 +94,10 @@ INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, con
         _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++) {
             float *yo = a->y + o * a->y_co + 16 * v * a->y_t;
             __m512 r = _mm512_add_ps(acc[o][v], b);
+            if (a->res)
+                r = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], a->res + o * a->y_co + 16 * v), r);
+            if (a->elu)
+                r = elu_avx512(r);
             if (a->y_t == 1)
                 _mm512_mask_storeu_ps(yo, m[v], r);
             else
@@ -106,6 +120,8 @@ TARGET_AVX512 static void vconv_block(vblock a, const __mmask16 *m, int64_t nco)
         int64_t step = left >= 8 ? 8 : left >= 4 ? 4 : 1;
         a.w += step * a.w_co;
         a.y += step * a.y_co;
+        if (a.res)
+            a.res += step * a.y_co;
         if (a.bias)
             a.bias += step;
         o += step;
@@ -148,9 +164,9 @@ static inline int any_lane(const __mmask16 *m)
 
 typedef struct {
     float       *y;
-    const float *x, *w, *b;
+    const float *x, *w, *b, *res;
     int64_t      c_in, c_out, t_in, t_out, k, n_tiles, n_coblk;
-    int          dil, co_inner;
+    int          dil, co_inner, elu;
 } vconv_ctx;
 
 /* A work item: VB output channels x VTILE samples of one batch item (stride 1). */
@@ -164,12 +180,13 @@ static void vconv1d_task(void *arg, int64_t i0, int64_t i1)
         vblock a = {.x_ci = c->t_in, .x_tap = c->dil, .w = c->w + co0 * c->c_in * c->k,
                     .w_co = c->c_in * c->k, .w_ci = c->k, .w_tap = 1, .n_ci = c->c_in,
                     .n_tap = c->k, .y_co = c->t_out, .y_t = 1,
-                    .bias = c->b ? c->b + co0 : NULL};
+                    .bias = c->b ? c->b + co0 : NULL, .elu = c->elu};
         for (int64_t t = t0; t < t1; t += VS) {
             __mmask16 m[VT];
             block_masks(m, 0, t1 - t);
             a.x = c->x + b * c->c_in * c->t_in + t;
             a.y = c->y + (b * c->c_out + co0) * c->t_out + t;
+            a.res = c->res ? c->res + (b * c->c_out + co0) * c->t_out + t : NULL;
             vconv_block(a, m, min64(VB, c->c_out - co0));
         }
     }
@@ -517,6 +534,29 @@ void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
     mg_cpu_parallel(be, items, min_items(c.c_in * c.k * CO_BLK * TILE), conv1d_task, &c);
 }
 
+void mg_cpu_conv1d_fused(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                         const mg_tensor *bias, int batch, int dilation,
+                         const mg_tensor *residual, int elu_out)
+{
+#if CONV_X86
+    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        vconv_ctx v = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
+                       .b = bias ? mg_cpu_f32(bias) : NULL,
+                       .res = residual ? mg_cpu_f32(residual) : NULL,
+                       .c_out = w->ne[0], .c_in = w->ne[1], .k = w->ndim > 2 ? w->ne[2] : 1,
+                       .t_in = mg_tensor_cols(x), .t_out = mg_tensor_cols(y),
+                       .dil = dilation, .elu = elu_out};
+        vconv1d_run(be, &v, batch);
+        return;
+    }
+#endif
+    mg_cpu_conv1d(be, y, x, w, bias, batch, 1, dilation);
+    if (residual)
+        mg_cpu_add(be, y, residual);
+    if (elu_out)
+        mg_cpu_elu(be, y);
+}
+
 /* ------------------------------------------------------ conv_transpose1d */
 
 typedef struct {
@@ -697,6 +737,39 @@ static void pad_task(void *arg, int64_t r0, int64_t r1)
             yr[o] = p < c->t ? xr[p] : 0.0f;
         }
     }
+}
+
+#if CONV_X86
+/* pad_task, then each row's ELU while the row is still in cache */
+TARGET_AVX512 static void pad_elu_task(void *arg, int64_t r0, int64_t r1)
+{
+    const pad_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        pad_task(arg, r, r + 1);
+        float *yr = c->y + r * c->t_y;
+        for (int64_t i = 0; i < c->t_y; i += 16) {
+            __mmask16 m = c->t_y - i >= 16 ? (__mmask16)0xffff
+                                           : (__mmask16)((1u << (c->t_y - i)) - 1);
+            _mm512_mask_storeu_ps(yr + i, m, elu_avx512(_mm512_maskz_loadu_ps(m, yr + i)));
+        }
+    }
+}
+#endif
+
+void mg_cpu_pad_reflect_elu(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right)
+{
+#if CONV_X86
+    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        int64_t t = mg_tensor_cols(x), max_pad = left > right ? left : right;
+        int64_t extra = t <= max_pad ? max_pad - t + 1 : 0;
+        pad_ctx c = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .t = t, .t_ext = t + extra,
+                     .t_y = t + left + right, .left = left};
+        mg_cpu_parallel(be, mg_tensor_rows(x), min_items(c.t_y), pad_elu_task, &c);
+        return;
+    }
+#endif
+    mg_cpu_pad_reflect(be, y, x, left, right);
+    mg_cpu_elu(be, y);
 }
 
 void mg_cpu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right)
