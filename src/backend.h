@@ -162,6 +162,9 @@ typedef struct mg_backend_ops {
     /* Optional (NULL: pad_reflect, then elu): elu(pad_reflect(x)) in one pass. */
     void (*pad_reflect_elu)(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left,
                             int right);
+    /* 1: lstm() also takes w_hh as BF16 rows ([4H, H], plain row-major), the
+     * recurrent products then read half the bytes (their sums stay F32). */
+    int lstm_bf16;
 } mg_backend_ops;
 
 struct mg_backend {

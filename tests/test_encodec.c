@@ -121,13 +121,16 @@ static void model_close(model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Opens dir's config with weights from `weights`; returns the load code. */
-static mg_code model_open(model *m, const char *dir, const char *weights, int threads,
-                          mg_error *err)
+/* Opens dir's config with weights from `weights` for a model whose weight
+ * format is wdt; returns the load code. */
+static mg_code model_open_dt(model *m, const char *dir, const char *weights, int threads,
+                             mg_dtype wdt, mg_error *err)
 {
     memset(m, 0, sizeof *m);
     char path[1024];
     mg_code rc = mg_backend_cpu_create(&m->be, threads, err);
+    if (rc == MG_OK)
+        m->be->weight_dtype = wdt;
     if (rc == MG_OK)
         rc = mg_config_load(&m->cfg, dir, err);
     if (rc == MG_OK) {
@@ -138,6 +141,12 @@ static mg_code model_open(model *m, const char *dir, const char *weights, int th
     if (rc == MG_OK)
         rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
     return rc;
+}
+
+static mg_code model_open(model *m, const char *dir, const char *weights, int threads,
+                          mg_error *err)
+{
+    return model_open_dt(m, dir, weights, threads, MG_DT_F32, err);
 }
 
 /* Decodes golden codes `codes_name` and compares with `wave_name`. */
@@ -729,11 +738,20 @@ static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int di
 
 static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
-static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
+/* bf16: w_hh goes in as BF16 rows (backends with lstm_bf16), the reference
+ * uses the rounded weights. */
+static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
 {
+    if (bf16 && !be->ops->lstm_bf16)
+        return;
     uint32_t s = (uint32_t)(B * 3 + T * 5 + I * 7 + H);
     float *x = rand_buf((int64_t)B * T * I, &s), *wih = rand_buf(4 * H * I, &s);
     float *whh = rand_buf(4 * H * H, &s), *bih = rand_buf(4 * H, &s), *bhh = rand_buf(4 * H, &s);
+    uint16_t *whh16 = malloc((size_t)4 * H * H * sizeof *whh16);
+    for (int i = 0; bf16 && whh16 && whh && i < 4 * H * H; i++) {
+        whh16[i] = mg_f32_to_bf16(whh[i]);
+        whh[i] = mg_bf16_to_f32(whh16[i]);
+    }
     float *ref = malloc((size_t)B * T * H * sizeof *ref);
     double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
     double *g = calloc((size_t)4 * H, sizeof *g);
@@ -758,12 +776,25 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
         }
     }
     mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *twi = upload(be, 4 * H, I, wih);
-    mg_tensor *twh = upload(be, 4 * H, H, whh), *tbi = upload(be, 1, 4 * H, bih);
+    mg_tensor *twh = NULL, *tbi = upload(be, 1, 4 * H, bih);
+    if (bf16) {
+        mg_error e = {0};
+        int64_t ne[2] = {4 * H, H};
+        if (!whh16 || mg_tensor_new(&twh, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
+            be->ops->upload(be, twh, 0, whh16, (size_t)4 * H * H * sizeof *whh16, &e) != MG_OK) {
+            CHECK(0, "bf16 w_hh: %s", e.msg);
+            mg_tensor_free(twh);
+            twh = NULL;
+        }
+    } else {
+        twh = upload(be, 4 * H, H, whh);
+    }
     mg_tensor *tbh = upload(be, 1, 4 * H, bhh), *th = upload(be, (int64_t)B * T, H, NULL);
     if (tx && twi && twh && tbi && tbh && th) {
         be->ops->lstm(be, th, tx, twi, twh, tbi, tbh, B);
         char what[96];
-        snprintf(what, sizeof what, "lstm B%d T%d I%d H%d (%d threads)", B, T, I, H, be->n_threads);
+        snprintf(what, sizeof what, "lstm B%d T%d I%d H%d%s (%d threads)", B, T, I, H,
+                 bf16 ? " bf16 w_hh" : "", be->n_threads);
         expect(what, th, ref, (int64_t)B * T * H);
     }
     mg_tensor_free(tx);
@@ -775,6 +806,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
     free(x);
     free(wih);
     free(whh);
+    free(whh16);
     free(bih);
     free(bhh);
     free(ref);
@@ -823,16 +855,68 @@ static void check_ops(void)
         check_fused_ops(be, 3, 5, 11, 3, 3, 37);  /* ragged channel blocks and tail, odd batch */
         check_fused_ops(be, 2, 7, 13, 1, 1, 200);
         check_fused_ops(be, 1, 3, 1, 7, 1, 5);    /* one output channel, shorter than a vector */
-        check_lstm_op(be, 1, 9, 20, 16);
-        check_lstm_op(be, 2, 5, 12, 33);
-        /* every batch blocking of the recurrent step: 1..4 items at once, 5
-         * in two blocks; odd unit counts and widths off the 16-lane grid */
-        check_lstm_op(be, 3, 4, 7, 21);
-        check_lstm_op(be, 4, 3, 16, 48);
-        check_lstm_op(be, 5, 3, 9, 17);
-        check_lstm_op(be, 1, 6, 5, 35);
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            check_lstm_op(be, 1, 9, 20, 16, bf16);
+            check_lstm_op(be, 2, 5, 12, 33, bf16);
+            /* every batch blocking of the recurrent step: 1..4 items at once,
+             * 5 in two blocks; odd unit counts and widths off the 16-lane grid */
+            check_lstm_op(be, 3, 4, 7, 21, bf16);
+            check_lstm_op(be, 4, 3, 16, 48, bf16);
+            check_lstm_op(be, 5, 3, 9, 17, bf16);
+            check_lstm_op(be, 1, 6, 5, 35, bf16);
+        }
         be->ops->destroy(be);
     }
+}
+
+/* The BF16 recurrent weights a bf16/q8 model's EnCodec uses (see
+ * recurrent_weight_bf16 in src/encodec.c): the SNR of its audio against the
+ * F32 model's, printed, and at least 40 dB. */
+static void check_bf16_fidelity(const char *dir)
+{
+    enum { B = 2, T = 150 };
+    model mf, mb;
+    mg_error err = {0};
+    float *ref = NULL, *got = NULL;
+    int32_t *codes = NULL;
+    if (model_open_dt(&mf, dir, "model.safetensors", 2, MG_DT_F32, &err) != MG_OK ||
+        model_open_dt(&mb, dir, "model.safetensors", 2, MG_DT_BF16, &err) != MG_OK) {
+        CHECK(0, "open %s: %s", dir, err.msg);
+        goto out;
+    }
+    int K = mf.cfg.num_codebooks;
+    int64_t n = (int64_t)B * T * mf.cfg.hop;
+    codes = malloc((size_t)(B * K * T) * sizeof *codes);
+    ref = malloc((size_t)n * sizeof *ref);
+    got = malloc((size_t)n * sizeof *got);
+    if (!codes || !ref || !got) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    uint32_t s = 99;
+    for (int i = 0; i < B * K * T; i++) {
+        s = s * 1664525u + 1013904223u;
+        codes[i] = (int32_t)((s >> 8) % (uint32_t)mf.cfg.ec_codebook_size);
+    }
+    if (mg_encodec_decode(mf.ec, codes, B, T, ref, NULL, NULL, &err) != MG_OK ||
+        mg_encodec_decode(mb.ec, codes, B, T, got, NULL, NULL, &err) != MG_OK) {
+        CHECK(0, "decode: %s", err.msg);
+        goto out;
+    }
+    double sig = 0, noise = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sig += (double)ref[i] * ref[i];
+        noise += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+    }
+    double snr = noise > 0 ? 10 * log10(sig / noise) : 999;
+    printf("  EnCodec with BF16 recurrent weights: SNR %.1f dB against F32\n", snr);
+    CHECK(snr >= 40, "BF16 recurrent weights: SNR %.1f dB against F32 (want >= 40)", snr);
+out:
+    free(codes);
+    free(ref);
+    free(got);
+    model_close(&mf);
+    model_close(&mb);
 }
 
 static void check_model(const char *golden_dir, const char *name)
@@ -902,6 +986,8 @@ static void check_model(const char *golden_dir, const char *name)
                          NULL, NULL, verbose);
         check_bad_codes(&m);
         check_chunking(&m);
+        if (threads == 1)
+            check_bf16_fidelity(dir);
         time_decode(&m, threads);
         model_close(&m);
     }

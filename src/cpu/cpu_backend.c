@@ -206,6 +206,7 @@ static const mg_backend_ops cpu_ops = {
     .pad_reflect = mg_cpu_pad_reflect,
     .conv1d_fused = mg_cpu_conv1d_fused,
     .pad_reflect_elu = mg_cpu_pad_reflect_elu,
+    .lstm_bf16 = 1,
     .transpose = mg_cpu_transpose,
     .lstm = mg_cpu_lstm,
     .select_tokens = cpu_select_tokens,

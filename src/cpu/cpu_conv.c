@@ -830,6 +830,7 @@ typedef struct {
     float       *h;        /* [B*T, H] output, row b*T + t */
     const float *x;        /* [B*T, I] */
     const float *w_ih, *w_hh, *b_ih, *b_hh;
+    const uint16_t *w_hh_bf16; /* w_hh as BF16 rows instead (or NULL) */
     float       *gx;       /* [B, 4H, T] input projections + both biases */
     float       *cell;     /* [B, H] cell state */
     float       *gates;    /* [B, 4H] pre-activations of step t */
@@ -843,6 +844,30 @@ typedef struct {
  * then the tail): the result is bitwise that of the plain loop. The vector
  * version runs several rows and batch items at once: one lane sum alone is a
  * chain of dependent adds, and W_hh (16 MB) streams from L3 once per step. */
+static inline float bf16_to_f32(uint16_t v)
+{
+    uint32_t bits = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* mg_cpu_dot with BF16 a, widened exactly: the sums of lstm_dots_bf16_n. */
+static float lstm_dot_bf16(const uint16_t *a, const float *b, int64_t n)
+{
+    float acc[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += bf16_to_f32(a[k + j]) * b[k + j];
+    float s = 0;
+    for (int j = 0; j < 16; j++)
+        s += acc[j];
+    for (; k < n; k++)
+        s += bf16_to_f32(a[k]) * b[k];
+    return s;
+}
+
 #if CONV_X86
 enum { LSTM_MAX_ACC = 16 };
 
@@ -871,6 +896,53 @@ INLINE TARGET_AVX512 void lstm_dots_n(float *out, const float *const *w, int nr,
                 s += w[r][kk] * h[b][kk];
             out[b * nr + r] = s;
         }
+}
+
+/* lstm_dots_n with BF16 rows: each weight widened to F32 exactly, then the
+ * same sums (bitwise lstm_dot_bf16's). */
+INLINE TARGET_AVX512 void lstm_dots_bf16_n(float *out, const uint16_t *const *w, int nr,
+                                           const float *const *h, int nb, int64_t n)
+{
+    __m512 acc[LSTM_MAX_ACC];
+    _Pragma("GCC unroll 16") for (int i = 0; i < nr * nb; i++) acc[i] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 hv[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) hv[b] = _mm512_loadu_ps(h[b] + k);
+        _Pragma("GCC unroll 8") for (int r = 0; r < nr; r++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(w[r] + k));
+            __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+            _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++)
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(wv, hv[b]));
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int b = 0; b < nb; b++) {
+            float lanes[16], s = 0;
+            _mm512_storeu_ps(lanes, acc[r * nb + b]);
+            for (int j = 0; j < 16; j++)
+                s += lanes[j];
+            for (int64_t kk = k; kk < n; kk++)
+                s += bf16_to_f32(w[r][kk]) * h[b][kk];
+            out[b * nr + r] = s;
+        }
+}
+
+TARGET_AVX512 static void lstm_dots_bf16(float *out, const uint16_t *const *w, int nr,
+                                         const float *const *h, int nb, int64_t n)
+{
+    if (nr == 8 && nb == 2)
+        lstm_dots_bf16_n(out, w, 8, h, 2, n);
+    else if (nr == 8 && nb == 1)
+        lstm_dots_bf16_n(out, w, 8, h, 1, n);
+    else if (nr == 4 && nb == 4)
+        lstm_dots_bf16_n(out, w, 4, h, 4, n);
+    else if (nr == 4 && nb == 3)
+        lstm_dots_bf16_n(out, w, 4, h, 3, n);
+    else if (nr == 4 && nb == 2)
+        lstm_dots_bf16_n(out, w, 4, h, 2, n);
+    else
+        lstm_dots_bf16_n(out, w, 4, h, 1, n);
 }
 
 /* dots[b·nr + r] = w[r]·h[b] for nr <= 8 rows and nb <= 4 items (nr·nb <= 16). */
@@ -910,9 +982,21 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
             int nr = nb <= 2 && n1 - n >= 8 ? 8 : (int)min64(4, n1 - n);
             float d[16];
             const float *w[8];
-            for (int r = 0; r < nr; r++)
-                w[r] = c->w_hh + (n + r) * H;
-            if (t > 0) {
+            const uint16_t *wh[8];
+            for (int r = 0; r < nr; r++) {
+                w[r] = c->w_hh ? c->w_hh + (n + r) * H : NULL;
+                wh[r] = c->w_hh_bf16 ? c->w_hh_bf16 + (n + r) * H : NULL;
+            }
+            if (t > 0 && c->w_hh_bf16) {
+#if CONV_X86
+                if (c->avx512 && nr >= 4)
+                    lstm_dots_bf16(d, wh, nr, h, nb, H);
+                else
+#endif
+                    for (int b = 0; b < nb; b++)
+                        for (int r = 0; r < nr; r++)
+                            d[b * nr + r] = lstm_dot_bf16(wh[r], h[b], H);
+            } else if (t > 0) {
 #if CONV_X86
                 /* one item: W_hh streams at L3 speed whatever the kernel,
                  * and one row at a time streams best */
@@ -956,7 +1040,9 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
 {
     lstm_ctx c = {
         .h = mg_cpu_f32(h_out), .x = mg_cpu_f32(x), .w_ih = mg_cpu_f32(w_ih),
-        .w_hh = mg_cpu_f32(w_hh), .b_ih = mg_cpu_f32(b_ih), .b_hh = mg_cpu_f32(b_hh),
+        .w_hh = w_hh->dtype == MG_DT_BF16 ? NULL : mg_cpu_f32(w_hh),
+        .w_hh_bf16 = w_hh->dtype == MG_DT_BF16 ? (const uint16_t *)w_hh->data : NULL,
+        .b_ih = mg_cpu_f32(b_ih), .b_hh = mg_cpu_f32(b_hh),
         .B = batch, .H = mg_tensor_cols(h_out), .I = mg_tensor_cols(x),
     };
     if (batch <= 0)
