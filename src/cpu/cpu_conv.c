@@ -277,6 +277,38 @@ INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, 
                 }
         }
     }
+    int full = 1;
+    for (int i = 0; i < P * NV; i++)
+        full &= mr[i] == 0xffff;
+    if (P == 4 && full) {
+        /* interleave the 4 phases in registers: 4 contiguous stores per
+         * vector of positions instead of 4 scatters */
+        _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++) {
+            __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
+                __m512 p0 = _mm512_add_ps(acc[o][0][v], b), p1 = _mm512_add_ps(acc[o][1][v], b);
+                __m512 p2 = _mm512_add_ps(acc[o][2 % P][v], b);
+                __m512 p3 = _mm512_add_ps(acc[o][3 % P][v], b);
+                /* per 128-bit lane L (positions 4L..4L+3): [p0 p1 p2 p3] of each */
+                __m512d lo01 = _mm512_castps_pd(_mm512_unpacklo_ps(p0, p1));
+                __m512d hi01 = _mm512_castps_pd(_mm512_unpackhi_ps(p0, p1));
+                __m512d lo23 = _mm512_castps_pd(_mm512_unpacklo_ps(p2, p3));
+                __m512d hi23 = _mm512_castps_pd(_mm512_unpackhi_ps(p2, p3));
+                __m512 q0 = _mm512_castpd_ps(_mm512_unpacklo_pd(lo01, lo23)); /* q 0,4,8,12 */
+                __m512 q1 = _mm512_castpd_ps(_mm512_unpackhi_pd(lo01, lo23)); /* q 1,5,9,13 */
+                __m512 q2 = _mm512_castpd_ps(_mm512_unpacklo_pd(hi01, hi23));
+                __m512 q3 = _mm512_castpd_ps(_mm512_unpackhi_pd(hi01, hi23));
+                __m512 t0 = _mm512_shuffle_f32x4(q0, q1, 0x44), t1 = _mm512_shuffle_f32x4(q2, q3, 0x44);
+                __m512 t2 = _mm512_shuffle_f32x4(q0, q1, 0xEE), t3 = _mm512_shuffle_f32x4(q2, q3, 0xEE);
+                float *yo = yq + o * c->t_y + 16 * v * P;
+                _mm512_storeu_ps(yo, _mm512_shuffle_f32x4(t0, t1, 0x88));
+                _mm512_storeu_ps(yo + 16, _mm512_shuffle_f32x4(t0, t1, 0xDD));
+                _mm512_storeu_ps(yo + 32, _mm512_shuffle_f32x4(t2, t3, 0x88));
+                _mm512_storeu_ps(yo + 48, _mm512_shuffle_f32x4(t2, t3, 0xDD));
+            }
+        }
+        return;
+    }
     __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
                                                         4, 3, 2, 1, 0),
                                        _mm512_set1_epi32(P));
