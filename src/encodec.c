@@ -151,8 +151,9 @@ static mg_code recurrent_weight_bf16(mg_backend *be, mg_tensor **w, mg_error *er
     }
     if ((rc = mg_tensor_download_f32(*w, f, err)) != MG_OK)
         goto done;
+    int64_t cols = mg_tensor_cols(*w);
     for (int64_t i = 0; i < n; i++)
-        h[i] = mg_f32_to_bf16(f[i]);
+        h[i - i % cols + mg_bf16_pair_index(i % cols, cols)] = mg_f32_to_bf16(f[i]);
     if ((rc = mg_tensor_new(&t, be, MG_DT_BF16, (*w)->ndim, (*w)->ne, err)) != MG_OK ||
         (rc = be->ops->upload(be, t, 0, h, (size_t)n * sizeof *h, err)) != MG_OK)
         goto done;

@@ -749,8 +749,9 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     float *whh = rand_buf(4 * H * H, &s), *bih = rand_buf(4 * H, &s), *bhh = rand_buf(4 * H, &s);
     uint16_t *whh16 = malloc((size_t)4 * H * H * sizeof *whh16);
     for (int i = 0; bf16 && whh16 && whh && i < 4 * H * H; i++) {
-        whh16[i] = mg_f32_to_bf16(whh[i]);
-        whh[i] = mg_bf16_to_f32(whh16[i]);
+        uint16_t v = mg_f32_to_bf16(whh[i]);
+        whh16[i - i % H + mg_bf16_pair_index(i % H, H)] = v;
+        whh[i] = mg_bf16_to_f32(v);
     }
     float *ref = malloc((size_t)B * T * H * sizeof *ref);
     double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
@@ -864,6 +865,7 @@ static void check_ops(void)
             check_lstm_op(be, 4, 3, 16, 48, bf16);
             check_lstm_op(be, 5, 3, 9, 17, bf16);
             check_lstm_op(be, 1, 6, 5, 35, bf16);
+            check_lstm_op(be, 2, 3, 8, 80, bf16); /* BF16: 2 interleaved chunks + 16 */
         }
         be->ops->destroy(be);
     }

@@ -884,14 +884,15 @@ static inline float bf16_to_f32(uint16_t v)
     return f;
 }
 
-/* mg_cpu_dot with BF16 a, widened exactly: the sums of lstm_dots_bf16_n. */
+/* mg_cpu_dot with a BF16 row a (the interleaved layout of lstm_bf16),
+ * widened exactly: the sums of lstm_dots_bf16_n. */
 static float lstm_dot_bf16(const uint16_t *a, const float *b, int64_t n)
 {
     float acc[16] = {0};
     int64_t k = 0;
     for (; k + 16 <= n; k += 16)
         for (int j = 0; j < 16; j++)
-            acc[j] += bf16_to_f32(a[k + j]) * b[k + j];
+            acc[j] += bf16_to_f32(a[mg_bf16_pair_index(k + j, n)]) * b[k + j];
     float s = 0;
     for (int j = 0; j < 16; j++)
         s += acc[j];
@@ -930,14 +931,32 @@ INLINE TARGET_AVX512 void lstm_dots_n(float *out, const float *const *w, int nr,
         }
 }
 
-/* lstm_dots_n with BF16 rows: each weight widened to F32 exactly, then the
- * same sums (bitwise lstm_dot_bf16's). */
+/* lstm_dots_n with BF16 rows (the interleaved layout of lstm_bf16): each
+ * weight widened to F32 exactly, then the same sums (bitwise lstm_dot_bf16's). */
 INLINE TARGET_AVX512 void lstm_dots_bf16_n(float *out, const uint16_t *const *w, int nr,
                                            const float *const *h, int nb, int64_t n)
 {
     __m512 acc[LSTM_MAX_ACC];
     _Pragma("GCC unroll 16") for (int i = 0; i < nr * nb; i++) acc[i] = _mm512_setzero_ps();
     int64_t k = 0;
+    /* whole 32-column chunks: lane j holds columns k + j (low half) and
+     * k + 16 + j (high half), summed in that order */
+    for (; k + 32 <= n; k += 32) {
+        __m512 hv[4], hw[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) {
+            hv[b] = _mm512_loadu_ps(h[b] + k);
+            hw[b] = _mm512_loadu_ps(h[b] + k + 16);
+        }
+        _Pragma("GCC unroll 8") for (int r = 0; r < nr; r++) {
+            __m512i raw = _mm512_loadu_si512((const void *)(w[r] + k));
+            __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+            __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32((int)0xffff0000u)));
+            _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) {
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(lo, hv[b]));
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(hi, hw[b]));
+            }
+        }
+    }
     for (; k + 16 <= n; k += 16) {
         __m512 hv[4];
         _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) hv[b] = _mm512_loadu_ps(h[b] + k);
