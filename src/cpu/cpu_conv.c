@@ -754,20 +754,29 @@ typedef struct {
 
 /* Reflection of the signal zero-extended to t_ext samples (t_ext > both pads,
  * so one reflection always lands inside). */
+static inline float pad_at(const pad_ctx *c, const float *xr, int64_t o)
+{
+    int64_t p = o - c->left;
+    if (p < 0)
+        p = -p;
+    if (p >= c->t_ext)
+        p = 2 * (c->t_ext - 1) - p;
+    return p < c->t ? xr[p] : 0.0f;
+}
+
 static void pad_task(void *arg, int64_t r0, int64_t r1)
 {
     const pad_ctx *c = arg;
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = c->x + r * c->t;
         float *yr = c->y + r * c->t_y;
-        for (int64_t o = 0; o < c->t_y; o++) {
-            int64_t p = o - c->left;
-            if (p < 0)
-                p = -p;
-            if (p >= c->t_ext)
-                p = 2 * (c->t_ext - 1) - p;
-            yr[o] = p < c->t ? xr[p] : 0.0f;
-        }
+        /* the reflected edges one by one, the signal itself in one copy */
+        int64_t lo = c->left, hi = c->left + c->t;
+        for (int64_t o = 0; o < lo; o++)
+            yr[o] = pad_at(c, xr, o);
+        memcpy(yr + lo, xr, (size_t)c->t * sizeof *yr);
+        for (int64_t o = hi; o < c->t_y; o++)
+            yr[o] = pad_at(c, xr, o);
     }
 }
 
