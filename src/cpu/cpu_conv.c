@@ -1080,11 +1080,102 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
     }
 }
 
+/* The cell's activations with BF16 recurrent weights (a reduced-precision
+ * model already; see recurrent_weight_bf16 in src/encodec.c): vectorised
+ * from the ~2 ulp exponentials of cpu_exp_avx512.h instead of libm's scalar
+ * calls (a few % of a decode). The scalar versions spell out the same
+ * operations (fmaf where the vector code fuses), so every kernel level
+ * gives the same bits. */
+static float expm1_reduced_r(float x, float *n_out)
+{
+    float n = rintf(x * 1.44269504f);
+    float r = fmaf(-n, 0.693145752f, x);
+    r = fmaf(-n, 1.42860677e-06f, r);
+    *n_out = n;
+    float p = 1.0f / 5040;
+    p = fmaf(p, r, 1.0f / 720);
+    p = fmaf(p, r, 1.0f / 120);
+    p = fmaf(p, r, 1.0f / 24);
+    p = fmaf(p, r, 1.0f / 6);
+    p = fmaf(p, r, 0.5f);
+    return fmaf(p * r, r, r);
+}
+
+static float sigmoid_r(float x)
+{
+    float n, a = fmaxf(-fabsf(x), -104.0f), p = expm1_reduced_r(a, &n);
+    float e = ldexpf(p + 1.0f, (int)n), d = 1.0f + e;
+    return x < 0 ? e / d : 1.0f / d;
+}
+
+static float tanh_r(float x)
+{
+    float n, a = fmaxf(-2.0f * fabsf(x), -88.0f), p = expm1_reduced_r(a, &n);
+    float two_n = ldexpf(1.0f, (int)n), m = fmaf(p, two_n, two_n - 1.0f);
+    return copysignf(-m / (2.0f + m), x);
+}
+
+#if CONV_X86
+TARGET_AVX512 static inline __m512 sigmoid_avx512(__m512 x)
+{
+    __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_div_ps(_mm512_div_ps(_mm512_set1_ps(1.0f), d), neg, e, d);
+}
+
+TARGET_AVX512 static inline __m512 tanh_avx512(__m512 x)
+{
+    __m512 m = expm1_neg_avx512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), _mm512_abs_ps(x)));
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), m),
+                             _mm512_add_ps(_mm512_set1_ps(2.0f), m));
+    __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_andnot_si512(sign, _mm512_castps_si512(t)),
+        _mm512_and_si512(sign, _mm512_castps_si512(x))));
+}
+
+TARGET_AVX512 static void lstm_cell_r_avx512(const lstm_ctx *c, int64_t b, int64_t j0, int64_t j1)
+{
+    int64_t H = c->H;
+    const float *g = c->gates + b * 4 * H;
+    float *cs = c->cell + b * H, *h = c->h + (b * c->T + c->t) * H;
+    for (int64_t j = j0; j < j1; j += 16) {
+        __mmask16 m = j1 - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (j1 - j)) - 1);
+        __m512 gi = _mm512_maskz_loadu_ps(m, g + j), gf = _mm512_maskz_loadu_ps(m, g + H + j);
+        __m512 gg = _mm512_maskz_loadu_ps(m, g + 2 * H + j);
+        __m512 go = _mm512_maskz_loadu_ps(m, g + 3 * H + j);
+        __m512 cell = _mm512_add_ps(_mm512_mul_ps(sigmoid_avx512(gf), _mm512_maskz_loadu_ps(m, cs + j)),
+                                    _mm512_mul_ps(sigmoid_avx512(gi), tanh_avx512(gg)));
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(sigmoid_avx512(go), tanh_avx512(cell)));
+        _mm512_mask_storeu_ps(cs + j, m, cell);
+    }
+}
+#endif
+
 /* Pass 2: the cell update of units [j0, j1). */
 static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
 {
     const lstm_ctx *c = arg;
     int64_t H = c->H, T = c->T, t = c->t;
+    if (c->w_hh_bf16) {
+        for (int64_t b = 0; b < c->B; b++) {
+#if CONV_X86
+            if (c->avx512) {
+                lstm_cell_r_avx512(c, b, j0, j1);
+                continue;
+            }
+#endif
+            const float *g = c->gates + b * 4 * H;
+            for (int64_t j = j0; j < j1; j++) {
+                float cell = sigmoid_r(g[H + j]) * c->cell[b * H + j] +
+                             sigmoid_r(g[j]) * tanh_r(g[2 * H + j]);
+                c->h[(b * T + t) * H + j] = sigmoid_r(g[3 * H + j]) * tanh_r(cell);
+                c->cell[b * H + j] = cell;
+            }
+        }
+        return;
+    }
     for (int64_t b = 0; b < c->B; b++) {
         const float *g = c->gates + b * 4 * H;
         for (int64_t j = j0; j < j1; j++) {
