@@ -361,7 +361,8 @@ static ec_plan plan_buffers(const mg_encodec *ec, int64_t B, int64_t T)
 }
 
 /* y = conv(reflect_pad(x)) for a stride-1 conv, then y = residual + y
- * (residual not NULL, may be y) and y = elu(y) (elu_out). With elu_first
+ * (residual not NULL; y itself only with conv1d_fused) and y = elu(y)
+ * (elu_out). With elu_first
  * the ELU is applied to the padded copy, leaving x intact (ELU(0) = 0 and
  * reflection copies values, so padding and ELU commute exactly). Backends
  * with the fused ops do it in fewer passes over memory, bitwise the same. */
@@ -482,9 +483,11 @@ static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *buf
     int64_t c = ec->c0;
     mg_tensor x = view(a, B * c, T), y;
     mg_code rc;
-    /* Without a trace (it records x before the ELU) the last residual block
-     * of a stage applies the next ELU in its epilogue. */
-    int fuse_elu = !tr->fn && ec->res_layers > 0;
+    /* With conv1d_fused the residual conv adds into x in place, and without a
+     * trace (it records x before the ELU) the last residual block of a stage
+     * applies the next ELU in its epilogue. */
+    int fused = be->ops->conv1d_fused != NULL;
+    int fuse_elu = fused && !tr->fn && ec->res_layers > 0;
     for (int i = 0; i < ec->n_ratios; i++) {
         if (i == 0 || !fuse_elu)
             be->ops->elu(be, &x);
@@ -504,9 +507,15 @@ static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *buf
         for (int j = 0; j < ec->res_layers; j++, cv += 2) {
             mg_tensor h = view(bufH, B * cv[0].c_out, T);
             conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1, NULL, 1);
-            /* x += conv(h), in place */
-            conv_fwd(be, &cv[1], &x, &h, bufP, (int)B, 0, &x,
-                     fuse_elu && j == ec->res_layers - 1);
+            if (fused) {
+                /* x += conv(h), in place */
+                conv_fwd(be, &cv[1], &x, &h, bufP, (int)B, 0, &x,
+                         fuse_elu && j == ec->res_layers - 1);
+            } else {
+                y = view(o, B * c, T);
+                conv_fwd(be, &cv[1], &y, &h, bufP, (int)B, 0, NULL, 0);
+                be->ops->add(be, &x, &y);
+            }
             if ((rc = emit_layer(tr, (*layer)++, &x, err)))
                 return rc;
         }

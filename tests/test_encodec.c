@@ -425,6 +425,40 @@ static void time_decode(model *m, int threads)
     free(audio);
 }
 
+/* A backend without the optional fused ops (conv1d_fused, pad_reflect_elu)
+ * runs the ops one by one: the same bits. */
+static void check_unfused(model *m)
+{
+    enum { B = 2, T = 37 };
+    int K = m->cfg.num_codebooks;
+    int64_t n = (int64_t)B * T * m->cfg.hop;
+    int32_t *codes = malloc((size_t)(B * K * T) * sizeof *codes);
+    float *fused = malloc((size_t)n * sizeof *fused), *plain = malloc((size_t)n * sizeof *plain);
+    const mg_backend_ops *ops = m->be->ops;
+    mg_backend_ops unfused = *ops;
+    unfused.conv1d_fused = NULL;
+    unfused.pad_reflect_elu = NULL;
+    mg_error err = {0};
+    if (!codes || !fused || !plain) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < B * K * T; i++)
+        codes[i] = (int32_t)((i * 37 + 11) % m->cfg.ec_codebook_size);
+    CHECK(mg_encodec_decode(m->ec, codes, B, T, fused, NULL, NULL, &err) == MG_OK, "decode: %s",
+          err.msg);
+    m->be->ops = &unfused;
+    CHECK(mg_encodec_decode(m->ec, codes, B, T, plain, NULL, NULL, &err) == MG_OK, "decode: %s",
+          err.msg);
+    m->be->ops = ops;
+    CHECK(!memcmp(fused, plain, (size_t)n * sizeof *plain),
+          "decode without the fused ops: the same bits");
+out:
+    free(codes);
+    free(fused);
+    free(plain);
+}
+
 /* The upsampling stack decoded in chunks (with ec_halo_frames of context)
  * gives bit for bit the whole-signal decode, for chunks of 1 frame up to
  * longer than the signal, batch 2. */
@@ -988,6 +1022,7 @@ static void check_model(const char *golden_dir, const char *name)
                          NULL, NULL, verbose);
         check_bad_codes(&m);
         check_chunking(&m);
+        check_unfused(&m);
         if (threads == 1)
             check_bf16_fidelity(dir);
         time_decode(&m, threads);
