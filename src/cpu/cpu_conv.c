@@ -3,9 +3,13 @@
  * Every op splits its output into independent pieces (a block of output
  * channels x a tile of time, one LSTM unit, one row), and each piece is always
  * computed by the same loop in the same order, so results do not depend on the
- * thread count. The convolutions run in register blocks of CO_BLK output
- * channels x MB samples that -O2 vectorises; blocks at the edges of the
- * signal read a small zero-padded copy of the input. */
+ * thread count. The portable convolutions run in register blocks of CO_BLK
+ * output channels x MB samples that -O2 vectorises; blocks at the edges of
+ * the signal read a small zero-padded copy of the input. With AVX-512 the
+ * blocked kernels below take over (conv1d with optional residual/ELU
+ * epilogues, the transposed conv with all stride phases in one block), and
+ * the LSTM's recurrent step runs several rows x batch items per pass, over
+ * F32 or (bf16/q8 models) BF16 recurrent weights. */
 #include "cpu/cpu.h"
 
 #include <math.h>
