@@ -206,11 +206,20 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
         DIE("out of memory");
     for (int i = 0; i < K * frames; i++)
         codes[i] = (i * 131) % c->ec_codebook_size;
-    t0 = now_ms();
-    if (mg_encodec_decode(m->ec, codes, 1, frames, audio, NULL, NULL, &err))
-        DIE("%s", err.msg);
-    double ec_ms = (now_ms() - t0) / 5.0;
-    printf("encodec          %.1f ms per second of audio (%d frames)\n", ec_ms, frames);
+    /* best of 3: a served model decodes with the scratch of its last decode
+     * (the first run also pays for fresh pages) */
+    double ec_ms = 0, ec_first = 0;
+    for (int r = 0; r < 3; r++) {
+        t0 = now_ms();
+        if (mg_encodec_decode(m->ec, codes, 1, frames, audio, NULL, NULL, &err))
+            DIE("%s", err.msg);
+        double ms = (now_ms() - t0) / 5.0;
+        if (r == 0)
+            ec_first = ms;
+        ec_ms = r == 0 || ms < ec_ms ? ms : ec_ms;
+    }
+    printf("encodec          %.1f ms per second of audio (%d frames, best of 3; first %.1f ms)\n",
+           ec_ms, frames, ec_first);
     PUT("encodec_ms_per_audio_s", ec_ms);
     free(codes);
     free(audio);

@@ -648,6 +648,9 @@ static const mg_backend_ops cuda_ops = {
     /* .matrix_nbytes: weights live on the device, no cache */ NULL,
     /* .matrix_layout */ NULL,
     /* .lost */ cu_lost,
+    /* .conv1d_fused: EnCodec runs conv1d, add, elu */ NULL,
+    /* .pad_reflect_elu: pad_reflect, then elu */ NULL,
+    /* .lstm_bf16 */ 0,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

@@ -151,7 +151,35 @@ typedef struct mg_backend_ops {
     /* Optional (NULL: never): 1 once the device failed in a way no later call
      * recovers from (every op fails until the backend is re-created). */
     int (*lost)(mg_backend *be);
+    /* Optional (NULL: conv1d, then add, then elu): a stride-1 conv1d whose
+     * outputs pass an epilogue before they are stored,
+     *   y = conv(x) + bias; y = residual + y (residual not NULL); y = elu(y) (elu_out),
+     * bitwise as those ops one after another; residual may be y itself. Saves
+     * the passes over memory of the separate ops. */
+    void (*conv1d_fused)(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                         const mg_tensor *bias, int batch, int dilation,
+                         const mg_tensor *residual, int elu_out);
+    /* Optional (NULL: pad_reflect, then elu): elu(pad_reflect(x)) in one pass. */
+    void (*pad_reflect_elu)(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left,
+                            int right);
+    /* 1: lstm() also takes w_hh as BF16 rows ([4H, H], row-major), the
+     * recurrent products then read half the bytes (their sums stay F32).
+     * Each whole 32-column chunk of a row is stored pairwise interleaved,
+     * columns (c, c+16) side by side (mg_bf16_pair_index), so one 32-bit lane
+     * widens to two floats with a shift and a mask; columns past the last
+     * whole chunk stay in order. */
+    int lstm_bf16;
 } mg_backend_ops;
+
+/* Where column k of a row of n columns lives in the interleaved BF16 layout
+ * of lstm_bf16. */
+static inline int64_t mg_bf16_pair_index(int64_t k, int64_t n)
+{
+    int64_t base = k & ~(int64_t)31, i = k & 31;
+    if (base + 32 > n)
+        return k;
+    return base + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
+}
 
 struct mg_backend {
     const mg_backend_ops *ops;

@@ -13,6 +13,7 @@
  * convs trim k - stride samples, right = trim/2, left = the rest. All
  * arithmetic runs in backend ops; this file only plans shapes and buffers. */
 #include "encodec.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +30,9 @@ typedef struct {
     mg_tensor *w_ih, *w_hh, *b_ih, *b_hh;
 } ec_lstm;
 
+/* The decode's scratch buffers (see plan_buffers) */
+enum { EC_BUF_A, EC_BUF_B, EC_BUF_P, EC_BUF_H, EC_BUF_X, EC_N_BUFS };
+
 struct mg_encodec {
     mg_backend *be;
     int         n_q, codebook_size, hidden, filters, c0, hop;
@@ -40,6 +44,12 @@ struct mg_encodec {
     ec_conv    *convs;
     int         n_convs;
     int         chunk_frames; /* upsampling stack chunk (0: the whole signal) */
+    /* Scratch kept from one decode to the next (decodes of one model never
+     * overlap: the model's run lock): fresh buffers cost page faults and
+     * zeroing on every decode. Sized by the largest decode so far, freed
+     * after a decode that needed more than MG_ENCODEC_KEEP_BYTES. */
+    mg_tensor  *ws[EC_N_BUFS];
+    int64_t     ws_cap[EC_N_BUFS]; /* floats */
 };
 
 /* ------------------------------------------------------------------ load */
@@ -121,6 +131,42 @@ static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int 
     return mg_loader_tensor(ld, name, MG_SHAPE(1, 4 * width), &l->b_hh, err);
 }
 
+/* With compressed weights (bf16, q8) the recurrent weight W_hh is kept in
+ * BF16: one LSTM step streams all of it (16 MB in F32 for musicgen-small)
+ * and a single request's decode waits on that bandwidth, frame after frame.
+ * Only the weights round (relative 2^-9); the products and sums stay F32.
+ * Audio against the F32 model (SNR, printed by tests/test_encodec.c): 86 dB
+ * on the golden models, 87 dB on the musicgen-small-shaped bench model. The
+ * F32 model keeps F32 (exact) weights. */
+static mg_code recurrent_weight_bf16(mg_backend *be, mg_tensor **w, mg_error *err)
+{
+    int64_t n = mg_tensor_numel(*w);
+    float *f = malloc((size_t)n * sizeof *f);
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    mg_tensor *t = NULL;
+    mg_code rc = MG_OK;
+    if (!f || !h) {
+        rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory converting W_hh");
+        goto done;
+    }
+    if ((rc = mg_tensor_download_f32(*w, f, err)) != MG_OK)
+        goto done;
+    int64_t cols = mg_tensor_cols(*w);
+    for (int64_t i = 0; i < n; i++)
+        h[i - i % cols + mg_bf16_pair_index(i % cols, cols)] = mg_f32_to_bf16(f[i]);
+    if ((rc = mg_tensor_new(&t, be, MG_DT_BF16, (*w)->ndim, (*w)->ne, err)) != MG_OK ||
+        (rc = be->ops->upload(be, t, 0, h, (size_t)n * sizeof *h, err)) != MG_OK)
+        goto done;
+    mg_tensor_free(*w);
+    *w = t;
+    t = NULL;
+done:
+    mg_tensor_free(t);
+    free(f);
+    free(h);
+    return rc;
+}
+
 void mg_encodec_free(mg_encodec *ec)
 {
     if (!ec)
@@ -140,6 +186,8 @@ void mg_encodec_free(mg_encodec *ec)
             mg_tensor_free(ec->convs[i].w);
             mg_tensor_free(ec->convs[i].b);
         }
+    for (int i = 0; i < EC_N_BUFS; i++)
+        mg_tensor_free(ec->ws[i]);
     free(ec->codebooks);
     free(ec->lstm);
     free(ec->convs);
@@ -206,8 +254,11 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
         snprintf(name, sizeof name, "decoder.layers.%d.conv", layer++);
         rc = load_conv(ld, &ec->convs[ci++], name, ec->hidden, c, cfg->ec_kernel, 1, 1, 0, err);
     }
-    for (int l = 0; l < ec->n_lstm && rc == MG_OK; l++)
+    for (int l = 0; l < ec->n_lstm && rc == MG_OK; l++) {
         rc = load_lstm(ld, &ec->lstm[l], layer, l, c, err);
+        if (rc == MG_OK && ld->be->weight_dtype != MG_DT_F32 && ld->be->ops->lstm_bf16)
+            rc = recurrent_weight_bf16(ld->be, &ec->lstm[l].w_hh, err);
+    }
     layer++;
     for (int i = 0; i < ec->n_ratios && rc == MG_OK; i++) {
         int r = ec->ratios[i];
@@ -309,23 +360,40 @@ static ec_plan plan_buffers(const mg_encodec *ec, int64_t B, int64_t T)
     return p;
 }
 
-/* y = conv(reflect_pad(x)) for a stride-1 conv. With elu_first the ELU is
- * applied to the padded copy, leaving x intact (ELU(0) = 0 and reflection
- * copies values, so padding and ELU commute exactly). */
+/* y = conv(reflect_pad(x)) for a stride-1 conv, then y = residual + y
+ * (residual not NULL; y itself only with conv1d_fused) and y = elu(y)
+ * (elu_out). With elu_first
+ * the ELU is applied to the padded copy, leaving x intact (ELU(0) = 0 and
+ * reflection copies values, so padding and ELU commute exactly). Backends
+ * with the fused ops do it in fewer passes over memory, bitwise the same. */
 static void conv_fwd(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
-                     const mg_tensor *pad_buf, int batch, int elu_first)
+                     const mg_tensor *pad_buf, int batch, int elu_first,
+                     const mg_tensor *residual, int elu_out)
 {
     int total = conv_pad_total(cv);
     int right = total / 2, left = total - right;
-    if (total == 0 && !elu_first) {
-        be->ops->conv1d(be, y, x, cv->w, cv->b, batch, 1, cv->dil);
+    const mg_tensor *in = x;
+    mg_tensor p;
+    if (total != 0 || elu_first) {
+        p = view(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
+        if (elu_first && be->ops->pad_reflect_elu) {
+            be->ops->pad_reflect_elu(be, &p, x, left, right);
+        } else {
+            be->ops->pad_reflect(be, &p, x, left, right);
+            if (elu_first)
+                be->ops->elu(be, &p);
+        }
+        in = &p;
+    }
+    if (be->ops->conv1d_fused && (residual || elu_out)) {
+        be->ops->conv1d_fused(be, y, in, cv->w, cv->b, batch, cv->dil, residual, elu_out);
         return;
     }
-    mg_tensor p = view(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
-    be->ops->pad_reflect(be, &p, x, left, right);
-    if (elu_first)
-        be->ops->elu(be, &p);
-    be->ops->conv1d(be, y, &p, cv->w, cv->b, batch, 1, cv->dil);
+    be->ops->conv1d(be, y, in, cv->w, cv->b, batch, 1, cv->dil);
+    if (residual)
+        be->ops->add(be, y, residual);
+    if (elu_out)
+        be->ops->elu(be, y);
 }
 
 typedef struct {
@@ -373,6 +441,35 @@ static int64_t ec_halo_frames(const mg_encodec *ec)
 
 void mg_encodec_set_chunk(mg_encodec *ec, int frames) { ec->chunk_frames = frames > 0 ? frames : 0; }
 
+/* Scratch buffer i with room for n floats: the kept one, or a new one. */
+static mg_code ws_get(mg_encodec *ec, int i, int64_t n, mg_error *err)
+{
+    if (ec->ws[i] && ec->ws_cap[i] >= n)
+        return MG_OK;
+    mg_tensor_free(ec->ws[i]);
+    ec->ws[i] = NULL;
+    ec->ws_cap[i] = 0;
+    mg_code rc = mg_tensor_new2(&ec->ws[i], ec->be, 1, n, err);
+    if (rc == MG_OK)
+        ec->ws_cap[i] = n;
+    return rc;
+}
+
+/* Keeps the scratch for the next decode unless it grew past the bound. */
+static void ws_trim(mg_encodec *ec, int drop)
+{
+    int64_t bytes = 0;
+    for (int i = 0; i < EC_N_BUFS; i++)
+        bytes += ec->ws_cap[i] * (int64_t)sizeof(float);
+    if (!drop && bytes <= MG_ENCODEC_KEEP_BYTES)
+        return;
+    for (int i = 0; i < EC_N_BUFS; i++) {
+        mg_tensor_free(ec->ws[i]);
+        ec->ws[i] = NULL;
+        ec->ws_cap[i] = 0;
+    }
+}
+
 /* The upsampling stack (per ratio: ELU, transposed conv, residual blocks;
  * then ELU and the output conv) on x [B*c0, T] channel-first, in place of
  * the buffers; returns the view of the output [B, T*hop] (in a or o). */
@@ -386,8 +483,14 @@ static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *buf
     int64_t c = ec->c0;
     mg_tensor x = view(a, B * c, T), y;
     mg_code rc;
+    /* With conv1d_fused the residual conv adds into x in place, and without a
+     * trace (it records x before the ELU) the last residual block of a stage
+     * applies the next ELU in its epilogue. */
+    int fused = be->ops->conv1d_fused != NULL;
+    int fuse_elu = fused && !tr->fn && ec->res_layers > 0;
     for (int i = 0; i < ec->n_ratios; i++) {
-        be->ops->elu(be, &x);
+        if (i == 0 || !fuse_elu)
+            be->ops->elu(be, &x);
         if ((rc = emit_layer(tr, (*layer)++, &x, err)))
             return rc;
         int r = ec->ratios[i];
@@ -403,20 +506,26 @@ static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *buf
             return rc;
         for (int j = 0; j < ec->res_layers; j++, cv += 2) {
             mg_tensor h = view(bufH, B * cv[0].c_out, T);
-            conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1);
-            be->ops->elu(be, &h);
-            y = view(o, B * c, T);
-            conv_fwd(be, &cv[1], &y, &h, bufP, (int)B, 0);
-            be->ops->add(be, &x, &y);
+            conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1, NULL, 1);
+            if (fused) {
+                /* x += conv(h), in place */
+                conv_fwd(be, &cv[1], &x, &h, bufP, (int)B, 0, &x,
+                         fuse_elu && j == ec->res_layers - 1);
+            } else {
+                y = view(o, B * c, T);
+                conv_fwd(be, &cv[1], &y, &h, bufP, (int)B, 0, NULL, 0);
+                be->ops->add(be, &x, &y);
+            }
             if ((rc = emit_layer(tr, (*layer)++, &x, err)))
                 return rc;
         }
     }
-    be->ops->elu(be, &x);
+    if (!fuse_elu)
+        be->ops->elu(be, &x);
     if ((rc = emit_layer(tr, (*layer)++, &x, err)))
         return rc;
     *out = view(o, B, T);
-    conv_fwd(be, cv, out, &x, bufP, (int)B, 0);
+    conv_fwd(be, cv, out, &x, bufP, (int)B, 0, NULL, 0);
     return emit_layer(tr, *layer, out, err);
 }
 
@@ -449,6 +558,10 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
     int64_t halo = ec_halo_frames(ec);
     int64_t F = trace || ec->chunk_frames == 0 || ec->chunk_frames >= T0 ? T0 : ec->chunk_frames;
     int64_t T_sub = F + 2 * halo < T0 ? F + 2 * halo : T0;
+    /* The upsampling stack runs one batch item at a time, so its buffers do
+     * not grow with the batch (its weights are small next to its signals);
+     * a trace wants the whole batch in one tensor. */
+    int64_t B_up = trace ? B : 1;
     mg_backend *be = ec->be;
     int64_t c = ec->c0, hid = ec->hidden;
     ec_plan fp = {
@@ -456,11 +569,10 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
         .pad = max64(B * hid * (T0 + conv_pad_total(&ec->convs[0])), B * T0 * c),
         .hid = B * T0 * c,
     };
-    ec_plan plan = plan_buffers(ec, B, T_sub);
+    ec_plan plan = plan_buffers(ec, B_up, T_sub);
     plan.sig = max64(plan.sig, fp.sig);
     plan.pad = max64(plan.pad, fp.pad);
     plan.hid = max64(plan.hid, fp.hid);
-    mg_tensor *bufA = NULL, *bufB = NULL, *bufP = NULL, *bufH = NULL, *bufX = NULL;
     int32_t *ids = malloc((size_t)(B * T0) * sizeof *ids);
     tracer tr = { trace, trace_ud, NULL };
     mg_code rc = MG_OK;
@@ -468,12 +580,12 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
         rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
         goto done;
     }
-    if ((rc = mg_tensor_new2(&bufA, be, 1, plan.sig, err)) ||
-        (rc = mg_tensor_new2(&bufB, be, 1, plan.sig, err)) ||
-        (rc = mg_tensor_new2(&bufP, be, 1, plan.pad, err)) ||
-        (rc = mg_tensor_new2(&bufH, be, 1, plan.hid, err)) ||
-        (rc = mg_tensor_new2(&bufX, be, B * T0, c, err)))
+    if ((rc = ws_get(ec, EC_BUF_A, plan.sig, err)) || (rc = ws_get(ec, EC_BUF_B, plan.sig, err)) ||
+        (rc = ws_get(ec, EC_BUF_P, plan.pad, err)) || (rc = ws_get(ec, EC_BUF_H, plan.hid, err)) ||
+        (rc = ws_get(ec, EC_BUF_X, B * T0 * c, err)))
         goto done;
+    mg_tensor *bufA = ec->ws[EC_BUF_A], *bufB = ec->ws[EC_BUF_B], *bufP = ec->ws[EC_BUF_P];
+    mg_tensor *bufH = ec->ws[EC_BUF_H], *bufX = ec->ws[EC_BUF_X];
 
     /* quantizer: emb[b*T + t, :] = Σ_q codebook_q[codes[b, q, t]], then channel-first */
     mg_tensor e = view(bufB, B * T0, hid);
@@ -490,7 +602,7 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
 
     int layer = 0;
     mg_tensor y = view(bufB, B * c, T0);
-    conv_fwd(be, &ec->convs[0], &y, &x, bufP, batch, 0);
+    conv_fwd(be, &ec->convs[0], &y, &x, bufP, batch, 0, NULL, 0);
     if ((rc = emit_layer(&tr, layer++, &y, err)))
         goto done;
 
@@ -516,29 +628,29 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
     for (int64_t f0 = 0; f0 < T0; f0 += F) {
         int64_t f1 = T0 - f0 < F ? T0 : f0 + F;
         int64_t s0 = f0 - halo > 0 ? f0 - halo : 0, s1 = f1 + halo < T0 ? f1 + halo : T0, n = s1 - s0;
-        /* the chunk's frames [s0, s1) of every batch item, channel-first */
-        mg_tensor sub = view(bufB, B * n, c);
-        mg_copy_row_blocks(be, &sub, 0, n, &xt, s0, T0, n, B);
-        x = view(bufA, B * c, n);
-        be->ops->transpose(be, &x, &sub, batch);
-        int chunk_layer = layer;
-        mg_tensor out;
-        if ((rc = ec_upsample(ec, bufA, bufB, bufP, bufH, B, n, &chunk_layer, &tr, &out, err)) ||
-            (rc = be->ops->sync(be, err)))
-            goto done;
-        for (int64_t b = 0; b < B && rc == MG_OK; b++)
-            rc = be->ops->download(be, &out, (size_t)((b * n + (f0 - s0)) * ec->hop) * sizeof(float),
-                                   audio + (b * T0 + f0) * ec->hop,
-                                   (size_t)((f1 - f0) * ec->hop) * sizeof(float), err);
-        if (rc != MG_OK)
-            goto done;
+        for (int64_t b0 = 0; b0 < B; b0 += B_up) {
+            /* the chunk's frames [s0, s1) of items [b0, b0 + B_up), channel-first */
+            mg_tensor sub = view(bufB, B_up * n, c);
+            mg_copy_row_blocks(be, &sub, 0, n, &xt, b0 * T0 + s0, T0, n, B_up);
+            x = view(bufA, B_up * c, n);
+            be->ops->transpose(be, &x, &sub, (int)B_up);
+            int chunk_layer = layer;
+            mg_tensor out;
+            if ((rc = ec_upsample(ec, bufA, bufB, bufP, bufH, B_up, n, &chunk_layer, &tr, &out,
+                                  err)) ||
+                (rc = be->ops->sync(be, err)))
+                goto done;
+            for (int64_t b = 0; b < B_up && rc == MG_OK; b++)
+                rc = be->ops->download(be, &out,
+                                       (size_t)((b * n + (f0 - s0)) * ec->hop) * sizeof(float),
+                                       audio + ((b0 + b) * T0 + f0) * ec->hop,
+                                       (size_t)((f1 - f0) * ec->hop) * sizeof(float), err);
+            if (rc != MG_OK)
+                goto done;
+        }
     }
 done:
-    mg_tensor_free(bufA);
-    mg_tensor_free(bufB);
-    mg_tensor_free(bufP);
-    mg_tensor_free(bufH);
-    mg_tensor_free(bufX);
+    ws_trim(ec, rc != MG_OK);
     free(ids);
     free(tr.host);
     if (rc != MG_OK) {

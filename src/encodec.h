@@ -34,6 +34,11 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
  * times longer than the codes, whatever the duration. 0 = the whole signal
  * in one pass; the result is the same either way. */
 enum { MG_ENCODEC_CHUNK_FRAMES = 128 };
+/* Scratch a model keeps between decodes (larger scratch is freed after the
+ * decode that needed it): covers musicgen-small's decodes of one item of any
+ * length (~80 MB with 128-frame chunks, allocated during every decode anyway)
+ * and of 4 items up to ~20 s. */
+#define MG_ENCODEC_KEEP_BYTES ((int64_t)96 << 20)
 void mg_encodec_set_chunk(mg_encodec *ec, int frames);
 
 /* Host copy (malloc'd, caller frees) of an effective (weight-norm folded) conv

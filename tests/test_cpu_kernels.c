@@ -449,6 +449,97 @@ static void test_activations(void)
     be->ops->destroy(be);
 }
 
+/* The LSTM's recurrent step gives the same bits at every kernel level, for
+ * F32 and for BF16 recurrent weights (the vector kernels run several rows
+ * and batch items at once, the portable loop one dot at a time). With
+ * w_ih = 0 the input projection is exactly the bias at every level, so the
+ * outputs depend on the recurrent sums and the cell alone. */
+static mg_tensor *lstm_tensor(mg_backend *be, mg_dtype dt, int64_t rows, int64_t cols,
+                              const void *host, size_t bytes)
+{
+    mg_tensor *t = NULL;
+    mg_error err = {0};
+    int64_t ne[2] = {rows, cols};
+    if (mg_tensor_new(&t, be, dt, 2, ne, &err) != MG_OK ||
+        be->ops->upload(be, t, 0, host, bytes, &err) != MG_OK) {
+        mg_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void test_lstm_levels(void)
+{
+    static const int shapes[][3] = {{1, 6, 48}, {2, 5, 80}, {3, 4, 37}, {5, 3, 64}, {4, 4, 16}};
+    mg_backend *be = backend(2, MG_DT_F32);
+    if (!be) {
+        CHECK(0, "backend");
+        return;
+    }
+    mg_cpu_isa top = mg_cpu_backend_isa(be);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int B = shapes[si][0], T = shapes[si][1], H = shapes[si][2], I = 7;
+        uint64_t seed = 17 + si;
+        float *x = malloc((size_t)B * T * I * sizeof *x), *wih = calloc((size_t)4 * H * I, sizeof *wih);
+        float *whh = malloc((size_t)4 * H * H * sizeof *whh), *bias = malloc((size_t)4 * H * sizeof *bias);
+        uint16_t *whh16 = malloc((size_t)4 * H * H * sizeof *whh16);
+        float *first = malloc((size_t)B * T * H * sizeof *first), *out = malloc((size_t)B * T * H * sizeof *out);
+        if (!x || !wih || !whh || !bias || !whh16 || !first || !out) {
+            CHECK(0, "out of memory");
+            goto next;
+        }
+        for (int i = 0; i < B * T * I; i++)
+            x[i] = rnd(&seed);
+        for (int i = 0; i < 4 * H * H; i++) {
+            whh[i] = rnd(&seed) * 0.5f;
+            whh16[i - i % H + mg_bf16_pair_index(i % H, H)] = mg_f32_to_bf16(whh[i]);
+        }
+        for (int i = 0; i < 4 * H; i++)
+            bias[i] = rnd(&seed) * 0.5f;
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            mg_tensor *tx = lstm_tensor(be, MG_DT_F32, (int64_t)B * T, I, x, (size_t)B * T * I * 4);
+            mg_tensor *twi = lstm_tensor(be, MG_DT_F32, 4 * H, I, wih, (size_t)4 * H * I * 4);
+            mg_tensor *twh = bf16 ? lstm_tensor(be, MG_DT_BF16, 4 * H, H, whh16, (size_t)4 * H * H * 2)
+                                  : lstm_tensor(be, MG_DT_F32, 4 * H, H, whh, (size_t)4 * H * H * 4);
+            mg_tensor *tb = lstm_tensor(be, MG_DT_F32, 1, 4 * H, bias, (size_t)4 * H * 4);
+            mg_tensor *th = lstm_tensor(be, MG_DT_F32, (int64_t)B * T, H, out, 0);
+            if (!tx || !twi || !twh || !tb || !th) {
+                CHECK(0, "lstm tensors");
+            } else {
+                mg_tensor b1 = mg_tensor_reshape2(tb, 1, 4 * H);
+                b1.ndim = 1;
+                b1.ne[0] = 4 * H;
+                int same = 1;
+                for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)top; isa++) {
+                    mg_error err = {0};
+                    mg_cpu_backend_set_isa(be, (mg_cpu_isa)isa);
+                    be->ops->lstm(be, th, tx, twi, twh, &b1, &b1, B);
+                    mg_tensor_download_f32(th, isa == MG_CPU_ISA_SCALAR ? first : out, &err);
+                    if (isa > MG_CPU_ISA_SCALAR)
+                        same &= !memcmp(first, out, (size_t)B * T * H * sizeof *out);
+                }
+                mg_cpu_backend_set_isa(be, top);
+                CHECK(same, "lstm B%d T%d H%d %s w_hh: the same bits at every kernel level", B, T,
+                      H, bf16 ? "BF16" : "F32");
+            }
+            mg_tensor_free(tx);
+            mg_tensor_free(twi);
+            mg_tensor_free(twh);
+            mg_tensor_free(tb);
+            mg_tensor_free(th);
+        }
+    next:
+        free(x);
+        free(wih);
+        free(whh);
+        free(bias);
+        free(whh16);
+        free(first);
+        free(out);
+    }
+    be->ops->destroy(be);
+}
+
 int main(void)
 {
     test_isa_names();
@@ -457,5 +548,6 @@ int main(void)
     test_linear_many();
     test_attention();
     test_activations();
+    test_lstm_levels();
     return check_summary("test_cpu_kernels");
 }

@@ -121,13 +121,16 @@ static void model_close(model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Opens dir's config with weights from `weights`; returns the load code. */
-static mg_code model_open(model *m, const char *dir, const char *weights, int threads,
-                          mg_error *err)
+/* Opens dir's config with weights from `weights` for a model whose weight
+ * format is wdt; returns the load code. */
+static mg_code model_open_dt(model *m, const char *dir, const char *weights, int threads,
+                             mg_dtype wdt, mg_error *err)
 {
     memset(m, 0, sizeof *m);
     char path[1024];
     mg_code rc = mg_backend_cpu_create(&m->be, threads, err);
+    if (rc == MG_OK)
+        m->be->weight_dtype = wdt;
     if (rc == MG_OK)
         rc = mg_config_load(&m->cfg, dir, err);
     if (rc == MG_OK) {
@@ -138,6 +141,12 @@ static mg_code model_open(model *m, const char *dir, const char *weights, int th
     if (rc == MG_OK)
         rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
     return rc;
+}
+
+static mg_code model_open(model *m, const char *dir, const char *weights, int threads,
+                          mg_error *err)
+{
+    return model_open_dt(m, dir, weights, threads, MG_DT_F32, err);
 }
 
 /* Decodes golden codes `codes_name` and compares with `wave_name`. */
@@ -416,6 +425,40 @@ static void time_decode(model *m, int threads)
     free(audio);
 }
 
+/* A backend without the optional fused ops (conv1d_fused, pad_reflect_elu)
+ * runs the ops one by one: the same bits. */
+static void check_unfused(model *m)
+{
+    enum { B = 2, T = 37 };
+    int K = m->cfg.num_codebooks;
+    int64_t n = (int64_t)B * T * m->cfg.hop;
+    int32_t *codes = malloc((size_t)(B * K * T) * sizeof *codes);
+    float *fused = malloc((size_t)n * sizeof *fused), *plain = malloc((size_t)n * sizeof *plain);
+    const mg_backend_ops *ops = m->be->ops;
+    mg_backend_ops unfused = *ops;
+    unfused.conv1d_fused = NULL;
+    unfused.pad_reflect_elu = NULL;
+    mg_error err = {0};
+    if (!codes || !fused || !plain) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < B * K * T; i++)
+        codes[i] = (int32_t)((i * 37 + 11) % m->cfg.ec_codebook_size);
+    CHECK(mg_encodec_decode(m->ec, codes, B, T, fused, NULL, NULL, &err) == MG_OK, "decode: %s",
+          err.msg);
+    m->be->ops = &unfused;
+    CHECK(mg_encodec_decode(m->ec, codes, B, T, plain, NULL, NULL, &err) == MG_OK, "decode: %s",
+          err.msg);
+    m->be->ops = ops;
+    CHECK(!memcmp(fused, plain, (size_t)n * sizeof *plain),
+          "decode without the fused ops: the same bits");
+out:
+    free(codes);
+    free(fused);
+    free(plain);
+}
+
 /* The upsampling stack decoded in chunks (with ec_halo_frames of context)
  * gives bit for bit the whole-signal decode, for chunks of 1 frame up to
  * longer than the signal, batch 2. */
@@ -648,13 +691,102 @@ static void check_transpose_op(mg_backend *be, int B, int C, int R)
     free(ref);
 }
 
+/* 1 if tensors a and b hold the same n floats bit for bit. */
+static int same_bits(const mg_tensor *a, const mg_tensor *b, int64_t n)
+{
+    float *ha = malloc((size_t)n * sizeof *ha + 1), *hb = malloc((size_t)n * sizeof *hb + 1);
+    mg_error err = {0};
+    int same = ha && hb && mg_tensor_download_f32(a, ha, &err) == MG_OK &&
+               mg_tensor_download_f32(b, hb, &err) == MG_OK &&
+               !memcmp(ha, hb, (size_t)n * sizeof *ha);
+    free(ha);
+    free(hb);
+    return same;
+}
+
+/* The fused ops against the ops they replace, bit for bit: conv1d with a
+ * residual (separate and in place) and/or an ELU epilogue, and padding
+ * with the ELU. Inputs straddle 0 so the ELU's negative branch runs. */
+static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int dil, int t_out)
+{
+    if (!be->ops->conv1d_fused || !be->ops->pad_reflect_elu)
+        return;
+    uint32_t s = (uint32_t)(B * 7 + ci * 5 + co * 3 + k + dil * 11 + t_out);
+    int t_in = t_out + (k - 1) * dil;
+    int64_t ny = (int64_t)B * co * t_out;
+    float *x = rand_buf((int64_t)B * ci * t_in, &s), *w = rand_buf((int64_t)co * ci * k, &s);
+    float *bias = rand_buf(co, &s), *res = rand_buf(ny, &s);
+    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x), *tw = upload3(be, co, ci, k, w);
+    mg_tensor *tb = upload(be, 1, co, bias), *tr = upload(be, (int64_t)B * co, t_out, res);
+    mg_tensor *ref = upload(be, (int64_t)B * co, t_out, NULL);
+    mg_tensor *got = upload(be, (int64_t)B * co, t_out, res);
+    if (tx && tw && tb && tr && ref && got) {
+        mg_tensor bv = mg_tensor_reshape2(tb, 1, co);
+        bv.ndim = 1;
+        bv.ne[0] = co;
+        for (int mode = 1; mode < 8; mode++) {
+            int with_res = mode & 1, elu = mode >> 1 & 1, in_place = mode >> 2 & 1;
+            if (in_place && !with_res)
+                continue;
+            mg_error err = {0};
+            mg_tensor_upload_f32(got, res, &err);
+            be->ops->conv1d(be, ref, tx, tw, &bv, B, 1, dil);
+            if (with_res)
+                be->ops->add(be, ref, tr);
+            if (elu)
+                be->ops->elu(be, ref);
+            if (in_place)
+                be->ops->conv1d_fused(be, got, tx, tw, &bv, B, dil, got, elu);
+            else
+                be->ops->conv1d_fused(be, got, tx, tw, &bv, B, dil, with_res ? tr : NULL, elu);
+            CHECK(same_bits(ref, got, ny),
+                  "conv1d_fused B%d %d->%d k%d d%d T%d residual %d%s elu %d: as the ops one by one",
+                  B, ci, co, k, dil, t_out, with_res, in_place ? " (in place)" : "", elu);
+        }
+        /* padding with the ELU, as pad_reflect then elu */
+        int left = (k - 1) * dil - (k - 1) * dil / 2, right = (k - 1) * dil / 2;
+        mg_tensor *p1 = upload(be, (int64_t)B * co, t_out + left + right, NULL);
+        mg_tensor *p2 = upload(be, (int64_t)B * co, t_out + left + right, NULL);
+        if (p1 && p2) {
+            be->ops->pad_reflect(be, p1, tr, left, right);
+            be->ops->elu(be, p1);
+            be->ops->pad_reflect_elu(be, p2, tr, left, right);
+            CHECK(same_bits(p1, p2, (int64_t)B * co * (t_out + left + right)),
+                  "pad_reflect_elu T%d left %d right %d: as pad_reflect then elu", t_out, left,
+                  right);
+        }
+        mg_tensor_free(p1);
+        mg_tensor_free(p2);
+    }
+    mg_tensor_free(tx);
+    mg_tensor_free(tw);
+    mg_tensor_free(tb);
+    mg_tensor_free(tr);
+    mg_tensor_free(ref);
+    mg_tensor_free(got);
+    free(x);
+    free(w);
+    free(bias);
+    free(res);
+}
+
 static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
-static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
+/* bf16: w_hh goes in as BF16 rows (backends with lstm_bf16), the reference
+ * uses the rounded weights. */
+static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
 {
+    if (bf16 && !be->ops->lstm_bf16)
+        return;
     uint32_t s = (uint32_t)(B * 3 + T * 5 + I * 7 + H);
     float *x = rand_buf((int64_t)B * T * I, &s), *wih = rand_buf(4 * H * I, &s);
     float *whh = rand_buf(4 * H * H, &s), *bih = rand_buf(4 * H, &s), *bhh = rand_buf(4 * H, &s);
+    uint16_t *whh16 = malloc((size_t)4 * H * H * sizeof *whh16);
+    for (int i = 0; bf16 && whh16 && whh && i < 4 * H * H; i++) {
+        uint16_t v = mg_f32_to_bf16(whh[i]);
+        whh16[i - i % H + mg_bf16_pair_index(i % H, H)] = v;
+        whh[i] = mg_bf16_to_f32(v);
+    }
     float *ref = malloc((size_t)B * T * H * sizeof *ref);
     double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
     double *g = calloc((size_t)4 * H, sizeof *g);
@@ -679,12 +811,25 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
         }
     }
     mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *twi = upload(be, 4 * H, I, wih);
-    mg_tensor *twh = upload(be, 4 * H, H, whh), *tbi = upload(be, 1, 4 * H, bih);
+    mg_tensor *twh = NULL, *tbi = upload(be, 1, 4 * H, bih);
+    if (bf16) {
+        mg_error e = {0};
+        int64_t ne[2] = {4 * H, H};
+        if (!whh16 || mg_tensor_new(&twh, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
+            be->ops->upload(be, twh, 0, whh16, (size_t)4 * H * H * sizeof *whh16, &e) != MG_OK) {
+            CHECK(0, "bf16 w_hh: %s", e.msg);
+            mg_tensor_free(twh);
+            twh = NULL;
+        }
+    } else {
+        twh = upload(be, 4 * H, H, whh);
+    }
     mg_tensor *tbh = upload(be, 1, 4 * H, bhh), *th = upload(be, (int64_t)B * T, H, NULL);
     if (tx && twi && twh && tbi && tbh && th) {
         be->ops->lstm(be, th, tx, twi, twh, tbi, tbh, B);
         char what[96];
-        snprintf(what, sizeof what, "lstm B%d T%d I%d H%d (%d threads)", B, T, I, H, be->n_threads);
+        snprintf(what, sizeof what, "lstm B%d T%d I%d H%d%s (%d threads)", B, T, I, H,
+                 bf16 ? " bf16 w_hh" : "", be->n_threads);
         expect(what, th, ref, (int64_t)B * T * H);
     }
     mg_tensor_free(tx);
@@ -696,6 +841,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H)
     free(x);
     free(wih);
     free(whh);
+    free(whh16);
     free(bih);
     free(bhh);
     free(ref);
@@ -727,6 +873,11 @@ static void check_ops(void)
         check_convt_op(be, 1, 4, 2, 2, 3, 1, 9, 24);   /* k < stride: some phases are bias only */
         check_convt_op(be, 2, 33, 3, 16, 8, 4, 1, 8);  /* a single input frame */
         check_convt_op(be, 1, 3, 2, 100, 2, 49, 40, 80); /* more taps than the edge window */
+        /* every all-phases block shape, ragged channel blocks, odd batch */
+        check_convt_op(be, 3, 9, 5, 4, 2, 1, 37, 74);
+        check_convt_op(be, 1, 6, 7, 12, 6, 3, 21, 126);
+        check_convt_op(be, 3, 5, 3, 9, 4, 0, 70, 283);  /* 3 taps per phase, untrimmed tail */
+        check_convt_op(be, 2, 17, 9, 10, 5, 5, 2, 10);
         for (int t = 1; t <= 8; t++)
             check_pad_op(be, 3, t, 3, 3);
         check_pad_op(be, 2, 2, 1, 0);
@@ -735,10 +886,73 @@ static void check_ops(void)
         check_pad_op(be, 2, 10, 0, 0);
         check_transpose_op(be, 2, 37, 45);
         check_transpose_op(be, 1, 1, 70);
-        check_lstm_op(be, 1, 9, 20, 16);
-        check_lstm_op(be, 2, 5, 12, 33);
+        check_fused_ops(be, 1, 16, 8, 3, 1, 100);
+        check_fused_ops(be, 3, 5, 11, 3, 3, 37);  /* ragged channel blocks and tail, odd batch */
+        check_fused_ops(be, 2, 7, 13, 1, 1, 200);
+        check_fused_ops(be, 1, 3, 1, 7, 1, 5);    /* one output channel, shorter than a vector */
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            check_lstm_op(be, 1, 9, 20, 16, bf16);
+            check_lstm_op(be, 2, 5, 12, 33, bf16);
+            /* every batch blocking of the recurrent step: 1..4 items at once,
+             * 5 in two blocks; odd unit counts and widths off the 16-lane grid */
+            check_lstm_op(be, 3, 4, 7, 21, bf16);
+            check_lstm_op(be, 4, 3, 16, 48, bf16);
+            check_lstm_op(be, 5, 3, 9, 17, bf16);
+            check_lstm_op(be, 1, 6, 5, 35, bf16);
+            check_lstm_op(be, 2, 3, 8, 80, bf16); /* BF16: 2 interleaved chunks + 16 */
+        }
         be->ops->destroy(be);
     }
+}
+
+/* The BF16 recurrent weights a bf16/q8 model's EnCodec uses (see
+ * recurrent_weight_bf16 in src/encodec.c): the SNR of its audio against the
+ * F32 model's, printed, and at least 40 dB. */
+static void check_bf16_fidelity(const char *dir)
+{
+    enum { B = 2, T = 150 };
+    model mf, mb;
+    mg_error err = {0};
+    float *ref = NULL, *got = NULL;
+    int32_t *codes = NULL;
+    if (model_open_dt(&mf, dir, "model.safetensors", 2, MG_DT_F32, &err) != MG_OK ||
+        model_open_dt(&mb, dir, "model.safetensors", 2, MG_DT_BF16, &err) != MG_OK) {
+        CHECK(0, "open %s: %s", dir, err.msg);
+        goto out;
+    }
+    int K = mf.cfg.num_codebooks;
+    int64_t n = (int64_t)B * T * mf.cfg.hop;
+    codes = malloc((size_t)(B * K * T) * sizeof *codes);
+    ref = malloc((size_t)n * sizeof *ref);
+    got = malloc((size_t)n * sizeof *got);
+    if (!codes || !ref || !got) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    uint32_t s = 99;
+    for (int i = 0; i < B * K * T; i++) {
+        s = s * 1664525u + 1013904223u;
+        codes[i] = (int32_t)((s >> 8) % (uint32_t)mf.cfg.ec_codebook_size);
+    }
+    if (mg_encodec_decode(mf.ec, codes, B, T, ref, NULL, NULL, &err) != MG_OK ||
+        mg_encodec_decode(mb.ec, codes, B, T, got, NULL, NULL, &err) != MG_OK) {
+        CHECK(0, "decode: %s", err.msg);
+        goto out;
+    }
+    double sig = 0, noise = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sig += (double)ref[i] * ref[i];
+        noise += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+    }
+    double snr = noise > 0 ? 10 * log10(sig / noise) : 999;
+    printf("  EnCodec with BF16 recurrent weights: SNR %.1f dB against F32\n", snr);
+    CHECK(snr >= 40, "BF16 recurrent weights: SNR %.1f dB against F32 (want >= 40)", snr);
+out:
+    free(codes);
+    free(ref);
+    free(got);
+    model_close(&mf);
+    model_close(&mb);
 }
 
 static void check_model(const char *golden_dir, const char *name)
@@ -808,6 +1022,9 @@ static void check_model(const char *golden_dir, const char *name)
                          NULL, NULL, verbose);
         check_bad_codes(&m);
         check_chunking(&m);
+        check_unfused(&m);
+        if (threads == 1)
+            check_bf16_fidelity(dir);
         time_decode(&m, threads);
         model_close(&m);
     }

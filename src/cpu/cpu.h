@@ -76,6 +76,11 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
 /* cpu_conv.c */
 void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                    const mg_tensor *bias, int batch, int stride, int dilation);
+void mg_cpu_conv1d_fused(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                         const mg_tensor *bias, int batch, int dilation,
+                         const mg_tensor *residual, int elu_out);
+void mg_cpu_pad_reflect_elu(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left,
+                            int right);
 void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
                              const mg_tensor *w, const mg_tensor *bias, int batch, int stride,
                              int trim_left);

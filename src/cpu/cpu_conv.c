@@ -3,9 +3,13 @@
  * Every op splits its output into independent pieces (a block of output
  * channels x a tile of time, one LSTM unit, one row), and each piece is always
  * computed by the same loop in the same order, so results do not depend on the
- * thread count. The convolutions run in register blocks of CO_BLK output
- * channels x MB samples that -O2 vectorises; blocks at the edges of the
- * signal read a small zero-padded copy of the input. */
+ * thread count. The portable convolutions run in register blocks of CO_BLK
+ * output channels x MB samples that -O2 vectorises; blocks at the edges of
+ * the signal read a small zero-padded copy of the input. With AVX-512 the
+ * blocked kernels below take over (conv1d with optional residual/ELU
+ * epilogues, the transposed conv with all stride phases in one block), and
+ * the LSTM's recurrent step runs several rows x batch items per pass, over
+ * F32 or (bf16/q8 models) BF16 recurrent weights. */
 #include "cpu/cpu.h"
 
 #include <math.h>
@@ -43,6 +47,7 @@ static int64_t min_items(int64_t macs_per_item)
 #define CONV_X86 1
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define INLINE static inline __attribute__((always_inline))
+#include "cpu/cpu_exp_avx512.h"
 
 enum { VB = 8, VT = 3, VS = VT * 16, VTILE = 4 * VS /* samples per work item */ };
 
@@ -55,7 +60,16 @@ typedef struct {
     float       *y;              /* output of the first channel at the block's first sample */
     int64_t      y_co, y_t;      /* channel and sample strides of y */
     const float *bias;           /* bias of the first channel (or NULL) */
+    const float *res;            /* epilogue (y_t = 1 only): residual laid out as y, or NULL */
+    int          elu;            /*   and 1: ELU of the sum */
 } vblock;
+
+/* ELU as mg_cpu_elu's AVX-512 kernel computes it (the same bits). */
+INLINE TARGET_AVX512 __m512 elu_avx512(__m512 x)
+{
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return neg ? _mm512_mask_mov_ps(x, neg, expm1_neg_avx512(x)) : x;
+}
 
 INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, const int nco)
 {
@@ -84,6 +98,10 @@ INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, con
         _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++) {
             float *yo = a->y + o * a->y_co + 16 * v * a->y_t;
             __m512 r = _mm512_add_ps(acc[o][v], b);
+            if (a->res)
+                r = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], a->res + o * a->y_co + 16 * v), r);
+            if (a->elu)
+                r = elu_avx512(r);
             if (a->y_t == 1)
                 _mm512_mask_storeu_ps(yo, m[v], r);
             else
@@ -106,6 +124,8 @@ TARGET_AVX512 static void vconv_block(vblock a, const __mmask16 *m, int64_t nco)
         int64_t step = left >= 8 ? 8 : left >= 4 ? 4 : 1;
         a.w += step * a.w_co;
         a.y += step * a.y_co;
+        if (a.res)
+            a.res += step * a.y_co;
         if (a.bias)
             a.bias += step;
         o += step;
@@ -148,9 +168,9 @@ static inline int any_lane(const __mmask16 *m)
 
 typedef struct {
     float       *y;
-    const float *x, *w, *b;
+    const float *x, *w, *b, *res;
     int64_t      c_in, c_out, t_in, t_out, k, n_tiles, n_coblk;
-    int          dil, co_inner;
+    int          dil, co_inner, elu;
 } vconv_ctx;
 
 /* A work item: VB output channels x VTILE samples of one batch item (stride 1). */
@@ -164,12 +184,13 @@ static void vconv1d_task(void *arg, int64_t i0, int64_t i1)
         vblock a = {.x_ci = c->t_in, .x_tap = c->dil, .w = c->w + co0 * c->c_in * c->k,
                     .w_co = c->c_in * c->k, .w_ci = c->k, .w_tap = 1, .n_ci = c->c_in,
                     .n_tap = c->k, .y_co = c->t_out, .y_t = 1,
-                    .bias = c->b ? c->b + co0 : NULL};
+                    .bias = c->b ? c->b + co0 : NULL, .elu = c->elu};
         for (int64_t t = t0; t < t1; t += VS) {
             __mmask16 m[VT];
             block_masks(m, 0, t1 - t);
             a.x = c->x + b * c->c_in * c->t_in + t;
             a.y = c->y + (b * c->c_out + co0) * c->t_out + t;
+            a.res = c->res ? c->res + (b * c->c_out + co0) * c->t_out + t : NULL;
             vconv_block(a, m, min64(VB, c->c_out - co0));
         }
     }
@@ -187,7 +208,7 @@ static void vconv1d_run(mg_backend *be, vconv_ctx *c, int64_t batch)
 
 typedef struct {
     float       *y;
-    const float *xp, *w, *b;     /* xp: x with pad zeros left and right of each row */
+    const float *xp, *w, *b;     /* xp: x, or (vconvt_task) x with pad zeros each side */
     int64_t      c_in, c_out, t_xp, pad, t_y, k, q_first, n_q, n_tiles, n_coblk;
     int          stride, trim_left, co_inner;
 } vconvt_ctx;
@@ -218,6 +239,182 @@ static void vconvt_task(void *arg, int64_t i0, int64_t i1)
                 a.y = c->y + (b * c->c_out + co0) * c->t_y + q * s + r - c->trim_left;
                 vconv_block(a, m, min64(VB, c->c_out - co0));
             }
+        }
+    }
+}
+
+/* The transposed conv with every phase in one register block: for stride s
+ * and k = r + j·s, phase r of output position q reads x[q - j], so the
+ * x vectors of a tap j serve all s phases and the NCO channels of a block,
+ * and one (ci, co) step uses all K weights of its (contiguous) row, where the
+ * per-phase block above re-read every weight row once per phase. The sum over
+ * (ci, j) runs in the order of vconvt_task: outputs are bitwise the same.
+ * Taps past either end of x are masked loads (zeros, as the padded copy the
+ * per-phase path makes): mx holds PT_TAPS x 4 masks, tap-major. */
+enum { PT_Q = 4,     /* register blocks of positions per work item */
+       PT_TAPS = 4 }; /* most taps per phase (ceil(k / stride)) */
+
+INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, const float *w,
+                                          float *yq, const float *bias, const __mmask16 *mr,
+                                          __mmask16 const *mx, const int P, const int NCO,
+                                          const int NV)
+{
+    __m512 acc[4][8][4]; /* [co][phase][vector] */
+    const int64_t K = c->k, n_j = (K + P - 1) / P, w_ci = c->c_out * K;
+    _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
+        _Pragma("GCC unroll 8") for (int r = 0; r < P; r++)
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][r][v] = _mm512_setzero_ps();
+    for (int64_t ci = 0; ci < c->c_in; ci++) {
+        const float *xc = xq + ci * c->t_xp, *wc = w + ci * w_ci;
+        for (int64_t j = 0; j < n_j; j++) {
+            __m512 xv[4];
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                xv[v] = _mm512_maskz_loadu_ps(mx[j * 4 + v], xc - j + 16 * v);
+            _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
+                _Pragma("GCC unroll 8") for (int r = 0; r < P; r++) {
+                    int64_t k = r + j * P;
+                    if (k >= K)
+                        continue;
+                    __m512 wv = _mm512_set1_ps(wc[o * K + k]);
+                    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                        acc[o][r][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][r][v]);
+                }
+        }
+    }
+    int full = 1;
+    for (int i = 0; i < P * NV; i++)
+        full &= mr[i] == 0xffff;
+    if (P == 4 && full) {
+        /* interleave the 4 phases in registers: 4 contiguous stores per
+         * vector of positions instead of 4 scatters */
+        _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++) {
+            __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
+                __m512 p0 = _mm512_add_ps(acc[o][0][v], b), p1 = _mm512_add_ps(acc[o][1][v], b);
+                __m512 p2 = _mm512_add_ps(acc[o][2 % P][v], b);
+                __m512 p3 = _mm512_add_ps(acc[o][3 % P][v], b);
+                /* per 128-bit lane L (positions 4L..4L+3): [p0 p1 p2 p3] of each */
+                __m512d lo01 = _mm512_castps_pd(_mm512_unpacklo_ps(p0, p1));
+                __m512d hi01 = _mm512_castps_pd(_mm512_unpackhi_ps(p0, p1));
+                __m512d lo23 = _mm512_castps_pd(_mm512_unpacklo_ps(p2, p3));
+                __m512d hi23 = _mm512_castps_pd(_mm512_unpackhi_ps(p2, p3));
+                __m512 q0 = _mm512_castpd_ps(_mm512_unpacklo_pd(lo01, lo23)); /* q 0,4,8,12 */
+                __m512 q1 = _mm512_castpd_ps(_mm512_unpackhi_pd(lo01, lo23)); /* q 1,5,9,13 */
+                __m512 q2 = _mm512_castpd_ps(_mm512_unpacklo_pd(hi01, hi23));
+                __m512 q3 = _mm512_castpd_ps(_mm512_unpackhi_pd(hi01, hi23));
+                __m512 t0 = _mm512_shuffle_f32x4(q0, q1, 0x44), t1 = _mm512_shuffle_f32x4(q2, q3, 0x44);
+                __m512 t2 = _mm512_shuffle_f32x4(q0, q1, 0xEE), t3 = _mm512_shuffle_f32x4(q2, q3, 0xEE);
+                float *yo = yq + o * c->t_y + 16 * v * P;
+                _mm512_storeu_ps(yo, _mm512_shuffle_f32x4(t0, t1, 0x88));
+                _mm512_storeu_ps(yo + 16, _mm512_shuffle_f32x4(t0, t1, 0xDD));
+                _mm512_storeu_ps(yo + 32, _mm512_shuffle_f32x4(t2, t3, 0x88));
+                _mm512_storeu_ps(yo + 48, _mm512_shuffle_f32x4(t2, t3, 0xDD));
+            }
+        }
+        return;
+    }
+    __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                        4, 3, 2, 1, 0),
+                                       _mm512_set1_epi32(P));
+    _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++) {
+        __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+        _Pragma("GCC unroll 8") for (int r = 0; r < P; r++)
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                _mm512_mask_i32scatter_ps(yq + o * c->t_y + 16 * v * P + r, mr[r * NV + v],
+                                          lanes, _mm512_add_ps(acc[o][r][v], b), 4);
+    }
+}
+
+/* One register block: NCO channels (or fewer, one at a time) x NV·16 positions. */
+#define VCONVT_PHASES(P, NCO, NV)                                                              \
+    TARGET_AVX512 static void vconvt_phases_##P(const vconvt_ctx *c, const float *xq,          \
+                                                const float *w, float *yq, const float *bias,  \
+                                                const __mmask16 *mr, const __mmask16 *mx,      \
+                                                int64_t nco)                                   \
+    {                                                                                          \
+        if (nco == NCO) {                                                                      \
+            vconvt_phases_n(c, xq, w, yq, bias, mr, mx, P, NCO, NV);                           \
+            return;                                                                            \
+        }                                                                                      \
+        for (int64_t o = 0; o < nco; o++)                                                      \
+            vconvt_phases_n(c, xq, w + o * c->k, yq + o * c->t_y, bias ? bias + o : NULL, mr,  \
+                            mx, P, 1, NV);                                                     \
+    }
+/* stride: channels x vectors per block, NCO·stride·NV <= 24 accumulators */
+VCONVT_PHASES(2, 4, 3)
+VCONVT_PHASES(3, 2, 4)
+VCONVT_PHASES(4, 2, 3)
+VCONVT_PHASES(5, 1, 4)
+VCONVT_PHASES(6, 1, 4)
+VCONVT_PHASES(8, 1, 3)
+#undef VCONVT_PHASES
+
+typedef void (*vconvt_phases_fn)(const vconvt_ctx *, const float *, const float *, float *,
+                                 const float *, const __mmask16 *, const __mmask16 *, int64_t);
+
+/* The block shape of a stride (0 channels: no all-phases kernel). */
+static vconvt_phases_fn phases_kernel(int stride, int *nco, int *nv)
+{
+    switch (stride) {
+    case 2: *nco = 4, *nv = 3; return vconvt_phases_2;
+    case 3: *nco = 2, *nv = 4; return vconvt_phases_3;
+    case 4: *nco = 2, *nv = 3; return vconvt_phases_4;
+    case 5: *nco = 1, *nv = 4; return vconvt_phases_5;
+    case 6: *nco = 1, *nv = 4; return vconvt_phases_6;
+    case 8: *nco = 1, *nv = 3; return vconvt_phases_8;
+    default: *nco = 0, *nv = 0; return NULL;
+    }
+}
+
+/* Lanes [lo, hi) of nv vectors. */
+static inline void lane_masks(__mmask16 *m, int nv, int64_t lo, int64_t hi)
+{
+    for (int v = 0; v < nv; v++) {
+        int64_t a = lo - 16 * v, b = hi - 16 * v;
+        a = a < 0 ? 0 : a > 16 ? 16 : a;
+        b = b < 0 ? 0 : b > 16 ? 16 : b;
+        m[v] = b > a ? (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1)) : 0;
+    }
+}
+
+/* A work item: NCO channels x PT_Q register blocks of positions q, all phases. */
+static void vconvt_phases_task(void *arg, int64_t i0, int64_t i1)
+{
+    const vconvt_ctx *c = arg;
+    const int64_t s = c->stride;
+    int nco_blk, nv;
+    vconvt_phases_fn fn = phases_kernel(c->stride, &nco_blk, &nv);
+    const int64_t qs = 16 * nv, qtile = PT_Q * qs;
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t per_b = c->n_tiles * c->n_coblk, i = item % per_b, b = item / per_b;
+        int64_t tile = c->co_inner ? i / c->n_coblk : i % c->n_tiles;
+        int64_t co0 = (c->co_inner ? i % c->n_coblk : i / c->n_tiles) * nco_blk;
+        int64_t nco = min64(nco_blk, c->c_out - co0);
+        int64_t qa = c->q_first + tile * qtile, qb = min64(qa + qtile, c->q_first + c->n_q);
+        for (int64_t q = qa; q < qb; q += qs) {
+            __mmask16 mr[8 * 4], mq[4] = {0}, mx[PT_TAPS * 4];
+            for (int64_t r = 0; r < s; r++) {
+                /* q whose output q·s + r - trim lands in [0, t_y) */
+                int64_t qlo = (c->trim_left - r + s - 1 + s * c->k) / s - c->k;
+                int64_t qhi = (c->t_y + c->trim_left - r + s - 1 + s * c->k) / s - c->k;
+                lane_masks(mr + r * nv, nv, qlo - q, min64(qhi, qb) - q);
+                for (int v = 0; v < nv; v++)
+                    mq[v] |= mr[r * nv + v];
+            }
+            int any = 0;
+            for (int v = 0; v < nv; v++)
+                any |= mq[v] != 0;
+            if (!any)
+                continue;
+            /* tap j reads x[q + u - j]: lanes u with 0 <= q + u - j < t_in */
+            for (int64_t j = 0; j < (c->k + s - 1) / s; j++) {
+                lane_masks(mx + j * 4, nv, j - q, c->t_xp + j - q);
+                for (int v = 0; v < nv; v++)
+                    mx[j * 4 + v] &= mq[v];
+            }
+            fn(c, c->xp + b * c->c_in * c->t_xp + q, c->w + co0 * c->k,
+               c->y + (b * c->c_out + co0) * c->t_y + q * s - c->trim_left,
+               c->b ? c->b + co0 : NULL, mr, mx, nco);
         }
     }
 }
@@ -373,6 +570,29 @@ void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
     mg_cpu_parallel(be, items, min_items(c.c_in * c.k * CO_BLK * TILE), conv1d_task, &c);
 }
 
+void mg_cpu_conv1d_fused(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                         const mg_tensor *bias, int batch, int dilation,
+                         const mg_tensor *residual, int elu_out)
+{
+#if CONV_X86
+    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        vconv_ctx v = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
+                       .b = bias ? mg_cpu_f32(bias) : NULL,
+                       .res = residual ? mg_cpu_f32(residual) : NULL,
+                       .c_out = w->ne[0], .c_in = w->ne[1], .k = w->ndim > 2 ? w->ne[2] : 1,
+                       .t_in = mg_tensor_cols(x), .t_out = mg_tensor_cols(y),
+                       .dil = dilation, .elu = elu_out};
+        vconv1d_run(be, &v, batch);
+        return;
+    }
+#endif
+    mg_cpu_conv1d(be, y, x, w, bias, batch, 1, dilation);
+    if (residual)
+        mg_cpu_add(be, y, residual);
+    if (elu_out)
+        mg_cpu_elu(be, y);
+}
+
 /* ------------------------------------------------------ conv_transpose1d */
 
 typedef struct {
@@ -470,10 +690,23 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
     c.n_q = (trim_left + c.t_y - 1) / stride - c.q_first + 1;
 #if CONV_X86
     if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
-        /* x padded with zeros on both sides, so taps past either end read 0 */
         vconvt_ctx v = {.y = c.y, .w = c.w, .b = c.b, .c_in = c.c_in, .c_out = c.c_out,
                         .t_y = c.t_y, .k = c.k, .q_first = c.q_first, .n_q = c.n_q,
                         .stride = stride, .trim_left = trim_left};
+        v.co_inner = c.c_out * c.k < c.t_in;
+        int nco, nv;
+        if (phases_kernel(stride, &nco, &nv) && (c.k + stride - 1) / stride <= PT_TAPS) {
+            /* reads x in place: masked loads give the zeros past its ends */
+            int64_t qtile = PT_Q * 16 * nv;
+            v.xp = c.x;
+            v.t_xp = c.t_in;
+            v.n_tiles = (c.n_q + qtile - 1) / qtile;
+            v.n_coblk = (c.c_out + nco - 1) / nco;
+            mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
+                            min_items(c.c_in * c.k * nco * qtile), vconvt_phases_task, &v);
+            return;
+        }
+        /* x padded with zeros on both sides, so taps past either end read 0 */
         v.pad = (c.k + stride - 1) / stride;
         v.t_xp = v.pad + (c.t_in > c.q_first + c.n_q ? c.t_in : c.q_first + c.n_q) + v.pad;
         float *xp = malloc((size_t)(batch * c.c_in * v.t_xp) * sizeof *xp);
@@ -488,7 +721,6 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
         v.xp = xp;
         v.n_tiles = (c.n_q + VTILE - 1) / VTILE;
         v.n_coblk = (c.c_out + VB - 1) / VB;
-        v.co_inner = c.c_out * c.k < c.t_in;
         mg_cpu_parallel(be, batch * v.n_coblk * v.n_tiles,
                         min_items(c.c_in * c.k * VB * VTILE / stride), vconvt_task, &v);
         free(xp);
@@ -526,21 +758,63 @@ typedef struct {
 
 /* Reflection of the signal zero-extended to t_ext samples (t_ext > both pads,
  * so one reflection always lands inside). */
+static inline float pad_at(const pad_ctx *c, const float *xr, int64_t o)
+{
+    int64_t p = o - c->left;
+    if (p < 0)
+        p = -p;
+    if (p >= c->t_ext)
+        p = 2 * (c->t_ext - 1) - p;
+    return p < c->t ? xr[p] : 0.0f;
+}
+
 static void pad_task(void *arg, int64_t r0, int64_t r1)
 {
     const pad_ctx *c = arg;
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = c->x + r * c->t;
         float *yr = c->y + r * c->t_y;
-        for (int64_t o = 0; o < c->t_y; o++) {
-            int64_t p = o - c->left;
-            if (p < 0)
-                p = -p;
-            if (p >= c->t_ext)
-                p = 2 * (c->t_ext - 1) - p;
-            yr[o] = p < c->t ? xr[p] : 0.0f;
+        /* the reflected edges one by one, the signal itself in one copy */
+        int64_t lo = c->left, hi = c->left + c->t;
+        for (int64_t o = 0; o < lo; o++)
+            yr[o] = pad_at(c, xr, o);
+        memcpy(yr + lo, xr, (size_t)c->t * sizeof *yr);
+        for (int64_t o = hi; o < c->t_y; o++)
+            yr[o] = pad_at(c, xr, o);
+    }
+}
+
+#if CONV_X86
+/* pad_task, then each row's ELU while the row is still in cache */
+TARGET_AVX512 static void pad_elu_task(void *arg, int64_t r0, int64_t r1)
+{
+    const pad_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        pad_task(arg, r, r + 1);
+        float *yr = c->y + r * c->t_y;
+        for (int64_t i = 0; i < c->t_y; i += 16) {
+            __mmask16 m = c->t_y - i >= 16 ? (__mmask16)0xffff
+                                           : (__mmask16)((1u << (c->t_y - i)) - 1);
+            _mm512_mask_storeu_ps(yr + i, m, elu_avx512(_mm512_maskz_loadu_ps(m, yr + i)));
         }
     }
+}
+#endif
+
+void mg_cpu_pad_reflect_elu(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right)
+{
+#if CONV_X86
+    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        int64_t t = mg_tensor_cols(x), max_pad = left > right ? left : right;
+        int64_t extra = t <= max_pad ? max_pad - t + 1 : 0;
+        pad_ctx c = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .t = t, .t_ext = t + extra,
+                     .t_y = t + left + right, .left = left};
+        mg_cpu_parallel(be, mg_tensor_rows(x), min_items(c.t_y), pad_elu_task, &c);
+        return;
+    }
+#endif
+    mg_cpu_pad_reflect(be, y, x, left, right);
+    mg_cpu_elu(be, y);
 }
 
 void mg_cpu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right)
@@ -601,32 +875,311 @@ typedef struct {
     float       *h;        /* [B*T, H] output, row b*T + t */
     const float *x;        /* [B*T, I] */
     const float *w_ih, *w_hh, *b_ih, *b_hh;
+    const uint16_t *w_hh_bf16; /* w_hh as BF16 rows instead (or NULL) */
     float       *gx;       /* [B, 4H, T] input projections + both biases */
     float       *cell;     /* [B, H] cell state */
     float       *gates;    /* [B, 4H] pre-activations of step t */
     int64_t      B, T, I, H, t;
+    int          avx512;
 } lstm_ctx;
 
-/* A step is two passes: the recurrent products row by row over
- * W_hh (each thread streams one contiguous slice of the 16 MB matrix, where
- * per-unit work read 4 rows 4 MB apart), then the cell update per unit. */
-static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
+/* Recurrent pre-activations out[b·n_rows + r] = gx + W_hh[row r]·h_{t-1}[b]
+ * for n_rows rows and B batch items, each dot summed exactly as mg_cpu_dot
+ * does (16 lane sums of separate multiply and add, the lanes added in order,
+ * then the tail): the result is bitwise that of the plain loop. The vector
+ * version runs several rows and batch items at once: one lane sum alone is a
+ * chain of dependent adds, and W_hh (16 MB) streams from L3 once per step. */
+static inline float bf16_to_f32(uint16_t v)
 {
-    const lstm_ctx *c = arg;
-    int64_t H = c->H, T = c->T, t = c->t;
-    for (int64_t n = n0; n < n1; n++)
-        for (int64_t b = 0; b < c->B; b++) {
-            float v = c->gx[(b * 4 * H + n) * T + t];
-            if (t > 0)
-                v += mg_cpu_dot(c->w_hh + n * H, c->h + (b * T + t - 1) * H, H);
-            c->gates[b * 4 * H + n] = v;
+    uint32_t bits = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* mg_cpu_dot with a BF16 row a (the interleaved layout of lstm_bf16),
+ * widened exactly: the sums of lstm_dots_bf16_n. */
+static float lstm_dot_bf16(const uint16_t *a, const float *b, int64_t n)
+{
+    float acc[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += bf16_to_f32(a[mg_bf16_pair_index(k + j, n)]) * b[k + j];
+    float s = 0;
+    for (int j = 0; j < 16; j++)
+        s += acc[j];
+    for (; k < n; k++)
+        s += bf16_to_f32(a[k]) * b[k];
+    return s;
+}
+
+#if CONV_X86
+enum { LSTM_MAX_ACC = 16 };
+
+INLINE TARGET_AVX512 void lstm_dots_n(float *out, const float *const *w, int nr,
+                                      const float *const *h, int nb, int64_t n)
+{
+    __m512 acc[LSTM_MAX_ACC];
+    _Pragma("GCC unroll 16") for (int i = 0; i < nr * nb; i++) acc[i] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 hv[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) hv[b] = _mm512_loadu_ps(h[b] + k);
+        _Pragma("GCC unroll 8") for (int r = 0; r < nr; r++) {
+            __m512 wv = _mm512_loadu_ps(w[r] + k);
+            _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++)
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(wv, hv[b]));
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int b = 0; b < nb; b++) {
+            float lanes[16], s = 0;
+            _mm512_storeu_ps(lanes, acc[r * nb + b]);
+            for (int j = 0; j < 16; j++)
+                s += lanes[j];
+            for (int64_t kk = k; kk < n; kk++)
+                s += w[r][kk] * h[b][kk];
+            out[b * nr + r] = s;
         }
 }
 
+/* lstm_dots_n with BF16 rows (the interleaved layout of lstm_bf16): each
+ * weight widened to F32 exactly, then the same sums (bitwise lstm_dot_bf16's). */
+INLINE TARGET_AVX512 void lstm_dots_bf16_n(float *out, const uint16_t *const *w, int nr,
+                                           const float *const *h, int nb, int64_t n)
+{
+    __m512 acc[LSTM_MAX_ACC];
+    _Pragma("GCC unroll 16") for (int i = 0; i < nr * nb; i++) acc[i] = _mm512_setzero_ps();
+    int64_t k = 0;
+    /* whole 32-column chunks: lane j holds columns k + j (low half) and
+     * k + 16 + j (high half), summed in that order */
+    for (; k + 32 <= n; k += 32) {
+        __m512 hv[4], hw[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) {
+            hv[b] = _mm512_loadu_ps(h[b] + k);
+            hw[b] = _mm512_loadu_ps(h[b] + k + 16);
+        }
+        _Pragma("GCC unroll 8") for (int r = 0; r < nr; r++) {
+            __m512i raw = _mm512_loadu_si512((const void *)(w[r] + k));
+            __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+            __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32((int)0xffff0000u)));
+            _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) {
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(lo, hv[b]));
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(hi, hw[b]));
+            }
+        }
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m512 hv[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++) hv[b] = _mm512_loadu_ps(h[b] + k);
+        _Pragma("GCC unroll 8") for (int r = 0; r < nr; r++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(w[r] + k));
+            __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+            _Pragma("GCC unroll 4") for (int b = 0; b < nb; b++)
+                acc[r * nb + b] = _mm512_add_ps(acc[r * nb + b], _mm512_mul_ps(wv, hv[b]));
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int b = 0; b < nb; b++) {
+            float lanes[16], s = 0;
+            _mm512_storeu_ps(lanes, acc[r * nb + b]);
+            for (int j = 0; j < 16; j++)
+                s += lanes[j];
+            for (int64_t kk = k; kk < n; kk++)
+                s += bf16_to_f32(w[r][kk]) * h[b][kk];
+            out[b * nr + r] = s;
+        }
+}
+
+TARGET_AVX512 static void lstm_dots_bf16(float *out, const uint16_t *const *w, int nr,
+                                         const float *const *h, int nb, int64_t n)
+{
+    if (nr == 8 && nb == 2)
+        lstm_dots_bf16_n(out, w, 8, h, 2, n);
+    else if (nr == 8 && nb == 1)
+        lstm_dots_bf16_n(out, w, 8, h, 1, n);
+    else if (nr == 4 && nb == 4)
+        lstm_dots_bf16_n(out, w, 4, h, 4, n);
+    else if (nr == 4 && nb == 3)
+        lstm_dots_bf16_n(out, w, 4, h, 3, n);
+    else if (nr == 4 && nb == 2)
+        lstm_dots_bf16_n(out, w, 4, h, 2, n);
+    else
+        lstm_dots_bf16_n(out, w, 4, h, 1, n);
+}
+
+/* dots[b·nr + r] = w[r]·h[b] for nr <= 8 rows and nb <= 4 items (nr·nb <= 16). */
+TARGET_AVX512 static void lstm_dots(float *out, const float *const *w, int nr,
+                                    const float *const *h, int nb, int64_t n)
+{
+    if (nr == 8 && nb == 2)
+        lstm_dots_n(out, w, 8, h, 2, n);
+    else if (nr == 8 && nb == 1)
+        lstm_dots_n(out, w, 8, h, 1, n);
+    else if (nr == 4 && nb == 4)
+        lstm_dots_n(out, w, 4, h, 4, n);
+    else if (nr == 4 && nb == 3)
+        lstm_dots_n(out, w, 4, h, 3, n);
+    else if (nr == 4 && nb == 2)
+        lstm_dots_n(out, w, 4, h, 2, n);
+    else
+        lstm_dots_n(out, w, 4, h, 1, n);
+}
+#endif
+
+/* Pass 1 of a step: gates[b·4H + n] = gx + W_hh[n]·h_{t-1}[b] for rows
+ * [n0, n1). Each thread streams one contiguous slice of W_hh (per-unit work,
+ * 4 rows 4 MB apart, measured slower), each row read once for all batch
+ * items. */
+static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
+{
+    const lstm_ctx *c = arg;
+    const int64_t H = c->H, T = c->T, t = c->t;
+    for (int64_t b0 = 0; b0 < c->B; b0 += 4) {
+        int nb = (int)min64(4, c->B - b0);
+        const float *h[4];
+        for (int b = 0; b < nb; b++)
+            h[b] = c->h + ((b0 + b) * T + t - 1) * H;
+        for (int64_t n = n0; n < n1;) {
+            /* 8 rows at a time where the accumulators allow it */
+            int nr = nb <= 2 && n1 - n >= 8 ? 8 : (int)min64(4, n1 - n);
+            float d[16];
+            const float *w[8];
+            const uint16_t *wh[8];
+            for (int r = 0; r < nr; r++) {
+                w[r] = c->w_hh ? c->w_hh + (n + r) * H : NULL;
+                wh[r] = c->w_hh_bf16 ? c->w_hh_bf16 + (n + r) * H : NULL;
+            }
+            if (t > 0 && c->w_hh_bf16) {
+#if CONV_X86
+                if (c->avx512 && nr >= 4)
+                    lstm_dots_bf16(d, wh, nr, h, nb, H);
+                else
+#endif
+                    for (int b = 0; b < nb; b++)
+                        for (int r = 0; r < nr; r++)
+                            d[b * nr + r] = lstm_dot_bf16(wh[r], h[b], H);
+            } else if (t > 0) {
+#if CONV_X86
+                /* one item: W_hh streams at L3 speed whatever the kernel,
+                 * and one row at a time streams best */
+                if (c->avx512 && nr >= 4 && c->B > 1)
+                    lstm_dots(d, w, nr, h, nb, H);
+                else
+#endif
+                    for (int b = 0; b < nb; b++)
+                        for (int r = 0; r < nr; r++)
+                            d[b * nr + r] = mg_cpu_dot(w[r], h[b], H);
+            }
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < nr; r++) {
+                    float v = c->gx[((b0 + b) * 4 * H + n + r) * T + t];
+                    if (t > 0)
+                        v += d[b * nr + r];
+                    c->gates[(b0 + b) * 4 * H + n + r] = v;
+                }
+            n += nr;
+        }
+    }
+}
+
+/* The cell's activations with BF16 recurrent weights (a reduced-precision
+ * model already; see recurrent_weight_bf16 in src/encodec.c): vectorised
+ * from the ~2 ulp exponentials of cpu_exp_avx512.h instead of libm's scalar
+ * calls (a few % of a decode). The scalar versions spell out the same
+ * operations (fmaf where the vector code fuses), so every kernel level
+ * gives the same bits. */
+static float expm1_reduced_r(float x, float *n_out)
+{
+    float n = rintf(x * 1.44269504f);
+    float r = fmaf(-n, 0.693145752f, x);
+    r = fmaf(-n, 1.42860677e-06f, r);
+    *n_out = n;
+    float p = 1.0f / 5040;
+    p = fmaf(p, r, 1.0f / 720);
+    p = fmaf(p, r, 1.0f / 120);
+    p = fmaf(p, r, 1.0f / 24);
+    p = fmaf(p, r, 1.0f / 6);
+    p = fmaf(p, r, 0.5f);
+    return fmaf(p * r, r, r);
+}
+
+static float sigmoid_r(float x)
+{
+    float n, a = fmaxf(-fabsf(x), -104.0f), p = expm1_reduced_r(a, &n);
+    float e = ldexpf(p + 1.0f, (int)n), d = 1.0f + e;
+    return x < 0 ? e / d : 1.0f / d;
+}
+
+static float tanh_r(float x)
+{
+    float n, a = fmaxf(-2.0f * fabsf(x), -88.0f), p = expm1_reduced_r(a, &n);
+    float two_n = ldexpf(1.0f, (int)n), m = fmaf(p, two_n, two_n - 1.0f);
+    return copysignf(-m / (2.0f + m), x);
+}
+
+#if CONV_X86
+TARGET_AVX512 static inline __m512 sigmoid_avx512(__m512 x)
+{
+    __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_div_ps(_mm512_div_ps(_mm512_set1_ps(1.0f), d), neg, e, d);
+}
+
+TARGET_AVX512 static inline __m512 tanh_avx512(__m512 x)
+{
+    __m512 m = expm1_neg_avx512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), _mm512_abs_ps(x)));
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), m),
+                             _mm512_add_ps(_mm512_set1_ps(2.0f), m));
+    __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_andnot_si512(sign, _mm512_castps_si512(t)),
+        _mm512_and_si512(sign, _mm512_castps_si512(x))));
+}
+
+TARGET_AVX512 static void lstm_cell_r_avx512(const lstm_ctx *c, int64_t b, int64_t j0, int64_t j1)
+{
+    int64_t H = c->H;
+    const float *g = c->gates + b * 4 * H;
+    float *cs = c->cell + b * H, *h = c->h + (b * c->T + c->t) * H;
+    for (int64_t j = j0; j < j1; j += 16) {
+        __mmask16 m = j1 - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (j1 - j)) - 1);
+        __m512 gi = _mm512_maskz_loadu_ps(m, g + j), gf = _mm512_maskz_loadu_ps(m, g + H + j);
+        __m512 gg = _mm512_maskz_loadu_ps(m, g + 2 * H + j);
+        __m512 go = _mm512_maskz_loadu_ps(m, g + 3 * H + j);
+        __m512 cell = _mm512_add_ps(_mm512_mul_ps(sigmoid_avx512(gf), _mm512_maskz_loadu_ps(m, cs + j)),
+                                    _mm512_mul_ps(sigmoid_avx512(gi), tanh_avx512(gg)));
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(sigmoid_avx512(go), tanh_avx512(cell)));
+        _mm512_mask_storeu_ps(cs + j, m, cell);
+    }
+}
+#endif
+
+/* Pass 2: the cell update of units [j0, j1). */
 static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
 {
     const lstm_ctx *c = arg;
     int64_t H = c->H, T = c->T, t = c->t;
+    if (c->w_hh_bf16) {
+        for (int64_t b = 0; b < c->B; b++) {
+#if CONV_X86
+            if (c->avx512) {
+                lstm_cell_r_avx512(c, b, j0, j1);
+                continue;
+            }
+#endif
+            const float *g = c->gates + b * 4 * H;
+            for (int64_t j = j0; j < j1; j++) {
+                float cell = sigmoid_r(g[H + j]) * c->cell[b * H + j] +
+                             sigmoid_r(g[j]) * tanh_r(g[2 * H + j]);
+                c->h[(b * T + t) * H + j] = sigmoid_r(g[3 * H + j]) * tanh_r(cell);
+                c->cell[b * H + j] = cell;
+            }
+        }
+        return;
+    }
     for (int64_t b = 0; b < c->B; b++) {
         const float *g = c->gates + b * 4 * H;
         for (int64_t j = j0; j < j1; j++) {
@@ -642,7 +1195,9 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
 {
     lstm_ctx c = {
         .h = mg_cpu_f32(h_out), .x = mg_cpu_f32(x), .w_ih = mg_cpu_f32(w_ih),
-        .w_hh = mg_cpu_f32(w_hh), .b_ih = mg_cpu_f32(b_ih), .b_hh = mg_cpu_f32(b_hh),
+        .w_hh = w_hh->dtype == MG_DT_BF16 ? NULL : mg_cpu_f32(w_hh),
+        .w_hh_bf16 = w_hh->dtype == MG_DT_BF16 ? (const uint16_t *)w_hh->data : NULL,
+        .b_ih = mg_cpu_f32(b_ih), .b_hh = mg_cpu_f32(b_hh),
         .B = batch, .H = mg_tensor_cols(h_out), .I = mg_tensor_cols(x),
     };
     if (batch <= 0)
@@ -662,6 +1217,9 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     c.gx = scratch + n_xt;
     c.cell = bias + H4;
     c.gates = c.cell + B * c.H;
+#if CONV_X86
+    c.avx512 = ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512;
+#endif
     memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
     for (int64_t n = 0; n < H4; n++)
         bias[n] = c.b_ih[n] + c.b_hh[n];
@@ -673,7 +1231,8 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
     mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
     /* the steps are sequential; units within a step are independent */
-    for (c.t = 0; c.t < T; c.t++) {
+    for (c.t = 0; c.t < T; c.t++)
+    {
         mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
         mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
     }
