@@ -19,7 +19,10 @@ GOLDEN  ?= ../shared/golden
 BUILD   ?= build
 SAN     ?= 0
 
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -g -pthread -Isrc
+# -ffp-contract=off: no fused multiply-adds the source does not spell (gcc's
+# default in ISO C mode, spelled out for clang): sums must not depend on
+# which ISA clone or compiler ran them
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -ffp-contract=off -g -pthread -Isrc
 ifeq ($(SAN),1)
   BUILD  := build-san
   CFLAGS ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

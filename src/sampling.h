@@ -26,14 +26,14 @@ int  mg_argmax(const float *x, int n); /* first index on ties */
 /* Inverse-CDF draw from probs with uniform u. */
 int  mg_draw(const float *probs, int n, double u);
 
-/* One step for `rows` rows of V scores: logits holds rows conditional rows,
- * then (guidance > 1) rows unconditional rows. scores [rows, V] receives the
- * processed scores, tokens the choices. scratch: 2*V floats. */
 /* Row r of mg_select_tokens alone (rows are independent: backends may run
  * them in parallel). */
 void mg_select_token_row(const float *logits, int rows, int r, int V, const mg_sampling *s,
                          uint64_t seed, uint64_t step, float *scores, int32_t *tokens,
                          float *scratch);
+/* One step for `rows` rows of V scores: logits holds rows conditional rows,
+ * then (guidance > 1) rows unconditional rows. scores [rows, V] receives the
+ * processed scores, tokens the choices. scratch: 2*V floats. */
 void mg_select_tokens(const float *logits, int rows, int V, const mg_sampling *s,
                       uint64_t seed, uint64_t step, float *scores, int32_t *tokens,
                       float *scratch);

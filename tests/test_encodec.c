@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cpu/cpu.h"
 #include "check.h"
 #include "config.h"
 #include "encodec.h"
@@ -445,14 +446,20 @@ static void check_unfused(model *m)
     }
     for (int i = 0; i < B * K * T; i++)
         codes[i] = (int32_t)((i * 37 + 11) % m->cfg.ec_codebook_size);
-    CHECK(mg_encodec_decode(m->ec, codes, B, T, fused, NULL, NULL, &err) == MG_OK, "decode: %s",
-          err.msg);
-    m->be->ops = &unfused;
-    CHECK(mg_encodec_decode(m->ec, codes, B, T, plain, NULL, NULL, &err) == MG_OK, "decode: %s",
-          err.msg);
-    m->be->ops = ops;
-    CHECK(!memcmp(fused, plain, (size_t)n * sizeof *plain),
-          "decode without the fused ops: the same bits");
+    /* at every kernel level of the CPU backend (its fused ops fall back to
+     * the ops one by one below AVX-512) */
+    for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)mg_cpu_isa_detect(); isa++) {
+        mg_cpu_backend_set_isa(m->be, (mg_cpu_isa)isa);
+        CHECK(mg_encodec_decode(m->ec, codes, B, T, fused, NULL, NULL, &err) == MG_OK,
+              "decode: %s", err.msg);
+        m->be->ops = &unfused;
+        CHECK(mg_encodec_decode(m->ec, codes, B, T, plain, NULL, NULL, &err) == MG_OK,
+              "decode: %s", err.msg);
+        m->be->ops = ops;
+        CHECK(!memcmp(fused, plain, (size_t)n * sizeof *plain),
+              "decode without the fused ops (%s): the same bits", mg_cpu_isa_name((mg_cpu_isa)isa));
+    }
+    mg_cpu_backend_set_isa(m->be, mg_cpu_isa_detect());
 out:
     free(codes);
     free(fused);
@@ -886,10 +893,16 @@ static void check_ops(void)
         check_pad_op(be, 2, 10, 0, 0);
         check_transpose_op(be, 2, 37, 45);
         check_transpose_op(be, 1, 1, 70);
-        check_fused_ops(be, 1, 16, 8, 3, 1, 100);
-        check_fused_ops(be, 3, 5, 11, 3, 3, 37);  /* ragged channel blocks and tail, odd batch */
-        check_fused_ops(be, 2, 7, 13, 1, 1, 200);
-        check_fused_ops(be, 1, 3, 1, 7, 1, 5);    /* one output channel, shorter than a vector */
+        /* every kernel level: the AVX-512 epilogue and the ops-one-by-one
+         * fallback (in place too) */
+        for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)mg_cpu_isa_detect(); isa++) {
+            mg_cpu_backend_set_isa(be, (mg_cpu_isa)isa);
+            check_fused_ops(be, 1, 16, 8, 3, 1, 100);
+            check_fused_ops(be, 3, 5, 11, 3, 3, 37);  /* ragged channel blocks and tail, odd batch */
+            check_fused_ops(be, 2, 7, 13, 1, 1, 200);
+            check_fused_ops(be, 1, 3, 1, 7, 1, 5);    /* one output channel, shorter than a vector */
+        }
+        mg_cpu_backend_set_isa(be, mg_cpu_isa_detect());
         for (int bf16 = 0; bf16 <= 1; bf16++) {
             check_lstm_op(be, 1, 9, 20, 16, bf16);
             check_lstm_op(be, 2, 5, 12, 33, bf16);

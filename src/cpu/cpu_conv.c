@@ -586,9 +586,24 @@ void mg_cpu_conv1d_fused(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
         return;
     }
 #endif
-    mg_cpu_conv1d(be, y, x, w, bias, batch, 1, dilation);
-    if (residual)
-        mg_cpu_add(be, y, residual);
+    /* the ops one by one; in place (residual is y) the conv goes to scratch
+     * first, or it would overwrite the residual it is added to */
+    if (residual && residual->data == y->data) {
+        mg_tensor t = *y;
+        t.data = malloc(y->nbytes + 1);
+        t.owns = 0;
+        if (!t.data) {
+            mg_cpu_fail(be, MG_ERR_NOMEM, "conv1d scratch");
+            return;
+        }
+        mg_cpu_conv1d(be, &t, x, w, bias, batch, 1, dilation);
+        mg_cpu_add(be, y, &t);
+        free(t.data);
+    } else {
+        mg_cpu_conv1d(be, y, x, w, bias, batch, 1, dilation);
+        if (residual)
+            mg_cpu_add(be, y, residual);
+    }
     if (elu_out)
         mg_cpu_elu(be, y);
 }
@@ -883,12 +898,6 @@ typedef struct {
     int          avx512;
 } lstm_ctx;
 
-/* Recurrent pre-activations out[b·n_rows + r] = gx + W_hh[row r]·h_{t-1}[b]
- * for n_rows rows and B batch items, each dot summed exactly as mg_cpu_dot
- * does (16 lane sums of separate multiply and add, the lanes added in order,
- * then the tail): the result is bitwise that of the plain loop. The vector
- * version runs several rows and batch items at once: one lane sum alone is a
- * chain of dependent adds, and W_hh (16 MB) streams from L3 once per step. */
 static inline float bf16_to_f32(uint16_t v)
 {
     uint32_t bits = (uint32_t)v << 16;
@@ -917,6 +926,12 @@ static float lstm_dot_bf16(const uint16_t *a, const float *b, int64_t n)
 #if CONV_X86
 enum { LSTM_MAX_ACC = 16 };
 
+/* Recurrent pre-activations out[b·n_rows + r] = W_hh[row r]·h_{t-1}[b]
+ * for n_rows rows and B batch items, each dot summed exactly as mg_cpu_dot
+ * does (16 lane sums of separate multiply and add, the lanes added in order,
+ * then the tail): the result is bitwise that of the plain loop. The vector
+ * version runs several rows and batch items at once: one lane sum alone is a
+ * chain of dependent adds, and W_hh (16 MB) streams from L3 once per step. */
 INLINE TARGET_AVX512 void lstm_dots_n(float *out, const float *const *w, int nr,
                                       const float *const *h, int nb, int64_t n)
 {
@@ -1038,8 +1053,8 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
     const int64_t H = c->H, T = c->T, t = c->t;
     for (int64_t b0 = 0; b0 < c->B; b0 += 4) {
         int nb = (int)min64(4, c->B - b0);
-        const float *h[4];
-        for (int b = 0; b < nb; b++)
+        const float *h[4] = {NULL, NULL, NULL, NULL};
+        for (int b = 0; b < nb && t > 0; b++) /* (no h_{-1}: not even a pointer to it) */
             h[b] = c->h + ((b0 + b) * T + t - 1) * H;
         for (int64_t n = n0; n < n1;) {
             /* 8 rows at a time where the accumulators allow it */

@@ -385,9 +385,7 @@ INLINE TARGET_VNNI void q8_tile_vnni_mr(const mv_args *a, int64_t n0, int64_t m0
     }
     if (mr >= 2)
         q8_pair_vnni(a, n0, m0, 2);
-    if (mr == 4)
-        q8_pair_vnni(a, n0, m0 + 2, 2);
-    else if (mr == 3)
+    if (mr == 3)
         q8_pair_vnni(a, n0, m0 + 2, 1);
     else if (mr == 1)
         q8_pair_vnni(a, n0, m0, 1);

@@ -26,7 +26,6 @@ void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale)
         q[i] = 0;
 }
 
-MG_CPU_ISA_CLONES
 static inline uint16_t bf16_round(float f)
 {
     uint32_t bits;
