@@ -118,10 +118,17 @@ void mg_cpu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const m
                        d, eps);
 }
 
+/* (16 at a time: -O2 vectorises fixed trip counts into selects; the scalar
+ * loop branched on random signs and cost T5 1.5 ms) */
+MG_CPU_ISA_CLONES
 static void relu_task(void *arg, int64_t i0, int64_t i1)
 {
     float *a = arg;
-    for (int64_t i = i0; i < i1; i++)
+    int64_t i = i0;
+    for (; i + 16 <= i1; i += 16)
+        for (int j = 0; j < 16; j++)
+            a[i + j] = a[i + j] > 0 ? a[i + j] : 0;
+    for (; i < i1; i++)
         a[i] = a[i] > 0 ? a[i] : 0;
 }
 
