@@ -61,21 +61,31 @@ void mg_cpu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale)
             a[r * cols + j] *= row_scale[r];
 }
 
+/* One row, the sum of squares in 16 partial sums (vectorised; see
+ * layer_norm_row). out may be x. */
+MG_CPU_ISA_CLONES
+static void rms_norm_row(float *out, const float *x, const float *g, int64_t d, float eps)
+{
+    float acc[16] = {0}, ss = 0;
+    int64_t k = 0;
+    for (; k + 16 <= d; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += x[k + j] * x[k + j];
+    for (int j = 0; j < 16; j++)
+        ss += acc[j];
+    for (; k < d; k++)
+        ss += x[k] * x[k];
+    float inv = 1.0f / sqrtf(ss / (float)d + eps);
+    for (k = 0; k < d; k++)
+        out[k] = g[k] * (x[k] * inv);
+}
+
 void mg_cpu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                      float eps)
 {
     int64_t rows = mg_tensor_rows(x), d = mg_tensor_cols(x);
-    const float *in = mg_cpu_f32(x), *g = mg_cpu_f32(w);
-    float *out = mg_cpu_f32(y);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xi = in + r * d;
-        float ss = 0;
-        for (int64_t j = 0; j < d; j++)
-            ss += xi[j] * xi[j];
-        float inv = 1.0f / sqrtf(ss / (float)d + eps);
-        for (int64_t j = 0; j < d; j++)
-            out[r * d + j] = g[j] * (xi[j] * inv);
-    }
+    for (int64_t r = 0; r < rows; r++)
+        rms_norm_row(mg_cpu_f32(y) + r * d, mg_cpu_f32(x) + r * d, mg_cpu_f32(w), d, eps);
 }
 
 /* One row: mean and variance each in 16 partial sums (vectorised, where a
