@@ -267,6 +267,19 @@ INLINE TARGET_AVX512 void bf16_tile_avx512_mr(const mv_args *a, int64_t n0, int6
             store(a, m0 + i, n0 + j, _mm512_reduce_add_ps(acc[i][j]));
 }
 
+/* The next unit's group g into L2 while the first row tile of this one
+ * computes: the L2 streamer left the weights' DRAM reads and the VNNI work
+ * one after the other (fc2 at 8 rows, one thread: 0.52 ms = 0.235 ms of
+ * reads + 0.29 ms of compute; with this 0.31 ms). Only inside the matrix. */
+INLINE TARGET_VNNI void q8_prefetch_next_unit(const mv_args *a, int64_t n0, int64_t m0,
+                                              const uint8_t *wq)
+{
+    if (m0 != a->m0 || n0 + NR >= a->n)
+        return;
+    for (int l = 0; l < MG_Q8_GROUP_BYTES / 64; l++)
+        _mm_prefetch((const char *)wq + a->q8.panel_bytes + 64 * l, _MM_HINT_T2);
+}
+
 /* Q8 x int8 activations with VNNI over the group layout: lane b of an int32
  * accumulator is block b of the group; 8 vpdpbusd (one per 4-byte piece)
  * finish it, then one convert, one multiply by the two scales and one FMA
@@ -291,6 +304,7 @@ INLINE TARGET_VNNI void q8_pair_vnni(const mv_args *a, int64_t n0, int64_t m0, c
         const int nb = mg_q8_group_blocks(&a->q8, g);
         const __mmask16 mask = (__mmask16)((1u << nb) - 1);
         const uint8_t *wq = mg_q8_group(&a->q8, n0, g);  /* [piece][row j][nb·4] */
+        q8_prefetch_next_unit(a, n0, m0, wq);
         const float *ws = mg_q8_group_scales(&a->q8, n0, g); /* rows j at j·nb */
         __m512i d[2][NR];
         _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++) {
@@ -347,6 +361,7 @@ INLINE TARGET_VNNI void q8_quad_vnni(const mv_args *a, int64_t n0, int64_t m0)
         const int nb = mg_q8_group_blocks(&a->q8, g);
         const __mmask16 mask = (__mmask16)((1u << nb) - 1);
         const uint8_t *wq = mg_q8_group(&a->q8, n0, g);
+        q8_prefetch_next_unit(a, n0, m0, wq);
         const float *ws = mg_q8_group_scales(&a->q8, n0, g);
         __m512i d[Q][NR];
         _Pragma("GCC unroll 4") for (int i = 0; i < Q; i++) {
