@@ -90,7 +90,8 @@ typedef struct mg_backend_ops {
     void (*attention)(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                       int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
     /* Copies n rows of src starting at src_row into dst starting at dst_row
-     * (F32 into a BF16 dst rounds to nearest even where kv_bf16 is set). */
+     * (F32 into a BF16 dst rounds to nearest even where kv_bf16 is set, into
+     * a Q8ROW dst quantises where kv_q8row is). */
     void (*copy_rows)(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
                       int64_t src_row, int64_t n);
 
@@ -192,6 +193,12 @@ struct mg_backend {
      * into BF16 tensors, so models with compressed weights keep their
      * attention caches in BF16 (half the bytes a decode step reads). */
     int                   kv_bf16;
+    /* 1: attention() also reads Q8ROW keys/values and copy_rows() quantises
+     * F32 rows into Q8ROW tensors, so models with Q8 weights keep their
+     * attention caches in 8 bits (a batched step's largest read after the
+     * weights: 24 layers x 2 x 1.06 KB per position and sequence, against
+     * 2 KB in BF16). The CPU sets it where the VNNI attention kernel runs. */
+    int                   kv_q8row;
 };
 
 /* Creates the CPU backend with n_threads workers (<= 0: all cores). */

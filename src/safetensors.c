@@ -26,12 +26,19 @@ size_t mg_dtype_size(mg_dtype dt)
     return 0;
 }
 
+size_t mg_dtype_row_bytes(mg_dtype dt, int64_t cols)
+{
+    if (dt == MG_DT_Q8ROW)
+        return cols % MG_Q8ROW_BLOCK ? 0 : (size_t)(cols + cols / MG_Q8ROW_BLOCK * 4);
+    return (size_t)cols * mg_dtype_size(dt);
+}
+
 const char *mg_dtype_name(mg_dtype dt)
 {
     for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
         if (dtypes[i].dt == dt)
             return dtypes[i].name;
-    return dt == MG_DT_Q8 ? "Q8" : "unsupported";
+    return dt == MG_DT_Q8 ? "Q8" : dt == MG_DT_Q8ROW ? "Q8ROW" : "unsupported";
 }
 
 int64_t mg_st_numel(const mg_st_tensor *t)

@@ -8,10 +8,18 @@
 
 #define MG_ST_MAX_DIMS 8
 
-/* MG_DT_Q8 is internal: a backend's 8-bit block format for matrix weights
- * (never in a file; mg_dtype_size is 0 because elements have no fixed size). */
+/* MG_DT_Q8 and MG_DT_Q8ROW are internal (never in a file; mg_dtype_size is 0
+ * because elements have no fixed size). Q8: a backend's 8-bit block format
+ * for matrix weights. Q8ROW: attention-cache rows of 8-bit quants, each
+ * MG_Q8ROW_BLOCK of them sharing one float32 scale, a row's scales stored
+ * right after its quants (mg_dtype_row_bytes). A quant is stored offset by
+ * 128 (u = q + 128, q in [-127, 127], value = q · scale): keys are then the
+ * unsigned operand of vpdpbusd as they lie. A block is one attention head
+ * of MusicGen (head_dim 64), so a key-head dot product has one scale. */
 typedef enum { MG_DT_F32, MG_DT_F16, MG_DT_BF16, MG_DT_I64, MG_DT_I32, MG_DT_U8, MG_DT_BOOL,
-               MG_DT_OTHER, MG_DT_Q8 } mg_dtype;
+               MG_DT_OTHER, MG_DT_Q8, MG_DT_Q8ROW } mg_dtype;
+
+enum { MG_Q8ROW_BLOCK = 64 };
 
 typedef struct {
     char          *name;
@@ -36,6 +44,9 @@ typedef struct {
 } mg_safetensors;
 
 size_t      mg_dtype_size(mg_dtype dt);
+/* Bytes of one row of cols values (Q8ROW: cols must be a multiple of
+ * MG_Q8ROW_BLOCK; 0 when it is not, or for Q8). */
+size_t      mg_dtype_row_bytes(mg_dtype dt, int64_t cols);
 const char *mg_dtype_name(mg_dtype dt);
 int64_t     mg_st_numel(const mg_st_tensor *t);
 

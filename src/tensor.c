@@ -32,6 +32,16 @@ mg_code mg_tensor_new(mg_tensor **out, mg_backend *be, mg_dtype dt, int ndim,
     t->ndim = ndim;
     memcpy(t->ne, ne, (size_t)ndim * sizeof *ne);
     t->nbytes = (size_t)mg_tensor_numel(t) * mg_dtype_size(dt);
+    if (dt == MG_DT_Q8ROW) {
+        int64_t cols = mg_tensor_cols(t);
+        size_t rb = mg_dtype_row_bytes(dt, cols);
+        if (rb == 0) {
+            free(t);
+            return mg_fail(err, MG_ERR_INVALID, "tensor: Q8ROW rows of %lld values (not a multiple of %d)",
+                           (long long)cols, MG_Q8ROW_BLOCK);
+        }
+        t->nbytes = (size_t)mg_tensor_rows(t) * rb;
+    }
     mg_code rc = be->ops->alloc(be, t, err);
     if (rc != MG_OK) {
         free(t);
@@ -62,12 +72,12 @@ mg_tensor mg_tensor_rows_view(const mg_tensor *t, int64_t row0, int64_t n)
 {
     mg_tensor v = *t;
     int64_t cols = mg_tensor_cols(t);
-    size_t es = mg_dtype_size(t->dtype);
+    size_t rb = mg_dtype_row_bytes(t->dtype, cols);
     v.ndim = 2;
     v.ne[0] = n;
     v.ne[1] = cols;
-    v.data = (char *)t->data + (size_t)(row0 * cols) * es;
-    v.nbytes = (size_t)(n * cols) * es;
+    v.data = (char *)t->data + (size_t)row0 * rb;
+    v.nbytes = (size_t)n * rb;
     v.owns = 0;
     return v;
 }

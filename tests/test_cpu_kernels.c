@@ -58,6 +58,60 @@ static void test_conversions(void)
         ok &= y[i] == mg_f32_to_bf16(x[i]) || (isnan(x[i]) && (y[i] & 0x7f80) == 0x7f80 && (y[i] & 0x7f));
     CHECK(ok, "bf16 conversion matches the scalar reference (ties to even, NaN)");
 
+    /* Q8ROW: per 64-block scale max|x|/127, quants rounded to nearest even
+     * and stored + 128, scales after the quants; back within half a step;
+     * copy_rows quantises the same */
+    {
+        enum { COLS = 192, B = MG_Q8ROW_BLOCK };
+        float v[2][COLS], back[COLS];
+        for (int i = 0; i < 2 * COLS; i++)
+            v[i / COLS][i % COLS] = (float)((i * 7919) % 2001) / 300.0f - 3.3f;
+        for (int i = B; i < 2 * B; i++)
+            v[0][i] = 0; /* an all-zero block: scale 0 */
+        v[0][5] = 2.5f * (3.3f / 127.0f) * (127.0f / 3.3f); /* near a tie */
+        size_t rb = mg_dtype_row_bytes(MG_DT_Q8ROW, COLS);
+        CHECK(B == 64 && rb == COLS + COLS / B * 4 && mg_dtype_row_bytes(MG_DT_Q8ROW, 96) == 0,
+              "Q8ROW row bytes (%zu), 0 for a ragged row", rb);
+        char row[2][COLS + COLS / 16];
+        mg_q8row_quantize(v[0], COLS, row[0]);
+        int same = 1, close = 1;
+        for (int b = 0; b < COLS / B; b++) {
+            float amax = 0;
+            for (int i = 0; i < B; i++)
+                amax = fmaxf(amax, fabsf(v[0][B * b + i]));
+            float inv = amax > 0 ? 127.0f / amax : 0.0f;
+            same &= mg_q8row_scales(row[0], COLS)[b] == amax / 127.0f;
+            for (int i = 0; i < B; i++)
+                same &= (uint8_t)row[0][B * b + i] == (uint8_t)((int)rintf(v[0][B * b + i] * inv) + 128);
+        }
+        mg_q8row_dequantize(row[0], COLS, 0, COLS, back);
+        for (int i = 0; i < COLS; i++)
+            close &= fabsf(back[i] - v[0][i]) <= 0.5f * mg_q8row_scales(row[0], COLS)[i / B] * 1.0001f;
+        CHECK(same, "Q8ROW quants and scales are the scalar formula's");
+        CHECK(close, "Q8ROW values come back within half a step");
+        mg_backend *be = backend(1, MG_DT_F32);
+        mg_tensor *dst = NULL;
+        int64_t ne[2] = {3, COLS};
+        mg_error err = {0};
+        CHECK(be && mg_tensor_new(&dst, be, MG_DT_Q8ROW, 2, ne, &err) == MG_OK &&
+                  dst->nbytes == 3 * rb, "a Q8ROW tensor of 3 rows");
+        int64_t bad[2] = {3, 96};
+        mg_tensor *ragged = NULL;
+        CHECK(be && mg_tensor_new(&ragged, be, MG_DT_Q8ROW, 2, bad, &err) == MG_ERR_INVALID && !ragged,
+              "a Q8ROW tensor of ragged rows is refused: %s", err.msg);
+        if (dst) {
+            mg_tensor src = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {2, COLS}, .data = v};
+            be->ops->copy_rows(be, dst, 1, &src, 0, 2);
+            mg_q8row_quantize(v[1], COLS, row[1]);
+            CHECK(!memcmp((char *)dst->data + rb, row, 2 * rb), "copy_rows quantises into Q8ROW rows");
+            mg_tensor view = mg_tensor_rows_view(dst, 2, 1);
+            CHECK(view.data == (char *)dst->data + 2 * rb && view.nbytes == rb, "a Q8ROW row view");
+        }
+        mg_tensor_free(dst);
+        if (be)
+            be->ops->destroy(be);
+    }
+
     /* q8 and bf16 matrices of awkward shapes read back within their rounding */
     static const int64_t shapes[][2] = {{1, 1}, {3, 31}, {5, 33}, {7, 64}, {9, 130}, {4, 200}};
     mg_backend *be[2] = {backend(2, MG_DT_Q8), backend(2, MG_DT_BF16)};
@@ -310,22 +364,42 @@ static void test_attention(void)
     if (!be1 || !be3)
         return;
     for (int si = 0; si < 4; si++)
-    for (int kv_bf16 = 0; kv_bf16 < 2; kv_bf16++) {
-        int H = shapes[si][0], D = shapes[si][1], hd = H * D;
+    for (int kv_fmt = 0; kv_fmt < 3; kv_fmt++) { /* F32, BF16, Q8ROW */
+        int H = shapes[si][0], D = shapes[si][1], hd = H * D, kv_bf16 = kv_fmt == 1;
+        const char *fmt_name = kv_fmt == 2 ? "q8row" : kv_bf16 ? "bf16" : "f32";
+        size_t q8rb = mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
+        if (kv_fmt == 2 && q8rb == 0)
+            continue; /* Q8ROW rows are whole 32-blocks */
         float *q = malloc(sizeof(float) * S * QN * hd), *kv = malloc(sizeof(float) * 2 * S * NK * hd);
         uint16_t *kvh = malloc(sizeof(uint16_t) * 2 * S * NK * hd);
+        char *kv8 = malloc(q8rb * 2 * S * NK + 1);
         float *bias = malloc(sizeof(float) * H * QN * NK), *o3 = malloc(sizeof(float) * S * QN * hd);
         float *o1 = malloc(sizeof(float) * S * QN * hd);
-        double *ref = malloc(sizeof(double) * S * QN * hd), *sc = malloc(sizeof(double) * NK);
+        double *refs = malloc(sizeof(double) * 2 * S * QN * hd), *sc = malloc(sizeof(double) * NK);
+        /* the VNNI kernel quantises the query per head as the cache rows are:
+         * its reference sees those values */
+        float *qdq = malloc(sizeof(float) * S * QN * hd);
+        char *qrow = malloc(q8rb + 1);
         uint8_t mask[NK];
         for (int i = 0; i < S * QN * hd; i++)
             q[i] = rnd(&seed);
+        for (int r = 0; r < S * QN; r++) {
+            if (q8rb) {
+                mg_q8row_quantize(q + r * hd, hd, qrow);
+                mg_q8row_dequantize(qrow, hd, 0, hd, qdq + r * hd);
+            }
+        }
         for (int i = 0; i < 2 * S * NK * hd; i++) {
             kv[i] = rnd(&seed);
             kvh[i] = mg_f32_to_bf16(kv[i]);
             if (kv_bf16) /* the reference sees what the kernels see */
                 kv[i] = mg_bf16_to_f32(kvh[i]);
         }
+        if (kv_fmt == 2)
+            for (int r = 0; r < 2 * S * NK; r++) {
+                mg_q8row_quantize(kv + r * hd, hd, kv8 + r * q8rb);
+                mg_q8row_dequantize(kv8 + r * q8rb, hd, 0, hd, kv + r * hd);
+            }
         for (int i = 0; i < H * QN * NK; i++)
             bias[i] = rnd(&seed);
         for (int j = 0; j < NK; j++)
@@ -338,6 +412,11 @@ static void test_attention(void)
             kt.data = kvh;
             vt.data = kvh + S * NK * hd;
         }
+        if (kv_fmt == 2) {
+            kt.dtype = vt.dtype = MG_DT_Q8ROW;
+            kt.data = kv8;
+            vt.data = kv8 + q8rb * S * NK;
+        }
         mg_tensor bt = {.be = be3, .dtype = MG_DT_F32, .ndim = 3, .ne = {H, QN, NK}, .data = bias};
         mg_tensor qt = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = q};
         mg_tensor ot3 = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = o3};
@@ -348,11 +427,14 @@ static void test_attention(void)
                             .causal = 1, .pos_bias = NULL};
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             p.pos_bias = with_bias ? &bt : NULL;
-            /* softmax over the visible keys in double */
+            /* softmax over the visible keys in double: refs[0] with the query,
+             * refs[1] with the quantised query */
+            for (int qq = 0; qq < (kv_fmt == 2 ? 2 : 1); qq++)
             for (int s = 0; s < S; s++)
                 for (int h = 0; h < H; h++)
                     for (int i = 0; i < QN; i++) {
-                        const float *qi = q + (s * QN + i) * hd + h * D;
+                        const float *qi = (qq ? qdq : q) + (s * QN + i) * hd + h * D;
+                        double *ref = refs + (size_t)qq * S * QN * hd;
                         int nk = seqs[s].n_keys;
                         double mx = -INFINITY, sum = 0;
                         for (int j = 0; j < nk; j++) {
@@ -380,11 +462,14 @@ static void test_attention(void)
                 mg_cpu_backend_set_isa(be1, (mg_cpu_isa)isa);
                 be3->ops->attention(be3, &ot3, &qt, S, QN, seqs, &p);
                 be1->ops->attention(be1, &ot1, &qt, S, QN, seqs, &p);
+                int quantised_q = kv_fmt == 2 && isa >= MG_CPU_ISA_AVX512_VNNI && D == MG_Q8ROW_BLOCK &&
+                                  H % 4 == 0;
+                const double *ref = refs + (quantised_q ? (size_t)S * QN * hd : 0);
                 double worst = 0;
                 for (int i = 0; i < S * QN * hd; i++)
                     worst = fmax(worst, fabs(o3[i] - ref[i]));
                 CHECK(worst < 2e-6, "attention %d heads x %d, %s K/V, %s, bias %d: max err %.3g", H,
-                      D, kv_bf16 ? "bf16" : "f32", mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
+                      D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
                 int same = !memcmp(o1, o3, sizeof(float) * S * QN * hd);
                 /* one query row alone: 3 threads split its heads */
                 mg_attn_seq one = seqs[0];
@@ -397,10 +482,11 @@ static void test_attention(void)
                 be1->ops->attention(be1, &r1, &q1, 1, 1, &one, &p1);
                 same = same && !memcmp(o1, o3, sizeof(float) * hd);
                 CHECK(same, "attention %d heads x %d, %s K/V, %s: 1 and 3 threads agree bit for bit",
-                      H, D, kv_bf16 ? "bf16" : "f32", mg_cpu_isa_name((mg_cpu_isa)isa));
+                      H, D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa));
             }
         }
-        free(q); free(kv); free(kvh); free(bias); free(o3); free(o1); free(ref); free(sc);
+        free(q); free(kv); free(kvh); free(kv8); free(bias); free(o3); free(o1); free(refs); free(sc);
+        free(qdq); free(qrow);
     }
     be1->ops->destroy(be1);
     be3->ops->destroy(be3);

@@ -1,7 +1,11 @@
 /* Delay pattern, token selection, and seeded generation: the same seed gives
  * the same codes on every run and thread count. */
+#include <libgen.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -267,7 +271,121 @@ static void test_batching_is_invisible(const char *dir, const char *dtype)
     mg_model_free(m);
 }
 
-int main(void)
+/* Teacher-forced logits of L columns of fixed codes for a text row and an
+ * unconditional row ([2, K, L, V], new array; NULL on failure): every
+ * column attends over all the columns before it. */
+static float *forced_logits(mg_model *m, int L)
+{
+    const mg_config *c = &m->cfg;
+    enum { ENC = 3 };
+    int K = c->num_codebooks, V = c->dec_vocab;
+    int64_t H = c->dec_hidden;
+    mg_error err = {0};
+    mg_tensor *enc = NULL, *logits = NULL;
+    mg_dec_state st;
+    int have_state = 0;
+    uint8_t mask[2 * ENC] = {1, 1, 1, 0, 0, 0};
+    int32_t *ids = malloc((size_t)2 * K * L * sizeof *ids);
+    float *out = malloc((size_t)2 * K * L * V * sizeof *out);
+    mg_code rc = ids && out ? MG_OK : MG_ERR_NOMEM;
+    if (rc == MG_OK)
+        rc = mg_tensor_new2(&enc, m->be, 2 * ENC, H, &err);
+    if (rc == MG_OK) {
+        float *e = enc->data; /* the CPU backend's tensors are host memory */
+        for (int64_t i = 0; i < 2 * ENC * H; i++)
+            e[i] = i < ENC * H ? (float)((i * 7919) % 2001) / 1000.0f - 1.0f : 0.0f;
+        for (int i = 0; i < 2 * K * L; i++)
+            ids[i] = i % L == 0 ? c->pad_token : (i * 37 + i / L) % V;
+        rc = mg_dec_state_init(&m->dec, &st, 2, L, enc, mask, ENC, &err);
+        have_state = rc == MG_OK;
+    }
+    if (rc == MG_OK)
+        rc = mg_tensor_new2(&logits, m->be, 2 * K * L, V, &err);
+    if (rc == MG_OK)
+        rc = mg_decoder_forward(&m->dec, &st, ids, L, 0, logits, NULL, NULL, &err);
+    if (rc == MG_OK)
+        rc = m->be->ops->download(m->be, logits, 0, out, (size_t)2 * K * L * V * sizeof *out, &err);
+    if (have_state)
+        mg_dec_state_free(&m->dec, &st);
+    mg_tensor_free(enc);
+    mg_tensor_free(logits);
+    free(ids);
+    if (rc != MG_OK) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* q8 models keep 8-bit attention caches where a head is one Q8ROW block
+ * (head_dim 64) and the CPU has the VNNI kernel: on a tiny model with that
+ * head_dim, batching stays invisible, and the caches move the logits from
+ * float32 by the order the q8 weights themselves do (printed; bounded). */
+static void test_q8_attention_caches(const char *tool)
+{
+    char dir[] = "/tmp/test_generate.XXXXXX", cmd[8192];
+    if (!mkdtemp(dir)) {
+        CHECK(0, "cannot create a temporary directory");
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' --shape tiny64 --seed 7 -o '%s/m' 2>&1", tool, dir);
+    int st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mkmodel --shape tiny64 (%s)", cmd);
+    char mdir[64];
+    snprintf(mdir, sizeof mdir, "%s/m", dir);
+    mg_model *m = NULL, *m32 = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.n_threads = 2, .dtype = "q8"}, opt32 = {.n_threads = 2, .dtype = "f32"};
+    if (mg_model_load(&m, mdir, &opt, &err) != MG_OK || mg_model_load(&m32, mdir, &opt32, &err) != MG_OK) {
+        CHECK(0, "load tiny64: %s", err.msg);
+    } else if (!m->be->kv_q8row) {
+        SKIP("this CPU has no AVX-512 VNNI: q8 models keep BF16 attention caches here");
+    } else {
+        mg_dec_state ds;
+        mg_tensor *enc = NULL;
+        uint8_t emask[2] = {1, 1};
+        CHECK(mg_tensor_new2(&enc, m->be, 2, m->cfg.dec_hidden, &err) == MG_OK &&
+                  mg_dec_state_init(&m->dec, &ds, 1, 8, enc, emask, 2, &err) == MG_OK,
+              "a decoding state: %s", err.msg);
+        CHECK(ds.k_cache[0]->dtype == MG_DT_Q8ROW && ds.v_cache[0]->dtype == MG_DT_Q8ROW,
+              "q8 weights with head_dim 64: 8-bit attention caches");
+        mg_dec_state_free(&m->dec, &ds);
+        mg_tensor_free(enc);
+
+        test_batching_is_invisible(mdir, "q8");
+        test_batching_is_invisible(mdir, "bf16");
+
+        enum { L = 60 };
+        int V = m->cfg.dec_vocab;
+        float *ref = forced_logits(m32, L), *q8 = forced_logits(m, L);
+        m->be->kv_q8row = 0; /* the same weights with BF16 caches */
+        float *q8b = forced_logits(m, L);
+        m->be->kv_q8row = 1;
+        CHECK(ref && q8 && q8b, "teacher-forced runs");
+        if (ref && q8 && q8b) {
+            double scale = 0, dev = 0, devb = 0;
+            for (int64_t i = 0; i < (int64_t)2 * 4 * L * V; i++) {
+                scale = fmax(scale, fabs(ref[i]));
+                dev = fmax(dev, fabs(q8[i] - ref[i]));
+                devb = fmax(devb, fabs(q8b[i] - ref[i]));
+            }
+            printf("# q8 against f32 over %d teacher-forced columns, max |dlogit| / logit scale: "
+                   "8-bit caches %.2e, BF16 caches %.2e\n", L, dev / scale, devb / scale);
+            CHECK(dev / scale < 5e-2 && devb / scale < 5e-2,
+                  "q8 with 8-bit caches stays near f32 (%.2e, BF16 caches %.2e)", dev / scale,
+                  devb / scale);
+        }
+        free(ref);
+        free(q8);
+        free(q8b);
+    }
+    mg_model_free(m);
+    mg_model_free(m32);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "remove %s", dir);
+}
+
+int main(int argc, char **argv)
 {
     test_delay_pattern();
     test_top_k_top_p();
@@ -283,5 +401,13 @@ int main(void)
         test_batching_is_invisible(dir, "bf16");
         test_batching_is_invisible(dir, "q8");
     }
+    /* the tool sits beside this test binary (build/ or build-san/) */
+    char self[4096], tool[4200];
+    snprintf(self, sizeof self, "%s", argc > 0 ? argv[0] : "");
+    snprintf(tool, sizeof tool, "%s/musicgen-mkmodel", dirname(self));
+    if (access(tool, X_OK) != 0)
+        CHECK(0, "%s not built", tool);
+    else
+        test_q8_attention_caches(tool);
     return check_summary("test_generate");
 }

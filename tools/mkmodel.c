@@ -3,7 +3,7 @@
  * generation_config.json, model.safetensors, spiece.model), so the loader,
  * the tests and the benchmarks run without downloading real weights.
  *
- *   musicgen-mkmodel --shape tiny|small [--seed N] [--dtype f32|f16|bf16]
+ *   musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16]
  *                    [--spiece PATH] [--threads N] -o DIR
  *
  * Tensor names, shapes and init rules follow the golden README ("Checkpoint
@@ -131,6 +131,16 @@ static const model_shape shapes[] = {
      .t5_d_model = 32, .t5_d_kv = 8, .t5_heads = 4, .t5_d_ff = 64, .t5_layers = 2,
      .t5_vocab = 32128, .t5_buckets = 32,
      .hidden = 48, .heads = 6, .layers = 2, .ffn = 96, .vocab = 64, .codebooks = 4,
+     .max_positions = 2048,
+     .encodec_name_or_path = "", .filters = 4, .codebook_dim = 16, .codebook_size = 64,
+     .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7, .last_kernel = 7,
+     .residual_kernel = 3, .compress = 2,
+     .from_model_config = 1, .f32_torch_dtype = 1},
+    /* tiny with MusicGen's head_dim (64): the kernels kept for it run in tests */
+    {.name = "tiny64", .t5_name_or_path = "",
+     .t5_d_model = 32, .t5_d_kv = 8, .t5_heads = 4, .t5_d_ff = 64, .t5_layers = 2,
+     .t5_vocab = 32128, .t5_buckets = 32,
+     .hidden = 256, .heads = 4, .layers = 2, .ffn = 512, .vocab = 64, .codebooks = 4,
      .max_positions = 2048,
      .encodec_name_or_path = "", .filters = 4, .codebook_dim = 16, .codebook_size = 64,
      .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7, .last_kernel = 7,
@@ -1001,7 +1011,7 @@ static mg_code write_model(const char *path, const tensor_list *l, uint64_t seed
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: musicgen-mkmodel --shape tiny|small [--seed N] [--dtype f32|f16|bf16]\n"
+            "usage: musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16]\n"
             "                        [--spiece PATH] [--threads N] -o DIR\n"
             "Writes a random-initialised MusicGen model in the Hugging Face layout of\n"
             "facebook/musicgen-small: DIR/config.json, generation_config.json,\n"
@@ -1058,7 +1068,7 @@ static int parse_args(int argc, char **argv, options *o)
                 if (strcmp(v, shapes[k].name) == 0)
                     o->shape = &shapes[k];
             if (!o->shape) {
-                fprintf(stderr, "musicgen-mkmodel: unknown shape \"%s\" (tiny or small)\n", v);
+                fprintf(stderr, "musicgen-mkmodel: unknown shape \"%s\" (tiny, tiny64 or small)\n", v);
                 return 1;
             }
         } else if (strcmp(a, "--seed") == 0) {

@@ -1,11 +1,12 @@
 /* Attention over cached keys/values: softmax(q·kᵀ·scale + bias + mask)·v per
  * head, for every query of every sequence. K/V rows are heads·head_dim wide
- * and stored as F32, or as BF16 (the attention cache of compressed models,
- * see mg_dec_state_init).
+ * and stored as F32, BF16 or Q8ROW (the attention caches of compressed
+ * models, see mg_dec_state_init).
  *
  * Masked scores get finfo(float32).min added, as the reference does: a fully
  * masked row then softmaxes to a uniform distribution, never 0/0. */
 #include "cpu/cpu.h"
+#include "cpu/cpu_quant.h"
 #include "safetensors.h"
 
 #include <float.h>
@@ -31,10 +32,15 @@ static void axpy(float *y, float a, const float *x, int64_t n)
 }
 
 /* Row j's n values from column col of a K/V tensor as floats: in place for
- * F32, converted into tmp for BF16. */
+ * F32, converted into tmp for BF16 and Q8ROW. */
 static const float *kv_row(const mg_tensor *t, int64_t row, int64_t col, int n, float *tmp)
 {
     int64_t cols = mg_tensor_cols(t);
+    if (t->dtype == MG_DT_Q8ROW) {
+        mg_q8row_dequantize((const char *)t->data + row * (int64_t)mg_dtype_row_bytes(t->dtype, cols),
+                            cols, col, n, tmp);
+        return tmp;
+    }
     if (t->dtype != MG_DT_BF16)
         return mg_cpu_f32(t) + row * cols + col;
     const uint16_t *h = (const uint16_t *)t->data + row * cols + col;
@@ -87,6 +93,7 @@ static void attn_task(void *arg, int64_t i0, int64_t i1)
 #define ATTN_X86 1
 #include "cpu/cpu_exp_avx512.h"
 #define INLINE static inline __attribute__((always_inline))
+#define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 
 /* attn_task for F32 K/V with head_dim a multiple of 16 up to 256: the query
  * and the output row stay in registers across the keys, the softmax
@@ -192,6 +199,46 @@ TARGET_AVX512 INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
         _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
 }
 
+/* Softmax over the keys of scores kept [key][HS], every head lane at once
+ * (lanes outside heads [h0, h1) masked off): sc becomes the exponentials,
+ * inv[h] = 1 / Σ_j of them. */
+TARGET_AVX512 INLINE void softmax_keys(float *sc, int nk, int HS, int h0, int h1, float *inv)
+{
+    __m512 mx[4], sum[4];
+    __mmask16 lanes[4];
+    for (int z = 0; z < HS / 16; z++) {
+        uint32_t m = 0;
+        for (int b = 0; b < 16; b++)
+            if (16 * z + b >= h0 && 16 * z + b < h1)
+                m |= 1u << b;
+        lanes[z] = (__mmask16)m;
+        mx[z] = _mm512_set1_ps(-FLT_MAX);
+        sum[z] = _mm512_setzero_ps();
+    }
+    for (int j = 0; j < nk; j++)
+        for (int z = 0; z < HS / 16; z++)
+            mx[z] = _mm512_max_ps(mx[z], _mm512_maskz_loadu_ps(lanes[z], sc + (int64_t)j * HS + 16 * z));
+    for (int j = 0; j < nk; j++)
+        for (int z = 0; z < HS / 16; z++) {
+            float *sj = sc + (int64_t)j * HS + 16 * z;
+            __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes[z], sj), mx[z]));
+            e = _mm512_maskz_mov_ps(lanes[z], e);
+            _mm512_mask_storeu_ps(sj, lanes[z], e);
+            sum[z] = _mm512_add_ps(sum[z], e);
+        }
+    for (int z = 0; z < HS / 16; z++)
+        _mm512_storeu_ps(inv + 16 * z, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[z]));
+}
+
+/* o_h *= inv[h] for the heads [h0, h1) of an output row */
+TARGET_AVX512 INLINE void normalise(float *o, int dh, int h0, int h1, const float *inv)
+{
+    for (int h = h0; h < h1; h++)
+        for (int v = 0; v < dh / 16; v++)
+            _mm512_storeu_ps(o + h * dh + 16 * v,
+                             _mm512_mul_ps(_mm512_loadu_ps(o + h * dh + 16 * v), _mm512_set1_ps(inv[h])));
+}
+
 TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, const int nv,
                                     const int bf16)
 {
@@ -238,31 +285,8 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
         }
     }
 
-    /* softmax over the keys, every head lane at once; lanes outside this
-     * task's heads are masked off */
-    __m512 mx[4], sum[4];
-    __mmask16 lanes[4];
-    for (int z = 0; z < HS / 16; z++) {
-        uint32_t m = 0;
-        for (int b = 0; b < 16; b++)
-            if (16 * z + b >= g0 * ATTN_GROUP && 16 * z + b < g1 * ATTN_GROUP)
-                m |= 1u << b;
-        lanes[z] = (__mmask16)m;
-        mx[z] = _mm512_set1_ps(-FLT_MAX);
-        sum[z] = _mm512_setzero_ps();
-    }
-    for (int j = 0; j < nk; j++)
-        for (int z = 0; z < HS / 16; z++)
-            mx[z] = _mm512_max_ps(mx[z], _mm512_maskz_loadu_ps(lanes[z], sc + (int64_t)j * HS + 16 * z));
-    for (int j = 0; j < nk; j++)
-        for (int z = 0; z < HS / 16; z++) {
-            float *sj = sc + (int64_t)j * HS + 16 * z;
-            __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes[z], sj), mx[z]));
-            e = _mm512_maskz_mov_ps(lanes[z], e);
-            _mm512_mask_storeu_ps(sj, lanes[z], e);
-            sum[z] = _mm512_add_ps(sum[z], e);
-        }
-
+    float inv[64];
+    softmax_keys(sc, nk, HS, g0 * ATTN_GROUP, g1 * ATTN_GROUP, inv);
     /* o_h = Σ_j e[j][h]·v_jh / Σ_j e[j][h], accumulated in o (L1) */
     for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++)
         memset(o + h * dh, 0, (size_t)dh * sizeof *o);
@@ -277,13 +301,7 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
             }
         }
     }
-    float inv[64];
-    for (int z = 0; z < HS / 16; z++)
-        _mm512_storeu_ps(inv + 16 * z, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[z]));
-    for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++)
-        for (int v = 0; v < nv; v++)
-            _mm512_storeu_ps(o + h * dh + 16 * v,
-                             _mm512_mul_ps(_mm512_loadu_ps(o + h * dh + 16 * v), _mm512_set1_ps(inv[h])));
+    normalise(o, dh, g0 * ATTN_GROUP, g1 * ATTN_GROUP, inv);
 }
 
 #define ROWS_TASK(name, nv, bf16)                                                  \
@@ -303,16 +321,116 @@ ROWS_TASK(attn_rows_bf16_2, 2, 1)
 ROWS_TASK(attn_rows_bf16_3, 3, 1)
 ROWS_TASK(attn_rows_bf16_4, 4, 1)
 
-static mg_cpu_task_fn pick_rows(const attn_ctx *c, int bf16)
+/* Q8ROW keys and values with VNNI, head_dim 64 (one Q8ROW block per head):
+ * half the bytes of BF16, which a batched step is bound by. The query row
+ * is quantised per head as cache rows are and made signed (q), so a
+ * key-head score is one vpdpbusd of the stored u = k + 128 with q:
+ * Σu·q = Σk·q + 128·Σq, the second term taken off once per head (integer
+ * sums below 2^24: exact in float), then times the two scales and the
+ * softmax scale. Values: u ^ 0x80 is the signed quant, widened to float,
+ * times p·scale per key-head. */
+enum { ATTN_Q8_DH = 64 };
+
+TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
+{
+    enum { D = ATTN_Q8_DH };
+    const int H = c->heads, hd = H * D, HS = (H + 15) / 16 * 16, groups = H / ATTN_GROUP;
+    const int64_t row = task / c->splits;
+    const int sp = (int)(task % c->splits), s = (int)(row / c->q_per_seq), i = (int)(row % c->q_per_seq);
+    const int g0 = sp * groups / c->splits, g1 = (sp + 1) * groups / c->splits;
+    const int h0 = g0 * ATTN_GROUP, h1 = g1 * ATTN_GROUP, nh = h1 - h0;
+    const mg_attn_seq *sq = &c->seqs[s];
+    const int nk = sq->n_keys;
+    const int64_t row_bytes = (int64_t)mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
+    const uint8_t *kb = (const uint8_t *)sq->k->data + sq->k_row0 * row_bytes;
+    const uint8_t *vb = (const uint8_t *)sq->v->data + sq->k_row0 * row_bytes;
+    const float *qi = c->q + row * hd, *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
+    const __m128 masked_add = _mm_set1_ps(-FLT_MAX);
+    float *o = c->out + row * hd;
+    if (nk == 0) {
+        memset(o + h0 * D, 0, (size_t)nh * D * sizeof *o);
+        return;
+    }
+
+    /* the query's heads [h0, h1): signed quants, 128·Σq and scale·softmax scale */
+    uint8_t qrow[64 * D + 64 * sizeof(float)];
+    mg_q8row_quantize(qi + h0 * D, nh * D, qrow);
+    const float *qscale = mg_q8row_scales(qrow, nh * D);
+    float corr[64], qs[64];
+    for (int h = 0; h < nh; h++) {
+        __m512i q = _mm512_xor_si512(_mm512_loadu_si512(qrow + h * D), _mm512_set1_epi8((char)0x80));
+        _mm512_storeu_si512(qrow + h * D, q);
+        corr[h] = 128.0f * (float)_mm512_reduce_add_epi32(_mm512_dpbusd_epi32(
+                      _mm512_setzero_si512(), _mm512_set1_epi8(1), q));
+        qs[h] = qscale[h] * c->p->scale;
+    }
+
+    for (int j = 0; j < nk; j++) {
+        const uint8_t *kr = kb + (int64_t)j * row_bytes;
+        const float *ks = (const float *)(kr + hd);
+        int masked = (sq->key_mask && !sq->key_mask[j]) || (c->p->causal && j > sq->q_pos + i);
+        for (int g = g0; g < g1; g++) {
+            const int hg = g * ATTN_GROUP;
+            __m512 acc[ATTN_GROUP];
+            for (int h = 0; h < ATTN_GROUP; h++)
+                acc[h] = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(), _mm512_loadu_si512(kr + (hg + h) * D),
+                    _mm512_loadu_si512(qrow + (hg + h - h0) * D)));
+            __m128 r = _mm_sub_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(corr + hg - h0));
+            r = _mm_mul_ps(r, _mm_mul_ps(_mm_loadu_ps(qs + hg - h0), _mm_loadu_ps(ks + hg)));
+            if (bias) {
+                const float *b = bias + ((int64_t)hg * c->q_per_seq + i) * nk + j;
+                int64_t bs = (int64_t)c->q_per_seq * nk;
+                r = _mm_add_ps(r, _mm_setr_ps(b[0], b[bs], b[2 * bs], b[3 * bs]));
+            }
+            if (masked)
+                r = _mm_add_ps(r, masked_add);
+            _mm_storeu_ps(sc + (int64_t)j * HS + hg, r);
+        }
+    }
+
+    float inv[64];
+    softmax_keys(sc, nk, HS, h0, h1, inv);
+
+    memset(o + h0 * D, 0, (size_t)nh * D * sizeof *o);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (int j = 0; j < nk; j++) {
+        const uint8_t *vr = vb + (int64_t)j * row_bytes;
+        const float *vs = (const float *)(vr + hd);
+        for (int h = h0; h < h1; h++) {
+            __m512 pj = _mm512_set1_ps(sc[(int64_t)j * HS + h] * vs[h]);
+            for (int v = 0; v < D / 16; v++) {
+                float *oh = o + h * D + 16 * v;
+                __m128i u = _mm_loadu_si128((const __m128i *)(vr + h * D + 16 * v));
+                __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(u, flip)));
+                _mm512_storeu_ps(oh, _mm512_fmadd_ps(pj, x, _mm512_loadu_ps(oh)));
+            }
+        }
+    }
+    normalise(o, D, h0, h1, inv);
+}
+
+TARGET_VNNI static void attn_rows_q8(void *arg, int64_t i0, int64_t i1)
+{
+    const attn_ctx *c = arg;
+    float sc[(int64_t)(c->max_keys > 0 ? c->max_keys : 1) * ((c->heads + 15) / 16 * 16)];
+    for (int64_t t = i0; t < i1; t++)
+        attn_row_q8(c, t, sc);
+}
+
+/* The row-wise kernel for K/V format dt at kernel level isa, or NULL */
+static mg_cpu_task_fn pick_rows(const attn_ctx *c, mg_dtype dt, mg_cpu_isa isa)
 {
     static const mg_cpu_task_fn fns[2][4] = {
         {attn_rows_f32_1, attn_rows_f32_2, attn_rows_f32_3, attn_rows_f32_4},
         {attn_rows_bf16_1, attn_rows_bf16_2, attn_rows_bf16_3, attn_rows_bf16_4}};
     int hs = (c->heads + 15) / 16 * 16;
-    if (c->heads % ATTN_GROUP || c->heads > 64 || c->dh % 16 || c->dh > 64 ||
-        (int64_t)(c->max_keys > 0 ? c->max_keys : 1) * hs > ATTN_SCORE_CAP)
+    if (isa < MG_CPU_ISA_AVX512 || c->heads % ATTN_GROUP || c->heads > 64 || c->dh % 16 ||
+        c->dh > 64 || (int64_t)(c->max_keys > 0 ? c->max_keys : 1) * hs > ATTN_SCORE_CAP)
         return NULL;
-    return fns[bf16][c->dh / 16 - 1];
+    if (dt == MG_DT_Q8ROW)
+        return isa >= MG_CPU_ISA_AVX512_VNNI && c->dh == ATTN_Q8_DH ? attn_rows_q8 : NULL;
+    return fns[dt == MG_DT_BF16][c->dh / 16 - 1];
 }
 #else
 #define ATTN_X86 0
@@ -325,31 +443,31 @@ void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_
         .out = mg_cpu_f32(out), .q = mg_cpu_f32(q), .q_per_seq = q_per_seq,
         .heads = p->heads, .dh = p->head_dim, .seqs = seqs, .p = p, .splits = 1,
     };
-    int n_bf16 = 0;
+    /* (the fast kernels take one K/V format per call; the decoder never mixes them) */
+    int n_same = 0;
     for (int s = 0; s < n_seq; s++) {
         if (seqs[s].n_keys > c.max_keys)
             c.max_keys = seqs[s].n_keys;
-        n_bf16 += seqs[s].k->dtype == MG_DT_BF16;
+        n_same += seqs[s].k->dtype == seqs[0].k->dtype && seqs[s].v->dtype == seqs[0].k->dtype;
     }
-    int bf16 = n_bf16 > 0;
 #if ATTN_X86
-    if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
-        /* (the kernels take one K/V format per call; the decoder never mixes them) */
-        mg_cpu_task_fn fn = n_bf16 == 0 || n_bf16 == n_seq ? pick_rows(&c, bf16) : NULL;
-        if (fn) {
-            /* enough tasks for every thread: split the head groups of a row */
-            int64_t rows = (int64_t)n_seq * q_per_seq, groups = c.heads / ATTN_GROUP;
-            if (rows == 0)
-                return;
-            int64_t want = (be->n_threads + rows - 1) / rows;
-            c.splits = (int)(want < groups ? want : groups);
-            mg_cpu_parallel(be, rows * c.splits, 1, fn, &c);
+    mg_cpu_isa isa = ((mg_cpu_backend *)be)->isa;
+    mg_dtype dt = n_seq > 0 && n_same == n_seq ? seqs[0].k->dtype : MG_DT_OTHER;
+    mg_cpu_task_fn fn = dt != MG_DT_OTHER ? pick_rows(&c, dt, isa) : NULL;
+    if (fn) {
+        /* enough tasks for every thread: split the head groups of a row */
+        int64_t rows = (int64_t)n_seq * q_per_seq, groups = c.heads / ATTN_GROUP;
+        if (rows == 0)
             return;
-        }
-        if (!bf16 && p->head_dim % 16 == 0 && p->head_dim / 16 <= ATTN_MAX_V) {
-            mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task_avx512, &c);
-            return;
-        }
+        int64_t want = (be->n_threads + rows - 1) / rows;
+        c.splits = (int)(want < groups ? want : groups);
+        mg_cpu_parallel(be, rows * c.splits, 1, fn, &c);
+        return;
+    }
+    if (isa >= MG_CPU_ISA_AVX512 && dt == MG_DT_F32 && p->head_dim % 16 == 0 &&
+        p->head_dim / 16 <= ATTN_MAX_V) {
+        mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task_avx512, &c);
+        return;
     }
 #endif
     mg_cpu_parallel(be, (int64_t)n_seq * p->heads, 1, attn_task, &c);

@@ -243,6 +243,12 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
 {
     int64_t cols = mg_tensor_cols(src);
     const float *from = mg_cpu_f32(src) + src_row * cols;
+    if (dst->dtype == MG_DT_Q8ROW) {
+        size_t rb = mg_dtype_row_bytes(MG_DT_Q8ROW, cols);
+        for (int64_t r = 0; r < n; r++)
+            mg_q8row_quantize(from + r * cols, cols, (char *)dst->data + (size_t)(dst_row + r) * rb);
+        return;
+    }
     if (dst->dtype == MG_DT_BF16) {
         mg_bf16_row_from_f32(from, (uint16_t *)dst->data + dst_row * cols, n * cols);
         return;

@@ -70,6 +70,63 @@ void mg_bf16_row_from_f32(const float *x, uint16_t *y, int64_t n)
         y[i] = bf16_round(x[i]);
 }
 
+/* Q8ROW (safetensors.h): per 64-block scale max|x|/127, quants rounded to
+ * nearest even (rintf; cvtps in MXCSR's default mode) and stored + 128. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void q8row_avx512(const float *x,
+                                                                          int64_t cols, void *row)
+{
+    uint8_t *u = row;
+    float *sc = mg_q8row_scales(row, cols);
+    for (int64_t b = 0; b < cols / MG_Q8ROW_BLOCK; b++) {
+        const float *xb = x + b * MG_Q8ROW_BLOCK;
+        __m512 v[4], m = _mm512_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm512_loadu_ps(xb + 16 * i);
+            m = _mm512_max_ps(m, _mm512_abs_ps(v[i]));
+        }
+        float amax = _mm512_reduce_max_ps(m);
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        sc[b] = amax / 127.0f;
+        __m512 iv = _mm512_set1_ps(inv);
+        for (int i = 0; i < 4; i++) {
+            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v[i], iv)), _mm512_set1_epi32(128));
+            _mm_storeu_si128((__m128i *)(u + b * MG_Q8ROW_BLOCK + 16 * i), _mm512_cvtepi32_epi8(q));
+        }
+    }
+}
+#endif
+
+void mg_q8row_quantize(const float *x, int64_t cols, void *row)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+        q8row_avx512(x, cols, row);
+        return;
+    }
+#endif
+    uint8_t *u = row;
+    float *sc = mg_q8row_scales(row, cols);
+    for (int64_t b = 0; b < cols / MG_Q8ROW_BLOCK; b++) {
+        const float *xb = x + b * MG_Q8ROW_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < MG_Q8ROW_BLOCK; i++)
+            amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        sc[b] = amax / 127.0f;
+        for (int i = 0; i < MG_Q8ROW_BLOCK; i++)
+            u[b * MG_Q8ROW_BLOCK + i] = (uint8_t)((int)rintf(xb[i] * inv) + 128);
+    }
+}
+
+void mg_q8row_dequantize(const void *row, int64_t cols, int64_t c0, int64_t n, float *out)
+{
+    const uint8_t *u = row;
+    const float *sc = mg_q8row_scales((void *)row, cols);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (float)((int)u[c0 + i] - 128) * sc[(c0 + i) / MG_Q8ROW_BLOCK];
+}
+
 void mg_bf16_row_to_f32(const uint16_t *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {

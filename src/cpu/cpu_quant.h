@@ -156,6 +156,19 @@ static inline uint16_t *mg_bf16_chunk(const mg_bf16_matrix *m, int64_t row, int6
            (c * MG_PANEL_ROWS + row % MG_PANEL_ROWS) * MG_BF16_CHUNK;
 }
 
+/* Q8ROW attention-cache rows (safetensors.h): the scales of a row of cols
+ * values follow its cols quants. */
+static inline float *mg_q8row_scales(void *row, int64_t cols)
+{
+    return (float *)((int8_t *)row + cols);
+}
+
+/* A row of cols floats (a multiple of MG_Q8ROW_BLOCK) -> Q8ROW (AVX-512
+ * where the CPU has it: the same quants and scales as the scalar loop). */
+void mg_q8row_quantize(const float *x, int64_t cols, void *row);
+/* n values from column c0 of a Q8ROW row as floats. */
+void mg_q8row_dequantize(const void *row, int64_t cols, int64_t c0, int64_t n, float *out);
+
 /* One block of n <= 32 floats -> 32 quants (zero-padded) and its scale. */
 void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale);
 
