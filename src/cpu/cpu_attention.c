@@ -179,6 +179,24 @@ TARGET_AVX512 static void attn_task_avx512(void *arg, int64_t i0, int64_t i1)
  * task split, so results do not depend on the thread count. */
 enum { ATTN_GROUP = 4, ATTN_SCORE_CAP = 1 << 16 /* floats of scores on the stack */ };
 
+/* Bytes [off, off + len) of cache row j + ATTN_PF_ROWS fetched while row j
+ * computes. Q8ROW rows (1088 B for MusicGen, scales at the end read first)
+ * stalled on the first touch of every row: 8 rows x 250 keys x 24 layers on
+ * two cores 4.5-4.7 -> 3.4-3.6 ms (2, 4 or 8 rows ahead alike). Whole BF16
+ * and F32 rows stream well without it (it cost 3-10 %), but a row split
+ * over threads reads a slice of each row: 1 row, 2 threads, 250 keys x 24
+ * layers BF16 0.98 -> 0.58 ms. */
+enum { ATTN_PF_ROWS = 4 };
+INLINE void prefetch_row_ahead(const void *base, int j, int nk, int64_t row_bytes, int64_t off,
+                               int64_t len)
+{
+    if (j + ATTN_PF_ROWS >= nk)
+        return;
+    const char *r = (const char *)base + (int64_t)(j + ATTN_PF_ROWS) * row_bytes + off;
+    for (int64_t b = 0; b < len; b += 64)
+        _mm_prefetch(r + b, _MM_HINT_T0);
+}
+
 TARGET_AVX512 INLINE __m512 kv_load(const void *base, int64_t off, const int bf16)
 {
     if (bf16)
@@ -248,7 +266,8 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
     const int g0 = sp * groups / c->splits, g1 = (sp + 1) * groups / c->splits;
     const mg_attn_seq *sq = &c->seqs[s];
     const int nk = sq->n_keys;
-    const int64_t row_bytes = (int64_t)hd * (bf16 ? 2 : 4);
+    const int64_t row_bytes = (int64_t)hd * (bf16 ? 2 : 4), es = bf16 ? 2 : 4;
+    const int64_t slice0 = (int64_t)g0 * ATTN_GROUP * dh * es, slice_len = (int64_t)(g1 - g0) * ATTN_GROUP * dh * es;
     const char *kb = (const char *)sq->k->data + sq->k_row0 * row_bytes;
     const char *vb = (const char *)sq->v->data + sq->k_row0 * row_bytes;
     const float *qi = c->q + row * hd, *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
@@ -263,6 +282,8 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
     /* scores[j][h] = q_h·k_jh·scale (+ bias) (+ mask) */
     for (int j = 0; j < nk; j++) {
         const void *kr = kb + (int64_t)j * row_bytes;
+        if (c->splits > 1)
+            prefetch_row_ahead(kb, j, nk, row_bytes, slice0, slice_len);
         int masked = (sq->key_mask && !sq->key_mask[j]) || (c->p->causal && j > sq->q_pos + i);
         for (int g = g0; g < g1; g++) {
             __m512 acc[ATTN_GROUP];
@@ -292,6 +313,8 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
         memset(o + h * dh, 0, (size_t)dh * sizeof *o);
     for (int j = 0; j < nk; j++) {
         const void *vr = vb + (int64_t)j * row_bytes;
+        if (c->splits > 1)
+            prefetch_row_ahead(vb, j, nk, row_bytes, slice0, slice_len);
         for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++) {
             __m512 pj = _mm512_set1_ps(sc[(int64_t)j * HS + h]);
             for (int v = 0; v < nv; v++) {
@@ -329,20 +352,7 @@ ROWS_TASK(attn_rows_bf16_4, 4, 1)
  * sums below 2^24: exact in float), then times the two scales and the
  * softmax scale. Values: u ^ 0x80 is the signed quant, widened to float,
  * times p·scale per key-head. */
-enum { ATTN_Q8_DH = 64, ATTN_Q8_PF_ROWS = 4 };
-
-/* Row j + ATTN_Q8_PF_ROWS of a cache fetched while row j computes: one row
- * stream per task kept too few lines in flight (the first touch of every
- * row, its scales at the end first, stalled): 8 rows x 250 keys x 24
- * layers 4.5-4.7 -> 3.4-3.6 ms on two cores (2, 4 or 8 rows ahead alike). */
-TARGET_VNNI INLINE void q8_prefetch_row(const uint8_t *base, int j, int nk, int64_t row_bytes)
-{
-    if (j + ATTN_Q8_PF_ROWS >= nk)
-        return;
-    const char *r = (const char *)base + (int64_t)(j + ATTN_Q8_PF_ROWS) * row_bytes;
-    for (int64_t b = 0; b < row_bytes; b += 64)
-        _mm_prefetch(r + b, _MM_HINT_T0);
-}
+enum { ATTN_Q8_DH = 64 };
 
 TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
 {
@@ -381,7 +391,7 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
     for (int j = 0; j < nk; j++) {
         const uint8_t *kr = kb + (int64_t)j * row_bytes;
         const float *ks = (const float *)(kr + hd);
-        q8_prefetch_row(kb, j, nk, row_bytes);
+        prefetch_row_ahead(kb, j, nk, row_bytes, 0, row_bytes);
         int masked = (sq->key_mask && !sq->key_mask[j]) || (c->p->causal && j > sq->q_pos + i);
         for (int g = g0; g < g1; g++) {
             const int hg = g * ATTN_GROUP;
@@ -411,7 +421,7 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
     for (int j = 0; j < nk; j++) {
         const uint8_t *vr = vb + (int64_t)j * row_bytes;
         const float *vs = (const float *)(vr + hd);
-        q8_prefetch_row(vb, j, nk, row_bytes);
+        prefetch_row_ahead(vb, j, nk, row_bytes, 0, row_bytes);
         for (int h = h0; h < h1; h++) {
             __m512 pj = _mm512_set1_ps(sc[(int64_t)j * HS + h] * vs[h]);
             for (int v = 0; v < D / 16; v++) {
