@@ -170,6 +170,10 @@ typedef struct mg_backend_ops {
      * widens to two floats with a shift and a mask; columns past the last
      * whole chunk stay in order. */
     int lstm_bf16;
+    /* Optional (NULL: never): 1 when attention() has its fast kernel for
+     * Q8ROW caches of this shape (else the decoder keeps BF16 caches, which
+     * stay fast where 8-bit ones would take the generic path). */
+    int (*kv_q8row_fits)(mg_backend *be, int heads, int head_dim, int max_keys);
 } mg_backend_ops;
 
 /* Where column k of a row of n columns lives in the interleaved BF16 layout

@@ -233,15 +233,18 @@ mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
      * where the backend can: they are a decode step's other big read (24
      * layers x 2 x 4 KB per position and sequence in F32; 4 requests of
      * 10 s read up to ~400 MB of BF16 caches per step beside 405 MB of Q8
-     * weights). 8 bits where a head is one Q8ROW block (the CPU's VNNI
-     * kernel). Their rounding is of the order of the weights' own (golden
-     * fidelity reports both together). F32 weights keep exact F32 caches. */
+     * weights). 8 bits where a head is one Q8ROW block and the backend's
+     * fast kernel takes the shape (the CPU's VNNI kernel). Their rounding
+     * is of the order of the weights' own (test_generate measures it); F32
+     * weights keep exact F32 caches. */
     int64_t kv_ne[2] = {(int64_t)n_seq * cap, H};
     mg_dtype wdt = dec->be->weight_dtype;
     int head_dim = (int)(H / c->dec_heads);
-    mg_dtype kv_dt = wdt == MG_DT_Q8 && dec->be->kv_q8row && head_dim == MG_Q8ROW_BLOCK ? MG_DT_Q8ROW
-                   : wdt != MG_DT_F32 && dec->be->kv_bf16                              ? MG_DT_BF16
-                                                                                       : MG_DT_F32;
+    int q8row = wdt == MG_DT_Q8 && dec->be->kv_q8row && head_dim == MG_Q8ROW_BLOCK &&
+                op->kv_q8row_fits && op->kv_q8row_fits(dec->be, c->dec_heads, head_dim, cap);
+    mg_dtype kv_dt = q8row                                  ? MG_DT_Q8ROW
+                   : wdt != MG_DT_F32 && dec->be->kv_bf16 ? MG_DT_BF16
+                                                          : MG_DT_F32;
     /* cross-attention keys/values depend only on the text: computed once */
     for (int l = 0; rc == MG_OK && l < n; l++) {
         rc = mg_tensor_new(&st->k_cache[l], dec->be, kv_dt, 2, kv_ne, err);

@@ -68,7 +68,9 @@ static void test_conversions(void)
             v[i / COLS][i % COLS] = (float)((i * 7919) % 2001) / 300.0f - 3.3f;
         for (int i = B; i < 2 * B; i++)
             v[0][i] = 0; /* an all-zero block: scale 0 */
-        v[0][5] = 2.5f * (3.3f / 127.0f) * (127.0f / 3.3f); /* near a tie */
+        v[0][0] = 127.0f; /* block scale 1: the next values are exact ties */
+        v[0][5] = 2.5f;
+        v[0][6] = -3.5f;
         size_t rb = mg_dtype_row_bytes(MG_DT_Q8ROW, COLS);
         CHECK(B == 64 && rb == COLS + COLS / B * 4 && mg_dtype_row_bytes(MG_DT_Q8ROW, 96) == 0,
               "Q8ROW row bytes (%zu), 0 for a ragged row", rb);
@@ -88,6 +90,8 @@ static void test_conversions(void)
         for (int i = 0; i < COLS; i++)
             close &= fabsf(back[i] - v[0][i]) <= 0.5f * mg_q8row_scales(row[0], COLS)[i / B] * 1.0001f;
         CHECK(same, "Q8ROW quants and scales are the scalar formula's");
+        CHECK((uint8_t)row[0][5] == 130 && (uint8_t)row[0][6] == 124, "Q8ROW ties round to even (%d, %d)",
+              (uint8_t)row[0][5], (uint8_t)row[0][6]);
         CHECK(close, "Q8ROW values come back within half a step");
         mg_backend *be = backend(1, MG_DT_F32);
         mg_tensor *dst = NULL;
@@ -356,20 +360,20 @@ static void test_isa_names(void)
 static void test_attention(void)
 {
     enum { S = 2, QN = 3, NK = 37 };
-    static const int shapes[][2] = {{3, 8}, {3, 64}, {8, 64}, {12, 32}};
+    static const int shapes[][2] = {{3, 8}, {3, 64}, {8, 64}, {12, 32}, {16, 64}};
     mg_cpu_isa top = mg_cpu_isa_detect();
     uint64_t seed = 5;
     mg_backend *be3 = backend(3, MG_DT_F32), *be1 = backend(1, MG_DT_F32);
     CHECK(be1 && be3, "backends");
     if (!be1 || !be3)
         return;
-    for (int si = 0; si < 4; si++)
+    for (int si = 0; si < 5; si++)
     for (int kv_fmt = 0; kv_fmt < 3; kv_fmt++) { /* F32, BF16, Q8ROW */
         int H = shapes[si][0], D = shapes[si][1], hd = H * D, kv_bf16 = kv_fmt == 1;
         const char *fmt_name = kv_fmt == 2 ? "q8row" : kv_bf16 ? "bf16" : "f32";
         size_t q8rb = mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
         if (kv_fmt == 2 && q8rb == 0)
-            continue; /* Q8ROW rows are whole 32-blocks */
+            continue; /* Q8ROW rows are whole 64-blocks */
         float *q = malloc(sizeof(float) * S * QN * hd), *kv = malloc(sizeof(float) * 2 * S * NK * hd);
         uint16_t *kvh = malloc(sizeof(uint16_t) * 2 * S * NK * hd);
         char *kv8 = malloc(q8rb * 2 * S * NK + 1);
@@ -471,18 +475,32 @@ static void test_attention(void)
                 CHECK(worst < 2e-6, "attention %d heads x %d, %s K/V, %s, bias %d: max err %.3g", H,
                       D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa), with_bias, worst);
                 int same = !memcmp(o1, o3, sizeof(float) * S * QN * hd);
-                /* one query row alone: 3 threads split its heads */
+                /* one query row alone: 3 threads split its heads (a task's
+                 * heads start past 0: bias and scales indexed per head) */
                 mg_attn_seq one = seqs[0];
                 one.q_pos = NK - 1;
                 mg_tensor q1 = mg_tensor_rows_view(&qt, 0, 1), r3 = mg_tensor_rows_view(&ot3, 0, 1);
                 mg_tensor r1 = mg_tensor_rows_view(&ot1, 0, 1);
+                mg_tensor b1 = bt;
+                b1.ne[1] = 1;
                 mg_attn_params p1 = p;
-                p1.pos_bias = NULL;
+                p1.pos_bias = with_bias ? &b1 : NULL;
                 be3->ops->attention(be3, &r3, &q1, 1, 1, &one, &p1);
                 be1->ops->attention(be1, &r1, &q1, 1, 1, &one, &p1);
                 same = same && !memcmp(o1, o3, sizeof(float) * hd);
-                CHECK(same, "attention %d heads x %d, %s K/V, %s: 1 and 3 threads agree bit for bit",
-                      H, D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa));
+                CHECK(same, "attention %d heads x %d, %s K/V, %s, bias %d: 1 and 3 threads agree bit for bit",
+                      H, D, fmt_name, mg_cpu_isa_name((mg_cpu_isa)isa), with_bias);
+                /* no keys: zeros */
+                one.n_keys = 0;
+                for (int e = 0; e < hd; e++)
+                    o3[e] = 1.0f;
+                p1.pos_bias = NULL;
+                be3->ops->attention(be3, &r3, &q1, 1, 1, &one, &p1);
+                int zeros = 1;
+                for (int e = 0; e < hd; e++)
+                    zeros &= o3[e] == 0.0f;
+                CHECK(zeros, "attention %d heads x %d, %s K/V, %s: no keys give zeros", H, D, fmt_name,
+                      mg_cpu_isa_name((mg_cpu_isa)isa));
             }
         }
         free(q); free(kv); free(kvh); free(kv8); free(bias); free(o3); free(o1); free(refs); free(sc);

@@ -344,12 +344,14 @@ static void test_q8_attention_caches(const char *tool)
         mg_dec_state ds;
         mg_tensor *enc = NULL;
         uint8_t emask[2] = {1, 1};
-        CHECK(mg_tensor_new2(&enc, m->be, 2, m->cfg.dec_hidden, &err) == MG_OK &&
-                  mg_dec_state_init(&m->dec, &ds, 1, 8, enc, emask, 2, &err) == MG_OK,
-              "a decoding state: %s", err.msg);
-        CHECK(ds.k_cache[0]->dtype == MG_DT_Q8ROW && ds.v_cache[0]->dtype == MG_DT_Q8ROW,
-              "q8 weights with head_dim 64: 8-bit attention caches");
-        mg_dec_state_free(&m->dec, &ds);
+        int have = mg_tensor_new2(&enc, m->be, 2, m->cfg.dec_hidden, &err) == MG_OK &&
+                   mg_dec_state_init(&m->dec, &ds, 1, 8, enc, emask, 2, &err) == MG_OK;
+        CHECK(have, "a decoding state: %s", err.msg);
+        if (have) {
+            CHECK(ds.k_cache[0]->dtype == MG_DT_Q8ROW && ds.v_cache[0]->dtype == MG_DT_Q8ROW,
+                  "q8 weights with head_dim 64: 8-bit attention caches");
+            mg_dec_state_free(&m->dec, &ds);
+        }
         mg_tensor_free(enc);
 
         test_batching_is_invisible(mdir, "q8");
@@ -371,7 +373,8 @@ static void test_q8_attention_caches(const char *tool)
             }
             printf("# q8 against f32 over %d teacher-forced columns, max |dlogit| / logit scale: "
                    "8-bit caches %.2e, BF16 caches %.2e\n", L, dev / scale, devb / scale);
-            CHECK(dev / scale < 5e-2 && devb / scale < 5e-2,
+            /* the q8 weights dominate: the caches' own rounding adds little */
+            CHECK(dev / scale < 5e-2 && dev < 1.5 * devb,
                   "q8 with 8-bit caches stays near f32 (%.2e, BF16 caches %.2e)", dev / scale,
                   devb / scale);
         }

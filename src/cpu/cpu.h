@@ -68,6 +68,7 @@ void mg_cpu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const m
 void mg_cpu_relu(mg_backend *be, mg_tensor *y);
 void mg_cpu_gelu(mg_backend *be, mg_tensor *y);
 void mg_cpu_elu(mg_backend *be, mg_tensor *y);
+int  mg_cpu_attention_q8row_fits(mg_backend *be, int heads, int head_dim, int max_keys);
 void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                       int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
 void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,

@@ -157,7 +157,9 @@ TARGET_AVX512 static void attn_task_avx512(void *arg, int64_t i0, int64_t i1)
                 for (int v = 0; v < nv; v++)
                     ov[v] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr + 16 * v), ov[v]);
             }
-            __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sumv));
+            /* no keys: a zero output, as the generic kernel gives (not 0/0) */
+            float total = _mm512_reduce_add_ps(sumv);
+            __m512 inv = _mm512_set1_ps(sq->n_keys > 0 ? 1.0f / total : 0.0f);
             float *o = c->out + row * hd + h * c->dh;
             for (int v = 0; v < nv; v++)
                 _mm512_storeu_ps(o + 16 * v, _mm512_mul_ps(ov[v], inv));
@@ -376,7 +378,12 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
     }
 
     /* the query's heads [h0, h1): signed quants, 128·Σq and scale·softmax scale */
-    uint8_t qrow[64 * D + 64 * sizeof(float)];
+    /* (a union: the scales are floats after the quants) */
+    union {
+        uint8_t b[64 * D + 64 * sizeof(float)];
+        float   f[64 * D / sizeof(float) + 64];
+    } _Alignas(64) qbuf;
+    uint8_t *qrow = qbuf.b;
     mg_q8row_quantize(qi + h0 * D, nh * D, qrow);
     const float *qscale = mg_q8row_scales(qrow, nh * D);
     float corr[64], qs[64];
@@ -443,15 +450,21 @@ TARGET_VNNI static void attn_rows_q8(void *arg, int64_t i0, int64_t i1)
         attn_row_q8(c, t, sc);
 }
 
+/* Whether the row-wise kernels take this shape (their stack buffers) */
+static int rows_fit(int heads, int dh, int max_keys)
+{
+    int64_t hs = (heads + 15) / 16 * 16;
+    return heads % ATTN_GROUP == 0 && heads <= 64 && dh % 16 == 0 && dh <= 64 &&
+           (int64_t)(max_keys > 0 ? max_keys : 1) * hs <= ATTN_SCORE_CAP;
+}
+
 /* The row-wise kernel for K/V format dt at kernel level isa, or NULL */
 static mg_cpu_task_fn pick_rows(const attn_ctx *c, mg_dtype dt, mg_cpu_isa isa)
 {
     static const mg_cpu_task_fn fns[2][4] = {
         {attn_rows_f32_1, attn_rows_f32_2, attn_rows_f32_3, attn_rows_f32_4},
         {attn_rows_bf16_1, attn_rows_bf16_2, attn_rows_bf16_3, attn_rows_bf16_4}};
-    int hs = (c->heads + 15) / 16 * 16;
-    if (isa < MG_CPU_ISA_AVX512 || c->heads % ATTN_GROUP || c->heads > 64 || c->dh % 16 ||
-        c->dh > 64 || (int64_t)(c->max_keys > 0 ? c->max_keys : 1) * hs > ATTN_SCORE_CAP)
+    if (isa < MG_CPU_ISA_AVX512 || !rows_fit(c->heads, c->dh, c->max_keys))
         return NULL;
     if (dt == MG_DT_Q8ROW)
         return isa >= MG_CPU_ISA_AVX512_VNNI && c->dh == ATTN_Q8_DH ? attn_rows_q8 : NULL;
@@ -460,6 +473,17 @@ static mg_cpu_task_fn pick_rows(const attn_ctx *c, mg_dtype dt, mg_cpu_isa isa)
 #else
 #define ATTN_X86 0
 #endif
+
+int mg_cpu_attention_q8row_fits(mg_backend *be, int heads, int head_dim, int max_keys)
+{
+#if ATTN_X86
+    attn_ctx c = {.heads = heads, .dh = head_dim, .max_keys = max_keys};
+    return pick_rows(&c, MG_DT_Q8ROW, ((mg_cpu_backend *)be)->isa) != NULL;
+#else
+    (void)be, (void)heads, (void)head_dim, (void)max_keys;
+    return 0;
+#endif
+}
 
 void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                       int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p)

@@ -223,6 +223,7 @@ static const mg_backend_ops cpu_ops = {
     .gelu = mg_cpu_gelu,
     .elu = mg_cpu_elu,
     .attention = mg_cpu_attention,
+    .kv_q8row_fits = mg_cpu_attention_q8row_fits,
     .copy_rows = mg_cpu_copy_rows,
     .conv1d = mg_cpu_conv1d,
     .conv_transpose1d = mg_cpu_conv_transpose1d,

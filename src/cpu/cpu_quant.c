@@ -4,6 +4,7 @@
  * clone. */
 #include "cpu/cpu_quant.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -86,7 +87,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void q8row_avx512(co
             m = _mm512_max_ps(m, _mm512_abs_ps(v[i]));
         }
         float amax = _mm512_reduce_max_ps(m);
-        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        float inv = amax > 127.0f / FLT_MAX ? 127.0f / amax : 0.0f; /* never inf */
         sc[b] = amax / 127.0f;
         __m512 iv = _mm512_set1_ps(inv);
         for (int i = 0; i < 4; i++) {
@@ -112,7 +113,7 @@ void mg_q8row_quantize(const float *x, int64_t cols, void *row)
         float amax = 0;
         for (int i = 0; i < MG_Q8ROW_BLOCK; i++)
             amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
-        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        float inv = amax > 127.0f / FLT_MAX ? 127.0f / amax : 0.0f; /* never inf */
         sc[b] = amax / 127.0f;
         for (int i = 0; i < MG_Q8ROW_BLOCK; i++)
             u[b * MG_Q8ROW_BLOCK + i] = (uint8_t)((int)rintf(xb[i] * inv) + 128);
