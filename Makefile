@@ -184,7 +184,7 @@ test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors
 	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL)
 
 bench: all $(BENCHES)
-	@BUILD=$(BUILD) sh bench/run.sh
+	@BUILD=$(BUILD) GOLDEN=$(GOLDEN) sh bench/run.sh
 
 # The CUDA backend's figures on the same musicgen-small-shaped random model.
 bench-gpu: all $(BENCHES)

@@ -2,7 +2,8 @@
 # make bench: builds a random model with the real musicgen-small shapes once
 # (cached in $BUILD/bench-model-small), measures it with each weight format in
 # its own process (peak RSS is per process), and prints the table;
-# $BUILD/bench.json gets every figure.
+# $BUILD/bench.json gets every figure; then the fidelity of bf16 and q8
+# against f32 on every golden model ($BUILD/bench-fidelity.txt).
 set -e
 BUILD=${BUILD:-build}
 MODEL=${MG_BENCH_MODEL:-$BUILD/bench-model-small}
@@ -28,3 +29,20 @@ echo "== 4 concurrent requests (continuous batching)"
     --threads "$THREADS" --json "$BUILD/bench-batch.json"
 "$BUILD/bench_engine" --table "$BUILD/bench.json" "$BUILD/bench-f32.json" "$BUILD/bench-bf16.json" \
     "$BUILD/bench-q8.json" "$BUILD/bench-batch.json" "$BUILD/bench-load-q8.json" "$BUILD/bench-load-bf16.json"
+# Fidelity of bf16 and q8 against f32 on every golden model (greedy runs with
+# guidance; informational, the golden checker keeps f32 exact).
+GOLDEN=${GOLDEN:-../shared/golden}
+found=0
+rm -f "$BUILD/bench-fidelity.txt.new"
+for g in "$GOLDEN"/*/; do
+    [ -f "$g/model.safetensors" ] && [ -f "$g/golden_generate.safetensors" ] || continue
+    found=1
+    echo "== fidelity against f32: $g"
+    "$BUILD/mg-golden" --fidelity "$g" | grep '^fidelity' | tee -a "$BUILD/bench-fidelity.txt.new"
+done
+if [ "$found" = 1 ]; then
+    mv "$BUILD/bench-fidelity.txt.new" "$BUILD/bench-fidelity.txt"
+    echo "wrote $BUILD/bench-fidelity.txt"
+else
+    echo "== fidelity: no golden models under $GOLDEN (set GOLDEN=DIR)"
+fi
