@@ -29,6 +29,10 @@ echo "== 4 concurrent requests (continuous batching)"
     --threads "$THREADS" --json "$BUILD/bench-batch.json"
 "$BUILD/bench_engine" --table "$BUILD/bench.json" "$BUILD/bench-f32.json" "$BUILD/bench-bf16.json" \
     "$BUILD/bench-q8.json" "$BUILD/bench-batch.json" "$BUILD/bench-load-q8.json" "$BUILD/bench-load-bf16.json"
+# Fidelity on the musicgen-small-shaped model (teacher-forced logits of bf16,
+# q8 with its 8-bit attention caches and q8 with BF16 caches against f32).
+echo "== fidelity against f32 on $MODEL"
+"$BUILD/bench_fidelity" "$MODEL" --threads "$THREADS" --json "$BUILD/bench-fidelity-small.json"
 # Fidelity of bf16 and q8 against f32 on every golden model (greedy runs with
 # guidance; informational, the golden checker keeps f32 exact).
 GOLDEN=${GOLDEN:-../shared/golden}
