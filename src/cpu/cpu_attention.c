@@ -379,10 +379,10 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
 
     /* the query's heads [h0, h1): signed quants, 128·Σq and scale·softmax scale */
     /* (a union: the scales are floats after the quants) */
-    union {
+    _Alignas(64) union {
         uint8_t b[64 * D + 64 * sizeof(float)];
         float   f[64 * D / sizeof(float) + 64];
-    } _Alignas(64) qbuf;
+    } qbuf;
     uint8_t *qrow = qbuf.b;
     mg_q8row_quantize(qi + h0 * D, nh * D, qrow);
     const float *qscale = mg_q8row_scales(qrow, nh * D);
