@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     runs[0] = forced_logits(m, L);
     mg_model_free(m);
     m = load(argv[1], "q8", threads);
-    kv8 = m->be->kv_q8row && head_dim == 64;
+    kv8 = m->be->ops->kv_q8row_fits && m->be->ops->kv_q8row_fits(m->be, heads, head_dim, L);
     runs[1] = forced_logits(m, L);
     m->be->kv_q8row = 0;
     runs[2] = forced_logits(m, L);

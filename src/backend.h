@@ -201,7 +201,8 @@ struct mg_backend {
      * F32 rows into Q8ROW tensors, so models with Q8 weights keep their
      * attention caches in 8 bits (a batched step's largest read after the
      * weights: 24 layers x 2 x 1.06 KB per position and sequence, against
-     * 2 KB in BF16). The CPU sets it where the VNNI attention kernel runs. */
+     * 2 KB in BF16), where kv_q8row_fits also takes the shape. Clearing it
+     * keeps BF16 caches (tests and benchmarks compare the two). */
     int                   kv_q8row;
 };
 

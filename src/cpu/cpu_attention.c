@@ -219,6 +219,25 @@ TARGET_AVX512 INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
         _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
 }
 
+/* Task t of a row-wise kernel: query row `row` (query i of sequence sq),
+ * heads [h0, h1) (the row's head groups split c->splits ways). */
+typedef struct {
+    int64_t            row;
+    int                i, h0, h1;
+    const mg_attn_seq *sq;
+} row_task;
+
+static inline row_task row_task_of(const attn_ctx *c, int64_t task)
+{
+    const int groups = c->heads / ATTN_GROUP, sp = (int)(task % c->splits);
+    row_task t = {.row = task / c->splits};
+    t.i = (int)(t.row % c->q_per_seq);
+    t.sq = &c->seqs[t.row / c->q_per_seq];
+    t.h0 = sp * groups / c->splits * ATTN_GROUP;
+    t.h1 = (sp + 1) * groups / c->splits * ATTN_GROUP;
+    return t;
+}
+
 /* Softmax over the keys of scores kept [key][HS], every head lane at once
  * (lanes outside heads [h0, h1) masked off): sc becomes the exponentials,
  * inv[h] = 1 / Σ_j of them. */
@@ -262,11 +281,11 @@ TARGET_AVX512 INLINE void normalise(float *o, int dh, int h0, int h1, const floa
 TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, const int nv,
                                     const int bf16)
 {
-    const int H = c->heads, dh = c->dh, hd = H * dh, HS = (H + 15) / 16 * 16, groups = H / ATTN_GROUP;
-    const int64_t row = task / c->splits;
-    const int sp = (int)(task % c->splits), s = (int)(row / c->q_per_seq), i = (int)(row % c->q_per_seq);
-    const int g0 = sp * groups / c->splits, g1 = (sp + 1) * groups / c->splits;
-    const mg_attn_seq *sq = &c->seqs[s];
+    const int H = c->heads, dh = c->dh, hd = H * dh, HS = (H + 15) / 16 * 16;
+    const row_task t = row_task_of(c, task);
+    const int64_t row = t.row;
+    const int i = t.i, g0 = t.h0 / ATTN_GROUP, g1 = t.h1 / ATTN_GROUP;
+    const mg_attn_seq *sq = t.sq;
     const int nk = sq->n_keys;
     const int64_t row_bytes = (int64_t)hd * (bf16 ? 2 : 4), es = bf16 ? 2 : 4;
     const int64_t slice0 = (int64_t)g0 * ATTN_GROUP * dh * es, slice_len = (int64_t)(g1 - g0) * ATTN_GROUP * dh * es;
@@ -276,8 +295,7 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
     const __m128 scale = _mm_set1_ps(c->p->scale), masked_add = _mm_set1_ps(-FLT_MAX);
     float *o = c->out + row * hd;
     if (nk == 0) { /* no keys: a zero output, as the generic kernel gives */
-        for (int h = g0 * ATTN_GROUP; h < g1 * ATTN_GROUP; h++)
-            memset(o + h * dh, 0, (size_t)dh * sizeof *o);
+        memset(o + t.h0 * dh, 0, (size_t)(t.h1 - t.h0) * dh * sizeof *o);
         return;
     }
 
@@ -359,12 +377,12 @@ enum { ATTN_Q8_DH = 64 };
 TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
 {
     enum { D = ATTN_Q8_DH };
-    const int H = c->heads, hd = H * D, HS = (H + 15) / 16 * 16, groups = H / ATTN_GROUP;
-    const int64_t row = task / c->splits;
-    const int sp = (int)(task % c->splits), s = (int)(row / c->q_per_seq), i = (int)(row % c->q_per_seq);
-    const int g0 = sp * groups / c->splits, g1 = (sp + 1) * groups / c->splits;
-    const int h0 = g0 * ATTN_GROUP, h1 = g1 * ATTN_GROUP, nh = h1 - h0;
-    const mg_attn_seq *sq = &c->seqs[s];
+    const int H = c->heads, hd = H * D, HS = (H + 15) / 16 * 16;
+    const row_task t = row_task_of(c, task);
+    const int64_t row = t.row;
+    const int i = t.i, h0 = t.h0, h1 = t.h1, nh = h1 - h0;
+    const int g0 = h0 / ATTN_GROUP, g1 = h1 / ATTN_GROUP;
+    const mg_attn_seq *sq = t.sq;
     const int nk = sq->n_keys;
     const int64_t row_bytes = (int64_t)mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
     const uint8_t *kb = (const uint8_t *)sq->k->data + sq->k_row0 * row_bytes;

@@ -258,8 +258,8 @@ mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
     cpu->base.n_threads = n_threads;
     cpu->base.weight_dtype = MG_DT_F32;
     cpu->base.kv_bf16 = 1;
+    cpu->base.kv_q8row = 1; /* where the kernel is: mg_cpu_attention_q8row_fits */
     cpu->isa = mg_cpu_isa_default();
-    cpu->base.kv_q8row = cpu->isa >= MG_CPU_ISA_AVX512_VNNI;
     mg_code rc = mg_cpu_pool_init(&cpu->pool, n_threads, err);
     if (rc != MG_OK) {
         free(cpu);
@@ -273,8 +273,6 @@ void mg_cpu_backend_set_isa(mg_backend *be, mg_cpu_isa isa)
 {
     mg_cpu_isa hw = mg_cpu_isa_detect();
     ((mg_cpu_backend *)be)->isa = isa < hw ? isa : hw;
-    /* 8-bit caches only where their kernel is (state init reads this) */
-    be->kv_q8row = ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512_VNNI;
 }
 
 mg_cpu_isa mg_cpu_backend_isa(const mg_backend *be) { return ((const mg_cpu_backend *)be)->isa; }

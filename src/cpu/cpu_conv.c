@@ -1007,40 +1007,27 @@ INLINE TARGET_AVX512 void lstm_dots_bf16_n(float *out, const uint16_t *const *w,
         }
 }
 
-TARGET_AVX512 static void lstm_dots_bf16(float *out, const uint16_t *const *w, int nr,
-                                         const float *const *h, int nb, int64_t n)
-{
-    if (nr == 8 && nb == 2)
-        lstm_dots_bf16_n(out, w, 8, h, 2, n);
-    else if (nr == 8 && nb == 1)
-        lstm_dots_bf16_n(out, w, 8, h, 1, n);
-    else if (nr == 4 && nb == 4)
-        lstm_dots_bf16_n(out, w, 4, h, 4, n);
-    else if (nr == 4 && nb == 3)
-        lstm_dots_bf16_n(out, w, 4, h, 3, n);
-    else if (nr == 4 && nb == 2)
-        lstm_dots_bf16_n(out, w, 4, h, 2, n);
-    else
-        lstm_dots_bf16_n(out, w, 4, h, 1, n);
-}
-
-/* dots[b·nr + r] = w[r]·h[b] for nr <= 8 rows and nb <= 4 items (nr·nb <= 16). */
-TARGET_AVX512 static void lstm_dots(float *out, const float *const *w, int nr,
-                                    const float *const *h, int nb, int64_t n)
-{
-    if (nr == 8 && nb == 2)
-        lstm_dots_n(out, w, 8, h, 2, n);
-    else if (nr == 8 && nb == 1)
-        lstm_dots_n(out, w, 8, h, 1, n);
-    else if (nr == 4 && nb == 4)
-        lstm_dots_n(out, w, 4, h, 4, n);
-    else if (nr == 4 && nb == 3)
-        lstm_dots_n(out, w, 4, h, 3, n);
-    else if (nr == 4 && nb == 2)
-        lstm_dots_n(out, w, 4, h, 2, n);
-    else
-        lstm_dots_n(out, w, 4, h, 1, n);
-}
+/* dots[b·nr + r] = w[r]·h[b] for nr <= 8 rows and nb <= 4 items (nr·nb <= 16):
+ * the shapes the gate pass uses, each with its loops fully unrolled. */
+#define LSTM_DOTS_DISPATCH(name, kernel, wtype)                                          \
+    TARGET_AVX512 static void name(float *out, const wtype *const *w, int nr,            \
+                                   const float *const *h, int nb, int64_t n)             \
+    {                                                                                    \
+        if (nr == 8 && nb == 2)                                                          \
+            kernel(out, w, 8, h, 2, n);                                                  \
+        else if (nr == 8 && nb == 1)                                                     \
+            kernel(out, w, 8, h, 1, n);                                                  \
+        else if (nr == 4 && nb == 4)                                                     \
+            kernel(out, w, 4, h, 4, n);                                                  \
+        else if (nr == 4 && nb == 3)                                                     \
+            kernel(out, w, 4, h, 3, n);                                                  \
+        else if (nr == 4 && nb == 2)                                                     \
+            kernel(out, w, 4, h, 2, n);                                                  \
+        else                                                                             \
+            kernel(out, w, 4, h, 1, n);                                                  \
+    }
+LSTM_DOTS_DISPATCH(lstm_dots_bf16, lstm_dots_bf16_n, uint16_t)
+LSTM_DOTS_DISPATCH(lstm_dots, lstm_dots_n, float)
 #endif
 
 /* Pass 1 of a step: gates[b·4H + n] = gx + W_hh[n]·h_{t-1}[b] for rows
