@@ -652,6 +652,7 @@ static const mg_backend_ops cuda_ops = {
     /* .pad_reflect_elu: pad_reflect, then elu */ NULL,
     /* .lstm_bf16 */ 0,
     /* .kv_q8row_fits: caches stay BF16 on the GPU */ NULL,
+    /* .conv_bf16_fits: EnCodec's convs stay F32 on the GPU */ NULL,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

@@ -174,6 +174,13 @@ typedef struct mg_backend_ops {
      * Q8ROW caches of this shape (else the decoder keeps BF16 caches, which
      * stay fast where 8-bit ones would take the generic path). */
     int (*kv_q8row_fits)(mg_backend *be, int heads, int head_dim, int max_keys);
+    /* Optional (NULL: never): 1 when conv1d, conv1d_fused and
+     * conv_transpose1d take BF16 weights at full speed, stored as pairs of
+     * input channels: element [.., c, ..] of the F32 layout with c counting
+     * pairs is a 32-bit word, channel 2c in the low half (conv1d
+     * [c_out][c_in/2][k], conv_transpose1d [c_in/2][c_out][k]; c_in even).
+     * Inputs and weights then round to BF16; sums stay F32. */
+    int (*conv_bf16_fits)(mg_backend *be);
 } mg_backend_ops;
 
 /* Where column k of a row of n columns lives in the interleaved BF16 layout

@@ -23,7 +23,7 @@
 typedef struct {
     char       path[64];  /* module path, e.g. "decoder.layers.4.block.1.conv" */
     mg_tensor *w, *b;     /* folded weight ([out, in, k], transposed: [in, out, k]) and bias */
-    int        c_in, c_out, k, dil, stride;
+    int        c_in, c_out, k, dil, stride, transposed;
 } ec_conv;
 
 typedef struct {
@@ -70,6 +70,52 @@ static void fold_weight_norm(float *w, const float *g, const float *v, int64_t d
     }
 }
 
+/* Where weight (a, b, j) of a [d0][d1][k] conv weight lives as a BF16 half
+ * in the pair layout of conv_bf16_fits: the input channel (dim 1 of a conv,
+ * dim 0 of a transposed conv) pairs up; returns the 32-bit word, *half the
+ * 16-bit half in it. */
+static int64_t bf16_pair_word(int64_t a, int64_t b, int64_t j, int64_t d1, int64_t k,
+                              int transposed, int *half)
+{
+    int64_t ci = transposed ? a : b;
+    *half = (int)(ci % 2);
+    return transposed ? ((ci / 2) * d1 + b) * k + j : (a * (d1 / 2) + ci / 2) * k + j;
+}
+
+/* With compressed weights (bf16, q8) and a backend with BF16 convolution
+ * kernels, the folded weight goes up as BF16 pairs: EnCodec's convolutions
+ * are bound by multiply-adds, and BF16 dot products do twice as many per
+ * instruction. Inputs round to BF16 as well, the sums stay F32. Audio
+ * against the F32 model (tests/test_encodec.c prints the SNR): ~44 dB on the
+ * musicgen-small-shaped bench model, far below what EnCodec's own 4-codebook
+ * reconstruction changes. The F32 model keeps F32 (exact) weights. */
+static int conv_wants_bf16(const mg_loader *ld, int c_in)
+{
+    mg_backend *be = ld->be;
+    return be->weight_dtype != MG_DT_F32 && c_in % 2 == 0 && be->ops->conv_bf16_fits &&
+           be->ops->conv_bf16_fits(be);
+}
+
+static mg_code upload_bf16_pairs(mg_backend *be, const float *w, int64_t d0, int64_t d1,
+                                 int64_t k, int transposed, mg_tensor **out, mg_error *err)
+{
+    uint32_t *p = calloc((size_t)(d0 * d1 * k / 2), sizeof *p);
+    if (!p)
+        return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory converting a conv weight");
+    for (int64_t a = 0; a < d0; a++)
+        for (int64_t b = 0; b < d1; b++)
+            for (int64_t j = 0; j < k; j++) {
+                int half;
+                int64_t wd = bf16_pair_word(a, b, j, d1, k, transposed, &half);
+                p[wd] |= (uint32_t)mg_f32_to_bf16(w[(a * d1 + b) * k + j]) << (16 * half);
+            }
+    mg_code rc = mg_tensor_new(out, be, MG_DT_BF16, 3, (int64_t[]){d0, d1, k}, err);
+    if (rc == MG_OK)
+        rc = be->ops->upload(be, *out, 0, p, (size_t)(d0 * d1 * k / 2) * sizeof *p, err);
+    free(p);
+    return rc;
+}
+
 static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in, int c_out,
                          int k, int dil, int stride, int transposed, mg_error *err)
 {
@@ -79,6 +125,7 @@ static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in,
     cv->k = k;
     cv->dil = dil;
     cv->stride = stride;
+    cv->transposed = transposed;
     int64_t d0 = transposed ? c_in : c_out, d1 = transposed ? c_out : c_in;
     char names[512];
     float *g = NULL, *v = NULL, *w = NULL;
@@ -100,7 +147,10 @@ static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in,
         goto done;
     }
     fold_weight_norm(w, g, v, d0, d1 * k);
-    rc = mg_loader_from_host(ld->be, w, MG_SHAPE(3, d0, d1, k), &cv->w, err);
+    if (conv_wants_bf16(ld, c_in))
+        rc = upload_bf16_pairs(ld->be, w, d0, d1, k, transposed, &cv->w, err);
+    else
+        rc = mg_loader_from_host(ld->be, w, MG_SHAPE(3, d0, d1, k), &cv->w, err);
     if (rc != MG_OK)
         goto done;
     snprintf(names, sizeof names, "audio_encoder.%s.bias", path);
@@ -291,6 +341,26 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
     return MG_OK;
 }
 
+/* A BF16-pair conv weight back in the F32 layout (the values the model uses). */
+static mg_code bf16_pairs_to_f32(const ec_conv *cv, float *out, mg_error *err)
+{
+    const mg_tensor *t = cv->w;
+    int64_t d0 = t->ne[0], d1 = t->ne[1], k = t->ne[2];
+    uint32_t *p = malloc(t->nbytes + 1);
+    if (!p)
+        return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory copying %s", cv->path);
+    mg_code rc = t->be->ops->download(t->be, t, 0, p, t->nbytes, err);
+    for (int64_t a = 0; rc == MG_OK && a < d0; a++)
+        for (int64_t b = 0; b < d1; b++)
+            for (int64_t j = 0; j < k; j++) {
+                int half;
+                int64_t wd = bf16_pair_word(a, b, j, d1, k, cv->transposed, &half);
+                out[(a * d1 + b) * k + j] = mg_bf16_to_f32((uint16_t)(p[wd] >> (16 * half)));
+            }
+    free(p);
+    return rc;
+}
+
 mg_code mg_encodec_folded_weight(const mg_encodec *ec, const char *path, float **out,
                                  int64_t *n, mg_error *err)
 {
@@ -304,7 +374,8 @@ mg_code mg_encodec_folded_weight(const mg_encodec *ec, const char *path, float *
         float *h = malloc((size_t)cnt * sizeof *h);
         if (!h)
             return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory copying %s", path);
-        mg_code rc = mg_tensor_download_f32(cv->w, h, err);
+        mg_code rc = cv->w->dtype == MG_DT_BF16 ? bf16_pairs_to_f32(cv, h, err)
+                                                : mg_tensor_download_f32(cv->w, h, err);
         if (rc != MG_OK) {
             free(h);
             return rc;

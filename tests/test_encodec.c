@@ -544,6 +544,41 @@ static mg_tensor *upload3(mg_backend *be, int64_t a, int64_t b, int64_t c, const
     return t;
 }
 
+/* w [d0][d1][k] as the BF16-pair weight of conv_bf16_fits (the input
+ * channel, dim 1 of a conv and dim 0 of a transposed one, pairs up: channel
+ * 2c in the low half of word c), after rounding w in place to BF16. */
+static mg_tensor *upload_pairs(mg_backend *be, int64_t d0, int64_t d1, int64_t k, float *w,
+                               int transposed)
+{
+    int64_t n = d0 * d1 * k;
+    uint32_t *p = calloc((size_t)(n / 2), sizeof *p);
+    mg_tensor *t = NULL;
+    mg_error err = {0};
+    for (int64_t a = 0; p && a < d0; a++)
+        for (int64_t b = 0; b < d1; b++)
+            for (int64_t j = 0; j < k; j++) {
+                int64_t i = (a * d1 + b) * k + j;
+                uint16_t h = mg_f32_to_bf16(w[i]);
+                w[i] = mg_bf16_to_f32(h);
+                int64_t word = transposed ? ((a / 2) * d1 + b) * k + j : (a * (d1 / 2) + b / 2) * k + j;
+                p[word] |= (uint32_t)h << (transposed ? a % 2 * 16 : b % 2 * 16);
+            }
+    if (!p || mg_tensor_new(&t, be, MG_DT_BF16, 3, (int64_t[]){d0, d1, k}, &err) != MG_OK ||
+        be->ops->upload(be, t, 0, p, (size_t)(n / 2) * sizeof *p, &err) != MG_OK) {
+        CHECK(0, "BF16 pair tensor: %s", p ? err.msg : "out of memory");
+        mg_tensor_free(t);
+        t = NULL;
+    }
+    free(p);
+    return t;
+}
+
+static void round_bf16(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = mg_bf16_to_f32(mg_f32_to_bf16(x[i]));
+}
+
 /* Downloads t and compares it with ref (n values). */
 static void expect(const char *what, const mg_tensor *t, const float *ref, int64_t n)
 {
@@ -566,13 +601,19 @@ static float *rand_buf(int64_t n, uint32_t *s)
     return f;
 }
 
-static void check_conv_op(mg_backend *be, int B, int ci, int co, int k, int stride, int dil,
-                          int t_in)
+/* bf16: BF16-pair weights (ci even); the reference then takes x and w
+ * rounded to BF16, the sums exact, so what is left is F32 summation. */
+static void check_conv_op_dt(mg_backend *be, int B, int ci, int co, int k, int stride, int dil,
+                             int t_in, int bf16)
 {
     uint32_t s = (uint32_t)(B * 131 + ci * 17 + co * 7 + k * 3 + stride + dil * 5 + t_in);
     int t_out = (t_in - dil * (k - 1) - 1) / stride + 1;
     float *x = rand_buf((int64_t)B * ci * t_in, &s), *w = rand_buf((int64_t)co * ci * k, &s);
     float *bias = rand_buf(co, &s), *ref = malloc((size_t)B * co * t_out * sizeof *ref);
+    mg_tensor *tw = bf16 ? upload_pairs(be, co, ci, k, w, 0) : upload3(be, co, ci, k, w);
+    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x);
+    if (bf16)
+        round_bf16(x, (int64_t)B * ci * t_in);
     for (int b = 0; b < B; b++)
         for (int o = 0; o < co; o++)
             for (int t = 0; t < t_out; t++) {
@@ -583,7 +624,6 @@ static void check_conv_op(mg_backend *be, int B, int ci, int co, int k, int stri
                              x[(b * ci + c) * t_in + t * stride + j * dil];
                 ref[(b * co + o) * t_out + t] = (float)a;
             }
-    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x), *tw = upload3(be, co, ci, k, w);
     mg_tensor *tb = upload(be, 1, co, bias), *ty = upload(be, (int64_t)B * co, t_out, NULL);
     if (tx && tw && tb && ty) {
         mg_tensor bv = mg_tensor_reshape2(tb, 1, co);
@@ -591,8 +631,9 @@ static void check_conv_op(mg_backend *be, int B, int ci, int co, int k, int stri
         bv.ne[0] = co;
         be->ops->conv1d(be, ty, tx, tw, &bv, B, stride, dil);
         char what[128];
-        snprintf(what, sizeof what, "conv1d B%d %d->%d k%d s%d d%d T%d (%d threads)", B, ci, co,
-                 k, stride, dil, t_in, be->n_threads);
+        snprintf(what, sizeof what, "conv1d%s B%d %d->%d k%d s%d d%d T%d (%d threads, %s)",
+                 bf16 ? " BF16" : "", B, ci, co, k, stride, dil, t_in, be->n_threads,
+                 mg_cpu_isa_name(mg_cpu_backend_isa(be)));
         expect(what, ty, ref, (int64_t)B * co * t_out);
     }
     mg_tensor_free(tx);
@@ -605,13 +646,23 @@ static void check_conv_op(mg_backend *be, int B, int ci, int co, int k, int stri
     free(ref);
 }
 
-static void check_convt_op(mg_backend *be, int B, int ci, int co, int k, int stride, int trim_left,
-                           int t_in, int t_y)
+static void check_conv_op(mg_backend *be, int B, int ci, int co, int k, int stride, int dil,
+                          int t_in)
+{
+    check_conv_op_dt(be, B, ci, co, k, stride, dil, t_in, 0);
+}
+
+static void check_convt_op_dt(mg_backend *be, int B, int ci, int co, int k, int stride,
+                              int trim_left, int t_in, int t_y, int bf16)
 {
     uint32_t s = (uint32_t)(B * 31 + ci * 7 + co * 3 + k + stride * 11 + t_in);
     int full = (t_in - 1) * stride + k;
     float *x = rand_buf((int64_t)B * ci * t_in, &s), *w = rand_buf((int64_t)ci * co * k, &s);
     float *bias = rand_buf(co, &s), *ref = malloc((size_t)B * co * t_y * sizeof *ref);
+    mg_tensor *tw = bf16 ? upload_pairs(be, ci, co, k, w, 1) : upload3(be, ci, co, k, w);
+    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x);
+    if (bf16)
+        round_bf16(x, (int64_t)B * ci * t_in);
     double *yf = calloc((size_t)full, sizeof *yf);
     for (int b = 0; b < B; b++)
         for (int o = 0; o < co; o++) {
@@ -624,7 +675,6 @@ static void check_convt_op(mg_backend *be, int B, int ci, int co, int k, int str
             for (int t = 0; t < t_y; t++)
                 ref[(b * co + o) * t_y + t] = (float)yf[t + trim_left];
         }
-    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x), *tw = upload3(be, ci, co, k, w);
     mg_tensor *tb = upload(be, 1, co, bias), *ty = upload(be, (int64_t)B * co, t_y, NULL);
     if (tx && tw && tb && ty) {
         mg_tensor bv = mg_tensor_reshape2(tb, 1, co);
@@ -632,8 +682,10 @@ static void check_convt_op(mg_backend *be, int B, int ci, int co, int k, int str
         bv.ne[0] = co;
         be->ops->conv_transpose1d(be, ty, tx, tw, &bv, B, stride, trim_left);
         char what[128];
-        snprintf(what, sizeof what, "conv_transpose1d B%d %d->%d k%d s%d trim %d T%d (%d threads)",
-                 B, ci, co, k, stride, trim_left, t_in, be->n_threads);
+        snprintf(what, sizeof what,
+                 "conv_transpose1d%s B%d %d->%d k%d s%d trim %d T%d (%d threads, %s)",
+                 bf16 ? " BF16" : "", B, ci, co, k, stride, trim_left, t_in, be->n_threads,
+                 mg_cpu_isa_name(mg_cpu_backend_isa(be)));
         expect(what, ty, ref, (int64_t)B * co * t_y);
     }
     mg_tensor_free(tx);
@@ -645,6 +697,12 @@ static void check_convt_op(mg_backend *be, int B, int ci, int co, int k, int str
     free(bias);
     free(ref);
     free(yf);
+}
+
+static void check_convt_op(mg_backend *be, int B, int ci, int co, int k, int stride, int trim_left,
+                           int t_in, int t_y)
+{
+    check_convt_op_dt(be, B, ci, co, k, stride, trim_left, t_in, t_y, 0);
 }
 
 /* HF _pad1d(mode="reflect") spelled out: zero-extend short rows, mirror
@@ -714,7 +772,8 @@ static int same_bits(const mg_tensor *a, const mg_tensor *b, int64_t n)
 /* The fused ops against the ops they replace, bit for bit: conv1d with a
  * residual (separate and in place) and/or an ELU epilogue, and padding
  * with the ELU. Inputs straddle 0 so the ELU's negative branch runs. */
-static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int dil, int t_out)
+static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int dil, int t_out,
+                            int bf16)
 {
     if (!be->ops->conv1d_fused || !be->ops->pad_reflect_elu)
         return;
@@ -723,7 +782,8 @@ static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int di
     int64_t ny = (int64_t)B * co * t_out;
     float *x = rand_buf((int64_t)B * ci * t_in, &s), *w = rand_buf((int64_t)co * ci * k, &s);
     float *bias = rand_buf(co, &s), *res = rand_buf(ny, &s);
-    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x), *tw = upload3(be, co, ci, k, w);
+    mg_tensor *tx = upload(be, (int64_t)B * ci, t_in, x);
+    mg_tensor *tw = bf16 ? upload_pairs(be, co, ci, k, w, 0) : upload3(be, co, ci, k, w);
     mg_tensor *tb = upload(be, 1, co, bias), *tr = upload(be, (int64_t)B * co, t_out, res);
     mg_tensor *ref = upload(be, (int64_t)B * co, t_out, NULL);
     mg_tensor *got = upload(be, (int64_t)B * co, t_out, res);
@@ -747,8 +807,9 @@ static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int di
             else
                 be->ops->conv1d_fused(be, got, tx, tw, &bv, B, dil, with_res ? tr : NULL, elu);
             CHECK(same_bits(ref, got, ny),
-                  "conv1d_fused B%d %d->%d k%d d%d T%d residual %d%s elu %d: as the ops one by one",
-                  B, ci, co, k, dil, t_out, with_res, in_place ? " (in place)" : "", elu);
+                  "conv1d_fused%s B%d %d->%d k%d d%d T%d residual %d%s elu %d: as the ops one by one",
+                  bf16 ? " BF16" : "", B, ci, co, k, dil, t_out, with_res,
+                  in_place ? " (in place)" : "", elu);
         }
         /* padding with the ELU, as pad_reflect then elu */
         int left = (k - 1) * dil - (k - 1) * dil / 2, right = (k - 1) * dil / 2;
@@ -897,11 +958,30 @@ static void check_ops(void)
          * fallback (in place too) */
         for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)mg_cpu_isa_detect(); isa++) {
             mg_cpu_backend_set_isa(be, (mg_cpu_isa)isa);
-            check_fused_ops(be, 1, 16, 8, 3, 1, 100);
-            check_fused_ops(be, 3, 5, 11, 3, 3, 37);  /* ragged channel blocks and tail, odd batch */
-            check_fused_ops(be, 2, 7, 13, 1, 1, 200);
-            check_fused_ops(be, 1, 3, 1, 7, 1, 5);    /* one output channel, shorter than a vector */
+            check_fused_ops(be, 1, 16, 8, 3, 1, 100, 0);
+            check_fused_ops(be, 3, 5, 11, 3, 3, 37, 0);  /* ragged channel blocks and tail, odd batch */
+            check_fused_ops(be, 2, 7, 13, 1, 1, 200, 0);
+            check_fused_ops(be, 1, 3, 1, 7, 1, 5, 0);    /* one output channel, shorter than a vector */
+            /* BF16-pair weights: the vdpbf16ps kernels where the CPU has
+             * them (conv_bf16_fits), else the F32 path on rounded values */
+            check_fused_ops(be, 1, 16, 8, 3, 1, 100, 1);
+            check_fused_ops(be, 3, 6, 11, 3, 3, 37, 1);
+            check_fused_ops(be, 2, 2, 13, 1, 1, 200, 1);
+            check_conv_op_dt(be, 1, 4, 5, 3, 1, 1, 300, 1);
+            check_conv_op_dt(be, 2, 38, 6, 3, 1, 4, 203, 1);
+            check_conv_op_dt(be, 3, 70, 9, 1, 1, 1, 129, 1);
+            check_conv_op_dt(be, 2, 8, 1, 7, 1, 1, 16, 1);
+            check_convt_op_dt(be, 1, 8, 4, 8, 4, 2, 50, 200, 1);
+            check_convt_op_dt(be, 2, 40, 6, 10, 5, 3, 33, 165, 1);
+            check_convt_op_dt(be, 3, 10, 5, 4, 2, 1, 37, 74, 1);
+            check_convt_op_dt(be, 1, 6, 7, 12, 6, 3, 21, 126, 1);
+            check_convt_op_dt(be, 2, 18, 9, 16, 8, 4, 2, 10, 1);
+            check_convt_op_dt(be, 1, 4, 2, 7, 3, 0, 20, 64, 1);  /* 3 taps: the padded-copy path */
+            check_convt_op_dt(be, 1, 4, 2, 100, 2, 49, 40, 80, 1);
         }
+        if (be->ops->conv_bf16_fits)
+            printf("  BF16 convolution kernels on this CPU: %s\n",
+                   be->ops->conv_bf16_fits(be) ? "yes" : "no (F32 path checked only)");
         mg_cpu_backend_set_isa(be, mg_cpu_isa_detect());
         for (int bf16 = 0; bf16 <= 1; bf16++) {
             check_lstm_op(be, 1, 9, 20, 16, bf16);
@@ -918,9 +998,10 @@ static void check_ops(void)
     }
 }
 
-/* The BF16 recurrent weights a bf16/q8 model's EnCodec uses (see
- * recurrent_weight_bf16 in src/encodec.c): the SNR of its audio against the
- * F32 model's, printed, and at least 40 dB. */
+/* The BF16 recurrent weights and (with AVX512-BF16) BF16 convolutions a
+ * bf16/q8 model's EnCodec uses (recurrent_weight_bf16, conv_wants_bf16 in
+ * src/encodec.c): the SNR of its audio against the F32 model's, printed,
+ * and at least 40 dB. */
 static void check_bf16_fidelity(const char *dir)
 {
     enum { B = 2, T = 150 };
@@ -958,8 +1039,10 @@ static void check_bf16_fidelity(const char *dir)
         noise += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
     }
     double snr = noise > 0 ? 10 * log10(sig / noise) : 999;
-    printf("  EnCodec with BF16 recurrent weights: SNR %.1f dB against F32\n", snr);
-    CHECK(snr >= 40, "BF16 recurrent weights: SNR %.1f dB against F32 (want >= 40)", snr);
+    int convs = mb.be->ops->conv_bf16_fits && mb.be->ops->conv_bf16_fits(mb.be);
+    printf("  EnCodec with BF16 recurrent weights%s: SNR %.1f dB against F32\n",
+           convs ? " and BF16 convolutions" : "", snr);
+    CHECK(snr >= 40, "BF16 EnCodec: SNR %.1f dB against F32 (want >= 40)", snr);
 out:
     free(codes);
     free(ref);

@@ -16,6 +16,9 @@ typedef struct {
      * sized at weight load so linear() never allocates. */
     void       *xbuf;
     size_t      xbuf_cap;
+    /* A conv input packed into BF16 pairs (cpu_conv.c), kept between calls */
+    void       *conv_scratch;
+    size_t      conv_scratch_cap;
     /* The first failure of an op since the last sync (ops return nothing):
      * ops run one caller at a time (the model's run lock), sync reports it. */
     mg_code     failed;
@@ -82,6 +85,9 @@ void mg_cpu_conv1d_fused(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
                          const mg_tensor *residual, int elu_out);
 void mg_cpu_pad_reflect_elu(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left,
                             int right);
+/* 1 when the convolutions have BF16 kernels here (conv weights may then be
+ * BF16 pairs: see cpu_conv.c); otherwise such weights take a slow F32 path. */
+int mg_cpu_conv_bf16_fits(mg_backend *be);
 void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
                              const mg_tensor *w, const mg_tensor *bias, int batch, int stride,
                              int trim_left);

@@ -81,6 +81,7 @@ static mg_code reserve_xbuf(mg_cpu_backend *cpu, int64_t cols, mg_error *err)
     if (posix_memalign(&p, 64, need) != 0)
         return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot allocate %zu bytes of scratch", need);
     free(cpu->xbuf);
+    free(cpu->conv_scratch);
     cpu->xbuf = p;
     cpu->xbuf_cap = need;
     return MG_OK;
@@ -231,6 +232,7 @@ static const mg_backend_ops cpu_ops = {
     .conv1d_fused = mg_cpu_conv1d_fused,
     .pad_reflect_elu = mg_cpu_pad_reflect_elu,
     .lstm_bf16 = 1,
+    .conv_bf16_fits = mg_cpu_conv_bf16_fits,
     .transpose = mg_cpu_transpose,
     .lstm = mg_cpu_lstm,
     .select_tokens = cpu_select_tokens,

@@ -11,6 +11,7 @@
  * the LSTM's recurrent step runs several rows x batch items per pass, over
  * F32 or (bf16/q8 models) BF16 recurrent weights. */
 #include "cpu/cpu.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,6 +47,8 @@ static int64_t min_items(int64_t macs_per_item)
 #include <immintrin.h>
 #define CONV_X86 1
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define TARGET_AVX512BF16 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 #include "cpu/cpu_exp_avx512.h"
 
@@ -71,11 +74,10 @@ INLINE TARGET_AVX512 __m512 elu_avx512(__m512 x)
     return neg ? _mm512_mask_mov_ps(x, neg, expm1_neg_avx512(x)) : x;
 }
 
-INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, const int nco)
+/* acc[o][v] += Σ_ci Σ_tap w · x over the block (F32 weights and inputs). */
+INLINE TARGET_AVX512 void vconv_sums_f32(const vblock *a, const __mmask16 *m, const int nco,
+                                         __m512 acc[VB][VT])
 {
-    __m512 acc[VB][VT];
-    _Pragma("GCC unroll 8") for (int o = 0; o < VB; o++)
-        _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++) acc[o][v] = _mm512_setzero_ps();
     for (int64_t ci = 0; ci < a->n_ci; ci++) {
         const float *xc = a->x + ci * a->x_ci, *wc = a->w + ci * a->w_ci;
         for (int64_t tap = 0; tap < a->n_tap; tap++) {
@@ -90,6 +92,35 @@ INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, con
             }
         }
     }
+}
+
+/* The same with BF16 pairs (see "BF16 convolutions" below): a 32-bit
+ * element of x and w holds channels 2c and 2c+1, so "ci" counts pairs and
+ * one vdpbf16ps adds both channels' products. */
+INLINE TARGET_AVX512BF16 void vconv_sums_bf16(const vblock *a, const __mmask16 *m, const int nco,
+                                              __m512 acc[VB][VT])
+{
+    const uint32_t *x = (const uint32_t *)a->x, *w = (const uint32_t *)a->w;
+    for (int64_t ci = 0; ci < a->n_ci; ci++) {
+        const uint32_t *xc = x + ci * a->x_ci, *wc = w + ci * a->w_ci;
+        for (int64_t tap = 0; tap < a->n_tap; tap++) {
+            const uint32_t *xs = xc + tap * a->x_tap, *ws = wc + tap * a->w_tap;
+            __m512bh xv[VT];
+            _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++)
+                xv[v] = (__m512bh)_mm512_maskz_loadu_epi32(m[v], xs + 16 * v);
+            _Pragma("GCC unroll 8") for (int o = 0; o < nco; o++) {
+                __m512bh wv = (__m512bh)_mm512_set1_epi32((int)ws[o * a->w_co]);
+                _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++)
+                    acc[o][v] = _mm512_dpbf16_ps(acc[o][v], wv, xv[v]);
+            }
+        }
+    }
+}
+
+/* Bias, the optional residual and ELU, and the store of a block's sums. */
+INLINE TARGET_AVX512 void vconv_store(const vblock *a, const __mmask16 *m, const int nco,
+                                      __m512 acc[VB][VT])
+{
     __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
                                                         4, 3, 2, 1, 0),
                                        _mm512_set1_epi32((int)a->y_t));
@@ -110,26 +141,52 @@ INLINE TARGET_AVX512 void vconv_block_n(const vblock *a, const __mmask16 *m, con
     }
 }
 
-/* Runs channels [0, nco) of a block in register blocks of 8, 4 and 1. */
-TARGET_AVX512 static void vconv_block(vblock a, const __mmask16 *m, int64_t nco)
-{
-    for (int64_t o = 0; o < nco;) {
-        int64_t left = nco - o;
-        if (left >= 8)
-            vconv_block_n(&a, m, 8);
-        else if (left >= 4)
-            vconv_block_n(&a, m, 4);
-        else
-            vconv_block_n(&a, m, 1);
-        int64_t step = left >= 8 ? 8 : left >= 4 ? 4 : 1;
-        a.w += step * a.w_co;
-        a.y += step * a.y_co;
-        if (a.res)
-            a.res += step * a.y_co;
-        if (a.bias)
-            a.bias += step;
-        o += step;
+#define VCONV_BLOCK_N(name, target, sums)                                                  \
+    INLINE target void name(const vblock *a, const __mmask16 *m, const int nco)            \
+    {                                                                                      \
+        __m512 acc[VB][VT];                                                                \
+        _Pragma("GCC unroll 8") for (int o = 0; o < VB; o++)                               \
+            _Pragma("GCC unroll 8") for (int v = 0; v < VT; v++) acc[o][v] =               \
+                _mm512_setzero_ps();                                                       \
+        sums(a, m, nco, acc);                                                              \
+        vconv_store(a, m, nco, acc);                                                       \
     }
+VCONV_BLOCK_N(vconv_block_n, TARGET_AVX512, vconv_sums_f32)
+VCONV_BLOCK_N(vconv_block_bf16_n, TARGET_AVX512BF16, vconv_sums_bf16)
+#undef VCONV_BLOCK_N
+
+/* Runs channels [0, nco) of a block in register blocks of 8, 4 and 1. */
+#define VCONV_BLOCK(name, target, block_n)                                                 \
+    target static void name(vblock a, const __mmask16 *m, int64_t nco)                     \
+    {                                                                                      \
+        for (int64_t o = 0; o < nco;) {                                                    \
+            int64_t left = nco - o;                                                        \
+            if (left >= 8)                                                                 \
+                block_n(&a, m, 8);                                                         \
+            else if (left >= 4)                                                            \
+                block_n(&a, m, 4);                                                         \
+            else                                                                           \
+                block_n(&a, m, 1);                                                         \
+            int64_t step = left >= 8 ? 8 : left >= 4 ? 4 : 1;                              \
+            a.w += step * a.w_co;                                                          \
+            a.y += step * a.y_co;                                                          \
+            if (a.res)                                                                     \
+                a.res += step * a.y_co;                                                    \
+            if (a.bias)                                                                    \
+                a.bias += step;                                                            \
+            o += step;                                                                     \
+        }                                                                                  \
+    }
+VCONV_BLOCK(vconv_block_f32, TARGET_AVX512, vconv_block_n)
+VCONV_BLOCK(vconv_block_bf16, TARGET_AVX512BF16, vconv_block_bf16_n)
+#undef VCONV_BLOCK
+
+static void vconv_block(vblock a, const __mmask16 *m, int64_t nco, int bf16)
+{
+    if (bf16)
+        vconv_block_bf16(a, m, nco);
+    else
+        vconv_block_f32(a, m, nco);
 }
 
 /* Lanes [lo, hi) of a block's VT vectors (relative to its first sample). */
@@ -171,6 +228,7 @@ typedef struct {
     const float *x, *w, *b, *res;
     int64_t      c_in, c_out, t_in, t_out, k, n_tiles, n_coblk;
     int          dil, co_inner, elu;
+    int          bf16;           /* x and w are BF16 pairs, c_in counts pairs */
 } vconv_ctx;
 
 /* A work item: VB output channels x VTILE samples of one batch item (stride 1). */
@@ -191,7 +249,7 @@ static void vconv1d_task(void *arg, int64_t i0, int64_t i1)
             a.x = c->x + b * c->c_in * c->t_in + t;
             a.y = c->y + (b * c->c_out + co0) * c->t_out + t;
             a.res = c->res ? c->res + (b * c->c_out + co0) * c->t_out + t : NULL;
-            vconv_block(a, m, min64(VB, c->c_out - co0));
+            vconv_block(a, m, min64(VB, c->c_out - co0), c->bf16);
         }
     }
 }
@@ -211,6 +269,7 @@ typedef struct {
     const float *xp, *w, *b;     /* xp: x, or (vconvt_task) x with pad zeros each side */
     int64_t      c_in, c_out, t_xp, pad, t_y, k, q_first, n_q, n_tiles, n_coblk;
     int          stride, trim_left, co_inner;
+    int          bf16;           /* x and w are BF16 pairs, c_in counts pairs */
 } vconvt_ctx;
 
 /* A work item: VB channels x VTILE positions q, every phase (see convt_task). */
@@ -237,7 +296,7 @@ static void vconvt_task(void *arg, int64_t i0, int64_t i1)
                     continue;
                 a.x = c->xp + b * c->c_in * c->t_xp + c->pad + q;
                 a.y = c->y + (b * c->c_out + co0) * c->t_y + q * s + r - c->trim_left;
-                vconv_block(a, m, min64(VB, c->c_out - co0));
+                vconv_block(a, m, min64(VB, c->c_out - co0), c->bf16);
             }
         }
     }
@@ -254,16 +313,12 @@ static void vconvt_task(void *arg, int64_t i0, int64_t i1)
 enum { PT_Q = 4,     /* register blocks of positions per work item */
        PT_TAPS = 4 }; /* most taps per phase (ceil(k / stride)) */
 
-INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, const float *w,
-                                          float *yq, const float *bias, const __mmask16 *mr,
+/* acc[o][r][v] += Σ_ci Σ_j w[ci, o, r + j·P] · x[ci, q - j] (F32). */
+INLINE TARGET_AVX512 void vconvt_sums_f32(const vconvt_ctx *c, const float *xq, const float *w,
                                           __mmask16 const *mx, const int P, const int NCO,
-                                          const int NV)
+                                          const int NV, __m512 acc[4][8][4])
 {
-    __m512 acc[4][8][4]; /* [co][phase][vector] */
     const int64_t K = c->k, n_j = (K + P - 1) / P, w_ci = c->c_out * K;
-    _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
-        _Pragma("GCC unroll 8") for (int r = 0; r < P; r++)
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][r][v] = _mm512_setzero_ps();
     for (int64_t ci = 0; ci < c->c_in; ci++) {
         const float *xc = xq + ci * c->t_xp, *wc = w + ci * w_ci;
         for (int64_t j = 0; j < n_j; j++) {
@@ -281,6 +336,39 @@ INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, 
                 }
         }
     }
+}
+
+/* The same over BF16 pairs of input channels (ci counts pairs). */
+INLINE TARGET_AVX512BF16 void vconvt_sums_bf16(const vconvt_ctx *c, const float *xq,
+                                               const float *w, __mmask16 const *mx, const int P,
+                                               const int NCO, const int NV, __m512 acc[4][8][4])
+{
+    const int64_t K = c->k, n_j = (K + P - 1) / P, w_ci = c->c_out * K;
+    const uint32_t *x2 = (const uint32_t *)xq, *w2 = (const uint32_t *)w;
+    for (int64_t ci = 0; ci < c->c_in; ci++) {
+        const uint32_t *xc = x2 + ci * c->t_xp, *wc = w2 + ci * w_ci;
+        for (int64_t j = 0; j < n_j; j++) {
+            __m512bh xv[4];
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                xv[v] = (__m512bh)_mm512_maskz_loadu_epi32(mx[j * 4 + v], xc - j + 16 * v);
+            _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)
+                _Pragma("GCC unroll 8") for (int r = 0; r < P; r++) {
+                    int64_t k = r + j * P;
+                    if (k >= K)
+                        continue;
+                    __m512bh wv = (__m512bh)_mm512_set1_epi32((int)wc[o * K + k]);
+                    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                        acc[o][r][v] = _mm512_dpbf16_ps(acc[o][r][v], wv, xv[v]);
+                }
+        }
+    }
+}
+
+/* Bias and the store of a block's sums, phases interleaved back into y. */
+INLINE TARGET_AVX512 void vconvt_store(const vconvt_ctx *c, float *yq, const float *bias,
+                                       const __mmask16 *mr, const int P, const int NCO,
+                                       const int NV, __m512 acc[4][8][4])
+{
     int full = 1;
     for (int i = 0; i < P * NV; i++)
         full &= mr[i] == 0xffff;
@@ -325,45 +413,67 @@ INLINE TARGET_AVX512 void vconvt_phases_n(const vconvt_ctx *c, const float *xq, 
     }
 }
 
+#define VCONVT_PHASES_N(name, target, sums)                                                 \
+    INLINE target void name(const vconvt_ctx *c, const float *xq, const float *w, float *yq,   \
+                            const float *bias, const __mmask16 *mr, __mmask16 const *mx,       \
+                            const int P, const int NCO, const int NV)                          \
+    {                                                                                          \
+        __m512 acc[4][8][4]; /* [co][phase][vector] */                                         \
+        _Pragma("GCC unroll 4") for (int o = 0; o < NCO; o++)                                  \
+            _Pragma("GCC unroll 8") for (int r = 0; r < P; r++)                                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][r][v] =            \
+                    _mm512_setzero_ps();                                                       \
+        sums(c, xq, w, mx, P, NCO, NV, acc);                                                   \
+        vconvt_store(c, yq, bias, mr, P, NCO, NV, acc);                                        \
+    }
+VCONVT_PHASES_N(vconvt_phases_n, TARGET_AVX512, vconvt_sums_f32)
+VCONVT_PHASES_N(vconvt_phases_bf16_n, TARGET_AVX512BF16, vconvt_sums_bf16)
+#undef VCONVT_PHASES_N
+
 /* One register block: NCO channels (or fewer, one at a time) x NV·16 positions. */
-#define VCONVT_PHASES(P, NCO, NV)                                                              \
-    TARGET_AVX512 static void vconvt_phases_##P(const vconvt_ctx *c, const float *xq,          \
-                                                const float *w, float *yq, const float *bias,  \
-                                                const __mmask16 *mr, const __mmask16 *mx,      \
-                                                int64_t nco)                                   \
+#define VCONVT_PHASES(name, target, block_n, P, NCO, NV)                                       \
+    target static void name(const vconvt_ctx *c, const float *xq, const float *w, float *yq,   \
+                            const float *bias, const __mmask16 *mr, const __mmask16 *mx,       \
+                            int64_t nco)                                                       \
     {                                                                                          \
         if (nco == NCO) {                                                                      \
-            vconvt_phases_n(c, xq, w, yq, bias, mr, mx, P, NCO, NV);                           \
+            block_n(c, xq, w, yq, bias, mr, mx, P, NCO, NV);                                   \
             return;                                                                            \
         }                                                                                      \
         for (int64_t o = 0; o < nco; o++)                                                      \
-            vconvt_phases_n(c, xq, w + o * c->k, yq + o * c->t_y, bias ? bias + o : NULL, mr,  \
-                            mx, P, 1, NV);                                                     \
+            block_n(c, xq, w + o * c->k, yq + o * c->t_y, bias ? bias + o : NULL, mr, mx, P,   \
+                    1, NV);                                                                    \
     }
 /* stride: channels x vectors per block, NCO·stride·NV <= 24 accumulators */
-VCONVT_PHASES(2, 4, 3)
-VCONVT_PHASES(3, 2, 4)
-VCONVT_PHASES(4, 2, 3)
-VCONVT_PHASES(5, 1, 4)
-VCONVT_PHASES(6, 1, 4)
-VCONVT_PHASES(8, 1, 3)
+#define VCONVT_PHASES_BOTH(P, NCO, NV)                                                         \
+    VCONVT_PHASES(vconvt_phases_##P, TARGET_AVX512, vconvt_phases_n, P, NCO, NV)               \
+    VCONVT_PHASES(vconvt_phases_bf16_##P, TARGET_AVX512BF16, vconvt_phases_bf16_n, P, NCO, NV)
+VCONVT_PHASES_BOTH(2, 4, 3)
+VCONVT_PHASES_BOTH(3, 2, 4)
+VCONVT_PHASES_BOTH(4, 2, 3)
+VCONVT_PHASES_BOTH(5, 1, 4)
+VCONVT_PHASES_BOTH(6, 1, 4)
+VCONVT_PHASES_BOTH(8, 1, 3)
+#undef VCONVT_PHASES_BOTH
 #undef VCONVT_PHASES
 
 typedef void (*vconvt_phases_fn)(const vconvt_ctx *, const float *, const float *, float *,
                                  const float *, const __mmask16 *, const __mmask16 *, int64_t);
 
 /* The block shape of a stride (0 channels: no all-phases kernel). */
-static vconvt_phases_fn phases_kernel(int stride, int *nco, int *nv)
+static vconvt_phases_fn phases_kernel(int stride, int bf16, int *nco, int *nv)
 {
+#define PK(P, NCO, NV) *nco = NCO, *nv = NV; return bf16 ? vconvt_phases_bf16_##P : vconvt_phases_##P
     switch (stride) {
-    case 2: *nco = 4, *nv = 3; return vconvt_phases_2;
-    case 3: *nco = 2, *nv = 4; return vconvt_phases_3;
-    case 4: *nco = 2, *nv = 3; return vconvt_phases_4;
-    case 5: *nco = 1, *nv = 4; return vconvt_phases_5;
-    case 6: *nco = 1, *nv = 4; return vconvt_phases_6;
-    case 8: *nco = 1, *nv = 3; return vconvt_phases_8;
+    case 2: PK(2, 4, 3);
+    case 3: PK(3, 2, 4);
+    case 4: PK(4, 2, 3);
+    case 5: PK(5, 1, 4);
+    case 6: PK(6, 1, 4);
+    case 8: PK(8, 1, 3);
     default: *nco = 0, *nv = 0; return NULL;
     }
+#undef PK
 }
 
 /* Lanes [lo, hi) of nv vectors. */
@@ -383,7 +493,7 @@ static void vconvt_phases_task(void *arg, int64_t i0, int64_t i1)
     const vconvt_ctx *c = arg;
     const int64_t s = c->stride;
     int nco_blk, nv;
-    vconvt_phases_fn fn = phases_kernel(c->stride, &nco_blk, &nv);
+    vconvt_phases_fn fn = phases_kernel(c->stride, c->bf16, &nco_blk, &nv);
     const int64_t qs = 16 * nv, qtile = PT_Q * qs;
     for (int64_t item = i0; item < i1; item++) {
         int64_t per_b = c->n_tiles * c->n_coblk, i = item % per_b, b = item / per_b;
@@ -477,6 +587,113 @@ static void fill_window(float *win, int64_t width, const float *x, int64_t x_ci,
         }
 }
 
+/* ------------------------------------------------------ BF16 convolutions
+ * Models with compressed weights keep EnCodec's conv weights as BF16 where
+ * the CPU has AVX512-BF16 (mg_cpu_conv_bf16_fits): the convolutions are
+ * bound by multiply-adds, and one vdpbf16ps does 32 where one FMA does 16.
+ * Weights and inputs round to BF16 (relative 2^-9); products and sums stay
+ * F32. A 32-bit element holds input channels 2c (low half) and 2c+1, so the
+ * kernels above run unchanged over "channels" that are pairs: conv1d weights
+ * [c_out][c_in/2][k], transposed-conv weights [c_in/2][c_out][k], inputs
+ * [B·c_in/2][t], packed per call into the backend's conv scratch. */
+
+int mg_cpu_conv_bf16_fits(mg_backend *be)
+{
+#if CONV_X86
+    return ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512 && mg_cpu_has_avx512bf16();
+#else
+    (void)be;
+    return 0;
+#endif
+}
+
+typedef struct {
+    uint32_t    *y;
+    const float *x;
+    int64_t      t;
+} pack_ctx;
+
+#if CONV_X86
+/* Row r of y = rows 2r (low halves) and 2r+1 of x, rounded to BF16. */
+TARGET_AVX512BF16 static void pack_pairs_task(void *arg, int64_t r0, int64_t r1)
+{
+    const pack_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *a = c->x + 2 * r * c->t, *b = a + c->t;
+        uint32_t *y = c->y + r * c->t;
+        for (int64_t i = 0; i < c->t; i += 16) {
+            __mmask16 m = c->t - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c->t - i)) - 1);
+            __m512i lo = _mm512_cvtepu16_epi32(
+                (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, a + i)));
+            __m512i hi = _mm512_cvtepu16_epi32(
+                (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, b + i)));
+            _mm512_mask_storeu_epi32(y + i, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+}
+
+/* x [rows, t] (rows even) as BF16 pairs in the conv scratch; NULL (and the
+ * op failed) without memory. */
+static const float *pack_pairs(mg_backend *be, const mg_tensor *x)
+{
+    mg_cpu_backend *cpu = (mg_cpu_backend *)be;
+    int64_t rows = mg_tensor_rows(x), t = mg_tensor_cols(x);
+    size_t need = (size_t)(rows / 2 * t) * sizeof(uint32_t);
+    if (need > cpu->conv_scratch_cap) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, need) != 0) {
+            mg_cpu_fail(be, MG_ERR_NOMEM, "BF16 conv scratch");
+            return NULL;
+        }
+        free(cpu->conv_scratch);
+        cpu->conv_scratch = p;
+        cpu->conv_scratch_cap = need;
+    }
+    pack_ctx c = {.y = cpu->conv_scratch, .x = mg_cpu_f32(x), .t = t};
+    mg_cpu_parallel(be, rows / 2, min_items(t * 8), pack_pairs_task, &c);
+    return (const float *)cpu->conv_scratch;
+}
+#endif
+
+/* For kernels without BF16 (a lowered ISA after load): the same rounded
+ * values as F32, weights back in their F32 layout (transposed: dim 0 is the
+ * input channel), through the F32 path; sums round in another order. */
+static int bf16_as_f32(const mg_tensor *x, const mg_tensor *w, int transposed, mg_tensor *xf,
+                       mg_tensor *wf)
+{
+    int64_t rows = mg_tensor_rows(x), t = mg_tensor_cols(x);
+    int64_t d0 = w->ne[0], d1 = w->ne[1], k = w->ndim > 2 ? w->ne[2] : 1;
+    float *xv = malloc((size_t)(rows * t) * sizeof *xv + 1);
+    float *wv = malloc((size_t)(d0 * d1 * k) * sizeof *wv + 1);
+    if (!xv || !wv) {
+        free(xv);
+        free(wv);
+        return 0;
+    }
+    const float *xs = mg_cpu_f32(x);
+    for (int64_t i = 0; i < rows * t; i++)
+        xv[i] = mg_bf16_to_f32(mg_f32_to_bf16(xs[i]));
+    const uint32_t *w2 = (const uint32_t *)w->data;
+    /* pairs run over the input channel: dim 1 of a conv, dim 0 of a transposed one */
+    for (int64_t a = 0; a < d0; a++)
+        for (int64_t b = 0; b < d1; b++)
+            for (int64_t j = 0; j < k; j++) {
+                int64_t ci = transposed ? a : b, pair, half;
+                pair = transposed ? ((ci / 2) * d1 + b) * k + j : (a * (d1 / 2) + ci / 2) * k + j;
+                half = ci % 2;
+                wv[(a * d1 + b) * k + j] = mg_bf16_to_f32((uint16_t)(w2[pair] >> (16 * half)));
+            }
+    *xf = *x;
+    xf->data = xv;
+    xf->owns = 0;
+    *wf = *w;
+    wf->dtype = MG_DT_F32;
+    wf->data = wv;
+    wf->owns = 0;
+    wf->nbytes = (size_t)(d0 * d1 * k) * sizeof *wv;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- conv1d */
 
 typedef struct {
@@ -545,9 +762,46 @@ static void conv1d_task(void *arg, int64_t i0, int64_t i1)
     }
 }
 
+/* conv1d (and its fused epilogue) with BF16-pair weights. */
+static void conv1d_bf16(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                        const mg_tensor *bias, int batch, int stride, int dilation,
+                        const mg_tensor *residual, int elu_out)
+{
+#if CONV_X86
+    if (stride == 1 && mg_cpu_conv_bf16_fits(be)) {
+        const float *x2 = pack_pairs(be, x);
+        if (!x2)
+            return;
+        vconv_ctx v = {.y = mg_cpu_f32(y), .x = x2, .w = (const float *)w->data,
+                       .b = bias ? mg_cpu_f32(bias) : NULL,
+                       .res = residual ? mg_cpu_f32(residual) : NULL,
+                       .c_out = w->ne[0], .c_in = w->ne[1] / 2, .k = w->ndim > 2 ? w->ne[2] : 1,
+                       .t_in = mg_tensor_cols(x), .t_out = mg_tensor_cols(y),
+                       .dil = dilation, .elu = elu_out, .bf16 = 1};
+        vconv1d_run(be, &v, batch);
+        return;
+    }
+#endif
+    mg_tensor xf, wf;
+    if (!bf16_as_f32(x, w, 0, &xf, &wf)) {
+        mg_cpu_fail(be, MG_ERR_NOMEM, "conv1d BF16 weights as F32");
+        return;
+    }
+    if (stride == 1)
+        mg_cpu_conv1d_fused(be, y, &xf, &wf, bias, batch, dilation, residual, elu_out);
+    else
+        mg_cpu_conv1d(be, y, &xf, &wf, bias, batch, stride, dilation);
+    free(xf.data);
+    free(wf.data);
+}
+
 void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                    const mg_tensor *bias, int batch, int stride, int dilation)
 {
+    if (w->dtype == MG_DT_BF16) {
+        conv1d_bf16(be, y, x, w, bias, batch, stride, dilation, NULL, 0);
+        return;
+    }
     conv_ctx c = {
         .y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
         .b = bias ? mg_cpu_f32(bias) : NULL,
@@ -574,6 +828,10 @@ void mg_cpu_conv1d_fused(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
                          const mg_tensor *bias, int batch, int dilation,
                          const mg_tensor *residual, int elu_out)
 {
+    if (w->dtype == MG_DT_BF16) {
+        conv1d_bf16(be, y, x, w, bias, batch, 1, dilation, residual, elu_out);
+        return;
+    }
 #if CONV_X86
     if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
         vconv_ctx v = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
@@ -691,6 +949,18 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
                              const mg_tensor *w, const mg_tensor *bias, int batch, int stride,
                              int trim_left)
 {
+    int bf16 = w->dtype == MG_DT_BF16;
+    if (bf16 && !mg_cpu_conv_bf16_fits(be)) {
+        mg_tensor xf, wf;
+        if (!bf16_as_f32(x, w, 1, &xf, &wf)) {
+            mg_cpu_fail(be, MG_ERR_NOMEM, "conv_transpose1d BF16 weights as F32");
+            return;
+        }
+        mg_cpu_conv_transpose1d(be, y, &xf, &wf, bias, batch, stride, trim_left);
+        free(xf.data);
+        free(wf.data);
+        return;
+    }
     convt_ctx c = {
         .y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .w = mg_cpu_f32(w),
         .b = bias ? mg_cpu_f32(bias) : NULL,
@@ -705,12 +975,18 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
     c.n_q = (trim_left + c.t_y - 1) / stride - c.q_first + 1;
 #if CONV_X86
     if (((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
+        if (bf16) {
+            /* the same loops over pairs of input channels */
+            if (!(c.x = pack_pairs(be, x)))
+                return;
+            c.c_in /= 2;
+        }
         vconvt_ctx v = {.y = c.y, .w = c.w, .b = c.b, .c_in = c.c_in, .c_out = c.c_out,
                         .t_y = c.t_y, .k = c.k, .q_first = c.q_first, .n_q = c.n_q,
-                        .stride = stride, .trim_left = trim_left};
+                        .stride = stride, .trim_left = trim_left, .bf16 = bf16};
         v.co_inner = c.c_out * c.k < c.t_in;
         int nco, nv;
-        if (phases_kernel(stride, &nco, &nv) && (c.k + stride - 1) / stride <= PT_TAPS) {
+        if (phases_kernel(stride, bf16, &nco, &nv) && (c.k + stride - 1) / stride <= PT_TAPS) {
             /* reads x in place: masked loads give the zeros past its ends */
             int64_t qtile = PT_Q * 16 * nv;
             v.xp = c.x;

@@ -18,6 +18,16 @@ mg_cpu_isa mg_cpu_isa_detect(void)
     return MG_CPU_ISA_SCALAR;
 }
 
+int mg_cpu_has_avx512bf16(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return mg_cpu_isa_detect() >= MG_CPU_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
 int mg_cpu_isa_parse(const char *name)
 {
     for (int i = 0; i < (int)(sizeof isa_names / sizeof isa_names[0]); i++)

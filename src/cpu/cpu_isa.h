@@ -14,6 +14,8 @@ typedef enum {
 
 /* The best level this CPU (and OS) supports. */
 mg_cpu_isa  mg_cpu_isa_detect(void);
+/* 1: the CPU also has AVX512-BF16 (vdpbf16ps), outside the ladder above. */
+int         mg_cpu_has_avx512bf16(void);
 /* The level to use: the detected one, lowered by $MG_CPU_ISA when set. */
 mg_cpu_isa  mg_cpu_isa_default(void);
 const char *mg_cpu_isa_name(mg_cpu_isa isa);
