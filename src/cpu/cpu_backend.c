@@ -81,7 +81,6 @@ static mg_code reserve_xbuf(mg_cpu_backend *cpu, int64_t cols, mg_error *err)
     if (posix_memalign(&p, 64, need) != 0)
         return mg_fail(err, MG_ERR_NOMEM, "cpu: cannot allocate %zu bytes of scratch", need);
     free(cpu->xbuf);
-    free(cpu->conv_scratch);
     cpu->xbuf = p;
     cpu->xbuf_cap = need;
     return MG_OK;
@@ -199,6 +198,7 @@ static void cpu_destroy(mg_backend *be)
     mg_cpu_backend *cpu = (mg_cpu_backend *)be;
     mg_cpu_pool_destroy(&cpu->pool);
     free(cpu->xbuf);
+    free(cpu->conv_scratch);
     free(cpu);
 }
 
