@@ -183,6 +183,22 @@ typedef struct mg_backend_ops {
     int (*conv_bf16_fits)(mg_backend *be);
 } mg_backend_ops;
 
+/* Where weight (a, b, j) of a [d0][d1][k] conv weight lives in the BF16
+ * pair layout of conv_bf16_fits (the input channel, dim 1 of a conv and dim
+ * 0 of a transposed one, pairs up): the 32-bit word, and in *half which
+ * 16-bit half of it (0: low). */
+static inline int64_t mg_conv_bf16_pair_word(int64_t a, int64_t b, int64_t j, int64_t d1,
+                                             int64_t k, int transposed, int *half)
+{
+    int64_t ci = transposed ? a : b;
+    *half = (int)(ci % 2);
+    return transposed ? ((ci / 2) * d1 + b) * k + j : (a * (d1 / 2) + ci / 2) * k + j;
+}
+
+/* A conv weight in that pair layout back in its F32 layout [d0][d1][k]. */
+void mg_conv_bf16_pairs_to_f32(const uint32_t *pairs, int64_t d0, int64_t d1, int64_t k,
+                               int transposed, float *out);
+
 /* Where column k of a row of n columns lives in the interleaved BF16 layout
  * of lstm_bf16. */
 static inline int64_t mg_bf16_pair_index(int64_t k, int64_t n)

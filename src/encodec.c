@@ -70,18 +70,6 @@ static void fold_weight_norm(float *w, const float *g, const float *v, int64_t d
     }
 }
 
-/* Where weight (a, b, j) of a [d0][d1][k] conv weight lives as a BF16 half
- * in the pair layout of conv_bf16_fits: the input channel (dim 1 of a conv,
- * dim 0 of a transposed conv) pairs up; returns the 32-bit word, *half the
- * 16-bit half in it. */
-static int64_t bf16_pair_word(int64_t a, int64_t b, int64_t j, int64_t d1, int64_t k,
-                              int transposed, int *half)
-{
-    int64_t ci = transposed ? a : b;
-    *half = (int)(ci % 2);
-    return transposed ? ((ci / 2) * d1 + b) * k + j : (a * (d1 / 2) + ci / 2) * k + j;
-}
-
 /* With compressed weights (bf16, q8) and a backend with BF16 convolution
  * kernels, the folded weight goes up as BF16 pairs: EnCodec's convolutions
  * are bound by multiply-adds, and BF16 dot products do twice as many per
@@ -106,7 +94,7 @@ static mg_code upload_bf16_pairs(mg_backend *be, const float *w, int64_t d0, int
         for (int64_t b = 0; b < d1; b++)
             for (int64_t j = 0; j < k; j++) {
                 int half;
-                int64_t wd = bf16_pair_word(a, b, j, d1, k, transposed, &half);
+                int64_t wd = mg_conv_bf16_pair_word(a, b, j, d1, k, transposed, &half);
                 p[wd] |= (uint32_t)mg_f32_to_bf16(w[(a * d1 + b) * k + j]) << (16 * half);
             }
     mg_code rc = mg_tensor_new(out, be, MG_DT_BF16, 3, (int64_t[]){d0, d1, k}, err);
@@ -350,13 +338,8 @@ static mg_code bf16_pairs_to_f32(const ec_conv *cv, float *out, mg_error *err)
     if (!p)
         return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory copying %s", cv->path);
     mg_code rc = t->be->ops->download(t->be, t, 0, p, t->nbytes, err);
-    for (int64_t a = 0; rc == MG_OK && a < d0; a++)
-        for (int64_t b = 0; b < d1; b++)
-            for (int64_t j = 0; j < k; j++) {
-                int half;
-                int64_t wd = bf16_pair_word(a, b, j, d1, k, cv->transposed, &half);
-                out[(a * d1 + b) * k + j] = mg_bf16_to_f32((uint16_t)(p[wd] >> (16 * half)));
-            }
+    if (rc == MG_OK)
+        mg_conv_bf16_pairs_to_f32(p, d0, d1, k, cv->transposed, out);
     free(p);
     return rc;
 }

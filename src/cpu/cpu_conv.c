@@ -673,16 +673,7 @@ static int bf16_as_f32(const mg_tensor *x, const mg_tensor *w, int transposed, m
     const float *xs = mg_cpu_f32(x);
     for (int64_t i = 0; i < rows * t; i++)
         xv[i] = mg_bf16_to_f32(mg_f32_to_bf16(xs[i]));
-    const uint32_t *w2 = (const uint32_t *)w->data;
-    /* pairs run over the input channel: dim 1 of a conv, dim 0 of a transposed one */
-    for (int64_t a = 0; a < d0; a++)
-        for (int64_t b = 0; b < d1; b++)
-            for (int64_t j = 0; j < k; j++) {
-                int64_t ci = transposed ? a : b, pair, half;
-                pair = transposed ? ((ci / 2) * d1 + b) * k + j : (a * (d1 / 2) + ci / 2) * k + j;
-                half = ci % 2;
-                wv[(a * d1 + b) * k + j] = mg_bf16_to_f32((uint16_t)(w2[pair] >> (16 * half)));
-            }
+    mg_conv_bf16_pairs_to_f32((const uint32_t *)w->data, d0, d1, k, transposed, wv);
     *xf = *x;
     xf->data = xv;
     xf->owns = 0;
