@@ -1,8 +1,12 @@
 /* Continuous batching on the CPU: one 10 s request alone, then N of them
  * submitted at once to the same model (the scheduler decodes them in one
- * batched step), timed until all finish, after one untimed warm-up request. Prints the ratio and writes
- * batch4_ratio_<dtype> (and the two times) as JSON for bench_engine --table.
- *   bench_batch MODEL_DIR [--dtype q8] [--requests 4] [--seconds 10] [--threads N] [--json F] */
+ * batched step), timed until all finish, after one untimed warm-up request.
+ * A round times the two back to back; the ratio reported is the median of
+ * the rounds' ratios (on a shared host one slow phase moved a single round's
+ * ratio by +-0.1). Writes batch<N>_ratio_<dtype> (and the median times) as
+ * JSON for bench_engine --table.
+ *   bench_batch MODEL_DIR [--dtype q8] [--requests 4] [--seconds 10] [--rounds 3]
+ *               [--threads N] [--json F] */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -65,20 +69,32 @@ static double run_together(mg_model *m, const mg_gen_params *p, int n)
     for (int i = 0; i < n; i++)
         if (r[i].rc != MG_OK)
             DIE("request %d: %s", i, r[i].err.msg);
-    printf("  %d request%s: %.2f s until all finished, %.1f ms per decode step\n", n,
+    printf("%d request%s: %.2f s until all finished, %.1f ms per decode step", n,
            n > 1 ? "s" : "", dt, r[0].steps_ms);
     free(r);
     free(th);
     return dt;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        DIE("usage: bench_batch MODEL_DIR [--dtype D] [--requests N] [--seconds S] [--threads N] "
-            "[--json FILE]");
+        DIE("usage: bench_batch MODEL_DIR [--dtype D] [--requests N] [--seconds S] [--rounds R] "
+            "[--threads N] [--json FILE]");
     const char *dtype = "q8", *json_path = NULL;
-    int n = 4, threads = 0;
+    int n = 4, threads = 0, rounds = 3;
     double seconds = 10;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dtype"))
@@ -87,6 +103,8 @@ int main(int argc, char **argv)
             n = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds"))
             seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rounds"))
+            rounds = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads"))
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--json"))
@@ -96,6 +114,8 @@ int main(int argc, char **argv)
     }
     if (n < 1 || n > MG_MAX_BATCH)
         DIE("--requests must be in [1, %d]", MG_MAX_BATCH);
+    if (rounds < 1 || rounds > 100)
+        DIE("--rounds must be in [1, 100]");
     mg_model *m = NULL;
     mg_error err = {0};
     mg_model_options opt = {.n_threads = threads, .dtype = dtype, .max_batch = n};
@@ -108,11 +128,27 @@ int main(int argc, char **argv)
            mg_model_device(m), seconds);
     /* a first generation pays for fresh pages (attention caches, EnCodec
      * scratch): warm up with one, so both timed runs find a served model */
-    printf("  (warm-up) ");
+    printf("  warm-up:  ");
     run_together(m, &p, 1);
-    double one = run_together(m, &p, 1), all = run_together(m, &p, n);
-    double ratio = all / one;
-    printf("  %d concurrent requests took %.2fx the time of one\n", n, ratio);
+    printf("\n");
+    double ones[100], alls[100], ratios[100];
+    for (int r = 0; r < rounds; r++) {
+        printf("  round %d:  ", r + 1);
+        ones[r] = run_together(m, &p, 1);
+        printf("\n            ");
+        alls[r] = run_together(m, &p, n);
+        ratios[r] = alls[r] / ones[r];
+        printf("\n            ratio %.2f\n", ratios[r]);
+    }
+    double one = median(ones, rounds), all = median(alls, rounds);
+    double lo = 1e30, hi = 0;
+    for (int r = 0; r < rounds; r++) {
+        lo = ratios[r] < lo ? ratios[r] : lo;
+        hi = ratios[r] > hi ? ratios[r] : hi;
+    }
+    double ratio = median(ratios, rounds);
+    printf("  %d concurrent requests took %.2fx the time of one (median of %d rounds, %.2f-%.2f)\n",
+           n, ratio, rounds, lo, hi);
     if (json_path) {
         char key[64];
         json_t *o = json_object();
