@@ -644,6 +644,94 @@ static void test_lstm_levels(void)
     be->ops->destroy(be);
 }
 
+/* Layer norm, RMS norm and the scatter copy into Q8ROW caches split their
+ * rows across threads once there are enough: the same bits as one thread,
+ * every row written, on awkward sizes (Q8ROW rows are whole 64-blocks). */
+static void test_rows_on_threads(void)
+{
+    static const int64_t shapes[][2] = {{9, 1000}, {9, 960}, {2, 64}, {8, 1024}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t R = shapes[si][0], D = shapes[si][1];
+        mg_backend *be[2] = {backend(1, MG_DT_F32), backend(3, MG_DT_F32)};
+        float *x = malloc(sizeof(float) * (size_t)(R * D)), *g = malloc(sizeof(float) * (size_t)D),
+              *b = malloc(sizeof(float) * (size_t)D);
+        float *y[2][2] = {{0}};
+        void *q[2] = {0};
+        int q8 = D % MG_Q8ROW_BLOCK == 0;
+        size_t rb = q8 ? mg_dtype_row_bytes(MG_DT_Q8ROW, D) : 1;
+        for (int t = 0; t < 2; t++) {
+            y[t][0] = malloc(sizeof(float) * (size_t)(R * D));
+            y[t][1] = malloc(sizeof(float) * (size_t)(R * D));
+            q[t] = calloc((size_t)(2 * R), rb);
+        }
+        int ok = be[0] && be[1] && x && g && b && y[0][0] && y[0][1] && y[1][0] && y[1][1] && q[0] && q[1];
+        CHECK(ok, "backends and buffers");
+        if (ok) {
+            uint64_t seed = 11 + (uint64_t)si;
+            for (int64_t i = 0; i < R * D; i++)
+                x[i] = rnd(&seed) * (1 + (float)(i % 7));
+            for (int64_t i = 0; i < D; i++) {
+                g[i] = rnd(&seed);
+                b[i] = rnd(&seed);
+            }
+            for (int t = 0; t < 2; t++) {
+                mg_tensor tx = {.be = be[t], .dtype = MG_DT_F32, .ndim = 2, .ne = {R, D}, .data = x};
+                mg_tensor ty0 = tx, ty1 = tx, tg = {.be = be[t], .dtype = MG_DT_F32, .ndim = 1,
+                                                    .ne = {D}, .data = g};
+                mg_tensor tb = tg;
+                tb.data = b;
+                ty0.data = y[t][0];
+                ty1.data = y[t][1];
+                memset(y[t][0], 0xff, sizeof(float) * (size_t)(R * D)); /* NaN until written */
+                memset(y[t][1], 0xff, sizeof(float) * (size_t)(R * D));
+                be[t]->ops->layer_norm(be[t], &ty0, &tx, &tg, &tb, 1e-5f);
+                be[t]->ops->rms_norm(be[t], &ty1, &tx, &tg, 1e-6f);
+                /* row i of x to row 2i + 1 of one cache (odd rows), reversed order */
+                mg_tensor cache = {.be = be[t], .dtype = MG_DT_Q8ROW, .ndim = 2, .ne = {2 * R, D},
+                                   .data = q[t]};
+                mg_tensor *dst[16];
+                int64_t dst_rows[16], src_rows[16];
+                for (int64_t i = 0; i < R; i++) {
+                    dst[i] = &cache;
+                    dst_rows[i] = 2 * (R - 1 - i) + 1;
+                    src_rows[i] = R - 1 - i;
+                }
+                if (q8)
+                    be[t]->ops->copy_rows_scatter(be[t], dst, dst_rows, &tx, src_rows, (int)R);
+            }
+            int finite = 1;
+            for (int64_t i = 0; i < R * D; i++)
+                finite &= isfinite(y[0][0][i]) && isfinite(y[0][1][i]);
+            CHECK(finite, "norms %lldx%lld: every row written", (long long)R, (long long)D);
+            CHECK(!memcmp(y[0][0], y[1][0], sizeof(float) * (size_t)(R * D)),
+                  "layer_norm %lldx%lld: the same bits on 1 and 3 threads", (long long)R, (long long)D);
+            CHECK(!memcmp(y[0][1], y[1][1], sizeof(float) * (size_t)(R * D)),
+                  "rms_norm %lldx%lld: the same bits on 1 and 3 threads", (long long)R, (long long)D);
+            int same_q = 1;
+            unsigned char *row = malloc(rb);
+            for (int64_t i = 0; q8 && row && i < R; i++) {
+                mg_q8row_quantize(x + i * D, D, row);
+                same_q &= !memcmp((char *)q[1] + (2 * i + 1) * rb, row, rb);
+                same_q &= !memcmp((char *)q[0] + (2 * i + 1) * rb, row, rb);
+            }
+            free(row);
+            if (q8)
+                CHECK(same_q, "copy_rows_scatter %lldx%lld into Q8ROW: each row quantised to its place "
+                  "on 1 and 3 threads", (long long)R, (long long)D);
+        }
+        for (int t = 0; t < 2; t++) {
+            free(y[t][0]);
+            free(y[t][1]);
+            free(q[t]);
+            if (be[t])
+                be[t]->ops->destroy(be[t]);
+        }
+        free(x);
+        free(g);
+        free(b);
+    }
+}
+
 int main(void)
 {
     test_isa_names();
@@ -653,5 +741,6 @@ int main(void)
     test_attention();
     test_activations();
     test_lstm_levels();
+    test_rows_on_threads();
     return check_summary("test_cpu_kernels");
 }

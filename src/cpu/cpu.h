@@ -74,6 +74,8 @@ void mg_cpu_elu(mg_backend *be, mg_tensor *y);
 int  mg_cpu_attention_q8row_fits(mg_backend *be, int heads, int head_dim, int max_keys);
 void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                       int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
+void mg_cpu_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
+                              const mg_tensor *src, const int64_t *src_rows, int n);
 void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
                       int64_t src_row, int64_t n);
 

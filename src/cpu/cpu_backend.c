@@ -226,6 +226,7 @@ static const mg_backend_ops cpu_ops = {
     .attention = mg_cpu_attention,
     .kv_q8row_fits = mg_cpu_attention_q8row_fits,
     .copy_rows = mg_cpu_copy_rows,
+    .copy_rows_scatter = mg_cpu_copy_rows_scatter,
     .conv1d = mg_cpu_conv1d,
     .conv_transpose1d = mg_cpu_conv_transpose1d,
     .pad_reflect = mg_cpu_pad_reflect,

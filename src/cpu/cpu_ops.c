@@ -80,12 +80,46 @@ static void rms_norm_row(float *out, const float *x, const float *g, int64_t d, 
         out[k] = g[k] * (x[k] * inv);
 }
 
+static void layer_norm_row(float *out, const float *x, const float *g, const float *beta,
+                           int64_t d, float eps);
+
+/* The norms' rows, each on one thread (its result does not depend on the
+ * split). */
+typedef struct {
+    float       *y;
+    const float *x, *g, *beta; /* beta NULL: RMS norm */
+    int64_t      d;
+    float        eps;
+} norm_ctx;
+
+static void norm_task(void *arg, int64_t r0, int64_t r1)
+{
+    const norm_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        if (c->beta)
+            layer_norm_row(c->y + r * c->d, c->x + r * c->d, c->g, c->beta, c->d, c->eps);
+        else
+            rms_norm_row(c->y + r * c->d, c->x + r * c->d, c->g, c->d, c->eps);
+    }
+}
+
+/* A batched step's 8 rows of 1024 on both threads (0.3 ms of a step on
+ * one, 73 norms); a decode step's 2 rows stay on the caller. */
+enum { NORM_MIN = 4096 };
+
+static void norm_rows(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
+                      const mg_tensor *b, float eps)
+{
+    int64_t d = mg_tensor_cols(x);
+    norm_ctx c = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .g = mg_cpu_f32(w),
+                  .beta = b ? mg_cpu_f32(b) : NULL, .d = d, .eps = eps};
+    mg_cpu_parallel(be, mg_tensor_rows(x), (NORM_MIN + d - 1) / (d > 0 ? d : 1), norm_task, &c);
+}
+
 void mg_cpu_rms_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                      float eps)
 {
-    int64_t rows = mg_tensor_rows(x), d = mg_tensor_cols(x);
-    for (int64_t r = 0; r < rows; r++)
-        rms_norm_row(mg_cpu_f32(y) + r * d, mg_cpu_f32(x) + r * d, mg_cpu_f32(w), d, eps);
+    norm_rows(be, y, x, w, NULL, eps);
 }
 
 /* One row: mean and variance each in 16 partial sums (vectorised, where a
@@ -122,10 +156,7 @@ static void layer_norm_row(float *out, const float *x, const float *g, const flo
 void mg_cpu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                        const mg_tensor *b, float eps)
 {
-    int64_t rows = mg_tensor_rows(x), d = mg_tensor_cols(x);
-    for (int64_t r = 0; r < rows; r++)
-        layer_norm_row(mg_cpu_f32(y) + r * d, mg_cpu_f32(x) + r * d, mg_cpu_f32(w), mg_cpu_f32(b),
-                       d, eps);
+    norm_rows(be, y, x, w, b, eps);
 }
 
 /* (16 at a time: -O2 vectorises fixed trip counts into selects; the scalar
@@ -254,5 +285,32 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
         return;
     }
     memcpy(mg_cpu_f32(dst) + dst_row * cols, from, (size_t)(n * cols) * sizeof(float));
+}
+
+typedef struct {
+    mg_backend      *be;
+    mg_tensor *const *dst;
+    const int64_t   *dst_rows, *src_rows;
+    const mg_tensor *src;
+} scatter_ctx;
+
+static void scatter_task(void *arg, int64_t i0, int64_t i1)
+{
+    const scatter_ctx *c = arg;
+    for (int64_t i = i0; i < i1; i++)
+        mg_cpu_copy_rows(c->be, c->dst[i], c->dst_rows[i], c->src, c->src_rows[i], 1);
+}
+
+/* Rows that are quantised (the Q8ROW attention caches: a batched step
+ * appends 8 rows of 1024 to K and to V in every layer) go to both threads;
+ * plain copies stay on the caller. */
+void mg_cpu_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
+                              const mg_tensor *src, const int64_t *src_rows, int n)
+{
+    int quantise = n > 0 && dst[0]->dtype == MG_DT_Q8ROW;
+    scatter_ctx c = {.be = be, .dst = dst, .dst_rows = dst_rows, .src_rows = src_rows, .src = src};
+    int64_t cols = mg_tensor_cols(src) > 0 ? mg_tensor_cols(src) : 1;
+    mg_cpu_parallel(be, n, quantise ? (NORM_MIN + cols - 1) / cols : n,
+                    scatter_task, &c);
 }
 
