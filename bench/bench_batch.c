@@ -141,14 +141,9 @@ int main(int argc, char **argv)
         printf("\n            ratio %.2f\n", ratios[r]);
     }
     double one = median(ones, rounds), all = median(alls, rounds);
-    double lo = 1e30, hi = 0;
-    for (int r = 0; r < rounds; r++) {
-        lo = ratios[r] < lo ? ratios[r] : lo;
-        hi = ratios[r] > hi ? ratios[r] : hi;
-    }
-    double ratio = median(ratios, rounds);
+    double ratio = median(ratios, rounds); /* (sorts them: the range is the ends) */
     printf("  %d concurrent requests took %.2fx the time of one (median of %d rounds, %.2f-%.2f)\n",
-           n, ratio, rounds, lo, hi);
+           n, ratio, rounds, ratios[0], ratios[rounds - 1]);
     if (json_path) {
         char key[64];
         json_t *o = json_object();

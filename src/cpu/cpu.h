@@ -42,6 +42,15 @@ mg_cpu_isa mg_cpu_backend_isa(const mg_backend *be);
 void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
                      void *ctx);
 
+/* min_per_thread for row-wise ops over rows of `cols` values (norms, the
+ * activation quantisation of linear(), quantising cache appends): ~4k values
+ * per thread pay the hand-off, so a batched step's 8 rows of 1024 use both
+ * threads and a decode step's 2 rows stay on the caller. */
+static inline int64_t mg_cpu_rows_min(int64_t cols)
+{
+    return (4096 + cols - 1) / (cols > 0 ? cols : 1);
+}
+
 /* Hot kernels are cloned per ISA and picked at load time, so one binary uses
  * AVX2/AVX-512 where the CPU has them and runs everywhere else. */
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -639,15 +639,15 @@ TARGET_VNNI static void prepare_vnni_task(void *arg, int64_t r0, int64_t r1)
 
 /* Rows in parallel once there are several (batched steps quantise 8 rows
  * of up to 4096 before every product; one thread doing it left the other
- * waiting ~1 ms a step). From 4k values per thread: at 8k the 8 rows of
- * 1024 went to one thread, 0.8 ms of each 8-row step (0.4 with both). */
+ * waiting ~1 ms a step; with 8k values per thread the 8 rows of 1024 still
+ * went to one thread, 0.8 ms of each 8-row step). */
 static void prepare_vnni_avx512(mg_backend *be, mv_args *a, void *buf)
 {
     int64_t rows = a->m1 - a->m0, stride = a->stride, nblk = stride / MG_Q8_BLOCK;
     prep_ctx c = {.a = a, .xq = buf};
     c.xs = (float *)(c.xq + rows * stride);
     c.xc = (int32_t *)(c.xs + rows * nblk);
-    mg_cpu_parallel(be, rows, (4096 + a->k - 1) / a->k, prepare_vnni_task, &c);
+    mg_cpu_parallel(be, rows, mg_cpu_rows_min(a->k), prepare_vnni_task, &c);
     a->xq = c.xq;
     a->xscale = c.xs;
     a->xcorr = c.xc;
