@@ -93,6 +93,6 @@ cd "$ROOT" && BASE_URL=http://127.0.0.1:$MAIN_PORT BROKEN_URL=http://127.0.0.1:$
 rc=$?
 if [ $rc -ne 0 ]; then
     echo "browser: nginx error logs (last lines):"
-    tail -n 20 "$TMP/main/logs/error.log" "$TMP/broken/logs/error.log" 2>/dev/null | sed 's/^/    | /'
+    tail -n 12 "$TMP/broken/logs/error.log" "$TMP/main/logs/error.log" 2>/dev/null | cut -c1-200 | sed 's/^/    | /'
 fi
 exit $rc
