@@ -998,6 +998,19 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
     if (mcf->model == NULL) {
+        if (ngx_exiting) {
+            /* a worker from before a reload (or quit), answering a connection
+             * it accepted then: the new worker may have the model, so close
+             * and let the client come back at once on a new connection */
+            r->keepalive = 0;
+            if (ngx_http_musicgen_add_header(r, "Retry-After", "1") != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+            return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "the model is not loaded (see the error log); "
+                                           "this worker is shutting down, retry on a new connection",
+                                           NULL);
+        }
         if (ngx_http_musicgen_add_header(r, "Retry-After", "30") != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

@@ -154,6 +154,30 @@ code "/generate?prompt=x&duration=1" "$TMP/b1" > "$TMP/b1.code"
 check "corrupt spiece.model: 503" [ "$(cat "$TMP/b1.code")" = 503 ]
 check "corrupt spiece.model: the body names no path" sh -c "grep -q '\"success\":false' '$TMP/b1' && ! grep -q '/' '$TMP/b1'"
 check "corrupt spiece.model: the log says why" grep -q 'musicgen: loading .*spiece.model' "$PREFIX/logs/error.log"
+# fixed and reloaded: a connection the old worker accepted before the reload
+# is still its own; it answers 503 with Retry-After: 1 and closes, so the
+# client's retry reaches the new worker
+python3 - "$PORT" "$TMP/early" "cp '$MODEL/spiece.model' '$TMP/m-spiece/.s.tmp' && mv '$TMP/m-spiece/.s.tmp' '$TMP/m-spiece/spiece.model' && $NGINX -p '$PREFIX' -c '$PREFIX/nginx.conf' -s reload" <<'PY'
+import socket, subprocess, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)  # opened ahead of use
+time.sleep(0.2)
+subprocess.run(sys.argv[3], shell=True, check=True, stderr=subprocess.DEVNULL)
+time.sleep(1)
+body = b'{"prompt":"x","duration":1}'
+s.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+open(sys.argv[2], "wb").write(got)
+PY
+check "fixed + reload, a connection from before it: 503" grep -q '^HTTP/1.1 503' "$TMP/early"
+check "  with Retry-After: 1, and closed" sh -c "grep -qi '^Retry-After: 1.\$' '$TMP/early' && grep -qi '^Connection: close' '$TMP/early'"
+check "  saying the worker is shutting down" grep -q 'this worker is shutting down' "$TMP/early"
+check "fixed + reload, a new connection: 200" [ "$(code "/generate?prompt=x&duration=1")" = 200 ]
 check "no worker crashed (corrupt spiece.model)" no_crash
 stop
 mkdir -p "$TMP/m-tensor" && cp "$MODEL"/* "$TMP/m-tensor/"

@@ -361,10 +361,10 @@ try {
         const fixed = await freshPost(`${BROKEN}/generate`, { prompt: 'x', duration: 1 }, 10000);
         check('after the reload, a new connection gets 200', fixed === 200, `last status ${fixed}`);
         // An nginx worker from before a reload still answers the connections it
-        // accepted (one Chromium opened ahead of use included) until they close,
-        // with the model it had: such a retry is a second 503 and the page waits
-        // again. The page must honour Retry-After and succeed once it reaches the
-        // fixed server, so the wait allows one more round.
+        // accepted (one Chromium opened ahead of use included): a retry on such
+        // a connection gets 503 with Retry-After: 1 and the connection closed,
+        // and the page's next try reaches the new worker. The page must honour
+        // Retry-After and succeed once it reaches the fixed server.
         const t0 = Date.now();
         const r = await generated(p, 75000).catch((e) => ({ error: `not finished after ${Date.now() - t0} ms (${e.message.split('\n')[0]})` }));
         const first503 = log.find((x) => x.what === 503), retry = log.filter((x) => x.what === 'request')[1];
