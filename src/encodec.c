@@ -205,6 +205,32 @@ done:
     return rc;
 }
 
+/* With BF16 convolutions (conv_wants_bf16), the LSTM's input weight W_ih
+ * goes BF16 too: the backend's LSTM runs the input projections of all steps
+ * as one 1x1 convolution, bound by multiply-adds like the other convs. A
+ * 1x1 conv's pair layout is W_ih's own row-major order in BF16. */
+static mg_code input_weight_bf16(mg_backend *be, mg_tensor **w, mg_error *err)
+{
+    int64_t n = mg_tensor_numel(*w);
+    float *f = malloc((size_t)n * sizeof *f);
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    mg_tensor *t = NULL;
+    mg_code rc = f && h ? mg_tensor_download_f32(*w, f, err)
+                        : mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory converting W_ih");
+    for (int64_t i = 0; rc == MG_OK && i < n; i++)
+        h[i] = mg_f32_to_bf16(f[i]);
+    if (rc == MG_OK && (rc = mg_tensor_new(&t, be, MG_DT_BF16, (*w)->ndim, (*w)->ne, err)) == MG_OK &&
+        (rc = be->ops->upload(be, t, 0, h, (size_t)n * sizeof *h, err)) == MG_OK) {
+        mg_tensor_free(*w);
+        *w = t;
+        t = NULL;
+    }
+    mg_tensor_free(t);
+    free(f);
+    free(h);
+    return rc;
+}
+
 void mg_encodec_free(mg_encodec *ec)
 {
     if (!ec)
@@ -296,6 +322,8 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
         rc = load_lstm(ld, &ec->lstm[l], layer, l, c, err);
         if (rc == MG_OK && ld->be->weight_dtype != MG_DT_F32 && ld->be->ops->lstm_bf16)
             rc = recurrent_weight_bf16(ld->be, &ec->lstm[l].w_hh, err);
+        if (rc == MG_OK && ld->be->ops->lstm_bf16 && conv_wants_bf16(ld, c))
+            rc = input_weight_bf16(ld->be, &ec->lstm[l].w_ih, err);
     }
     layer++;
     for (int i = 0; i < ec->n_ratios && rc == MG_OK; i++) {

@@ -842,19 +842,31 @@ static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
 /* bf16: w_hh goes in as BF16 rows (backends with lstm_bf16), the reference
  * uses the rounded weights. */
+/* bf16: 1 = W_hh in BF16 (lstm_bf16's interleaved rows), 2 = W_ih in BF16
+ * as well (a 1x1 conv's pair layout: row-major; I even), as a bf16/q8
+ * model's EnCodec loads them. The reference takes the rounded weights, and
+ * with a BF16 W_ih the inputs rounded too (the BF16 conv rounds them). */
 static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
 {
-    if (bf16 && !be->ops->lstm_bf16)
+    if ((bf16 && !be->ops->lstm_bf16) || (bf16 >= 2 && I % 2))
         return;
     uint32_t s = (uint32_t)(B * 3 + T * 5 + I * 7 + H);
     float *x = rand_buf((int64_t)B * T * I, &s), *wih = rand_buf(4 * H * I, &s);
     float *whh = rand_buf(4 * H * H, &s), *bih = rand_buf(4 * H, &s), *bhh = rand_buf(4 * H, &s);
     uint16_t *whh16 = malloc((size_t)4 * H * H * sizeof *whh16);
+    uint16_t *wih16 = malloc((size_t)4 * H * I * sizeof *wih16);
+    float *xr = malloc((size_t)B * T * I * sizeof *xr);   /* x as the projection sees it */
     for (int i = 0; bf16 && whh16 && whh && i < 4 * H * H; i++) {
         uint16_t v = mg_f32_to_bf16(whh[i]);
         whh16[i - i % H + mg_bf16_pair_index(i % H, H)] = v;
         whh[i] = mg_bf16_to_f32(v);
     }
+    for (int i = 0; bf16 >= 2 && wih16 && wih && i < 4 * H * I; i++) {
+        wih16[i] = mg_f32_to_bf16(wih[i]);
+        wih[i] = mg_bf16_to_f32(wih16[i]);
+    }
+    for (int64_t i = 0; xr && x && i < (int64_t)B * T * I; i++)
+        xr[i] = bf16 >= 2 ? mg_bf16_to_f32(mg_f32_to_bf16(x[i])) : x[i];
     float *ref = malloc((size_t)B * T * H * sizeof *ref);
     double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
     double *g = calloc((size_t)4 * H, sizeof *g);
@@ -862,7 +874,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
         memset(h, 0, (size_t)H * sizeof *h);
         memset(c, 0, (size_t)H * sizeof *c);
         for (int t = 0; t < T; t++) {
-            const float *xt = x + ((int64_t)b * T + t) * I;
+            const float *xt = xr + ((int64_t)b * T + t) * I;
             for (int n = 0; n < 4 * H; n++) {
                 double a = (double)bih[n] + bhh[n];
                 for (int i = 0; i < I; i++)
@@ -878,8 +890,20 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
             }
         }
     }
-    mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *twi = upload(be, 4 * H, I, wih);
+    mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *twi = NULL;
     mg_tensor *twh = NULL, *tbi = upload(be, 1, 4 * H, bih);
+    if (bf16 >= 2) {
+        mg_error e = {0};
+        int64_t ne[2] = {4 * H, I};
+        if (!wih16 || mg_tensor_new(&twi, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
+            be->ops->upload(be, twi, 0, wih16, (size_t)4 * H * I * sizeof *wih16, &e) != MG_OK) {
+            CHECK(0, "bf16 w_ih: %s", e.msg);
+            mg_tensor_free(twi);
+            twi = NULL;
+        }
+    } else {
+        twi = upload(be, 4 * H, I, wih);
+    }
     if (bf16) {
         mg_error e = {0};
         int64_t ne[2] = {4 * H, H};
@@ -897,7 +921,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
         be->ops->lstm(be, th, tx, twi, twh, tbi, tbh, B);
         char what[96];
         snprintf(what, sizeof what, "lstm B%d T%d I%d H%d%s (%d threads)", B, T, I, H,
-                 bf16 ? " bf16 w_hh" : "", be->n_threads);
+                 bf16 >= 2 ? " bf16 w_hh, w_ih" : bf16 ? " bf16 w_hh" : "", be->n_threads);
         expect(what, th, ref, (int64_t)B * T * H);
     }
     mg_tensor_free(tx);
@@ -910,6 +934,8 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     free(wih);
     free(whh);
     free(whh16);
+    free(wih16);
+    free(xr);
     free(bih);
     free(bhh);
     free(ref);
@@ -983,7 +1009,7 @@ static void check_ops(void)
             printf("  BF16 convolution kernels on this CPU: %s\n",
                    be->ops->conv_bf16_fits(be) ? "yes" : "no (F32 path checked only)");
         mg_cpu_backend_set_isa(be, mg_cpu_isa_detect());
-        for (int bf16 = 0; bf16 <= 1; bf16++) {
+        for (int bf16 = 0; bf16 <= 2; bf16++) {
             check_lstm_op(be, 1, 9, 20, 16, bf16);
             check_lstm_op(be, 2, 5, 12, 33, bf16);
             /* every batch blocking of the recurrent step: 1..4 items at once,

@@ -1156,7 +1156,7 @@ static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 typedef struct {
     float       *h;        /* [B*T, H] output, row b*T + t */
     const float *x;        /* [B*T, I] */
-    const float *w_ih, *w_hh, *b_ih, *b_hh;
+    const float *w_hh, *b_ih, *b_hh;
     const uint16_t *w_hh_bf16; /* w_hh as BF16 rows instead (or NULL) */
     float       *gx;       /* [B, 4H, T] input projections + both biases */
     float       *cell;     /* [B, H] cell state */
@@ -1463,7 +1463,7 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
                  const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch)
 {
     lstm_ctx c = {
-        .h = mg_cpu_f32(h_out), .x = mg_cpu_f32(x), .w_ih = mg_cpu_f32(w_ih),
+        .h = mg_cpu_f32(h_out), .x = mg_cpu_f32(x),
         .w_hh = w_hh->dtype == MG_DT_BF16 ? NULL : mg_cpu_f32(w_hh),
         .w_hh_bf16 = w_hh->dtype == MG_DT_BF16 ? (const uint16_t *)w_hh->data : NULL,
         .b_ih = mg_cpu_f32(b_ih), .b_hh = mg_cpu_f32(b_hh),
@@ -1496,7 +1496,8 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     mg_cpu_parallel(be, B * tr.n_rblk, min_items(T * TB), transpose_task, &tr);
     mg_tensor gx = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * H4, T}, .data = c.gx};
     mg_tensor xtt = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * I, T}, .data = xt};
-    mg_tensor wih = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {H4, I}, .data = (void *)c.w_ih};
+    /* F32, or BF16 in a 1x1 conv's pair layout (row-major) */
+    mg_tensor wih = {.be = be, .dtype = w_ih->dtype, .ndim = 2, .ne = {H4, I}, .data = w_ih->data};
     mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
     mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
     /* the steps are sequential; units within a step are independent */
