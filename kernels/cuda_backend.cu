@@ -651,6 +651,7 @@ static const mg_backend_ops cuda_ops = {
     /* .conv1d_fused: EnCodec runs conv1d, add, elu */ NULL,
     /* .pad_reflect_elu: pad_reflect, then elu */ NULL,
     /* .lstm_bf16 */ 0,
+    /* .lstm_q8 */ 0,
     /* .kv_q8row_fits: caches stay BF16 on the GPU */ NULL,
     /* .conv_bf16_fits: EnCodec's convs stay F32 on the GPU */ NULL,
 };

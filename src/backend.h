@@ -170,6 +170,10 @@ typedef struct mg_backend_ops {
      * widens to two floats with a shift and a mask; columns past the last
      * whole chunk stay in order. */
     int lstm_bf16;
+    /* 1: lstm() also takes w_hh as a Q8 matrix (the format linear() reads,
+     * from the loader's matrix conversion): the recurrent products are then
+     * linear()'s, a quarter of the F32 bytes. */
+    int lstm_q8;
     /* Optional (NULL: never): 1 when attention() has its fast kernel for
      * Q8ROW caches of this shape (else the decoder keeps BF16 caches, which
      * stay fast where 8-bit ones would take the generic path). */

@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "cpu/cpu.h"
+#include "cpu/cpu_quant.h"
 #include "check.h"
 #include "config.h"
 #include "encodec.h"
@@ -843,12 +844,15 @@ static double sigm(double v) { return 1 / (1 + exp(-v)); }
 /* bf16: w_hh goes in as BF16 rows (backends with lstm_bf16), the reference
  * uses the rounded weights. */
 /* bf16: 1 = W_hh in BF16 (lstm_bf16's interleaved rows), 2 = W_ih in BF16
- * as well (a 1x1 conv's pair layout: row-major; I even), as a bf16/q8
- * model's EnCodec loads them. The reference takes the rounded weights, and
- * with a BF16 W_ih the inputs rounded too (the BF16 conv rounds them). */
+ * as well (a 1x1 conv's pair layout: row-major; I even), as a bf16 model's
+ * EnCodec loads them; 3 = W_hh a Q8 matrix (lstm_q8) and W_ih BF16, as a
+ * q8 model's. The reference takes the rounded weights, and with a BF16 W_ih
+ * the inputs rounded too (the BF16 conv rounds them); with a Q8 W_hh on a
+ * VNNI CPU h_{t-1} rounded as linear() rounds it, to 8 bits per 32 values
+ * (scale max|h|/127, nearest even): what is left is F32 summation. */
 static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
 {
-    if ((bf16 && !be->ops->lstm_bf16) || (bf16 >= 2 && I % 2))
+    if ((bf16 && !be->ops->lstm_bf16) || (bf16 >= 2 && I % 2) || (bf16 == 3 && !be->ops->lstm_q8))
         return;
     uint32_t s = (uint32_t)(B * 3 + T * 5 + I * 7 + H);
     float *x = rand_buf((int64_t)B * T * I, &s), *wih = rand_buf(4 * H * I, &s);
@@ -856,7 +860,27 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     uint16_t *whh16 = malloc((size_t)4 * H * H * sizeof *whh16);
     uint16_t *wih16 = malloc((size_t)4 * H * I * sizeof *wih16);
     float *xr = malloc((size_t)B * T * I * sizeof *xr);   /* x as the projection sees it */
-    for (int i = 0; bf16 && whh16 && whh && i < 4 * H * H; i++) {
+    mg_tensor *twq = NULL;
+    if (bf16 == 3 && whh) {
+        /* the Q8 matrix as the loader makes it; the reference reads it back */
+        mg_error e = {0};
+        mg_dtype keep = be->weight_dtype;
+        twq = calloc(1, sizeof *twq);
+        if (twq) {
+            *twq = (mg_tensor){.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {4 * H, H},
+                               .nbytes = (size_t)4 * H * H * sizeof(float)};
+            be->weight_dtype = MG_DT_Q8;
+            if (be->ops->weight(be, twq, whh, MG_WEIGHT_MATRIX, &e) != MG_OK || twq->dtype != MG_DT_Q8) {
+                CHECK(0, "q8 w_hh: %s", e.msg);
+                free(twq);
+                twq = NULL;
+            }
+            be->weight_dtype = keep;
+        }
+        for (int r = 0; twq && r < 4 * H; r++)
+            mg_cpu_matrix_row(twq, r, whh + (int64_t)r * H, 0);
+    }
+    for (int i = 0; bf16 && bf16 < 3 && whh16 && whh && i < 4 * H * H; i++) {
         uint16_t v = mg_f32_to_bf16(whh[i]);
         whh16[i - i % H + mg_bf16_pair_index(i % H, H)] = v;
         whh[i] = mg_bf16_to_f32(v);
@@ -869,18 +893,27 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
         xr[i] = bf16 >= 2 ? mg_bf16_to_f32(mg_f32_to_bf16(x[i])) : x[i];
     float *ref = malloc((size_t)B * T * H * sizeof *ref);
     double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
-    double *g = calloc((size_t)4 * H, sizeof *g);
+    double *g = calloc((size_t)4 * H, sizeof *g), *hq = calloc((size_t)H, sizeof *hq);
+    int q8x = bf16 == 3 && mg_cpu_isa_detect() >= MG_CPU_ISA_AVX512_VNNI;
     for (int b = 0; b < B; b++) {
         memset(h, 0, (size_t)H * sizeof *h);
         memset(c, 0, (size_t)H * sizeof *c);
         for (int t = 0; t < T; t++) {
             const float *xt = xr + ((int64_t)b * T + t) * I;
+            for (int j0 = 0; j0 < H; j0 += 32) {
+                float amax = 0;
+                for (int j = j0; j < H && j < j0 + 32; j++)
+                    amax = fmaxf(amax, fabsf((float)h[j]));
+                float inv = amax > 0 ? 127.0f / amax : 0.0f, sc = amax / 127.0f;
+                for (int j = j0; j < H && j < j0 + 32; j++)
+                    hq[j] = q8x ? (double)nearbyintf((float)h[j] * inv) * sc : h[j];
+            }
             for (int n = 0; n < 4 * H; n++) {
                 double a = (double)bih[n] + bhh[n];
                 for (int i = 0; i < I; i++)
                     a += (double)wih[n * I + i] * xt[i];
                 for (int j = 0; j < H; j++)
-                    a += (double)whh[n * H + j] * h[j];
+                    a += (double)whh[n * H + j] * hq[j];
                 g[n] = a;
             }
             for (int j = 0; j < H; j++) {
@@ -904,7 +937,9 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     } else {
         twi = upload(be, 4 * H, I, wih);
     }
-    if (bf16) {
+    if (bf16 == 3) {
+        twh = twq;
+    } else if (bf16) {
         mg_error e = {0};
         int64_t ne[2] = {4 * H, H};
         if (!whh16 || mg_tensor_new(&twh, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
@@ -921,7 +956,8 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
         be->ops->lstm(be, th, tx, twi, twh, tbi, tbh, B);
         char what[96];
         snprintf(what, sizeof what, "lstm B%d T%d I%d H%d%s (%d threads)", B, T, I, H,
-                 bf16 >= 2 ? " bf16 w_hh, w_ih" : bf16 ? " bf16 w_hh" : "", be->n_threads);
+                 bf16 == 3 ? " q8 w_hh, bf16 w_ih" : bf16 == 2 ? " bf16 w_hh, w_ih"
+                 : bf16 ? " bf16 w_hh" : "", be->n_threads);
         expect(what, th, ref, (int64_t)B * T * H);
     }
     mg_tensor_free(tx);
@@ -942,6 +978,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     free(h);
     free(c);
     free(g);
+    free(hq);
 }
 
 static void check_ops(void)
@@ -1009,7 +1046,7 @@ static void check_ops(void)
             printf("  BF16 convolution kernels on this CPU: %s\n",
                    be->ops->conv_bf16_fits(be) ? "yes" : "no (F32 path checked only)");
         mg_cpu_backend_set_isa(be, mg_cpu_isa_detect());
-        for (int bf16 = 0; bf16 <= 2; bf16++) {
+        for (int bf16 = 0; bf16 <= 3; bf16++) {
             check_lstm_op(be, 1, 9, 20, 16, bf16);
             check_lstm_op(be, 2, 5, 12, 33, bf16);
             /* every batch blocking of the recurrent step: 1..4 items at once,
@@ -1024,11 +1061,11 @@ static void check_ops(void)
     }
 }
 
-/* The BF16 recurrent weights and (with AVX512-BF16) BF16 convolutions a
- * bf16/q8 model's EnCodec uses (recurrent_weight_bf16, conv_wants_bf16 in
- * src/encodec.c): the SNR of its audio against the F32 model's, printed,
- * and at least 40 dB. */
-static void check_bf16_fidelity(const char *dir)
+/* The reduced-precision EnCodec of a bf16 model (BF16 recurrent weights and,
+ * with AVX512-BF16, BF16 convolutions and LSTM input weights) and of a q8
+ * model (the same, with W_hh a Q8 matrix; src/encodec.c): the SNR of its
+ * audio against the F32 model's, printed, and at least 40 dB. */
+static void check_reduced_fidelity(const char *dir, mg_dtype dt)
 {
     enum { B = 2, T = 150 };
     model mf, mb;
@@ -1036,7 +1073,7 @@ static void check_bf16_fidelity(const char *dir)
     float *ref = NULL, *got = NULL;
     int32_t *codes = NULL;
     if (model_open_dt(&mf, dir, "model.safetensors", 2, MG_DT_F32, &err) != MG_OK ||
-        model_open_dt(&mb, dir, "model.safetensors", 2, MG_DT_BF16, &err) != MG_OK) {
+        model_open_dt(&mb, dir, "model.safetensors", 2, dt, &err) != MG_OK) {
         CHECK(0, "open %s: %s", dir, err.msg);
         goto out;
     }
@@ -1066,9 +1103,10 @@ static void check_bf16_fidelity(const char *dir)
     }
     double snr = noise > 0 ? 10 * log10(sig / noise) : 999;
     int convs = mb.be->ops->conv_bf16_fits && mb.be->ops->conv_bf16_fits(mb.be);
-    printf("  EnCodec with BF16 recurrent weights%s: SNR %.1f dB against F32\n",
-           convs ? " and BF16 convolutions" : "", snr);
-    CHECK(snr >= 40, "BF16 EnCodec: SNR %.1f dB against F32 (want >= 40)", snr);
+    printf("  %s model's EnCodec (%s recurrent weights%s): SNR %.1f dB against F32\n",
+           mg_dtype_name(dt), dt == MG_DT_Q8 ? "Q8" : "BF16",
+           convs ? ", BF16 convolutions" : "", snr);
+    CHECK(snr >= 40, "%s EnCodec: SNR %.1f dB against F32 (want >= 40)", mg_dtype_name(dt), snr);
 out:
     free(codes);
     free(ref);
@@ -1145,8 +1183,10 @@ static void check_model(const char *golden_dir, const char *name)
         check_bad_codes(&m);
         check_chunking(&m);
         check_unfused(&m);
-        if (threads == 1)
-            check_bf16_fidelity(dir);
+        if (threads == 1) {
+            check_reduced_fidelity(dir, MG_DT_BF16);
+            check_reduced_fidelity(dir, MG_DT_Q8);
+        }
         time_decode(&m, threads);
         model_close(&m);
     }

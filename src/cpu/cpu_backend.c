@@ -233,6 +233,7 @@ static const mg_backend_ops cpu_ops = {
     .conv1d_fused = mg_cpu_conv1d_fused,
     .pad_reflect_elu = mg_cpu_pad_reflect_elu,
     .lstm_bf16 = 1,
+    .lstm_q8 = 1,
     .conv_bf16_fits = mg_cpu_conv_bf16_fits,
     .transpose = mg_cpu_transpose,
     .lstm = mg_cpu_lstm,

@@ -1158,11 +1158,14 @@ typedef struct {
     const float *x;        /* [B*T, I] */
     const float *w_hh, *b_ih, *b_hh;
     const uint16_t *w_hh_bf16; /* w_hh as BF16 rows instead (or NULL) */
+    const float *rec;      /* [B, 4H] W_hh·h_{t-1} of step t when computed by
+                            * linear() (Q8 W_hh), else NULL */
     float       *gx;       /* [B, 4H, T] input projections + both biases */
     float       *cell;     /* [B, H] cell state */
     float       *gates;    /* [B, 4H] pre-activations of step t */
     int64_t      B, T, I, H, t;
     int          avx512;
+    int          reduced;  /* W_hh BF16 or Q8: the cell's vector activations */
 } lstm_ctx;
 
 static inline float bf16_to_f32(uint16_t v)
@@ -1320,7 +1323,11 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
                 w[r] = c->w_hh ? c->w_hh + (n + r) * H : NULL;
                 wh[r] = c->w_hh_bf16 ? c->w_hh_bf16 + (n + r) * H : NULL;
             }
-            if (t > 0 && c->w_hh_bf16) {
+            if (t > 0 && c->rec) {
+                for (int b = 0; b < nb; b++)
+                    for (int r = 0; r < nr; r++)
+                        d[b * nr + r] = c->rec[(b0 + b) * 4 * H + n + r];
+            } else if (t > 0 && c->w_hh_bf16) {
 #if CONV_X86
                 if (c->avx512 && nr >= 4)
                     lstm_dots_bf16(d, wh, nr, h, nb, H);
@@ -1353,8 +1360,8 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
     }
 }
 
-/* The cell's activations with BF16 recurrent weights (a reduced-precision
- * model already; see recurrent_weight_bf16 in src/encodec.c): vectorised
+/* The cell's activations with BF16 or Q8 recurrent weights (a reduced-
+ * precision model already; see recurrent_weight_bf16 in src/encodec.c): vectorised
  * from the ~2 ulp exponentials of cpu_exp_avx512.h instead of libm's scalar
  * calls (a few % of a decode). The scalar versions spell out the same
  * operations (fmaf where the vector code fuses), so every kernel level
@@ -1431,7 +1438,7 @@ static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
 {
     const lstm_ctx *c = arg;
     int64_t H = c->H, T = c->T, t = c->t;
-    if (c->w_hh_bf16) {
+    if (c->reduced) {
         for (int64_t b = 0; b < c->B; b++) {
 #if CONV_X86
             if (c->avx512) {
@@ -1464,8 +1471,9 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
 {
     lstm_ctx c = {
         .h = mg_cpu_f32(h_out), .x = mg_cpu_f32(x),
-        .w_hh = w_hh->dtype == MG_DT_BF16 ? NULL : mg_cpu_f32(w_hh),
+        .w_hh = w_hh->dtype == MG_DT_F32 ? mg_cpu_f32(w_hh) : NULL,
         .w_hh_bf16 = w_hh->dtype == MG_DT_BF16 ? (const uint16_t *)w_hh->data : NULL,
+        .reduced = w_hh->dtype != MG_DT_F32,
         .b_ih = mg_cpu_f32(b_ih), .b_hh = mg_cpu_f32(b_hh),
         .B = batch, .H = mg_tensor_cols(h_out), .I = mg_tensor_cols(x),
     };
@@ -1476,8 +1484,10 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     /* The input projections of all steps are one 1x1 convolution over the
      * channel-first input: it reads w_ih once instead of once per step. */
     size_t n_xt = (size_t)(B * I * T), n_gx = (size_t)(B * H4 * T);
-    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H) + (size_t)(B * H4)) *
-                            sizeof *scratch);
+    int q8 = w_hh->dtype == MG_DT_Q8;
+    size_t n_q8 = q8 ? (size_t)(B * H4 + B * c.H) : 0;   /* products, h_{t-1} rows */
+    float *scratch = malloc((n_xt + n_gx + (size_t)H4 + (size_t)(B * c.H) + (size_t)(B * H4) +
+                             n_q8) * sizeof *scratch);
     if (!scratch) {
         mg_cpu_fail(be, MG_ERR_NOMEM, "lstm scratch");
         return;
@@ -1500,9 +1510,20 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     mg_tensor wih = {.be = be, .dtype = w_ih->dtype, .ndim = 2, .ne = {H4, I}, .data = w_ih->data};
     mg_tensor bt = {.be = be, .dtype = MG_DT_F32, .ndim = 1, .ne = {H4}, .data = bias};
     mg_cpu_conv1d(be, &gx, &xtt, &wih, &bt, (int)B, 1, 1);
+    /* Q8 W_hh: the recurrent products of a step are one linear() of the
+     * items' h_{t-1} rows (gathered: an item's rows are T apart) */
+    float *rec = c.gates + B * H4, *hprev = rec + B * H4;
+    mg_tensor rec_t = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B, H4}, .data = rec};
+    mg_tensor hprev_t = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B, c.H}, .data = hprev};
     /* the steps are sequential; units within a step are independent */
     for (c.t = 0; c.t < T; c.t++)
     {
+        if (q8 && c.t > 0) {
+            for (int64_t b = 0; b < B; b++)
+                memcpy(hprev + b * c.H, c.h + (b * T + c.t - 1) * c.H, (size_t)c.H * sizeof *hprev);
+            mg_cpu_linear(be, &rec_t, &hprev_t, w_hh, NULL);
+            c.rec = rec;
+        }
         mg_cpu_parallel(be, H4, min_items(B * c.H), lstm_gates_task, &c);
         mg_cpu_parallel(be, c.H, min_items(B * 64), lstm_cell_task, &c);
     }
