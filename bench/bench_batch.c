@@ -3,9 +3,10 @@
  * batched step), timed until all finish, after one untimed warm-up request.
  * A round times the two back to back; the ratio reported is the median of
  * the rounds' ratios (on a shared host one slow phase moved a single round's
- * ratio by +-0.1). Writes batch<N>_ratio_<dtype> (and the median times) as
+ * ratio by +-0.1; with 3 rounds the median still moved by +-0.08 between
+ * runs, hence 5). Writes batch<N>_ratio_<dtype> (and the median times) as
  * JSON for bench_engine --table.
- *   bench_batch MODEL_DIR [--dtype q8] [--requests 4] [--seconds 10] [--rounds 3]
+ *   bench_batch MODEL_DIR [--dtype q8] [--requests 4] [--seconds 10] [--rounds 5]
  *               [--threads N] [--json F] */
 #include <jansson.h>
 #include <pthread.h>
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
         DIE("usage: bench_batch MODEL_DIR [--dtype D] [--requests N] [--seconds S] [--rounds R] "
             "[--threads N] [--json FILE]");
     const char *dtype = "q8", *json_path = NULL;
-    int n = 4, threads = 0, rounds = 3;
+    int n = 4, threads = 0, rounds = 5;
     double seconds = 10;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dtype"))
