@@ -153,8 +153,12 @@ static int from_cache(mg_loader *ld, const mg_st_tensor *st, int ndim, const int
     *t = (mg_tensor){.be = be, .dtype = be->weight_dtype, .ndim = ndim, .nbytes = want};
     memcpy(t->ne, shape, (size_t)ndim * sizeof *shape);
     *rc = be->ops->weight(be, t, ct->data, MG_WEIGHT_MATRIX, err);
+    /* listed for a rewrite too: when another matrix is missing the rebuilt
+     * file must keep this one (from the old file, mapped until the load ends) */
+    if (*rc == MG_OK)
+        *rc = mg_wcache_add(ld->wcache, st->name, ct->data, want, err);
     if (*rc != MG_OK)
-        free(t);
+        mg_tensor_free(t);
     else
         *out = t;
     return 1;
