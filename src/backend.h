@@ -168,7 +168,8 @@ typedef struct mg_backend_ops {
      * Each whole 32-column chunk of a row is stored pairwise interleaved,
      * columns (c, c+16) side by side (mg_bf16_pair_index), so one 32-bit lane
      * widens to two floats with a shift and a mask; columns past the last
-     * whole chunk stay in order. */
+     * whole chunk stay in order. With conv_bf16_fits, lstm() also takes w_ih
+     * as BF16 rows in order (its input projections are a 1x1 conv1d). */
     int lstm_bf16;
     /* 1: lstm() also takes w_hh as a Q8 matrix (the format linear() reads,
      * from the loader's matrix conversion): the recurrent products are then

@@ -150,6 +150,16 @@ done:
     return rc;
 }
 
+/* With compressed weights the recurrent weight W_hh is kept compressed: one
+ * LSTM step streams all of it (16 MB in F32 for musicgen-small) from L3 and
+ * a single request's decode waits on that, frame after frame. bf16 models
+ * keep it in BF16 (only the weights round, relative 2^-9; products and sums
+ * F32; audio SNR against the F32 model 86 dB on the golden models, 87 dB on
+ * the bench model, this alone). q8 models load it as a Q8 matrix
+ * whose products are linear()'s, h rounded to 8 bits per 32 values too: a
+ * quarter of the F32 bytes, 10 s of EnCodec on the bench model ~17 % faster
+ * than with BF16, the audio's SNR unchanged at 44.4 dB (the BF16 convs'
+ * rounding dominates). The F32 model keeps F32 (exact) weights. */
 static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int width,
                          mg_error *err)
 {
@@ -160,7 +170,7 @@ static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int 
     if ((rc = mg_loader_tensor(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_ih, err)))
         return rc;
     snprintf(name, sizeof name, "%s.%d.lstm.weight_hh_l%d", pre, layer_index, n);
-    /* q8 models: W_hh as a Q8 matrix (see lstm_q8 in backend.h) */
+    /* q8 models: a Q8 matrix (lstm_q8 in backend.h); bf16: lstm_weight_bf16 */
     if (ld->be->weight_dtype == MG_DT_Q8 && ld->be->ops->lstm_q8)
         rc = mg_loader_matrix(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_hh, err);
     else
@@ -174,59 +184,21 @@ static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int 
     return mg_loader_tensor(ld, name, MG_SHAPE(1, 4 * width), &l->b_hh, err);
 }
 
-/* With compressed weights the recurrent weight W_hh is kept compressed: one
- * LSTM step streams all of it (16 MB in F32 for musicgen-small) from L3 and
- * a single request's decode waits on that, frame after frame. bf16 models
- * keep it in BF16 (only the weights round, relative 2^-9; products and sums
- * F32; audio SNR against the F32 model 86 dB on the golden models, 87 dB on
- * the bench model, this alone). q8 models load it as a Q8 matrix (load_lstm)
- * whose products are linear()'s, h rounded to 8 bits per 32 values too: a
- * quarter of the F32 bytes, 10 s of EnCodec on the bench model ~17 % faster
- * than with BF16, the audio's SNR unchanged at 44.4 dB (the BF16 convs'
- * rounding dominates). The F32 model keeps F32 (exact) weights. */
-static mg_code recurrent_weight_bf16(mg_backend *be, mg_tensor **w, mg_error *err)
+/* An LSTM weight [rows][cols] in BF16 in place of its F32 tensor: rows in
+ * the interleaved layout of lstm_bf16 (W_hh), or in order (W_ih: with BF16
+ * convolutions (conv_wants_bf16) the backend's LSTM runs the input
+ * projections of all steps as one 1x1 convolution, bound by multiply-adds
+ * like the other convs, and a 1x1 conv's pair layout is row-major). */
+static mg_code lstm_weight_bf16(mg_backend *be, mg_tensor **w, int interleaved, mg_error *err)
 {
-    int64_t n = mg_tensor_numel(*w);
-    float *f = malloc((size_t)n * sizeof *f);
-    uint16_t *h = malloc((size_t)n * sizeof *h);
-    mg_tensor *t = NULL;
-    mg_code rc = MG_OK;
-    if (!f || !h) {
-        rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory converting W_hh");
-        goto done;
-    }
-    if ((rc = mg_tensor_download_f32(*w, f, err)) != MG_OK)
-        goto done;
-    int64_t cols = mg_tensor_cols(*w);
-    for (int64_t i = 0; i < n; i++)
-        h[i - i % cols + mg_bf16_pair_index(i % cols, cols)] = mg_f32_to_bf16(f[i]);
-    if ((rc = mg_tensor_new(&t, be, MG_DT_BF16, (*w)->ndim, (*w)->ne, err)) != MG_OK ||
-        (rc = be->ops->upload(be, t, 0, h, (size_t)n * sizeof *h, err)) != MG_OK)
-        goto done;
-    mg_tensor_free(*w);
-    *w = t;
-    t = NULL;
-done:
-    mg_tensor_free(t);
-    free(f);
-    free(h);
-    return rc;
-}
-
-/* With BF16 convolutions (conv_wants_bf16), the LSTM's input weight W_ih
- * goes BF16 too: the backend's LSTM runs the input projections of all steps
- * as one 1x1 convolution, bound by multiply-adds like the other convs. A
- * 1x1 conv's pair layout is W_ih's own row-major order in BF16. */
-static mg_code input_weight_bf16(mg_backend *be, mg_tensor **w, mg_error *err)
-{
-    int64_t n = mg_tensor_numel(*w);
+    int64_t n = mg_tensor_numel(*w), cols = mg_tensor_cols(*w);
     float *f = malloc((size_t)n * sizeof *f);
     uint16_t *h = malloc((size_t)n * sizeof *h);
     mg_tensor *t = NULL;
     mg_code rc = f && h ? mg_tensor_download_f32(*w, f, err)
-                        : mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory converting W_ih");
+                        : mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory converting an LSTM weight");
     for (int64_t i = 0; rc == MG_OK && i < n; i++)
-        h[i] = mg_f32_to_bf16(f[i]);
+        h[interleaved ? i - i % cols + mg_bf16_pair_index(i % cols, cols) : i] = mg_f32_to_bf16(f[i]);
     if (rc == MG_OK && (rc = mg_tensor_new(&t, be, MG_DT_BF16, (*w)->ndim, (*w)->ne, err)) == MG_OK &&
         (rc = be->ops->upload(be, t, 0, h, (size_t)n * sizeof *h, err)) == MG_OK) {
         mg_tensor_free(*w);
@@ -330,9 +302,9 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
         rc = load_lstm(ld, &ec->lstm[l], layer, l, c, err);
         if (rc == MG_OK && ec->lstm[l].w_hh->dtype == MG_DT_F32 &&
             ld->be->weight_dtype != MG_DT_F32 && ld->be->ops->lstm_bf16)
-            rc = recurrent_weight_bf16(ld->be, &ec->lstm[l].w_hh, err);
+            rc = lstm_weight_bf16(ld->be, &ec->lstm[l].w_hh, 1, err);
         if (rc == MG_OK && ld->be->ops->lstm_bf16 && conv_wants_bf16(ld, c))
-            rc = input_weight_bf16(ld->be, &ec->lstm[l].w_ih, err);
+            rc = lstm_weight_bf16(ld->be, &ec->lstm[l].w_ih, 0, err);
     }
     layer++;
     for (int i = 0; i < ec->n_ratios && rc == MG_OK; i++) {
