@@ -841,18 +841,16 @@ static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int di
 
 static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
-/* bf16: w_hh goes in as BF16 rows (backends with lstm_bf16), the reference
- * uses the rounded weights. */
-/* bf16: 1 = W_hh in BF16 (lstm_bf16's interleaved rows), 2 = W_ih in BF16
- * as well (a 1x1 conv's pair layout: row-major; I even), as a bf16 model's
+/* mode: 0 = F32 weights, 1 = W_hh in BF16 (lstm_bf16's interleaved rows),
+ * 2 = W_ih in BF16 as well (a 1x1 conv's pair layout: row-major; I even), as a bf16 model's
  * EnCodec loads them; 3 = W_hh a Q8 matrix (lstm_q8) and W_ih BF16, as a
  * q8 model's. The reference takes the rounded weights, and with a BF16 W_ih
  * the inputs rounded too (the BF16 conv rounds them); with a Q8 W_hh on a
  * VNNI CPU h_{t-1} rounded as linear() rounds it, to 8 bits per 32 values
  * (scale max|h|/127, nearest even): what is left is F32 summation. */
-static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
+static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int mode)
 {
-    if ((bf16 && !be->ops->lstm_bf16) || (bf16 >= 2 && I % 2) || (bf16 == 3 && !be->ops->lstm_q8))
+    if ((mode && !be->ops->lstm_bf16) || (mode >= 2 && I % 2) || (mode == 3 && !be->ops->lstm_q8))
         return;
     uint32_t s = (uint32_t)(B * 3 + T * 5 + I * 7 + H);
     float *x = rand_buf((int64_t)B * T * I, &s), *wih = rand_buf(4 * H * I, &s);
@@ -861,7 +859,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     uint16_t *wih16 = malloc((size_t)4 * H * I * sizeof *wih16);
     float *xr = malloc((size_t)B * T * I * sizeof *xr);   /* x as the projection sees it */
     mg_tensor *twq = NULL;
-    if (bf16 == 3 && whh) {
+    if (mode == 3 && whh) {
         /* the Q8 matrix as the loader makes it; the reference reads it back */
         mg_error e = {0};
         mg_dtype keep = be->weight_dtype;
@@ -880,21 +878,21 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
         for (int r = 0; twq && r < 4 * H; r++)
             mg_cpu_matrix_row(twq, r, whh + (int64_t)r * H, 0);
     }
-    for (int i = 0; bf16 && bf16 < 3 && whh16 && whh && i < 4 * H * H; i++) {
+    for (int i = 0; mode && mode < 3 && whh16 && whh && i < 4 * H * H; i++) {
         uint16_t v = mg_f32_to_bf16(whh[i]);
         whh16[i - i % H + mg_bf16_pair_index(i % H, H)] = v;
         whh[i] = mg_bf16_to_f32(v);
     }
-    for (int i = 0; bf16 >= 2 && wih16 && wih && i < 4 * H * I; i++) {
+    for (int i = 0; mode >= 2 && wih16 && wih && i < 4 * H * I; i++) {
         wih16[i] = mg_f32_to_bf16(wih[i]);
         wih[i] = mg_bf16_to_f32(wih16[i]);
     }
     for (int64_t i = 0; xr && x && i < (int64_t)B * T * I; i++)
-        xr[i] = bf16 >= 2 ? mg_bf16_to_f32(mg_f32_to_bf16(x[i])) : x[i];
+        xr[i] = mode >= 2 ? mg_bf16_to_f32(mg_f32_to_bf16(x[i])) : x[i];
     float *ref = malloc((size_t)B * T * H * sizeof *ref);
     double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
     double *g = calloc((size_t)4 * H, sizeof *g), *hq = calloc((size_t)H, sizeof *hq);
-    int q8x = bf16 == 3 && mg_cpu_isa_detect() >= MG_CPU_ISA_AVX512_VNNI;
+    int q8x = mode == 3 && mg_cpu_isa_detect() >= MG_CPU_ISA_AVX512_VNNI;
     for (int b = 0; b < B; b++) {
         memset(h, 0, (size_t)H * sizeof *h);
         memset(c, 0, (size_t)H * sizeof *c);
@@ -925,7 +923,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     }
     mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *twi = NULL;
     mg_tensor *twh = NULL, *tbi = upload(be, 1, 4 * H, bih);
-    if (bf16 >= 2) {
+    if (mode >= 2) {
         mg_error e = {0};
         int64_t ne[2] = {4 * H, I};
         if (!wih16 || mg_tensor_new(&twi, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
@@ -937,9 +935,9 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
     } else {
         twi = upload(be, 4 * H, I, wih);
     }
-    if (bf16 == 3) {
+    if (mode == 3) {
         twh = twq;
-    } else if (bf16) {
+    } else if (mode) {
         mg_error e = {0};
         int64_t ne[2] = {4 * H, H};
         if (!whh16 || mg_tensor_new(&twh, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
@@ -956,8 +954,8 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int bf16)
         be->ops->lstm(be, th, tx, twi, twh, tbi, tbh, B);
         char what[96];
         snprintf(what, sizeof what, "lstm B%d T%d I%d H%d%s (%d threads)", B, T, I, H,
-                 bf16 == 3 ? " q8 w_hh, bf16 w_ih" : bf16 == 2 ? " bf16 w_hh, w_ih"
-                 : bf16 ? " bf16 w_hh" : "", be->n_threads);
+                 mode == 3 ? " q8 w_hh, bf16 w_ih" : mode == 2 ? " bf16 w_hh, w_ih"
+                 : mode ? " bf16 w_hh" : "", be->n_threads);
         expect(what, th, ref, (int64_t)B * T * H);
     }
     mg_tensor_free(tx);
@@ -1046,16 +1044,16 @@ static void check_ops(void)
             printf("  BF16 convolution kernels on this CPU: %s\n",
                    be->ops->conv_bf16_fits(be) ? "yes" : "no (F32 path checked only)");
         mg_cpu_backend_set_isa(be, mg_cpu_isa_detect());
-        for (int bf16 = 0; bf16 <= 3; bf16++) {
-            check_lstm_op(be, 1, 9, 20, 16, bf16);
-            check_lstm_op(be, 2, 5, 12, 33, bf16);
+        for (int mode = 0; mode <= 3; mode++) {
+            check_lstm_op(be, 1, 9, 20, 16, mode);
+            check_lstm_op(be, 2, 5, 12, 33, mode);
             /* every batch blocking of the recurrent step: 1..4 items at once,
              * 5 in two blocks; odd unit counts and widths off the 16-lane grid */
-            check_lstm_op(be, 3, 4, 7, 21, bf16);
-            check_lstm_op(be, 4, 3, 16, 48, bf16);
-            check_lstm_op(be, 5, 3, 9, 17, bf16);
-            check_lstm_op(be, 1, 6, 5, 35, bf16);
-            check_lstm_op(be, 2, 3, 8, 80, bf16); /* BF16: 2 interleaved chunks + 16 */
+            check_lstm_op(be, 3, 4, 7, 21, mode);
+            check_lstm_op(be, 4, 3, 16, 48, mode);
+            check_lstm_op(be, 5, 3, 9, 17, mode);
+            check_lstm_op(be, 1, 6, 5, 35, mode);
+            check_lstm_op(be, 2, 3, 8, 80, mode); /* BF16: 2 interleaved chunks + 16 */
         }
         be->ops->destroy(be);
     }
