@@ -531,6 +531,21 @@ static mg_tensor *upload(mg_backend *be, int64_t rows, int64_t cols, const float
     return t;
 }
 
+/* A [rows, cols] BF16 tensor from h as it is (NULL + failed check on error). */
+static mg_tensor *upload_bf16(mg_backend *be, int64_t rows, int64_t cols, const uint16_t *h)
+{
+    mg_tensor *t = NULL;
+    mg_error err = {0};
+    int64_t ne[2] = {rows, cols};
+    if (!h || mg_tensor_new(&t, be, MG_DT_BF16, 2, ne, &err) != MG_OK ||
+        be->ops->upload(be, t, 0, h, (size_t)(rows * cols) * sizeof *h, &err) != MG_OK) {
+        CHECK(0, "bf16 tensor: %s", err.msg);
+        mg_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
 static mg_tensor *upload3(mg_backend *be, int64_t a, int64_t b, int64_t c, const float *h)
 {
     mg_tensor *t = NULL;
@@ -921,34 +936,9 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int mode)
             }
         }
     }
-    mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *twi = NULL;
-    mg_tensor *twh = NULL, *tbi = upload(be, 1, 4 * H, bih);
-    if (mode >= 2) {
-        mg_error e = {0};
-        int64_t ne[2] = {4 * H, I};
-        if (!wih16 || mg_tensor_new(&twi, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
-            be->ops->upload(be, twi, 0, wih16, (size_t)4 * H * I * sizeof *wih16, &e) != MG_OK) {
-            CHECK(0, "bf16 w_ih: %s", e.msg);
-            mg_tensor_free(twi);
-            twi = NULL;
-        }
-    } else {
-        twi = upload(be, 4 * H, I, wih);
-    }
-    if (mode == 3) {
-        twh = twq;
-    } else if (mode) {
-        mg_error e = {0};
-        int64_t ne[2] = {4 * H, H};
-        if (!whh16 || mg_tensor_new(&twh, be, MG_DT_BF16, 2, ne, &e) != MG_OK ||
-            be->ops->upload(be, twh, 0, whh16, (size_t)4 * H * H * sizeof *whh16, &e) != MG_OK) {
-            CHECK(0, "bf16 w_hh: %s", e.msg);
-            mg_tensor_free(twh);
-            twh = NULL;
-        }
-    } else {
-        twh = upload(be, 4 * H, H, whh);
-    }
+    mg_tensor *tx = upload(be, (int64_t)B * T, I, x), *tbi = upload(be, 1, 4 * H, bih);
+    mg_tensor *twi = mode >= 2 ? upload_bf16(be, 4 * H, I, wih16) : upload(be, 4 * H, I, wih);
+    mg_tensor *twh = mode == 3 ? twq : mode ? upload_bf16(be, 4 * H, H, whh16) : upload(be, 4 * H, H, whh);
     mg_tensor *tbh = upload(be, 1, 4 * H, bhh), *th = upload(be, (int64_t)B * T, H, NULL);
     if (tx && twi && twh && tbi && tbh && th) {
         be->ops->lstm(be, th, tx, twi, twh, tbi, tbh, B);
