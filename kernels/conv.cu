@@ -3,16 +3,51 @@
  * CI_T input channels of signal window and weights per pass), reflect
  * padding, batched transposes and the LSTM (input projections as one matrix
  * product, then one kernel per time step). cuDNN is not used: these direct
- * kernels keep the build free of it; no measurement has yet shown it faster. */
+ * kernels keep the build free of it; no measurement has yet shown it faster.
+ *
+ * BF16 weights (conv_bf16_fits, the pair layout of backend.h): inputs round
+ * to BF16 as on the CPU, products are exact and sums F32. Those convolutions
+ * run as implicit matrix products on the tensor cores (conv_mma_kernel), the
+ * direct kernels (templated on BF) only where c_out is too small to fill an
+ * mma tile. */
 #include "cuda_backend.h"
+#include "conv_mma.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include <mma.h>
 
 enum { CO_T = 32, T_T = 64, CI_T = 8, CONV_THREADS = 256 };
 
 static int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
+/* Weight (a, b, tap) of a [d0][d1][k] conv weight: F32 as stored, or BF16
+ * from the pair layout (the input channel pairs up: b for conv1d, a for a
+ * transposed conv). */
+template <bool BF>
+static __device__ __forceinline__ float conv_w(const void *w, int64_t a, int64_t b, int tap,
+                                               int64_t d1, int k_taps, bool transposed)
+{
+    if (!BF)
+        return ((const float *)w)[(a * d1 + b) * k_taps + tap];
+    int64_t ci = transposed ? a : b;
+    int64_t word = transposed ? ((ci / 2) * d1 + b) * k_taps + tap
+                              : (a * (d1 / 2) + ci / 2) * k_taps + tap;
+    uint32_t v = ((const uint32_t *)w)[word];
+    return __uint_as_float(ci % 2 ? v & 0xffff0000u : v << 16);
+}
+
+/* An input value as the conv multiplies it (BF16-rounded with BF16 weights). */
+template <bool BF> static __device__ __forceinline__ float conv_x(float v)
+{
+    return BF ? __bfloat162float(__float2bfloat16_rn(v)) : v;
+}
+
 /* y[b, co, t] = bias[co] + Σ_ci Σ_k w[co, ci, k] · x[b, ci, t·stride + k·dil] */
+template <bool BF>
 __global__ void __launch_bounds__(CONV_THREADS)
-conv1d_kernel(float *y, const float *x, const float *w, const float *bias, int c_in, int c_out,
+conv1d_kernel(float *y, const float *x, const void *w, const float *bias, int c_in, int c_out,
               int k_taps, int t_in, int t_out, int stride, int dil, int win)
 {
     cu_pdl_wait();
@@ -25,12 +60,13 @@ conv1d_kernel(float *y, const float *x, const float *w, const float *bias, int c
     for (int ci0 = 0; ci0 < c_in; ci0 += CI_T) {
         for (int e = threadIdx.x; e < CI_T * win; e += CONV_THREADS) {
             int ci = ci0 + e / win, u = t0 * stride + e % win;
-            xs[e] = ci < c_in && u < t_in ? xb[(int64_t)ci * t_in + u] : 0.0f;
+            xs[e] = ci < c_in && u < t_in ? conv_x<BF>(xb[(int64_t)ci * t_in + u]) : 0.0f;
         }
         for (int e = threadIdx.x; e < CO_T * CI_T * k_taps; e += CONV_THREADS) {
             int o = e / (CI_T * k_taps), rest = e % (CI_T * k_taps);
             int ci = ci0 + rest / k_taps, k = rest % k_taps;
-            ws[e] = co0 + o < c_out && ci < c_in ? w[((int64_t)(co0 + o) * c_in + ci) * k_taps + k] : 0.0f;
+            ws[e] = co0 + o < c_out && ci < c_in
+                        ? conv_w<BF>(w, co0 + o, ci, k, c_in, k_taps, false) : 0.0f;
         }
         __syncthreads();
         for (int ci = 0; ci < CI_T; ci++)
@@ -61,6 +97,105 @@ conv1d_kernel(float *y, const float *x, const float *w, const float *bias, int c
     }
 }
 
+/* ---- BF16 convolutions as implicit matrix products on the tensor cores
+ * (the index map: conv_mma.h). Inputs round to BF16 as they enter the tile,
+ * so the values multiplied are the CPU's; sums are F32 in tile order. Rows
+ * span grid x (batch x time exceeds grid y's 65535 tiles), output channels
+ * grid y, transposed-conv phases grid z. */
+enum { CM_TM = 64, CM_TN = 64, CM_TK = 32, CM_PAD = 8, CM_THREADS = 128,
+       CM_MIN_COUT = 16 /* narrower outputs take the direct kernels */ };
+
+__global__ void __launch_bounds__(CM_THREADS) conv_mma_kernel(mg_conv_mma_args a)
+{
+    cu_pdl_wait();
+    using namespace nvcuda;
+    __shared__ __align__(32) __nv_bfloat16 As[CM_TM][CM_TK + CM_PAD];
+    __shared__ __align__(32) __nv_bfloat16 Bs[CM_TN][CM_TK + CM_PAD];
+    __shared__ __align__(32) float Cs[CM_TM][CM_TN + 4];
+    static_assert(CM_TM == CM_TN && CM_THREADS % CM_TM == 0, "one tile row per thread");
+    const int m0 = blockIdx.x * CM_TM, n0 = blockIdx.y * CM_TN, phase = blockIdx.z;
+    const int K = a.c_in * a.taps;
+    /* every thread fills one row of each tile (r: a sample of A, a channel of
+     * B), columns c0, c0 + CM_THREADS/CM_TM, ... */
+    const int r = threadIdx.x % CM_TM, c0 = threadIdx.x / CM_TM;
+    const int m = m0 + r, n = n0 + r;
+    const bool m_ok = m < a.rows, n_ok = n < a.c_out;
+    int b = 0, pos = 0;
+    if (m_ok)
+        mg_conv_mma_row(&a, m, &b, &pos);
+    const int warp = threadIdx.x / 32, wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            wmma::fill_fragment(acc[i][j], 0.0f);
+    for (int k0 = 0; k0 < K; k0 += CM_TK) {
+        for (int c = c0; c < CM_TK; c += CM_THREADS / CM_TM) {
+            int kk = k0 + c;
+            float xv = m_ok && kk < K ? mg_conv_mma_x(&a, phase, b, pos, kk) : 0.0f;
+            uint32_t wv = n_ok && kk < K ? mg_conv_mma_w(&a, phase, n, kk) : 0u;
+            As[r][c] = __float2bfloat16_rn(xv);
+            Bs[r][c] = __float2bfloat16_rn(__uint_as_float(wv)); /* exact: already BF16 */
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < CM_TK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb[2];
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+                wmma::load_matrix_sync(fa[i], &As[wm + 16 * i][kk], CM_TK + CM_PAD);
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                wmma::load_matrix_sync(fb[j], &Bs[wn + 16 * j][kk], CM_TK + CM_PAD);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 2; j++)
+                    wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            wmma::store_matrix_sync(&Cs[wm + 16 * i][wn + 16 * j], acc[i][j], CM_TN + 4,
+                                    wmma::mem_row_major);
+    __syncthreads();
+    const int oy = m_ok ? mg_conv_mma_oy(&a, phase, pos) : -1;
+    if (oy < 0)
+        return;
+    /* consecutive threads hold consecutive samples of one channel row of y */
+    for (int c = c0; c < CM_TN; c += CM_THREADS / CM_TM) {
+        int co = n0 + c;
+        if (co < a.c_out)
+            a.y[((int64_t)b * a.c_out + co) * a.t_y + oy] = Cs[r][c] + (a.bias ? a.bias[co] : 0.0f);
+    }
+}
+
+/* Records conv_mma_kernel over the map in a (shape fields set, rows checked
+ * by the caller); `phases` products. */
+static void conv_mma(mg_cuda_backend *cb, const mg_conv_mma_args *a, const mg_tensor *y,
+                     const mg_tensor *x, const mg_tensor *w, const mg_tensor *bias, int phases)
+{
+    mg_conv_mma_args g = *a;
+    g.y = cu_f32(y);
+    g.x = cu_f32(x);
+    g.w = (const uint32_t *)w->data;
+    g.bias = bias ? cu_f32(bias) : NULL;
+    dim3 grid(cu_blocks(g.rows, CM_TM), cu_blocks(g.c_out, CM_TN), (unsigned)phases);
+    cu_launch(cb, conv_mma_kernel, grid, CM_THREADS, 0, g);
+}
+
+/* 1 when the map's int rows and reduction index hold the shape. */
+static int conv_mma_fits(int64_t batch, int64_t per_item, int64_t c_in, int64_t taps, int c_out)
+{
+    return batch * per_item <= INT_MAX - CM_TM && c_in * taps <= INT_MAX - CM_TK &&
+           cu_blocks(c_out, CM_TN) <= 65535;
+}
+
 void cu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor *w,
                const mg_tensor *bias, int batch, int stride, int dilation)
 {
@@ -70,6 +205,14 @@ void cu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor
     int t_in = (int)mg_tensor_cols(x), t_out = (int)mg_tensor_cols(y);
     if (batch <= 0 || t_out <= 0)
         return;
+    int bf = w->dtype == MG_DT_BF16;
+    if (bf && c_out >= CM_MIN_COUT && conv_mma_fits(batch, t_out, c_in, k, c_out)) {
+        mg_conv_mma_args a;
+        memset(&a, 0, sizeof a); /* padding bytes compare equal between segments */
+        mg_conv_mma_conv1d(&a, batch, c_in, c_out, k, t_in, t_out, stride, dilation);
+        conv_mma(cb, &a, y, x, w, bias, 1);
+        return;
+    }
     int win = (T_T - 1) * stride + (k - 1) * dilation + 1;
     size_t smem = ((size_t)CI_T * win + (size_t)CO_T * CI_T * k) * sizeof(float);
     if (smem > 48 * 1024) {
@@ -78,17 +221,18 @@ void cu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor
         return;
     }
     dim3 grid(cu_blocks(t_out, T_T), cu_blocks(c_out, CO_T), (unsigned)batch);
-    cu_launch(cb, conv1d_kernel, grid, CONV_THREADS, smem,
-        cu_f32(y), cu_f32(x), cu_f32(w), bias ? cu_f32(bias) : NULL, c_in, c_out, k, t_in, t_out,
-        stride, dilation, win);
+    cu_launch(cb, bf ? conv1d_kernel<true> : conv1d_kernel<false>, grid, CONV_THREADS, smem,
+        cu_f32(y), cu_f32(x), (const void *)w->data, bias ? cu_f32(bias) : NULL, c_in, c_out, k,
+        t_in, t_out, stride, dilation, win);
     cu_launched(cb, "conv1d");
 }
 
 /* Full output f = oy + trim_left: yf[co, f] = b[co] + Σ_ci Σ_j w[ci, co, r + j·s] · x[ci, q - j]
  * with f = q·s + r. The block's window holds x[t] for t in [tbase, tbase + win),
  * zero outside the signal. */
+template <bool BF>
 __global__ void __launch_bounds__(CONV_THREADS)
-convt_kernel(float *y, const float *x, const float *w, const float *bias, int c_in, int c_out,
+convt_kernel(float *y, const float *x, const void *w, const float *bias, int c_in, int c_out,
              int k_taps, int t_in, int t_y, int stride, int trim_left, int win)
 {
     cu_pdl_wait();
@@ -103,12 +247,13 @@ convt_kernel(float *y, const float *x, const float *w, const float *bias, int c_
     for (int ci0 = 0; ci0 < c_in; ci0 += CI_T) {
         for (int e = threadIdx.x; e < CI_T * win; e += CONV_THREADS) {
             int ci = ci0 + e / win, t = tbase + e % win;
-            xs[e] = ci < c_in && t >= 0 && t < t_in ? xb[(int64_t)ci * t_in + t] : 0.0f;
+            xs[e] = ci < c_in && t >= 0 && t < t_in ? conv_x<BF>(xb[(int64_t)ci * t_in + t]) : 0.0f;
         }
         for (int e = threadIdx.x; e < CO_T * CI_T * k_taps; e += CONV_THREADS) {
             int o = e / (CI_T * k_taps), rest = e % (CI_T * k_taps);
             int ci = ci0 + rest / k_taps, k = rest % k_taps;
-            ws[e] = co0 + o < c_out && ci < c_in ? w[((int64_t)ci * c_out + co0 + o) * k_taps + k] : 0.0f;
+            ws[e] = co0 + o < c_out && ci < c_in
+                        ? conv_w<BF>(w, ci, co0 + o, k, c_out, k_taps, true) : 0.0f;
         }
         __syncthreads();
 #pragma unroll
@@ -151,6 +296,16 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
     int t_in = (int)mg_tensor_cols(x), t_y = (int)mg_tensor_cols(y);
     if (batch <= 0 || t_y <= 0)
         return;
+    int bf = w->dtype == MG_DT_BF16;
+    if (bf && c_out >= CM_MIN_COUT && stride > 0 && stride <= 65535 &&
+        conv_mma_fits(batch, (trim_left + (int64_t)t_y - 1) / stride + 1, c_in,
+                      (k + stride - 1) / stride, c_out)) {
+        mg_conv_mma_args a;
+        memset(&a, 0, sizeof a);
+        mg_conv_mma_convt(&a, batch, c_in, c_out, k, t_in, t_y, stride, trim_left);
+        conv_mma(cb, &a, y, x, w, bias, stride);
+        return;
+    }
     /* t spans [floor((f0-K+1)/s), floor((f0+T_T-1)/s)] for any block start f0 */
     int64_t span = div_floor(T_T - 1, stride) - div_floor(-(k - 1), stride) + 2;
     int win = (int)span;
@@ -160,10 +315,19 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
         return;
     }
     dim3 grid(cu_blocks(t_y, T_T), cu_blocks(c_out, CO_T), (unsigned)batch);
-    cu_launch(cb, convt_kernel, grid, CONV_THREADS, smem,
-        cu_f32(y), cu_f32(x), cu_f32(w), bias ? cu_f32(bias) : NULL, c_in, c_out, k, t_in, t_y,
-        stride, trim_left, win);
+    cu_launch(cb, bf ? convt_kernel<true> : convt_kernel<false>, grid, CONV_THREADS, smem,
+        cu_f32(y), cu_f32(x), (const void *)w->data, bias ? cu_f32(bias) : NULL, c_in, c_out, k,
+        t_in, t_y, stride, trim_left, win);
     cu_launched(cb, "conv_transpose1d");
+}
+
+/* BF16 EnCodec weights for bf16 models: opt-in (MG_CUDA_CONV_BF16=1) until
+ * mg-kernel-test and the golden parity have run these kernels on a GPU
+ * (written in a session without one); the CPU-side contract they follow is
+ * the CPU backend's (tests/test_encodec.c: ~44 dB SNR against F32). */
+int cu_conv_bf16_fits(mg_backend *be)
+{
+    return cu_of(be)->conv_bf16;
 }
 
 __global__ void pad_kernel(float *y, const float *x, int64_t rows, int64_t t, int64_t t_ext,

@@ -652,8 +652,8 @@ static const mg_backend_ops cuda_ops = {
     /* .pad_reflect_elu: pad_reflect, then elu */ NULL,
     /* .lstm_bf16 */ 0,
     /* .lstm_q8 */ 0,
-    /* .kv_q8row_fits: caches stay BF16 on the GPU */ NULL,
-    /* .conv_bf16_fits: EnCodec's convs stay F32 on the GPU */ NULL,
+    /* .kv_q8row_fits: no 8-bit caches on the GPU */ NULL,
+    /* .conv_bf16_fits */ cu_conv_bf16_fits,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,
@@ -715,6 +715,7 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->pdl = getenv("MG_CUDA_PDL") && atoi(getenv("MG_CUDA_PDL")) != 0;
     cb->fuse_norm = getenv("MG_CUDA_FUSE_NORM") && atoi(getenv("MG_CUDA_FUSE_NORM")) != 0;
     cb->wide = getenv("MG_CUDA_WIDE") ? atoi(getenv("MG_CUDA_WIDE")) : 1;
+    cb->conv_bf16 = getenv("MG_CUDA_CONV_BF16") && atoi(getenv("MG_CUDA_CONV_BF16")) != 0;
     cb->profile = getenv("MG_CUDA_PROFILE") && atoi(getenv("MG_CUDA_PROFILE")) != 0;
     if (cb->profile)
         cb->use_graphs = 0;

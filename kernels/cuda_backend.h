@@ -81,6 +81,7 @@ struct mg_cuda_backend {
     char        *blob;
     size_t       blob_len, blob_cap;
     int          use_graphs, use_fusion, wide, pdl, fuse_norm;
+    int          conv_bf16;      /* conv_bf16_fits (conv.cu) */
     size_t       mma_smem_raised; /* dynamic shared memory opted in (matvec.cu) */
     cu_range    *rng;            /* see cu_range */
     int          n_rng, cap_rng;
@@ -309,6 +310,7 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
                          const mg_tensor *bias, int batch, int stride, int trim_left);
 void cu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right);
 void cu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batch);
+int  cu_conv_bf16_fits(mg_backend *be);
 void cu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
              const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
 /* sampling.cu */

@@ -297,34 +297,69 @@ static void test_attention(ctx *c, int n_seq, int qps, int heads, int dh, int ca
         drop(pb);
 }
 
-static void test_conv(ctx *c, int batch, int c_in, int c_out, int K, int t_in, int stride, int dil)
+/* A conv weight [d0][d1][k] on both backends: F32, or BF16 in the pair
+ * layout of conv_bf16_fits (the input channel pairs up: dim 1 of a conv,
+ * dim 0 of a transposed one), which both then run with BF16-rounded inputs. */
+static pair conv_weight(ctx *c, int64_t d0, int64_t d1, int64_t k, int transposed, int bf16)
+{
+    const float *w = rnd(c, d0 * d1 * k, 0.3f);
+    if (!bf16)
+        return weight(c, 3, (const int64_t[]){d0, d1, k}, w, NULL, MG_WEIGHT_PLAIN);
+    uint32_t *words = calloc((size_t)(d0 * d1 * k / 2), sizeof *words);
+    if (!words)
+        exit(1);
+    for (int64_t a = 0; a < d0; a++)
+        for (int64_t b = 0; b < d1; b++)
+            for (int64_t j = 0; j < k; j++) {
+                int half;
+                int64_t wd = mg_conv_bf16_pair_word(a, b, j, d1, k, transposed, &half);
+                words[wd] |= (uint32_t)mg_f32_to_bf16(w[(a * d1 + b) * k + j]) << (16 * half);
+            }
+    pair p = {0};
+    mg_error err = {0};
+    const int64_t ne[3] = {d0, d1, k};
+    size_t bytes = (size_t)(d0 * d1 * k / 2) * sizeof *words;
+    if (mg_tensor_new(&p.c, c->cpu, MG_DT_BF16, 3, ne, &err) ||
+        mg_tensor_new(&p.g, c->gpu, MG_DT_BF16, 3, ne, &err) ||
+        c->cpu->ops->upload(c->cpu, p.c, 0, words, bytes, &err) ||
+        c->gpu->ops->upload(c->gpu, p.g, 0, words, bytes, &err)) {
+        fprintf(stderr, "conv weight: %s\n", err.msg);
+        exit(1);
+    }
+    free(words);
+    return p;
+}
+
+static void test_conv(ctx *c, int batch, int c_in, int c_out, int K, int t_in, int stride, int dil,
+                      int bf16)
 {
     int t_out = (t_in - dil * (K - 1) - 1) / stride + 1;
     pair x = mk2(c, (int64_t)batch * c_in, t_in, rnd(c, (int64_t)batch * c_in * t_in, 1));
     pair y = mk2(c, (int64_t)batch * c_out, t_out, NULL);
-    pair w = weight(c, 3, (const int64_t[]){c_out, c_in, K}, rnd(c, (int64_t)c_out * c_in * K, 0.3f), NULL, MG_WEIGHT_PLAIN);
+    pair w = conv_weight(c, c_out, c_in, K, 0, bf16);
     pair b = mk(c, 1, (const int64_t[]){c_out}, rnd(c, c_out, 1));
     c->cpu->ops->conv1d(c->cpu, y.c, x.c, w.c, b.c, batch, stride, dil);
     c->gpu->ops->conv1d(c->gpu, y.g, x.g, w.g, b.g, batch, stride, dil);
     char what[100];
-    snprintf(what, sizeof what, "conv1d B=%d %d->%d k=%d T=%d s=%d d=%d", batch, c_in, c_out, K,
-             t_in, stride, dil);
+    snprintf(what, sizeof what, "conv1d%s B=%d %d->%d k=%d T=%d s=%d d=%d", bf16 ? " bf16" : "",
+             batch, c_in, c_out, K, t_in, stride, dil);
     compare(c, y, TOL, what);
     drop(x); drop(y); drop(w); drop(b);
 }
 
-static void test_convt(ctx *c, int batch, int c_in, int c_out, int K, int t_in, int stride, int trim)
+static void test_convt(ctx *c, int batch, int c_in, int c_out, int K, int t_in, int stride, int trim,
+                       int bf16)
 {
     int full = (t_in - 1) * stride + K, t_y = full - trim - (trim + 1) / 2;
     pair x = mk2(c, (int64_t)batch * c_in, t_in, rnd(c, (int64_t)batch * c_in * t_in, 1));
     pair y = mk2(c, (int64_t)batch * c_out, t_y, NULL);
-    pair w = weight(c, 3, (const int64_t[]){c_in, c_out, K}, rnd(c, (int64_t)c_out * c_in * K, 0.3f), NULL, MG_WEIGHT_PLAIN);
+    pair w = conv_weight(c, c_in, c_out, K, 1, bf16);
     pair b = mk(c, 1, (const int64_t[]){c_out}, rnd(c, c_out, 1));
     c->cpu->ops->conv_transpose1d(c->cpu, y.c, x.c, w.c, b.c, batch, stride, trim);
     c->gpu->ops->conv_transpose1d(c->gpu, y.g, x.g, w.g, b.g, batch, stride, trim);
     char what[100];
-    snprintf(what, sizeof what, "conv_transpose1d B=%d %d->%d k=%d T=%d s=%d trim=%d", batch,
-             c_in, c_out, K, t_in, stride, trim);
+    snprintf(what, sizeof what, "conv_transpose1d%s B=%d %d->%d k=%d T=%d s=%d trim=%d",
+             bf16 ? " bf16" : "", batch, c_in, c_out, K, t_in, stride, trim);
     compare(c, y, TOL, what);
     drop(x); drop(y); drop(w); drop(b);
 }
@@ -861,13 +896,32 @@ int main(int argc, char **argv)
             test_attention(&c, 4, 1, 3, 24, 0, 1, 0, k4);
             test_attention(&c, 2, 1, 16, 64, 1, 0, 0, k5);
             test_attention(&c, 2, 3, 2, 200, 1, 0, 0, k4);
-            test_conv(&c, 1, 5, 35, 7, 100, 1, 1);
-            test_conv(&c, 3, 37, 19, 3, 77, 1, 3);
-            test_conv(&c, 2, 6, 9, 4, 50, 2, 1);
-            test_conv(&c, 1, 130, 70, 1, 333, 1, 1);
-            test_convt(&c, 1, 6, 35, 16, 13, 8, 4);
-            test_convt(&c, 3, 37, 17, 4, 29, 2, 1);
-            test_convt(&c, 2, 9, 5, 10, 7, 5, 3);
+            test_conv(&c, 1, 5, 35, 7, 100, 1, 1, 0);
+            test_conv(&c, 3, 37, 19, 3, 77, 1, 3, 0);
+            test_conv(&c, 2, 6, 9, 4, 50, 2, 1, 0);
+            test_conv(&c, 1, 130, 70, 1, 333, 1, 1, 0);
+            test_convt(&c, 1, 6, 35, 16, 13, 8, 4, 0);
+            test_convt(&c, 3, 37, 17, 4, 29, 2, 1, 0);
+            test_convt(&c, 2, 9, 5, 10, 7, 5, 3, 0);
+            /* BF16 pair weights (conv_bf16_fits): the tensor-core products
+             * for c_out >= 16 (several row, channel and reduction tiles, odd
+             * batches, strides, dilations, every transposed-conv phase), the
+             * direct kernels below; the CPU runs the same rounded values */
+            test_conv(&c, 1, 6, 35, 7, 100, 1, 1, 1);
+            test_conv(&c, 3, 38, 19, 3, 77, 1, 3, 1);
+            test_conv(&c, 2, 6, 17, 4, 50, 2, 1, 1);
+            test_conv(&c, 1, 130, 70, 1, 333, 1, 1, 1);
+            test_conv(&c, 3, 64, 32, 3, 1000, 1, 9, 1);
+            test_conv(&c, 2, 128, 1024, 7, 45, 1, 1, 1);
+            test_conv(&c, 2, 6, 9, 4, 50, 2, 1, 1);
+            test_conv(&c, 1, 64, 1, 7, 500, 1, 1, 1);
+            test_convt(&c, 1, 6, 35, 16, 13, 8, 4, 1);
+            test_convt(&c, 3, 38, 17, 4, 29, 2, 1, 1);
+            test_convt(&c, 2, 10, 20, 10, 7, 5, 3, 1);
+            test_convt(&c, 3, 128, 64, 8, 150, 4, 2, 1);
+            test_convt(&c, 2, 1024, 512, 16, 20, 8, 8, 1);
+            test_convt(&c, 2, 8, 16, 3, 11, 2, 0, 1);
+            test_convt(&c, 2, 10, 5, 10, 7, 5, 3, 1);
             test_pad_transpose(&c);
             test_lstm(&c, 1, 11, 37);
             test_lstm(&c, 3, 7, 64);
