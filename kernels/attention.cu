@@ -13,7 +13,7 @@
 enum { ATT_THREADS = 128, CHUNK = 256 }; /* 64 measured no faster on an H100 */
 
 struct attn_seq_dev {
-    const float *k, *v;
+    const void  *k, *v;   /* F32, or BF16 with kv_bf16 */
     int64_t      k_row0;
     int          n_keys, q_pos;
     int64_t      mask_off; /* into the mask bytes; -1: no mask */
@@ -30,6 +30,7 @@ struct attn_args {
     int                  *counters; /* [rowheads], zero between launches */
     int                   q_per_seq, heads, dh, causal, n_split;
     int                   vec;    /* dh % 4 == 0 and every key row 16-byte aligned */
+    int                   kv_bf16; /* keys/values stored as BF16 (the backend's kv_bf16) */
     float                 scale;
 };
 
@@ -50,6 +51,22 @@ static __device__ float block_reduce(float v, float *red, bool is_max)
         v = is_max ? fmaxf(v, u) : v + u;
     }
     return v;
+}
+
+/* Four consecutive key/value entries from element index i (a multiple of 4)
+ * of a cache row block: one 16-byte load of F32, one 8-byte load of BF16
+ * (widened exactly). */
+static __device__ __forceinline__ float4 kv_load4(const void *base, int64_t i, int bf16)
+{
+    if (!bf16)
+        return *((const float4 *)base + i / 4);
+    uint2 u = *((const uint2 *)base + i / 4);
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+}
+static __device__ __forceinline__ float kv_load1(const void *base, int64_t i, int bf16)
+{
+    return bf16 ? __bfloat162float(((const __nv_bfloat16 *)base)[i]) : ((const float *)base)[i];
 }
 
 /* dynamic smem: dh floats of q, CHUNK scores, 4*ATT_THREADS partial outputs */
@@ -77,16 +94,17 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
     for (int d = threadIdx.x; d < a.dh; d += blockDim.x)
         qs[d] = a.q[(int64_t)row * hd + (int64_t)h * a.dh + d];
     __syncthreads();
-    const float *kb = sq.k + sq.k_row0 * hd + (int64_t)h * a.dh;
-    const float *vb = sq.v + sq.k_row0 * hd + (int64_t)h * a.dh;
+    /* element index of this sequence's and head's first key/value */
+    const int64_t kv0 = sq.k_row0 * hd + (int64_t)h * a.dh;
+    const int bf = a.kv_bf16;
     /* one key per thread: its row in 16-byte loads, all independent, while q
      * is a shared-memory broadcast (a warp-per-key loop waited on each load) */
     for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        const float *kj = kb + (int64_t)j * hd;
+        const int64_t kj = kv0 + (int64_t)j * hd;
         float dot = 0.0f;
         if (a.vec) {
             for (int d = 0; d < a.dh; d += 4) {
-                float4 kv = *(const float4 *)(kj + d);
+                float4 kv = kv_load4(sq.k, kj + d, bf);
                 dot += qs[d] * kv.x;
                 dot += qs[d + 1] * kv.y;
                 dot += qs[d + 2] * kv.z;
@@ -94,7 +112,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
             }
         } else {
             for (int d = 0; d < a.dh; d++)
-                dot += qs[d] * kj[d];
+                dot += qs[d] * kv_load1(sq.k, kj + d, bf);
         }
         float v = dot * a.scale;
         if (a.bias)
@@ -128,7 +146,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
 #pragma unroll 4
             for (int j = j0 + g; j < j1; j += ng) {
                 float p = sc[j - j0];
-                float4 v = *(const float4 *)(vb + (int64_t)j * hd + d4);
+                float4 v = kv_load4(sq.v, kv0 + (int64_t)j * hd + d4, bf);
                 acc.x += p * v.x;
                 acc.y += p * v.y;
                 acc.z += p * v.z;
@@ -159,7 +177,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
                 int step = n_groups;
 #pragma unroll 8
                 for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += step)
-                    acc += sc[j - j0] * vb[(int64_t)j * hd + d];
+                    acc += sc[j - j0] * kv_load1(sq.v, kv0 + (int64_t)j * hd + d, bf);
             }
             po[threadIdx.x] = acc;
             __syncthreads();
@@ -251,6 +269,15 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
         cu_fail(cb, "cuda: attention with no keys");
         return;
     }
+    /* one storage format per call: F32, or BF16 (kv_bf16 caches) */
+    mg_dtype kv_dt = seqs[0].k->dtype;
+    for (int s = 0; s < n_seq; s++)
+        if (seqs[s].k->dtype != kv_dt || seqs[s].v->dtype != kv_dt ||
+            (kv_dt != MG_DT_F32 && kv_dt != MG_DT_BF16)) {
+            cu_fail(cb, "cuda: attention keys/values must all be F32 or all BF16 (sequence %d: "
+                    "%s/%s)", s, mg_dtype_name(seqs[s].k->dtype), mg_dtype_name(seqs[s].v->dtype));
+            return;
+        }
     /* scratch first: growing it flushes the segment, which must not happen
      * between staging this op's metadata and recording its launch */
     int n_split = (max_keys + CHUNK - 1) / CHUNK;
@@ -271,8 +298,8 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     attn_seq_dev *hs = (attn_seq_dev *)host;
     size_t off = 0;
     for (int s = 0; s < n_seq; s++) {
-        hs[s].k = cu_f32(seqs[s].k);
-        hs[s].v = cu_f32(seqs[s].v);
+        hs[s].k = seqs[s].k->data;
+        hs[s].v = seqs[s].v->data;
         hs[s].k_row0 = seqs[s].k_row0;
         hs[s].n_keys = seqs[s].n_keys;
         hs[s].q_pos = seqs[s].q_pos;
@@ -300,6 +327,7 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
     a.causal = p->causal;
     a.scale = p->scale;
     a.n_split = n_split;
+    a.kv_bf16 = kv_dt == MG_DT_BF16;
     a.vec = p->head_dim % 4 == 0 && (p->heads * p->head_dim) % 4 == 0;
     for (int s = 0; s < n_seq && a.vec; s++)
         a.vec = (uintptr_t)seqs[s].k->data % 16 == 0 && (uintptr_t)seqs[s].v->data % 16 == 0;

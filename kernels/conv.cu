@@ -321,10 +321,9 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
     cu_launched(cb, "conv_transpose1d");
 }
 
-/* BF16 EnCodec weights for bf16 models: opt-in (MG_CUDA_CONV_BF16=1) until
- * mg-kernel-test and the golden parity have run these kernels on a GPU
- * (written in a session without one); the CPU-side contract they follow is
- * the CPU backend's (tests/test_encodec.c: ~44 dB SNR against F32). */
+/* BF16 EnCodec weights for bf16 models: opt-in (MG_CUDA_CONV_BF16=1, see
+ * mg_backend_cuda_create); the contract is the CPU backend's (its audio:
+ * ~44 dB SNR against F32, tests/test_encodec.c). */
 int cu_conv_bf16_fits(mg_backend *be)
 {
     return cu_of(be)->conv_bf16;

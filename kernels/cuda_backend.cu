@@ -506,17 +506,36 @@ mg_code cu_sync(mg_backend *be, mg_error *err)
 
 /* Row copies read their row numbers from the metadata arena, so that a
  * decode step that appends at a new position each time still replays the
- * same graph. */
-__global__ void copy_rows_kernel(float *dst, const float *src, const cu_rowmap *m, int64_t cols,
-                                 int64_t total)
+ * same graph. A BF16 destination (kv_bf16 attention caches) takes each F32
+ * value rounded to nearest even, as the CPU's copy_rows. */
+static __device__ __forceinline__ void store_row_value(void *dst, int64_t i, float v, int bf16)
+{
+    if (bf16)
+        ((__nv_bfloat16 *)dst)[i] = __float2bfloat16_rn(v);
+    else
+        ((float *)dst)[i] = v;
+}
+
+__global__ void copy_rows_kernel(void *dst, const float *src, const cu_rowmap *m, int64_t cols,
+                                 int64_t total, int bf16)
 {
     cu_pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total)
         return;
     int64_t r = i / cols, c = i % cols, blk = r / m->n, j = r % m->n;
-    dst[(m->dst_row + blk * m->dst_step + j) * cols + c] =
-        src[(m->src_row + blk * m->src_step + j) * cols + c];
+    store_row_value(dst, (m->dst_row + blk * m->dst_step + j) * cols + c,
+                    src[(m->src_row + blk * m->src_step + j) * cols + c], bf16);
+}
+
+/* Row copies take F32 sources into F32 or BF16 destinations. */
+static int copy_dtypes_ok(mg_cuda_backend *cb, const mg_tensor *dst, const mg_tensor *src)
+{
+    if (src->dtype == MG_DT_F32 && (dst->dtype == MG_DT_F32 || dst->dtype == MG_DT_BF16))
+        return 1;
+    cu_fail(cb, "cuda: row copy from %s into %s is not implemented (F32 into F32 or BF16)",
+            mg_dtype_name(src->dtype), mg_dtype_name(dst->dtype));
+    return 0;
 }
 
 static void cu_copy_rows_strided(mg_backend *be, mg_tensor *dst, int64_t dst_row,
@@ -525,23 +544,25 @@ static void cu_copy_rows_strided(mg_backend *be, mg_tensor *dst, int64_t dst_row
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
-    if (n <= 0 || count <= 0)
+    if (n <= 0 || count <= 0 || !copy_dtypes_ok(cb, dst, src))
         return;
     cu_rowmap m = {dst_row, dst_step, src_row, src_step, n, count};
-    if (cu_fuse_copy(cb, dst, src, &m))
+    /* the linear epilogues store F32 only */
+    if (dst->dtype == MG_DT_F32 && cu_fuse_copy(cb, dst, src, &m))
         return;
     const cu_rowmap *dm = (const cu_rowmap *)cu_stage(cb, &m, sizeof m);
     if (!dm)
         return;
     int64_t cols = mg_tensor_cols(src), total = n * count * cols;
-    cu_launch(cb, copy_rows_kernel, cu_blocks(total, 256), 256, 0, cu_f32(dst), cu_f32(src), dm,
-              cols, total);
+    cu_launch(cb, copy_rows_kernel, cu_blocks(total, 256), 256, 0, dst->data, cu_f32(src), dm,
+              cols, total, (int)(dst->dtype == MG_DT_BF16));
 }
 
 /* One block row per copied row: dst[i] row dst_row[i] = src row src_row[i]. */
 struct scat_row {
-    float  *dst;
+    void   *dst;
     int64_t dst_row, src_row;
+    int64_t bf16; /* dst is BF16 (int64: no padding bytes in the staged table) */
 };
 __global__ void scatter_rows_kernel(const float *src, const scat_row *rows, int64_t cols)
 {
@@ -550,7 +571,7 @@ __global__ void scatter_rows_kernel(const float *src, const scat_row *rows, int6
     if (c >= cols)
         return;
     scat_row r = rows[blockIdx.y];
-    r.dst[r.dst_row * cols + c] = src[r.src_row * cols + c];
+    store_row_value(r.dst, r.dst_row * cols + c, src[r.src_row * cols + c], (int)r.bf16);
 }
 
 static void cu_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
@@ -558,7 +579,16 @@ static void cu_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const in
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
-    if (n <= 0 || cu_fuse_scatter(cb, dst, dst_rows, src, src_rows, n))
+    if (n <= 0)
+        return;
+    int all_f32 = 1;
+    for (int i = 0; i < n; i++) {
+        if (!copy_dtypes_ok(cb, dst[i], src))
+            return;
+        all_f32 &= dst[i]->dtype == MG_DT_F32;
+    }
+    /* the linear epilogues store F32 only */
+    if (all_f32 && cu_fuse_scatter(cb, dst, dst_rows, src, src_rows, n))
         return;
     scat_row *h = (scat_row *)malloc((size_t)n * sizeof *h);
     if (!h) {
@@ -566,7 +596,7 @@ static void cu_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const in
         return;
     }
     for (int i = 0; i < n; i++)
-        h[i] = {cu_f32(dst[i]), dst_rows[i], src_rows[i]};
+        h[i] = {dst[i]->data, dst_rows[i], src_rows[i], (int64_t)(dst[i]->dtype == MG_DT_BF16)};
     const scat_row *d = (const scat_row *)cu_stage(cb, h, (size_t)n * sizeof *h);
     free(h);
     if (!d)
@@ -715,7 +745,17 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->pdl = getenv("MG_CUDA_PDL") && atoi(getenv("MG_CUDA_PDL")) != 0;
     cb->fuse_norm = getenv("MG_CUDA_FUSE_NORM") && atoi(getenv("MG_CUDA_FUSE_NORM")) != 0;
     cb->wide = getenv("MG_CUDA_WIDE") ? atoi(getenv("MG_CUDA_WIDE")) : 1;
+    /* the engine's choices that follow the weight format (attention caches,
+     * EnCodec's conv weights) see it here */
+    cb->base.weight_dtype = matrix_dtype;
+    /* Opt-in until mg-kernel-test and the golden parity have run them on a
+     * GPU (written in a session without one): BF16 EnCodec weights on the
+     * tensor cores (conv.cu), BF16 self-attention caches for bf16 models
+     * (attention.cu reads them, the row copies round into them): a batched
+     * step's attention reads F32 caches of 24 layers x 2 x 4 KB per position
+     * and sequence, 64 requests of 30 s ~28 TB in all, half of that in BF16. */
     cb->conv_bf16 = getenv("MG_CUDA_CONV_BF16") && atoi(getenv("MG_CUDA_CONV_BF16")) != 0;
+    cb->base.kv_bf16 = getenv("MG_CUDA_KV_BF16") && atoi(getenv("MG_CUDA_KV_BF16")) != 0;
     cb->profile = getenv("MG_CUDA_PROFILE") && atoi(getenv("MG_CUDA_PROFILE")) != 0;
     if (cb->profile)
         cb->use_graphs = 0;

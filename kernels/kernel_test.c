@@ -16,6 +16,7 @@
 
 typedef struct {
     mg_backend *cpu, *gpu;
+    int         self;   /* MG_KTEST_SELF: CPU backends stand in for the GPU ones */
     uint64_t    rng;
     /* host buffers handed to weight() must outlive the backends */
     void      **keep;
@@ -252,8 +253,56 @@ static void test_norms(ctx *c, int rows, int d, int in_place)
 }
 
 /* n_seq sequences with their own key counts inside one K/V buffer. */
+/* dst (BF16, both backends) = src (F32) rounded by each backend's
+ * copy_rows, each checked bit for bit against the host's round-to-nearest-
+ * even of that backend's own F32 source. */
+static void bf16_rows_from(ctx *c, pair dst, pair src, const char *what)
+{
+    int64_t rows = mg_tensor_rows(src.c), cols = mg_tensor_cols(src.c), n = rows * cols;
+    c->cpu->ops->copy_rows(c->cpu, dst.c, 0, src.c, 0, rows);
+    c->gpu->ops->copy_rows(c->gpu, dst.g, 0, src.g, 0, rows);
+    uint16_t *hc = malloc((size_t)n * 2 + 2), *hg = malloc((size_t)n * 2 + 2);
+    float *fc = malloc((size_t)n * 4 + 4), *fg = malloc((size_t)n * 4 + 4);
+    mg_error err = {0};
+    if (!hc || !hg || !fc || !fg)
+        exit(1);
+    mg_code rc = c->cpu->ops->download(c->cpu, dst.c, 0, hc, (size_t)n * 2, &err);
+    if (rc == MG_OK)
+        rc = c->gpu->ops->download(c->gpu, dst.g, 0, hg, (size_t)n * 2, &err);
+    if (rc == MG_OK)
+        rc = mg_tensor_download_f32(src.c, fc, &err);
+    if (rc == MG_OK)
+        rc = mg_tensor_download_f32(src.g, fg, &err);
+    CHECK(rc == MG_OK, "%s: %s", what, err.msg);
+    int64_t bad = 0;
+    for (int64_t i = 0; rc == MG_OK && i < n; i++)
+        bad += (hg[i] != mg_f32_to_bf16(fg[i])) + (hc[i] != mg_f32_to_bf16(fc[i]));
+    CHECK(rc != MG_OK || bad == 0, "%s: %lld of %lld BF16 values are not the F32 rows rounded to "
+          "nearest even", what, (long long)bad, (long long)n);
+    if (rc == MG_OK && bad == 0)
+        printf("ok   %-44s %lld values rounded as the host rounds\n", what, (long long)n);
+    free(hc);
+    free(hg);
+    free(fc);
+    free(fg);
+}
+
+static pair bf16_pair(ctx *c, int64_t rows, int64_t cols)
+{
+    pair p = {0};
+    mg_error err = {0};
+    const int64_t ne[2] = {rows, cols};
+    if (mg_tensor_new(&p.c, c->cpu, MG_DT_BF16, 2, ne, &err) ||
+        mg_tensor_new(&p.g, c->gpu, MG_DT_BF16, 2, ne, &err)) {
+        fprintf(stderr, "tensor: %s\n", err.msg);
+        exit(1);
+    }
+    return p;
+}
+
+/* kv_bf16: keys and values in BF16 caches (copy_rows rounds them in) */
 static void test_attention(ctx *c, int n_seq, int qps, int heads, int dh, int causal, int masks,
-                           int bias, const int *n_keys)
+                           int bias, const int *n_keys, int kv_bf16)
 {
     int hd = heads * dh, cap = 0, max_keys = 0;
     for (int s = 0; s < n_seq; s++) {
@@ -264,6 +313,15 @@ static void test_attention(ctx *c, int n_seq, int qps, int heads, int dh, int ca
     pair k = mk2(c, cap, hd, rnd(c, (int64_t)cap * hd, 1)), v = mk2(c, cap, hd, rnd(c, (int64_t)cap * hd, 1));
     pair q = mk2(c, n_seq * qps, hd, rnd(c, (int64_t)n_seq * qps * hd, 1)), o = mk2(c, n_seq * qps, hd, NULL);
     pair pb = {0};
+    if (kv_bf16) {
+        pair kb = bf16_pair(c, cap, hd), vb = bf16_pair(c, cap, hd);
+        bf16_rows_from(c, kb, k, "copy_rows F32 -> BF16 keys");
+        bf16_rows_from(c, vb, v, "copy_rows F32 -> BF16 values");
+        drop(k);
+        drop(v);
+        k = kb;
+        v = vb;
+    }
     /* T5 shares one bias table, so every sequence has max_keys keys then */
     if (bias)
         pb = mk(c, 3, (const int64_t[]){heads, qps, max_keys}, rnd(c, (int64_t)heads * qps * max_keys, 2));
@@ -288,8 +346,9 @@ static void test_attention(ctx *c, int n_seq, int qps, int heads, int dh, int ca
     p.pos_bias = bias ? pb.g : NULL;
     c->gpu->ops->attention(c->gpu, o.g, q.g, n_seq, qps, sg, &p);
     char what[120];
-    snprintf(what, sizeof what, "attention seqs=%d q=%d h=%d dh=%d keys<=%d%s%s%s", n_seq, qps,
-             heads, dh, max_keys, causal ? " causal" : "", masks ? " masks" : "", bias ? " bias" : "");
+    snprintf(what, sizeof what, "attention%s seqs=%d q=%d h=%d dh=%d keys<=%d%s%s%s",
+             kv_bf16 ? " bf16-kv" : "", n_seq, qps, heads, dh, max_keys, causal ? " causal" : "",
+             masks ? " masks" : "", bias ? " bias" : "");
     compare(c, o, TOL, what);
     free(mask);
     drop(k); drop(v); drop(q); drop(o);
@@ -544,7 +603,7 @@ static mg_tensor *st_t(mg_backend *be, int64_t r, int64_t k)
 
 enum { ST_S = 3, ST_V = 50, ST_CAP = 8, ST_HEADS = 2, ST_K = 3 };
 
-static void step_build(step_net *n, mg_backend *be, int H, int F, float **hw)
+static void step_build(step_net *n, mg_backend *be, int H, int F, float **hw, int kv_bf16)
 {
     n->e0 = st_w(be, ST_V, H, hw[0], MG_WEIGHT_MATRIX);
     n->e1 = st_w(be, ST_V, H, hw[1], MG_WEIGHT_MATRIX);
@@ -569,6 +628,17 @@ static void step_build(step_net *n, mg_backend *be, int H, int F, float **hw)
     n->hl = st_t(be, ST_S, ST_V);
     n->kc = st_t(be, ST_S * ST_CAP, H);
     n->vc = st_t(be, ST_S * ST_CAP, H);
+    if (kv_bf16) { /* the caches of bf16 models with kv_bf16 */
+        mg_tensor_free(n->kc);
+        mg_tensor_free(n->vc);
+        mg_error err = {0};
+        const int64_t ne[2] = {ST_S * ST_CAP, H};
+        if (mg_tensor_new(&n->kc, be, MG_DT_BF16, 2, ne, &err) ||
+            mg_tensor_new(&n->vc, be, MG_DT_BF16, 2, ne, &err)) {
+            fprintf(stderr, "tensor: %s\n", err.msg);
+            exit(1);
+        }
+    }
     n->logits = st_t(be, ST_S * ST_K, ST_V);
 }
 
@@ -659,7 +729,10 @@ static double max_rel(const float *a, const float *b, int64_t n)
     return worst / mx;
 }
 
-static void test_steps(ctx *c, int H, int F, int bf16, int dev)
+/* kv_bf16: BF16 attention caches (the K append strided, the V append a
+ * scatter, each right after the linear it copies from, whose F32 epilogue
+ * must not take them) */
+static void test_steps(ctx *c, int H, int F, int bf16, int dev, int kv_bf16)
 {
     float *hw[14];
     int64_t sizes[14] = {ST_V * H, ST_V * H, ST_CAP * H, H, H, H * H, H * H, H * H, H * H,
@@ -677,16 +750,17 @@ static void test_steps(ctx *c, int H, int F, int bf16, int dev)
     setenv("MG_CUDA_GRAPHS", "0", 1);
     mg_backend *plain = NULL;
     mg_error err = {0};
-    mg_code rc = mg_backend_cuda_create(&plain, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &err);
+    mg_code rc = c->self ? mg_backend_cpu_create(&plain, 1, &err)
+                         : mg_backend_cuda_create(&plain, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &err);
     unsetenv("MG_CUDA_FUSE");
     unsetenv("MG_CUDA_GRAPHS");
     CHECK(rc == MG_OK, "cuda backend without fusion: %s", err.msg);
     if (rc != MG_OK)
         return;
     step_net nc, ng, np;
-    step_build(&nc, c->cpu, H, F, cw);
-    step_build(&ng, c->gpu, H, F, hw);
-    step_build(&np, plain, H, F, hw);
+    step_build(&nc, c->cpu, H, F, cw, kv_bf16);
+    step_build(&ng, c->gpu, H, F, hw, kv_bf16);
+    step_build(&np, plain, H, F, hw, kv_bf16);
     int64_t nx = (int64_t)ST_S * H, nl = (int64_t)ST_S * ST_K * ST_V;
     float *xc = malloc(nx * 4), *xg = malloc(nx * 4), *xp = malloc(nx * 4);
     float *lc = malloc(nl * 4), *lg = malloc(nl * 4), *lp = malloc(nl * 4);
@@ -704,7 +778,8 @@ static void test_steps(ctx *c, int H, int F, int bf16, int dev)
         bits += memcmp(lg, lp, nl * 4) != 0;
     }
     char what[120];
-    snprintf(what, sizeof what, "6 decoder-like steps %s H=%d F=%d vs CPU", bf16 ? "bf16" : "f32", H, F);
+    snprintf(what, sizeof what, "6 decoder-like steps %s%s H=%d F=%d vs CPU", bf16 ? "bf16" : "f32",
+             kv_bf16 ? " bf16-kv" : "", H, F);
     CHECK(ok && worst <= tol, "%s: rel err %.3g > %.3g", what, worst, tol);
     if (ok && worst <= tol)
         printf("ok   %-44s max err %.3g (tol %.3g)\n", what, worst, tol);
@@ -856,6 +931,7 @@ int main(int argc, char **argv)
     /* MG_KTEST_SELF=1 runs the harness with a second CPU backend in place of
      * the GPU (f32 only), to check the test itself on a machine without one */
     int self = getenv("MG_KTEST_SELF") && atoi(getenv("MG_KTEST_SELF"));
+    c.self = self;
     if (!self && mg_cuda_probe(dev, name, sizeof name, NULL, &err) != MG_OK) {
         SKIP("mg-kernel-test: no usable GPU (%s)", err.msg);
         return check_summary("mg-kernel-test");
@@ -881,21 +957,31 @@ int main(int argc, char **argv)
         if (!self) {
             test_batch_independence(&c, 300, 1024, bf16);
             test_batch_independence(&c, 77, 200, bf16);
-            test_steps(&c, 96, 160, bf16, dev);
-            test_steps(&c, 72, 200, bf16, dev);
+            test_steps(&c, 96, 160, bf16, dev, 0);
+            test_steps(&c, 72, 200, bf16, dev, 0);
+            if (bf16)
+                test_steps(&c, 96, 160, bf16, dev, 1);
+        } else {
+            test_steps(&c, 96, 160, 0, dev, 0);
+            test_steps(&c, 96, 160, 0, dev, 1);
         }
         if (!bf16) {
             test_elementwise(&c);
             test_norms(&c, 5, 77, 0);
             test_norms(&c, 3, 1024, 1);
             int k1[] = {5}, k3[] = {20, 20, 20}, k4[] = {300, 77, 700, 1}, k5[] = {1500, 1500};
-            test_attention(&c, 1, 1, 3, 24, 1, 0, 0, k1);
-            test_attention(&c, 3, 5, 3, 8, 0, 1, 1, k3);
-            test_attention(&c, 3, 20, 4, 64, 0, 1, 1, k3);
-            test_attention(&c, 4, 1, 5, 40, 1, 0, 0, k4);
-            test_attention(&c, 4, 1, 3, 24, 0, 1, 0, k4);
-            test_attention(&c, 2, 1, 16, 64, 1, 0, 0, k5);
-            test_attention(&c, 2, 3, 2, 200, 1, 0, 0, k4);
+            test_attention(&c, 1, 1, 3, 24, 1, 0, 0, k1, 0);
+            test_attention(&c, 3, 5, 3, 8, 0, 1, 1, k3, 0);
+            test_attention(&c, 3, 20, 4, 64, 0, 1, 1, k3, 0);
+            test_attention(&c, 4, 1, 5, 40, 1, 0, 0, k4, 0);
+            test_attention(&c, 4, 1, 3, 24, 0, 1, 0, k4, 0);
+            test_attention(&c, 2, 1, 16, 64, 1, 0, 0, k5, 0);
+            test_attention(&c, 2, 3, 2, 200, 1, 0, 0, k4, 0);
+            /* BF16 caches (kv_bf16): vector and scalar loads, split key chunks */
+            test_attention(&c, 2, 1, 16, 64, 1, 0, 0, k5, 1);
+            test_attention(&c, 4, 1, 5, 40, 1, 0, 0, k4, 1);
+            test_attention(&c, 3, 5, 3, 6, 0, 1, 0, k3, 1);
+            test_attention(&c, 2, 3, 2, 200, 1, 0, 0, k4, 1);
             test_conv(&c, 1, 5, 35, 7, 100, 1, 1, 0);
             test_conv(&c, 3, 37, 19, 3, 77, 1, 3, 0);
             test_conv(&c, 2, 6, 9, 4, 50, 2, 1, 0);
