@@ -11,10 +11,10 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
     "$BUILD/musicgen-mkmodel" --shape small --seed 1 -o "$MODEL"
 fi
 "$BUILD/bench_gpu" "$MODEL"
-# BF16 EnCodec convolutions on the tensor cores are opt-in until checked on a
-# GPU (kernels/conv.cu): the generations again with them, EnCodec time compared
-echo "-- MG_CUDA_CONV_BF16=1 (EnCodec convolutions with BF16 weights on the tensor cores)"
-MG_CUDA_CONV_BF16=1 "$BUILD/bench_gpu" "$MODEL" | grep -E '^(generate|load)'
+# the opt-in BF16 paths (not yet run on a GPU: mg_backend_cuda_create): BF16
+# EnCodec convolutions on the tensor cores and BF16 self-attention caches
+echo "-- MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1"
+MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1 "$BUILD/bench_gpu" "$MODEL" | grep -E '^(decode_step|generate)'
 if [ "${MG_BENCH_ABLATE:-0}" != 0 ]; then
     for knobs in MG_CUDA_GRAPHS=0 "MG_CUDA_GRAPHS=0 MG_CUDA_FUSE=0" MG_CUDA_WIDE=0 MG_DTYPE=f32; do
         echo "-- $knobs"
