@@ -56,21 +56,23 @@ static __device__ float block_reduce(float v, float *red, bool is_max)
 /* Four consecutive key/value entries from element index i (a multiple of 4)
  * of a cache row block: one 16-byte load of F32, one 8-byte load of BF16
  * (widened exactly). */
-static __device__ __forceinline__ float4 kv_load4(const void *base, int64_t i, int bf16)
+template <bool BF16>
+static __device__ __forceinline__ float4 kv_load4(const void *base, int64_t i)
 {
-    if (!bf16)
+    if (!BF16)
         return *((const float4 *)base + i / 4);
     uint2 u = *((const uint2 *)base + i / 4);
     return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
                        __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
 }
-static __device__ __forceinline__ float kv_load1(const void *base, int64_t i, int bf16)
+template <bool BF16> static __device__ __forceinline__ float kv_load1(const void *base, int64_t i)
 {
-    return bf16 ? __bfloat162float(((const __nv_bfloat16 *)base)[i]) : ((const float *)base)[i];
+    return BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[i]) : ((const float *)base)[i];
 }
 
-/* dynamic smem: dh floats of q, CHUNK scores, 4*ATT_THREADS partial outputs */
-static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
+/* dynamic smem: dh floats of q, CHUNK scores, 4*ATT_THREADS partial outputs;
+ * BF: keys/values in BF16 (a.kv_bf16) */
+template <bool BF> static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
 {
     extern __shared__ float sm[];
     __shared__ float red[32];
@@ -96,7 +98,6 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
     __syncthreads();
     /* element index of this sequence's and head's first key/value */
     const int64_t kv0 = sq.k_row0 * hd + (int64_t)h * a.dh;
-    const int bf = a.kv_bf16;
     /* one key per thread: its row in 16-byte loads, all independent, while q
      * is a shared-memory broadcast (a warp-per-key loop waited on each load) */
     for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
@@ -104,7 +105,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
         float dot = 0.0f;
         if (a.vec) {
             for (int d = 0; d < a.dh; d += 4) {
-                float4 kv = kv_load4(sq.k, kj + d, bf);
+                float4 kv = kv_load4<BF>(sq.k, kj + d);
                 dot += qs[d] * kv.x;
                 dot += qs[d + 1] * kv.y;
                 dot += qs[d + 2] * kv.z;
@@ -112,7 +113,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
             }
         } else {
             for (int d = 0; d < a.dh; d++)
-                dot += qs[d] * kv_load1(sq.k, kj + d, bf);
+                dot += qs[d] * kv_load1<BF>(sq.k, kj + d);
         }
         float v = dot * a.scale;
         if (a.bias)
@@ -146,7 +147,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
 #pragma unroll 4
             for (int j = j0 + g; j < j1; j += ng) {
                 float p = sc[j - j0];
-                float4 v = kv_load4(sq.v, kv0 + (int64_t)j * hd + d4, bf);
+                float4 v = kv_load4<BF>(sq.v, kv0 + (int64_t)j * hd + d4);
                 acc.x += p * v.x;
                 acc.y += p * v.y;
                 acc.z += p * v.z;
@@ -177,7 +178,7 @@ static __device__ __forceinline__ void attn_chunk_body(const attn_args &a)
                 int step = n_groups;
 #pragma unroll 8
                 for (int j = j0 + (n_groups > 1 ? g : 0); j < j1; j += step)
-                    acc += sc[j - j0] * kv_load1(sq.v, kv0 + (int64_t)j * hd + d, bf);
+                    acc += sc[j - j0] * kv_load1<BF>(sq.v, kv0 + (int64_t)j * hd + d);
             }
             po[threadIdx.x] = acc;
             __syncthreads();
@@ -229,10 +230,10 @@ static __device__ void attn_merge_row(const attn_args &a, int rowhead)
 /* One block per (row, head, chunk of keys). With several chunks the last
  * block of a (row, head) to finish merges them (a counter per (row, head),
  * reset by that block for the next launch): no second kernel. */
-__global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
+template <bool BF> __global__ void __launch_bounds__(ATT_THREADS) attn_chunk_kernel(attn_args a)
 {
     cu_pdl_wait();
-    attn_chunk_body(a);
+    attn_chunk_body<BF>(a);
     if (a.n_split == 1)
         return;
     __shared__ int is_last;
@@ -340,7 +341,7 @@ void cu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                 48 * 1024 / 4 - CHUNK - 4 * ATT_THREADS);
         return;
     }
-    cu_launch(cb, attn_chunk_kernel, dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS,
+    cu_launch(cb, a.kv_bf16 ? attn_chunk_kernel<true> : attn_chunk_kernel<false>, dim3((unsigned)rowheads, (unsigned)a.n_split), ATT_THREADS,
               smem, a);
 
 }
