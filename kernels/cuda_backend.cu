@@ -684,6 +684,7 @@ static const mg_backend_ops cuda_ops = {
     /* .lstm_q8 */ 0,
     /* .kv_q8row_fits: no 8-bit caches on the GPU */ NULL,
     /* .conv_bf16_fits */ cu_conv_bf16_fits,
+    /* .select_tokens_many */ cu_select_tokens_many,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

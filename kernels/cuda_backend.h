@@ -317,6 +317,8 @@ void cu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tens
 mg_code cu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int V,
                          const mg_sampling *s, uint64_t seed, uint64_t step, float *scores,
                          int32_t *tokens, mg_error *err);
+mg_code cu_select_tokens_many(mg_backend *be, int n, const mg_select_call *calls, int V,
+                              mg_error *err);
 /* cuda_backend.cu: reports and clears the recorded failure (after draining the stream). */
 mg_code cu_sync(mg_backend *be, mg_error *err);
 #endif

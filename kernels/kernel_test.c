@@ -511,6 +511,50 @@ static void test_select(ctx *c, int rows, int V, mg_sampling s, const char *name
     drop(l);
 }
 
+/* select_tokens_many (one wait for several generations) against each call
+ * made alone on the CPU: the same tokens, whatever the mix of row counts,
+ * guidance, sampling settings, seeds and steps. */
+static void test_select_many(ctx *c, int V)
+{
+    enum { N = 5 };
+    const int rows[N] = {4, 1, 7, 4, 3};
+    const mg_sampling samp[N] = {
+        {.do_sample = 1, .temperature = 1, .top_k = 250, .top_p = 1, .guidance_scale = 3},
+        {.do_sample = 0, .temperature = 1, .top_p = 1, .guidance_scale = 1},
+        {.do_sample = 1, .temperature = 0.7f, .top_k = 13, .top_p = 1, .guidance_scale = 3},
+        {.do_sample = 1, .temperature = 1.3f, .top_k = 0, .top_p = 0.8f, .guidance_scale = 1},
+        {.do_sample = 1, .temperature = 1, .top_k = 250, .top_p = 0.95f, .guidance_scale = 3}};
+    pair l[N];
+    int32_t want[N][8], got[N][8];
+    mg_select_call calls[N];
+    mg_error err = {0};
+    int same = 1;
+    mg_code rc = MG_OK;
+    for (int i = 0; i < N; i++) {
+        int lr = samp[i].guidance_scale > 1 ? 2 * rows[i] : rows[i];
+        l[i] = mk2(c, lr, V, rnd(c, (int64_t)lr * V, 4));
+        calls[i] = (mg_select_call){.logits = l[i].g, .rows = rows[i], .s = &samp[i],
+                                    .seed = 7 + (uint64_t)i, .step = 11 * (uint64_t)i, .tokens = got[i]};
+        if (rc == MG_OK)
+            rc = c->cpu->ops->select_tokens(c->cpu, l[i].c, rows[i], V, &samp[i], 7 + (uint64_t)i,
+                                            11 * (uint64_t)i, NULL, want[i], &err);
+    }
+    if (rc == MG_OK)
+        rc = mg_select_tokens_many(c->gpu, N, calls, V, &err);
+    CHECK(rc == MG_OK, "select_tokens_many: %s", err.msg);
+    for (int i = 0; rc == MG_OK && i < N; i++)
+        for (int r = 0; r < rows[i]; r++)
+            same &= want[i][r] == got[i][r];
+    char what[100];
+    snprintf(what, sizeof what, "select_tokens_many %d calls V=%d%s", N, V,
+             c->gpu->ops->select_tokens_many ? "" : " (fallback loop)");
+    CHECK(rc != MG_OK || same, "%s: tokens differ from the calls made one by one", what);
+    if (rc == MG_OK && same)
+        printf("ok   %-44s tokens as the calls made alone\n", what);
+    for (int i = 0; i < N; i++)
+        drop(l[i]);
+}
+
 /* ---- rows must not depend on their batch mates: a row computed alone, in
  * a batch of M, and at another place in a bigger batch gives the same bits. */
 static void test_batch_independence(ctx *c, int N, int K, int bf16)
@@ -1025,6 +1069,8 @@ int main(int argc, char **argv)
             test_select(&c, 1, 2048, topk, "sample t0.7 top_k13 cfg3");
             test_select(&c, 5, 2048, topp, "sample t1.3 top_p0.8");
             test_select(&c, 9, 2048, both, "sample top_k250 top_p0.95 cfg3");
+            test_select_many(&c, 2048);
+            test_select_many(&c, 77);
         }
         if (bf16 && !self)
             test_errors(&c, dev);

@@ -10,6 +10,7 @@
 #include "cuda_backend.h"
 
 #include <float.h>
+#include <string.h>
 
 enum { SEL_THREADS = 512 };
 
@@ -259,32 +260,36 @@ __global__ void __launch_bounds__(SEL_THREADS) select_kernel(select_args a)
         a.tokens[r] = token;
 }
 
-mg_code cu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int V,
-                         const mg_sampling *s, uint64_t seed, uint64_t step, float *scores,
-                         int32_t *tokens, mg_error *err)
+/* Grows the pinned/device token buffers to hold `rows` tokens; 0 on failure
+ * (recorded). */
+static int token_buffers(mg_cuda_backend *cb, size_t rows)
 {
-    mg_cuda_backend *cb = cu_of(be);
-    cu_enter(cb);
-    cu_flush(cb); /* this op launches directly (it ends in a wait anyway) */
-    if (rows <= 0 || V <= 0)
-        return cu_sync(be, err);
-    if ((size_t)rows > cb->tokens_cap) {
-        cudaFreeHost(cb->tokens_host);
-        cudaFree(cb->tokens_dev);
-        cb->tokens_host = NULL;
-        cb->tokens_dev = NULL;
-        cb->tokens_cap = 0;
-        if (cu_check(cb, cudaMallocHost((void **)&cb->tokens_host, (size_t)rows * 4), "token buffer") ||
-            cu_check(cb, cudaMalloc((void **)&cb->tokens_dev, (size_t)rows * 4), "token buffer"))
-            return cu_sync(be, err);
-        cb->tokens_cap = (size_t)rows;
-    }
+    if (rows <= cb->tokens_cap)
+        return 1;
+    cudaFreeHost(cb->tokens_host);
+    cudaFree(cb->tokens_dev);
+    cb->tokens_host = NULL;
+    cb->tokens_dev = NULL;
+    cb->tokens_cap = 0;
+    if (cu_check(cb, cudaMallocHost((void **)&cb->tokens_host, rows * 4), "token buffer") ||
+        cu_check(cb, cudaMalloc((void **)&cb->tokens_dev, rows * 4), "token buffer"))
+        return 0;
+    cb->tokens_cap = rows;
+    return 1;
+}
+
+/* Launches one selection (rows blocks) writing its tokens to tokens_dev and,
+ * when scores_dev is not NULL, its processed scores there; 0 on failure
+ * (recorded). */
+static int launch_select(mg_cuda_backend *cb, const mg_tensor *logits, int rows, int V,
+                         const mg_sampling *s, uint64_t seed, uint64_t step, float *scores_dev,
+                         int32_t *tokens_dev)
+{
     select_args a;
+    memset(&a, 0, sizeof a);
     a.logits = cu_f32(logits);
-    a.scores = NULL;
-    if (scores && !(a.scores = (float *)cu_scratch(cb, 0, (size_t)rows * V * sizeof(float))))
-        return cu_sync(be, err);
-    a.tokens = cb->tokens_dev;
+    a.scores = scores_dev;
+    a.tokens = tokens_dev;
     a.rows = rows;
     a.V = V;
     a.p2 = 1;
@@ -302,20 +307,74 @@ mg_code cu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int 
     if (smem > cb->smem_optin) {
         cu_fail(cb, "cuda: select_tokens over %d entries per row is not supported (at most %zu "
                 "bytes of shared memory)", V, cb->smem_optin);
-        return cu_sync(be, err);
+        return 0;
     }
-    if (smem > 48 * 1024)
+    if (smem > 48 * 1024 &&
         cu_check(cb, cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int)smem), "select_tokens");
+                                          (int)smem), "select_tokens"))
+        return 0;
     select_kernel<<<(unsigned)rows, SEL_THREADS, smem, cb->stream>>>(a);
-    cu_check(cb, cudaGetLastError(), "select_tokens");
+    return !cu_check(cb, cudaGetLastError(), "select_tokens");
+}
+
+mg_code cu_select_tokens(mg_backend *be, const mg_tensor *logits, int rows, int V,
+                         const mg_sampling *s, uint64_t seed, uint64_t step, float *scores,
+                         int32_t *tokens, mg_error *err)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    cu_enter(cb);
+    cu_flush(cb); /* this op launches directly (it ends in a wait anyway) */
+    if (rows <= 0 || V <= 0)
+        return cu_sync(be, err);
+    float *scores_dev = NULL;
+    if (!token_buffers(cb, (size_t)rows) ||
+        (scores && !(scores_dev = (float *)cu_scratch(cb, 0, (size_t)rows * V * sizeof(float)))) ||
+        !launch_select(cb, logits, rows, V, s, seed, step, scores_dev, cb->tokens_dev))
+        return cu_sync(be, err);
     cu_check(cb, cudaMemcpyAsync(cb->tokens_host, cb->tokens_dev, (size_t)rows * 4,
                                  cudaMemcpyDeviceToHost, cb->stream), "select_tokens copy");
     if (scores)
-        cu_check(cb, cudaMemcpyAsync(scores, a.scores, (size_t)rows * V * sizeof(float),
+        cu_check(cb, cudaMemcpyAsync(scores, scores_dev, (size_t)rows * V * sizeof(float),
                                      cudaMemcpyDeviceToHost, cb->stream), "select_tokens copy");
     mg_code rc = cu_sync(be, err);
     if (rc == MG_OK)
         memcpy(tokens, cb->tokens_host, (size_t)rows * 4);
+    return rc;
+}
+
+/* Every call's kernel back to back into one token buffer, then one copy and
+ * one wait (select_tokens per generation paid a round trip each). */
+mg_code cu_select_tokens_many(mg_backend *be, int n, const mg_select_call *calls, int V,
+                              mg_error *err)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    cu_enter(cb);
+    cu_flush(cb);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += calls[i].rows > 0 ? (size_t)calls[i].rows : 0;
+    if (total == 0 || V <= 0)
+        return cu_sync(be, err);
+    if (!token_buffers(cb, total))
+        return cu_sync(be, err);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (calls[i].rows <= 0)
+            continue;
+        if (!launch_select(cb, calls[i].logits, calls[i].rows, V, calls[i].s, calls[i].seed,
+                           calls[i].step, NULL, cb->tokens_dev + off))
+            return cu_sync(be, err);
+        off += (size_t)calls[i].rows;
+    }
+    cu_check(cb, cudaMemcpyAsync(cb->tokens_host, cb->tokens_dev, total * 4,
+                                 cudaMemcpyDeviceToHost, cb->stream), "select_tokens copy");
+    mg_code rc = cu_sync(be, err);
+    off = 0;
+    for (int i = 0; rc == MG_OK && i < n; i++) {
+        if (calls[i].rows <= 0)
+            continue;
+        memcpy(calls[i].tokens, cb->tokens_host + off, (size_t)calls[i].rows * 4);
+        off += (size_t)calls[i].rows;
+    }
     return rc;
 }

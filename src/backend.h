@@ -49,6 +49,16 @@ typedef struct {
     const mg_tensor *pos_bias;  /* [heads, q_per_seq, n_keys] added to scores, or NULL */
 } mg_attn_params;
 
+/* One token selection of select_tokens_many (its own logits, rows, sampling,
+ * seed and step; tokens: a host array of rows entries). */
+typedef struct {
+    const mg_tensor   *logits;
+    int                rows;
+    const mg_sampling *s;
+    uint64_t           seed, step;
+    int32_t           *tokens;
+} mg_select_call;
+
 typedef struct mg_backend_ops {
     const char *name;
     void    (*destroy)(mg_backend *be);
@@ -186,6 +196,13 @@ typedef struct mg_backend_ops {
      * [c_out][c_in/2][k], conv_transpose1d [c_in/2][c_out][k]; c_in even).
      * Inputs and weights then round to BF16; sums stay F32. */
     int (*conv_bf16_fits)(mg_backend *be);
+    /* Optional (NULL: select_tokens once per call): n token selections over
+     * one vocabulary size, each exactly as select_tokens makes it (without
+     * scores), with one wait for all: the scheduler's generations select
+     * together after a batched step instead of paying a device round trip
+     * each. */
+    mg_code (*select_tokens_many)(mg_backend *be, int n, const mg_select_call *calls, int V,
+                                  mg_error *err);
 } mg_backend_ops;
 
 /* Where weight (a, b, j) of a [d0][d1][k] conv weight lives in the BF16
@@ -270,6 +287,9 @@ mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err);
 void    mg_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
                              const mg_tensor *src, const int64_t *src_rows, int n);
 /* linear_many through the backend, or n calls of linear without it. */
+/* select_tokens_many through the backend, or n calls of select_tokens. */
+mg_code mg_select_tokens_many(mg_backend *be, int n, const mg_select_call *calls, int V,
+                              mg_error *err);
 void    mg_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
                        const mg_tensor *const *w);
 #endif

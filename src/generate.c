@@ -159,16 +159,28 @@ mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
     return MG_OK;
 }
 
+int mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call *call)
+{
+    if (j->raw) /* the step hook reads scores and raw logits: selected alone */
+        return 0;
+    *call = (mg_select_call){.logits = j->logits, .rows = j->batch * m->cfg.num_codebooks,
+                             .s = &j->p->sampling, .seed = j->p->seed, .step = (uint64_t)j->t,
+                             .tokens = j->tokens};
+    return 1;
+}
+
 /* After the decoder step that turned column t into logits for column t+1. */
-mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j)
+mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
 {
     const mg_config *c = &m->cfg;
     mg_backend *be = m->be;
     int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, t = j->t, total = j->total;
     /* processed scores only when the step hook reads them: on a GPU they
      * would cost a copy per step */
-    mg_code rc = be->ops->select_tokens(be, j->logits, batch * K, V, &j->p->sampling, j->p->seed,
-                                        (uint64_t)t, j->raw ? j->scores : NULL, j->tokens, j->err);
+    mg_code rc = selected ? MG_OK
+                          : be->ops->select_tokens(be, j->logits, batch * K, V, &j->p->sampling,
+                                                   j->p->seed, (uint64_t)t,
+                                                   j->raw ? j->scores : NULL, j->tokens, j->err);
     if (rc == MG_OK && j->raw)
         rc = be->ops->download(be, j->logits, 0, j->raw, (size_t)j->n_seq * K * V * sizeof *j->raw,
                                j->err);

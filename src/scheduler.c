@@ -21,6 +21,8 @@ struct mg_sched {
     mg_dec_state   **states;
     const int32_t  **ids;
     mg_tensor      **logits;
+    mg_select_call  *calls;      /* the step's joint token selection */
+    uint8_t         *selected;   /* per active job: its tokens came from calls */
     mg_dec_batch     work;
 };
 
@@ -125,10 +127,25 @@ static void *sched_main(void *arg)
             n = 0;
             continue;
         }
+        /* every generation's tokens in one backend call (one device wait),
+         * except those whose step hook reads the scores */
+        int n_calls = 0;
+        for (int i = 0; i < n; i++) {
+            s->selected[i] = (uint8_t)mg_gen_job_select_call(m, s->active[i], &s->calls[n_calls]);
+            n_calls += s->selected[i];
+        }
+        mg_code sel = n_calls ? mg_select_tokens_many(m->be, n_calls, s->calls, m->cfg.dec_vocab, &e)
+                              : MG_OK;
         int kept = 0, failed = 0;
         for (int i = 0; i < n; i++) {
             mg_gen_job *j = s->active[i];
-            rc = mg_gen_job_after_step(m, j);
+            if (s->selected[i] && sel != MG_OK) {
+                if (j->err)
+                    *j->err = e;
+                rc = sel;
+            } else {
+                rc = mg_gen_job_after_step(m, j, s->selected[i]);
+            }
             if (rc == MG_OK && j->t < j->steps) {
                 s->active[kept++] = j;
                 continue;
@@ -169,6 +186,8 @@ static void free_arrays(mg_sched *s)
     free(s->states);
     free(s->ids);
     free(s->logits);
+    free(s->calls);
+    free(s->selected);
     free(s);
 }
 
@@ -187,7 +206,9 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
     s->states = calloc((size_t)max_batch, sizeof *s->states);
     s->ids = calloc((size_t)max_batch, sizeof *s->ids);
     s->logits = calloc((size_t)max_batch, sizeof *s->logits);
-    if (!s->active || !s->states || !s->ids || !s->logits) {
+    s->calls = calloc((size_t)max_batch, sizeof *s->calls);
+    s->selected = calloc((size_t)max_batch, sizeof *s->selected);
+    if (!s->active || !s->states || !s->ids || !s->logits || !s->calls || !s->selected) {
         free_arrays(s);
         return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
     }

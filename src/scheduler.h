@@ -40,7 +40,13 @@ typedef struct mg_gen_job {
 /* The lifecycle (generate.c), called by the scheduler thread with the
  * model's backend to itself. */
 mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j);       /* T5, state, buffers */
-mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j);  /* sample, advance, hooks */
+/* 1 and *call filled when j's token selection may join the step's
+ * select_tokens_many; 0: after_step selects itself (a step hook reads the
+ * scores). */
+int     mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call *call);
+/* sample (unless `selected`: j->tokens already hold the step's tokens),
+ * advance, hooks */
+mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected);
 mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j);      /* codes, EnCodec */
 void    mg_gen_job_release(mg_model *m, mg_gen_job *j);     /* frees the decoding state */
 

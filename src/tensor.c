@@ -137,6 +137,21 @@ void mg_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor 
         be->ops->linear(be, y[i], x, w[i], NULL);
 }
 
+mg_code mg_select_tokens_many(mg_backend *be, int n, const mg_select_call *calls, int V,
+                              mg_error *err)
+{
+    if (be->ops->select_tokens_many)
+        return be->ops->select_tokens_many(be, n, calls, V, err);
+    for (int i = 0; i < n; i++) {
+        const mg_select_call *c = &calls[i];
+        mg_code rc = be->ops->select_tokens(be, c->logits, c->rows, V, c->s, c->seed, c->step,
+                                            NULL, c->tokens, err);
+        if (rc != MG_OK)
+            return rc;
+    }
+    return MG_OK;
+}
+
 void mg_conv_bf16_pairs_to_f32(const uint32_t *pairs, int64_t d0, int64_t d1, int64_t k,
                                int transposed, float *out)
 {

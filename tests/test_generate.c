@@ -187,6 +187,7 @@ typedef struct {
     mg_code        rc;
     mg_error       err;
     int            max_running;   /* seen by its progress hook */
+    int            steps_seen;    /* by its step hook (run 1 only) */
 } batch_run;
 
 static int note_load(void *ud, int step, int total)
@@ -197,6 +198,14 @@ static int note_load(void *ud, int step, int total)
     if (running > r->max_running)
         r->max_running = running;
     return 0;
+}
+
+/* Run 1's step hook: it reads the scores, so that generation selects its
+ * tokens alone while the others share the step's select_tokens_many. */
+static void count_step(void *ud, int step, const float *raw, int raw_rows, const float *scores,
+                       const int32_t *tokens, int rows, int V)
+{
+    ((batch_run *)ud)->steps_seen++;
 }
 
 static void *batch_one(void *arg)
@@ -217,7 +226,8 @@ static void *batch_one(void *arg)
     p.sampling.top_k = 10 + r->which;
     p.sampling.temperature = 1.0f + 0.25f * (float)r->which;
     p.sampling.guidance_scale = r->which == 1 ? 1.0f : 3.0f; /* one without guidance */
-    mg_gen_hooks hooks = {.progress = note_load, .ud = r};
+    mg_gen_hooks hooks = {.progress = note_load, .on_step = r->which == 1 ? count_step : NULL,
+                          .ud = r};
     r->rc = mg_generate_ids(r->m, ids[r->which], mask[r->which], batch[r->which], len[r->which], &p,
                             &hooks, &r->res, &r->err);
     return NULL;
@@ -261,6 +271,9 @@ static void test_batching_is_invisible(const char *dir, const char *dtype)
         if (together[i].max_running > most)
             most = together[i].max_running;
     }
+    CHECK(together[1].steps_seen == 33 && solo[1].steps_seen == 33,
+          "%s: the step hook saw every step of run 1 (%d alone, %d batched)", dtype,
+          solo[1].steps_seen, together[1].steps_seen);
     /* the threads start together and the shortest run is 12 steps: the
      * scheduler must have had more than one of them in a step */
     CHECK(most >= 2, "%s: generations were decoded together (at most %d at once)", dtype, most);
