@@ -92,14 +92,16 @@ static double median(double *v, int n)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        DIE("usage: bench_batch MODEL_DIR [--dtype D] [--requests N] [--seconds S] [--rounds R] "
-            "[--threads N] [--json FILE]");
-    const char *dtype = "q8", *json_path = NULL;
+        DIE("usage: bench_batch MODEL_DIR [--dtype D] [--device D] [--requests N] [--seconds S] "
+            "[--rounds R] [--threads N] [--json FILE]");
+    const char *dtype = "q8", *json_path = NULL, *device = NULL;
     int n = 4, threads = 0, rounds = 5;
     double seconds = 10;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dtype"))
             dtype = argv[i + 1];
+        else if (!strcmp(argv[i], "--device"))
+            device = argv[i + 1];
         else if (!strcmp(argv[i], "--requests"))
             n = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds"))
@@ -119,7 +121,7 @@ int main(int argc, char **argv)
         DIE("--rounds must be in [1, 100]");
     mg_model *m = NULL;
     mg_error err = {0};
-    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .max_batch = n};
+    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .max_batch = n, .device = device};
     if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
         DIE("%s", err.msg);
     mg_gen_params p;

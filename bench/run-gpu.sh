@@ -13,8 +13,18 @@ fi
 "$BUILD/bench_gpu" "$MODEL"
 # the opt-in BF16 paths (not yet run on a GPU: mg_backend_cuda_create): BF16
 # EnCodec convolutions on the tensor cores and BF16 self-attention caches
-echo "-- MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1"
-MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1 "$BUILD/bench_gpu" "$MODEL" | grep -E '^(decode_step|generate)'
+echo "-- MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1 MG_CUDA_SELECT_MANY=1"
+MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1 MG_CUDA_SELECT_MANY=1 "$BUILD/bench_gpu" "$MODEL" |
+    grep -E '^(decode_step|generate)'
+# 64 concurrent single-request generations through the scheduler (as the
+# module runs them), one round, without and with the opt-in joint selection
+if [ "${MG_BENCH_BIG_BATCH:-64}" != 0 ]; then
+    for knobs in MG_CUDA_SELECT_MANY=0 "MG_CUDA_SELECT_MANY=1 MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1"; do
+        echo "-- 64 concurrent requests, $knobs"
+        env $knobs "$BUILD/bench_batch" "$MODEL" --dtype bf16 --device cuda --requests 64 \
+            --seconds "${MG_BENCH_SECONDS:-30}" --rounds 1
+    done
+fi
 if [ "${MG_BENCH_ABLATE:-0}" != 0 ]; then
     for knobs in MG_CUDA_GRAPHS=0 "MG_CUDA_GRAPHS=0 MG_CUDA_FUSE=0" MG_CUDA_WIDE=0 MG_DTYPE=f32; do
         echo "-- $knobs"

@@ -757,6 +757,9 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
      * and sequence, 64 requests of 30 s ~28 TB in all, half of that in BF16. */
     cb->conv_bf16 = getenv("MG_CUDA_CONV_BF16") && atoi(getenv("MG_CUDA_CONV_BF16")) != 0;
     cb->base.kv_bf16 = getenv("MG_CUDA_KV_BF16") && atoi(getenv("MG_CUDA_KV_BF16")) != 0;
+    /* likewise the scheduler's joint token selection in one wait (without it
+     * select_tokens_many makes the calls one by one) */
+    cb->select_many = getenv("MG_CUDA_SELECT_MANY") && atoi(getenv("MG_CUDA_SELECT_MANY")) != 0;
     cb->profile = getenv("MG_CUDA_PROFILE") && atoi(getenv("MG_CUDA_PROFILE")) != 0;
     if (cb->profile)
         cb->use_graphs = 0;

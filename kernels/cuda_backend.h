@@ -82,6 +82,7 @@ struct mg_cuda_backend {
     size_t       blob_len, blob_cap;
     int          use_graphs, use_fusion, wide, pdl, fuse_norm;
     int          conv_bf16;      /* conv_bf16_fits (conv.cu) */
+    int          select_many;    /* select_tokens_many in one wait (sampling.cu) */
     size_t       mma_smem_raised; /* dynamic shared memory opted in (matvec.cu) */
     cu_range    *rng;            /* see cu_range */
     int          n_rng, cap_rng;

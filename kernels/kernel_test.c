@@ -548,6 +548,7 @@ static void test_select_many(ctx *c, int V)
     char what[100];
     snprintf(what, sizeof what, "select_tokens_many %d calls V=%d%s", N, V,
              c->gpu->ops->select_tokens_many ? "" : " (fallback loop)");
+    /* (main() opts the CUDA backend into the one-wait path: MG_CUDA_SELECT_MANY) */
     CHECK(rc != MG_OK || same, "%s: tokens differ from the calls made one by one", what);
     if (rc == MG_OK && same)
         printf("ok   %-44s tokens as the calls made alone\n", what);
@@ -971,6 +972,8 @@ int main(int argc, char **argv)
     /* the opt-in norm absorption is checked too (the decoder-like steps
      * compare it bit for bit with a backend that fuses nothing) */
     setenv("MG_CUDA_FUSE_NORM", "1", 0);
+    /* and the opt-in joint token selection (its one-wait path) */
+    setenv("MG_CUDA_SELECT_MANY", "1", 0);
     char name[256] = "";
     /* MG_KTEST_SELF=1 runs the harness with a second CPU backend in place of
      * the GPU (f32 only), to check the test itself on a machine without one */

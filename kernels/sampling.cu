@@ -349,6 +349,15 @@ mg_code cu_select_tokens_many(mg_backend *be, int n, const mg_select_call *calls
 {
     mg_cuda_backend *cb = cu_of(be);
     cu_enter(cb);
+    if (!cb->select_many) { /* opt-in (mg_backend_cuda_create): one call at a time */
+        for (int i = 0; i < n; i++) {
+            mg_code rc = cu_select_tokens(be, calls[i].logits, calls[i].rows, V, calls[i].s,
+                                          calls[i].seed, calls[i].step, NULL, calls[i].tokens, err);
+            if (rc != MG_OK)
+                return rc;
+        }
+        return MG_OK;
+    }
     cu_flush(cb);
     size_t total = 0;
     for (int i = 0; i < n; i++)
