@@ -749,6 +749,9 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     /* the engine's choices that follow the weight format (attention caches,
      * EnCodec's conv weights) see it here */
     cb->base.weight_dtype = matrix_dtype;
+    /* generations finishing together share one EnCodec batch (the ops are
+     * the ones a batched generate already runs: bench-gpu's 64-prompt call) */
+    cb->base.encodec_batch_jobs = 1;
     /* Opt-in until mg-kernel-test and the golden parity have run them on a
      * GPU (written in a session without one): BF16 EnCodec weights on the
      * tensor cores (conv.cu), BF16 self-attention caches for bf16 models

@@ -249,6 +249,11 @@ struct mg_backend {
      * 2 KB in BF16), where kv_q8row_fits also takes the shape. Clearing it
      * keeps BF16 caches (tests and benchmarks compare the two). */
     int                   kv_q8row;
+    /* 1: the scheduler decodes the audio of generations that finish in the
+     * same step as one EnCodec batch (a GPU runs a batch of 64 in about the
+     * time of a few single decodes); 0: each on its own, so the first
+     * response is not held back (the CPU, where batching saved ~5 %). */
+    int                   encodec_batch_jobs;
 };
 
 /* Creates the CPU backend with n_threads workers (<= 0: all cores). */

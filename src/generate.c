@@ -202,11 +202,12 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
     return MG_OK;
 }
 
-mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j)
+mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
 {
     const mg_config *c = &m->cfg;
     mg_gen_result *res = j->res;
     int K = c->num_codebooks, batch = j->batch, frames = j->frames;
+    *needs_audio = 0;
     res->decode_ms = now_ms() - j->t_decode0;
     res->steps = j->steps;
     res->batch = batch;
@@ -228,13 +229,59 @@ mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j)
     if (j->have_state)
         mg_dec_state_free(&m->dec, &j->st);
     j->have_state = 0;
-    double t0 = now_ms();
     res->audio = malloc((size_t)batch * res->n_samples * sizeof *res->audio + 1);
     if (!res->audio)
         return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
-    mg_code rc = mg_encodec_decode(m->ec, res->codes, batch, frames, res->audio, NULL, NULL, j->err);
-    res->encodec_ms = now_ms() - t0;
+    *needs_audio = 1;
+    return MG_OK;
+}
+
+mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n)
+{
+    int K = m->cfg.num_codebooks, frames = jobs[0]->frames, items = 0;
+    for (int i = 0; i < n; i++)
+        items += jobs[i]->batch;
+    double t0 = now_ms();
+    mg_code rc;
+    if (n == 1) {
+        mg_gen_result *res = jobs[0]->res;
+        rc = mg_encodec_decode(m->ec, res->codes, items, frames, res->audio, NULL, NULL,
+                               jobs[0]->err);
+    } else {
+        /* one batch: the items' codes side by side, their audio split back */
+        size_t per_codes = (size_t)K * frames, per_audio = jobs[0]->res->n_samples;
+        int32_t *codes = malloc((size_t)items * per_codes * sizeof *codes);
+        float *audio = malloc((size_t)items * per_audio * sizeof *audio);
+        mg_error err = {0};
+        rc = codes && audio ? MG_OK
+                            : mg_fail(&err, MG_ERR_NOMEM, "generate: out of memory for the audio "
+                                      "of %d generations", n);
+        for (int i = 0, at = 0; rc == MG_OK && i < n; at += jobs[i]->batch, i++)
+            memcpy(codes + (size_t)at * per_codes, jobs[i]->res->codes,
+                   (size_t)jobs[i]->batch * per_codes * sizeof *codes);
+        if (rc == MG_OK)
+            rc = mg_encodec_decode(m->ec, codes, items, frames, audio, NULL, NULL, &err);
+        for (int i = 0, at = 0; i < n; at += jobs[i]->batch, i++) {
+            if (rc == MG_OK)
+                memcpy(jobs[i]->res->audio, audio + (size_t)at * per_audio,
+                       (size_t)jobs[i]->batch * per_audio * sizeof *audio);
+            else if (jobs[i]->err)
+                *jobs[i]->err = err;
+        }
+        free(codes);
+        free(audio);
+    }
+    double ms = now_ms() - t0;
+    for (int i = 0; i < n; i++)
+        jobs[i]->res->encodec_ms = ms;
     return rc;
+}
+
+mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j)
+{
+    int needs_audio;
+    mg_code rc = mg_gen_job_codes(m, j, &needs_audio);
+    return rc == MG_OK && needs_audio ? mg_gen_jobs_audio(m, &j, 1) : rc;
 }
 
 mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,

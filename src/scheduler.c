@@ -23,6 +23,8 @@ struct mg_sched {
     mg_tensor      **logits;
     mg_select_call  *calls;      /* the step's joint token selection */
     uint8_t         *selected;   /* per active job: its tokens came from calls */
+    mg_gen_job     **ending;     /* finished this step, waiting for their audio */
+    mg_gen_job     **ending_rest; /* scratch: ending ones of other frame counts */
     mg_dec_batch     work;
 };
 
@@ -136,7 +138,7 @@ static void *sched_main(void *arg)
         }
         mg_code sel = n_calls ? mg_select_tokens_many(m->be, n_calls, s->calls, m->cfg.dec_vocab, &e)
                               : MG_OK;
-        int kept = 0, failed = 0;
+        int kept = 0, failed = 0, n_ending = 0;
         for (int i = 0; i < n; i++) {
             mg_gen_job *j = s->active[i];
             if (s->selected[i] && sel != MG_OK) {
@@ -150,11 +152,39 @@ static void *sched_main(void *arg)
                 s->active[kept++] = j;
                 continue;
             }
-            if (rc == MG_OK)
+            if (rc == MG_OK && m->be->encodec_batch_jobs) {
+                int needs_audio;
+                rc = mg_gen_job_codes(m, j, &needs_audio);
+                if (rc == MG_OK && needs_audio) {
+                    s->ending[n_ending++] = j;
+                    continue;
+                }
+            } else if (rc == MG_OK) {
                 rc = mg_gen_job_finish(m, j);
+            }
             failed |= rc != MG_OK;
             mg_gen_job_release(m, j);
             finish(s, j, rc);
+        }
+        /* the audio of those that ended together: one EnCodec batch per
+         * frame count */
+        while (n_ending > 0) {
+            int frames = s->ending[0]->frames, group = 0, rest = 0;
+            for (int i = 0; i < n_ending; i++) {
+                mg_gen_job *j = s->ending[i];
+                if (j->frames == frames)
+                    s->ending[group++] = j;
+                else
+                    s->ending_rest[rest++] = j;
+            }
+            rc = mg_gen_jobs_audio(m, s->ending, group);
+            failed |= rc != MG_OK;
+            for (int i = 0; i < group; i++) {
+                mg_gen_job_release(m, s->ending[i]);
+                finish(s, s->ending[i], rc);
+            }
+            memcpy(s->ending, s->ending_rest, (size_t)rest * sizeof *s->ending);
+            n_ending = rest;
         }
         /* a lost device also ends the jobs that are still running */
         n = failed ? recover_if_lost(s, kept) : kept;
@@ -188,6 +218,8 @@ static void free_arrays(mg_sched *s)
     free(s->logits);
     free(s->calls);
     free(s->selected);
+    free(s->ending);
+    free(s->ending_rest);
     free(s);
 }
 
@@ -208,7 +240,10 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
     s->logits = calloc((size_t)max_batch, sizeof *s->logits);
     s->calls = calloc((size_t)max_batch, sizeof *s->calls);
     s->selected = calloc((size_t)max_batch, sizeof *s->selected);
-    if (!s->active || !s->states || !s->ids || !s->logits || !s->calls || !s->selected) {
+    s->ending = calloc((size_t)max_batch, sizeof *s->ending);
+    s->ending_rest = calloc((size_t)max_batch, sizeof *s->ending_rest);
+    if (!s->active || !s->states || !s->ids || !s->logits || !s->calls || !s->selected ||
+        !s->ending || !s->ending_rest) {
         free_arrays(s);
         return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
     }

@@ -48,6 +48,11 @@ int     mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call 
  * advance, hooks */
 mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected);
 mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j);      /* codes, EnCodec */
+/* The two halves of finish: the codes (the decoding state freed; *needs_audio
+ * = 1 when EnCodec is still to run), then EnCodec for n generations of one
+ * frame count in one batch (a failure fails them all). */
+mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio);
+mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n);
 void    mg_gen_job_release(mg_model *m, mg_gen_job *j);     /* frees the decoding state */
 
 mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *err);

@@ -233,7 +233,9 @@ static void *batch_one(void *arg)
     return NULL;
 }
 
-static void test_batching_is_invisible(const char *dir, const char *dtype)
+/* audio_batch: the scheduler decodes the audio of generations that end in
+ * the same step as one EnCodec batch (encodec_batch_jobs, a GPU's setting) */
+static void test_batching_is_invisible(const char *dir, const char *dtype, int audio_batch)
 {
     mg_model *m = NULL;
     mg_error err = {0};
@@ -242,6 +244,7 @@ static void test_batching_is_invisible(const char *dir, const char *dtype)
         CHECK(0, "load (%s): %s", dtype, err.msg);
         return;
     }
+    m->be->encodec_batch_jobs = audio_batch;
     batch_run solo[3], together[3];
     memset(solo, 0, sizeof solo);
     memset(together, 0, sizeof together);
@@ -367,8 +370,8 @@ static void test_q8_attention_caches(const char *tool)
         }
         mg_tensor_free(enc);
 
-        test_batching_is_invisible(mdir, "q8");
-        test_batching_is_invisible(mdir, "bf16");
+        test_batching_is_invisible(mdir, "q8", 0);
+        test_batching_is_invisible(mdir, "bf16", 0);
 
         enum { L = 60 };
         int V = m->cfg.dec_vocab;
@@ -401,6 +404,72 @@ static void test_q8_attention_caches(const char *tool)
     CHECK(system(cmd) == 0, "remove %s", dir);
 }
 
+/* mg_gen_jobs_audio: three generations (batches 2, 1, 1) of one frame count
+ * decoded as one EnCodec batch give each the audio it gets alone, bit for
+ * bit; a bad code in one fails them all, each with the error. */
+static void test_audio_batch(const char *dir)
+{
+    mg_model *m = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.n_threads = 2};
+    if (mg_model_load(&m, dir, &opt, &err) != MG_OK) {
+        CHECK(0, "load: %s", err.msg);
+        return;
+    }
+    enum { N = 3, FRAMES = 37 };
+    const int batch[N] = {2, 1, 1};
+    int K = m->cfg.num_codebooks, V = m->cfg.ec_codebook_size;
+    size_t n_samples = (size_t)FRAMES * m->cfg.hop;
+    mg_gen_result res[N], alone[N];
+    mg_error errs[N];
+    mg_gen_job jobs[N], *ptr[N];
+    memset(res, 0, sizeof res);
+    memset(alone, 0, sizeof alone);
+    memset(errs, 0, sizeof errs);
+    memset(jobs, 0, sizeof jobs);
+    int ok = 1;
+    uint32_t x = 12345;
+    for (int i = 0; i < N; i++) {
+        size_t nc = (size_t)batch[i] * K * FRAMES;
+        res[i].codes = malloc(nc * sizeof *res[i].codes);
+        res[i].audio = malloc(batch[i] * n_samples * sizeof *res[i].audio);
+        alone[i].audio = malloc(batch[i] * n_samples * sizeof *alone[i].audio);
+        ok &= res[i].codes && res[i].audio && alone[i].audio;
+        for (size_t k = 0; ok && k < nc; k++) {
+            x = x * 1664525u + 1013904223u;
+            res[i].codes[k] = (int32_t)((x >> 8) % (uint32_t)V);
+        }
+        res[i].n_samples = n_samples;
+        jobs[i] = (mg_gen_job){.batch = batch[i], .frames = FRAMES, .res = &res[i], .err = &errs[i]};
+        ptr[i] = &jobs[i];
+    }
+    CHECK(ok, "out of memory");
+    for (int i = 0; ok && i < N; i++) {
+        ok &= mg_encodec_decode(m->ec, res[i].codes, batch[i], FRAMES, alone[i].audio, NULL, NULL,
+                                &err) == MG_OK;
+        CHECK(ok, "alone %d: %s", i, err.msg);
+    }
+    if (ok) {
+        mg_code rc = mg_gen_jobs_audio(m, ptr, N);
+        CHECK(rc == MG_OK, "one EnCodec batch: %s", errs[0].msg);
+        for (int i = 0; rc == MG_OK && i < N; i++)
+            CHECK(!memcmp(alone[i].audio, res[i].audio, batch[i] * n_samples * sizeof(float)),
+                  "generation %d: the same audio in one EnCodec batch as alone", i);
+        res[2].codes[5] = V; /* out of range */
+        rc = mg_gen_jobs_audio(m, ptr, N);
+        CHECK(rc == MG_ERR_INVALID, "a bad code fails the batch (%d)", rc);
+        for (int i = 0; i < N; i++)
+            CHECK(strstr(errs[i].msg, "audio code") != NULL, "generation %d has the error: '%s'", i,
+                  errs[i].msg);
+    }
+    for (int i = 0; i < N; i++) {
+        free(res[i].codes);
+        free(res[i].audio);
+        free(alone[i].audio);
+    }
+    mg_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     test_delay_pattern();
@@ -413,9 +482,11 @@ int main(int argc, char **argv)
         SKIP("golden tiny-proj model not found at %s", dir);
     else {
         test_seeded_generation(dir);
-        test_batching_is_invisible(dir, "f32");
-        test_batching_is_invisible(dir, "bf16");
-        test_batching_is_invisible(dir, "q8");
+        test_batching_is_invisible(dir, "f32", 0);
+        test_batching_is_invisible(dir, "bf16", 0);
+        test_batching_is_invisible(dir, "q8", 0);
+        test_batching_is_invisible(dir, "f32", 1);
+        test_audio_batch(dir);
     }
     /* the tool sits beside this test binary (build/ or build-san/) */
     char self[4096], tool[4200];
