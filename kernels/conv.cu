@@ -105,6 +105,9 @@ conv1d_kernel(float *y, const float *x, const void *w, const float *bias, int c_
 enum { CM_TM = 64, CM_TN = 64, CM_TK = 32, CM_PAD = 8, CM_THREADS = 128,
        CM_MIN_COUT = 16 /* narrower outputs take the direct kernels */ };
 
+static_assert(sizeof(mg_conv_mma_args) == 4 * sizeof(void *) + 14 * sizeof(int),
+              "mg_conv_mma_args without padding bytes");
+
 __global__ void __launch_bounds__(CM_THREADS) conv_mma_kernel(mg_conv_mma_args a)
 {
     cu_pdl_wait();
@@ -187,6 +190,7 @@ static void conv_mma(mg_cuda_backend *cb, const mg_conv_mma_args *a, const mg_te
     g.bias = bias ? cu_f32(bias) : NULL;
     dim3 grid(cu_blocks(g.rows, CM_TM), cu_blocks(g.c_out, CM_TN), (unsigned)phases);
     cu_launch(cb, conv_mma_kernel, grid, CM_THREADS, 0, g);
+    cu_launched(cb, "conv mma");
 }
 
 /* 1 when the map's int rows and reduction index hold the shape. */
@@ -206,6 +210,10 @@ void cu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor
     if (batch <= 0 || t_out <= 0)
         return;
     int bf = w->dtype == MG_DT_BF16;
+    if (bf && c_in % 2) {
+        cu_fail(cb, "cuda: conv1d with BF16 weights needs an even c_in (pairs), got %d", c_in);
+        return;
+    }
     if (bf && c_out >= CM_MIN_COUT && conv_mma_fits(batch, t_out, c_in, k, c_out)) {
         mg_conv_mma_args a;
         memset(&a, 0, sizeof a); /* padding bytes compare equal between segments */
@@ -297,6 +305,11 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
     if (batch <= 0 || t_y <= 0)
         return;
     int bf = w->dtype == MG_DT_BF16;
+    if (bf && c_in % 2) {
+        cu_fail(cb, "cuda: conv_transpose1d with BF16 weights needs an even c_in (pairs), got %d",
+                c_in);
+        return;
+    }
     if (bf && c_out >= CM_MIN_COUT && stride > 0 && stride <= 65535 &&
         conv_mma_fits(batch, (trim_left + (int64_t)t_y - 1) / stride + 1, c_in,
                       (k + stride - 1) / stride, c_out)) {
@@ -470,9 +483,13 @@ void cu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tens
     float *cell = (float *)cu_scratch(cb, 2, (size_t)(batch * H) * sizeof(float));
     if (!gx || !cell)
         return;
-    /* input projections of every step at once: gx [B*T, 4H] = x W_ihᵀ + b_ih */
-    cu_linear_raw(cb, gx, cu_f32(x), w_ih->data, w_ih->dtype == MG_DT_BF16, cu_f32(b_ih), rows,
-                  4 * H, I);
+    /* input projections of every step at once, gx [B*T, 4H] = x W_ihᵀ + b_ih,
+     * one product per batch item: a call's kernel (and its bits) depends on
+     * its row count (matvec.cu), and an item's audio must not depend on its
+     * batch mates (generations that end together share one EnCodec batch) */
+    for (int b = 0; b < batch; b++)
+        cu_linear_raw(cb, gx + (int64_t)b * T * 4 * H, cu_f32(x) + (int64_t)b * T * I, w_ih->data,
+                      w_ih->dtype == MG_DT_BF16, cu_f32(b_ih), T, 4 * H, I);
     unsigned blocks = cu_blocks(H, LSTM_WARPS);
     for (int64_t t = 0; t < T; t++) {
         cu_launch(cb, lstm_step_kernel, blocks, LSTM_WARPS * 32, 0,

@@ -35,6 +35,7 @@ typedef struct {
     int             per_item; /* rows per batch item */
     int             rows;     /* batch · per_item */
     int             q_first, trim_left;
+    int             pad_;     /* no padding bytes: recorded launches compare arguments */
 } mg_conv_mma_args;
 
 /* Fills the map's shape fields for conv1d (y [batch·c_out, t_y]). */

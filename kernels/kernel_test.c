@@ -464,6 +464,47 @@ static void test_lstm(ctx *c, int batch, int T, int H)
     drop(x); drop(h); drop(wi); drop(wh); drop(bi); drop(bh);
 }
 
+/* An LSTM item's outputs must not depend on its batch mates (generations
+ * that end together share one EnCodec batch): batch B over T steps against
+ * each item alone on the same backend, bit for bit. B*T crosses the
+ * linear's row count where its kernel changes (LIN_MAX_ROWS, matvec.cu). */
+static void test_lstm_batch_independence(ctx *c, int B, int T, int H)
+{
+    mg_backend *g = c->gpu;
+    float s = 1.0f / sqrtf((float)H);
+    const float *xs = rnd(c, (int64_t)B * T * H, 1);
+    pair wi = weight(c, 2, (const int64_t[]){4 * H, H}, rnd(c, 4 * H * H, s), NULL, MG_WEIGHT_PLAIN);
+    pair wh = weight(c, 2, (const int64_t[]){4 * H, H}, rnd(c, 4 * H * H, s), NULL, MG_WEIGHT_PLAIN);
+    pair bi = mk(c, 1, (const int64_t[]){4 * H}, rnd(c, 4 * H, 0.2f));
+    pair bh = mk(c, 1, (const int64_t[]){4 * H}, rnd(c, 4 * H, 0.2f));
+    pair x = mk2(c, (int64_t)B * T, H, xs), h = mk2(c, (int64_t)B * T, H, NULL);
+    float *all = malloc((size_t)B * T * H * 4), *one = malloc((size_t)T * H * 4);
+    mg_error err = {0};
+    if (!all || !one)
+        exit(1);
+    g->ops->lstm(g, h.g, x.g, wi.g, wh.g, bi.g, bh.g, B);
+    mg_code rc = mg_tensor_download_f32(h.g, all, &err);
+    int64_t diff = 0;
+    for (int b = 0; rc == MG_OK && b < B; b++) {
+        pair x1 = mk2(c, T, H, xs + (int64_t)b * T * H), h1 = mk2(c, T, H, NULL);
+        g->ops->lstm(g, h1.g, x1.g, wi.g, wh.g, bi.g, bh.g, 1);
+        rc = mg_tensor_download_f32(h1.g, one, &err);
+        if (rc == MG_OK)
+            diff += memcmp(one, all + (int64_t)b * T * H, (size_t)T * H * 4) != 0;
+        drop(x1);
+        drop(h1);
+    }
+    char what[100];
+    snprintf(what, sizeof what, "lstm batch independence B=%d T=%d H=%d", B, T, H);
+    CHECK(rc == MG_OK && diff == 0, "%s: %s%lld items differ from their solo run", what,
+          rc == MG_OK ? "" : err.msg, (long long)diff);
+    if (rc == MG_OK && diff == 0)
+        printf("ok   %-44s every item as alone, bit for bit\n", what);
+    free(all);
+    free(one);
+    drop(wi); drop(wh); drop(bi); drop(bh); drop(x); drop(h);
+}
+
 static void test_select(ctx *c, int rows, int V, mg_sampling s, const char *name)
 {
     int lr = s.guidance_scale > 1 ? 2 * rows : rows;
@@ -1059,6 +1100,8 @@ int main(int argc, char **argv)
             test_lstm(&c, 1, 11, 37);
             test_lstm(&c, 3, 7, 64);
             test_lstm(&c, 9, 5, 40);
+            test_lstm_batch_independence(&c, 3, 90, 40);
+            test_lstm_batch_independence(&c, 5, 300, 64);
             mg_sampling greedy = {.do_sample = 0, .temperature = 1, .top_p = 1, .guidance_scale = 1};
             mg_sampling cfg = greedy;
             cfg.guidance_scale = 3;

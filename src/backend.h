@@ -291,10 +291,10 @@ void    mg_copy_row_blocks(mg_backend *be, mg_tensor *dst, int64_t dst_row, int6
 mg_code mg_tensor_download_f32(const mg_tensor *t, float *host, mg_error *err);
 void    mg_copy_rows_scatter(mg_backend *be, mg_tensor *const *dst, const int64_t *dst_rows,
                              const mg_tensor *src, const int64_t *src_rows, int n);
-/* linear_many through the backend, or n calls of linear without it. */
 /* select_tokens_many through the backend, or n calls of select_tokens. */
 mg_code mg_select_tokens_many(mg_backend *be, int n, const mg_select_call *calls, int V,
                               mg_error *err);
+/* linear_many through the backend, or n calls of linear without it. */
 void    mg_linear_many(mg_backend *be, int n, mg_tensor *const *y, const mg_tensor *x,
                        const mg_tensor *const *w);
 #endif
