@@ -217,7 +217,7 @@ void cu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_tensor
     if (bf && c_out >= CM_MIN_COUT && conv_mma_fits(batch, t_out, c_in, k, c_out)) {
         mg_conv_mma_args a;
         memset(&a, 0, sizeof a); /* padding bytes compare equal between segments */
-        mg_conv_mma_conv1d(&a, batch, c_in, c_out, k, t_in, t_out, stride, dilation);
+        mg_conv_mma_shape(&a, 0, batch, c_in, c_out, k, t_in, t_out, stride, dilation);
         conv_mma(cb, &a, y, x, w, bias, 1);
         return;
     }
@@ -315,7 +315,7 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
                       (k + stride - 1) / stride, c_out)) {
         mg_conv_mma_args a;
         memset(&a, 0, sizeof a);
-        mg_conv_mma_convt(&a, batch, c_in, c_out, k, t_in, t_y, stride, trim_left);
+        mg_conv_mma_shape(&a, 1, batch, c_in, c_out, k, t_in, t_y, stride, trim_left);
         conv_mma(cb, &a, y, x, w, bias, stride);
         return;
     }

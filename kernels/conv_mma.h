@@ -38,9 +38,11 @@ typedef struct {
     int             pad_;     /* no padding bytes: recorded launches compare arguments */
 } mg_conv_mma_args;
 
-/* Fills the map's shape fields for conv1d (y [batch·c_out, t_y]). */
-MG_HD void mg_conv_mma_conv1d(mg_conv_mma_args *a, int batch, int c_in, int c_out, int k_taps,
-                              int t_in, int t_y, int stride, int dil)
+/* Fills the map's shape fields: conv1d (transposed = 0, arg = dilation) or
+ * conv_transpose1d (transposed = 1, arg = trim_left: `stride` products, one
+ * per phase, rows over the q = f / stride that cover y, f = oy + trim_left). */
+MG_HD void mg_conv_mma_shape(mg_conv_mma_args *a, int transposed, int batch, int c_in, int c_out,
+                             int k_taps, int t_in, int t_y, int stride, int arg)
 {
     a->c_in = c_in;
     a->c_out = c_out;
@@ -48,33 +50,13 @@ MG_HD void mg_conv_mma_conv1d(mg_conv_mma_args *a, int batch, int c_in, int c_ou
     a->t_in = t_in;
     a->t_y = t_y;
     a->stride = stride;
-    a->dil = dil;
-    a->transposed = 0;
-    a->taps = k_taps;
-    a->per_item = t_y;
-    a->rows = batch * t_y;
-    a->q_first = 0;
-    a->trim_left = 0;
-}
-
-/* ... and for conv_transpose1d: `stride` products (phases), rows over the q
- * = f / stride that cover y (f = oy + trim_left). */
-MG_HD void mg_conv_mma_convt(mg_conv_mma_args *a, int batch, int c_in, int c_out, int k_taps,
-                             int t_in, int t_y, int stride, int trim_left)
-{
-    a->c_in = c_in;
-    a->c_out = c_out;
-    a->k_taps = k_taps;
-    a->t_in = t_in;
-    a->t_y = t_y;
-    a->stride = stride;
-    a->dil = 1;
-    a->transposed = 1;
-    a->taps = (k_taps + stride - 1) / stride;
-    a->q_first = trim_left / stride;
-    a->per_item = (trim_left + t_y - 1) / stride - a->q_first + 1;
+    a->transposed = transposed;
+    a->dil = transposed ? 1 : arg;
+    a->trim_left = transposed ? arg : 0;
+    a->taps = transposed ? (k_taps + stride - 1) / stride : k_taps;
+    a->q_first = transposed ? arg / stride : 0;
+    a->per_item = transposed ? (arg + t_y - 1) / stride - a->q_first + 1 : t_y;
     a->rows = batch * a->per_item;
-    a->trim_left = trim_left;
 }
 
 /* Row m: its batch item and its position (conv1d: first input sample;

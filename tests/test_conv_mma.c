@@ -61,10 +61,7 @@ static void run_case(mg_backend *be, int transposed, int batch, int c_in, int c_
     /* the map, as conv_mma_kernel walks it (sums in double here) */
     mg_conv_mma_args a;
     memset(&a, 0, sizeof a);
-    if (transposed)
-        mg_conv_mma_convt(&a, batch, c_in, c_out, k, t_in, t_y, stride, b_arg);
-    else
-        mg_conv_mma_conv1d(&a, batch, c_in, c_out, k, t_in, t_y, stride, b_arg);
+    mg_conv_mma_shape(&a, transposed, batch, c_in, c_out, k, t_in, t_y, stride, b_arg);
     a.x = x;
     a.w = pairs;
     int phases = transposed ? stride : 1, K = c_in * a.taps;
