@@ -54,12 +54,14 @@ ifeq ($(CUDA),1)
   KTEST  = $(BUILD)/mg-kernel-test
 endif
 
-LIB_SRC  = $(wildcard src/*.c src/cpu/*.c)
+LIB_SRC  = $(wildcard src/*/*.c)
 MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
 SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
+# code only the tools and tests use (the tokenizer-model writer)
+TOOL_LIB = $(BUILD)/libmgtools.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden $(KTEST)
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/%)
@@ -80,30 +82,32 @@ $(BUILD)/kernels/%.o: kernels/%.cu
 # Switching CUDA on or off rebuilds what depends on MG_HAVE_CUDA.
 $(BUILD)/cuda-$(CUDA).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
-$(BUILD)/src/model.o $(BUILD)/bench/bench_gpu.o: $(BUILD)/cuda-$(CUDA).stamp
+$(BUILD)/src/runtime/model.o $(BUILD)/bench/bench_gpu.o: $(BUILD)/cuda-$(CUDA).stamp
 $(BUILD)/mg-kernel-test: $(BUILD)/kernels/kernel_test.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
+$(TOOL_LIB): $(BUILD)/tools/spm_write.o
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/musicgen: $(BUILD)/tools/musicgen.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
-$(BUILD)/musicgen-mkmodel: $(BUILD)/tools/mkmodel.o $(LIB)
+$(BUILD)/musicgen-mkmodel: $(BUILD)/tools/mkmodel.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 GOLDEN_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/golden*.c))
 $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
-$(BUILD)/test_%: $(BUILD)/tests/test_%.o $(LIB)
+$(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
-$(BUILD)/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(LIB)
+$(BUILD)/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 # LD_PRELOAD allocation-failure injection for the nginx fault tests (never in the module).
 $(BUILD)/libmgfault.so: tests/fault_malloc.c
 	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
 # The engine's allocations (calls from libmusicgen.a) go through the test's fault hook.
 FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
-$(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(LIB)
+$(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(FAULT_WRAP)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
@@ -198,7 +202,7 @@ $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
 
 module: $(MODULE)
-$(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*.h src/cpu/*.h) $(CU_OBJ) \
+$(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*/*.h) $(CU_OBJ) \
            $(BUILD)/cuda-$(CUDA).stamp
 	@test -x $(NGINX_SRC)/configure || { echo "no nginx source at $(NGINX_SRC): apt-get install nginx-dev, or set NGINX_SRC"; exit 1; }
 	@if [ ! -f $(BUILD)/nginx/Makefile ] || [ $(BUILD)/cuda-$(CUDA).stamp -nt $(BUILD)/nginx/Makefile ] \
@@ -240,8 +244,9 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 15
 FUZZ_SPIECE  ?= $(wildcard $(GOLDEN)/tiny-a/spiece.model)
-FUZZ_LIB_SRC  = src/error.c src/request.c src/prompt.c src/audio.c src/resample.c src/base64.c \
-                src/safetensors.c src/config.c src/spm_model.c src/tokenizer.c src/spm_write.c
+FUZZ_LIB_SRC  = src/base/error.c src/service/request.c src/service/prompt.c src/io/audio.c \
+                src/io/resample.c src/service/base64.c src/io/safetensors.c src/io/config.c \
+                src/io/spm_model.c src/io/tokenizer.c tools/spm_write.c
 FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
                 -fno-sanitize-recover=undefined
 FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))

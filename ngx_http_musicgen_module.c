@@ -16,10 +16,10 @@
 #include <ngx_http.h>
 #include <ngx_thread_pool.h>
 
-#include "job.h"
-#include "model.h"
-#include "request.h"
-#include "safetensors.h"
+#include "service/job.h"
+#include "runtime/model.h"
+#include "service/request.h"
+#include "io/safetensors.h"
 
 #if !(NGX_THREADS)
 #error ngx_http_musicgen_module needs nginx built --with-threads

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "musicgen.h"
+#include "runtime/musicgen.h"
 
 #define DIE(...) (fprintf(stderr, "bench_batch: " __VA_ARGS__), fprintf(stderr, "\n"), exit(1))
 

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "cpu/cpu.h"
-#include "model.h"
+#include "runtime/model.h"
 
 static double now_ms(void)
 {

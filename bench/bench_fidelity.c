@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "runtime/model.h"
 
 #define DIE(...) do { fprintf(stderr, "bench_fidelity: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model.h"
+#include "runtime/model.h"
 
 #define DIE(...) do { fprintf(stderr, "bench-gpu: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
 

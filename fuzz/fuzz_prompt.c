@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prompt.h"
+#include "service/prompt.h"
 
 #define MAX_FIELDS 24
 

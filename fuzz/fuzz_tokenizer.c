@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spm_write.h"
-#include "tokenizer.h"
+#include "../tools/spm_write.h"
+#include "io/tokenizer.h"
 
 static mg_tokenizer *fuzz_tok; /* loaded once: the target is the encoder, not the loader */
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 extern "C" {
-#include "backend.h"
+#include "backend/backend.h"
 }
 
 /* One recorded kernel launch. Ops do not launch: they append commands (and

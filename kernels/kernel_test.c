@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "../tests/check.h"
-#include "backend.h"
+#include "backend/backend.h"
 
 typedef struct {
     mg_backend *cpu, *gpu;

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audio.h"
-#include "base64.h"
+#include "io/audio.h"
+#include "service/base64.h"
 #include "check.h"
-#include "resample.h"
+#include "io/resample.h"
 
 #define RATE 32000
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "../kernels/conv_mma.h"
-#include "backend.h"
+#include "backend/backend.h"
 #include "check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;

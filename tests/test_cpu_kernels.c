@@ -7,7 +7,7 @@
 #include "check.h"
 #include "cpu/cpu.h"
 #include "cpu/cpu_quant.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 static float rnd(uint64_t *s)
 {

@@ -12,14 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "cpu/cpu.h"
 #include "cpu/cpu_quant.h"
 #include "check.h"
-#include "config.h"
-#include "encodec.h"
-#include "loader.h"
-#include "safetensors.h"
+#include "io/config.h"
+#include "model/encodec.h"
+#include "io/loader.h"
+#include "io/safetensors.h"
 
 static const char *MODELS[] = {"tiny-a", "tiny-proj"};
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "job.h"
+#include "service/job.h"
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);

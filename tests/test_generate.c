@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "delay.h"
-#include "model.h"
-#include "sampling.h"
-#include "scheduler.h"
+#include "model/delay.h"
+#include "runtime/model.h"
+#include "model/sampling.h"
+#include "runtime/scheduler.h"
 
 #include <pthread.h>
 

@@ -3,7 +3,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "job.h"
+#include "service/job.h"
 
 static void test_error_json(void)
 {

@@ -3,8 +3,8 @@
 #include <sys/stat.h>
 
 #include "check.h"
-#include "config.h"
-#include "model.h"
+#include "io/config.h"
+#include "runtime/model.h"
 #include "test_util.h"
 
 static char golden_a[4096];

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "safetensors_write.h"
-#include "spm_write.h"
+#include "io/safetensors_write.h"
+#include "../tools/spm_write.h"
 
 static char tool[4096];
 static char tmpdir[] = "/tmp/test_mkmodel.XXXXXX";

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "prompt.h"
+#include "service/prompt.h"
 
 static int count_words(const char *s)
 {

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "model.h"
-#include "musicgen.h"
+#include "runtime/model.h"
+#include "runtime/musicgen.h"
 #include "test_util.h"
 
 /* Test-only state of the wrapped backend. */

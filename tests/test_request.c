@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "request.h"
+#include "service/request.h"
 
 static const mg_request_limits LIM = {
     .max_duration = 30, .default_duration = 10, .default_format = MG_AUDIO_WAV,

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "spm_model.h"
-#include "tokenizer.h"
+#include "io/spm_model.h"
+#include "io/tokenizer.h"
 
 /* ---- a tiny protobuf writer for synthetic models ----------------------------- */
 

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "musicgen.h"
-#include "safetensors.h"
-#include "safetensors_write.h"
+#include "runtime/musicgen.h"
+#include "io/safetensors.h"
+#include "io/safetensors_write.h"
 
 /* Copies a file; returns 0 on success. */
 static inline int tu_copy(const char *from, const char *to)

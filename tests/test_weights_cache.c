@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "model.h"
-#include "musicgen.h"
+#include "runtime/model.h"
+#include "runtime/musicgen.h"
 #include "test_util.h"
 
 /* Greedy codes of a short generation; NULL on failure. */

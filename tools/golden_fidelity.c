@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "runtime/model.h"
 
 typedef struct {
     float   *raw;     /* [steps, raw_rows, V] */

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "delay.h"
-#include "model.h"
+#include "model/delay.h"
+#include "runtime/model.h"
 
 /* --- computed tensors, by golden name ("file:name") --- */
 typedef struct {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "golden.h"
-#include "tokenizer.h"
+#include "io/tokenizer.h"
 
 /* "[a,b,c]" into out (cut short with "..." when it does not fit). */
 static void format_ids(char *out, size_t cap, const int32_t *ids, int n)

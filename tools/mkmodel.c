@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "safetensors_write.h"
+#include "base/error.h"
+#include "io/safetensors_write.h"
 #include "spm_write.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

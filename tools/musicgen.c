@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "audio.h"
-#include "musicgen.h"
+#include "io/audio.h"
+#include "runtime/musicgen.h"
 
 static void usage(FILE *f)
 {

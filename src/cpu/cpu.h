@@ -4,7 +4,7 @@
 #ifndef MG_CPU_H
 #define MG_CPU_H
 #include <pthread.h>
-#include "backend.h"
+#include "backend/backend.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/cpu_pool.h"
 

@@ -7,7 +7,7 @@
  * masked row then softmaxes to a uniform distribution, never 0/0. */
 #include "cpu/cpu.h"
 #include "cpu/cpu_quant.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <float.h>
 #include <math.h>

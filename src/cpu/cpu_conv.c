@@ -11,7 +11,7 @@
  * the LSTM's recurrent step runs several rows x batch items per pass, over
  * F32 or (bf16/q8 models) BF16 recurrent weights. */
 #include "cpu/cpu.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * read like the math; loops are shaped so the compiler can vectorise them. */
 #include "cpu/cpu.h"
 #include "cpu/cpu_quant.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <float.h>
 #include <math.h>

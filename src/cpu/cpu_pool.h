@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* fn runs over [i0, i1) of a range split across the workers. */
 #define MG_POOL_CLOSED (1 << 30)

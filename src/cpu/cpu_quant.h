@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 enum {
     MG_PANEL_ROWS = 4, MG_Q8_BLOCK = 32, MG_BF16_CHUNK = 32,

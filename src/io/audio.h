@@ -1,0 +1,33 @@
+/* Encoding mono float audio into an in-memory file (WAV, FLAC, Ogg/Opus, MP3)
+ * with libsndfile's virtual I/O; nothing touches the filesystem. */
+#ifndef MG_AUDIO_H
+#define MG_AUDIO_H
+#include <stddef.h>
+#include <stdint.h>
+#include "base/error.h"
+
+typedef enum { MG_AUDIO_WAV, MG_AUDIO_FLAC, MG_AUDIO_OGG, MG_AUDIO_MP3 } mg_audio_format;
+
+/* Parses name[0..len) (not necessarily NUL-terminated), case-insensitive:
+ * "wav", "flac", "ogg" (Ogg/Opus; "opus" is accepted too), "mp3".
+ * The error message names the rejected value. */
+mg_code mg_audio_format_parse(const char *name, size_t len, mg_audio_format *out, mg_error *err);
+/* "wav", "flac", "ogg", "mp3" ("unknown" for anything else). */
+const char *mg_audio_format_name(mg_audio_format f);
+/* audio/wav, audio/flac, audio/ogg, audio/mpeg. */
+const char *mg_audio_mime(mg_audio_format f);
+
+/* Encodes samples[0..n) (mono, sample_rate Hz) as format f.
+ *   WAV:  16-bit PCM.          FLAC: 16-bit.
+ *   OGG:  Opus; audio is resampled to 48 kHz unless already at an Opus rate
+ *         (8/12/16/24/48 kHz), see resample.h.
+ *   MP3:  MPEG Layer III (VBR) at the given rate if MPEG has it (32 kHz
+ *         does), else resampled to 48 kHz.
+ * Samples are clipped to [-1, 1] (NaN becomes 0) so loud output cannot wrap.
+ * n == 0 gives a valid file with no audio. On success *out is malloc'd
+ * (*out_len bytes, caller frees). A codec this libsndfile build cannot write
+ * gives MG_ERR_UNSUPPORTED with libsndfile's message. */
+mg_code mg_audio_encode(const float *samples, size_t n, int sample_rate, mg_audio_format f,
+                        uint8_t **out, size_t *out_len, mg_error *err);
+
+#endif

@@ -1,0 +1,95 @@
+/* libmusicgen: text-to-music with Meta's MusicGen (Hugging Face layout), in C.
+ * The one header front ends (CLI, nginx module, tests, benchmarks) include. */
+#ifndef MUSICGEN_H
+#define MUSICGEN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "base/error.h"
+#include "io/config.h"
+#include "model/sampling.h"
+
+/* A model may be shared by threads: concurrent generations are decoded
+ * together, one batched step for all of them (continuous batching, up to
+ * max_batch at once; more wait). A generation's output depends only on its
+ * own prompt, parameters and seed, never on what runs beside it. */
+typedef struct mg_model mg_model;
+
+#define MG_MAX_BATCH 64   /* prompts per mg_generate call, and generations per step */
+#define MG_DEFAULT_BATCH 8
+
+typedef struct {
+    int         n_threads;   /* CPU workers; <= 0: all cores */
+    const char *device;      /* "cpu" (NULL = "cpu"), "cuda", "cuda:N", "auto" */
+    const char *dtype;       /* matrix weight format: "f32", "bf16", "q8" (CPU only); NULL:
+                              * f32 on the CPU, bf16 on CUDA */
+    int         max_batch;   /* generations decoded together (<= 0: MG_DEFAULT_BATCH) */
+    /* Folder where converted bf16/q8 CPU weights are cached between loads
+     * (weights_cache.h), as <folder name>-<path hash>.<dtype>.musicgen-cache.safetensors;
+     * NULL or "off": convert at every load. */
+    const char *weights_cache;
+} mg_model_options;
+
+/* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and
+ * spiece.model (optional: without it only token-id input works). */
+mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,
+                      mg_error *err);
+void    mg_model_free(mg_model *m);
+const mg_config *mg_model_config(const mg_model *m);
+/* What the load did with the converted-weights cache (mapped, written, not
+ * written and why), or "" when there was none to use: for the log. */
+const char *mg_model_load_note(const mg_model *m);
+/* The backend the model runs on ("cpu", "cuda:0", ...) and its weight format. */
+const char *mg_model_device(const mg_model *m);
+const char *mg_model_dtype(const mg_model *m);
+/* Generations being decoded now, and waiting to join the batch. */
+void        mg_model_activity(const mg_model *m, int *running, int *waiting);
+int     mg_model_has_tokenizer(const mg_model *m);
+
+typedef struct {
+    float       duration;        /* seconds of audio (used when max_new_tokens == 0) */
+    int         max_new_tokens;  /* decoder steps; frames = max_new_tokens + 1 - K */
+    mg_sampling sampling;
+    uint64_t    seed;
+} mg_gen_params;
+
+/* Defaults from generation_config.json (do_sample, top_k, guidance, ...). */
+void mg_gen_params_default(const mg_model *m, mg_gen_params *p);
+/* Frames and decoder steps for a duration; error if the model cannot make it. */
+mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int *frames,
+                     mg_error *err);
+
+/* Called after every decode step; return non-zero to cancel. */
+typedef int (*mg_progress_fn)(void *ud, int step, int total);
+/* Observer of each step (golden checks): raw logits [raw_rows, V] (cond rows
+ * then uncond rows under guidance), processed scores and chosen tokens
+ * [rows, V] / [rows] before the delay pattern overwrites forced columns. */
+typedef void (*mg_step_fn)(void *ud, int step, const float *raw, int raw_rows,
+                           const float *scores, const int32_t *tokens, int rows, int V);
+
+typedef struct {
+    int      batch, frames, total;  /* total = decoder columns (1 + steps) */
+    int32_t *sequence;   /* [batch*K, total] delay layout after the final pad overwrite */
+    int32_t *codes;      /* [batch, K, frames] */
+    float   *audio;      /* [batch, frames*hop] */
+    size_t   n_samples;  /* per batch item */
+    int      sample_rate;
+    double   t5_ms, decode_ms, encodec_ms;
+    int      steps;
+} mg_gen_result;
+
+typedef struct {
+    mg_progress_fn progress;
+    mg_step_fn     on_step;
+    void          *ud;
+    int            skip_audio; /* stop after the codes (no EnCodec) */
+} mg_gen_hooks;
+
+/* Prompts -> audio. */
+mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg_gen_params *p,
+                    const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err);
+/* Token ids (right-padded, mask 1/0) -> audio. */
+mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
+                        int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
+                        mg_gen_result *res, mg_error *err);
+void    mg_gen_result_free(mg_gen_result *res);
+#endif

@@ -1,0 +1,315 @@
+#include "runtime/scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/model.h"
+#include "cpu/cpu_pool.h"
+
+struct mg_sched {
+    mg_model        *m;
+    int              max_batch;
+    pthread_t        thread;
+    pthread_mutex_t  lock;       /* queue, counters, stop, each job's done */
+    pthread_cond_t   wake;       /* work arrived or stop */
+    pthread_cond_t   done;       /* some job finished */
+    mg_gen_job      *head, *tail;
+    int              n_waiting, n_running;
+    int              stop;
+    /* owned by the thread */
+    mg_gen_job     **active;
+    mg_dec_state   **states;
+    const int32_t  **ids;
+    mg_tensor      **logits;
+    mg_select_call  *calls;      /* the step's joint token selection */
+    uint8_t         *selected;   /* per active job: its tokens came from calls */
+    mg_gen_job     **ending;     /* finished this step, waiting for their audio */
+    mg_gen_job     **ending_rest; /* scratch: ending ones of other frame counts */
+    mg_dec_batch     work;
+};
+
+/* A running job is done: it stops counting as running in the same critical
+ * section that wakes its caller, so a status read after the response never
+ * sees it still running. */
+static void finish(mg_sched *s, mg_gen_job *j, mg_code rc)
+{
+    pthread_mutex_lock(&s->lock);
+    s->n_running--;
+    j->rc = rc;
+    j->done = 1;
+    pthread_cond_broadcast(&s->done);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Fails every active job with the step's error (a backend failure is not
+ * any one job's fault, and leaves no job a consistent state). */
+static void fail_active(mg_sched *s, int n, mg_code rc, const mg_error *e)
+{
+    for (int i = 0; i < n; i++) {
+        mg_gen_job *j = s->active[i];
+        if (j->err && e)
+            *j->err = *e;
+        mg_gen_job_release(s->m, j);
+        finish(s, j, rc);
+    }
+}
+
+/* After a failure, with m->run held: when the device is lost, every active
+ * job's state died with it. They fail (their caller may retry), the step's
+ * workspace goes, and the model re-creates its backend; returns the number
+ * of active jobs left (0 then, else n). */
+static int recover_if_lost(mg_sched *s, int n)
+{
+    mg_model *m = s->m;
+    if (!mg_model_device_lost(m))
+        return n;
+    mg_error e = {0};
+    mg_fail(&e, MG_ERR_DEVICE, "the device failed while this generation ran; it was re-initialised");
+    fail_active(s, n, MG_ERR_DEVICE, &e);
+    mg_dec_batch_free(&s->work);
+    mg_error re = {0};
+    mg_model_recover(m, &re); /* on failure the model is broken: admissions fail fast */
+    return 0;
+}
+
+static void *sched_main(void *arg)
+{
+    mg_sched *s = arg;
+    mg_model *m = s->m;
+    int n = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->stop && !s->head && n == 0)
+            pthread_cond_wait(&s->wake, &s->lock);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        /* admit waiting jobs between steps */
+        while (s->head && n < s->max_batch) {
+            mg_gen_job *j = s->head;
+            s->head = j->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->n_waiting--;
+            s->n_running++;
+            pthread_mutex_unlock(&s->lock);
+            pthread_mutex_lock(&m->run);
+            mg_code rc = m->broken ? mg_fail(j->err, MG_ERR_DEVICE,
+                                             "the device was lost and could not be re-initialised: %s",
+                                             m->broken_msg)
+                                   : mg_gen_job_start(m, j);
+            if (rc == MG_OK)
+                s->active[n++] = j;
+            else {
+                mg_gen_job_release(m, j);
+                finish(s, j, rc);
+                n = recover_if_lost(s, n);
+            }
+            pthread_mutex_unlock(&m->run);
+            pthread_mutex_lock(&s->lock);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (n == 0)
+            continue;
+
+        /* one step for every active job */
+        for (int i = 0; i < n; i++) {
+            s->states[i] = &s->active[i]->st;
+            s->ids[i] = s->active[i]->step_ids;
+            s->logits[i] = s->active[i]->logits;
+        }
+        mg_error e = {0};
+        pthread_mutex_lock(&m->run);
+        mg_code rc = mg_decoder_step(&m->dec, &s->work, s->states, n, s->ids, s->logits, &e);
+        if (rc != MG_OK) {
+            fail_active(s, n, rc, &e);
+            recover_if_lost(s, 0);
+            pthread_mutex_unlock(&m->run);
+            n = 0;
+            continue;
+        }
+        /* every generation's tokens in one backend call (one device wait),
+         * except those whose step hook reads the scores */
+        int n_calls = 0;
+        for (int i = 0; i < n; i++) {
+            s->selected[i] = (uint8_t)mg_gen_job_select_call(m, s->active[i], &s->calls[n_calls]);
+            n_calls += s->selected[i];
+        }
+        mg_code sel = n_calls ? mg_select_tokens_many(m->be, n_calls, s->calls, m->cfg.dec_vocab, &e)
+                              : MG_OK;
+        int kept = 0, failed = 0, n_ending = 0;
+        for (int i = 0; i < n; i++) {
+            mg_gen_job *j = s->active[i];
+            if (s->selected[i] && sel != MG_OK) {
+                if (j->err)
+                    *j->err = e;
+                rc = sel;
+            } else {
+                rc = mg_gen_job_after_step(m, j, s->selected[i]);
+            }
+            if (rc == MG_OK && j->t < j->steps) {
+                s->active[kept++] = j;
+                continue;
+            }
+            if (rc == MG_OK && m->be->encodec_batch_jobs) {
+                int needs_audio;
+                rc = mg_gen_job_codes(m, j, &needs_audio);
+                if (rc == MG_OK && needs_audio) {
+                    s->ending[n_ending++] = j;
+                    continue;
+                }
+            } else if (rc == MG_OK) {
+                rc = mg_gen_job_finish(m, j);
+            }
+            failed |= rc != MG_OK;
+            mg_gen_job_release(m, j);
+            finish(s, j, rc);
+        }
+        /* the audio of those that ended together: one EnCodec batch per
+         * frame count */
+        while (n_ending > 0) {
+            int frames = s->ending[0]->frames, group = 0, rest = 0;
+            for (int i = 0; i < n_ending; i++) {
+                mg_gen_job *j = s->ending[i];
+                if (j->frames == frames)
+                    s->ending[group++] = j;
+                else
+                    s->ending_rest[rest++] = j;
+            }
+            rc = mg_gen_jobs_audio(m, s->ending, group);
+            failed |= rc != MG_OK;
+            for (int i = 0; i < group; i++) {
+                mg_gen_job_release(m, s->ending[i]);
+                finish(s, s->ending[i], rc);
+            }
+            memcpy(s->ending, s->ending_rest, (size_t)rest * sizeof *s->ending);
+            n_ending = rest;
+        }
+        /* a lost device also ends the jobs that are still running */
+        n = failed ? recover_if_lost(s, kept) : kept;
+        pthread_mutex_unlock(&m->run);
+    }
+    /* stopping: whatever is left ends cancelled */
+    mg_error e = {0};
+    mg_fail(&e, MG_ERR_CANCELLED, "the model is shutting down");
+    fail_active(s, n, MG_ERR_CANCELLED, &e);
+    pthread_mutex_lock(&s->lock);
+    while (s->head) {
+        mg_gen_job *j = s->head;
+        s->head = j->next;
+        if (j->err)
+            *j->err = e;
+        j->rc = MG_ERR_CANCELLED;
+        j->done = 1;
+    }
+    s->tail = NULL;
+    s->n_waiting = s->n_running = 0;
+    pthread_cond_broadcast(&s->done);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void free_arrays(mg_sched *s)
+{
+    free(s->active);
+    free(s->states);
+    free(s->ids);
+    free(s->logits);
+    free(s->calls);
+    free(s->selected);
+    free(s->ending);
+    free(s->ending_rest);
+    free(s);
+}
+
+mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > MG_MAX_BATCH)
+        return mg_fail_field(err, MG_ERR_INVALID, "max_batch", "max_batch: must be in [1, %d]",
+                             MG_MAX_BATCH);
+    mg_sched *s = calloc(1, sizeof *s);
+    if (!s)
+        return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
+    s->m = m;
+    s->max_batch = max_batch;
+    s->active = calloc((size_t)max_batch, sizeof *s->active);
+    s->states = calloc((size_t)max_batch, sizeof *s->states);
+    s->ids = calloc((size_t)max_batch, sizeof *s->ids);
+    s->logits = calloc((size_t)max_batch, sizeof *s->logits);
+    s->calls = calloc((size_t)max_batch, sizeof *s->calls);
+    s->selected = calloc((size_t)max_batch, sizeof *s->selected);
+    s->ending = calloc((size_t)max_batch, sizeof *s->ending);
+    s->ending_rest = calloc((size_t)max_batch, sizeof *s->ending_rest);
+    if (!s->active || !s->states || !s->ids || !s->logits || !s->calls || !s->selected ||
+        !s->ending || !s->ending_rest) {
+        free_arrays(s);
+        return mg_fail(err, MG_ERR_NOMEM, "scheduler: out of memory");
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->done, NULL);
+    /* the scheduler thread runs kernels too (cpu_pool.h) */
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0;
+    int have_attr = attr_ok && pthread_attr_setstacksize(&attr, MG_KERNEL_THREAD_STACK) == 0;
+    int started = pthread_create(&s->thread, have_attr ? &attr : NULL, sched_main, s) == 0;
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
+    if (!started) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->done);
+        free_arrays(s);
+        return mg_fail(err, MG_ERR_NOMEM, "scheduler: cannot start its thread");
+    }
+    *out = s;
+    return MG_OK;
+}
+
+void mg_sched_destroy(mg_sched *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    mg_dec_batch_free(&s->work);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->done);
+    free_arrays(s);
+}
+
+mg_code mg_sched_run(mg_sched *s, mg_gen_job *j)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->lock);
+        return mg_fail(j->err, MG_ERR_CANCELLED, "the model is shutting down");
+    }
+    j->done = 0;
+    j->next = NULL;
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    s->n_waiting++;
+    pthread_cond_signal(&s->wake);
+    while (!j->done)
+        pthread_cond_wait(&s->done, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    return j->rc;
+}
+
+void mg_sched_load(mg_sched *s, int *running, int *waiting)
+{
+    pthread_mutex_lock(&s->lock);
+    *running = s->n_running;
+    *waiting = s->n_waiting;
+    pthread_mutex_unlock(&s->lock);
+}

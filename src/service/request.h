@@ -1,0 +1,95 @@
+/* Generation requests: a JSON body (POST) or a URL-encoded query string (GET)
+ * parsed and validated into an mg_request. Pure functions over a byte buffer
+ * with an explicit length: no reads past len, no NUL terminator needed.
+ *
+ * Fields (JSON names; the query string uses the same names):
+ *   prompt          string, 1..500 characters (code points) after trimming ASCII
+ *                   whitespace; no control characters other than tab/CR/LF
+ *   duration        number, 1..lim->max_duration seconds (default lim->default_duration)
+ *   temperature     number, 0.1..2
+ *   top_k           integer, 0..lim->max_top_k (0: off)
+ *   top_p           number, (0, 1]
+ *   guidance_scale  number, 0..lim->max_guidance
+ *   seed            integer, 0..2^53
+ *   format          "wav" | "flac" | "ogg" ("opus") | "mp3", any case (default lim->default_format)
+ * Analysis form (a photo front end's; turned into a prompt by prompt.h):
+ *   mood            string          energy                number 0..10
+ *   genres          array of strings (at most 8)
+ *   tempo_bpm       number 20..300  (also "tempo" or "tempoBpm"; one of them)
+ *   styleLevel      number 0..10    (also "style_level")
+ *   vocalType       string          (also "vocal_type")
+ *   instruments     array of strings (at most 8)
+ * Analysis strings are 1..100 characters after trimming; list items too.
+ * The analysis fields may instead sit in an "analysis" object (errors then name
+ * "analysis.mood", ...); giving them both there and at the top level is an error.
+ *
+ * Decisions:
+ *  - Sampling fields not given keep has_* = 0: the caller applies its own
+ *    defaults (the model's generation config, nginx directives).
+ *  - null counts as not given, for every field.
+ *  - Both a prompt and analysis fields: the prompt wins and from_analysis is 0;
+ *    the analysis fields are still validated (a bad value is still an error).
+ *  - Neither: an error naming "prompt". An empty or blank prompt is always an
+ *    error, even when analysis fields are present.
+ *  - Duplicate keys are rejected (JSON: JSON_REJECT_DUPLICATES; query: a key
+ *    given twice), and so are two spellings of one field ("tempo" and
+ *    "tempo_bpm"); the error names the key.
+ *  - Unknown keys are rejected, naming the key, so that typos ("temprature")
+ *    do not pass silently. Only these known front-end extras are ignored, at
+ *    the top level and inside "analysis": description, caption, title, colors,
+ *    dominantColors, objects, scene, tags, confidence, timestamp, id, version,
+ *    key. The query string also ignores "raw" (not even decoded).
+ *  - Numbers: JSON numbers only (a numeric string in JSON is a type error);
+ *    integers may be written 40 or 40.0. Query values use the JSON number
+ *    grammar (no "nan", "inf", hex or leading '+'); anything non-finite is
+ *    rejected. Query list fields are comma-separated ("genres=rock,jazz").
+ *  - Query strings: '&' separates pairs, '+' is a space, %XX is a byte; a bad
+ *    escape, %00, or invalid UTF-8 after decoding is an error naming the key.
+ *
+ * Errors are MG_ERR_INVALID with err->field set to the key at fault ("" when
+ * the body is not JSON or not an object), or MG_ERR_NOMEM. */
+#ifndef MG_REQUEST_H
+#define MG_REQUEST_H
+#include <stddef.h>
+#include <stdint.h>
+#include "io/audio.h"
+#include "base/error.h"
+
+#define MG_PROMPT_MAX_CHARS 500
+#define MG_SEED_MAX         9007199254740992.0  /* 2^53 */
+
+typedef struct {
+    float           max_duration;      /* seconds, >= 1 */
+    float           default_duration;  /* seconds, 1..max_duration */
+    mg_audio_format default_format;
+    int             max_top_k;         /* vocabulary size; <= 0: 2048 */
+    float           max_guidance;      /* <= 0: 10 */
+} mg_request_limits;
+
+typedef struct {
+    char           *prompt;          /* malloc'd, trimmed; from the analysis if from_analysis */
+    int             from_analysis;
+    float           duration;
+    int             has_temperature;
+    float           temperature;
+    int             has_top_k;
+    int             top_k;
+    int             has_top_p;
+    float           top_p;
+    int             has_guidance;
+    float           guidance_scale;
+    int             has_seed;
+    uint64_t        seed;
+    mg_audio_format format;
+} mg_request;
+
+/* body[0..len): a JSON object. On error *req holds nothing to free. */
+mg_code mg_request_parse_json(const char *body, size_t len, const mg_request_limits *lim,
+                              mg_request *req, mg_error *err);
+/* args[0..len): "a=b&c=d" (no leading '?'), same fields and validation. */
+mg_code mg_request_parse_query(const char *args, size_t len, const mg_request_limits *lim,
+                               mg_request *req, mg_error *err);
+/* Frees req->prompt; safe on a zeroed or already-freed request. */
+void    mg_request_free(mg_request *req);
+
+#endif
