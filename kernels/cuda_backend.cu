@@ -752,8 +752,8 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     /* generations finishing together share one EnCodec batch (the ops are
      * the ones a batched generate already runs: bench-gpu's 64-prompt call) */
     cb->base.encodec_batch_jobs = 1;
-    /* Opt-in until mg-kernel-test and the golden parity have run them on a
-     * GPU (written in a session without one): BF16 EnCodec weights on the
+    /* Opt-in because they have never run on a GPU: on by default once
+     * mg-kernel-test and the golden parity pass there. BF16 EnCodec weights on the
      * tensor cores (conv.cu), BF16 self-attention caches for bf16 models
      * (attention.cu reads them, the row copies round into them): a batched
      * step's attention reads F32 caches of 24 layers x 2 x 4 KB per position

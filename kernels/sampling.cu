@@ -1,6 +1,6 @@
 /* Token selection on the device, one block per row: guidance mixing,
  * temperature, top-k, top-p, softmax and the inverse-CDF draw with the same
- * counter-based uniform as src/sampling.c, so a CPU and a GPU run draw the
+ * counter-based uniform as src/model/sampling.c, so a CPU and a GPU run draw the
  * same numbers. Only the chosen tokens (and, when asked, the processed
  * scores) come back to the host.
  *

@@ -1051,7 +1051,7 @@ static void check_ops(void)
 
 /* The reduced-precision EnCodec of a bf16 model (BF16 recurrent weights and,
  * with AVX512-BF16, BF16 convolutions and LSTM input weights) and of a q8
- * model (the same, with W_hh a Q8 matrix; src/encodec.c): the SNR of its
+ * model (the same, with W_hh a Q8 matrix; src/model/encodec.c): the SNR of its
  * audio against the F32 model's, printed, and at least 40 dB. */
 static void check_reduced_fidelity(const char *dir, mg_dtype dt)
 {

@@ -111,7 +111,7 @@ static int has_hidden(const char *dir)
     return found;
 }
 
-/* ---- safetensors reading (minimal, independent of src/safetensors.c) --- */
+/* ---- safetensors reading (minimal, independent of src/io/safetensors.c) --- */
 
 typedef struct {
     uint8_t *buf;

@@ -1,4 +1,4 @@
-/* The converted-weights cache (src/weights_cache.c): written on the first
+/* The converted-weights cache (src/io/weights_cache.c): written on the first
  * bf16/q8 load, mapped on the next (weights used in place, the same codes
  * bit for bit), rebuilt when damaged or made for another model file, a note
  * (not an error) when the folder is not writable, absent when off. */

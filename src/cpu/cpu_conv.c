@@ -1361,7 +1361,7 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
 }
 
 /* The cell's activations with BF16 or Q8 recurrent weights (a reduced-
- * precision model already; see load_lstm in src/encodec.c): vectorised
+ * precision model already; see load_lstm in src/model/encodec.c): vectorised
  * from the ~2 ulp exponentials of cpu_exp_avx512.h instead of libm's scalar
  * calls (a few % of a decode). The scalar versions spell out the same
  * operations (fmaf where the vector code fuses), so every kernel level

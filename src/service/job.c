@@ -87,7 +87,7 @@ static int dump_append(const char *bytes, size_t n, void *data)
 
 /* json_dumps, except that a failed allocation always fails the whole text:
  * jansson's own dumper ignores a failure to append an object key and goes
- * on, leaving a corrupt body (found by tests/test_fault_alloc.c). */
+ * on, leaving a corrupt body (tests/test_fault_alloc.c checks ours never does). */
 static char *dump_json(const json_t *o, size_t *len)
 {
     dump_buf b = {0};
