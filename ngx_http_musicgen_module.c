@@ -17,7 +17,7 @@
 #include <ngx_thread_pool.h>
 
 #include "service/job.h"
-#include "runtime/model.h"
+#include "runtime/musicgen.h"
 #include "service/request.h"
 #include "io/safetensors.h"
 

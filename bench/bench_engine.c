@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "cpu/cpu.h"
-#include "runtime/model.h"
+#include "runtime/model_parts.h"
 
 static double now_ms(void)
 {
@@ -97,17 +97,18 @@ static double read_bandwidth_gbs(mg_backend *be)
 
 /* Weight bytes one decode step reads (the per-layer matrices and the LM
  * heads; embeddings are row gathers, cross-attention K/V are per request). */
-static double decode_weight_bytes(const mg_model *m)
+static double decode_weight_bytes(mg_model *m)
 {
+    mg_decoder *dec = mg_model_decoder(m);
     double b = 0;
-    for (int l = 0; l < m->cfg.dec_layers; l++) {
-        const mg_dec_layer *L = &m->dec.layers[l];
+    for (int l = 0; l < mg_model_config(m)->dec_layers; l++) {
+        const mg_dec_layer *L = &dec->layers[l];
         const mg_tensor *w[] = {L->q, L->k, L->v, L->o, L->cq, L->co, L->fc1, L->fc2};
         for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
             b += (double)w[i]->nbytes;
     }
-    for (int k = 0; k < m->cfg.num_codebooks; k++)
-        b += (double)m->dec.heads[k]->nbytes;
+    for (int k = 0; k < mg_model_config(m)->num_codebooks; k++)
+        b += (double)dec->heads[k]->nbytes;
     return b;
 }
 
@@ -127,16 +128,18 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     if (!out || mg_model_load(&m, dir, &opt, &err) != MG_OK)
         DIE("%s", out ? err.msg : "out of memory");
     double load_ms = now_ms() - t0;
-    const mg_config *c = &m->cfg;
+    const mg_config *c = mg_model_config(m);
+    mg_backend *be = mg_model_backend(m);
+    mg_decoder *dec = mg_model_decoder(m);
     printf("model            %s (decoder %d layers x %d, T5 %d layers x %d), %d threads, %s weights, %s kernels\n",
-           dir, c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, m->be->n_threads, dtype,
-           mg_cpu_isa_name(mg_cpu_backend_isa(m->be)));
+           dir, c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, be->n_threads, dtype,
+           mg_cpu_isa_name(mg_cpu_backend_isa(be)));
     printf("load             %.0f ms\n", load_ms);
     PUT("load_ms", load_ms);
     /* the bandwidth goes first in the f32 run, last in the others, so its
      * 1 GiB buffer never counts in a compressed format's peak RSS */
     int bw_first = !strcmp(dtype, "f32");
-    double bw = bw_first ? read_bandwidth_gbs(m->be) : 0;
+    double bw = bw_first ? read_bandwidth_gbs(be) : 0;
 
     /* T5 on a 20-token prompt */
     enum { S = 20, REPS = 7 };
@@ -147,14 +150,14 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
         mask[i] = 1;
     }
     mg_tensor *last = NULL, *enc = NULL, *enc2 = NULL, *logits = NULL;
-    if (mg_tensor_new2(&last, m->be, S, c->t5_d_model, &err) ||
-        mg_tensor_new2(&enc, m->be, S, c->dec_hidden, &err) ||
-        mg_tensor_new2(&enc2, m->be, 2 * S, c->dec_hidden, &err))
+    if (mg_tensor_new2(&last, be, S, c->t5_d_model, &err) ||
+        mg_tensor_new2(&enc, be, S, c->dec_hidden, &err) ||
+        mg_tensor_new2(&enc2, be, 2 * S, c->dec_hidden, &err))
         DIE("%s", err.msg);
     double times[REPS];
     for (int r = 0; r < REPS; r++) {
         t0 = now_ms();
-        if (mg_t5_encode(&m->t5, ids, mask, 1, S, last, NULL, NULL, &err))
+        if (mg_t5_encode(mg_model_t5(m), ids, mask, 1, S, last, NULL, NULL, &err))
             DIE("%s", err.msg);
         times[r] = now_ms() - t0;
     }
@@ -165,17 +168,17 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     /* decoder steps, batch 1 with guidance = 2 sequences, positions 0..STEPS */
     uint8_t mask2[2 * S] = {0};
     memcpy(mask2, mask, S);
-    if (mg_decoder_project(&m->dec, last, mask, enc, &err))
+    if (mg_decoder_project(dec, last, mask, enc, &err))
         DIE("%s", err.msg);
-    m->be->ops->copy_rows(m->be, enc2, 0, enc, 0, S); /* second half stays zero */
+    be->ops->copy_rows(be, enc2, 0, enc, 0, S); /* second half stays zero */
     enum { STEPS = 250 };
     /* the production path: the scheduler's batched step, one state here */
     mg_dec_state st;
     mg_dec_state *sts[1] = {&st};
     mg_dec_batch wb = {0};
     int K = c->num_codebooks;
-    if (mg_dec_state_init(&m->dec, &st, 2, STEPS, enc2, mask2, S, &err) ||
-        mg_tensor_new2(&logits, m->be, 2 * K, c->dec_vocab, &err))
+    if (mg_dec_state_init(dec, &st, 2, STEPS, enc2, mask2, S, &err) ||
+        mg_tensor_new2(&logits, be, 2 * K, c->dec_vocab, &err))
         DIE("%s", err.msg);
     static double steps[STEPS];
     int32_t step_ids[8] = {0};
@@ -184,7 +187,7 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
         for (int k = 0; k < 2 * K; k++)
             step_ids[k] = (s * 7 + k) % c->dec_vocab;
         t0 = now_ms();
-        if (mg_decoder_step(&m->dec, &wb, sts, 1, ids1, &logits, &err))
+        if (mg_decoder_step(dec, &wb, sts, 1, ids1, &logits, &err))
             DIE("%s", err.msg);
         steps[s] = now_ms() - t0;
     }
@@ -196,7 +199,7 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     PUT("decode_weight_mb", wbytes / 1e6);
     PUT("decode_gbs", gbs);
     mg_dec_batch_free(&wb);
-    mg_dec_state_free(&m->dec, &st);
+    mg_dec_state_free(dec, &st);
 
     /* EnCodec on 5 s of codes */
     int frames = (int)(5.0 * c->sample_rate / c->hop);
@@ -211,7 +214,7 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     double ec_ms = 0, ec_first = 0;
     for (int r = 0; r < 3; r++) {
         t0 = now_ms();
-        if (mg_encodec_decode(m->ec, codes, 1, frames, audio, NULL, NULL, &err))
+        if (mg_encodec_decode(mg_model_encodec(m), codes, 1, frames, audio, NULL, NULL, &err))
             DIE("%s", err.msg);
         double ms = (now_ms() - t0) / 5.0;
         if (r == 0)
@@ -256,8 +259,8 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     printf("peak_rss         %.0f MB\n", rss);
     PUT("peak_rss_mb", rss);
     if (!bw_first)
-        bw = read_bandwidth_gbs(m->be);
-    printf("read_bandwidth   %.1f GB/s (streaming read, %d threads)\n", bw, m->be->n_threads);
+        bw = read_bandwidth_gbs(be);
+    printf("read_bandwidth   %.1f GB/s (streaming read, %d threads)\n", bw, be->n_threads);
     printf("decoder_weights  %.0f MB per step read at %.1f GB/s = %.0f %% of the read bandwidth\n",
            wbytes / 1e6, gbs, 100 * gbs / bw);
     json_object_set_new(out, "read_bandwidth_gbs", json_real(bw));

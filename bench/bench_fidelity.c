@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model.h"
+#include "runtime/model_parts.h"
 
 #define DIE(...) do { fprintf(stderr, "bench_fidelity: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
 
@@ -22,7 +22,9 @@ enum { ENC = 20 };
 /* [2, K, L, V] logits of the fixed run on m (new array) */
 static float *forced_logits(mg_model *m, int L)
 {
-    const mg_config *c = &m->cfg;
+    mg_backend *be = mg_model_backend(m);
+    mg_decoder *dec = mg_model_decoder(m);
+    const mg_config *c = mg_model_config(m);
     int K = c->num_codebooks, V = c->dec_vocab;
     mg_error err = {0};
     int32_t ids[ENC], *codes = malloc((size_t)2 * K * L * sizeof *codes);
@@ -38,19 +40,19 @@ static float *forced_logits(mg_model *m, int L)
     }
     for (int i = 0; i < 2 * K * L; i++)
         codes[i] = i % L == 0 ? c->pad_token : (int32_t)(((uint64_t)i * 2654435761u >> 7) % (uint64_t)V);
-    if (mg_tensor_new2(&last, m->be, 2 * ENC, c->t5_d_model, &err) ||
-        mg_tensor_new2(&enc, m->be, 2 * ENC, c->dec_hidden, &err) ||
-        mg_tensor_new2(&logits, m->be, (int64_t)2 * K * L, V, &err))
+    if (mg_tensor_new2(&last, be, 2 * ENC, c->t5_d_model, &err) ||
+        mg_tensor_new2(&enc, be, 2 * ENC, c->dec_hidden, &err) ||
+        mg_tensor_new2(&logits, be, (int64_t)2 * K * L, V, &err))
         DIE("%s", err.msg);
     /* text row: T5 of the prompt; unconditional row: zeros (masked) */
     mg_tensor cond = mg_tensor_rows_view(last, 0, ENC);
-    if (mg_t5_encode(&m->t5, ids, mask, 1, ENC, &cond, NULL, NULL, &err) ||
-        mg_decoder_project(&m->dec, last, mask2, enc, &err) ||
-        mg_dec_state_init(&m->dec, &st, 2, L, enc, mask2, ENC, &err) ||
-        mg_decoder_forward(&m->dec, &st, codes, L, 0, logits, NULL, NULL, &err) ||
-        m->be->ops->download(m->be, logits, 0, out, (size_t)2 * K * L * V * sizeof *out, &err))
+    if (mg_t5_encode(mg_model_t5(m), ids, mask, 1, ENC, &cond, NULL, NULL, &err) ||
+        mg_decoder_project(dec, last, mask2, enc, &err) ||
+        mg_dec_state_init(dec, &st, 2, L, enc, mask2, ENC, &err) ||
+        mg_decoder_forward(dec, &st, codes, L, 0, logits, NULL, NULL, &err) ||
+        be->ops->download(be, logits, 0, out, (size_t)2 * K * L * V * sizeof *out, &err))
         DIE("%s", err.msg);
-    mg_dec_state_free(&m->dec, &st);
+    mg_dec_state_free(dec, &st);
     mg_tensor_free(last);
     mg_tensor_free(enc);
     mg_tensor_free(logits);
@@ -88,8 +90,9 @@ int main(int argc, char **argv)
         DIE("--columns: between 2 and 1000");
 
     mg_model *m = load(argv[1], "f32", threads);
-    int K = m->cfg.num_codebooks, V = m->cfg.dec_vocab, heads = m->cfg.dec_heads;
-    int head_dim = m->cfg.dec_hidden / heads;
+    const mg_config *c = mg_model_config(m);
+    int K = c->num_codebooks, V = c->dec_vocab, heads = c->dec_heads;
+    int head_dim = c->dec_hidden / heads;
     float *ref = forced_logits(m, L);
     mg_model_free(m);
 
@@ -100,9 +103,10 @@ int main(int argc, char **argv)
     runs[0] = forced_logits(m, L);
     mg_model_free(m);
     m = load(argv[1], "q8", threads);
-    kv8 = m->be->ops->kv_q8row_fits && m->be->ops->kv_q8row_fits(m->be, heads, head_dim, L);
+    mg_backend *be = mg_model_backend(m);
+    kv8 = be->ops->kv_q8row_fits && be->ops->kv_q8row_fits(be, heads, head_dim, L);
     runs[1] = forced_logits(m, L);
-    m->be->kv_q8row = 0;
+    be->kv_q8row = 0;
     runs[2] = forced_logits(m, L);
     mg_model_free(m);
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/model.h"
+#include "runtime/model_parts.h"
 
 #define DIE(...) do { fprintf(stderr, "bench-gpu: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
 
@@ -62,7 +62,9 @@ static double step_weight_bytes(const mg_decoder *d)
  * requests with guidance (2 sequences each), from position 0. */
 static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params *p)
 {
-    const mg_config *c = &m->cfg;
+    mg_backend *be = mg_model_backend(m);
+    mg_decoder *dec = mg_model_decoder(m);
+    const mg_config *c = mg_model_config(m);
     enum { S = 20 };
     int n_seq = 2 * requests, K = c->num_codebooks, V = c->dec_vocab, warm = 3;
     mg_error err = {0};
@@ -82,38 +84,38 @@ static double step_ms(mg_model *m, int requests, int steps, const mg_gen_params 
     mg_dec_state *sts[1] = {&st};
     mg_dec_batch wb = {0};
     const int32_t *ids1[1] = {ids};
-    if (mg_tensor_new2(&enc, m->be, (int64_t)n_seq * S, c->dec_hidden, &err) ||
+    if (mg_tensor_new2(&enc, be, (int64_t)n_seq * S, c->dec_hidden, &err) ||
         mg_tensor_upload_f32(enc, host, &err) ||
-        mg_dec_state_init(&m->dec, &st, n_seq, steps + warm, enc, mask, S, &err) ||
-        mg_tensor_new2(&logits, m->be, (int64_t)n_seq * K, V, &err))
+        mg_dec_state_init(dec, &st, n_seq, steps + warm, enc, mask, S, &err) ||
+        mg_tensor_new2(&logits, be, (int64_t)n_seq * K, V, &err))
         DIE("%s", err.msg);
     uint64_t l0 = 0, r0 = 0, d0 = 0, l1, r1, d1;
     for (int s = 0; s < steps + warm; s++) {
         if (s == warm) {
-            mg_cuda_stats(m->be, &l0, &r0, &d0);
-            mg_cuda_profile_dump(m->be, "(warm-up, discarded)");
+            mg_cuda_stats(be, &l0, &r0, &d0);
+            mg_cuda_profile_dump(be, "(warm-up, discarded)");
         }
         for (int i = 0; i < n_seq * K; i++)
             ids[i] = (s * 31 + i * 7) % V;
         double t0 = now_ms();
-        if (mg_decoder_step(&m->dec, &wb, sts, 1, ids1, &logits, &err) ||
-            m->be->ops->select_tokens(m->be, logits, requests * K, V, &p->sampling, 1, (uint64_t)s,
-                                      NULL, tok, &err))
+        if (mg_decoder_step(dec, &wb, sts, 1, ids1, &logits, &err) ||
+            be->ops->select_tokens(be, logits, requests * K, V, &p->sampling, 1, (uint64_t)s,
+                                   NULL, tok, &err))
             DIE("%s", err.msg);
         if (s >= warm)
             t[s - warm] = now_ms() - t0;
     }
-    mg_cuda_stats(m->be, &l1, &r1, &d1);
+    mg_cuda_stats(be, &l1, &r1, &d1);
     printf("    x%-3d per step: %.1f kernels launched one by one, %.2f graph replays, %.2f direct "
            "segments\n", requests, (double)(l1 - l0) / steps, (double)(r1 - r0) / steps,
            (double)(d1 - d0) / steps);
     char title[64];
     snprintf(title, sizeof title, "decode steps x%d (%d steps)", requests, steps);
-    mg_cuda_profile_dump(m->be, title);
+    mg_cuda_profile_dump(be, title);
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];
     mg_dec_batch_free(&wb);
-    mg_dec_state_free(&m->dec, &st);
+    mg_dec_state_free(dec, &st);
     mg_tensor_free(enc);
     mg_tensor_free(logits);
     free(host); free(mask); free(ids); free(tok); free(t);
@@ -145,7 +147,7 @@ static void generation(mg_model *m, int requests, float seconds, const mg_gen_pa
            res.decode_ms / res.steps, res.steps, res.encodec_ms / 1e3);
     char title[64];
     snprintf(title, sizeof title, "generate x%d", requests);
-    mg_cuda_profile_dump(m->be, title);
+    mg_cuda_profile_dump(mg_model_backend(m), title);
     mg_gen_result_free(&res);
     free(ids);
     free(mask);
@@ -168,12 +170,12 @@ int main(int argc, char **argv)
     double t0 = now_ms();
     if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
         DIE("%s", err.msg);
-    const mg_config *c = &m->cfg;
+    const mg_config *c = mg_model_config(m);
     printf("device           %s, peak memory bandwidth %.0f GB/s\n", name, peak / 1e9);
     printf("model            %s (decoder %d layers x %d, T5 %d layers x %d), weights %s\n", argv[1],
            c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, mg_model_dtype(m));
     printf("load             %.0f ms\n", now_ms() - t0);
-    double bytes = step_weight_bytes(&m->dec);
+    double bytes = step_weight_bytes(mg_model_decoder(m));
     printf("weights/step     %.1f MB of decoder matrices read per decode step\n", bytes / 1e6);
     mg_gen_params p;
     mg_gen_params_default(m, &p);
@@ -188,7 +190,7 @@ int main(int argc, char **argv)
                "sampling) -> %.0f GB/s of weights = %.0f%% of peak\n", reqs[i], ms, 2 * reqs[i],
                bytes / (ms * 1e-3) / 1e9, 100.0 * bytes / (ms * 1e-3) / peak);
     }
-    mg_cuda_profile_dump(m->be, "(before generation, discarded)");
+    mg_cuda_profile_dump(mg_model_backend(m), "(before generation, discarded)");
     generation(m, 1, seconds, &p);
     if (big > 1)
         generation(m, big, seconds, &p);

@@ -10,9 +10,9 @@
 
 #include "check.h"
 #include "model/delay.h"
-#include "runtime/model.h"
+#include "runtime/gen_job_impl.h"
+#include "runtime/model_parts.h"
 #include "model/sampling.h"
-#include "runtime/scheduler.h"
 
 #include <pthread.h>
 
@@ -194,7 +194,7 @@ static int note_load(void *ud, int step, int total)
 {
     batch_run *r = ud;
     int running, waiting;
-    mg_sched_load(r->m->sched, &running, &waiting);
+    mg_model_activity(r->m, &running, &waiting);
     if (running > r->max_running)
         r->max_running = running;
     return 0;
@@ -244,7 +244,7 @@ static void test_batching_is_invisible(const char *dir, const char *dtype, int a
         CHECK(0, "load (%s): %s", dtype, err.msg);
         return;
     }
-    m->be->encodec_batch_jobs = audio_batch;
+    mg_model_backend(m)->encodec_batch_jobs = audio_batch;
     batch_run solo[3], together[3];
     memset(solo, 0, sizeof solo);
     memset(together, 0, sizeof together);
@@ -292,7 +292,9 @@ static void test_batching_is_invisible(const char *dir, const char *dtype, int a
  * column attends over all the columns before it. */
 static float *forced_logits(mg_model *m, int L)
 {
-    const mg_config *c = &m->cfg;
+    const mg_config *c = mg_model_config(m);
+    mg_backend *be = mg_model_backend(m);
+    mg_decoder *dec = mg_model_decoder(m);
     enum { ENC = 3 };
     int K = c->num_codebooks, V = c->dec_vocab;
     int64_t H = c->dec_hidden;
@@ -305,24 +307,24 @@ static float *forced_logits(mg_model *m, int L)
     float *out = malloc((size_t)2 * K * L * V * sizeof *out);
     mg_code rc = ids && out ? MG_OK : MG_ERR_NOMEM;
     if (rc == MG_OK)
-        rc = mg_tensor_new2(&enc, m->be, 2 * ENC, H, &err);
+        rc = mg_tensor_new2(&enc, be, 2 * ENC, H, &err);
     if (rc == MG_OK) {
         float *e = enc->data; /* the CPU backend's tensors are host memory */
         for (int64_t i = 0; i < 2 * ENC * H; i++)
             e[i] = i < ENC * H ? (float)((i * 7919) % 2001) / 1000.0f - 1.0f : 0.0f;
         for (int i = 0; i < 2 * K * L; i++)
             ids[i] = i % L == 0 ? c->pad_token : (i * 37 + i / L) % V;
-        rc = mg_dec_state_init(&m->dec, &st, 2, L, enc, mask, ENC, &err);
+        rc = mg_dec_state_init(dec, &st, 2, L, enc, mask, ENC, &err);
         have_state = rc == MG_OK;
     }
     if (rc == MG_OK)
-        rc = mg_tensor_new2(&logits, m->be, 2 * K * L, V, &err);
+        rc = mg_tensor_new2(&logits, be, 2 * K * L, V, &err);
     if (rc == MG_OK)
-        rc = mg_decoder_forward(&m->dec, &st, ids, L, 0, logits, NULL, NULL, &err);
+        rc = mg_decoder_forward(dec, &st, ids, L, 0, logits, NULL, NULL, &err);
     if (rc == MG_OK)
-        rc = m->be->ops->download(m->be, logits, 0, out, (size_t)2 * K * L * V * sizeof *out, &err);
+        rc = be->ops->download(be, logits, 0, out, (size_t)2 * K * L * V * sizeof *out, &err);
     if (have_state)
-        mg_dec_state_free(&m->dec, &st);
+        mg_dec_state_free(dec, &st);
     mg_tensor_free(enc);
     mg_tensor_free(logits);
     free(ids);
@@ -354,19 +356,21 @@ static void test_q8_attention_caches(const char *tool)
     mg_model_options opt = {.n_threads = 2, .dtype = "q8"}, opt32 = {.n_threads = 2, .dtype = "f32"};
     if (mg_model_load(&m, mdir, &opt, &err) != MG_OK || mg_model_load(&m32, mdir, &opt32, &err) != MG_OK) {
         CHECK(0, "load tiny64: %s", err.msg);
-    } else if (!m->be->ops->kv_q8row_fits(m->be, m->cfg.dec_heads, 64, 2048)) {
+    } else if (!mg_model_backend(m)->ops->kv_q8row_fits(mg_model_backend(m),
+                                                        mg_model_config(m)->dec_heads, 64, 2048)) {
         SKIP("this CPU has no AVX-512 VNNI: q8 models keep BF16 attention caches here");
     } else {
         mg_dec_state ds;
         mg_tensor *enc = NULL;
         uint8_t emask[2] = {1, 1};
-        int have = mg_tensor_new2(&enc, m->be, 2, m->cfg.dec_hidden, &err) == MG_OK &&
-                   mg_dec_state_init(&m->dec, &ds, 1, 8, enc, emask, 2, &err) == MG_OK;
+        int have = mg_tensor_new2(&enc, mg_model_backend(m), 2, mg_model_config(m)->dec_hidden,
+                                  &err) == MG_OK &&
+                   mg_dec_state_init(mg_model_decoder(m), &ds, 1, 8, enc, emask, 2, &err) == MG_OK;
         CHECK(have, "a decoding state: %s", err.msg);
         if (have) {
             CHECK(ds.k_cache[0]->dtype == MG_DT_Q8ROW && ds.v_cache[0]->dtype == MG_DT_Q8ROW,
                   "q8 weights with head_dim 64: 8-bit attention caches");
-            mg_dec_state_free(&m->dec, &ds);
+            mg_dec_state_free(mg_model_decoder(m), &ds);
         }
         mg_tensor_free(enc);
 
@@ -374,11 +378,11 @@ static void test_q8_attention_caches(const char *tool)
         test_batching_is_invisible(mdir, "bf16", 0);
 
         enum { L = 60 };
-        int V = m->cfg.dec_vocab;
+        int V = mg_model_config(m)->dec_vocab;
         float *ref = forced_logits(m32, L), *q8 = forced_logits(m, L);
-        m->be->kv_q8row = 0; /* the same weights with BF16 caches */
+        mg_model_backend(m)->kv_q8row = 0; /* the same weights with BF16 caches */
         float *q8b = forced_logits(m, L);
-        m->be->kv_q8row = 1;
+        mg_model_backend(m)->kv_q8row = 1;
         CHECK(ref && q8 && q8b, "teacher-forced runs");
         if (ref && q8 && q8b) {
             double scale = 0, dev = 0, devb = 0;
@@ -418,8 +422,8 @@ static void test_audio_batch(const char *dir)
     }
     enum { N = 3, FRAMES = 37 };
     const int batch[N] = {2, 1, 1};
-    int K = m->cfg.num_codebooks, V = m->cfg.ec_codebook_size;
-    size_t n_samples = (size_t)FRAMES * m->cfg.hop;
+    int K = mg_model_config(m)->num_codebooks, V = mg_model_config(m)->ec_codebook_size;
+    size_t n_samples = (size_t)FRAMES * mg_model_config(m)->hop;
     mg_gen_result res[N], alone[N];
     mg_error errs[N];
     mg_gen_job jobs[N], *ptr[N];
@@ -445,8 +449,8 @@ static void test_audio_batch(const char *dir)
     }
     CHECK(ok, "out of memory");
     for (int i = 0; ok && i < N; i++) {
-        ok &= mg_encodec_decode(m->ec, res[i].codes, batch[i], FRAMES, alone[i].audio, NULL, NULL,
-                                &err) == MG_OK;
+        ok &= mg_encodec_decode(mg_model_encodec(m), res[i].codes, batch[i], FRAMES,
+                                alone[i].audio, NULL, NULL, &err) == MG_OK;
         CHECK(ok, "alone %d: %s", i, err.msg);
     }
     if (ok) {

@@ -4,7 +4,7 @@
 
 #include "check.h"
 #include "io/config.h"
-#include "runtime/model.h"
+#include "runtime/musicgen.h"
 #include "test_util.h"
 
 static char golden_a[4096];

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "runtime/model.h"
+#include "runtime/recover_impl.h"
 #include "runtime/musicgen.h"
 #include "test_util.h"
 
@@ -30,11 +30,11 @@ static int faulty_lost(mg_backend *be) { return lost; }
 
 static void wrap(mg_model *m, int at)
 {
-    real_ops = m->be->ops;
+    real_ops = m->parts.be->ops;
     faulty_ops = *real_ops;
     faulty_ops.sync = faulty_sync;
     faulty_ops.lost = faulty_lost;
-    m->be->ops = &faulty_ops;
+    m->parts.be->ops = &faulty_ops;
     syncs = 0;
     fail_at = at;
     lost = 0;
@@ -67,7 +67,7 @@ int main(void)
         free(again);
         int total = syncs;
         CHECK(total > 3, "%s: %d syncs per generation", dtypes[d], total);
-        m->be->ops = real_ops;
+        m->parts.be->ops = real_ops;
         int points[3] = {1, total / 2, total};
         for (int i = 0; i < 3 && ref; i++) {
             wrap(m, points[i]);
@@ -83,7 +83,8 @@ int main(void)
                   points[i], e.msg);
             /* (the failed job is answered before the reload; the next one
              * waits for it in the scheduler) */
-            CHECK(m->be && m->be->ops != &faulty_ops && !m->broken && !mg_model_device_lost(m),
+            CHECK(m->parts.be && m->parts.be->ops != &faulty_ops && !m->broken &&
+                      !mg_runtime_device_lost(m),
                   "%s, fault at sync %d: it ran on a new backend", dtypes[d], points[i]);
             free(again);
         }

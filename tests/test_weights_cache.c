@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "runtime/model.h"
+#include "runtime/runtime_impl.h"
 #include "runtime/musicgen.h"
 #include "test_util.h"
 
@@ -40,14 +40,14 @@ static int32_t *load_and_run(const char *dir, const char *dtype, const char *cac
     CHECK(want ? strstr(note, want) != NULL : *note == 0, "%s, cache %s: note '%s', want '%s'",
           dtype, cache ? cache : "(none)", note, want ? want : "");
     /* mapped: the first layer's Q weights live in the cache file's mapping */
-    const uint8_t *q = m->dec.layers[0].q->data, *b = m->wcache.file.buf;
-    int inside = b && q >= b && q < b + m->wcache.file.len;
+    const uint8_t *q = m->parts.dec.layers[0].q->data, *b = m->parts.wcache.file.buf;
+    int inside = b && q >= b && q < b + m->parts.wcache.file.len;
     CHECK(inside == in_place, "%s, cache %s: weights %s the cache mapping", dtype,
           cache ? cache : "(none)", in_place ? "inside" : "outside");
     /* every cached matrix starts 8-byte aligned: bf16 is never copied out */
     int aligned = 1;
-    for (size_t i = 0; inside && i < m->wcache.file.n; i++)
-        aligned &= (uintptr_t)m->wcache.file.tensors[i].data % 8 == 0;
+    for (size_t i = 0; inside && i < m->parts.wcache.file.n; i++)
+        aligned &= (uintptr_t)m->parts.wcache.file.tensors[i].data % 8 == 0;
     CHECK(aligned, "%s: cached tensors are 8-byte aligned", dtype);
     size_t n = 0;
     int32_t *c = codes_of(m, &n);

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model.h"
+#include "runtime/model_parts.h"
 
 typedef struct {
     float   *raw;     /* [steps, raw_rows, V] */
@@ -46,7 +46,7 @@ static int run(mg_model *m, const char *dir, const char *file, const char *prefi
         int64_t *ids64 = malloc((size_t)(B * S) * sizeof *ids64), *m64 = malloc((size_t)(B * S) * sizeof *m64);
         int32_t *ids = malloc((size_t)(B * S) * sizeof *ids);
         uint8_t *mask = malloc((size_t)(B * S));
-        const mg_config *c = &m->cfg;
+        const mg_config *c = mg_model_config(m);
         r->steps = (int)tt->shape[0];
         r->rows = B * c->num_codebooks;
         r->raw_rows = 2 * r->rows;

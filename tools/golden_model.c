@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "model/delay.h"
-#include "runtime/model.h"
+#include "runtime/model_parts.h"
 
 /* --- computed tensors, by golden name ("file:name") --- */
 typedef struct {
@@ -178,7 +178,8 @@ static uint8_t *to_mask(const int32_t *m, int64_t n)
 /* Tokenizes the prompts right-padded with 0, as T5Tokenizer(padding=True). */
 static void tokenize_batch(mg_model *m, json_t *prompts, const char *prompt1, results *r)
 {
-    if (!m->tok) {
+    mg_tokenizer *tok = mg_model_tokenizer(m);
+    if (!tok) {
         golden_skip(r->t, "tokenizer", "no spiece.model in the folder: input_ids not recomputed");
         put_input(r, "input_ids");
         put_input(r, "attention_mask");
@@ -192,7 +193,7 @@ static void tokenize_batch(mg_model *m, json_t *prompts, const char *prompt1, re
     for (int b = 0; b < batch; b++) {
         const char *text = prompt1 ? prompt1 : json_string_value(json_array_get(prompts, (size_t)b));
         mg_error err = {0};
-        if (!text || mg_tokenize(m->tok, text, strlen(text), 0, &ids[b], &n[b], &err) != MG_OK)
+        if (!text || mg_tokenize(tok, text, strlen(text), 0, &ids[b], &n[b], &err) != MG_OK)
             setup_fail(r, "tokenize", &err);
         if (n[b] > len)
             len = n[b];
@@ -219,21 +220,23 @@ static void tokenize_batch(mg_model *m, json_t *prompts, const char *prompt1, re
 static mg_tensor *run_t5(mg_model *m, const int32_t *ids, const uint8_t *mask, int B, int S,
                          results *r, int record)
 {
-    const mg_config *c = &m->cfg;
+    mg_backend *be = mg_model_backend(m);
+    mg_decoder *dec = mg_model_decoder(m);
+    const mg_config *c = mg_model_config(m);
     mg_error err = {0};
     mg_tensor *last = NULL, *enc = NULL;
-    if (mg_tensor_new2(&last, m->be, (int64_t)B * S, c->t5_d_model, &err) != MG_OK ||
-        mg_t5_encode(&m->t5, ids, mask, B, S, last, record ? trace_tensor : NULL, r, &err) != MG_OK ||
-        mg_tensor_new2(&enc, m->be, (int64_t)B * S, c->dec_hidden, &err) != MG_OK ||
-        mg_decoder_project(&m->dec, last, mask, enc, &err) != MG_OK) {
+    if (mg_tensor_new2(&last, be, (int64_t)B * S, c->t5_d_model, &err) != MG_OK ||
+        mg_t5_encode(mg_model_t5(m), ids, mask, B, S, last, record ? trace_tensor : NULL, r, &err) != MG_OK ||
+        mg_tensor_new2(&enc, be, (int64_t)B * S, c->dec_hidden, &err) != MG_OK ||
+        mg_decoder_project(dec, last, mask, enc, &err) != MG_OK) {
         setup_fail(r, "t5", &err);
         mg_tensor_free(enc);
         enc = NULL;
     } else if (record) {
         put_tensor(r, "encoder_hidden_states_for_decoder", enc);
         mg_tensor *proj = NULL;
-        if (m->dec.proj_w && mg_tensor_new2(&proj, m->be, (int64_t)B * S, c->dec_hidden, &err) == MG_OK) {
-            m->be->ops->linear(m->be, proj, last, m->dec.proj_w, m->dec.proj_b); /* before the mask */
+        if (dec->proj_w && mg_tensor_new2(&proj, be, (int64_t)B * S, c->dec_hidden, &err) == MG_OK) {
+            be->ops->linear(be, proj, last, dec->proj_w, dec->proj_b); /* before the mask */
             put_tensor(r, "enc_to_dec_proj_out", proj);
         }
         mg_tensor_free(proj);
@@ -273,7 +276,9 @@ static void check_t5(mg_model *m, const char *dir, json_t *manifest, results *r)
 /* Decoder on the delay-pattern layout of recorded codes, plain and CFG. */
 static void check_decoder(mg_model *m, const char *dir, results *r)
 {
-    const mg_config *c = &m->cfg;
+    mg_backend *be = mg_model_backend(m);
+    mg_decoder *dec = mg_model_decoder(m);
+    const mg_config *c = mg_model_config(m);
     int K = c->num_codebooks, V = c->dec_vocab, pad = c->pad_token;
     gfile g = {0}, gt = {0};
     if (!gopen(&g, dir, "golden_decoder_tf.safetensors", r) ||
@@ -331,9 +336,9 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
     if (!enc || !mask2 || !zeros || !seq2)
         goto dec_done;
     memcpy(mask2, mask, (size_t)B * S);
-    if (mg_tensor_new2(&logits, m->be, (int64_t)B * K * L, V, &err) ||
-        mg_dec_state_init(&m->dec, &st, B, L, enc, mask, S, &err) ||
-        mg_decoder_forward(&m->dec, &st, seq, L, 0, logits, trace_tensor, r, &err)) {
+    if (mg_tensor_new2(&logits, be, (int64_t)B * K * L, V, &err) ||
+        mg_dec_state_init(dec, &st, B, L, enc, mask, S, &err) ||
+        mg_decoder_forward(dec, &st, seq, L, 0, logits, trace_tensor, r, &err)) {
         setup_fail(r, "decoder forward", &err);
         goto dec_done;
     }
@@ -346,8 +351,8 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
         if (!last || !m64)
             goto cfg_done;
         mg_tensor *t5last = NULL;
-        if (mg_tensor_new2(&t5last, m->be, (int64_t)B * S, c->t5_d_model, &err) ||
-            mg_t5_encode(&m->t5, ids, mask, B, S, t5last, NULL, NULL, &err) ||
+        if (mg_tensor_new2(&t5last, be, (int64_t)B * S, c->t5_d_model, &err) ||
+            mg_t5_encode(mg_model_t5(m), ids, mask, B, S, t5last, NULL, NULL, &err) ||
             mg_tensor_download_f32(t5last, last, &err)) {
             mg_tensor_free(t5last);
             goto cfg_done;
@@ -361,12 +366,12 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
         memcpy(seq2, seq, (size_t)B * K * L * sizeof *seq2);
         memcpy(seq2 + (int64_t)B * K * L, seq, (size_t)B * K * L * sizeof *seq2);
         put_i32(r, "cfg_decoder_input_ids", seq2, (int64_t)2 * B * K * L);
-        if (mg_loader_from_host(m->be, last, MG_SHAPE(2, 2 * B * S, c->t5_d_model), &l2, &err) ||
-            mg_tensor_new2(&enc2, m->be, (int64_t)2 * B * S, c->dec_hidden, &err) ||
-            mg_decoder_project(&m->dec, l2, mask2, enc2, &err) ||
-            mg_tensor_new2(&logits2, m->be, (int64_t)2 * B * K * L, V, &err) ||
-            mg_dec_state_init(&m->dec, &st2, 2 * B, L, enc2, mask2, S, &err) ||
-            mg_decoder_forward(&m->dec, &st2, seq2, L, 0, logits2, NULL, NULL, &err)) {
+        if (mg_loader_from_host(be, last, MG_SHAPE(2, 2 * B * S, c->t5_d_model), &l2, &err) ||
+            mg_tensor_new2(&enc2, be, (int64_t)2 * B * S, c->dec_hidden, &err) ||
+            mg_decoder_project(dec, l2, mask2, enc2, &err) ||
+            mg_tensor_new2(&logits2, be, (int64_t)2 * B * K * L, V, &err) ||
+            mg_dec_state_init(dec, &st2, 2 * B, L, enc2, mask2, S, &err) ||
+            mg_decoder_forward(dec, &st2, seq2, L, 0, logits2, NULL, NULL, &err)) {
             setup_fail(r, "decoder CFG forward", &err);
         } else {
             put_tensor(r, "logits_cfg_batch", logits2);
@@ -386,9 +391,9 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
     }
 dec_done:
     if (st.n_seq)
-        mg_dec_state_free(&m->dec, &st);
+        mg_dec_state_free(dec, &st);
     if (st2.n_seq)
-        mg_dec_state_free(&m->dec, &st2);
+        mg_dec_state_free(dec, &st2);
     mg_tensor_free(enc);
     mg_tensor_free(enc2);
     mg_tensor_free(logits);
@@ -430,7 +435,7 @@ static void on_step(void *ud, int step, const float *raw, int raw_rows, const fl
 static void run_greedy(mg_model *m, const int32_t *ids, const uint8_t *mask, int B, int S,
                        const char *prefix, float guidance, int steps, results *r)
 {
-    const mg_config *c = &m->cfg;
+    const mg_config *c = mg_model_config(m);
     int K = c->num_codebooks, V = c->dec_vocab;
     int raw_rows = B * K * (guidance > 1 ? 2 : 1);
     step_rec rec = {.r = r, .steps = steps, .raw_rows = raw_rows, .rows = B * K, .V = V};
@@ -517,7 +522,7 @@ static void check_logits_processing(mg_model *m, const char *dir, results *r)
     gfile g = {0};
     if (!gopen(&g, dir, "golden_logits_processing.safetensors", r))
         return;
-    int V = m->cfg.dec_vocab;
+    int V = mg_model_config(m)->dec_vocab;
     for (size_t i = 0; i < g.st.n; i++) {
         const char *nm = g.st.tensors[i].name;
         const char *suffix = strstr(nm, ".raw_logits");
@@ -569,7 +574,8 @@ static void check_logits_processing(mg_model *m, const char *dir, results *r)
 
 static void check_encodec(mg_model *m, const char *dir, results *r)
 {
-    const mg_config *c = &m->cfg;
+    mg_encodec *ec = mg_model_encodec(m);
+    const mg_config *c = mg_model_config(m);
     gfile g = {0};
     if (!gopen(&g, dir, "golden_encodec.safetensors", r))
         return;
@@ -589,7 +595,7 @@ static void check_encodec(mg_model *m, const char *dir, results *r)
         if (codes && audio) {
             /* the full trace only for the main set; short sets check the waveform */
             int full = !prefix[0];
-            if (mg_encodec_decode(m->ec, codes, B, T, audio, full ? trace_host : NULL, r, &err)) {
+            if (mg_encodec_decode(ec, codes, B, T, audio, full ? trace_host : NULL, r, &err)) {
                 setup_fail(r, t->name, &err);
             } else {
                 snprintf(name, sizeof name, "%swaveform", prefix);
@@ -608,7 +614,7 @@ static void check_encodec(mg_model *m, const char *dir, results *r)
         float *w = NULL;
         int64_t n = 0;
         mg_error err = {0};
-        if (mg_encodec_folded_weight(m->ec, nm + 14, &w, &n, &err) != MG_OK)
+        if (mg_encodec_folded_weight(ec, nm + 14, &w, &n, &err) != MG_OK)
             golden_report(r->t, 0, nm, "%s", err.msg);
         else
             put_f32(r, nm, w, n);

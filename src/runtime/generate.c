@@ -1,23 +1,14 @@
-/* Text -> codes -> audio: T5 once, then the decode loop over the delay
- * pattern with classifier-free guidance, then EnCodec. */
-#include "model/delay.h"
-#include "runtime/model.h"
-#include "runtime/scheduler.h"
+/* The public entry points: prompts or token ids in, a generation queued on
+ * the model's scheduler, the result out; the generation parameters'
+ * defaults and checks. */
+#include "runtime/gen_job_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 void mg_gen_params_default(const mg_model *m, mg_gen_params *p)
 {
-    const mg_config *c = &m->cfg;
+    const mg_config *c = mg_model_config(m);
     memset(p, 0, sizeof *p);
     p->duration = 10.0f;
     p->sampling.do_sample = c->do_sample;
@@ -30,7 +21,7 @@ void mg_gen_params_default(const mg_model *m, mg_gen_params *p)
 mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int *frames,
                      mg_error *err)
 {
-    const mg_config *c = &m->cfg;
+    const mg_config *c = mg_model_config(m);
     int K = c->num_codebooks;
     int s = p->max_new_tokens;
     if (s < 0)
@@ -52,236 +43,12 @@ mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int 
     return MG_OK;
 }
 
-static mg_code check_sampling(const mg_sampling *s, mg_error *err)
-{
-    if (!(s->temperature > 0) || s->temperature > 100)
-        return mg_fail_field(err, MG_ERR_INVALID, "temperature", "temperature: must be in (0, 100]");
-    if (s->top_k < 0)
-        return mg_fail_field(err, MG_ERR_INVALID, "top_k", "top_k: must be >= 0");
-    if (!(s->top_p > 0) || s->top_p > 1)
-        return mg_fail_field(err, MG_ERR_INVALID, "top_p", "top_p: must be in (0, 1]");
-    if (!(s->guidance_scale >= 0) || s->guidance_scale > 100)
-        return mg_fail_field(err, MG_ERR_INVALID, "guidance_scale", "guidance_scale: must be in [0, 100]");
-    return MG_OK;
-}
-
 void mg_gen_result_free(mg_gen_result *res)
 {
     free(res->sequence);
     free(res->codes);
     free(res->audio);
     memset(res, 0, sizeof *res);
-}
-
-/* --- one generation's lifecycle; the scheduler thread calls these --- */
-
-void mg_gen_job_release(mg_model *m, mg_gen_job *j)
-{
-    if (j->have_state)
-        mg_dec_state_free(&m->dec, &j->st);
-    j->have_state = 0;
-    mg_tensor_free(j->logits);
-    j->logits = NULL;
-    free(j->seq);
-    free(j->step_ids);
-    free(j->tokens);
-    free(j->scores);
-    free(j->raw);
-    j->seq = j->step_ids = j->tokens = NULL;
-    j->scores = j->raw = NULL;
-}
-
-mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
-{
-    const mg_config *c = &m->cfg;
-    mg_backend *be = m->be;
-    const mg_gen_params *p = j->p;
-    mg_error *err = j->err;
-    int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, len = j->len;
-    mg_code rc = mg_gen_steps(m, p, &j->steps, &j->frames, err);
-    if (rc == MG_OK)
-        rc = check_sampling(&p->sampling, err);
-    if (rc != MG_OK)
-        return rc;
-    if (!j->ids || !j->mask || batch < 1 || len < 1)
-        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: empty batch");
-    /* T5's position bias grows with len^2: the tokenizer's own limit bounds it */
-    if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
-        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
-                             MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
-    int cfg = p->sampling.guidance_scale > 1.0f, want_raw = j->hooks && j->hooks->on_step;
-    j->n_seq = batch * (cfg ? 2 : 1);
-    j->total = j->steps + 1;
-    int64_t H = c->dec_hidden, n_seq = j->n_seq;
-
-    mg_tensor *enc = NULL, *enc_dec = NULL;
-    uint8_t *mask2 = calloc((size_t)n_seq * len, 1);
-    j->seq = malloc((size_t)batch * K * j->total * sizeof *j->seq);
-    j->step_ids = malloc((size_t)n_seq * K * sizeof *j->step_ids);
-    j->tokens = malloc((size_t)batch * K * sizeof *j->tokens);
-    j->scores = want_raw ? malloc((size_t)batch * K * V * sizeof *j->scores) : NULL;
-    j->raw = want_raw ? malloc((size_t)n_seq * K * V * sizeof *j->raw) : NULL;
-    if (!mask2 || !j->seq || !j->step_ids || !j->tokens || (want_raw && (!j->scores || !j->raw))) {
-        free(mask2);
-        return mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
-    }
-    memcpy(mask2, j->mask, (size_t)batch * len); /* unconditional half: all masked */
-
-    /* text: T5, projection, and zeros for the unconditional half */
-    double t0 = now_ms();
-    rc = mg_tensor_new2(&enc, be, n_seq * len, c->t5_d_model, err);
-    if (rc == MG_OK)
-        rc = mg_tensor_new2(&enc_dec, be, n_seq * len, H, err);
-    if (rc == MG_OK) {
-        mg_tensor cond = mg_tensor_rows_view(enc, 0, (int64_t)batch * len);
-        rc = mg_t5_encode(&m->t5, j->ids, j->mask, batch, len, &cond, NULL, NULL, err);
-    }
-    if (rc == MG_OK)
-        rc = mg_decoder_project(&m->dec, enc, mask2, enc_dec, err);
-    if (rc == MG_OK)
-        rc = mg_dec_state_init(&m->dec, &j->st, (int)n_seq, j->steps, enc_dec, mask2, len, err);
-    j->have_state = rc == MG_OK;
-    mg_tensor_free(enc);
-    mg_tensor_free(enc_dec);
-    free(mask2);
-    if (rc == MG_OK)
-        rc = mg_tensor_new2(&j->logits, be, n_seq * K, V, err);
-    if (rc != MG_OK)
-        return rc;
-    j->res->t5_ms = now_ms() - t0;
-    j->t = 0;
-    for (int b = 0; b < batch * K; b++)
-        j->seq[(int64_t)b * j->total] = c->pad_token;
-    for (int s = 0; s < n_seq; s++)
-        for (int k = 0; k < K; k++)
-            j->step_ids[s * K + k] = c->pad_token;
-    j->t_decode0 = now_ms();
-    return MG_OK;
-}
-
-int mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call *call)
-{
-    if (j->raw) /* the step hook reads scores and raw logits: selected alone */
-        return 0;
-    *call = (mg_select_call){.logits = j->logits, .rows = j->batch * m->cfg.num_codebooks,
-                             .s = &j->p->sampling, .seed = j->p->seed, .step = (uint64_t)j->t,
-                             .tokens = j->tokens};
-    return 1;
-}
-
-/* After the decoder step that turned column t into logits for column t+1. */
-mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
-{
-    const mg_config *c = &m->cfg;
-    mg_backend *be = m->be;
-    int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, t = j->t, total = j->total;
-    /* processed scores only when the step hook reads them: on a GPU they
-     * would cost a copy per step */
-    mg_code rc = selected ? MG_OK
-                          : be->ops->select_tokens(be, j->logits, batch * K, V, &j->p->sampling,
-                                                   j->p->seed, (uint64_t)t,
-                                                   j->raw ? j->scores : NULL, j->tokens, j->err);
-    if (rc == MG_OK && j->raw)
-        rc = be->ops->download(be, j->logits, 0, j->raw, (size_t)j->n_seq * K * V * sizeof *j->raw,
-                               j->err);
-    if (rc != MG_OK)
-        return rc;
-    if (j->raw)
-        j->hooks->on_step(j->hooks->ud, t, j->raw, j->n_seq * K, j->scores, j->tokens, batch * K, V);
-    for (int r = 0; r < batch * K; r++) {
-        int forced = mg_delay_forced(K, total, c->pad_token, r % K, t + 1);
-        j->seq[(int64_t)r * total + t + 1] = forced >= 0 ? forced : j->tokens[r];
-    }
-    j->t = ++t;
-    for (int s = 0; s < j->n_seq; s++)
-        for (int k = 0; k < K; k++)
-            j->step_ids[s * K + k] = j->seq[((int64_t)(s % batch) * K + k) * total + t];
-    if (j->hooks && j->hooks->progress && j->hooks->progress(j->hooks->ud, t, j->steps))
-        return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled at step %d of %d", t,
-                       j->steps);
-    return MG_OK;
-}
-
-mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
-{
-    const mg_config *c = &m->cfg;
-    mg_gen_result *res = j->res;
-    int K = c->num_codebooks, batch = j->batch, frames = j->frames;
-    *needs_audio = 0;
-    res->decode_ms = now_ms() - j->t_decode0;
-    res->steps = j->steps;
-    res->batch = batch;
-    res->frames = frames;
-    res->total = j->total;
-    res->sample_rate = c->sample_rate;
-    res->n_samples = (size_t)frames * c->hop;
-    res->codes = malloc((size_t)batch * K * frames * sizeof *res->codes);
-    if (!res->codes)
-        return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory");
-    for (int b = 0; b < batch; b++)
-        mg_delay_extract(K, j->total, j->seq + (int64_t)b * K * j->total,
-                         res->codes + (int64_t)b * K * frames);
-    res->sequence = j->seq;
-    j->seq = NULL;
-    if (j->hooks && j->hooks->skip_audio)
-        return MG_OK;
-    /* the decoding state is not needed for the audio: free it first */
-    if (j->have_state)
-        mg_dec_state_free(&m->dec, &j->st);
-    j->have_state = 0;
-    res->audio = malloc((size_t)batch * res->n_samples * sizeof *res->audio + 1);
-    if (!res->audio)
-        return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
-    *needs_audio = 1;
-    return MG_OK;
-}
-
-mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n)
-{
-    int K = m->cfg.num_codebooks, frames = jobs[0]->frames, items = 0;
-    for (int i = 0; i < n; i++)
-        items += jobs[i]->batch;
-    double t0 = now_ms();
-    mg_code rc;
-    if (n == 1) {
-        mg_gen_result *res = jobs[0]->res;
-        rc = mg_encodec_decode(m->ec, res->codes, items, frames, res->audio, NULL, NULL,
-                               jobs[0]->err);
-    } else {
-        /* one batch: the items' codes side by side, their audio split back */
-        size_t per_codes = (size_t)K * frames, per_audio = jobs[0]->res->n_samples;
-        int32_t *codes = malloc((size_t)items * per_codes * sizeof *codes);
-        float *audio = malloc((size_t)items * per_audio * sizeof *audio);
-        mg_error err = {0};
-        rc = codes && audio ? MG_OK
-                            : mg_fail(&err, MG_ERR_NOMEM, "generate: out of memory for the audio "
-                                      "of %d generations", n);
-        for (int i = 0, at = 0; rc == MG_OK && i < n; at += jobs[i]->batch, i++)
-            memcpy(codes + (size_t)at * per_codes, jobs[i]->res->codes,
-                   (size_t)jobs[i]->batch * per_codes * sizeof *codes);
-        if (rc == MG_OK)
-            rc = mg_encodec_decode(m->ec, codes, items, frames, audio, NULL, NULL, &err);
-        for (int i = 0, at = 0; i < n; at += jobs[i]->batch, i++) {
-            if (rc == MG_OK)
-                memcpy(jobs[i]->res->audio, audio + (size_t)at * per_audio,
-                       (size_t)jobs[i]->batch * per_audio * sizeof *audio);
-            else if (jobs[i]->err)
-                *jobs[i]->err = err;
-        }
-        free(codes);
-        free(audio);
-    }
-    double ms = now_ms() - t0;
-    for (int i = 0; i < n; i++)
-        jobs[i]->res->encodec_ms = ms;
-    return rc;
-}
-
-mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j)
-{
-    int needs_audio;
-    mg_code rc = mg_gen_job_codes(m, j, &needs_audio);
-    return rc == MG_OK && needs_audio ? mg_gen_jobs_audio(m, &j, 1) : rc;
 }
 
 mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
@@ -301,7 +68,7 @@ mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg
                     const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err)
 {
     memset(res, 0, sizeof *res);
-    if (!m->tok)
+    if (!m->parts.tok)
         return mg_fail(err, MG_ERR_NOT_FOUND,
                        "the model folder has no spiece.model: text prompts cannot be tokenized");
     if (!prompts || batch < 1 || batch > MG_MAX_BATCH)
@@ -316,7 +83,7 @@ mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg
     mg_code rc = each && n ? MG_OK : mg_fail(err, MG_ERR_NOMEM, "out of memory");
     int len = 0;
     for (int b = 0; rc == MG_OK && b < batch; b++) {
-        rc = mg_tokenize(m->tok, prompts[b], strlen(prompts[b]), 0, &each[b], &n[b], err);
+        rc = mg_tokenize(m->parts.tok, prompts[b], strlen(prompts[b]), 0, &each[b], &n[b], err);
         if (rc == MG_OK && n[b] > len)
             len = n[b];
     }

@@ -1,5 +1,5 @@
-#include "runtime/model.h"
-#include "runtime/scheduler.h"
+/* A model folder's parts: opened, loaded onto a backend, closed. */
+#include "runtime/model_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ static int cuda_index(const char *dev)
 /* The backend named by opt->device, with matrix weights in opt->dtype.
  * "auto" takes GPU 0 when it is usable (bf16 unless f32 was asked for), else
  * the CPU; m->device says which. */
-static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, mg_error *err)
+mg_code mg_model_pick_backend(mg_model_parts *m, const mg_model_options *opt, mg_error *err)
 {
     const char *dev = opt && opt->device ? opt->device : "cpu";
     const char *dt = opt && opt->dtype ? opt->dtype : NULL;
@@ -74,140 +74,80 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
     return rc;
 }
 
-/* T5, decoder and EnCodec weights onto m->be (from the loader's mapping
- * and, when valid, the converted-weights cache). */
-static mg_code load_parts(mg_model *m, mg_error *err)
+mg_code mg_model_load_weights(mg_model_parts *p, mg_error *err)
 {
-    mg_code rc = mg_t5_load(&m->t5, &m->ld, &m->cfg, err);
+    mg_code rc = mg_t5_load(&p->t5, &p->ld, &p->cfg, err);
     if (rc == MG_OK)
-        rc = mg_decoder_load(&m->dec, &m->ld, &m->cfg, err);
+        rc = mg_decoder_load(&p->dec, &p->ld, &p->cfg, err);
     if (rc == MG_OK)
-        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
+        rc = mg_encodec_load(&p->ec, &p->ld, &p->cfg, err);
     return rc;
 }
 
-static void free_parts(mg_model *m)
+void mg_model_free_weights(mg_model_parts *p)
 {
-    if (m->ec)
-        mg_encodec_free(m->ec);
-    m->ec = NULL;
-    mg_decoder_free(&m->dec);
-    memset(&m->dec, 0, sizeof m->dec);
-    if (m->t5.cfg)
-        mg_t5_free(&m->t5);
-    memset(&m->t5, 0, sizeof m->t5);
+    if (p->ec)
+        mg_encodec_free(p->ec);
+    p->ec = NULL;
+    mg_decoder_free(&p->dec);
+    memset(&p->dec, 0, sizeof p->dec);
+    if (p->t5.cfg)
+        mg_t5_free(&p->t5);
+    memset(&p->t5, 0, sizeof p->t5);
 }
 
-int mg_model_device_lost(const mg_model *m)
+mg_code mg_model_parts_open(mg_model_parts *p, const char *dir, const mg_model_options *opt,
+                            mg_error *err)
 {
-    return m->be && m->be->ops->lost && m->be->ops->lost(m->be);
-}
-
-mg_code mg_model_recover(mg_model *m, mg_error *err)
-{
-    char device[sizeof m->device], dtype[sizeof m->dtype];
-    snprintf(device, sizeof device, "%s", m->device);
-    snprintf(dtype, sizeof dtype, "%s", m->dtype);
-    free_parts(m);
-    mg_loader_drop_copies(&m->ld);
-    if (m->be)
-        m->be->ops->destroy(m->be);
-    m->be = m->ld.be = NULL;
-    /* the same device and format as before, not "auto" again */
-    mg_model_options opt = {.n_threads = m->n_threads, .device = device, .dtype = dtype};
-    mg_code rc = mg_model_pick_backend(m, &opt, err);
-    if (rc == MG_OK) {
-        m->ld.be = m->be;
-        if (!m->wcache.valid || m->wcache.stale)
-            m->ld.wcache = NULL; /* nothing is written again: do not record */
-        rc = load_parts(m, err);
-    }
-    if (rc != MG_OK) {
-        free_parts(m);
-        m->broken = 1;
-        snprintf(m->broken_msg, sizeof m->broken_msg, "%.200s", err->msg);
-    }
-    return rc;
-}
-
-mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,
-                      mg_error *err)
-{
-    *out = NULL;
-    mg_model *m = calloc(1, sizeof *m);
-    if (!m)
-        return mg_fail(err, MG_ERR_NOMEM, "out of memory");
-    pthread_mutex_init(&m->run, NULL);
     char path[4096];
-    mg_code rc = mg_config_load(&m->cfg, dir, err);
+    mg_code rc = mg_config_load(&p->cfg, dir, err);
     if (rc == MG_OK)
-        rc = mg_model_pick_backend(m, opt, err);
+        rc = mg_model_pick_backend(p, opt, err);
     if (rc == MG_OK) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        rc = mg_loader_open(&m->ld, path, m->be, err);
+        rc = mg_loader_open(&p->ld, path, p->be, err);
     }
     const char *wc = opt ? opt->weights_cache : NULL;
-    if (rc == MG_OK && m->be->ops->matrix_nbytes && m->be->weight_dtype != MG_DT_F32 && wc &&
+    if (rc == MG_OK && p->be->ops->matrix_nbytes && p->be->weight_dtype != MG_DT_F32 && wc &&
         *wc && strcmp(wc, "off") != 0) {
         char cpath[4096];
-        mg_wcache_path(cpath, sizeof cpath, wc, dir, m->dtype);
+        mg_wcache_path(cpath, sizeof cpath, wc, dir, p->dtype);
         char tag[128];
-        snprintf(tag, sizeof tag, "%s %s", m->dtype,
-                 m->be->ops->matrix_layout ? m->be->ops->matrix_layout : "");
-        rc = mg_wcache_open(&m->wcache, cpath, &m->ld.st, tag, err);
+        snprintf(tag, sizeof tag, "%s %s", p->dtype,
+                 p->be->ops->matrix_layout ? p->be->ops->matrix_layout : "");
+        rc = mg_wcache_open(&p->wcache, cpath, &p->ld.st, tag, err);
         if (rc == MG_OK)
-            m->ld.wcache = &m->wcache;
+            p->ld.wcache = &p->wcache;
     }
-    m->n_threads = opt ? opt->n_threads : 0;
+    p->n_threads = opt ? opt->n_threads : 0;
     if (rc == MG_OK)
-        rc = load_parts(m, err);
+        rc = mg_model_load_weights(p, err);
     if (rc == MG_OK) {
         snprintf(path, sizeof path, "%s/spiece.model", dir);
         if (access(path, F_OK) == 0) {
-            rc = mg_tokenizer_load_file(&m->tok, path, err);
-            if (rc == MG_OK && mg_tokenizer_vocab_size(m->tok) > m->cfg.t5_vocab)
+            rc = mg_tokenizer_load_file(&p->tok, path, err);
+            if (rc == MG_OK && mg_tokenizer_vocab_size(p->tok) > p->cfg.t5_vocab)
                 rc = mg_fail(err, MG_ERR_CORRUPT,
                              "%s: %d pieces, more than text_encoder.vocab_size %d", path,
-                             mg_tokenizer_vocab_size(m->tok), m->cfg.t5_vocab);
+                             mg_tokenizer_vocab_size(p->tok), p->cfg.t5_vocab);
         }
     }
-    if (rc == MG_OK && m->ld.wcache)
-        mg_wcache_write(&m->wcache);
-    if (rc == MG_OK)
-        rc = mg_sched_create(&m->sched, m, opt && opt->max_batch > 0 ? opt->max_batch
-                                                                   : MG_DEFAULT_BATCH, err);
-    if (rc != MG_OK) {
-        mg_model_free(m);
-        return rc;
-    }
-    *out = m;
-    return MG_OK;
+    if (rc == MG_OK && p->ld.wcache)
+        mg_wcache_write(&p->wcache);
+    if (rc != MG_OK)
+        mg_model_parts_close(p);
+    return rc;
 }
 
-void mg_model_free(mg_model *m)
+void mg_model_parts_close(mg_model_parts *p)
 {
-    if (!m)
-        return;
-    mg_sched_destroy(m->sched);
-    free_parts(m);
-    if (m->tok)
-        mg_tokenizer_free(m->tok);
-    mg_loader_close(&m->ld);
-    if (m->be)
-        m->be->ops->destroy(m->be);
-    mg_wcache_close(&m->wcache);
-    pthread_mutex_destroy(&m->run);
-    free(m);
+    mg_model_free_weights(p);
+    if (p->tok)
+        mg_tokenizer_free(p->tok);
+    p->tok = NULL;
+    mg_loader_close(&p->ld);
+    if (p->be)
+        p->be->ops->destroy(p->be);
+    p->be = NULL;
+    mg_wcache_close(&p->wcache);
 }
-
-const mg_config *mg_model_config(const mg_model *m) { return &m->cfg; }
-
-const char *mg_model_load_note(const mg_model *m) { return m->wcache.note; }
-const char *mg_model_device(const mg_model *m) { return m->device; }
-const char *mg_model_dtype(const mg_model *m) { return m->dtype; }
-
-void mg_model_activity(const mg_model *m, int *running, int *waiting)
-{
-    mg_sched_load(m->sched, running, waiting);
-}
-int mg_model_has_tokenizer(const mg_model *m) { return m->tok != NULL; }

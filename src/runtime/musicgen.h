@@ -1,5 +1,8 @@
 /* libmusicgen: text-to-music with Meta's MusicGen (Hugging Face layout), in C.
- * The one header front ends (CLI, nginx module, tests, benchmarks) include. */
+ * The API front ends (CLI, nginx module, benchmarks, tools) generate with.
+ * They include public headers only: a header named *_impl.h is internal to
+ * its layer (tests may include it; tests/test_public_headers.sh checks the
+ * front ends). model_parts.h reaches a loaded model's parts. */
 #ifndef MUSICGEN_H
 #define MUSICGEN_H
 #include <stddef.h>

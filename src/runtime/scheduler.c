@@ -1,10 +1,15 @@
-#include "runtime/scheduler.h"
+/* The scheduler thread's loop: admit waiting generations between steps, run
+ * one batched decoder step for the active ones, select their tokens, advance
+ * them, retire those that are done (their audio in shared EnCodec batches),
+ * and recover the device when it was lost. */
+#include "runtime/scheduler_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model.h"
 #include "cpu/cpu_pool.h"
+#include "runtime/gen_job_impl.h"
+#include "runtime/recover_impl.h"
 
 struct mg_sched {
     mg_model        *m;
@@ -18,12 +23,14 @@ struct mg_sched {
     int              stop;
     /* owned by the thread */
     mg_gen_job     **active;
+    int              n_active;
     mg_dec_state   **states;
     const int32_t  **ids;
     mg_tensor      **logits;
     mg_select_call  *calls;      /* the step's joint token selection */
     uint8_t         *selected;   /* per active job: its tokens came from calls */
     mg_gen_job     **ending;     /* finished this step, waiting for their audio */
+    int              n_ending;
     mg_gen_job     **ending_rest; /* scratch: ending ones of other frame counts */
     mg_dec_batch     work;
 };
@@ -43,157 +50,212 @@ static void finish(mg_sched *s, mg_gen_job *j, mg_code rc)
 
 /* Fails every active job with the step's error (a backend failure is not
  * any one job's fault, and leaves no job a consistent state). */
-static void fail_active(mg_sched *s, int n, mg_code rc, const mg_error *e)
+static void fail_active(mg_sched *s, mg_code rc, const mg_error *e)
 {
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < s->n_active; i++) {
         mg_gen_job *j = s->active[i];
         if (j->err && e)
             *j->err = *e;
         mg_gen_job_release(s->m, j);
         finish(s, j, rc);
     }
+    s->n_active = 0;
 }
 
 /* After a failure, with m->run held: when the device is lost, every active
  * job's state died with it. They fail (their caller may retry), the step's
- * workspace goes, and the model re-creates its backend; returns the number
- * of active jobs left (0 then, else n). */
-static int recover_if_lost(mg_sched *s, int n)
+ * workspace goes, and the runtime re-creates the backend. */
+static void recover_if_lost(mg_sched *s)
 {
-    mg_model *m = s->m;
-    if (!mg_model_device_lost(m))
-        return n;
+    if (!mg_runtime_device_lost(s->m))
+        return;
     mg_error e = {0};
     mg_fail(&e, MG_ERR_DEVICE, "the device failed while this generation ran; it was re-initialised");
-    fail_active(s, n, MG_ERR_DEVICE, &e);
+    fail_active(s, MG_ERR_DEVICE, &e);
     mg_dec_batch_free(&s->work);
     mg_error re = {0};
-    mg_model_recover(m, &re); /* on failure the model is broken: admissions fail fast */
-    return 0;
+    mg_runtime_recover(s->m, &re); /* on failure the model is broken: admissions fail fast */
 }
 
-static void *sched_main(void *arg)
+/* Sleeps until a generation waits or runs, or the scheduler stops; 0 when
+ * it stops. */
+static int wait_for_work(mg_sched *s)
 {
-    mg_sched *s = arg;
-    mg_model *m = s->m;
-    int n = 0;
-    for (;;) {
-        pthread_mutex_lock(&s->lock);
-        while (!s->stop && !s->head && n == 0)
-            pthread_cond_wait(&s->wake, &s->lock);
-        if (s->stop) {
-            pthread_mutex_unlock(&s->lock);
-            break;
-        }
-        /* admit waiting jobs between steps */
-        while (s->head && n < s->max_batch) {
-            mg_gen_job *j = s->head;
-            s->head = j->next;
-            if (!s->head)
-                s->tail = NULL;
-            s->n_waiting--;
-            s->n_running++;
-            pthread_mutex_unlock(&s->lock);
-            pthread_mutex_lock(&m->run);
-            mg_code rc = m->broken ? mg_fail(j->err, MG_ERR_DEVICE,
-                                             "the device was lost and could not be re-initialised: %s",
-                                             m->broken_msg)
-                                   : mg_gen_job_start(m, j);
-            if (rc == MG_OK)
-                s->active[n++] = j;
-            else {
-                mg_gen_job_release(m, j);
-                finish(s, j, rc);
-                n = recover_if_lost(s, n);
-            }
-            pthread_mutex_unlock(&m->run);
-            pthread_mutex_lock(&s->lock);
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (n == 0)
-            continue;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop && !s->head && s->n_active == 0)
+        pthread_cond_wait(&s->wake, &s->lock);
+    int go = !s->stop;
+    pthread_mutex_unlock(&s->lock);
+    return go;
+}
 
-        /* one step for every active job */
-        for (int i = 0; i < n; i++) {
-            s->states[i] = &s->active[i]->st;
-            s->ids[i] = s->active[i]->step_ids;
-            s->logits[i] = s->active[i]->logits;
-        }
-        mg_error e = {0};
+/* The next waiting job when the batch has room (running from here on), else
+ * NULL. */
+static mg_gen_job *dequeue(mg_sched *s)
+{
+    pthread_mutex_lock(&s->lock);
+    mg_gen_job *j = s->n_active < s->max_batch ? s->head : NULL;
+    if (j) {
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->n_waiting--;
+        s->n_running++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return j;
+}
+
+/* Between steps, waiting jobs join the batch (T5, their decoding state) or
+ * are answered with their error at once. */
+static void admit(mg_sched *s)
+{
+    mg_model *m = s->m;
+    mg_gen_job *j;
+    while ((j = dequeue(s))) {
         pthread_mutex_lock(&m->run);
-        mg_code rc = mg_decoder_step(&m->dec, &s->work, s->states, n, s->ids, s->logits, &e);
-        if (rc != MG_OK) {
-            fail_active(s, n, rc, &e);
-            recover_if_lost(s, 0);
-            pthread_mutex_unlock(&m->run);
-            n = 0;
-            continue;
-        }
-        /* every generation's tokens in one backend call (one device wait),
-         * except those whose step hook reads the scores */
-        int n_calls = 0;
-        for (int i = 0; i < n; i++) {
-            s->selected[i] = (uint8_t)mg_gen_job_select_call(m, s->active[i], &s->calls[n_calls]);
-            n_calls += s->selected[i];
-        }
-        mg_code sel = n_calls ? mg_select_tokens_many(m->be, n_calls, s->calls, m->cfg.dec_vocab, &e)
-                              : MG_OK;
-        int kept = 0, failed = 0, n_ending = 0;
-        for (int i = 0; i < n; i++) {
-            mg_gen_job *j = s->active[i];
-            if (s->selected[i] && sel != MG_OK) {
-                if (j->err)
-                    *j->err = e;
-                rc = sel;
-            } else {
-                rc = mg_gen_job_after_step(m, j, s->selected[i]);
-            }
-            if (rc == MG_OK && j->t < j->steps) {
-                s->active[kept++] = j;
-                continue;
-            }
-            if (rc == MG_OK && m->be->encodec_batch_jobs) {
-                int needs_audio;
-                rc = mg_gen_job_codes(m, j, &needs_audio);
-                if (rc == MG_OK && needs_audio) {
-                    s->ending[n_ending++] = j;
-                    continue;
-                }
-            } else if (rc == MG_OK) {
-                rc = mg_gen_job_finish(m, j);
-            }
-            failed |= rc != MG_OK;
+        mg_code rc = m->broken ? mg_fail(j->err, MG_ERR_DEVICE,
+                                         "the device was lost and could not be re-initialised: %s",
+                                         m->broken_msg)
+                               : mg_gen_job_start(m, j);
+        if (rc == MG_OK)
+            s->active[s->n_active++] = j;
+        else {
             mg_gen_job_release(m, j);
             finish(s, j, rc);
+            recover_if_lost(s);
         }
-        /* the audio of those that ended together: one EnCodec batch per
-         * frame count */
-        while (n_ending > 0) {
-            int frames = s->ending[0]->frames, group = 0, rest = 0;
-            for (int i = 0; i < n_ending; i++) {
-                mg_gen_job *j = s->ending[i];
-                if (j->frames == frames)
-                    s->ending[group++] = j;
-                else
-                    s->ending_rest[rest++] = j;
-            }
-            rc = mg_gen_jobs_audio(m, s->ending, group);
-            failed |= rc != MG_OK;
-            for (int i = 0; i < group; i++) {
-                mg_gen_job_release(m, s->ending[i]);
-                finish(s, s->ending[i], rc);
-            }
-            memcpy(s->ending, s->ending_rest, (size_t)rest * sizeof *s->ending);
-            n_ending = rest;
-        }
-        /* a lost device also ends the jobs that are still running */
-        n = failed ? recover_if_lost(s, kept) : kept;
         pthread_mutex_unlock(&m->run);
     }
-    /* stopping: whatever is left ends cancelled */
+}
+
+/* One decoder step for every active job, each at its own position. */
+static mg_code decode(mg_sched *s, mg_error *e)
+{
+    for (int i = 0; i < s->n_active; i++) {
+        s->states[i] = &s->active[i]->st;
+        s->ids[i] = s->active[i]->step_ids;
+        s->logits[i] = s->active[i]->logits;
+    }
+    return mg_decoder_step(&s->m->parts.dec, &s->work, s->states, s->n_active, s->ids, s->logits,
+                           e);
+}
+
+/* Every job's tokens in one backend call (one device wait), except those
+ * whose step hook reads the scores: they select their own after the step. */
+static mg_code select_tokens(mg_sched *s, mg_error *e)
+{
+    mg_model *m = s->m;
+    int n_calls = 0;
+    for (int i = 0; i < s->n_active; i++) {
+        s->selected[i] = (uint8_t)mg_gen_job_select_call(m, s->active[i], &s->calls[n_calls]);
+        n_calls += s->selected[i];
+    }
+    return n_calls ? mg_select_tokens_many(m->parts.be, n_calls, s->calls,
+                                           m->parts.cfg.dec_vocab, e)
+                   : MG_OK;
+}
+
+/* A job that has its last token, or failed: answered now, or (its codes
+ * taken) queued in s->ending for the step's shared EnCodec batches.
+ * Returns 1 when it failed. */
+static int retire(mg_sched *s, mg_gen_job *j, mg_code rc)
+{
+    mg_model *m = s->m;
+    if (rc == MG_OK && m->parts.be->encodec_batch_jobs) {
+        int needs_audio;
+        rc = mg_gen_job_codes(m, j, &needs_audio);
+        if (rc == MG_OK && needs_audio) {
+            s->ending[s->n_ending++] = j;
+            return 0;
+        }
+    } else if (rc == MG_OK) {
+        rc = mg_gen_job_finish(m, j);
+    }
+    mg_gen_job_release(m, j);
+    finish(s, j, rc);
+    return rc != MG_OK;
+}
+
+/* Each job takes its tokens (a failed joint selection, `sel`, fails the
+ * jobs in it) and goes on, or retires. Returns 1 when some job failed. */
+static int advance(mg_sched *s, mg_code sel, const mg_error *e)
+{
+    int kept = 0, failed = 0;
+    s->n_ending = 0;
+    for (int i = 0; i < s->n_active; i++) {
+        mg_gen_job *j = s->active[i];
+        mg_code rc;
+        if (s->selected[i] && sel != MG_OK) {
+            if (j->err)
+                *j->err = *e;
+            rc = sel;
+        } else {
+            rc = mg_gen_job_after_step(s->m, j, s->selected[i]);
+        }
+        if (rc == MG_OK && j->t < j->steps)
+            s->active[kept++] = j;
+        else
+            failed |= retire(s, j, rc);
+    }
+    s->n_active = kept;
+    return failed;
+}
+
+/* The audio of the jobs that ended in this step: one EnCodec batch per
+ * frame count. Returns 1 when a batch failed. */
+static int encode_audio(mg_sched *s)
+{
+    int failed = 0;
+    while (s->n_ending > 0) {
+        int frames = s->ending[0]->frames, group = 0, rest = 0;
+        for (int i = 0; i < s->n_ending; i++) {
+            mg_gen_job *j = s->ending[i];
+            if (j->frames == frames)
+                s->ending[group++] = j;
+            else
+                s->ending_rest[rest++] = j;
+        }
+        mg_code rc = mg_gen_jobs_audio(s->m, s->ending, group);
+        failed |= rc != MG_OK;
+        for (int i = 0; i < group; i++) {
+            mg_gen_job_release(s->m, s->ending[i]);
+            finish(s, s->ending[i], rc);
+        }
+        memcpy(s->ending, s->ending_rest, (size_t)rest * sizeof *s->ending);
+        s->n_ending = rest;
+    }
+    return failed;
+}
+
+/* One step of the batch, with the backend to itself. A failed decoder step
+ * fails every active job; any failure may mean the device was lost, which
+ * also ends the jobs still running. */
+static void step(mg_sched *s)
+{
+    mg_model *m = s->m;
+    mg_error e = {0};
+    pthread_mutex_lock(&m->run);
+    mg_code rc = decode(s, &e);
+    if (rc != MG_OK) {
+        fail_active(s, rc, &e);
+        recover_if_lost(s);
+    } else {
+        mg_code sel = select_tokens(s, &e);
+        int failed = advance(s, sel, &e);
+        failed |= encode_audio(s);
+        if (failed)
+            recover_if_lost(s);
+    }
+    pthread_mutex_unlock(&m->run);
+}
+
+/* Stopping: whatever is left, running or waiting, ends cancelled. */
+static void shut_down(mg_sched *s)
+{
     mg_error e = {0};
     mg_fail(&e, MG_ERR_CANCELLED, "the model is shutting down");
-    fail_active(s, n, MG_ERR_CANCELLED, &e);
+    fail_active(s, MG_ERR_CANCELLED, &e);
     pthread_mutex_lock(&s->lock);
     while (s->head) {
         mg_gen_job *j = s->head;
@@ -207,6 +269,17 @@ static void *sched_main(void *arg)
     s->n_waiting = s->n_running = 0;
     pthread_cond_broadcast(&s->done);
     pthread_mutex_unlock(&s->lock);
+}
+
+static void *sched_main(void *arg)
+{
+    mg_sched *s = arg;
+    while (wait_for_work(s)) {
+        admit(s);
+        if (s->n_active > 0)
+            step(s);
+    }
+    shut_down(s);
     return NULL;
 }
 
