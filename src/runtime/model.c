@@ -18,11 +18,24 @@ static int cuda_index(const char *dev)
     return *end || n > 255 ? -1 : (int)n;
 }
 
-/* The backend named by opt->device, with matrix weights in opt->dtype.
+/* The runtime's choices that follow from what the new backend can do. */
+static void pick_policies(mg_model *m)
+{
+    mg_backend_caps caps;
+    mg_backend_get_caps(m->be, &caps);
+    m->encodec_batch_jobs = caps.batched_encodec_cheap;
+}
+
+/* The backend named by opt->device, with matrix weights in opt->dtype and
+ * the switches of opt->backend (kept in m->backend_opts for a re-creation).
  * "auto" takes GPU 0 when it is usable (bf16 unless f32 was asked for), else
  * the CPU; m->device says which. */
 static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, mg_error *err)
 {
+    if (opt && opt->backend)
+        m->backend_opts = *opt->backend;
+    else
+        mg_backend_options_default(&m->backend_opts);
     const char *dev = opt && opt->device ? opt->device : "cpu";
     const char *dt = opt && opt->dtype ? opt->dtype : NULL;
     int is_auto = strcmp(dev, "auto") == 0, gpu = cuda_index(dev);
@@ -50,10 +63,12 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
         mg_dtype mdt = dt && wdt == MG_DT_F32 ? MG_DT_F32 : MG_DT_BF16;
         if (gpu < 0)
             gpu = 0;
-        mg_code rc = mg_backend_cuda_create(&m->be, gpu, mdt, is_auto ? &probe : err);
+        mg_code rc = mg_backend_cuda_create(&m->be, gpu, mdt, &m->backend_opts,
+                                            is_auto ? &probe : err);
         if (rc == MG_OK) {
             snprintf(m->device, sizeof m->device, "cuda:%d", gpu);
             snprintf(m->dtype, sizeof m->dtype, "%s", mdt == MG_DT_F32 ? "f32" : "bf16");
+            pick_policies(m);
             return MG_OK;
         }
         if (!is_auto)
@@ -68,9 +83,10 @@ static mg_code mg_model_pick_backend(mg_model *m, const mg_model_options *opt, m
     snprintf(m->device, sizeof m->device, "cpu");
     snprintf(m->dtype, sizeof m->dtype, "%s",
              wdt == MG_DT_Q8 ? "q8" : wdt == MG_DT_BF16 ? "bf16" : "f32");
-    mg_code rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
+    mg_code rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, wdt, &m->backend_opts,
+                                       err);
     if (rc == MG_OK)
-        m->be->weight_dtype = wdt;
+        pick_policies(m);
     return rc;
 }
 
@@ -114,7 +130,9 @@ mg_code mg_model_recover(mg_model *m, mg_error *err)
         m->be->ops->destroy(m->be);
     m->be = m->ld.be = NULL;
     /* the same device and format as before, not "auto" again */
-    mg_model_options opt = {.n_threads = m->n_threads, .device = device, .dtype = dtype};
+    mg_backend_options backend = m->backend_opts;
+    mg_model_options opt = {.n_threads = m->n_threads, .device = device, .dtype = dtype,
+                            .backend = &backend};
     mg_code rc = mg_model_pick_backend(m, &opt, err);
     if (rc == MG_OK) {
         m->ld.be = m->be;
@@ -147,13 +165,15 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
         rc = mg_loader_open(&m->ld, path, m->be, err);
     }
     const char *wc = opt ? opt->weights_cache : NULL;
-    if (rc == MG_OK && m->be->ops->matrix_nbytes && m->be->weight_dtype != MG_DT_F32 && wc &&
+    mg_backend_caps caps = {0};
+    if (rc == MG_OK)
+        mg_backend_get_caps(m->be, &caps);
+    if (rc == MG_OK && m->be->ops->matrix_nbytes && caps.weight_dtype != MG_DT_F32 && wc &&
         *wc && strcmp(wc, "off") != 0) {
         char cpath[4096];
         mg_wcache_path(cpath, sizeof cpath, wc, dir, m->dtype);
         char tag[128];
-        snprintf(tag, sizeof tag, "%s %s", m->dtype,
-                 m->be->ops->matrix_layout ? m->be->ops->matrix_layout : "");
+        snprintf(tag, sizeof tag, "%s %s", m->dtype, caps.matrix_layout ? caps.matrix_layout : "");
         rc = mg_wcache_open(&m->wcache, cpath, &m->ld.st, tag, err);
         if (rc == MG_OK)
             m->ld.wcache = &m->wcache;

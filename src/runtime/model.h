@@ -25,6 +25,12 @@ struct mg_model {
     mg_encodec   *ec;
     struct mg_sched *sched;  /* decodes every generation of this model (scheduler.h) */
     int           n_threads; /* as loaded: mg_model_recover makes the same backend */
+    mg_backend_options backend_opts; /* likewise */
+    /* The scheduler decodes the audio of generations that end in the same
+     * step as one EnCodec batch: where the backend says a batch costs about
+     * one decode (caps.batched_encodec_cheap); elsewhere each alone, so the
+     * first response is not held back. */
+    int           encodec_batch_jobs;
     int           broken;    /* a lost device could not be re-created: jobs fail fast */
     char          broken_msg[256];
 };

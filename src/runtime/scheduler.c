@@ -152,7 +152,7 @@ static void *sched_main(void *arg)
                 s->active[kept++] = j;
                 continue;
             }
-            if (rc == MG_OK && m->be->encodec_batch_jobs) {
+            if (rc == MG_OK && m->encodec_batch_jobs) {
                 int needs_audio;
                 rc = mg_gen_job_codes(m, j, &needs_audio);
                 if (rc == MG_OK && needs_audio) {
