@@ -114,7 +114,8 @@ typedef struct mg_backend_ops {
     /* ---- mandatory ---- */
     const char *name;
     void    (*destroy)(mg_backend *be);
-    /* Fills every field of caps (mg_backend_get_caps zeroes it first). */
+    /* Sets the fields of caps that apply to this backend (mg_backend_get_caps
+     * zeroes the others first: "cannot"). */
     void    (*get_caps)(mg_backend *be, mg_backend_caps *caps);
     /* t->nbytes of zero-filled memory (model code relies on zeros for the
      * unconditional half of guidance). */

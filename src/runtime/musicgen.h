@@ -29,9 +29,9 @@ typedef struct {
      * NULL or "off": convert at every load. */
     const char *weights_cache;
     /* The backend's switches (backend/options.h: CPU kernel level, 8-bit
-     * attention caches, the CUDA backend's paths); NULL: the defaults. The
-     * CLI, benchmarks and golden checker fill them from MG_CPU_ISA and
-     * MG_CUDA_*; the library never reads the environment. */
+     * attention caches, the CUDA backend's paths), copied at load; NULL: the
+     * defaults. The CLI, benchmarks and golden checker fill them from
+     * MG_CPU_ISA and MG_CUDA_*; the library never reads the environment. */
     const mg_backend_options *backend;
 } mg_model_options;
 
