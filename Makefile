@@ -60,7 +60,8 @@ DEMO_MODEL ?= build/demo-model
 SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
-# code only the tools and tests use (the tokenizer-model writer)
+# code only the tools and tests use (the tokenizer-model writer, the backend
+# options read from the environment)
 TOOL_LIB = $(BUILD)/libmgtools.a
 TOOLS    = $(BUILD)/musicgen $(BUILD)/musicgen-mkmodel $(BUILD)/mg-golden $(KTEST)
 TEST_SRC = $(wildcard tests/test_*.c)
@@ -83,20 +84,20 @@ $(BUILD)/kernels/%.o: kernels/%.cu
 $(BUILD)/cuda-$(CUDA).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
 $(BUILD)/src/runtime/model.o $(BUILD)/bench/bench_gpu.o: $(BUILD)/cuda-$(CUDA).stamp
-$(BUILD)/mg-kernel-test: $(BUILD)/kernels/kernel_test.o $(LIB)
+$(BUILD)/mg-kernel-test: $(BUILD)/kernels/kernel_test.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
-$(TOOL_LIB): $(BUILD)/tools/spm_write.o
+$(TOOL_LIB): $(BUILD)/tools/spm_write.o $(BUILD)/tools/backend_env.o
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/musicgen: $(BUILD)/tools/musicgen.o $(LIB)
+$(BUILD)/musicgen: $(BUILD)/tools/musicgen.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/musicgen-mkmodel: $(BUILD)/tools/mkmodel.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 GOLDEN_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/golden*.c))
-$(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
+$(BUILD)/mg-golden: $(GOLDEN_OBJ) $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
@@ -109,7 +110,7 @@ $(BUILD)/libmgfault.so: tests/fault_malloc.c
 FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
 $(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(FAULT_WRAP)
-$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
+$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(TOOL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Every test binary and every golden set; the last line is the overall tally.

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../tools/backend_env.h"
 #include "runtime/musicgen.h"
 
 #define DIE(...) (fprintf(stderr, "bench_batch: " __VA_ARGS__), fprintf(stderr, "\n"), exit(1))
@@ -121,7 +122,10 @@ int main(int argc, char **argv)
         DIE("--rounds must be in [1, 100]");
     mg_model *m = NULL;
     mg_error err = {0};
-    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .max_batch = n, .device = device};
+    mg_backend_options backend;
+    mg_backend_options_from_env(&backend);
+    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .max_batch = n, .device = device,
+                            .backend = &backend};
     if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
         DIE("%s", err.msg);
     mg_gen_params p;

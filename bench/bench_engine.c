@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "../tools/backend_env.h"
 #include "cpu/cpu.h"
 #include "runtime/model_parts.h"
 
@@ -119,7 +120,9 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
 {
     mg_error err = {0};
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = threads, .dtype = dtype};
+    mg_backend_options backend;
+    mg_backend_options_from_env(&backend);
+    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .backend = &backend};
     json_t *out = json_object();
     char key[64];
 #define PUT(name, value) (snprintf(key, sizeof key, "%s_%s", name, dtype), \
@@ -350,7 +353,10 @@ static void measure_cached_load(const char *model, const char *dtype, int thread
     for (int pass = 0; pass < 2; pass++) {
         mg_error err = {0};
         mg_model *m = NULL;
-        mg_model_options opt = {.n_threads = threads, .dtype = dtype, .weights_cache = dir};
+        mg_backend_options backend;
+        mg_backend_options_from_env(&backend);
+        mg_model_options opt = {.n_threads = threads, .dtype = dtype, .weights_cache = dir,
+                                .backend = &backend};
         double t0 = now_ms();
         if (!out || mg_model_load(&m, model, &opt, &err) != MG_OK)
             DIE("%s", out ? err.msg : "out of memory");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tools/backend_env.h"
 #include "runtime/model_parts.h"
 
 #define DIE(...) do { fprintf(stderr, "bench_fidelity: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
@@ -60,11 +61,15 @@ static float *forced_logits(mg_model *m, int L)
     return out;
 }
 
-static mg_model *load(const char *dir, const char *dtype, int threads)
+/* kv_q8row 0: a q8 model with BF16 attention caches */
+static mg_model *load(const char *dir, const char *dtype, int threads, int kv_q8row)
 {
     mg_error err = {0};
     mg_model *m = NULL;
-    mg_model_options opt = {.n_threads = threads, .dtype = dtype};
+    mg_backend_options backend;
+    mg_backend_options_from_env(&backend);
+    backend.kv_q8row = kv_q8row;
+    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .backend = &backend};
     if (mg_model_load(&m, dir, &opt, &err) != MG_OK)
         DIE("%s (%s)", err.msg, dtype);
     return m;
@@ -89,7 +94,7 @@ int main(int argc, char **argv)
     if (L < 2 || L > 1000)
         DIE("--columns: between 2 and 1000");
 
-    mg_model *m = load(argv[1], "f32", threads);
+    mg_model *m = load(argv[1], "f32", threads, 1);
     const mg_config *c = mg_model_config(m);
     int K = c->num_codebooks, V = c->dec_vocab, heads = c->dec_heads;
     int head_dim = c->dec_hidden / heads;
@@ -99,14 +104,16 @@ int main(int argc, char **argv)
     static const char *const names[3] = {"bf16", "q8", "q8_bf16_caches"};
     float *runs[3];
     int kv8 = 0;
-    m = load(argv[1], "bf16", threads);
+    m = load(argv[1], "bf16", threads, 1);
     runs[0] = forced_logits(m, L);
     mg_model_free(m);
-    m = load(argv[1], "q8", threads);
-    mg_backend *be = mg_model_backend(m);
-    kv8 = be->ops->kv_q8row_fits && be->ops->kv_q8row_fits(be, heads, head_dim, L);
+    m = load(argv[1], "q8", threads, 1);
+    mg_backend_caps caps;
+    mg_backend_get_caps(mg_model_backend(m), &caps);
+    kv8 = caps.kv_q8row_fits && caps.kv_q8row_fits(mg_model_backend(m), heads, head_dim, L);
     runs[1] = forced_logits(m, L);
-    be->kv_q8row = 0;
+    mg_model_free(m);
+    m = load(argv[1], "q8", threads, 0);
     runs[2] = forced_logits(m, L);
     mg_model_free(m);
 

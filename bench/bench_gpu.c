@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../tools/backend_env.h"
 #include "runtime/model_parts.h"
 
 #define DIE(...) do { fprintf(stderr, "bench-gpu: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
@@ -166,7 +167,9 @@ int main(int argc, char **argv)
     if (mg_cuda_probe(0, name, sizeof name, &peak, &err))
         DIE("%s", err.msg);
     mg_model *m = NULL;
-    mg_model_options opt = {.device = "cuda", .dtype = dtype};
+    mg_backend_options backend;
+    mg_backend_options_from_env(&backend);
+    mg_model_options opt = {.device = "cuda", .dtype = dtype, .backend = &backend};
     double t0 = now_ms();
     if (mg_model_load(&m, argv[1], &opt, &err) != MG_OK)
         DIE("%s", err.msg);

@@ -37,9 +37,8 @@ int main(int argc, char **argv)
            (long long)K, COPIES);
     for (size_t d = 0; d < 3; d++) {
         mg_backend *be;
-        if (mg_backend_cpu_create(&be, argc > 4 ? atoi(argv[4]) : 0, &err))
+        if (mg_backend_cpu_create(&be, argc > 4 ? atoi(argv[4]) : 0, dts[d], NULL, &err))
             DIE("%s", err.msg);
-        be->weight_dtype = dts[d];
         mg_tensor *w[COPIES], *x, *y;
         for (int c = 0; c < COPIES; c++) {
             w[c] = calloc(1, sizeof *w[c]);

@@ -11,7 +11,7 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
     "$BUILD/musicgen-mkmodel" --shape small --seed 1 -o "$MODEL"
 fi
 "$BUILD/bench_gpu" "$MODEL"
-# the opt-in BF16 paths (not yet run on a GPU: mg_backend_cuda_create): BF16
+# the opt-in BF16 paths (not yet run on a GPU: backend/options.h): BF16
 # EnCodec convolutions on the tensor cores and BF16 self-attention caches
 echo "-- MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1 MG_CUDA_SELECT_MANY=1"
 MG_CUDA_CONV_BF16=1 MG_CUDA_KV_BF16=1 MG_CUDA_SELECT_MANY=1 "$BUILD/bench_gpu" "$MODEL" |

@@ -5,7 +5,7 @@
  * product, then one kernel per time step). cuDNN is not used: these direct
  * kernels keep the build free of it; no measurement has yet shown it faster.
  *
- * BF16 weights (conv_bf16_fits, the pair layout of backend.h): inputs round
+ * BF16 weights (caps.conv_bf16, the pair layout of backend/layout.h): inputs round
  * to BF16 as on the CPU, products are exact and sums F32. Those convolutions
  * run as implicit matrix products on the tensor cores (conv_mma_kernel), the
  * direct kernels (templated on BF) only where c_out is too small to fill an
@@ -334,7 +334,7 @@ void cu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const
     cu_launched(cb, "conv_transpose1d");
 }
 
-/* BF16 EnCodec weights for bf16 models: opt-in (MG_CUDA_CONV_BF16=1, see
+/* BF16 EnCodec weights for bf16 models: opt-in (options.cuda_conv_bf16, see
  * mg_backend_cuda_create); the contract is the CPU backend's (its audio:
  * ~44 dB SNR against F32, tests/test_encodec.c). */
 int cu_conv_bf16_fits(mg_backend *be)

@@ -12,7 +12,7 @@
  *                     A[m][kk] = x[b, ci, q - j], B[n][kk] = w[ci, n, r + j·stride]
  *                     (zero past the kernel or the signal), y[b, n, q·stride + r - trim_left]
  * (full output f = q·s + r, as the CPU's transposed conv). Weights are BF16
- * in the pair layout of conv_bf16_fits (backend.h). Plain C, also compiled as
+ * in the pair layout of caps.conv_bf16 (backend/layout.h). Plain C, also compiled as
  * CUDA device code. */
 #ifndef MG_CONV_MMA_H
 #define MG_CONV_MMA_H

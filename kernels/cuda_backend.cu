@@ -646,9 +646,27 @@ static void cu_destroy(mg_backend *be)
     free(cb);
 }
 
+/* No 8-bit attention caches, BF16 LSTM weights or weights cache on the GPU;
+ * the BF16 paths are what the options switched on. */
+static void cu_get_caps(mg_backend *be, mg_backend_caps *caps)
+{
+    mg_cuda_backend *cb = cu_of(be);
+    caps->weight_dtype = cb->matrix_dtype;
+    caps->matrix_layout = NULL;
+    caps->lstm_bf16 = 0;
+    caps->lstm_q8 = 0;
+    caps->conv_bf16 = cu_conv_bf16_fits(be);
+    caps->kv_bf16 = cb->kv_bf16;
+    caps->kv_q8row_fits = NULL;
+    /* the ops of a batch of decodes are the ones a batched generate already
+     * runs (bench-gpu's 64-prompt call) */
+    caps->batched_encodec_cheap = 1;
+}
+
 static const mg_backend_ops cuda_ops = {
     /* .name */ "cuda",
     /* .destroy */ cu_destroy,
+    /* .get_caps */ cu_get_caps,
     /* .alloc */ cu_alloc,
     /* .release */ cu_release,
     /* .upload */ cu_upload,
@@ -676,14 +694,9 @@ static const mg_backend_ops cuda_ops = {
     /* .copy_rows_scatter */ cu_copy_rows_scatter,
     /* .linear_many: the recorded step fuses launches already */ NULL,
     /* .matrix_nbytes: weights live on the device, no cache */ NULL,
-    /* .matrix_layout */ NULL,
     /* .lost */ cu_lost,
     /* .conv1d_fused: EnCodec runs conv1d, add, elu */ NULL,
     /* .pad_reflect_elu: pad_reflect, then elu */ NULL,
-    /* .lstm_bf16 */ 0,
-    /* .lstm_q8 */ 0,
-    /* .kv_q8row_fits: no 8-bit caches on the GPU */ NULL,
-    /* .conv_bf16_fits */ cu_conv_bf16_fits,
     /* .select_tokens_many */ cu_select_tokens_many,
 };
 
@@ -723,9 +736,14 @@ extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double
 }
 
 extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype matrix_dtype,
-                                          mg_error *err)
+                                          const mg_backend_options *opt, mg_error *err)
 {
     *out = NULL;
+    mg_backend_options defaults;
+    if (!opt) {
+        mg_backend_options_default(&defaults);
+        opt = &defaults;
+    }
     if (matrix_dtype != MG_DT_F32 && matrix_dtype != MG_DT_BF16)
         return mg_fail(err, MG_ERR_UNSUPPORTED, "cuda: matrix weights as %s are not implemented "
                        "(f32 or bf16)", mg_dtype_name(matrix_dtype));
@@ -740,30 +758,16 @@ extern "C" mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype
     cb->device = device;
     cb->matrix_dtype = matrix_dtype;
     cb->stage_cap = STAGE_BYTES;
-    cb->use_graphs = !getenv("MG_CUDA_GRAPHS") || atoi(getenv("MG_CUDA_GRAPHS")) != 0;
-    cb->use_fusion = !getenv("MG_CUDA_FUSE") || atoi(getenv("MG_CUDA_FUSE")) != 0;
-    /* measured on an H100: decode steps 1.74 ms with PDL, 1.60 ms without */
-    cb->pdl = getenv("MG_CUDA_PDL") && atoi(getenv("MG_CUDA_PDL")) != 0;
-    cb->fuse_norm = getenv("MG_CUDA_FUSE_NORM") && atoi(getenv("MG_CUDA_FUSE_NORM")) != 0;
-    cb->wide = getenv("MG_CUDA_WIDE") ? atoi(getenv("MG_CUDA_WIDE")) : 1;
-    /* the engine's choices that follow the weight format (attention caches,
-     * EnCodec's conv weights) see it here */
-    cb->base.weight_dtype = matrix_dtype;
-    /* generations finishing together share one EnCodec batch (the ops are
-     * the ones a batched generate already runs: bench-gpu's 64-prompt call) */
-    cb->base.encodec_batch_jobs = 1;
-    /* Opt-in because they have never run on a GPU: on by default once
-     * mg-kernel-test and the golden parity pass there. BF16 EnCodec weights on the
-     * tensor cores (conv.cu), BF16 self-attention caches for bf16 models
-     * (attention.cu reads them, the row copies round into them): a batched
-     * step's attention reads F32 caches of 24 layers x 2 x 4 KB per position
-     * and sequence, 64 requests of 30 s ~28 TB in all, half of that in BF16. */
-    cb->conv_bf16 = getenv("MG_CUDA_CONV_BF16") && atoi(getenv("MG_CUDA_CONV_BF16")) != 0;
-    cb->base.kv_bf16 = getenv("MG_CUDA_KV_BF16") && atoi(getenv("MG_CUDA_KV_BF16")) != 0;
-    /* likewise the scheduler's joint token selection in one wait (without it
-     * select_tokens_many makes the calls one by one) */
-    cb->select_many = getenv("MG_CUDA_SELECT_MANY") && atoi(getenv("MG_CUDA_SELECT_MANY")) != 0;
-    cb->profile = getenv("MG_CUDA_PROFILE") && atoi(getenv("MG_CUDA_PROFILE")) != 0;
+    cb->use_graphs = opt->cuda_graphs;
+    cb->use_fusion = opt->cuda_fusion;
+    cb->pdl = opt->cuda_pdl;
+    cb->fuse_norm = opt->cuda_fuse_norm;
+    cb->wide = opt->cuda_wide;
+    /* the opt-in paths (backend/options.h says why they are opt-in) */
+    cb->conv_bf16 = opt->cuda_conv_bf16;
+    cb->kv_bf16 = opt->cuda_kv_bf16;
+    cb->select_many = opt->cuda_select_many;
+    cb->profile = opt->cuda_profile;
     if (cb->profile)
         cb->use_graphs = 0;
     /* A context killed by a sticky error (an earlier backend's kernel fault)

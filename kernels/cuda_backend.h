@@ -81,7 +81,8 @@ struct mg_cuda_backend {
     char        *blob;
     size_t       blob_len, blob_cap;
     int          use_graphs, use_fusion, wide, pdl, fuse_norm;
-    int          conv_bf16;      /* conv_bf16_fits (conv.cu) */
+    int          conv_bf16;      /* caps.conv_bf16 (conv.cu) */
+    int          kv_bf16;        /* caps.kv_bf16: attention.cu reads BF16 caches */
     int          select_many;    /* select_tokens_many in one wait (sampling.cu) */
     size_t       mma_smem_raised; /* dynamic shared memory opted in (matvec.cu) */
     cu_range    *rng;            /* see cu_range */
@@ -90,8 +91,8 @@ struct mg_cuda_backend {
     uint64_t     flushes;
     /* counters for the bench: launches made, graph replays */
     uint64_t     n_launch, n_replay, n_direct;
-    /* MG_CUDA_PROFILE=1: no graphs; every launch timed with events, summed
-     * per kernel and printed to stderr by mg_cuda_profile_dump */
+    /* options.cuda_profile: no graphs; every launch timed with events,
+     * summed per kernel and printed to stderr by mg_cuda_profile_dump */
     int          profile;
     struct cu_prof *prof;
     int          n_prof, cap_prof;
@@ -203,8 +204,8 @@ int  cu_fuse_act(mg_cuda_backend *cb, mg_tensor *y, int act);
  * stream is launched as soon as every block of this one has started, and
  * waits here until this one has finished and its writes are visible; the
  * launch latency hides behind the running kernel. Without PDL (or before
- * sm_90) both instructions are no-ops. PDL is opt-in (MG_CUDA_PDL=1): on an
- * H100 it made graph-replayed decode steps slower (1.74 vs 1.60 ms). */
+ * sm_90) both instructions are no-ops. PDL is opt-in (options.cuda_pdl): on
+ * an H100 it made graph-replayed decode steps slower (1.74 vs 1.60 ms). */
 static __device__ __forceinline__ void cu_pdl_wait()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

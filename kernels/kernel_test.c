@@ -12,11 +12,14 @@
 #include <string.h>
 
 #include "../tests/check.h"
+#include "../tools/backend_env.h"
 #include "backend/backend.h"
+#include "backend/layout.h"
 
 typedef struct {
     mg_backend *cpu, *gpu;
     int         self;   /* MG_KTEST_SELF: CPU backends stand in for the GPU ones */
+    mg_backend_options opt; /* every backend's (MG_CPU_ISA, MG_CUDA_*) */
     uint64_t    rng;
     /* host buffers handed to weight() must outlive the backends */
     void      **keep;
@@ -357,7 +360,7 @@ static void test_attention(ctx *c, int n_seq, int qps, int heads, int dh, int ca
 }
 
 /* A conv weight [d0][d1][k] on both backends: F32, or BF16 in the pair
- * layout of conv_bf16_fits (the input channel pairs up: dim 1 of a conv,
+ * layout of caps.conv_bf16 (the input channel pairs up: dim 1 of a conv,
  * dim 0 of a transposed one), which both then run with BF16-rounded inputs. */
 static pair conv_weight(ctx *c, int64_t d0, int64_t d1, int64_t k, int transposed, int bf16)
 {
@@ -832,14 +835,14 @@ static void test_steps(ctx *c, int H, int F, int bf16, int dev, int kv_bf16)
         /* the CPU gets the matrices the GPU holds */
         cw[i] = bf16 && i != 2 && i != 3 && i != 4 ? bf16_copy(c, hw[i], sizes[i]) : hw[i];
     }
-    setenv("MG_CUDA_FUSE", "0", 1);
-    setenv("MG_CUDA_GRAPHS", "0", 1);
+    mg_backend_options plain_opt = c->opt;
+    plain_opt.cuda_fusion = 0;
+    plain_opt.cuda_graphs = 0;
     mg_backend *plain = NULL;
     mg_error err = {0};
-    mg_code rc = c->self ? mg_backend_cpu_create(&plain, 1, &err)
-                         : mg_backend_cuda_create(&plain, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &err);
-    unsetenv("MG_CUDA_FUSE");
-    unsetenv("MG_CUDA_GRAPHS");
+    mg_code rc = c->self ? mg_backend_cpu_create(&plain, 1, MG_DT_F32, &plain_opt, &err)
+                         : mg_backend_cuda_create(&plain, dev, bf16 ? MG_DT_BF16 : MG_DT_F32,
+                                                  &plain_opt, &err);
     CHECK(rc == MG_OK, "cuda backend without fusion: %s", err.msg);
     if (rc != MG_OK)
         return;
@@ -934,7 +937,7 @@ static void test_errors(ctx *c, int dev)
     /* the GPU stays usable for everyone else: a fresh backend here computes */
     c->gpu->ops->destroy(c->gpu);
     c->gpu = NULL;
-    rc = mg_backend_cuda_create(&c->gpu, dev, MG_DT_F32, &err);
+    rc = mg_backend_cuda_create(&c->gpu, dev, MG_DT_F32, &c->opt, &err);
     CHECK(rc == MG_OK, "creating a backend after the child's fault: %s", err.msg);
     if (rc == MG_OK)
         test_linear(c, 5, 257, 128, 1, 0);
@@ -945,7 +948,9 @@ static int fault_child(int dev)
 {
     mg_backend *g = NULL;
     mg_error err = {0};
-    if (mg_backend_cuda_create(&g, dev, MG_DT_F32, &err)) {
+    mg_backend_options opt;
+    mg_backend_options_from_env(&opt);
+    if (mg_backend_cuda_create(&g, dev, MG_DT_F32, &opt, &err)) {
         printf("create: %s\n", err.msg);
         return 1;
     }
@@ -967,7 +972,7 @@ static int fault_child(int dev)
     a->data = NULL; /* gone with the context */
     mg_tensor_free(a);
     g->ops->destroy(g);
-    rc = mg_backend_cuda_create(&g, dev, MG_DT_F32, &err);
+    rc = mg_backend_cuda_create(&g, dev, MG_DT_F32, &opt, &err);
     if (rc == MG_OK) {
         mg_tensor *t = NULL;
         float one[3] = {1, 2, 3}, back[3] = {0};
@@ -1015,6 +1020,7 @@ int main(int argc, char **argv)
     setenv("MG_CUDA_FUSE_NORM", "1", 0);
     /* and the opt-in joint token selection (its one-wait path) */
     setenv("MG_CUDA_SELECT_MANY", "1", 0);
+    mg_backend_options_from_env(&c.opt);
     char name[256] = "";
     /* MG_KTEST_SELF=1 runs the harness with a second CPU backend in place of
      * the GPU (f32 only), to check the test itself on a machine without one */
@@ -1025,14 +1031,15 @@ int main(int argc, char **argv)
         return check_summary("mg-kernel-test");
     }
     printf("device %d: %s\n", dev, name);
-    if (mg_backend_cpu_create(&c.cpu, 0, &err)) {
+    if (mg_backend_cpu_create(&c.cpu, 0, MG_DT_F32, &c.opt, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
     for (int mode = 0; mode < (self ? 1 : 2); mode++) {
         int bf16 = mode == 1;
-        if (self ? mg_backend_cpu_create(&c.gpu, 3, &err)
-                 : mg_backend_cuda_create(&c.gpu, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &err)) {
+        if (self ? mg_backend_cpu_create(&c.gpu, 3, MG_DT_F32, &c.opt, &err)
+                 : mg_backend_cuda_create(&c.gpu, dev, bf16 ? MG_DT_BF16 : MG_DT_F32, &c.opt,
+                                          &err)) {
             CHECK(0, "cuda backend: %s", err.msg);
             break;
         }
@@ -1077,7 +1084,7 @@ int main(int argc, char **argv)
             test_convt(&c, 1, 6, 35, 16, 13, 8, 4, 0);
             test_convt(&c, 3, 37, 17, 4, 29, 2, 1, 0);
             test_convt(&c, 2, 9, 5, 10, 7, 5, 3, 0);
-            /* BF16 pair weights (conv_bf16_fits): the tensor-core products
+            /* BF16 pair weights (caps.conv_bf16): the tensor-core products
              * for c_out >= 16 (several row, channel and reduction tiles, odd
              * batches, strides, dilations, every transposed-conv phase), the
              * direct kernels below; the CPU runs the same rounded values */

@@ -13,6 +13,7 @@
 
 #include "../kernels/conv_mma.h"
 #include "backend/backend.h"
+#include "backend/layout.h"
 #include "check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -142,7 +143,7 @@ int main(void)
 {
     mg_backend *be = NULL;
     mg_error err = {0};
-    if (mg_backend_cpu_create(&be, 2, &err) != MG_OK) {
+    if (mg_backend_cpu_create(&be, 2, MG_DT_F32, NULL, &err) != MG_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

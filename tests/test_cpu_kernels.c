@@ -19,9 +19,8 @@ static mg_backend *backend(int threads, mg_dtype dt)
 {
     mg_backend *be = NULL;
     mg_error err = {0};
-    if (mg_backend_cpu_create(&be, threads, &err) != MG_OK)
+    if (mg_backend_cpu_create(&be, threads, dt, NULL, &err) != MG_OK)
         return NULL;
-    be->weight_dtype = dt;
     return be;
 }
 

@@ -130,9 +130,7 @@ static mg_code model_open_dt(model *m, const char *dir, const char *weights, int
 {
     memset(m, 0, sizeof *m);
     char path[1024];
-    mg_code rc = mg_backend_cpu_create(&m->be, threads, err);
-    if (rc == MG_OK)
-        m->be->weight_dtype = wdt;
+    mg_code rc = mg_backend_cpu_create(&m->be, threads, wdt, NULL, err);
     if (rc == MG_OK)
         rc = mg_config_load(&m->cfg, dir, err);
     if (rc == MG_OK) {
@@ -560,7 +558,7 @@ static mg_tensor *upload3(mg_backend *be, int64_t a, int64_t b, int64_t c, const
     return t;
 }
 
-/* w [d0][d1][k] as the BF16-pair weight of conv_bf16_fits (the input
+/* w [d0][d1][k] as the BF16-pair weight of caps.conv_bf16 (the input
  * channel, dim 1 of a conv and dim 0 of a transposed one, pairs up: channel
  * 2c in the low half of word c), after rounding w in place to BF16. */
 static mg_tensor *upload_pairs(mg_backend *be, int64_t d0, int64_t d1, int64_t k, float *w,
@@ -856,16 +854,19 @@ static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int di
 
 static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
-/* mode: 0 = F32 weights, 1 = W_hh in BF16 (lstm_bf16's interleaved rows),
+/* mode: 0 = F32 weights, 1 = W_hh in BF16 (caps.lstm_bf16's interleaved rows),
  * 2 = W_ih in BF16 as well (a 1x1 conv's pair layout: row-major; I even), as a bf16 model's
- * EnCodec loads them; 3 = W_hh a Q8 matrix (lstm_q8) and W_ih BF16, as a
+ * EnCodec loads them; 3 = W_hh a Q8 matrix (caps.lstm_q8; be stores matrix
+ * weights as Q8) and W_ih BF16, as a
  * q8 model's. The reference takes the rounded weights, and with a BF16 W_ih
  * the inputs rounded too (the BF16 conv rounds them); with a Q8 W_hh on a
  * VNNI CPU h_{t-1} rounded as linear() rounds it, to 8 bits per 32 values
  * (scale max|h|/127, nearest even): what is left is F32 summation. */
 static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int mode)
 {
-    if ((mode && !be->ops->lstm_bf16) || (mode >= 2 && I % 2) || (mode == 3 && !be->ops->lstm_q8))
+    mg_backend_caps caps;
+    mg_backend_get_caps(be, &caps);
+    if ((mode && !caps.lstm_bf16) || (mode >= 2 && I % 2) || (mode == 3 && !caps.lstm_q8))
         return;
     uint32_t s = (uint32_t)(B * 3 + T * 5 + I * 7 + H);
     float *x = rand_buf((int64_t)B * T * I, &s), *wih = rand_buf(4 * H * I, &s);
@@ -877,18 +878,15 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int mode)
     if (mode == 3 && whh) {
         /* the Q8 matrix as the loader makes it; the reference reads it back */
         mg_error e = {0};
-        mg_dtype keep = be->weight_dtype;
         twq = calloc(1, sizeof *twq);
         if (twq) {
             *twq = (mg_tensor){.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {4 * H, H},
                                .nbytes = (size_t)4 * H * H * sizeof(float)};
-            be->weight_dtype = MG_DT_Q8;
             if (be->ops->weight(be, twq, whh, MG_WEIGHT_MATRIX, &e) != MG_OK || twq->dtype != MG_DT_Q8) {
                 CHECK(0, "q8 w_hh: %s", e.msg);
                 free(twq);
                 twq = NULL;
             }
-            be->weight_dtype = keep;
         }
         for (int r = 0; twq && r < 4 * H; r++)
             mg_cpu_matrix_row(twq, r, whh + (int64_t)r * H, 0);
@@ -974,7 +972,9 @@ static void check_ops(void)
     for (int threads = 1; threads <= 3; threads += 2) {
         mg_backend *be = NULL;
         mg_error err = {0};
-        if (mg_backend_cpu_create(&be, threads, &err) != MG_OK) {
+        /* matrix weights stored as Q8: the LSTM's Q8 w_hh (the other ops
+         * take their weights uploaded, in the format each check names) */
+        if (mg_backend_cpu_create(&be, threads, MG_DT_Q8, NULL, &err) != MG_OK) {
             CHECK(0, "backend: %s", err.msg);
             continue;
         }
@@ -1014,7 +1014,7 @@ static void check_ops(void)
             check_fused_ops(be, 2, 7, 13, 1, 1, 200, 0);
             check_fused_ops(be, 1, 3, 1, 7, 1, 5, 0);    /* one output channel, shorter than a vector */
             /* BF16-pair weights: the vdpbf16ps kernels where the CPU has
-             * them (conv_bf16_fits), else the F32 path on rounded values */
+             * them (caps.conv_bf16), else the F32 path on rounded values */
             check_fused_ops(be, 1, 16, 8, 3, 1, 100, 1);
             check_fused_ops(be, 3, 6, 11, 3, 3, 37, 1);
             check_fused_ops(be, 2, 2, 13, 1, 1, 200, 1);
@@ -1030,9 +1030,10 @@ static void check_ops(void)
             check_convt_op_dt(be, 1, 4, 2, 7, 3, 0, 20, 64, 1);  /* 3 taps: the padded-copy path */
             check_convt_op_dt(be, 1, 4, 2, 100, 2, 49, 40, 80, 1);
         }
-        if (be->ops->conv_bf16_fits)
-            printf("  BF16 convolution kernels on this CPU: %s\n",
-                   be->ops->conv_bf16_fits(be) ? "yes" : "no (F32 path checked only)");
+        mg_backend_caps caps;
+        mg_backend_get_caps(be, &caps);
+        printf("  BF16 convolution kernels on this CPU: %s\n",
+               caps.conv_bf16 ? "yes" : "no (F32 path checked only)");
         mg_cpu_backend_set_isa(be, mg_cpu_isa_detect());
         for (int mode = 0; mode <= 3; mode++) {
             check_lstm_op(be, 1, 9, 20, 16, mode);
@@ -1090,7 +1091,9 @@ static void check_reduced_fidelity(const char *dir, mg_dtype dt)
         noise += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
     }
     double snr = noise > 0 ? 10 * log10(sig / noise) : 999;
-    int convs = mb.be->ops->conv_bf16_fits && mb.be->ops->conv_bf16_fits(mb.be);
+    mg_backend_caps caps;
+    mg_backend_get_caps(mb.be, &caps);
+    int convs = caps.conv_bf16;
     printf("  %s model's EnCodec (%s recurrent weights%s): SNR %.1f dB against F32\n",
            mg_dtype_name(dt), dt == MG_DT_Q8 ? "Q8" : "BF16",
            convs ? ", BF16 convolutions" : "", snr);

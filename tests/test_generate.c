@@ -11,6 +11,7 @@
 #include "check.h"
 #include "model/delay.h"
 #include "runtime/gen_job_impl.h"
+#include "runtime/runtime_impl.h"
 #include "runtime/model_parts.h"
 #include "model/sampling.h"
 
@@ -234,7 +235,8 @@ static void *batch_one(void *arg)
 }
 
 /* audio_batch: the scheduler decodes the audio of generations that end in
- * the same step as one EnCodec batch (encodec_batch_jobs, a GPU's setting) */
+ * the same step as one EnCodec batch (the runtime's encodec_batch_jobs, which
+ * it chooses on a GPU) */
 static void test_batching_is_invisible(const char *dir, const char *dtype, int audio_batch)
 {
     mg_model *m = NULL;
@@ -244,7 +246,7 @@ static void test_batching_is_invisible(const char *dir, const char *dtype, int a
         CHECK(0, "load (%s): %s", dtype, err.msg);
         return;
     }
-    mg_model_backend(m)->encodec_batch_jobs = audio_batch;
+    m->encodec_batch_jobs = audio_batch;
     batch_run solo[3], together[3];
     memset(solo, 0, sizeof solo);
     memset(together, 0, sizeof together);
@@ -351,38 +353,50 @@ static void test_q8_attention_caches(const char *tool)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mkmodel --shape tiny64 (%s)", cmd);
     char mdir[64];
     snprintf(mdir, sizeof mdir, "%s/m", dir);
-    mg_model *m = NULL, *m32 = NULL;
+    mg_model *m = NULL, *m32 = NULL, *mb = NULL;
     mg_error err = {0};
-    mg_model_options opt = {.n_threads = 2, .dtype = "q8"}, opt32 = {.n_threads = 2, .dtype = "f32"};
-    if (mg_model_load(&m, mdir, &opt, &err) != MG_OK || mg_model_load(&m32, mdir, &opt32, &err) != MG_OK) {
+    /* mb: the same q8 weights with BF16 attention caches */
+    mg_backend_options bf16_caches;
+    mg_backend_options_default(&bf16_caches);
+    bf16_caches.kv_q8row = 0;
+    mg_model_options opt = {.n_threads = 2, .dtype = "q8"}, opt32 = {.n_threads = 2, .dtype = "f32"},
+                     optb = {.n_threads = 2, .dtype = "q8", .backend = &bf16_caches};
+    int loaded = mg_model_load(&m, mdir, &opt, &err) == MG_OK &&
+                 mg_model_load(&m32, mdir, &opt32, &err) == MG_OK &&
+                 mg_model_load(&mb, mdir, &optb, &err) == MG_OK;
+    mg_backend_caps caps = {0};
+    if (loaded)
+        mg_backend_get_caps(mg_model_backend(m), &caps);
+    if (!loaded) {
         CHECK(0, "load tiny64: %s", err.msg);
-    } else if (!mg_model_backend(m)->ops->kv_q8row_fits(mg_model_backend(m),
-                                                        mg_model_config(m)->dec_heads, 64, 2048)) {
+    } else if (!caps.kv_q8row_fits || !caps.kv_q8row_fits(mg_model_backend(m), mg_model_config(m)->dec_heads, 64, 2048)) {
         SKIP("this CPU has no AVX-512 VNNI: q8 models keep BF16 attention caches here");
     } else {
-        mg_dec_state ds;
-        mg_tensor *enc = NULL;
+        mg_dec_state ds, dsb;
+        mg_tensor *enc = NULL, *encb = NULL;
         uint8_t emask[2] = {1, 1};
-        int have = mg_tensor_new2(&enc, mg_model_backend(m), 2, mg_model_config(m)->dec_hidden,
-                                  &err) == MG_OK &&
+        int have = mg_tensor_new2(&enc, mg_model_backend(m), 2, mg_model_config(m)->dec_hidden, &err) == MG_OK &&
                    mg_dec_state_init(mg_model_decoder(m), &ds, 1, 8, enc, emask, 2, &err) == MG_OK;
-        CHECK(have, "a decoding state: %s", err.msg);
-        if (have) {
-            CHECK(ds.k_cache[0]->dtype == MG_DT_Q8ROW && ds.v_cache[0]->dtype == MG_DT_Q8ROW,
-                  "q8 weights with head_dim 64: 8-bit attention caches");
-            mg_dec_state_free(mg_model_decoder(m), &ds);
+        int haveb = have && mg_tensor_new2(&encb, mg_model_backend(mb), 2, mg_model_config(mb)->dec_hidden, &err) == MG_OK &&
+                    mg_dec_state_init(mg_model_decoder(mb), &dsb, 1, 8, encb, emask, 2, &err) == MG_OK;
+        CHECK(have && haveb, "decoding states: %s", err.msg);
+        if (haveb) {
+            CHECK(ds.k_cache[0]->dtype == MG_DT_Q8ROW && ds.v_cache[0]->dtype == MG_DT_Q8ROW &&
+                  dsb.k_cache[0]->dtype == MG_DT_BF16 && dsb.v_cache[0]->dtype == MG_DT_BF16,
+                  "q8 weights with head_dim 64: 8-bit attention caches (BF16 with kv_q8row 0)");
+            mg_dec_state_free(mg_model_decoder(mb), &dsb);
         }
+        if (have)
+            mg_dec_state_free(mg_model_decoder(m), &ds);
         mg_tensor_free(enc);
+        mg_tensor_free(encb);
 
         test_batching_is_invisible(mdir, "q8", 0);
         test_batching_is_invisible(mdir, "bf16", 0);
 
         enum { L = 60 };
         int V = mg_model_config(m)->dec_vocab;
-        float *ref = forced_logits(m32, L), *q8 = forced_logits(m, L);
-        mg_model_backend(m)->kv_q8row = 0; /* the same weights with BF16 caches */
-        float *q8b = forced_logits(m, L);
-        mg_model_backend(m)->kv_q8row = 1;
+        float *ref = forced_logits(m32, L), *q8 = forced_logits(m, L), *q8b = forced_logits(mb, L);
         CHECK(ref && q8 && q8b, "teacher-forced runs");
         if (ref && q8 && q8b) {
             double scale = 0, dev = 0, devb = 0;
@@ -404,6 +418,7 @@ static void test_q8_attention_caches(const char *tool)
     }
     mg_model_free(m);
     mg_model_free(m32);
+    mg_model_free(mb);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0, "remove %s", dir);
 }

@@ -3,6 +3,7 @@
  * folder, every prompt's ids). Prints one line per tensor and the tally last.
  * With --fidelity: how far bf16 and q8 weights move the golden greedy runs. */
 #include "golden.h"
+#include "backend_env.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@ int main(int argc, char **argv)
     golden_tally t = {0};
     t.device = getenv("MG_DEVICE");
     t.dtype = getenv("MG_DTYPE");
+    mg_backend_options_from_env(&t.backend);
     /* on CUDA the default matrix format is bf16 */
     t.bf16 = t.dtype ? strcmp(t.dtype, "bf16") == 0
                      : t.device && strncmp(t.device, "cuda", 4) == 0;

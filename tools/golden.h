@@ -3,6 +3,7 @@
 #ifndef MG_GOLDEN_H
 #define MG_GOLDEN_H
 #include <stddef.h>
+#include "backend/options.h"
 
 typedef struct {
     int passed, failed, skipped;
@@ -11,6 +12,7 @@ typedef struct {
      * near-tie) are reported as agreement figures instead of pass/fail. */
     const char *device, *dtype;
     int         bf16;
+    mg_backend_options backend; /* MG_CPU_ISA, MG_CUDA_* (backend_env.h) */
     int         info;   /* informational lines (bf16 generation parity) */
 } golden_tally;
 

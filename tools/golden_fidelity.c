@@ -91,7 +91,7 @@ void golden_fidelity(const char *dir, golden_tally *t)
         for (int d = 0; d < 3 && ok; d++) {
             mg_model *m = NULL;
             mg_error err = {0};
-            mg_model_options opt = {.n_threads = 2, .dtype = dtypes[d]};
+            mg_model_options opt = {.n_threads = 2, .dtype = dtypes[d], .backend = &t->backend};
             ok = mg_model_load(&m, dir, &opt, &err) == MG_OK &&
                  run(m, dir, runs[k].file, runs[k].prefix, &rec[d]) == 0;
             mg_model_free(m);

@@ -735,7 +735,8 @@ void golden_check_model(const char *dir, golden_tally *t)
     }
     mg_model *m = NULL;
     mg_error err = {0};
-    mg_model_options opt = {.n_threads = 2, .device = t->device, .dtype = t->dtype};
+    mg_model_options opt = {.n_threads = 2, .device = t->device, .dtype = t->dtype,
+                            .backend = &t->backend};
     if (mg_model_load(&m, dir, &opt, &err) != MG_OK) {
         golden_report(t, 0, "load model", "%s", err.msg);
         json_decref(manifest);

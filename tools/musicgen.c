@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend_env.h"
 #include "io/audio.h"
 #include "runtime/musicgen.h"
 
@@ -129,8 +130,11 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     mg_model *m = NULL;
+    mg_backend_options backend;
+    mg_backend_options_from_env(&backend);
     mg_model_options opt = {.n_threads = (int)threads, .dtype = dtype, .device = device,
-                            .weights_cache = weights_cache ? weights_cache : model_dir};
+                            .weights_cache = weights_cache ? weights_cache : model_dir,
+                            .backend = &backend};
     if (mg_model_load(&m, model_dir, &opt, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
         return 1;

@@ -1,17 +1,24 @@
-/* The compute backend: every heavy op the model code needs, behind one table of
- * function pointers. The CPU backend (src/cpu/) and the CUDA backend (kernels/)
- * implement it. Tensors are opaque to the model code: data may live on a
- * device, so model code never dereferences mg_tensor.data; it moves bytes
- * with upload/download only.
+/* The compute backend, shaped like ggml's backend interface: one table of
+ * function pointers (the ops every backend implements, then optional ones a
+ * backend may leave NULL, each with the fallback the helpers below take),
+ * what a backend can do beyond them asked with one call (mg_backend_caps),
+ * and options given once, at creation (backend/options.h). The CPU backend
+ * (src/cpu/) and the CUDA backend (kernels/) implement it. Model code adapts
+ * to the capabilities, never to which backend it runs on. Weight layouts
+ * the fast paths read are in backend/layout.h.
  *
- * Conventions: row-major, ne[ndim-1] innermost. Activations are F32. Compute
- * ops return nothing; a backend that can fail asynchronously (CUDA) records
- * the first failure and reports it from sync(). Small per-row metadata (ids,
- * masks) is passed as host arrays; the backend copies it where it needs it. */
+ * Tensors are opaque to the model code: data may live on a device, so model
+ * code never dereferences mg_tensor.data; it moves bytes with upload/download
+ * only. Conventions: row-major, ne[ndim-1] innermost. Activations are F32.
+ * Compute ops return nothing; a backend that can fail asynchronously (CUDA)
+ * records the first failure and reports it from sync(). Small per-row
+ * metadata (ids, masks) is passed as host arrays; the backend copies it
+ * where it needs it. */
 #ifndef MG_BACKEND_H
 #define MG_BACKEND_H
 #include <stddef.h>
 #include <stdint.h>
+#include "backend/options.h"
 #include "base/error.h"
 #include "io/safetensors.h"
 #include "model/sampling.h"
@@ -59,9 +66,57 @@ typedef struct {
     int32_t           *tokens;
 } mg_select_call;
 
+/* What a backend can do beyond the mandatory ops. A fact of the backend as
+ * created (its options, its weight format, the machine), asked with
+ * mg_backend_get_caps rather than kept in fields the model code reads one
+ * by one, so that the answer has one place. */
+typedef struct mg_backend_caps {
+    /* Format MATRIX weights are stored in: MG_DT_F32 (as given), MG_DT_BF16
+     * or MG_DT_Q8 (chosen at creation). The model's choices that follow the
+     * weight format (attention caches, EnCodec's weights) read it here. */
+    mg_dtype    weight_dtype;
+    /* With the matrix_nbytes op: names the byte layout of converted
+     * matrices, and changes whenever it does, so a weights cache of another
+     * layout is never used. NULL without matrix_nbytes. */
+    const char *matrix_layout;
+    /* 1: lstm() also takes w_hh as BF16 rows in the interleaved layout of
+     * mg_bf16_pair_index (layout.h): the recurrent products then read half
+     * the bytes (their sums stay F32). With conv_bf16, lstm() also takes
+     * w_ih as BF16 rows in order (its input projections are a 1x1 conv1d). */
+    int         lstm_bf16;
+    /* 1: lstm() also takes w_hh as a Q8 matrix (the format linear() reads,
+     * from the loader's matrix conversion): the recurrent products are then
+     * linear()'s, a quarter of the F32 bytes. */
+    int         lstm_q8;
+    /* 1: conv1d, conv1d_fused and conv_transpose1d take BF16 weights at full
+     * speed, in the pair layout of mg_conv_bf16_pair_word (layout.h; c_in
+     * even). Inputs and weights then round to BF16; sums stay F32. */
+    int         conv_bf16;
+    /* 1: attention() reads BF16 keys/values and copy_rows() rounds F32 rows
+     * into BF16 tensors, so models with compressed weights keep their
+     * attention caches in BF16 (half the bytes a decode step reads). */
+    int         kv_bf16;
+    /* Non-NULL: attention() also reads Q8ROW keys/values and copy_rows()
+     * quantises F32 rows into Q8ROW tensors, fast for the shapes where this
+     * returns 1 (elsewhere the decoder keeps BF16 caches, which stay fast
+     * where 8-bit ones would take a generic path). 8 bits per value make a
+     * batched step's largest read after the weights smaller: 24 layers x 2 x
+     * 1.06 KB per position and sequence, against 2 KB in BF16. */
+    int       (*kv_q8row_fits)(mg_backend *be, int heads, int head_dim, int max_keys);
+    /* 1: a batch of EnCodec decodes costs about what one does (a GPU runs 64
+     * in about the time of a few single ones); 0: it costs about the sum of
+     * them (the CPU, where batching saved ~5 %). The runtime decides from
+     * this whether generations ending together share one EnCodec batch. */
+    int         batched_encodec_cheap;
+} mg_backend_caps;
+
 typedef struct mg_backend_ops {
+    /* ---- mandatory ---- */
     const char *name;
     void    (*destroy)(mg_backend *be);
+    /* Sets the fields of caps that apply to this backend (mg_backend_get_caps
+     * zeroes the others first: "cannot"). */
+    void    (*get_caps)(mg_backend *be, mg_backend_caps *caps);
     /* t->nbytes of zero-filled memory (model code relies on zeros for the
      * unconditional half of guidance). */
     mg_code (*alloc)(mg_backend *be, mg_tensor *t, mg_error *err);
@@ -100,8 +155,8 @@ typedef struct mg_backend_ops {
     void (*attention)(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_seq,
                       int q_per_seq, const mg_attn_seq *seqs, const mg_attn_params *p);
     /* Copies n rows of src starting at src_row into dst starting at dst_row
-     * (F32 into a BF16 dst rounds to nearest even where kv_bf16 is set, into
-     * a Q8ROW dst quantises where kv_q8row is). */
+     * (F32 into a BF16 dst rounds to nearest even where caps.kv_bf16 is set,
+     * into a Q8ROW dst quantises where caps.kv_q8row_fits is). */
     void (*copy_rows)(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_tensor *src,
                       int64_t src_row, int64_t n);
 
@@ -132,6 +187,7 @@ typedef struct mg_backend_ops {
                              const mg_sampling *s, uint64_t seed, uint64_t step, float *scores,
                              int32_t *tokens, mg_error *err);
 
+    /* ---- optional: NULL takes the fallback each names ---- */
     /* Optional (NULL: mg_copy_row_blocks loops over copy_rows): count blocks of
      * n rows; block i goes from src row src_row + i*src_step to dst row
      * dst_row + i*dst_step (steps >= n). One call where a device would
@@ -156,9 +212,6 @@ typedef struct mg_backend_ops {
      * in host memory and whose weight() also takes a MATRIX weight already in
      * that format (t->dtype = dt, t->nbytes = this size) and uses it in place. */
     size_t (*matrix_nbytes)(mg_backend *be, mg_dtype dt, int64_t rows, int64_t cols);
-    /* With matrix_nbytes: names the byte layout of converted matrices, and
-     * changes whenever it does, so a cache of another layout is never used. */
-    const char *matrix_layout;
     /* Optional (NULL: never): 1 once the device failed in a way no later call
      * recovers from (every op fails until the backend is re-created). */
     int (*lost)(mg_backend *be);
@@ -173,29 +226,6 @@ typedef struct mg_backend_ops {
     /* Optional (NULL: pad_reflect, then elu): elu(pad_reflect(x)) in one pass. */
     void (*pad_reflect_elu)(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left,
                             int right);
-    /* 1: lstm() also takes w_hh as BF16 rows ([4H, H], row-major), the
-     * recurrent products then read half the bytes (their sums stay F32).
-     * Each whole 32-column chunk of a row is stored pairwise interleaved,
-     * columns (c, c+16) side by side (mg_bf16_pair_index), so one 32-bit lane
-     * widens to two floats with a shift and a mask; columns past the last
-     * whole chunk stay in order. With conv_bf16_fits, lstm() also takes w_ih
-     * as BF16 rows in order (its input projections are a 1x1 conv1d). */
-    int lstm_bf16;
-    /* 1: lstm() also takes w_hh as a Q8 matrix (the format linear() reads,
-     * from the loader's matrix conversion): the recurrent products are then
-     * linear()'s, a quarter of the F32 bytes. */
-    int lstm_q8;
-    /* Optional (NULL: never): 1 when attention() has its fast kernel for
-     * Q8ROW caches of this shape (else the decoder keeps BF16 caches, which
-     * stay fast where 8-bit ones would take the generic path). */
-    int (*kv_q8row_fits)(mg_backend *be, int heads, int head_dim, int max_keys);
-    /* Optional (NULL: never): 1 when conv1d, conv1d_fused and
-     * conv_transpose1d take BF16 weights at full speed, stored as pairs of
-     * input channels: element [.., c, ..] of the F32 layout with c counting
-     * pairs is a 32-bit word, channel 2c in the low half (conv1d
-     * [c_out][c_in/2][k], conv_transpose1d [c_in/2][c_out][k]; c_in even).
-     * Inputs and weights then round to BF16; sums stay F32. */
-    int (*conv_bf16_fits)(mg_backend *be);
     /* Optional (NULL: select_tokens once per call): n token selections over
      * one vocabulary size, each exactly as select_tokens makes it (without
      * scores), with one wait for all: the scheduler's generations select
@@ -205,72 +235,33 @@ typedef struct mg_backend_ops {
                                   mg_error *err);
 } mg_backend_ops;
 
-/* Where weight (a, b, j) of a [d0][d1][k] conv weight lives in the BF16
- * pair layout of conv_bf16_fits (the input channel, dim 1 of a conv and dim
- * 0 of a transposed one, pairs up): the 32-bit word, and in *half which
- * 16-bit half of it (0: low). */
-static inline int64_t mg_conv_bf16_pair_word(int64_t a, int64_t b, int64_t j, int64_t d1,
-                                             int64_t k, int transposed, int *half)
-{
-    int64_t ci = transposed ? a : b;
-    *half = (int)(ci % 2);
-    return transposed ? ((ci / 2) * d1 + b) * k + j : (a * (d1 / 2) + ci / 2) * k + j;
-}
-
-/* A conv weight in that pair layout back in its F32 layout [d0][d1][k]. */
-void mg_conv_bf16_pairs_to_f32(const uint32_t *pairs, int64_t d0, int64_t d1, int64_t k,
-                               int transposed, float *out);
-
-/* Where column k of a row of n columns lives in the interleaved BF16 layout
- * of lstm_bf16. */
-static inline int64_t mg_bf16_pair_index(int64_t k, int64_t n)
-{
-    int64_t base = k & ~(int64_t)31, i = k & 31;
-    if (base + 32 > n)
-        return k;
-    return base + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
-}
-
 struct mg_backend {
     const mg_backend_ops *ops;
     int                   n_threads;
-    /* Format the backend stores MG_WEIGHT_MATRIX weights in: MG_DT_F32 (as
-     * given), MG_DT_BF16 or MG_DT_Q8. Set before loading weights; a backend
-     * without the format keeps F32. */
-    mg_dtype              weight_dtype;
-    /* 1: attention() reads BF16 keys/values and copy_rows() rounds F32 rows
-     * into BF16 tensors, so models with compressed weights keep their
-     * attention caches in BF16 (half the bytes a decode step reads). */
-    int                   kv_bf16;
-    /* 1: attention() also reads Q8ROW keys/values and copy_rows() quantises
-     * F32 rows into Q8ROW tensors, so models with Q8 weights keep their
-     * attention caches in 8 bits (a batched step's largest read after the
-     * weights: 24 layers x 2 x 1.06 KB per position and sequence, against
-     * 2 KB in BF16), where kv_q8row_fits also takes the shape. Clearing it
-     * keeps BF16 caches (tests and benchmarks compare the two). */
-    int                   kv_q8row;
-    /* 1: the scheduler decodes the audio of generations that finish in the
-     * same step as one EnCodec batch (a GPU runs a batch of 64 in about the
-     * time of a few single decodes); 0: each on its own, so the first
-     * response is not held back (the CPU, where batching saved ~5 %). */
-    int                   encodec_batch_jobs;
 };
 
-/* Creates the CPU backend with n_threads workers (<= 0: all cores). */
-mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err);
+/* The backend's capabilities (every field; zero where it has none). */
+void mg_backend_get_caps(mg_backend *be, mg_backend_caps *caps);
+
+/* Creates the CPU backend with n_threads workers (<= 0: all cores), MATRIX
+ * weights stored as weight_dtype (MG_DT_F32, MG_DT_BF16 or MG_DT_Q8);
+ * opt NULL: mg_backend_options_default. */
+mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_dtype weight_dtype,
+                              const mg_backend_options *opt, mg_error *err);
 
 #ifdef MG_HAVE_CUDA
 /* The CUDA backend (kernels/) on GPU `device`, matrix weights stored as
- * matrix_dtype (MG_DT_F32 exact, or MG_DT_BF16). Fails, naming the reason,
- * when no usable GPU is present (no driver, no device, too old). */
+ * matrix_dtype (MG_DT_F32 exact, or MG_DT_BF16); opt NULL:
+ * mg_backend_options_default. Fails, naming the reason, when no usable GPU
+ * is present (no driver, no device, too old). */
 mg_code mg_backend_cuda_create(mg_backend **out, int device, mg_dtype matrix_dtype,
-                               mg_error *err);
+                               const mg_backend_options *opt, mg_error *err);
 /* Checks that `device` is usable; its name goes to name and its peak memory
  * bandwidth in bytes/s to peak_bw (either may be NULL). */
 mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw, mg_error *err);
 #endif
 
-/* --- tensor helpers over the ops (src/tensor.c) --- */
+/* --- tensor helpers over the ops (backend/tensor.c) --- */
 mg_code mg_tensor_new(mg_tensor **out, mg_backend *be, mg_dtype dt, int ndim,
                       const int64_t *ne, mg_error *err);
 mg_code mg_tensor_new2(mg_tensor **out, mg_backend *be, int64_t rows, int64_t cols,

@@ -5,6 +5,7 @@
 #define MG_CPU_H
 #include <pthread.h>
 #include "backend/backend.h"
+#include "backend/layout.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/cpu_pool.h"
 
@@ -12,6 +13,8 @@ typedef struct {
     mg_backend  base;
     mg_cpu_pool pool;
     mg_cpu_isa  isa;      /* kernels linear() and friends run */
+    mg_dtype    weight_dtype; /* format MATRIX weights are converted to (caps) */
+    int         kv_q8row;     /* options.kv_q8row: 8-bit caches offered (caps) */
     /* Activation rows prepared for compressed weights (quantised or padded),
      * sized at weight load so linear() never allocates. */
     void       *xbuf;

@@ -92,7 +92,7 @@ static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_wei
                           mg_error *err)
 {
     mg_cpu_backend *cpu = (mg_cpu_backend *)be;
-    mg_dtype want = be->weight_dtype;
+    mg_dtype want = cpu->weight_dtype;
     if (kind == MG_WEIGHT_MATRIX && t->dtype == MG_DT_F32 &&
         (want == MG_DT_BF16 || want == MG_DT_Q8)) {
         int64_t rows = mg_tensor_rows(t), cols = mg_tensor_cols(t);
@@ -127,6 +127,21 @@ static mg_code cpu_weight(mg_backend *be, mg_tensor *t, const void *host, mg_wei
     memcpy(t->data, host, t->nbytes);
     t->owns = 1;
     return MG_OK;
+}
+
+/* The BF16 convolutions need AVX512-BF16 at the kernel level in use; the
+ * 8-bit attention caches the VNNI kernel for the shape. */
+static void cpu_get_caps(mg_backend *be, mg_backend_caps *caps)
+{
+    mg_cpu_backend *cpu = (mg_cpu_backend *)be;
+    caps->weight_dtype = cpu->weight_dtype;
+    caps->matrix_layout = MG_CPU_MATRIX_LAYOUT;
+    caps->lstm_bf16 = 1;
+    caps->lstm_q8 = 1;
+    caps->conv_bf16 = mg_cpu_conv_bf16_fits(be);
+    caps->kv_bf16 = 1;
+    caps->kv_q8row_fits = cpu->kv_q8row ? mg_cpu_attention_q8row_fits : NULL;
+    caps->batched_encodec_cheap = 0;
 }
 
 static size_t cpu_matrix_nbytes(mg_backend *be, mg_dtype dt, int64_t rows, int64_t cols)
@@ -205,6 +220,7 @@ static void cpu_destroy(mg_backend *be)
 static const mg_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
+    .get_caps = cpu_get_caps,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .upload = cpu_upload,
@@ -215,7 +231,6 @@ static const mg_backend_ops cpu_ops = {
     .linear = mg_cpu_linear,
     .linear_many = mg_cpu_linear_many,
     .matrix_nbytes = cpu_matrix_nbytes,
-    .matrix_layout = MG_CPU_MATRIX_LAYOUT,
     .add = mg_cpu_add,
     .scale_rows = mg_cpu_scale_rows,
     .rms_norm = mg_cpu_rms_norm,
@@ -224,7 +239,6 @@ static const mg_backend_ops cpu_ops = {
     .gelu = mg_cpu_gelu,
     .elu = mg_cpu_elu,
     .attention = mg_cpu_attention,
-    .kv_q8row_fits = mg_cpu_attention_q8row_fits,
     .copy_rows = mg_cpu_copy_rows,
     .copy_rows_scatter = mg_cpu_copy_rows_scatter,
     .conv1d = mg_cpu_conv1d,
@@ -232,9 +246,6 @@ static const mg_backend_ops cpu_ops = {
     .pad_reflect = mg_cpu_pad_reflect,
     .conv1d_fused = mg_cpu_conv1d_fused,
     .pad_reflect_elu = mg_cpu_pad_reflect_elu,
-    .lstm_bf16 = 1,
-    .lstm_q8 = 1,
-    .conv_bf16_fits = mg_cpu_conv_bf16_fits,
     .transpose = mg_cpu_transpose,
     .lstm = mg_cpu_lstm,
     .select_tokens = cpu_select_tokens,
@@ -246,9 +257,18 @@ void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_t
     mg_cpu_pool_run(&((mg_cpu_backend *)be)->pool, n, min_per_thread, fn, ctx);
 }
 
-mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
+mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_dtype weight_dtype,
+                              const mg_backend_options *opt, mg_error *err)
 {
     *out = NULL;
+    mg_backend_options defaults;
+    if (!opt) {
+        mg_backend_options_default(&defaults);
+        opt = &defaults;
+    }
+    if (weight_dtype != MG_DT_F32 && weight_dtype != MG_DT_BF16 && weight_dtype != MG_DT_Q8)
+        return mg_fail(err, MG_ERR_UNSUPPORTED, "cpu: matrix weights as %s are not implemented "
+                       "(f32, bf16 or q8)", mg_dtype_name(weight_dtype));
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 256 ? 256 : n > 0 ? (int)n : 1;
@@ -260,10 +280,9 @@ mg_code mg_backend_cpu_create(mg_backend **out, int n_threads, mg_error *err)
         return mg_fail(err, MG_ERR_NOMEM, "cpu: out of memory");
     cpu->base.ops = &cpu_ops;
     cpu->base.n_threads = n_threads;
-    cpu->base.weight_dtype = MG_DT_F32;
-    cpu->base.kv_bf16 = 1;
-    cpu->base.kv_q8row = 1; /* where the kernel is: mg_cpu_attention_q8row_fits */
-    cpu->isa = mg_cpu_isa_default();
+    cpu->weight_dtype = weight_dtype;
+    cpu->kv_q8row = opt->kv_q8row;
+    cpu->isa = mg_cpu_isa_default(opt->cpu_isa);
     mg_code rc = mg_cpu_pool_init(&cpu->pool, n_threads, err);
     if (rc != MG_OK) {
         free(cpu);

@@ -36,11 +36,10 @@ int mg_cpu_isa_parse(const char *name)
     return -1;
 }
 
-mg_cpu_isa mg_cpu_isa_default(void)
+mg_cpu_isa mg_cpu_isa_default(const char *cap)
 {
     mg_cpu_isa hw = mg_cpu_isa_detect();
-    const char *env = getenv("MG_CPU_ISA");
-    int want = env && *env ? mg_cpu_isa_parse(env) : -1;
+    int want = cap && *cap ? mg_cpu_isa_parse(cap) : -1;
     return want >= 0 && want < (int)hw ? (mg_cpu_isa)want : hw;
 }
 

@@ -1,6 +1,7 @@
 /* Which SIMD kernels the CPU backend runs: detected once per backend, and
- * capped by MG_CPU_ISA=scalar|avx2|avx512|avx512vnni so every path can be
- * tested (and compared) on one machine. */
+ * capped by the backend option cpu_isa (scalar|avx2|avx512|avx512vnni; the
+ * tools read it from MG_CPU_ISA) so every path can be tested (and compared)
+ * on one machine. */
 #ifndef MG_CPU_ISA_H
 #define MG_CPU_ISA_H
 
@@ -16,9 +17,10 @@ typedef enum {
 mg_cpu_isa  mg_cpu_isa_detect(void);
 /* 1: the CPU also has AVX512-BF16 (vdpbf16ps), outside the ladder above. */
 int         mg_cpu_has_avx512bf16(void);
-/* The level to use: the detected one, lowered by $MG_CPU_ISA when set. */
-mg_cpu_isa  mg_cpu_isa_default(void);
+/* The level to use: the detected one, lowered to cap (a name as
+ * mg_cpu_isa_parse takes it) when cap names a lower one. */
+mg_cpu_isa  mg_cpu_isa_default(const char *cap);
 const char *mg_cpu_isa_name(mg_cpu_isa isa);
-/* Parses a name as MG_CPU_ISA takes it; -1 when unknown. */
+/* Parses a level's name; -1 when unknown. */
 int         mg_cpu_isa_parse(const char *name);
 #endif

@@ -129,6 +129,14 @@ mg_code mg_loader_host(mg_loader *ld, const char *names, int ndim, const int64_t
     return rc != MG_OK ? rc : host_copy(ld, t, out, err);
 }
 
+/* The format the backend stores MATRIX weights in (the cache holds them so). */
+static mg_dtype matrix_dtype(mg_backend *be)
+{
+    mg_backend_caps caps;
+    mg_backend_get_caps(be, &caps);
+    return caps.weight_dtype;
+}
+
 /* A matrix from the weights cache, already in the backend's format: 1 when
  * *out was made, 0 when it has to be converted (the cache lacks it). */
 static int from_cache(mg_loader *ld, const mg_st_tensor *st, int ndim, const int64_t *shape,
@@ -138,7 +146,8 @@ static int from_cache(mg_loader *ld, const mg_st_tensor *st, int ndim, const int
     int64_t cols = shape[ndim - 1], rows = 1;
     for (int i = 0; i < ndim - 1; i++)
         rows *= shape[i];
-    size_t want = be->ops->matrix_nbytes(be, be->weight_dtype, rows, cols);
+    mg_dtype dt = matrix_dtype(be);
+    size_t want = be->ops->matrix_nbytes(be, dt, rows, cols);
     const mg_st_tensor *ct = mg_wcache_find(ld->wcache, st->name);
     if (!ct || ct->nbytes != mg_wcache_stored_bytes(want)) {
         if (ld->wcache->valid)
@@ -150,7 +159,7 @@ static int from_cache(mg_loader *ld, const mg_st_tensor *st, int ndim, const int
         *rc = mg_fail(err, MG_ERR_NOMEM, "out of memory for tensor '%s'", st->name);
         return 1;
     }
-    *t = (mg_tensor){.be = be, .dtype = be->weight_dtype, .ndim = ndim, .nbytes = want};
+    *t = (mg_tensor){.be = be, .dtype = dt, .ndim = ndim, .nbytes = want};
     memcpy(t->ne, shape, (size_t)ndim * sizeof *shape);
     *rc = be->ops->weight(be, t, ct->data, MG_WEIGHT_MATRIX, err);
     /* listed for a rewrite too: when another matrix is missing the rebuilt
@@ -172,8 +181,9 @@ static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int
     mg_code rc = mg_loader_find(ld, names, ndim, shape, &st, err);
     if (rc != MG_OK)
         return rc;
+    mg_dtype dt = matrix_dtype(ld->be);
     int cacheable = kind == MG_WEIGHT_MATRIX && ld->wcache && ld->be->ops->matrix_nbytes &&
-                    ld->be->weight_dtype != MG_DT_F32;
+                    dt != MG_DT_F32;
     if (cacheable && from_cache(ld, st, ndim, shape, out, &rc, err))
         return rc;
     /* F32 data in the file outlives the backend tensors and is handed over in
@@ -213,7 +223,7 @@ static mg_code load_weight(mg_loader *ld, const char *names, int ndim, const int
     if (t->data != st->data)
         release_file_pages(ld, st);
     *out = t;
-    if (cacheable && t->dtype == ld->be->weight_dtype &&
+    if (cacheable && t->dtype == dt &&
         (rc = mg_wcache_add(ld->wcache, st->name, t->data, t->nbytes, err)) != MG_OK) {
         mg_tensor_free(t);
         *out = NULL;

@@ -238,13 +238,15 @@ mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
      * is of the order of the weights' own (test_generate measures it); F32
      * weights keep exact F32 caches. */
     int64_t kv_ne[2] = {(int64_t)n_seq * cap, H};
-    mg_dtype wdt = dec->be->weight_dtype;
+    mg_backend_caps caps;
+    mg_backend_get_caps(dec->be, &caps);
+    mg_dtype wdt = caps.weight_dtype;
     int head_dim = (int)(H / c->dec_heads);
-    int q8row = wdt == MG_DT_Q8 && dec->be->kv_q8row && head_dim == MG_Q8ROW_BLOCK &&
-                op->kv_q8row_fits && op->kv_q8row_fits(dec->be, c->dec_heads, head_dim, cap);
-    mg_dtype kv_dt = q8row                                  ? MG_DT_Q8ROW
-                   : wdt != MG_DT_F32 && dec->be->kv_bf16 ? MG_DT_BF16
-                                                          : MG_DT_F32;
+    int q8row = wdt == MG_DT_Q8 && head_dim == MG_Q8ROW_BLOCK && caps.kv_q8row_fits &&
+                caps.kv_q8row_fits(dec->be, c->dec_heads, head_dim, cap);
+    mg_dtype kv_dt = q8row                            ? MG_DT_Q8ROW
+                   : wdt != MG_DT_F32 && caps.kv_bf16 ? MG_DT_BF16
+                                                      : MG_DT_F32;
     /* cross-attention keys/values depend only on the text: computed once */
     for (int l = 0; rc == MG_OK && l < n; l++) {
         rc = mg_tensor_new(&st->k_cache[l], dec->be, kv_dt, 2, kv_ne, err);

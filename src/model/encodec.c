@@ -13,6 +13,7 @@
  * convs trim k - stride samples, right = trim/2, left = the rest. All
  * arithmetic runs in backend ops; this file only plans shapes and buffers. */
 #include "model/encodec.h"
+#include "backend/layout.h"
 #include "io/safetensors.h"
 
 #include <math.h>
@@ -79,9 +80,9 @@ static void fold_weight_norm(float *w, const float *g, const float *v, int64_t d
  * reconstruction changes. The F32 model keeps F32 (exact) weights. */
 static int conv_wants_bf16(const mg_loader *ld, int c_in)
 {
-    mg_backend *be = ld->be;
-    return be->weight_dtype != MG_DT_F32 && c_in % 2 == 0 && be->ops->conv_bf16_fits &&
-           be->ops->conv_bf16_fits(be);
+    mg_backend_caps caps;
+    mg_backend_get_caps(ld->be, &caps);
+    return caps.weight_dtype != MG_DT_F32 && c_in % 2 == 0 && caps.conv_bf16;
 }
 
 static mg_code upload_bf16_pairs(mg_backend *be, const float *w, int64_t d0, int64_t d1,
@@ -170,8 +171,10 @@ static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int 
     if ((rc = mg_loader_tensor(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_ih, err)))
         return rc;
     snprintf(name, sizeof name, "%s.%d.lstm.weight_hh_l%d", pre, layer_index, n);
-    /* q8 models: a Q8 matrix (lstm_q8 in backend.h); bf16: lstm_weight_bf16 */
-    if (ld->be->weight_dtype == MG_DT_Q8 && ld->be->ops->lstm_q8)
+    /* q8 models: a Q8 matrix (caps.lstm_q8 in backend.h); bf16: lstm_weight_bf16 */
+    mg_backend_caps caps;
+    mg_backend_get_caps(ld->be, &caps);
+    if (caps.weight_dtype == MG_DT_Q8 && caps.lstm_q8)
         rc = mg_loader_matrix(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_hh, err);
     else
         rc = mg_loader_tensor(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_hh, err);
@@ -185,7 +188,7 @@ static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int 
 }
 
 /* An LSTM weight [rows][cols] in BF16 in place of its F32 tensor: rows in
- * the interleaved layout of lstm_bf16 (W_hh), or in order (W_ih: with BF16
+ * the interleaved layout of caps.lstm_bf16 (W_hh), or in order (W_ih: with BF16
  * convolutions (conv_wants_bf16) the backend's LSTM runs the input
  * projections of all steps as one 1x1 convolution, bound by multiply-adds
  * like the other convs, and a 1x1 conv's pair layout is row-major). */
@@ -298,12 +301,14 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
         snprintf(name, sizeof name, "decoder.layers.%d.conv", layer++);
         rc = load_conv(ld, &ec->convs[ci++], name, ec->hidden, c, cfg->ec_kernel, 1, 1, 0, err);
     }
+    mg_backend_caps caps;
+    mg_backend_get_caps(ld->be, &caps);
     for (int l = 0; l < ec->n_lstm && rc == MG_OK; l++) {
         rc = load_lstm(ld, &ec->lstm[l], layer, l, c, err);
         if (rc == MG_OK && ec->lstm[l].w_hh->dtype == MG_DT_F32 &&
-            ld->be->weight_dtype != MG_DT_F32 && ld->be->ops->lstm_bf16)
+            caps.weight_dtype != MG_DT_F32 && caps.lstm_bf16)
             rc = lstm_weight_bf16(ld->be, &ec->lstm[l].w_hh, 1, err);
-        if (rc == MG_OK && ld->be->ops->lstm_bf16 && conv_wants_bf16(ld, c))
+        if (rc == MG_OK && caps.lstm_bf16 && conv_wants_bf16(ld, c))
             rc = lstm_weight_bf16(ld->be, &ec->lstm[l].w_ih, 0, err);
     }
     layer++;

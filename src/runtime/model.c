@@ -18,11 +18,16 @@ static int cuda_index(const char *dev)
     return *end || n > 255 ? -1 : (int)n;
 }
 
-/* The backend named by opt->device, with matrix weights in opt->dtype.
+/* The backend named by opt->device, with matrix weights in opt->dtype and
+ * the switches of opt->backend (kept in m->backend_opts for a re-creation).
  * "auto" takes GPU 0 when it is usable (bf16 unless f32 was asked for), else
  * the CPU; m->device says which. */
 mg_code mg_model_pick_backend(mg_model_parts *m, const mg_model_options *opt, mg_error *err)
 {
+    if (opt && opt->backend)
+        m->backend_opts = *opt->backend;
+    else
+        mg_backend_options_default(&m->backend_opts);
     const char *dev = opt && opt->device ? opt->device : "cpu";
     const char *dt = opt && opt->dtype ? opt->dtype : NULL;
     int is_auto = strcmp(dev, "auto") == 0, gpu = cuda_index(dev);
@@ -50,7 +55,8 @@ mg_code mg_model_pick_backend(mg_model_parts *m, const mg_model_options *opt, mg
         mg_dtype mdt = dt && wdt == MG_DT_F32 ? MG_DT_F32 : MG_DT_BF16;
         if (gpu < 0)
             gpu = 0;
-        mg_code rc = mg_backend_cuda_create(&m->be, gpu, mdt, is_auto ? &probe : err);
+        mg_code rc = mg_backend_cuda_create(&m->be, gpu, mdt, &m->backend_opts,
+                                            is_auto ? &probe : err);
         if (rc == MG_OK) {
             snprintf(m->device, sizeof m->device, "cuda:%d", gpu);
             snprintf(m->dtype, sizeof m->dtype, "%s", mdt == MG_DT_F32 ? "f32" : "bf16");
@@ -68,10 +74,7 @@ mg_code mg_model_pick_backend(mg_model_parts *m, const mg_model_options *opt, mg
     snprintf(m->device, sizeof m->device, "cpu");
     snprintf(m->dtype, sizeof m->dtype, "%s",
              wdt == MG_DT_Q8 ? "q8" : wdt == MG_DT_BF16 ? "bf16" : "f32");
-    mg_code rc = mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, err);
-    if (rc == MG_OK)
-        m->be->weight_dtype = wdt;
-    return rc;
+    return mg_backend_cpu_create(&m->be, opt ? opt->n_threads : 0, wdt, &m->backend_opts, err);
 }
 
 mg_code mg_model_load_weights(mg_model_parts *p, mg_error *err)
@@ -108,13 +111,15 @@ mg_code mg_model_parts_open(mg_model_parts *p, const char *dir, const mg_model_o
         rc = mg_loader_open(&p->ld, path, p->be, err);
     }
     const char *wc = opt ? opt->weights_cache : NULL;
-    if (rc == MG_OK && p->be->ops->matrix_nbytes && p->be->weight_dtype != MG_DT_F32 && wc &&
+    mg_backend_caps caps = {0};
+    if (rc == MG_OK)
+        mg_backend_get_caps(p->be, &caps);
+    if (rc == MG_OK && p->be->ops->matrix_nbytes && caps.weight_dtype != MG_DT_F32 && wc &&
         *wc && strcmp(wc, "off") != 0) {
         char cpath[4096];
         mg_wcache_path(cpath, sizeof cpath, wc, dir, p->dtype);
         char tag[128];
-        snprintf(tag, sizeof tag, "%s %s", p->dtype,
-                 p->be->ops->matrix_layout ? p->be->ops->matrix_layout : "");
+        snprintf(tag, sizeof tag, "%s %s", p->dtype, caps.matrix_layout ? caps.matrix_layout : "");
         rc = mg_wcache_open(&p->wcache, cpath, &p->ld.st, tag, err);
         if (rc == MG_OK)
             p->ld.wcache = &p->wcache;

@@ -25,6 +25,7 @@ typedef struct {
     mg_decoder    dec;
     mg_encodec   *ec;
     int           n_threads; /* as loaded: a re-created backend gets the same */
+    mg_backend_options backend_opts; /* likewise */
 } mg_model_parts;
 
 /* Everything from DIR: configuration, backend (opt->device, opt->dtype),
@@ -34,8 +35,9 @@ mg_code mg_model_parts_open(mg_model_parts *p, const char *dir, const mg_model_o
                             mg_error *err);
 void    mg_model_parts_close(mg_model_parts *p);
 
-/* The backend named by opt->device, with matrix weights in opt->dtype, into
- * p->be (p->device and p->dtype say which). */
+/* The backend named by opt->device, with matrix weights in opt->dtype and
+ * the switches of opt->backend, into p->be (p->device and p->dtype say
+ * which; p->backend_opts keeps the switches). */
 mg_code mg_model_pick_backend(mg_model_parts *m, const mg_model_options *opt, mg_error *err);
 /* T5, decoder and EnCodec weights onto p->be (from the loader's mapping and,
  * when valid, the converted-weights cache), and their release. */

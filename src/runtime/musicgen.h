@@ -7,6 +7,7 @@
 #define MUSICGEN_H
 #include <stddef.h>
 #include <stdint.h>
+#include "backend/options.h"
 #include "base/error.h"
 #include "io/config.h"
 #include "model/sampling.h"
@@ -30,6 +31,11 @@ typedef struct {
      * (weights_cache.h), as <folder name>-<path hash>.<dtype>.musicgen-cache.safetensors;
      * NULL or "off": convert at every load. */
     const char *weights_cache;
+    /* The backend's switches (backend/options.h: CPU kernel level, 8-bit
+     * attention caches, the CUDA backend's paths), copied at load; NULL: the
+     * defaults. The CLI, benchmarks and golden checker fill them from
+     * MG_CPU_ISA and MG_CUDA_*; the library never reads the environment. */
+    const mg_backend_options *backend;
 } mg_model_options;
 
 /* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and

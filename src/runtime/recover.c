@@ -20,7 +20,9 @@ mg_code mg_runtime_recover(mg_model *m, mg_error *err)
         p->be->ops->destroy(p->be);
     p->be = p->ld.be = NULL;
     /* the same device and format as before, not "auto" again */
-    mg_model_options opt = {.n_threads = p->n_threads, .device = device, .dtype = dtype};
+    mg_backend_options backend = p->backend_opts;
+    mg_model_options opt = {.n_threads = p->n_threads, .device = device, .dtype = dtype,
+                            .backend = &backend};
     mg_code rc = mg_model_pick_backend(p, &opt, err);
     if (rc == MG_OK) {
         p->ld.be = p->be;

@@ -17,6 +17,9 @@ mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *o
         free(m);
         return rc;
     }
+    mg_backend_caps caps;
+    mg_backend_get_caps(m->parts.be, &caps);
+    m->encodec_batch_jobs = caps.batched_encodec_cheap;
     pthread_mutex_init(&m->run, NULL);
     rc = mg_sched_create(&m->sched, m, opt && opt->max_batch > 0 ? opt->max_batch
                                                                   : MG_DEFAULT_BATCH, err);

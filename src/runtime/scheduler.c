@@ -162,7 +162,7 @@ static mg_code select_tokens(mg_sched *s, mg_error *e)
 static int retire(mg_sched *s, mg_gen_job *j, mg_code rc)
 {
     mg_model *m = s->m;
-    if (rc == MG_OK && m->parts.be->encodec_batch_jobs) {
+    if (rc == MG_OK && m->encodec_batch_jobs) {
         int needs_audio;
         rc = mg_gen_job_codes(m, j, &needs_audio);
         if (rc == MG_OK && needs_audio) {
