@@ -16,14 +16,20 @@
 #include <ngx_http.h>
 #include <ngx_thread_pool.h>
 
+#include <math.h>
+
+#include "runtime/duration.h"
+#include "runtime/model_info.h"
+#include "runtime/musicgen.h"
 #include "service/job.h"
-#include "runtime/model.h"
 #include "service/request.h"
-#include "io/safetensors.h"
 
 #if !(NGX_THREADS)
 #error ngx_http_musicgen_module needs nginx built --with-threads
 #endif
+
+/* musicgen_max_duration when unset: seconds */
+#define NGX_HTTP_MUSICGEN_MAX_DURATION  30
 
 typedef struct {
     ngx_str_t   model_dir;    /* musicgen_model */
@@ -34,7 +40,7 @@ typedef struct {
     ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
     ngx_str_t   weights_cache; /* musicgen_weights_cache: folder or off (NUL-terminated) */
     mg_model   *model;        /* loaded at worker start */
-    mg_config   cfg;          /* read at config time (nginx -t validates it) */
+    mg_model_info info;       /* read at config time (nginx -t checks the folder) */
     ngx_int_t   batch;        /* musicgen_batch: generations decoded together */
     ngx_int_t   queue;        /* musicgen_queue: jobs that may wait for a place in the batch */
     ngx_uint_t  active;       /* jobs posted and not finished, in this worker */
@@ -45,7 +51,8 @@ typedef struct {
     ngx_flag_t          enable;
     ngx_str_t           pool_name;
     ngx_thread_pool_t  *pool;
-    float               max_duration, default_duration;
+    double              max_duration, default_duration;  /* as written; unset: NGX_CONF_UNSET */
+    mg_duration_range   duration;    /* decided from them and the model at nginx -t */
     ngx_int_t           format;      /* mg_audio_format, NGX_CONF_UNSET: wav */
     ngx_array_t        *cors;        /* of ngx_str_t; "*" allowed */
     ngx_msec_t          timeout;     /* musicgen_timeout: 504 past it */
@@ -254,14 +261,14 @@ ngx_http_musicgen_init_main_conf(ngx_conf_t *cf, void *conf)
 }
 
 /* Checks the folder at config time (nginx -t): config.json parses and the
- * safetensors header is sound. The weights are mapped at worker start. */
+ * safetensors header is sound (mg_model_inspect). The weights are mapped at
+ * worker start. */
 static char *
 ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_musicgen_main_conf_t *mcf = conf;
     ngx_str_t      *value = cf->args->elts;
     mg_error        err;
-    mg_safetensors  st;
     char            path[4096];
     u_char         *start, *end;
 
@@ -288,16 +295,10 @@ ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_cpystrn(mcf->model_name.data, start, mcf->model_name.len + 1);
     ngx_memzero(&err, sizeof(err));
     ngx_snprintf((u_char *) path, sizeof(path), "%V%Z", &value[1]);
-    if (mg_config_load(&mcf->cfg, path, &err) != MG_OK) {
+    if (mg_model_inspect(path, &mcf->info, &err) != MG_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_model: %s", err.msg);
         return NGX_CONF_ERROR;
     }
-    ngx_snprintf((u_char *) path, sizeof(path), "%V/model.safetensors%Z", &value[1]);
-    if (mg_st_open(&st, path, &err) != MG_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_model: %s", err.msg);
-        return NGX_CONF_ERROR;
-    }
-    mg_st_close(&st);
     return NGX_CONF_OK;
 }
 
@@ -399,10 +400,12 @@ ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
+/* A positive number of seconds; its range is decided at merge time, with the
+ * model's (mg_duration_limits). */
 static char *
 ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    float      *field = (float *) ((char *) conf + cmd->offset);
+    double     *field = (double *) ((char *) conf + cmd->offset);
     ngx_str_t  *value = cf->args->elts;
     char        buf[32], *end;
     double      v;
@@ -416,13 +419,13 @@ ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_memcpy(buf, value[1].data, value[1].len);
     buf[value[1].len] = '\0';
     v = strtod(buf, &end);
-    if (*end != '\0' || !(v >= 1 && v <= 600)) {
+    if (*end != '\0' || !(v > 0) || !isfinite(v)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must be a number of seconds between 1 and 600, not \"%V\"",
+                           "\"%V\" must be a positive number of seconds, not \"%V\"",
                            &cmd->name, &value[1]);
         return NGX_CONF_ERROR;
     }
-    *field = (float) v;
+    *field = v;
     return NGX_CONF_OK;
 }
 
@@ -501,30 +504,35 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_musicgen_loc_conf_t   *prev = parent, *conf = child;
     ngx_http_musicgen_main_conf_t  *mcf;
+    mg_error                        err;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_str_value(conf->pool_name, prev->pool_name, "default");
     if (conf->max_duration == NGX_CONF_UNSET) {
-        conf->max_duration = prev->max_duration == NGX_CONF_UNSET ? 30 : prev->max_duration;
+        conf->max_duration = prev->max_duration == NGX_CONF_UNSET
+                             ? NGX_HTTP_MUSICGEN_MAX_DURATION : prev->max_duration;
     }
     if (conf->default_duration == NGX_CONF_UNSET) {
-        conf->default_duration = prev->default_duration == NGX_CONF_UNSET
-                                 ? 10 : prev->default_duration;
+        conf->default_duration = prev->default_duration;  /* unset: the engine's default */
     }
     ngx_conf_merge_value(conf->format, prev->format, MG_AUDIO_WAV);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 300000);
 
-    if (conf->default_duration > conf->max_duration) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"musicgen_default_duration\" %.1f exceeds \"musicgen_max_duration\" %.1f",
-                           conf->default_duration, conf->max_duration);
+    /* the range requests are checked against: nginx -t fails a maximum the
+     * model cannot generate, not the first long request */
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_musicgen_module);
+    ngx_memzero(&err, sizeof(err));
+    if (mg_duration_limits(mcf->model_dir.data ? &mcf->info : NULL, conf->max_duration,
+                           conf->default_duration, &conf->duration, &err) != MG_OK)
+    {
+        /* err.msg starts with the field: max_duration or default_duration */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
         return NGX_CONF_ERROR;
     }
     if (!conf->enable) {
         return NGX_CONF_OK;
     }
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_musicgen_module);
     if (mcf->model_dir.data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"musicgen on\" needs \"musicgen_model DIR\" at the http level");
@@ -1028,10 +1036,9 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     job->public_name = (const char *) mcf->model_name.data;
 
     ngx_memzero(&lim, sizeof(lim));
-    lim.max_duration = lcf->max_duration;
-    lim.default_duration = lcf->default_duration;
+    lim.duration = lcf->duration;
     lim.default_format = (mg_audio_format) lcf->format;
-    lim.max_top_k = mcf->cfg.dec_vocab;
+    lim.max_top_k = mcf->info.decoder_vocab;
     ngx_memzero(&err, sizeof(err));
     if ((is_query ? mg_request_parse_query(data, len, &lim, &job->req, &err)
                   : mg_request_parse_json(data, len, &lim, &job->req, &err)) != MG_OK)
