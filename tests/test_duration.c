@@ -84,6 +84,7 @@ int main(void)
     odd.frame_rate = 75, odd.max_frames = 2045, odd.max_duration = 2045 / 75.0;
     expect_error(&odd, 30, 0, "max_duration", "can generate (27.267 s)", "an odd window");
     expect_range(&odd, 27.267, 0, 1, 27.267, 10, "the odd window as shown");
+    expect_range(&odd, 0, 0, 1, 27.267, 10, "no maximum: the odd window to the millisecond");
 
     /* the window rule the engine applies to each generation */
     CHECK(mg_duration_fits(&SMALL, 40.9) && mg_duration_fits(&SMALL, 40.9099) &&

@@ -27,10 +27,13 @@ mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,
         return mg_fail(err, MG_ERR_INVALID, "duration limits: not a finite number");
     double window = INFINITY;
     if (model) {
-        window = model->max_duration;
-        if (!(model->frame_rate > 0) || !(window > 0))
+        if (!(model->frame_rate > 0) || !(model->max_duration > 0))
             return mg_fail_field(err, MG_ERR_INVALID, "max_duration", "max_duration: the "
                                  "model's window holds no frame (%d frames)", model->max_frames);
+        /* to the millisecond, as messages show it and users write it back */
+        window = shown(model->max_duration);
+        if (!(window > 0) || !mg_duration_fits(model, window))
+            window = model->max_duration;
     } else if (!(max > 0)) {
         return mg_fail_field(err, MG_ERR_INVALID, "max_duration",
                              "max_duration: needed when there is no model");
@@ -44,7 +47,7 @@ mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,
         if (model && !mg_duration_fits(model, max))
             return mg_fail_field(err, MG_ERR_INVALID, "max_duration", "max_duration %.10g s "
                                  "is longer than the model can generate (%.10g s)", max,
-                                 shown(window));
+                                 window);
         out->max = max;
     }
     if (dflt > 0) {

@@ -19,7 +19,7 @@ typedef struct {
 /* The range of durations and the default:
  *   min   MG_MIN_DURATION, or the model's window when that is shorter;
  *   max   the operator's max when > 0 (it must be at least MG_MIN_DURATION and
- *         fit the model's window), else the window;
+ *         fit the model's window), else the window to the millisecond;
  *   dflt  the operator's dflt when > 0 (it must lie in [min, max]), else
  *         MG_DEFAULT_DURATION, or max when that is shorter.
  * A duration fits the window when it rounds to at most the window's frames
