@@ -7,6 +7,7 @@
 
 #include <math.h>
 
+/* musicgen on | off: on makes the location's content handler ours. */
 char *
 ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
