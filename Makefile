@@ -54,7 +54,10 @@ ifeq ($(CUDA),1)
   KTEST  = $(BUILD)/mg-kernel-test
 endif
 
-LIB_SRC  = $(wildcard src/*/*.c)
+# the engine: every folder of src/ but nginx/ (the module's own files, built by nginx)
+LIB_SRC  = $(filter-out src/nginx/%,$(wildcard src/*/*.c))
+LIB_HDR  = $(filter-out src/nginx/%,$(wildcard src/*/*.h))
+MODULE_SRC = ngx_http_musicgen_module.c $(wildcard src/nginx/*.c src/nginx/*.h)
 MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
 SERVE    = $(CURDIR)/$(BUILD)/serve
@@ -203,15 +206,19 @@ $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
 
 module: $(MODULE)
-$(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*/*.h) $(CU_OBJ) \
-           $(BUILD)/cuda-$(CUDA).stamp
+# nginx's configure lists the sources (config): it runs again when config,
+# the CUDA choice or the set of source files changes.
+MODULE_FILES = $(sort $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR))
+$(MODULE): config $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR) $(CU_OBJ) $(BUILD)/cuda-$(CUDA).stamp
 	@test -x $(NGINX_SRC)/configure || { echo "no nginx source at $(NGINX_SRC): apt-get install nginx-dev, or set NGINX_SRC"; exit 1; }
 	@if [ ! -f $(BUILD)/nginx/Makefile ] || [ $(BUILD)/cuda-$(CUDA).stamp -nt $(BUILD)/nginx/Makefile ] \
-	    || [ config -nt $(BUILD)/nginx/Makefile ]; then \
+	    || [ config -nt $(BUILD)/nginx/Makefile ] \
+	    || [ "$$(cat $(BUILD)/nginx/mg-files 2>/dev/null)" != "$(MODULE_FILES)" ]; then \
 	    rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx && \
 	    cd $(BUILD)/nginx && MG_CUDA_OBJS="$(abspath $(CU_OBJ))" MG_CUDA_LIBS="$(MODULE_CUDA_LIBS)" \
 	        ./configure --with-compat --with-threads --with-cc-opt="$(NGX_CC_OPT)" \
 	        --add-dynamic-module=$(CURDIR) > configure.log || { cat configure.log; exit 1; }; \
+	    echo "$(MODULE_FILES)" > mg-files; \
 	fi
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)

@@ -8,7 +8,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    mg_request_limits lim = {.max_duration = 30, .default_duration = 10,
+    mg_request_limits lim = {.duration = {.min = MG_MIN_DURATION, .max = 30, .dflt = 10},
                              .default_format = MG_AUDIO_WAV, .max_top_k = 2048, .max_guidance = 10};
     mg_request req;
     mg_error err;

@@ -84,7 +84,8 @@ static void test_fault_sweep(const char *dir)
         return;
     }
     json_set_alloc_funcs(json_fault_malloc, free);
-    mg_request_limits lim = {.max_duration = 30, .default_duration = 1, .default_format = MG_AUDIO_WAV};
+    mg_request_limits lim = {.duration = {.min = MG_MIN_DURATION, .max = 30, .dflt = 1},
+                             .default_format = MG_AUDIO_WAV};
     const char *body = "{\"prompt\": \"calm piano with soft drums\", \"duration\": 1, \"seed\": 3}";
     mg_request req = {0};
     CHECK(mg_request_parse_json(body, strlen(body), &lim, &req, &err) == MG_OK, "parse: %s", err.msg);

@@ -26,7 +26,8 @@ static void test_jobs(const char *dir)
         CHECK(0, "load: %s", err.msg);
         return;
     }
-    mg_request_limits lim = {.max_duration = 30, .default_duration = 1, .default_format = MG_AUDIO_WAV};
+    mg_request_limits lim = {.duration = {.min = MG_MIN_DURATION, .max = 30, .dflt = 1},
+                             .default_format = MG_AUDIO_WAV};
     const char *body = "{\"prompt\": \"calm piano\", \"duration\": 1, \"seed\": 9}";
     mg_request req = {0}, other = {0};
     CHECK(mg_request_parse_json(body, strlen(body), &lim, &req, &err) == MG_OK, "parse: %s", err.msg);

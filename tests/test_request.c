@@ -10,8 +10,10 @@
 #include "check.h"
 #include "service/request.h"
 
+/* the range mg_duration_limits gives for musicgen_max_duration 30 (test_duration.c) */
 static const mg_request_limits LIM = {
-    .max_duration = 30, .default_duration = 10, .default_format = MG_AUDIO_WAV,
+    .duration = {.min = MG_MIN_DURATION, .max = 30, .dflt = MG_DEFAULT_DURATION},
+    .default_format = MG_AUDIO_WAV,
     .max_top_k = 2048, .max_guidance = 10,
 };
 
@@ -222,7 +224,7 @@ static void test_direct(void)
             "\"colors\": [\"#fff\"], \"title\": 5}", &r, &e);
     CHECK(rc == MG_OK, "defaults: %s", e.msg);
     if (rc == MG_OK) {
-        CHECK(r.duration == LIM.default_duration, "defaults: duration %g", r.duration);
+        CHECK(r.duration == LIM.duration.dflt, "defaults: duration %g", r.duration);
         CHECK(!r.has_temperature && !r.has_top_k && !r.has_top_p && !r.has_guidance &&
               !r.has_seed, "defaults: has_* set");
         CHECK(r.format == MG_AUDIO_WAV, "defaults: format");
@@ -263,19 +265,45 @@ static void test_direct(void)
           "501 characters: %s", e.msg);
     mg_request_free(&r);
 
-    /* other limits: max_top_k / max_guidance defaults, a smaller max_duration */
-    mg_request_limits lim = { .max_duration = 5, .default_duration = 5,
-                              .default_format = MG_AUDIO_OGG };
+    /* other limits: max_top_k / max_guidance defaults, the range mg_duration_limits
+     * decides for an operator's maximum of 5 s (the default then 5 s, not 10) */
+    mg_request_limits lim = { .default_format = MG_AUDIO_OGG };
+    CHECK(mg_duration_limits(NULL, 5, 0, &lim.duration, &e) == MG_OK, "limits: %s", e.msg);
     const char *b = "{\"prompt\": \"x\", \"top_k\": 2048, \"guidance_scale\": 10}";
     rc = mg_request_parse_json(b, strlen(b), &lim, &r, &e);
     CHECK(rc == MG_OK && r.duration == 5 && r.format == MG_AUDIO_OGG, "limits: %s", e.msg);
     mg_request_free(&r);
     b = "{\"prompt\": \"x\", \"duration\": 6}";
     rc = mg_request_parse_json(b, strlen(b), &lim, &r, &e);
-    CHECK(rc == MG_ERR_INVALID && strstr(e.msg, "at most 5"), "limits: max_duration: %s", e.msg);
-    lim.max_duration = 0;
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "duration") == 0
+          && strstr(e.msg, "duration: must be at least 1 and at most 5 (got 6)"),
+          "limits: max_duration: %s", e.msg);
+    /* a model whose window is shorter than a second: the range's minimum is the parser's */
+    mg_model_info brief = {.frame_rate = 50, .max_frames = 25, .max_duration = 0.5};
+    CHECK(mg_duration_limits(&brief, 0, 0, &lim.duration, &e) == MG_OK, "limits: %s", e.msg);
+    b = "prompt=x&duration=0.5";
+    rc = mg_request_parse_query(b, strlen(b), &lim, &r, &e);
+    CHECK(rc == MG_OK && r.duration == 0.5f, "limits: a 0.5 s window: %s", e.msg);
+    mg_request_free(&r);
+    b = "prompt=x";
+    rc = mg_request_parse_query(b, strlen(b), &lim, &r, &e);
+    CHECK(rc == MG_OK && r.duration == 0.5f, "limits: the default within a 0.5 s window: %s", e.msg);
+    mg_request_free(&r);
+    b = "prompt=x&duration=0.51";
+    rc = mg_request_parse_query(b, strlen(b), &lim, &r, &e);
+    CHECK(rc == MG_ERR_INVALID && strstr(e.msg, "at least 0.5 and at most 0.5"),
+          "limits: past a 0.5 s window: %s", e.msg);
+    /* a range no mg_duration_limits call gives (the body is valid under LIM) */
+    b = "{\"prompt\": \"x\", \"duration\": 5}";
+    lim.duration = (mg_duration_range){.min = 1, .max = 0, .dflt = 1};
     rc = mg_request_parse_json(b, strlen(b), &lim, &r, &e);
     CHECK(rc == MG_ERR_INVALID && r.prompt == NULL, "bad limits accepted");
+    lim.duration = (mg_duration_range){.min = 0, .max = 30, .dflt = 10};
+    rc = mg_request_parse_json(b, strlen(b), &lim, &r, &e);
+    CHECK(rc == MG_ERR_INVALID && r.prompt == NULL, "a zero minimum accepted");
+    lim.duration = (mg_duration_range){.min = 1, .max = 30, .dflt = 31};
+    rc = mg_request_parse_json(b, strlen(b), &lim, &r, &e);
+    CHECK(rc == MG_ERR_INVALID && r.prompt == NULL, "a default past the maximum accepted");
     rc = mg_request_parse_json(b, strlen(b), NULL, &r, &e);
     CHECK(rc == MG_ERR_INVALID, "NULL limits accepted");
     rc = mg_request_parse_json(NULL, 0, &LIM, &r, &e);
@@ -363,7 +391,7 @@ static void test_query(void)
     /* the length is honoured: "&duration=5" lies past len */
     const char *s = "prompt=ab&duration=5";
     rc = parse(1, s, 9, &r, &e);
-    CHECK(rc == MG_OK && strcmp(r.prompt, "ab") == 0 && r.duration == LIM.default_duration,
+    CHECK(rc == MG_OK && strcmp(r.prompt, "ab") == 0 && r.duration == LIM.duration.dflt,
           "query length: %s", e.msg);
     mg_request_free(&r);
     rc = parse(1, "prompt=a%4", 9, &r, &e);  /* an escape cut by len */

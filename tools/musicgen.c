@@ -5,6 +5,8 @@
  *            [-f wav|flac|ogg|mp3] -o FILE */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 
 #include "backend_env.h"
 #include "io/audio.h"
+#include "runtime/duration.h"
+#include "runtime/model_info.h"
 #include "runtime/musicgen.h"
 
 static void usage(FILE *f)
@@ -21,7 +25,7 @@ static void usage(FILE *f)
             "usage: musicgen -m MODEL_DIR -p PROMPT -o FILE [options]\n"
             "  -m, --model DIR        model folder (Hugging Face layout of facebook/musicgen-small)\n"
             "  -p, --prompt TEXT      what the music should be\n"
-            "  -d, --duration SEC     seconds of audio (default 10)\n"
+            "  -d, --duration SEC     seconds of audio, %g up to the model's window (default %g)\n"
             "  -t, --temperature T    sampling temperature (default: generation_config.json)\n"
             "  -k, --top-k K          keep the K most likely codes (0 = off)\n"
             "      --top-p P          nucleus sampling mass (1 = off)\n"
@@ -36,7 +40,8 @@ static void usage(FILE *f)
             "                         (default: the model folder; off: convert every time)\n"
             "  -f, --format FMT       wav (16-bit PCM, default), flac, ogg (Opus) or mp3\n"
             "  -o, --output FILE      where to write the audio\n"
-            "  -q, --quiet            no progress bar or summary\n");
+            "  -q, --quiet            no progress bar or summary\n",
+            MG_MIN_DURATION, MG_DEFAULT_DURATION);
 }
 
 typedef struct {
@@ -65,22 +70,48 @@ static int progress(void *ud, int step, int total)
     return 0;
 }
 
-static int parse_num(const char *s, double lo, double hi, double *out)
+/* Every usage error: one line naming the option, a pointer to --help, exit 2. */
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("musicgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nmusicgen: see musicgen --help\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+/* A finite number (the range is checked by the caller, with its own message). */
+static int parse_number(const char *s, double *out)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
+    if (errno || end == s || *end || !isfinite(v))
         return -1;
     *out = v;
     return 0;
+}
+
+/* The option as a user types it: "-d", or "--top-p" for long-only ones. */
+static const char *option_name(int c, const struct option *longopts, char *buf, size_t cap)
+{
+    for (const struct option *o = longopts; o->name; o++)
+        if (o->val == c && !(c >= 'a' && c <= 'z')) {
+            snprintf(buf, cap, "--%s", o->name);
+            return buf;
+        }
+    snprintf(buf, cap, "-%c", c);
+    return buf;
 }
 
 int main(int argc, char **argv)
 {
     const char *model_dir = NULL, *prompt = NULL, *out_path = NULL, *format = "wav", *dtype = NULL,
                *device = NULL, *weights_cache = NULL;
-    double duration = 10, temp = -1, topk = -1, topp = -1, guidance = -1, seed = 0, threads = 0;
+    const char *duration_arg = NULL;  /* -d as typed, for its range message */
+    double duration = 0, temp = -1, topk = -1, topp = -1, guidance = -1, seed = 0, threads = 0;
     int greedy = 0, quiet = 0;
     static const struct option longopts[] = {
         {"model", 1, 0, 'm'}, {"prompt", 1, 0, 'p'}, {"duration", 1, 0, 'd'},
@@ -89,45 +120,84 @@ int main(int argc, char **argv)
         {"threads", 1, 0, 'j'}, {"format", 1, 0, 'f'}, {"output", 1, 0, 'o'},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"dtype", 1, 0, 'D'},
         {"device", 1, 0, 'V'}, {"weights-cache", 1, 0, 'W'}, {0, 0, 0, 0}};
+    /* numeric options and their ranges; -d's range is the model's (checked below) */
+    static const struct {
+        int    opt;
+        double lo, hi;
+    } ranges[] = {
+        {'d', -INFINITY, INFINITY}, {'t', 1e-3, 100}, {'k', 0, 1e6}, {'P', 1e-6, 1},
+        {'g', 0, 100}, {'s', 0, 9007199254740992.0}, {'j', 1, 256},
+    };
+    double *values[] = {&duration, &temp, &topk, &topp, &guidance, &seed, &threads};
+    char name[32];
     int c;
-    while ((c = getopt_long(argc, argv, "m:p:d:t:k:g:s:j:f:o:qh", longopts, NULL)) != -1) {
-        int bad = 0;
+    opterr = 0;  /* getopt's own messages name argv[0]; ours say "musicgen:" */
+    while ((c = getopt_long(argc, argv, ":m:p:d:t:k:g:s:j:f:o:qh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'm': model_dir = optarg; break;
-        case 'p': prompt = optarg; break;
-        case 'd': bad = parse_num(optarg, 0.02, 1e4, &duration); break;
-        case 't': bad = parse_num(optarg, 1e-3, 100, &temp); break;
-        case 'k': bad = parse_num(optarg, 0, 1e6, &topk); break;
-        case 'P': bad = parse_num(optarg, 1e-6, 1, &topp); break;
-        case 'g': bad = parse_num(optarg, 0, 100, &guidance); break;
-        case 'G': greedy = 1; break;
-        case 's': bad = parse_num(optarg, 0, 9007199254740992.0, &seed); break;
-        case 'j': bad = parse_num(optarg, 1, 256, &threads); break;
-        case 'f': format = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'D': dtype = optarg; break;
-        case 'V': device = optarg; break;
-        case 'W': weights_cache = optarg; break;
+        case 'm': model_dir = optarg; continue;
+        case 'p': prompt = optarg; continue;
+        case 'G': greedy = 1; continue;
+        case 'f': format = optarg; continue;
+        case 'o': out_path = optarg; continue;
+        case 'q': quiet = 1; continue;
+        case 'D': dtype = optarg; continue;
+        case 'V': device = optarg; continue;
+        case 'W': weights_cache = optarg; continue;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ':':
+            return usage_error("%s needs a value",
+                               optopt ? option_name(optopt, longopts, name, sizeof name)
+                                      : argv[optind - 1]);
+        case '?':
+            if (optopt)
+                return usage_error("unknown option -%c", optopt);
+            return usage_error("unknown option %s", argv[optind - 1]);
         }
-        if (bad) {
-            fprintf(stderr, "musicgen: invalid value '%s' for -%c\n", optarg, c == 'P' ? 'P' : c);
-            return 2;
-        }
+        size_t i = 0;
+        while (i < sizeof ranges / sizeof ranges[0] && ranges[i].opt != c)
+            i++;
+        if (i == sizeof ranges / sizeof ranges[0])
+            return usage_error("unhandled option %s", option_name(c, longopts, name, sizeof name));
+        option_name(c, longopts, name, sizeof name);
+        if (parse_number(optarg, values[i]))
+            return usage_error("%s: must be a number (got '%s')", name, optarg);
+        if (!(*values[i] >= ranges[i].lo && *values[i] <= ranges[i].hi))
+            return usage_error("%s: must be at least %.10g and at most %.10g (got %s)", name,
+                               ranges[i].lo, ranges[i].hi, optarg);
+        if (c == 'd')
+            duration_arg = optarg;
     }
-    if (!model_dir || !prompt || !out_path || optind != argc) {
-        fprintf(stderr, "musicgen: -m, -p and -o are required\n");
-        usage(stderr);
-        return 2;
+    if (optind != argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!model_dir || !prompt || !out_path) {
+        const char *missing[3];
+        int n = 0;
+        if (!model_dir)
+            missing[n++] = "-m MODEL_DIR";
+        if (!prompt)
+            missing[n++] = "-p PROMPT";
+        if (!out_path)
+            missing[n++] = "-o FILE";
+        return usage_error("missing %s%s%s%s%s", missing[0], n > 1 ? ", " : "", n > 1 ? missing[1] : "",
+                           n > 2 ? ", " : "", n > 2 ? missing[2] : "");
     }
     mg_error err = {0};
     mg_audio_format fmt;
-    if (mg_audio_format_parse(format, strlen(format), &fmt, &err) != MG_OK) {
+    if (mg_audio_format_parse(format, strlen(format), &fmt, &err) != MG_OK)
+        return usage_error("%s", err.msg);  /* "format: ..." */
+    /* -d against the model's range, before its weights load */
+    mg_model_info info;
+    mg_duration_range range;
+    if (mg_model_inspect(model_dir, &info, &err) != MG_OK ||
+        mg_duration_limits(&info, 0, 0, &range, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
-        return 2;
+        return 1;
     }
+    if (!duration_arg)
+        duration = range.dflt;
+    else if (!(duration >= range.min && duration <= range.max))
+        return usage_error("-d: must be at least %.10g and at most %.10g seconds (got %s)",
+                           range.min, range.max, duration_arg);
     double t0 = now_s();
     mg_model *m = NULL;
     mg_backend_options backend;

@@ -2,6 +2,7 @@
  * the model's scheduler, the result out; the generation parameters'
  * defaults and checks. */
 #include "runtime/gen_job_impl.h"
+#include "runtime/duration.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@ void mg_gen_params_default(const mg_model *m, mg_gen_params *p)
 {
     const mg_config *c = mg_model_config(m);
     memset(p, 0, sizeof *p);
-    p->duration = 10.0f;
+    p->duration = (float)MG_DEFAULT_DURATION;
     p->sampling.do_sample = c->do_sample;
     p->sampling.temperature = c->temperature;
     p->sampling.top_k = c->top_k;
@@ -28,11 +29,12 @@ mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int 
         return mg_fail_field(err, MG_ERR_INVALID, "max_new_tokens", "max_new_tokens: must be >= 0 (0: use duration)");
     if (s == 0) {
         /* frames = round(duration * fps); steps = frames + K - 1 must fit the positions */
-        double fps = (double)c->sample_rate / c->hop, max_s = (c->max_positions - K + 1) / fps;
-        if (!(p->duration > 0) || p->duration > max_s + 0.5 / fps)
+        mg_model_info info;
+        mg_model_info_of(m, &info);
+        if (!(p->duration > 0) || !mg_duration_fits(&info, p->duration))
             return mg_fail_field(err, MG_ERR_INVALID, "duration",
-                                 "duration: must be in (0, %.2f] seconds", max_s);
-        int want = (int)(p->duration * fps + 0.5);
+                                 "duration: must be in (0, %.2f] seconds", info.max_duration);
+        int want = (int)(p->duration * info.frame_rate + 0.5);
         s = (want < 1 ? 1 : want) + K - 1;
     }
     if (s < K || s > c->max_positions)

@@ -24,7 +24,7 @@ typedef enum {
     F_ANALYSIS, F_MOOD, F_ENERGY, F_GENRES, F_TEMPO, F_STYLE, F_VOCAL, F_INSTRUMENTS, N_FIELDS
 } field_id;
 
-/* Ranges of numbers; hi is replaced from the limits for duration, top_k and
+/* Ranges of numbers; the limits give duration's range and hi for top_k and
  * guidance_scale (see field_range). lo_open: lo itself is excluded. */
 static const struct {
     field_id    id;
@@ -35,7 +35,7 @@ static const struct {
     int         lo_open;
 } fields[] = {
     { F_PROMPT,      { "prompt" },                          K_STRING,  0, 0, 0, 0 },
-    { F_DURATION,    { "duration" },                        K_NUMBER,  0, 1, 0, 0 },
+    { F_DURATION,    { "duration" },                        K_NUMBER,  0, 0, 0, 0 },
     { F_TEMPERATURE, { "temperature" },                     K_NUMBER,  0, 0.1, 2, 0 },
     { F_TOP_K,       { "top_k" },                           K_INTEGER, 0, 0, 0, 0 },
     { F_TOP_P,       { "top_p" },                           K_NUMBER,  0, 0, 1, 1 },
@@ -165,7 +165,7 @@ static void field_range(field_id id, const mg_request_limits *lim, double *lo, d
 {
     *lo = fields[id].lo, *hi = fields[id].hi, *lo_open = fields[id].lo_open;
     if (id == F_DURATION)
-        *hi = lim->max_duration;
+        *lo = lim->duration.min, *hi = lim->duration.max;
     else if (id == F_TOP_K)
         *hi = lim->max_top_k > 0 ? lim->max_top_k : DEFAULT_MAX_TOP_K;
     else if (id == F_GUIDANCE)
@@ -261,11 +261,11 @@ static mg_code check_limits(const mg_request_limits *lim, mg_error *err)
 {
     if (!lim)
         return mg_fail(err, MG_ERR_INVALID, "request: NULL limits");
-    if (!(lim->max_duration >= 1) || !isfinite(lim->max_duration))
-        return mg_fail(err, MG_ERR_INVALID, "request limits: max_duration must be at least 1");
-    if (!(lim->default_duration >= 1 && lim->default_duration <= lim->max_duration))
-        return mg_fail(err, MG_ERR_INVALID,
-                       "request limits: default_duration must be between 1 and max_duration");
+    /* the caller's range, not a second decision: one that mg_duration_limits could not give */
+    const mg_duration_range *d = &lim->duration;
+    if (!(d->min > 0 && d->min <= d->dflt && d->dflt <= d->max) || !isfinite(d->max))
+        return mg_fail(err, MG_ERR_INVALID, "request limits: the duration range is not one "
+                       "from mg_duration_limits");
     return MG_OK;
 }
 
@@ -323,7 +323,7 @@ static mg_code from_object(const json_t *root, const mg_request_limits *lim, mg_
     for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
         if (c.v[numeric[i]] && (rc = get_number(&c, numeric[i], lim, &v[numeric[i]], err)))
             return rc;
-    req->duration = c.v[F_DURATION] ? (float)v[F_DURATION] : lim->default_duration;
+    req->duration = (float)(c.v[F_DURATION] ? v[F_DURATION] : lim->duration.dflt);
     if ((req->has_temperature = c.v[F_TEMPERATURE] != NULL))
         req->temperature = (float)v[F_TEMPERATURE];
     if ((req->has_top_k = c.v[F_TOP_K] != NULL))

@@ -5,7 +5,7 @@
  * Fields (JSON names; the query string uses the same names):
  *   prompt          string, 1..500 characters (code points) after trimming ASCII
  *                   whitespace; no control characters other than tab/CR/LF
- *   duration        number, 1..lim->max_duration seconds (default lim->default_duration)
+ *   duration        number, lim->duration.min..max seconds (default lim->duration.dflt)
  *   temperature     number, 0.1..2
  *   top_k           integer, 0..lim->max_top_k (0: off)
  *   top_p           number, (0, 1]
@@ -54,13 +54,13 @@
 #include <stdint.h>
 #include "io/audio.h"
 #include "base/error.h"
+#include "runtime/duration.h"
 
 #define MG_PROMPT_MAX_CHARS 500
 #define MG_SEED_MAX         9007199254740992.0  /* 2^53 */
 
 typedef struct {
-    float           max_duration;      /* seconds, >= 1 */
-    float           default_duration;  /* seconds, 1..max_duration */
+    mg_duration_range duration;        /* from mg_duration_limits: decided there alone */
     mg_audio_format default_format;
     int             max_top_k;         /* vocabulary size; <= 0: 2048 */
     float           max_guidance;      /* <= 0: 10 */

@@ -1,0 +1,207 @@
+/* The content handler of a "musicgen on" location: the method decides the
+ * form (GET: a query string, POST: a JSON body, OPTIONS: a CORS preflight),
+ * the body is read whole, the request is parsed and validated by the engine
+ * (service/request.h), a seeded GET the client already has is a 304, and
+ * the rest becomes a job (ngx_http_musicgen_job.c). */
+#include "nginx/ngx_http_musicgen_module.h"
+#include "nginx/ngx_http_musicgen_handler.h"
+#include "nginx/ngx_http_musicgen_job.h"
+#include "nginx/ngx_http_musicgen_response.h"
+
+/* Wants raw audio: GET, ?raw=1, or an Accept header naming audio first. */
+static int
+ngx_http_musicgen_wants_raw(ngx_http_request_t *r)
+{
+    ngx_str_t  v;
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        return 1;
+    }
+    if (ngx_http_arg(r, (u_char *) "raw", 3, &v) == NGX_OK && v.len == 1 && v.data[0] == '1') {
+        return 1;
+    }
+#if (NGX_HTTP_HEADERS)
+    if (r->headers_in.accept
+        && ngx_strlcasestrn(r->headers_in.accept->value.data,
+                            r->headers_in.accept->value.data + r->headers_in.accept->value.len,
+                            (u_char *) "audio/", 6 - 1) != NULL
+        && ngx_strlcasestrn(r->headers_in.accept->value.data,
+                            r->headers_in.accept->value.data + r->headers_in.accept->value.len,
+                            (u_char *) "application/json", 16 - 1) == NULL)
+    {
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+static ngx_int_t
+ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int is_query)
+{
+    ngx_http_musicgen_loc_conf_t   *lcf;
+    ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_http_musicgen_job_t        *job;
+    mg_request_limits               lim;
+    mg_error                        err;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    if (mcf->model == NULL) {
+        if (ngx_exiting) {
+            /* a worker from before a reload (or quit), answering a connection
+             * it accepted then: the new worker may have the model, so close
+             * and let the client come back at once on a new connection */
+            r->keepalive = 0;
+            if (ngx_http_musicgen_add_header(r, "Retry-After", "1") != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+            return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "the model is not loaded (see the error log); "
+                                           "this worker is shutting down, retry on a new connection",
+                                           NULL);
+        }
+        if (ngx_http_musicgen_add_header(r, "Retry-After", "30") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "the model is not loaded (see the error log)", NULL);
+    }
+    job = ngx_http_musicgen_job_create(r);
+    if (job == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the duration range was decided at nginx -t (mg_duration_limits) */
+    ngx_memzero(&lim, sizeof(lim));
+    lim.duration = lcf->duration;
+    lim.default_format = (mg_audio_format) lcf->format;
+    lim.max_top_k = mcf->info.decoder_vocab;
+    ngx_memzero(&err, sizeof(err));
+    if ((is_query ? mg_request_parse_query(data, len, &lim, &job->req, &err)
+                  : mg_request_parse_json(data, len, &lim, &job->req, &err)) != MG_OK)
+    {
+        return ngx_http_musicgen_error(r, err.code == MG_ERR_NOMEM
+                                          ? NGX_HTTP_INTERNAL_SERVER_ERROR : NGX_HTTP_BAD_REQUEST,
+                                       err.msg, err.field);
+    }
+    if (ngx_http_musicgen_job_own_request(r, job) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    job->want_json = !ngx_http_musicgen_wants_raw(r);
+
+    if (is_query && job->req.has_seed
+        && mg_job_etag(mcf->model, &job->req, job->model_name, job->etag, &err) == MG_OK
+        && ngx_http_musicgen_etag_matches(r, job->etag))
+    {
+        /* the client has this exact file: no generation at all */
+        if (ngx_http_musicgen_cache_headers(r, job->etag) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_send(r, NGX_HTTP_NOT_MODIFIED, mg_audio_mime(job->req.format),
+                                      NULL, 0);
+    }
+    return ngx_http_musicgen_job_post(r, job);
+}
+
+static void
+ngx_http_musicgen_body(ngx_http_request_t *r)
+{
+    ngx_chain_t  *cl;
+    ngx_buf_t    *b;
+    u_char       *body, *p;
+    size_t        len = 0;
+    ssize_t       n;
+    ngx_int_t     rc;
+
+    if (r->request_body == NULL) {
+        ngx_http_finalize_request(r, ngx_http_musicgen_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "the request has no body", "prompt"));
+        return;
+    }
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos) : (size_t) (b->last - b->pos);
+    }
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+    p = body;
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos), b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+            p += n;
+        } else {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
+    }
+    rc = ngx_http_musicgen_start(r, (const char *) body, len, 0);
+    if (rc == NGX_DONE) {
+        /* the body reader's reference is ours until the job finishes */
+        ngx_http_finalize_request(r, NGX_DONE);
+        return;
+    }
+    ngx_http_finalize_request(r, rc);
+}
+
+ngx_int_t
+ngx_http_musicgen_handler(ngx_http_request_t *r)
+{
+    ngx_str_t  *ct;
+    ngx_int_t   rc;
+
+    if (r->method == NGX_HTTP_OPTIONS) {
+        /* CORS preflight */
+        if (ngx_http_discard_request_body(r) != NGX_OK
+            || ngx_http_musicgen_add_header(r, "Access-Control-Allow-Methods",
+                                            "GET, POST, OPTIONS") != NGX_OK
+            || ngx_http_musicgen_add_header(r, "Access-Control-Allow-Headers",
+                                            "Content-Type, Authorization, apikey, x-client-info") != NGX_OK
+            || ngx_http_musicgen_add_header(r, "Access-Control-Max-Age", "86400") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_send(r, NGX_HTTP_NO_CONTENT, "text/plain", NULL, 0);
+    }
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_start(r, (const char *) r->args.data, r->args.len, 1);
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        if (ngx_http_discard_request_body(r) != NGX_OK
+            || ngx_http_musicgen_add_header(r, "Allow", "GET, HEAD, POST, OPTIONS") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_NOT_ALLOWED,
+                                       "method not allowed: use POST with JSON, or GET", NULL);
+    }
+
+    ct = r->headers_in.content_type ? &r->headers_in.content_type->value : NULL;
+    if (ct == NULL || ct->len < 16
+        || ngx_strncasecmp(ct->data, (u_char *) "application/json", 16) != 0
+        || (ct->len > 16 && ct->data[16] != ';' && ct->data[16] != ' '))
+    {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                       "send the request as Content-Type: application/json", NULL);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_musicgen_body);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+    return NGX_DONE;
+}

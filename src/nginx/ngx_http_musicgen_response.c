@@ -1,0 +1,172 @@
+/* What every response carries: the CORS header from the allow-list, the
+ * body copied into the request's pool, errors as the engine's JSON, and
+ * the cache headers of a seeded (reproducible) clip. */
+#include "nginx/ngx_http_musicgen_module.h"
+#include "nginx/ngx_http_musicgen_response.h"
+
+/* Access-Control-Allow-Origin from the allow-list, on every response. */
+static ngx_int_t
+ngx_http_musicgen_cors(ngx_http_request_t *r, ngx_http_musicgen_loc_conf_t *lcf)
+{
+    ngx_str_t        *allowed, origin = ngx_null_string, *match = NULL;
+    ngx_table_elt_t  *h;
+    ngx_list_part_t  *part;
+    ngx_uint_t        i, any = 0;
+
+    if (lcf->cors == NULL) {
+        return NGX_OK;
+    }
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if (h[i].key.len == 6 && ngx_strncasecmp(h[i].key.data, (u_char *) "origin", 6) == 0) {
+            origin = h[i].value;
+        }
+    }
+    allowed = lcf->cors->elts;
+    for (i = 0; i < lcf->cors->nelts; i++) {
+        if (allowed[i].len == 1 && allowed[i].data[0] == '*') {
+            any = 1;
+        } else if (origin.len && origin.len == allowed[i].len
+                   && ngx_strncasecmp(origin.data, allowed[i].data, origin.len) == 0) {
+            match = &allowed[i];
+        }
+    }
+    if (!any) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+        h->hash = 1;
+        ngx_str_set(&h->key, "Vary");
+        ngx_str_set(&h->value, "Origin");
+    }
+    if (!any && !match) {
+        return NGX_OK;
+    }
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    h->hash = 1;
+    ngx_str_set(&h->key, "Access-Control-Allow-Origin");
+    if (any) {
+        ngx_str_set(&h->value, "*");
+    } else {
+        h->value = *match; /* the configured origin: never bytes the client sent */
+    }
+    return NGX_OK;
+}
+
+ngx_int_t
+ngx_http_musicgen_add_header(ngx_http_request_t *r, const char *key, const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+    return NGX_OK;
+}
+
+/* Sends body (copied into the request pool) with a status and type. */
+ngx_int_t
+ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *type,
+    const u_char *body, size_t len)
+{
+    ngx_http_musicgen_loc_conf_t  *lcf;
+    ngx_buf_t                     *b;
+    ngx_chain_t                    out;
+    ngx_int_t                      rc;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
+    if (ngx_http_musicgen_cors(r, lcf) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    r->headers_out.status = status;
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = status == NGX_HTTP_NOT_MODIFIED ? -1 : (off_t) len;
+    if (len == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    b->last = ngx_cpymem(b->pos, body, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+    out.buf = b;
+    out.next = NULL;
+    return ngx_http_output_filter(r, &out);
+}
+
+/* {"success": false, "error": msg, "field": field} */
+ngx_int_t
+ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *msg,
+    const char *field)
+{
+    char      *text;
+    size_t     len = 0;
+    ngx_int_t  rc;
+
+    text = mg_job_error_json(msg, field, &len);
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    rc = ngx_http_musicgen_send(r, status, "application/json", (u_char *) text, len);
+    free(text);
+    return rc;
+}
+
+/* A seeded request is a pure function of its URL and the model: cacheable
+ * forever under a strong ETag. Anything else must not be cached. */
+ngx_int_t
+ngx_http_musicgen_cache_headers(ngx_http_request_t *r, const char *etag)
+{
+    if (etag[0] == '\0') {
+        return ngx_http_musicgen_add_header(r, "Cache-Control", "no-store");
+    }
+    if (ngx_http_musicgen_add_header(r, "ETag", etag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    return ngx_http_musicgen_add_header(r, "Cache-Control", "public, max-age=31536000, immutable");
+}
+
+/* If-None-Match: "*" or a list containing our (strong) ETag. */
+int
+ngx_http_musicgen_etag_matches(ngx_http_request_t *r, const char *etag)
+{
+    ngx_str_t  *v;
+
+    if (r->headers_in.if_none_match == NULL) {
+        return 0;
+    }
+    v = &r->headers_in.if_none_match->value;
+    if (v->len == 1 && v->data[0] == '*') {
+        return 1;
+    }
+    return ngx_strlcasestrn(v->data, v->data + v->len, (u_char *) etag,
+                            ngx_strlen(etag) - 1) != NULL;
+}

@@ -1,0 +1,20 @@
+/* Responses: headers, bodies, errors and caching (ngx_http_musicgen_response.c). */
+#ifndef _NGX_HTTP_MUSICGEN_RESPONSE_H_INCLUDED_
+#define _NGX_HTTP_MUSICGEN_RESPONSE_H_INCLUDED_
+
+#include "nginx/ngx_http_musicgen_module.h"
+
+/* key and value must outlive the request (literals or pool memory). */
+ngx_int_t ngx_http_musicgen_add_header(ngx_http_request_t *r, const char *key,
+    const char *value);
+/* status, Content-Type and body (copied; NULL/0: headers only), with CORS. */
+ngx_int_t ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *type,
+    const u_char *body, size_t len);
+/* {"success": false, "error": msg, "field": field} (field NULL: none). */
+ngx_int_t ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *msg,
+    const char *field);
+/* etag "" (not cacheable): no-store; else the ETag, cacheable for a year. */
+ngx_int_t ngx_http_musicgen_cache_headers(ngx_http_request_t *r, const char *etag);
+int ngx_http_musicgen_etag_matches(ngx_http_request_t *r, const char *etag);
+
+#endif /* _NGX_HTTP_MUSICGEN_RESPONSE_H_INCLUDED_ */

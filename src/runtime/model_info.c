@@ -1,0 +1,46 @@
+/* A model folder's figures without its weights (model_info.h). */
+#include "runtime/model_info.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void from_config(const mg_config *c, int has_tokenizer, mg_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->sample_rate = c->sample_rate;
+    info->frame_rate = (double)c->sample_rate / c->hop;
+    /* decoder steps = frames + codebooks - 1 (the delay pattern) must fit the positions */
+    info->max_frames = c->max_positions - c->num_codebooks + 1;
+    info->max_duration = info->max_frames / info->frame_rate;
+    info->decoder_vocab = c->dec_vocab;
+    info->has_tokenizer = has_tokenizer;
+}
+
+mg_code mg_model_inspect(const char *dir, mg_model_info *info, mg_error *err)
+{
+    if (!dir || !info)
+        return mg_fail(err, MG_ERR_INVALID, "model inspect: NULL argument");
+    memset(info, 0, sizeof *info);
+    mg_config cfg;
+    mg_code   rc = mg_config_load(&cfg, dir, err);
+    if (rc)
+        return rc;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        return mg_fail(err, MG_ERR_INVALID, "%s: path too long", dir);
+    mg_safetensors st;
+    if ((rc = mg_st_open(&st, path, err)))
+        return rc;
+    mg_st_close(&st);
+    snprintf(path, sizeof path, "%s/spiece.model", dir);
+    from_config(&cfg, access(path, F_OK) == 0, info);
+    return MG_OK;
+}
+
+void mg_model_info_of(const mg_model *m, mg_model_info *info)
+{
+    from_config(mg_model_config(m), mg_model_has_tokenizer(m), info);
+}
