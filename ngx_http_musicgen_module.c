@@ -64,6 +64,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+    { ngx_string("musicgen_cuda_opt_in"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_musicgen_cuda_opt_in,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
     { ngx_string("musicgen_threads"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -166,6 +172,7 @@ ngx_http_musicgen_create_main_conf(ngx_conf_t *cf)
     mcf->threads = NGX_CONF_UNSET;
     mcf->queue = NGX_CONF_UNSET;
     mcf->batch = NGX_CONF_UNSET;
+    mg_backend_options_default(&mcf->backend);
     return mcf;
 }
 

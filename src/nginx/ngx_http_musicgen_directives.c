@@ -124,6 +124,37 @@ ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
+/* The CUDA paths that are off by default because they have not run on a GPU
+ * (backend/options.h): an operator who has checked them on theirs
+ * (mg-kernel-test, the golden parity) switches them on by name. */
+char *
+ngx_http_musicgen_cuda_opt_in(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_musicgen_main_conf_t  *mcf = conf;
+    ngx_str_t                      *value = cf->args->elts;
+    ngx_uint_t                      i;
+
+    if (mcf->cuda_opt_in_set) {
+        return "is duplicate";
+    }
+    mcf->cuda_opt_in_set = 1;
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_strcmp(value[i].data, "conv_bf16") == 0) {
+            mcf->backend.cuda_conv_bf16 = 1;
+        } else if (ngx_strcmp(value[i].data, "kv_bf16") == 0) {
+            mcf->backend.cuda_kv_bf16 = 1;
+        } else if (ngx_strcmp(value[i].data, "select_many") == 0) {
+            mcf->backend.cuda_select_many = 1;
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "musicgen_cuda_opt_in \"%V\": unknown path (expected conv_bf16, "
+                               "kv_bf16 or select_many)", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+    return NGX_CONF_OK;
+}
+
 /* Where workers keep bf16/q8 weights converted (and share them through the
  * page cache); the folder must exist, the workers' user should be able to
  * write it (else each worker converts at start and logs why). */

@@ -9,6 +9,7 @@ char *ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_weights_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_musicgen_cuda_opt_in(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

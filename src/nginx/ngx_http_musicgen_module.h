@@ -28,6 +28,8 @@ typedef struct {
     ngx_str_t   device;       /* musicgen_device: cpu | auto | cuda | cuda:N (NUL-terminated) */
     ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
     ngx_str_t   weights_cache; /* musicgen_weights_cache: folder or off (NUL-terminated) */
+    mg_backend_options backend; /* defaults, plus the paths musicgen_cuda_opt_in names */
+    ngx_flag_t  cuda_opt_in_set;
     mg_model   *model;        /* loaded at worker start */
     mg_model_info info;       /* read at config time (nginx -t checks the folder) */
     ngx_int_t   batch;        /* musicgen_batch: generations decoded together */

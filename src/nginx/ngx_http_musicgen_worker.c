@@ -23,6 +23,7 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
     opt.device = mcf->device.data ? (const char *) mcf->device.data : "auto";
     opt.dtype = mcf->dtype.data ? (const char *) mcf->dtype.data : NULL;
     opt.weights_cache = mcf->weights_cache.data ? (const char *) mcf->weights_cache.data : NULL;
+    opt.backend = &mcf->backend;
     if (mg_model_load(&mcf->model, dir, &opt, &err) != MG_OK) {
         /* requests get 503 while the model is not loaded */
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "musicgen: loading \"%s\": %s", dir, err.msg);
