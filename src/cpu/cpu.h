@@ -1,6 +1,7 @@
 /* CPU backend internals: the backend struct, its worker pool, and the op
  * implementations split by family (cpu_ops.c: norms/attention, cpu_matvec.c:
- * linear, cpu_quant.c: weight formats, cpu_conv.c: convolutions/LSTM). */
+ * linear, cpu_quant.c: weight formats, cpu_conv.c: convolutions, cpu_lstm.c:
+ * the LSTM). */
 #ifndef MG_CPU_H
 #define MG_CPU_H
 #include <pthread.h>
@@ -49,6 +50,13 @@ void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_t
 static inline int64_t mg_cpu_rows_min(int64_t cols)
 {
     return (4096 + cols - 1) / (cols > 0 ? cols : 1);
+}
+
+/* min_per_thread for ops whose work items cost macs_per_item multiply-adds
+ * (the convolutions, the LSTM): ~64k per thread pay the hand-off. */
+static inline int64_t mg_cpu_macs_min(int64_t macs_per_item)
+{
+    return macs_per_item >= 65536 ? 1 : 65536 / (macs_per_item > 0 ? macs_per_item : 1);
 }
 
 /* Hot kernels are cloned per ISA and picked at load time, so one binary uses
@@ -104,6 +112,7 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
                              int trim_left);
 void mg_cpu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right);
 void mg_cpu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batch);
+/* cpu_lstm.c */
 void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
                  const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
 #endif
