@@ -13,6 +13,9 @@
 # The CUDA backend (kernels/*.cu) is built whenever nvcc is found (PATH or
 # /usr/local/cuda/bin); CUDA=0 forces a CPU-only build. cudart is linked
 # statically, so binaries and the nginx module need only the driver.
+#
+# The build prints one line per step ("CC src/io/audio.c"); V=1 prints the
+# full command lines, and the nginx module build's own output.
 
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
@@ -21,7 +24,7 @@ SAN     ?= 0
 
 # -ffp-contract=off: no fused multiply-adds the source does not spell (gcc's
 # default in ISO C mode, spelled out for clang): sums must not depend on
-# which ISA clone or compiler ran them
+# which kernel level or compiler ran them
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -ffp-contract=off -g -pthread -Isrc
 ifeq ($(SAN),1)
   BUILD  := build-san
@@ -31,6 +34,16 @@ else
   CFLAGS ?= -O2
 endif
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+
+# Quiet build: $(Q) hides a command, $(say) WHAT FILE prints its one line instead.
+V ?= 0
+ifeq ($(V),1)
+  Q   :=
+  say := @true
+else
+  Q   := @
+  say := @printf '  %-6s %s\n'
+endif
 LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -54,6 +67,12 @@ ifeq ($(CUDA),1)
   KTEST  = $(BUILD)/mg-kernel-test
 endif
 
+# an executable from its objects and the libraries
+define LINK
+$(say) LD $@
+$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+endef
+
 LIB_SRC  = $(wildcard src/*/*.c)
 MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
@@ -75,42 +94,59 @@ all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(ALL_NVCCFLAGS) -MMD -MP -c $< -o $@
+	$(NVCC_NOTE)
+	$(say) NVCC $<
+	$(Q)$(NVCC) $(ALL_NVCCFLAGS) -MMD -MP -c $< -o $@
+# Without a GPU (no nvidia-smi or no /dev/nvidia0) the CUDA backend is still
+# built wherever nvcc is (CI compiles it so), but that minute should not be
+# a surprise: one line says so before the first kernel of a make run (a
+# directory named after this make's process id marks it printed; mkdir is
+# atomic, so parallel kernel builds print it once; $(LIB) removes it).
+HAVE_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && [ -e /dev/nvidia0 ] && echo 1)
+NVCC_NOTE_DIR = $(BUILD)/kernels/.nvcc-note-$(MAKE_PID)
+MAKE_PID := $(shell echo $$PPID)
+NVCC_NOTE = $(if $(HAVE_GPU),,@if mkdir $(NVCC_NOTE_DIR) 2>/dev/null; then \
+    echo "building the CUDA backend with nvcc (~1 min); CUDA=0 skips it"; fi)
 # Switching CUDA on or off rebuilds what depends on MG_HAVE_CUDA.
 $(BUILD)/cuda-$(CUDA).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
 $(BUILD)/src/runtime/model.o $(BUILD)/bench/bench_gpu.o: $(BUILD)/cuda-$(CUDA).stamp
 $(BUILD)/mg-kernel-test: $(BUILD)/kernels/kernel_test.o $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 
 $(LIB): $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -rf $(BUILD)/kernels/.nvcc-note-*
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 $(TOOL_LIB): $(BUILD)/tools/spm_write.o
-	rm -f $@ && ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/musicgen: $(BUILD)/tools/musicgen.o $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 $(BUILD)/musicgen-mkmodel: $(BUILD)/tools/mkmodel.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 GOLDEN_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/golden*.c))
 $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 $(BUILD)/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 # LD_PRELOAD allocation-failure injection for the nginx fault tests (never in the module).
 $(BUILD)/libmgfault.so: tests/fault_malloc.c
-	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
+	$(say) CC $@
+	$(Q)$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
 # The engine's allocations (calls from libmusicgen.a) go through the test's fault hook.
 FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
 $(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(FAULT_WRAP)
+	$(LINK) $(FAULT_WRAP)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 
 # Every test binary and every golden set; the last line is the overall tally.
 # With SAN=1 the nginx module's tests follow, on the sanitized module.
@@ -212,7 +248,13 @@ $(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*/*.h) $(
 	        ./configure --with-compat --with-threads --with-cc-opt="$(NGX_CC_OPT)" \
 	        --add-dynamic-module=$(CURDIR) > configure.log || { cat configure.log; exit 1; }; \
 	fi
+	$(say) MODULE $(MODULE)
+ifeq ($(V),1)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+else
+	@$(MAKE) --no-print-directory -s -C $(BUILD)/nginx -f objs/Makefile modules > $(BUILD)/nginx/build.log 2>&1 \
+	    || { cat $(BUILD)/nginx/build.log; echo "the nginx module build failed (log: $(BUILD)/nginx/build.log)"; exit 1; }
+endif
 MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)
 NGX_SAN_OPT = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
@@ -252,9 +294,11 @@ FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-
 FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+	$(say) CC $<
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
+	$(say) LD $@
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
 .SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard fuzz/fuzz_*.c))
 fuzz-build: $(FUZZ_TARGETS)
 fuzz: $(FUZZ_TARGETS)
