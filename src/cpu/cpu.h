@@ -59,18 +59,45 @@ static inline int64_t mg_cpu_macs_min(int64_t macs_per_item)
     return macs_per_item >= 65536 ? 1 : 65536 / (macs_per_item > 0 ? macs_per_item : 1);
 }
 
-/* Hot kernels are cloned per ISA and picked at load time, so one binary uses
- * AVX2/AVX-512 where the CPU has them and runs everywhere else. */
+/* Every kernel with SIMD code is picked at run time by the backend's isa
+ * (MG_CPU_ISA lowers it, so each level can be tested on one machine): the
+ * hand-written ones per level, and the portable ones that -O2 vectorises
+ * (fixed trip counts, 16 partial sums) compiled once per level from one
+ * body. MG_CPU_KERNEL(name, ret, params, args) wraps the always-inline
+ * name##_body into name##_scalar, name##_avx2 and name##_avx512 (the same
+ * C, so the same sums: -ffp-contract=off adds no fused multiply-adds), and
+ * name##_for(isa) returns the one to call; MG_CPU_KERNEL_VOID(name, params,
+ * args) the same for a body that returns nothing. */
+#define MG_CPU_BODY static inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__)
-#define MG_CPU_ISA_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#define MG_CPU_KERNEL_(name, ret, params, call)                                             \
+    static ret name##_scalar params { call }                                                \
+    __attribute__((target("avx2,fma"))) static ret name##_avx2 params { call }              \
+    __attribute__((target("avx512f"))) static ret name##_avx512 params { call }             \
+    static inline __typeof__(&name##_scalar) name##_for(mg_cpu_isa isa)                     \
+    {                                                                                       \
+        return isa >= MG_CPU_ISA_AVX512 ? name##_avx512                                     \
+             : isa >= MG_CPU_ISA_AVX2   ? name##_avx2 : name##_scalar;                     \
+    }
 #else
-#define MG_CPU_ISA_CLONES
+#define MG_CPU_KERNEL_(name, ret, params, call)                                             \
+    static ret name##_scalar params { call }                                                \
+    static inline __typeof__(&name##_scalar) name##_for(mg_cpu_isa isa)                     \
+    {                                                                                       \
+        (void)isa;                                                                          \
+        return name##_scalar;                                                               \
+    }
 #endif
+#define MG_CPU_KERNEL(name, ret, params, args) MG_CPU_KERNEL_(name, ret, params, return name##_body args;)
+#define MG_CPU_KERNEL_VOID(name, params, args) MG_CPU_KERNEL_(name, void, params, name##_body args;)
 
 static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }
 
 /* cpu_ops.c */
-float mg_cpu_dot(const float *a, const float *b, int64_t n);
+/* a·b in 16 lane sums added in order, then the tail: the sums the SIMD dot
+ * products elsewhere reproduce bit for bit */
+typedef float (*mg_cpu_dot_fn)(const float *a, const float *b, int64_t n);
+mg_cpu_dot_fn mg_cpu_dot_for(mg_cpu_isa isa);
 void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
                   int64_t m, int accumulate);
 /* cpu_matvec.c: any weight format (F32, BF16, Q8), kernels per isa */

@@ -543,8 +543,7 @@ typedef struct {
     int64_t      n_ci, n_tap;
 } block_args;
 
-MG_CPU_ISA_CLONES
-static void conv_block(float *out, int64_t out_stride, const block_args *a)
+MG_CPU_BODY void conv_block_body(float *out, int64_t out_stride, const block_args *a)
 {
     float acc[CO_BLK][MB] = {{0}};
     for (int64_t ci = 0; ci < a->n_ci; ci++) {
@@ -566,6 +565,8 @@ static void conv_block(float *out, int64_t out_stride, const block_args *a)
         for (int i = 0; i < MB; i++)
             out[o * out_stride + i] += acc[o][i];
 }
+MG_CPU_KERNEL_VOID(conv_block, (float *out, int64_t out_stride, const block_args *a), (out, out_stride, a))
+typedef void (*conv_block_fn)(float *out, int64_t out_stride, const block_args *a);
 
 /* win[ci·width + u] = x[ci·x_ci + t0 + u], zero outside [0, t_in): lets blocks
  * that reach past either end of the input run the same kernel. */
@@ -684,6 +685,7 @@ typedef struct {
     const float *x, *w, *b;
     int64_t      c_in, c_out, t_in, t_out, k, n_tiles, n_coblk;
     int          stride, dil;
+    conv_block_fn block;   /* conv_block at the backend's kernel level */
 } conv_ctx;
 
 /* y[co, t] = b[co] + Σ_ci Σ_k w[co, ci, k] · x[ci, t·stride + k·dil]
@@ -720,13 +722,13 @@ static void conv1d_task(void *arg, int64_t i0, int64_t i1)
                 a.w[o] = w[o] + ci0 * c->k;
             for (int64_t t = t0; t < tb; t += MB) {
                 a.x = xb + ci0 * c->t_in + t;
-                conv_block(&acc[0][t - t0], TILE, &a);
+                c->block(&acc[0][t - t0], TILE, &a);
             }
             if (tw > tb) {
                 fill_window(win, width, xb + ci0 * c->t_in, c->t_in, a.n_ci, tb, c->t_in);
                 a.x = win;
                 a.x_ci = width;
-                conv_block(&acc[0][tb - t0], TILE, &a);
+                c->block(&acc[0][tb - t0], TILE, &a);
             }
         }
         for (int64_t o = 0; o < nco; o++) {
@@ -790,7 +792,7 @@ void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
         .b = bias ? mg_cpu_f32(bias) : NULL,
         .c_out = w->ne[0], .c_in = w->ne[1], .k = w->ndim > 2 ? w->ne[2] : 1,
         .t_in = mg_tensor_cols(x), .t_out = mg_tensor_cols(y),
-        .stride = stride, .dil = dilation,
+        .stride = stride, .dil = dilation, .block = conv_block_for(((mg_cpu_backend *)be)->isa),
     };
 #if CONV_X86
     if (stride == 1 && ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
@@ -856,6 +858,7 @@ typedef struct {
     const float *x, *w, *b;
     int64_t      c_in, c_out, t_in, t_y, k, q_first, n_q, n_tiles, n_coblk;
     int          stride, trim_left;
+    conv_block_fn block;   /* conv_block at the backend's kernel level */
 } convt_ctx;
 
 /* The full output is yf[co, f] = b[co] + Σ_ci Σ_k w[ci, co, k] · x[ci, t] over
@@ -912,7 +915,7 @@ static void convt_task(void *arg, int64_t i0, int64_t i1)
                                     }
                         continue;
                     }
-                    conv_block(&acc[0][q0 - qa], QT, &a);
+                    c->block(&acc[0][q0 - qa], QT, &a);
                 }
             }
             /* scatter the phase back and drop the trimmed samples */
@@ -949,7 +952,7 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
         .b = bias ? mg_cpu_f32(bias) : NULL,
         .c_in = w->ne[0], .c_out = w->ne[1], .k = w->ne[2],
         .t_in = mg_tensor_cols(x), .t_y = mg_tensor_cols(y),
-        .stride = stride, .trim_left = trim_left,
+        .stride = stride, .trim_left = trim_left, .block = conv_block_for(((mg_cpu_backend *)be)->isa),
     };
     if (c.t_y <= 0)
         return;

@@ -40,6 +40,7 @@ typedef struct {
     float       *gates;    /* [B, 4H] pre-activations of step t */
     int64_t      B, T, I, H, t;
     int          avx512;
+    mg_cpu_dot_fn dot;     /* the portable dot product at the backend's kernel level */
     int          reduced;  /* W_hh BF16 or Q8: the cell's vector activations */
 } lstm_ctx;
 
@@ -221,7 +222,7 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
 #endif
                     for (int b = 0; b < nb; b++)
                         for (int r = 0; r < nr; r++)
-                            d[b * nr + r] = mg_cpu_dot(w[r], h[b], H);
+                            d[b * nr + r] = c->dot(w[r], h[b], H);
             }
             for (int b = 0; b < nb; b++)
                 for (int r = 0; r < nr; r++) {
@@ -374,6 +375,7 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
 #if LSTM_X86
     c.avx512 = ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512;
 #endif
+    c.dot = mg_cpu_dot_for(((mg_cpu_backend *)be)->isa);
     memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
     for (int64_t n = 0; n < H4; n++)
         bias[n] = c.b_ih[n] + c.b_hh[n];
