@@ -72,6 +72,16 @@ static float lstm_dot_bf16(const uint16_t *a, const float *b, int64_t n)
 #if LSTM_X86
 enum { LSTM_MAX_ACC = 16 };
 
+/* The 16 lane sums of v added in order, as the plain dot products end. */
+INLINE TARGET_AVX512 float lanes_in_order(__m512 v)
+{
+    float lanes[16], s = 0;
+    _mm512_storeu_ps(lanes, v);
+    for (int j = 0; j < 16; j++)
+        s += lanes[j];
+    return s;
+}
+
 /* Recurrent pre-activations out[b·n_rows + r] = W_hh[row r]·h_{t-1}[b]
  * for n_rows rows and B batch items, each dot summed exactly as mg_cpu_dot
  * does (16 lane sums of separate multiply and add, the lanes added in order,
@@ -95,10 +105,7 @@ INLINE TARGET_AVX512 void lstm_dots_n(float *out, const float *const *w, int nr,
     }
     for (int r = 0; r < nr; r++)
         for (int b = 0; b < nb; b++) {
-            float lanes[16], s = 0;
-            _mm512_storeu_ps(lanes, acc[r * nb + b]);
-            for (int j = 0; j < 16; j++)
-                s += lanes[j];
+            float s = lanes_in_order(acc[r * nb + b]);
             for (int64_t kk = k; kk < n; kk++)
                 s += w[r][kk] * h[b][kk];
             out[b * nr + r] = s;
@@ -143,10 +150,7 @@ INLINE TARGET_AVX512 void lstm_dots_bf16_n(float *out, const uint16_t *const *w,
     }
     for (int r = 0; r < nr; r++)
         for (int b = 0; b < nb; b++) {
-            float lanes[16], s = 0;
-            _mm512_storeu_ps(lanes, acc[r * nb + b]);
-            for (int j = 0; j < 16; j++)
-                s += lanes[j];
+            float s = lanes_in_order(acc[r * nb + b]);
             for (int64_t kk = k; kk < n; kk++)
                 s += bf16_to_f32(w[r][kk]) * h[b][kk];
             out[b * nr + r] = s;
