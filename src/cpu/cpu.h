@@ -88,7 +88,8 @@ static inline int64_t mg_cpu_macs_min(int64_t macs_per_item)
         return name##_scalar;                                                               \
     }
 #endif
-#define MG_CPU_KERNEL(name, ret, params, args) MG_CPU_KERNEL_(name, ret, params, return name##_body args;)
+#define MG_CPU_KERNEL(name, ret, params, args) \
+    MG_CPU_KERNEL_(name, ret, params, return name##_body args;)
 #define MG_CPU_KERNEL_VOID(name, params, args) MG_CPU_KERNEL_(name, void, params, name##_body args;)
 
 static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }

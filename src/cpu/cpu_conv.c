@@ -565,7 +565,8 @@ MG_CPU_BODY void conv_block_body(float *out, int64_t out_stride, const block_arg
         for (int i = 0; i < MB; i++)
             out[o * out_stride + i] += acc[o][i];
 }
-MG_CPU_KERNEL_VOID(conv_block, (float *out, int64_t out_stride, const block_args *a), (out, out_stride, a))
+MG_CPU_KERNEL_VOID(conv_block, (float *out, int64_t out_stride, const block_args *a),
+                   (out, out_stride, a))
 typedef void (*conv_block_fn)(float *out, int64_t out_stride, const block_args *a);
 
 /* win[ci·width + u] = x[ci·x_ci + t0 + u], zero outside [0, t_in): lets blocks
@@ -792,7 +793,8 @@ void mg_cpu_conv1d(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg_te
         .b = bias ? mg_cpu_f32(bias) : NULL,
         .c_out = w->ne[0], .c_in = w->ne[1], .k = w->ndim > 2 ? w->ne[2] : 1,
         .t_in = mg_tensor_cols(x), .t_out = mg_tensor_cols(y),
-        .stride = stride, .dil = dilation, .block = conv_block_for(((mg_cpu_backend *)be)->isa),
+        .stride = stride, .dil = dilation,
+        .block = conv_block_for(((mg_cpu_backend *)be)->isa),
     };
 #if CONV_X86
     if (stride == 1 && ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512) {
@@ -952,7 +954,8 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
         .b = bias ? mg_cpu_f32(bias) : NULL,
         .c_in = w->ne[0], .c_out = w->ne[1], .k = w->ne[2],
         .t_in = mg_tensor_cols(x), .t_y = mg_tensor_cols(y),
-        .stride = stride, .trim_left = trim_left, .block = conv_block_for(((mg_cpu_backend *)be)->isa),
+        .stride = stride, .trim_left = trim_left,
+        .block = conv_block_for(((mg_cpu_backend *)be)->isa),
     };
     if (c.t_y <= 0)
         return;

@@ -82,13 +82,12 @@ MG_CPU_BODY void rms_norm_row_body(float *out, const float *x, const float *g, i
     for (k = 0; k < d; k++)
         out[k] = g[k] * (x[k] * inv);
 }
+MG_CPU_KERNEL_VOID(rms_norm_row, (float *out, const float *x, const float *g, int64_t d, float eps),
+                   (out, x, g, d, eps))
 
 /* One row: mean and variance each in 16 partial sums (vectorised, where a
  * single running sum was 2·d dependent adds: the batched decode step spent
  * more time in its norms than in attention's softmax). out may be x. */
-MG_CPU_KERNEL_VOID(rms_norm_row, (float *out, const float *x, const float *g, int64_t d, float eps),
-                   (out, x, g, d, eps))
-
 MG_CPU_BODY void layer_norm_row_body(float *out, const float *x, const float *g, const float *beta,
                                      int64_t d, float eps)
 {
@@ -133,7 +132,8 @@ static void norm_task(void *arg, int64_t r0, int64_t r1)
     const norm_ctx *c = arg;
     for (int64_t r = r0; r < r1; r++) {
         if (c->beta)
-            layer_norm_row_for(c->isa)(c->y + r * c->d, c->x + r * c->d, c->g, c->beta, c->d, c->eps);
+            layer_norm_row_for(c->isa)(c->y + r * c->d, c->x + r * c->d, c->g, c->beta, c->d,
+                                       c->eps);
         else
             rms_norm_row_for(c->isa)(c->y + r * c->d, c->x + r * c->d, c->g, c->d, c->eps);
     }
@@ -144,7 +144,8 @@ static void norm_rows(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg
 {
     int64_t d = mg_tensor_cols(x);
     norm_ctx c = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .g = mg_cpu_f32(w),
-                  .beta = b ? mg_cpu_f32(b) : NULL, .d = d, .eps = eps, .isa = ((mg_cpu_backend *)be)->isa};
+                  .beta = b ? mg_cpu_f32(b) : NULL, .d = d, .eps = eps,
+                  .isa = ((mg_cpu_backend *)be)->isa};
     mg_cpu_parallel(be, mg_tensor_rows(x), mg_cpu_rows_min(d), norm_task, &c);
 }
 
@@ -179,8 +180,8 @@ enum { ELEMWISE_MIN = 1 << 14 };
 
 void mg_cpu_relu(mg_backend *be, mg_tensor *y)
 {
-    mg_cpu_parallel(be, mg_tensor_numel(y), ELEMWISE_MIN, relu_task_for(((mg_cpu_backend *)be)->isa),
-                    mg_cpu_f32(y));
+    mg_cpu_task_fn relu = relu_task_for(((mg_cpu_backend *)be)->isa);
+    mg_cpu_parallel(be, mg_tensor_numel(y), ELEMWISE_MIN, relu, mg_cpu_f32(y));
 }
 
 static void gelu_task(void *arg, int64_t i0, int64_t i1)
@@ -284,8 +285,8 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
         return;
     }
     if (dst->dtype == MG_DT_BF16) {
-        mg_bf16_row_from_f32(((mg_cpu_backend *)be)->isa, from, (uint16_t *)dst->data + dst_row * cols,
-                             n * cols);
+        mg_bf16_row_from_f32(((mg_cpu_backend *)be)->isa, from,
+                             (uint16_t *)dst->data + dst_row * cols, n * cols);
         return;
     }
     memcpy(mg_cpu_f32(dst) + dst_row * cols, from, (size_t)(n * cols) * sizeof(float));
