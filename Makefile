@@ -235,7 +235,7 @@ bench-gpu: all $(BENCHES)
 # stock binary (PCRE must be on, as in Debian's build, for the signature).
 NGINX_SRC ?= /usr/share/nginx/src
 $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
-	$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
 
 module: $(MODULE)
 $(MODULE): config ngx_http_musicgen_module.c $(LIB_SRC) $(wildcard src/*/*.h) $(CU_OBJ) \
@@ -262,7 +262,8 @@ NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 # conf/nginx.conf with this checkout's paths, running on 127.0.0.1:8080.
 $(SERVE)/nginx.conf: conf/nginx.conf $(MODULE) $(DEMO_MODEL)/model.safetensors
 	@mkdir -p $(SERVE)/logs
-	sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
+	$(say) CONF $@
+	$(Q)sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
 	    -e 's#@PREFIX@#$(SERVE)#' -e 's#@HTML@#$(CURDIR)/html#' conf/nginx.conf > $@
 serve: all $(SERVE)/nginx.conf
 	@-nginx -p $(SERVE) -c $(SERVE)/nginx.conf -s stop 2>/dev/null; sleep 0.5
