@@ -13,6 +13,9 @@
 # The CUDA backend (kernels/*.cu) is built whenever nvcc is found (PATH or
 # /usr/local/cuda/bin); CUDA=0 forces a CPU-only build. cudart is linked
 # statically, so binaries and the nginx module need only the driver.
+#
+# The build prints one line per step ("CC src/io/audio.c"); V=1 prints the
+# full command lines, and the nginx module build's own output.
 
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
@@ -21,7 +24,7 @@ SAN     ?= 0
 
 # -ffp-contract=off: no fused multiply-adds the source does not spell (gcc's
 # default in ISO C mode, spelled out for clang): sums must not depend on
-# which ISA clone or compiler ran them
+# which kernel level or compiler ran them
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -ffp-contract=off -g -pthread -Isrc
 ifeq ($(SAN),1)
   BUILD  := build-san
@@ -31,6 +34,16 @@ else
   CFLAGS ?= -O2
 endif
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+
+# Quiet build: $(Q) hides a command, $(say) WHAT FILE prints its one line instead.
+V ?= 0
+ifeq ($(V),1)
+  Q   :=
+  say := @true
+else
+  Q   := @
+  say := @printf '  %-6s %s\n'
+endif
 LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -53,6 +66,12 @@ ifeq ($(CUDA),1)
   CU_OBJ = $(patsubst %.cu,$(BUILD)/%.o,$(wildcard kernels/*.cu))
   KTEST  = $(BUILD)/mg-kernel-test
 endif
+
+# an executable from its objects and the libraries
+define LINK
+$(say) LD $@
+$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+endef
 
 # the engine: every folder of src/ but nginx/ (the module's own files, built by nginx)
 LIB_SRC  = $(filter-out src/nginx/%,$(wildcard src/*/*.c))
@@ -79,42 +98,59 @@ all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(ALL_NVCCFLAGS) -MMD -MP -c $< -o $@
+	$(NVCC_NOTE)
+	$(say) NVCC $<
+	$(Q)$(NVCC) $(ALL_NVCCFLAGS) -MMD -MP -c $< -o $@
+# Without a GPU (no nvidia-smi or no /dev/nvidia0) the CUDA backend is still
+# built wherever nvcc is (CI compiles it so), but that minute should not be
+# a surprise: one line says so before the first kernel of a make run (a
+# directory named after this make's process id marks it printed; mkdir is
+# atomic, so parallel kernel builds print it once; $(LIB) removes it).
+HAVE_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && [ -e /dev/nvidia0 ] && echo 1)
+NVCC_NOTE_DIR = $(BUILD)/kernels/.nvcc-note-$(MAKE_PID)
+MAKE_PID := $(shell echo $$PPID)
+NVCC_NOTE = $(if $(HAVE_GPU),,@if mkdir $(NVCC_NOTE_DIR) 2>/dev/null; then \
+    echo "building the CUDA backend with nvcc (~1 min); CUDA=0 skips it"; fi)
 # Switching CUDA on or off rebuilds what depends on MG_HAVE_CUDA.
 $(BUILD)/cuda-$(CUDA).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
 $(BUILD)/src/runtime/model.o $(BUILD)/bench/bench_gpu.o: $(BUILD)/cuda-$(CUDA).stamp
 $(BUILD)/mg-kernel-test: $(BUILD)/kernels/kernel_test.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 
 $(LIB): $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -rf $(BUILD)/kernels/.nvcc-note-*
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 $(TOOL_LIB): $(BUILD)/tools/spm_write.o $(BUILD)/tools/backend_env.o
-	rm -f $@ && ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/musicgen: $(BUILD)/tools/musicgen.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 $(BUILD)/musicgen-mkmodel: $(BUILD)/tools/mkmodel.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 GOLDEN_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/golden*.c))
 $(BUILD)/mg-golden: $(GOLDEN_OBJ) $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 $(BUILD)/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 # LD_PRELOAD allocation-failure injection for the nginx fault tests (never in the module).
 $(BUILD)/libmgfault.so: tests/fault_malloc.c
-	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
+	$(say) CC $@
+	$(Q)$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC $< -o $@
 # The engine's allocations (calls from libmusicgen.a) go through the test's fault hook.
 FAULT_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup
 $(BUILD)/test_fault_alloc: $(BUILD)/tests/test_fault_alloc.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(FAULT_WRAP)
+	$(LINK) $(FAULT_WRAP)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(TOOL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(LINK)
 
 # Every test binary and every golden set; the last line is the overall tally.
 # With SAN=1 the nginx module's tests follow, on the sanitized module.
@@ -203,7 +239,7 @@ bench-gpu: all $(BENCHES)
 # stock binary (PCRE must be on, as in Debian's build, for the signature).
 NGINX_SRC ?= /usr/share/nginx/src
 $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
-	$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
 
 module: $(MODULE)
 # nginx's configure lists the sources (config): it runs again when config,
@@ -220,7 +256,13 @@ $(MODULE): config $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR) $(CU_OBJ) $(BUILD)/cuda-$(
 	        --add-dynamic-module=$(CURDIR) > configure.log || { cat configure.log; exit 1; }; \
 	    echo "$(MODULE_FILES)" > mg-files; \
 	fi
+	$(say) MODULE $(MODULE)
+ifeq ($(V),1)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+else
+	@$(MAKE) --no-print-directory -s -C $(BUILD)/nginx -f objs/Makefile modules > $(BUILD)/nginx/build.log 2>&1 \
+	    || { cat $(BUILD)/nginx/build.log; echo "the nginx module build failed (log: $(BUILD)/nginx/build.log)"; exit 1; }
+endif
 MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)
 NGX_SAN_OPT = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
@@ -228,7 +270,8 @@ NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 # conf/nginx.conf with this checkout's paths, running on 127.0.0.1:8080.
 $(SERVE)/nginx.conf: conf/nginx.conf $(MODULE) $(DEMO_MODEL)/model.safetensors
 	@mkdir -p $(SERVE)/logs
-	sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
+	$(say) CONF $@
+	$(Q)sed -e 's#@MODULE@#$(CURDIR)/$(MODULE)#' -e 's#@MODEL@#$(CURDIR)/$(DEMO_MODEL)#' \
 	    -e 's#@PREFIX@#$(SERVE)#' -e 's#@HTML@#$(CURDIR)/html#' conf/nginx.conf > $@
 serve: all $(SERVE)/nginx.conf
 	@-nginx -p $(SERVE) -c $(SERVE)/nginx.conf -s stop 2>/dev/null; sleep 0.5
@@ -260,9 +303,11 @@ FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-
 FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+	$(say) CC $<
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
+	$(say) LD $@
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
 .SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard fuzz/fuzz_*.c))
 fuzz-build: $(FUZZ_TARGETS)
 fuzz: $(FUZZ_TARGETS)

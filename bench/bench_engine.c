@@ -56,11 +56,11 @@ typedef struct {
     const uint64_t *buf;
     uint64_t        sums[64];
     int64_t         per_piece;
+    uint64_t      (*sum)(const uint64_t *p, int64_t n); /* sum_words at the backend's level */
 } stream_ctx;
 
 /* Eight independent sums: the loads, not the adds, limit the loop. */
-MG_CPU_ISA_CLONES
-static uint64_t sum_words(const uint64_t *p, int64_t n)
+MG_CPU_BODY uint64_t sum_words_body(const uint64_t *p, int64_t n)
 {
     uint64_t s[8] = {0};
     for (int64_t i = 0; i + 8 <= n; i += 8)
@@ -68,12 +68,13 @@ static uint64_t sum_words(const uint64_t *p, int64_t n)
             s[l] += p[i + l];
     return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
+MG_CPU_KERNEL(sum_words, uint64_t, (const uint64_t *p, int64_t n), (p, n))
 
 static void stream_task(void *arg, int64_t i0, int64_t i1)
 {
     stream_ctx *c = arg;
     for (int64_t i = i0; i < i1; i++)
-        c->sums[i % 64] += sum_words(c->buf + i * c->per_piece, c->per_piece);
+        c->sums[i % 64] += c->sum(c->buf + i * c->per_piece, c->per_piece);
 }
 
 /* GB/s of a streaming read of 1 GiB on the backend's threads (best of 5). */
@@ -84,7 +85,8 @@ static double read_bandwidth_gbs(mg_backend *be)
     if (!buf)
         return 0;
     memset(buf, 1, (size_t)bytes);
-    stream_ctx c = {.buf = buf, .per_piece = bytes / 8 / pieces};
+    stream_ctx c = {.buf = buf, .per_piece = bytes / 8 / pieces,
+                    .sum = sum_words_for(mg_cpu_backend_isa(be))};
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
         double t0 = now_ms();

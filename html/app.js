@@ -217,6 +217,9 @@ function clearFieldErrors() {
     for (const el of document.querySelectorAll('[aria-invalid=true]')) el.removeAttribute('aria-invalid');
 }
 
+// The error box sits below the form: after focusing the field it names, the
+// box is scrolled into view too (the least scrolling that shows it, so a
+// field close above stays in view as well).
 function showError(text, field) {
     const box = $('error');
     box.replaceChildren();
@@ -230,6 +233,7 @@ function showError(text, field) {
             el.focus();
         }
     }
+    box.scrollIntoView({ block: 'nearest' });
 }
 
 function clearError() {
@@ -285,7 +289,17 @@ function sleep(ms, signal) {
     });
 }
 
+// What the busy page waits for. The server answers once, with the finished
+// clip (it reports no steps), so the page knows two phases: the request (the
+// server encodes the text, runs the decoder steps, then EnCodec makes the
+// audio) and its own decoding of the clip for the player and the waveform.
+function setPhase(name, text) {
+    root.dataset.phase = name;
+    $('phase').textContent = text;
+}
+
 function setBusy(on, durationS) {
+    setPhase(on ? 'generating' : '', on ? 'Generating on the server…' : '');
     $('generate').disabled = on;
     $('cancel').hidden = !on;
     $('progress').hidden = !on;
@@ -338,6 +352,8 @@ async function generate() {
             }
             if (res.ok && data && data.success && data.audioUrl) {
                 clearError();               // a retry that worked: the busy notice is over
+                setPhase('decoding', 'Decoding audio…');
+                $('status').textContent = 'The clip has arrived; decoding the audio…';
                 try {
                     await showResult(data, body);
                 } catch (e) {
@@ -361,12 +377,14 @@ async function generate() {
                 tick();
                 const timer = setInterval(tick, 250);
                 $('status').textContent = `Server busy (${res.status}); retrying in ${wait} s.`;
+                setPhase('waiting', 'Waiting to retry…');
                 try {
                     await sleep(wait * 1000, ctrl.signal);
                 } finally {
                     clearInterval(timer);
                 }
                 $('status').textContent = `Retrying (attempt ${attempt} of ${MAX_RETRIES})…`;
+                setPhase('generating', 'Generating on the server…');
                 continue;
             }
             const gaveUp = (res.status === 429 || res.status === 503) ? ` Gave up after ${MAX_RETRIES} retries; try again later.` : '';

@@ -1,23 +1,57 @@
 #!/bin/sh
 # Installs the Debian 12 packages ngx-musicgen builds and tests with (as root):
 # clang + libclang-rt for make fuzz, valgrind for make valgrind, wrk for make soak.
+# One line per phase; apt's own output goes to a log that is printed only
+# when a phase fails.
 set -e
 if [ "$(id -u)" != 0 ]; then
     echo "install-deps: run as root (sudo sh scripts/install-deps.sh)" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
-    build-essential pkg-config curl ca-certificates python3 \
-    libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev \
-    nginx nginx-dev \
-    libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
-    libwww-perl libipc-run-perl \
-    chromium fonts-dejavu-core nodejs \
-    clang libclang-rt-14-dev valgrind wrk procps >/dev/null
+PACKAGES="build-essential pkg-config curl ca-certificates python3
+    libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev
+    nginx nginx-dev
+    libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl
+    libwww-perl libipc-run-perl
+    chromium fonts-dejavu-core nodejs
+    clang libclang-rt-14-dev valgrind wrk procps"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# run DESCRIPTION COMMAND...: the command's output in the log, shown on failure
+run() {
+    what=$1
+    shift
+    if ! "$@" >"$log" 2>&1; then
+        echo "install-deps: $what failed:" >&2
+        tail -n 40 "$log" >&2
+        exit 1
+    fi
+}
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+missing=
+for p in $PACKAGES; do
+    installed "$p" || missing="$missing $p"
+done
+total=$(echo "$PACKAGES" | wc -w)
+if [ -z "$missing" ]; then
+    echo "install-deps: all $total packages are already installed"
+else
+    echo "install-deps: updating the package lists (apt-get update)..."
+    run "apt-get update" apt-get update -q
+    n=$(echo "$missing" | wc -w)
+    echo "install-deps: installing $n of $total packages (build tools, nginx-dev, test tools)... this takes a minute"
+    # shellcheck disable=SC2086 # one word per package
+    run "apt-get install" apt-get install -y -q --no-install-recommends $missing
+fi
 # the browser tests (make test-browser): npm installs playwright-core from
 # package-lock.json. A nodejs from elsewhere (e.g. NodeSource) brings its own
 # npm and conflicts with Debian's.
-command -v npm >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends npm >/dev/null
+if ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps: installing npm (for the browser tests)..."
+    run "apt-get install npm" apt-get install -y -q --no-install-recommends npm
+fi
 echo "install-deps: done"

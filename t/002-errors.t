@@ -353,5 +353,5 @@ GET /generate?prompt=rock&duration=1
 Retry-After: ^\d+$
 Content-Type: ^application/json
 --- response_body_like: ^\{"success":false,"error":"[^"]*model[^"]*"
---- error_log
-no usable GPU
+--- error_log eval
+[qr/\[emerg\] .*musicgen: loading .*no usable GPU/]

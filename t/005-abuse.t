@@ -254,19 +254,34 @@ Origin: HTTPS://APP.EXAMPLE
 Access-Control-Allow-Origin: https://app.example
 
 === TEST 13: a model that could not load: the 503 body names no filesystem path (the log does)
+(one request per block: the load's [emerg] line is logged once, before the
+first request, and each request's error_log check reads the lines since the
+previous one)
 --- http_config
 musicgen_model $TEST_NGINX_BROKEN_MODEL;
 --- config
 location /generate { musicgen on; }
---- request eval
-["GET /generate?prompt=a&duration=1",
- "POST /generate\n{\"prompt\": \"a\", \"duration\": 1}"]
---- more_headers eval
-["", "Content-Type: application/json"]
---- error_code eval
-[503, 503]
---- response_body_like eval
-[qr{^\{"success":false,"error":"[^"/]*"\}$}, qr{^\{"success":false,"error":"[^"/]*"\}$}]
+--- request
+GET /generate?prompt=a&duration=1
+--- error_code: 503
+--- response_body_like: ^\{"success":false,"error":"[^"/]*"\}$
+--- error_log eval
+[qr{\[emerg\] .*musicgen: loading ".*": .*/spiece\.model: }]
+
+=== TEST 13b: the same for a JSON POST
+--- http_config
+musicgen_model $TEST_NGINX_BROKEN_MODEL;
+--- config
+location /generate { musicgen on; }
+--- request
+POST /generate
+{"prompt": "a", "duration": 1}
+--- more_headers
+Content-Type: application/json
+--- error_code: 503
+--- response_body_like: ^\{"success":false,"error":"[^"/]*"\}$
+--- error_log eval
+[qr{\[emerg\] .*musicgen: loading ".*": .*/spiece\.model: }]
 
 === TEST 14: error bodies quote only what the client sent, never a server path; a success names the model by its folder name only
 --- http_config

@@ -51,11 +51,13 @@ static void test_conversions(void)
         x[i] = (float)(i * 7919 % 1000) / 37.0f - 13.0f;
     x[30] = 1.0f + 3.0f / 256.0f;  /* exactly halfway, odd lower bf16: rounds up */
     uint16_t y[37];
-    mg_bf16_row_from_f32(x, y, 37);
     int ok = 1;
-    for (int i = 0; i < 37; i++)
-        ok &= y[i] == mg_f32_to_bf16(x[i]) || (isnan(x[i]) && (y[i] & 0x7f80) == 0x7f80 && (y[i] & 0x7f));
-    CHECK(ok, "bf16 conversion matches the scalar reference (ties to even, NaN)");
+    for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)mg_cpu_isa_detect(); isa++) {
+        mg_bf16_row_from_f32((mg_cpu_isa)isa, x, y, 37);
+        for (int i = 0; i < 37; i++)
+            ok &= y[i] == mg_f32_to_bf16(x[i]) || (isnan(x[i]) && (y[i] & 0x7f80) == 0x7f80 && (y[i] & 0x7f));
+    }
+    CHECK(ok, "bf16 conversion matches the scalar reference at every kernel level (ties to even, NaN)");
 
     /* Q8ROW: per 64-block scale max|x|/127, quants rounded to nearest even
      * and stored + 128, scales after the quants; back within half a step;
@@ -74,21 +76,23 @@ static void test_conversions(void)
         CHECK(B == 64 && rb == COLS + COLS / B * 4 && mg_dtype_row_bytes(MG_DT_Q8ROW, 96) == 0,
               "Q8ROW row bytes (%zu), 0 for a ragged row", rb);
         char row[2][COLS + COLS / 16];
-        mg_q8row_quantize(v[0], COLS, row[0]);
         int same = 1, close = 1;
-        for (int b = 0; b < COLS / B; b++) {
-            float amax = 0;
-            for (int i = 0; i < B; i++)
-                amax = fmaxf(amax, fabsf(v[0][B * b + i]));
-            float inv = amax > 0 ? 127.0f / amax : 0.0f;
-            same &= mg_q8row_scales(row[0], COLS)[b] == amax / 127.0f;
-            for (int i = 0; i < B; i++)
-                same &= (uint8_t)row[0][B * b + i] == (uint8_t)((int)rintf(v[0][B * b + i] * inv) + 128);
+        for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)mg_cpu_isa_detect(); isa++) {
+            mg_q8row_quantize((mg_cpu_isa)isa, v[0], COLS, row[0]);
+            for (int b = 0; b < COLS / B; b++) {
+                float amax = 0;
+                for (int i = 0; i < B; i++)
+                    amax = fmaxf(amax, fabsf(v[0][B * b + i]));
+                float inv = amax > 0 ? 127.0f / amax : 0.0f;
+                same &= mg_q8row_scales(row[0], COLS)[b] == amax / 127.0f;
+                for (int i = 0; i < B; i++)
+                    same &= (uint8_t)row[0][B * b + i] == (uint8_t)((int)rintf(v[0][B * b + i] * inv) + 128);
+            }
         }
         mg_q8row_dequantize(row[0], COLS, 0, COLS, back);
         for (int i = 0; i < COLS; i++)
             close &= fabsf(back[i] - v[0][i]) <= 0.5f * mg_q8row_scales(row[0], COLS)[i / B] * 1.0001f;
-        CHECK(same, "Q8ROW quants and scales are the scalar formula's");
+        CHECK(same, "Q8ROW quants and scales are the scalar formula's at every kernel level");
         CHECK((uint8_t)row[0][5] == 130 && (uint8_t)row[0][6] == 124, "Q8ROW ties round to even (%d, %d)",
               (uint8_t)row[0][5], (uint8_t)row[0][6]);
         CHECK(close, "Q8ROW values come back within half a step");
@@ -105,7 +109,7 @@ static void test_conversions(void)
         if (dst) {
             mg_tensor src = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {2, COLS}, .data = v};
             be->ops->copy_rows(be, dst, 1, &src, 0, 2);
-            mg_q8row_quantize(v[1], COLS, row[1]);
+            mg_q8row_quantize(mg_cpu_backend_isa(be), v[1], COLS, row[1]);
             CHECK(!memcmp((char *)dst->data + rb, row, 2 * rb), "copy_rows quantises into Q8ROW rows");
             mg_tensor view = mg_tensor_rows_view(dst, 2, 1);
             CHECK(view.data == (char *)dst->data + 2 * rb && view.nbytes == rb, "a Q8ROW row view");
@@ -388,7 +392,7 @@ static void test_attention(void)
             q[i] = rnd(&seed);
         for (int r = 0; r < S * QN; r++) {
             if (q8rb) {
-                mg_q8row_quantize(q + r * hd, hd, qrow);
+                mg_q8row_quantize(top, q + r * hd, hd, qrow);
                 mg_q8row_dequantize(qrow, hd, 0, hd, qdq + r * hd);
             }
         }
@@ -400,7 +404,7 @@ static void test_attention(void)
         }
         if (kv_fmt == 2)
             for (int r = 0; r < 2 * S * NK; r++) {
-                mg_q8row_quantize(kv + r * hd, hd, kv8 + r * q8rb);
+                mg_q8row_quantize(top, kv + r * hd, hd, kv8 + r * q8rb);
                 mg_q8row_dequantize(kv8 + r * q8rb, hd, 0, hd, kv + r * hd);
             }
         for (int i = 0; i < H * QN * NK; i++)
@@ -709,7 +713,7 @@ static void test_rows_on_threads(void)
             int same_q = 1;
             unsigned char *row = malloc(rb);
             for (int64_t i = 0; q8 && row && i < R; i++) {
-                mg_q8row_quantize(x + i * D, D, row);
+                mg_q8row_quantize(mg_cpu_isa_detect(), x + i * D, D, row);
                 same_q &= !memcmp((char *)q[1] + (2 * i + 1) * rb, row, rb);
                 same_q &= !memcmp((char *)q[0] + (2 * i + 1) * rb, row, rb);
             }

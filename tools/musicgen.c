@@ -65,8 +65,8 @@ static int progress(void *ud, int step, int total)
     int width = 30, fill = total ? step * width / total : 0;
     fprintf(stderr, "\r[%.*s%*s] %d/%d steps  %.1fs elapsed  ETA %.1fs ", fill,
             "##############################", width - fill, "", step, total, el, eta);
-    if (step == total)
-        fprintf(stderr, "\n");
+    if (step == total) /* EnCodec runs next, for about a second on the CPU: say so */
+        fprintf(stderr, "\ndecoding the audio (EnCodec)...\n");
     return 0;
 }
 

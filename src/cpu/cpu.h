@@ -1,6 +1,7 @@
 /* CPU backend internals: the backend struct, its worker pool, and the op
  * implementations split by family (cpu_ops.c: norms/attention, cpu_matvec.c:
- * linear, cpu_quant.c: weight formats, cpu_conv.c: convolutions/LSTM). */
+ * linear, cpu_quant.c: weight formats, cpu_conv.c: convolutions, cpu_lstm.c:
+ * the LSTM). */
 #ifndef MG_CPU_H
 #define MG_CPU_H
 #include <pthread.h>
@@ -54,18 +55,53 @@ static inline int64_t mg_cpu_rows_min(int64_t cols)
     return (4096 + cols - 1) / (cols > 0 ? cols : 1);
 }
 
-/* Hot kernels are cloned per ISA and picked at load time, so one binary uses
- * AVX2/AVX-512 where the CPU has them and runs everywhere else. */
+/* min_per_thread for ops whose work items cost macs_per_item multiply-adds
+ * (the convolutions, the LSTM): ~64k per thread pay the hand-off. */
+static inline int64_t mg_cpu_macs_min(int64_t macs_per_item)
+{
+    return macs_per_item >= 65536 ? 1 : 65536 / (macs_per_item > 0 ? macs_per_item : 1);
+}
+
+/* Every kernel with SIMD code is picked at run time by the backend's isa
+ * (MG_CPU_ISA lowers it, so each level can be tested on one machine): the
+ * hand-written ones per level, and the portable ones that -O2 vectorises
+ * (fixed trip counts, 16 partial sums) compiled once per level from one
+ * body. MG_CPU_KERNEL(name, ret, params, args) wraps the always-inline
+ * name##_body into name##_scalar, name##_avx2 and name##_avx512 (the same
+ * C, so the same sums: -ffp-contract=off adds no fused multiply-adds), and
+ * name##_for(isa) returns the one to call; MG_CPU_KERNEL_VOID(name, params,
+ * args) the same for a body that returns nothing. */
+#define MG_CPU_BODY static inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__)
-#define MG_CPU_ISA_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#define MG_CPU_KERNEL_(name, ret, params, call)                                             \
+    static ret name##_scalar params { call }                                                \
+    __attribute__((target("avx2,fma"))) static ret name##_avx2 params { call }              \
+    __attribute__((target("avx512f"))) static ret name##_avx512 params { call }             \
+    static inline __typeof__(&name##_scalar) name##_for(mg_cpu_isa isa)                     \
+    {                                                                                       \
+        return isa >= MG_CPU_ISA_AVX512 ? name##_avx512                                     \
+             : isa >= MG_CPU_ISA_AVX2   ? name##_avx2 : name##_scalar;                     \
+    }
 #else
-#define MG_CPU_ISA_CLONES
+#define MG_CPU_KERNEL_(name, ret, params, call)                                             \
+    static ret name##_scalar params { call }                                                \
+    static inline __typeof__(&name##_scalar) name##_for(mg_cpu_isa isa)                     \
+    {                                                                                       \
+        (void)isa;                                                                          \
+        return name##_scalar;                                                               \
+    }
 #endif
+#define MG_CPU_KERNEL(name, ret, params, args) \
+    MG_CPU_KERNEL_(name, ret, params, return name##_body args;)
+#define MG_CPU_KERNEL_VOID(name, params, args) MG_CPU_KERNEL_(name, void, params, name##_body args;)
 
 static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }
 
 /* cpu_ops.c */
-float mg_cpu_dot(const float *a, const float *b, int64_t n);
+/* a·b in 16 lane sums added in order, then the tail: the sums the SIMD dot
+ * products elsewhere reproduce bit for bit */
+typedef float (*mg_cpu_dot_fn)(const float *a, const float *b, int64_t n);
+mg_cpu_dot_fn mg_cpu_dot_for(mg_cpu_isa isa);
 void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const int32_t *ids,
                   int64_t m, int accumulate);
 /* cpu_matvec.c: any weight format (F32, BF16, Q8), kernels per isa */
@@ -107,6 +143,7 @@ void mg_cpu_conv_transpose1d(mg_backend *be, mg_tensor *y, const mg_tensor *x,
                              int trim_left);
 void mg_cpu_pad_reflect(mg_backend *be, mg_tensor *y, const mg_tensor *x, int left, int right);
 void mg_cpu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batch);
+/* cpu_lstm.c */
 void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
                  const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
 #endif

@@ -21,15 +21,16 @@ typedef struct {
     const mg_attn_params *p;
     int                   max_keys;
     int                   splits; /* tasks per query row (blocked kernel: head-group ranges) */
+    mg_cpu_isa            isa;    /* the backend's kernel level */
 } attn_ctx;
 
-/* y += a·x, cloned per ISA like the dot product (attention's value sums). */
-MG_CPU_ISA_CLONES
-static void axpy(float *y, float a, const float *x, int64_t n)
+/* y += a·x, per kernel level like the dot product (attention's value sums). */
+MG_CPU_BODY void axpy_body(float *y, float a, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] += a * x[i];
 }
+MG_CPU_KERNEL_VOID(axpy, (float *y, float a, const float *x, int64_t n), (y, a, x, n))
 
 /* Row j's n values from column col of a K/V tensor as floats: in place for
  * F32, converted into tmp for BF16 and Q8ROW. */
@@ -53,6 +54,8 @@ static void attn_task(void *arg, int64_t i0, int64_t i1)
 {
     const attn_ctx *c = arg;
     float scores[c->max_keys > 0 ? c->max_keys : 1], tmp[c->dh];
+    const mg_cpu_dot_fn dot = mg_cpu_dot_for(c->isa);
+    void (*const axpy)(float *, float, const float *, int64_t) = axpy_for(c->isa);
     for (int64_t task = i0; task < i1; task++) {
         int s = (int)(task / c->heads), h = (int)(task % c->heads);
         const mg_attn_seq *sq = &c->seqs[s];
@@ -64,7 +67,7 @@ static void attn_task(void *arg, int64_t i0, int64_t i1)
             float mx = -FLT_MAX;
             for (int j = 0; j < sq->n_keys; j++) {
                 const float *kr = kv_row(sq->k, sq->k_row0 + j, col, c->dh, tmp);
-                float sc = mg_cpu_dot(qi, kr, c->dh) * c->p->scale;
+                float sc = dot(qi, kr, c->dh) * c->p->scale;
                 if (bias)
                     sc += bias[((int64_t)h * c->q_per_seq + i) * sq->n_keys + j];
                 int masked = (sq->key_mask && !sq->key_mask[j]) ||
@@ -402,7 +405,7 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
         float   f[64 * D / sizeof(float) + 64];
     } qbuf;
     uint8_t *qrow = qbuf.b;
-    mg_q8row_quantize(qi + h0 * D, nh * D, qrow);
+    mg_q8row_quantize(c->isa, qi + h0 * D, nh * D, qrow);
     const float *qscale = mg_q8row_scales(qrow, nh * D);
     float corr[64], qs[64];
     for (int h = 0; h < nh; h++) {
@@ -509,6 +512,7 @@ void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_
     attn_ctx c = {
         .out = mg_cpu_f32(out), .q = mg_cpu_f32(q), .q_per_seq = q_per_seq,
         .heads = p->heads, .dh = p->head_dim, .seqs = seqs, .p = p, .splits = 1,
+        .isa = ((mg_cpu_backend *)be)->isa,
     };
     /* (the fast kernels take one K/V format per call; the decoder never mixes them) */
     int n_same = 0;

@@ -593,8 +593,8 @@ size_t mg_cpu_xbuf_row_bytes(int64_t cols)
 
 #if MG_X86
 /* Row r of the pass: int8 quants in the weights' group layout, block scales
- * and -128·Σ of each block's quants. The same formulas as
- * mg_q8_quantize_block (scale max|x|/127, round to nearest even), 16 lanes at
+ * and -128·Σ of each block's quants. The same formulas as cpu_quant.c's
+ * q8_quantize_block (scale max|x|/127, round to nearest even), 16 lanes at
  * a time (the scalar version kept the other worker waiting). */
 typedef struct {
     const mv_args *a;

@@ -18,8 +18,7 @@ void mg_cpu_embed(mg_backend *be, mg_tensor *y, const mg_tensor *table, const in
 }
 
 /* 16 independent partial sums: vectorisable without reassociating a scalar sum. */
-MG_CPU_ISA_CLONES
-float mg_cpu_dot(const float *a, const float *b, int64_t n)
+MG_CPU_BODY float dot_body(const float *a, const float *b, int64_t n)
 {
     float acc[16] = {0};
     int64_t k = 0;
@@ -36,8 +35,11 @@ float mg_cpu_dot(const float *a, const float *b, int64_t n)
     return s;
 }
 
-MG_CPU_ISA_CLONES
-static void add_rows(float *restrict a, const float *restrict b, int64_t n)
+MG_CPU_KERNEL(dot, float, (const float *a, const float *b, int64_t n), (a, b, n))
+
+mg_cpu_dot_fn mg_cpu_dot_for(mg_cpu_isa isa) { return dot_for(isa); }
+
+MG_CPU_BODY void add_rows_body(float *restrict a, const float *restrict b, int64_t n)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) /* whole vectors: -O2 vectorises fixed trip counts */
@@ -47,9 +49,11 @@ static void add_rows(float *restrict a, const float *restrict b, int64_t n)
         a[i] += b[i];
 }
 
+MG_CPU_KERNEL_VOID(add_rows, (float *restrict a, const float *restrict b, int64_t n), (a, b, n))
+
 void mg_cpu_add(mg_backend *be, mg_tensor *y, const mg_tensor *x)
 {
-    add_rows(mg_cpu_f32(y), mg_cpu_f32(x), mg_tensor_numel(y));
+    add_rows_for(((mg_cpu_backend *)be)->isa)(mg_cpu_f32(y), mg_cpu_f32(x), mg_tensor_numel(y));
 }
 
 void mg_cpu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale)
@@ -63,8 +67,7 @@ void mg_cpu_scale_rows(mg_backend *be, mg_tensor *y, const float *row_scale)
 
 /* One row, the sum of squares in 16 partial sums (vectorised; see
  * layer_norm_row). out may be x. */
-MG_CPU_ISA_CLONES
-static void rms_norm_row(float *out, const float *x, const float *g, int64_t d, float eps)
+MG_CPU_BODY void rms_norm_row_body(float *out, const float *x, const float *g, int64_t d, float eps)
 {
     float acc[16] = {0}, ss = 0;
     int64_t k = 0;
@@ -79,13 +82,14 @@ static void rms_norm_row(float *out, const float *x, const float *g, int64_t d, 
     for (k = 0; k < d; k++)
         out[k] = g[k] * (x[k] * inv);
 }
+MG_CPU_KERNEL_VOID(rms_norm_row, (float *out, const float *x, const float *g, int64_t d, float eps),
+                   (out, x, g, d, eps))
 
 /* One row: mean and variance each in 16 partial sums (vectorised, where a
  * single running sum was 2·d dependent adds: the batched decode step spent
  * more time in its norms than in attention's softmax). out may be x. */
-MG_CPU_ISA_CLONES
-static void layer_norm_row(float *out, const float *x, const float *g, const float *beta,
-                           int64_t d, float eps)
+MG_CPU_BODY void layer_norm_row_body(float *out, const float *x, const float *g, const float *beta,
+                                     int64_t d, float eps)
 {
     float acc[16] = {0}, mean = 0, var = 0;
     int64_t k = 0;
@@ -110,6 +114,8 @@ static void layer_norm_row(float *out, const float *x, const float *g, const flo
     for (k = 0; k < d; k++)
         out[k] = (x[k] - mean) * inv * g[k] + beta[k];
 }
+MG_CPU_KERNEL_VOID(layer_norm_row, (float *out, const float *x, const float *g, const float *beta,
+                                    int64_t d, float eps), (out, x, g, beta, d, eps))
 
 /* The norms' rows, each on one thread (its result does not depend on the
  * split; a batched step's 73 norms of 8 rows took 0.3 ms on one). */
@@ -118,6 +124,7 @@ typedef struct {
     const float *x, *g, *beta; /* beta NULL: RMS norm */
     int64_t      d;
     float        eps;
+    mg_cpu_isa   isa;
 } norm_ctx;
 
 static void norm_task(void *arg, int64_t r0, int64_t r1)
@@ -125,9 +132,10 @@ static void norm_task(void *arg, int64_t r0, int64_t r1)
     const norm_ctx *c = arg;
     for (int64_t r = r0; r < r1; r++) {
         if (c->beta)
-            layer_norm_row(c->y + r * c->d, c->x + r * c->d, c->g, c->beta, c->d, c->eps);
+            layer_norm_row_for(c->isa)(c->y + r * c->d, c->x + r * c->d, c->g, c->beta, c->d,
+                                       c->eps);
         else
-            rms_norm_row(c->y + r * c->d, c->x + r * c->d, c->g, c->d, c->eps);
+            rms_norm_row_for(c->isa)(c->y + r * c->d, c->x + r * c->d, c->g, c->d, c->eps);
     }
 }
 
@@ -136,7 +144,8 @@ static void norm_rows(mg_backend *be, mg_tensor *y, const mg_tensor *x, const mg
 {
     int64_t d = mg_tensor_cols(x);
     norm_ctx c = {.y = mg_cpu_f32(y), .x = mg_cpu_f32(x), .g = mg_cpu_f32(w),
-                  .beta = b ? mg_cpu_f32(b) : NULL, .d = d, .eps = eps};
+                  .beta = b ? mg_cpu_f32(b) : NULL, .d = d, .eps = eps,
+                  .isa = ((mg_cpu_backend *)be)->isa};
     mg_cpu_parallel(be, mg_tensor_rows(x), mg_cpu_rows_min(d), norm_task, &c);
 }
 
@@ -154,8 +163,7 @@ void mg_cpu_layer_norm(mg_backend *be, mg_tensor *y, const mg_tensor *x, const m
 
 /* (16 at a time: -O2 vectorises fixed trip counts into selects; the scalar
  * loop branched on random signs and cost T5 1.5 ms) */
-MG_CPU_ISA_CLONES
-static void relu_task(void *arg, int64_t i0, int64_t i1)
+MG_CPU_BODY void relu_task_body(void *arg, int64_t i0, int64_t i1)
 {
     float *a = arg;
     int64_t i = i0;
@@ -165,13 +173,15 @@ static void relu_task(void *arg, int64_t i0, int64_t i1)
     for (; i < i1; i++)
         a[i] = a[i] > 0 ? a[i] : 0;
 }
+MG_CPU_KERNEL_VOID(relu_task, (void *arg, int64_t i0, int64_t i1), (arg, i0, i1))
 
 /* Elementwise ops run on the workers once there is enough to share. */
 enum { ELEMWISE_MIN = 1 << 14 };
 
 void mg_cpu_relu(mg_backend *be, mg_tensor *y)
 {
-    mg_cpu_parallel(be, mg_tensor_numel(y), ELEMWISE_MIN, relu_task, mg_cpu_f32(y));
+    mg_cpu_task_fn relu = relu_task_for(((mg_cpu_backend *)be)->isa);
+    mg_cpu_parallel(be, mg_tensor_numel(y), ELEMWISE_MIN, relu, mg_cpu_f32(y));
 }
 
 static void gelu_task(void *arg, int64_t i0, int64_t i1)
@@ -270,11 +280,13 @@ void mg_cpu_copy_rows(mg_backend *be, mg_tensor *dst, int64_t dst_row, const mg_
     if (dst->dtype == MG_DT_Q8ROW) {
         size_t rb = mg_dtype_row_bytes(MG_DT_Q8ROW, cols);
         for (int64_t r = 0; r < n; r++)
-            mg_q8row_quantize(from + r * cols, cols, (char *)dst->data + (size_t)(dst_row + r) * rb);
+            mg_q8row_quantize(((mg_cpu_backend *)be)->isa, from + r * cols, cols,
+                              (char *)dst->data + (size_t)(dst_row + r) * rb);
         return;
     }
     if (dst->dtype == MG_DT_BF16) {
-        mg_bf16_row_from_f32(from, (uint16_t *)dst->data + dst_row * cols, n * cols);
+        mg_bf16_row_from_f32(((mg_cpu_backend *)be)->isa, from,
+                             (uint16_t *)dst->data + dst_row * cols, n * cols);
         return;
     }
     memcpy(mg_cpu_f32(dst) + dst_row * cols, from, (size_t)(n * cols) * sizeof(float));

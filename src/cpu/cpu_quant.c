@@ -1,7 +1,7 @@
 /* Conversions into and out of the CPU backend's BF16 and Q8 weight formats
  * (see cpu_quant.h). They run once per weight at load, one panel of rows per
- * piece of work on all workers, with loops the compiler vectorises per ISA
- * clone. */
+ * piece of work on all workers, with loops the compiler vectorises per
+ * kernel level (MG_CPU_KERNEL). */
 #include "cpu/cpu_quant.h"
 
 #include <float.h>
@@ -10,8 +10,8 @@
 
 #include "cpu/cpu.h"
 
-MG_CPU_ISA_CLONES
-void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale)
+/* One block of n <= 32 floats -> 32 quants (zero-padded) and its scale. */
+MG_CPU_BODY void q8_quantize_block_body(const float *x, int64_t n, int8_t *q, float *scale)
 {
     float amax = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -26,6 +26,8 @@ void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale)
     for (int64_t i = n; i < MG_Q8_BLOCK; i++)
         q[i] = 0;
 }
+MG_CPU_KERNEL_VOID(q8_quantize_block, (const float *x, int64_t n, int8_t *q, float *scale),
+                   (x, n, q, scale))
 
 static inline uint16_t bf16_round(float f)
 {
@@ -59,10 +61,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void bf16_row_avx512
 }
 #endif
 
-void mg_bf16_row_from_f32(const float *x, uint16_t *y, int64_t n)
+void mg_bf16_row_from_f32(mg_cpu_isa isa, const float *x, uint16_t *y, int64_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    if (isa >= MG_CPU_ISA_AVX512) {
         bf16_row_avx512(x, y, n);
         return;
     }
@@ -98,10 +100,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void q8row_avx512(co
 }
 #endif
 
-void mg_q8row_quantize(const float *x, int64_t cols, void *row)
+void mg_q8row_quantize(mg_cpu_isa isa, const float *x, int64_t cols, void *row)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    if (isa >= MG_CPU_ISA_AVX512) {
         q8row_avx512(x, cols, row);
         return;
     }
@@ -150,6 +152,7 @@ typedef struct {
     const float *src;
     int64_t      rows, cols;
     void        *dst;
+    mg_cpu_isa   isa;
 } convert_ctx;
 
 /* Panels [p0, p1): each row's chunks go to their interleaved places; rows
@@ -165,7 +168,7 @@ static void convert_task(void *arg, int64_t p0, int64_t p1)
             for (int64_t k = 0; k < m.stride; k += MG_BF16_CHUNK) {
                 int64_t n = row ? (c->cols - k < MG_BF16_CHUNK ? c->cols - k : MG_BF16_CHUNK) : 0;
                 uint16_t *out = mg_bf16_chunk(&m, r, k / MG_BF16_CHUNK);
-                mg_bf16_row_from_f32(row ? row + k : zeros, out, n);
+                mg_bf16_row_from_f32(c->isa, row ? row + k : zeros, out, n);
                 memset(out + n, 0, (size_t)(MG_BF16_CHUNK - n) * sizeof *out);
             }
         } else {
@@ -176,8 +179,8 @@ static void convert_task(void *arg, int64_t p0, int64_t p1)
                 int8_t q[MG_Q8_BLOCK];
                 int64_t g = blk / MG_Q8_GBLOCKS;
                 int nb = mg_q8_group_blocks(&m, g), b = (int)(blk % MG_Q8_GBLOCKS);
-                mg_q8_quantize_block(row ? row + k : zeros, n, q,
-                                     mg_q8_group_scales(&m, r, g) + b);
+                q8_quantize_block_for(c->isa)(row ? row + k : zeros, n, q,
+                                              mg_q8_group_scales(&m, r, g) + b);
                 uint8_t *dst = mg_q8_group(&m, r, g);
                 for (int i = 0; i < MG_Q8_BLOCK; i++)
                     dst[mg_q8_piece_offset(nb, MG_PANEL_ROWS, (int)(r % MG_PANEL_ROWS), b, i)] =
@@ -190,7 +193,8 @@ static void convert_task(void *arg, int64_t p0, int64_t p1)
 void mg_cpu_convert_matrix(mg_backend *be, mg_dtype dtype, const float *src, int64_t rows,
                            int64_t cols, void *dst)
 {
-    convert_ctx c = {.dtype = dtype, .src = src, .rows = rows, .cols = cols, .dst = dst};
+    convert_ctx c = {.dtype = dtype, .src = src, .rows = rows, .cols = cols, .dst = dst,
+                     .isa = ((mg_cpu_backend *)be)->isa};
     int64_t panels = (rows + MG_PANEL_ROWS - 1) / MG_PANEL_ROWS;
     /* ~64k weights per piece keeps both workers busy on every matrix */
     int64_t per_panel = MG_PANEL_ROWS * (cols > 0 ? cols : 1);

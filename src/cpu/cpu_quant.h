@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "cpu/cpu_isa.h"
 
 enum {
     MG_PANEL_ROWS = 4, MG_Q8_BLOCK = 32, MG_BF16_CHUNK = 32,
@@ -164,16 +165,14 @@ static inline float *mg_q8row_scales(void *row, int64_t cols)
 }
 
 /* A row of cols floats (a multiple of MG_Q8ROW_BLOCK) -> Q8ROW (AVX-512
- * where the CPU has it: the same quants and scales as the scalar loop). */
-void mg_q8row_quantize(const float *x, int64_t cols, void *row);
+ * from kernel level isa up: the same quants and scales as the scalar loop). */
+void mg_q8row_quantize(mg_cpu_isa isa, const float *x, int64_t cols, void *row);
 /* n values from column c0 of a Q8ROW row as floats. */
 void mg_q8row_dequantize(const void *row, int64_t cols, int64_t c0, int64_t n, float *out);
 
-/* One block of n <= 32 floats -> 32 quants (zero-padded) and its scale. */
-void mg_q8_quantize_block(const float *x, int64_t n, int8_t *q, float *scale);
-
-/* n floats <-> bf16 (round to nearest even; NaN stays NaN). */
-void mg_bf16_row_from_f32(const float *x, uint16_t *y, int64_t n);
+/* n floats <-> bf16 (round to nearest even; NaN stays NaN; AVX-512 from
+ * kernel level isa up). */
+void mg_bf16_row_from_f32(mg_cpu_isa isa, const float *x, uint16_t *y, int64_t n);
 void mg_bf16_row_to_f32(const uint16_t *x, float *y, int64_t n);
 
 /* Converts an F32 matrix (host, [rows, cols]) into dst laid out for dtype

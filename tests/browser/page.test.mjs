@@ -145,6 +145,16 @@ try {
         check('the page says the analysis is a colour-based heuristic', /colour-based heuristic/i.test(d.note));
         check('every control has a label', d.unlabelled.length === 0, d.unlabelled.join(', '));
         check('a camera input (accept=image/*, capture) for phones', d.capture);
+        const icon = await page.evaluate(async () => {
+            const link = document.querySelector('link[rel=icon]');
+            const r = await fetch(link.href);
+            return { href: link.getAttribute('href'), status: r.status, type: r.headers.get('content-type'),
+                     svg: /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/.test(await r.text()) };
+        });
+        check('the page links an SVG icon the server serves', icon.status === 200 && /^image\/svg\+xml/.test(icon.type)
+              && icon.svg, JSON.stringify(icon));
+        const ico = await fetch(`${BASE}/favicon.ico`);
+        check('/favicon.ico is not a 404 (204, no body)', ico.status === 204 && (await ico.text()) === '', String(ico.status));
     });
 
     let bright, dark;
@@ -183,10 +193,19 @@ try {
         // the page shows from inside it, at every change
         await page.evaluate(() => {
             window.sawProgress = false;
+            window.sawDecoding = false;
+            window.phases = [];
             const look = () => {
-                window.sawProgress ||= document.getElementById('progress').checkVisibility()
+                const progress = document.getElementById('progress');
+                window.sawProgress ||= progress.checkVisibility()
                     && document.getElementById('cancel').checkVisibility()
                     && /^\d+\.\d s elapsed/.test(document.getElementById('elapsed').textContent);
+                const phase = document.documentElement.dataset.phase;
+                if (phase && phase !== window.phases.at(-1)) window.phases.push(phase);
+                // an indeterminate bar (no value) keeps moving while the clip is decoded
+                window.sawDecoding ||= phase === 'decoding' && progress.checkVisibility()
+                    && !document.getElementById('progress-bar').hasAttribute('value')
+                    && document.getElementById('phase').textContent === 'Decoding audio…';
             };
             new MutationObserver(look).observe(document.body, { subtree: true, attributes: true, childList: true, characterData: true });
         });
@@ -194,10 +213,13 @@ try {
         await page.click('#generate');
         const r = await generated(page);
         const sawProgress = await page.evaluate(() => window.sawProgress);
+        const seen = await page.evaluate(() => ({ phases: window.phases, decoding: window.sawDecoding }));
         check('progress and Cancel are gone when done', await page.evaluate(() => !document.getElementById('progress').checkVisibility()
             && !document.getElementById('cancel').checkVisibility() && !document.getElementById('generate').disabled));
         console.log(`#   result: ${JSON.stringify(r)} in ${Date.now() - t0} ms`);
         check('progress with elapsed time while generating', sawProgress);
+        check('after the answer, "Decoding audio…" with a moving bar until the clip is shown',
+              seen.decoding && seen.phases.join(',') === 'generating,decoding', JSON.stringify(seen));
         check('the audio element plays a data:audio/wav source', /^data:audio\/wav;base64,/.test(r.src || ''), r.src || r.error);
         check('of the requested duration (2 s)', Math.abs(r.duration - 2) < 0.05, String(r.duration));
         check('the waveform is drawn', r.wave > r.pixels * 0.02, `${r.wave} of ${r.pixels}`);
@@ -227,18 +249,26 @@ try {
     });
 
     await step('a real 400 from the server', async () => {
+        // a short window: the error text (below the form) starts below the fold
+        await page.setViewportSize({ width: 1100, height: 600 });
         await setField(page, 'f-energy', 15);
         const n = posts.length;
         await page.click('#generate');
         const r = await generated(page);
-        const state = await page.evaluate(() => ({
-            invalid: document.getElementById('f-energy').getAttribute('aria-invalid'),
-            focused: document.activeElement && document.activeElement.id,
-        }));
+        const state = await page.evaluate(() => {
+            const box = document.getElementById('error').getBoundingClientRect();
+            return {
+                invalid: document.getElementById('f-energy').getAttribute('aria-invalid'),
+                focused: document.activeElement && document.activeElement.id,
+                errorInView: box.height > 0 && box.top >= 0 && box.bottom <= window.innerHeight,
+            };
+        });
+        await page.setViewportSize({ width: 1100, height: 900 });
         check('energy 15 is sent to the server', posts.length === n + 1);
         check('its 400 is shown in words naming the field', /400/.test(r.error || '') && /Energy/.test(r.error)
               && /energy: must be at least 0 and at most 10 \(got 15\)/.test(r.error), r.error || JSON.stringify(r));
         check('the field is marked invalid and focused', state.invalid === 'true' && state.focused === 'f-energy', JSON.stringify(state));
+        check('the error text is scrolled into view', state.errorInView, JSON.stringify(state));
         await setField(page, 'f-energy', 5);
         check('editing the field clears the mark', await page.evaluate(() => !document.getElementById('f-energy').hasAttribute('aria-invalid')));
     });
