@@ -19,7 +19,8 @@
 #include <time.h>
 
 #include "../tools/backend_env.h"
-#include "cpu/cpu.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/cpu_kernel.h"
 #include "runtime/model_parts.h"
 
 static double now_ms(void)

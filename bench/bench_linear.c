@@ -7,8 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_backend.h"
 
 static double now_ms(void)
 {
@@ -59,8 +58,14 @@ int main(int argc, char **argv)
         }
         if (mg_tensor_new2(&x, be, M, K, &err) || mg_tensor_new2(&y, be, M, N, &err))
             DIE("%s", err.msg);
+        float *xh = malloc((size_t)(M * K) * sizeof *xh);
+        if (!xh)
+            DIE("out of memory");
         for (int64_t i = 0; i < M * K; i++)
-            mg_cpu_f32(x)[i] = (float)(i % 17) / 17.0f - 0.5f;
+            xh[i] = (float)(i % 17) / 17.0f - 0.5f;
+        if (mg_tensor_upload_f32(x, xh, &err))
+            DIE("%s", err.msg);
+        free(xh);
         size_t bytes = mg_cpu_matrix_nbytes(dts[d], N, K);
         for (int isa = MG_CPU_ISA_SCALAR; isa <= (int)top; isa++) {
             mg_cpu_backend_set_isa(be, (mg_cpu_isa)isa);

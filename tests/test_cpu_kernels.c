@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_impl.h"
+#include "cpu/cpu_quant_impl.h"
 #include "io/safetensors.h"
 
 static float rnd(uint64_t *s)

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_impl.h"
+#include "cpu/cpu_quant_impl.h"
 #include "check.h"
 #include "io/config.h"
 #include "model/encodec.h"

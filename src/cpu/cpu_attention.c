@@ -5,8 +5,8 @@
  *
  * Masked scores get finfo(float32).min added, as the reference does: a fully
  * masked row then softmaxes to a uniform distribution, never 0/0. */
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_impl.h"
+#include "cpu/cpu_quant_impl.h"
 #include "io/safetensors.h"
 
 #include <float.h>

@@ -1,6 +1,6 @@
 /* CPU backend: host memory, a persistent worker pool, and the op table. */
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_impl.h"
+#include "cpu/cpu_quant_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

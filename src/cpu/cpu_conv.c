@@ -9,7 +9,7 @@
  * the signal read a small zero-padded copy of the input. With AVX-512 the
  * blocked kernels below take over (conv1d with optional residual/ELU
  * epilogues, the transposed conv with all stride phases in one block). */
-#include "cpu/cpu.h"
+#include "cpu/cpu_impl.h"
 #include "io/safetensors.h"
 
 #include <math.h>

@@ -8,7 +8,7 @@
  * AVX-512 the recurrent step runs several rows x batch items per pass, over
  * F32 or (bf16/q8 models) BF16 recurrent weights; Q8 recurrent weights go
  * through linear(). */
-#include "cpu/cpu.h"
+#include "cpu/cpu_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

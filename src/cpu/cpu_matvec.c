@@ -18,8 +18,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_impl.h"
+#include "cpu/cpu_quant_impl.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

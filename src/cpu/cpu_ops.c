@@ -1,7 +1,7 @@
 /* CPU reference ops: embeddings, norms, activations, row copies. Written to
  * read like the math; loops are shaped so the compiler can vectorise them. */
-#include "cpu/cpu.h"
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_impl.h"
+#include "cpu/cpu_quant_impl.h"
 #include "io/safetensors.h"
 
 #include <float.h>

@@ -2,13 +2,13 @@
  * (see cpu_quant.h). They run once per weight at load, one panel of rows per
  * piece of work on all workers, with loops the compiler vectorises per
  * kernel level (MG_CPU_KERNEL). */
-#include "cpu/cpu_quant.h"
+#include "cpu/cpu_quant_impl.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
-#include "cpu/cpu.h"
+#include "cpu/cpu_impl.h"
 
 /* One block of n <= 32 floats -> 32 quants (zero-padded) and its scale. */
 MG_CPU_BODY void q8_quantize_block_body(const float *x, int64_t n, int8_t *q, float *scale)

@@ -2,11 +2,13 @@
  * implementations split by family (cpu_ops.c: norms/attention, cpu_matvec.c:
  * linear, cpu_quant.c: weight formats, cpu_conv.c: convolutions, cpu_lstm.c:
  * the LSTM). */
-#ifndef MG_CPU_H
-#define MG_CPU_H
+#ifndef MG_CPU_IMPL_H
+#define MG_CPU_IMPL_H
 #include <pthread.h>
 #include "backend/backend.h"
 #include "backend/layout.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/cpu_kernel.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/cpu_pool.h"
 
@@ -37,14 +39,6 @@ enum { MG_CPU_LINEAR_ROWS = 64 };
 /* Bytes of xbuf one prepared activation row of cols inputs needs. */
 size_t mg_cpu_xbuf_row_bytes(int64_t cols);
 
-/* Forces a lower kernel level (tests, comparisons); capped at what the CPU has. */
-void mg_cpu_backend_set_isa(mg_backend *be, mg_cpu_isa isa);
-mg_cpu_isa mg_cpu_backend_isa(const mg_backend *be);
-
-/* Runs fn over [0, n) split into contiguous chunks, one per thread. Work
- * smaller than min_per_thread per thread stays on fewer threads. */
-void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,
-                     void *ctx);
 
 /* min_per_thread for row-wise ops over rows of `cols` values (norms, the
  * activation quantisation of linear(), quantising cache appends): ~4k values
@@ -62,38 +56,6 @@ static inline int64_t mg_cpu_macs_min(int64_t macs_per_item)
     return macs_per_item >= 65536 ? 1 : 65536 / (macs_per_item > 0 ? macs_per_item : 1);
 }
 
-/* Every kernel with SIMD code is picked at run time by the backend's isa
- * (MG_CPU_ISA lowers it, so each level can be tested on one machine): the
- * hand-written ones per level, and the portable ones that -O2 vectorises
- * (fixed trip counts, 16 partial sums) compiled once per level from one
- * body. MG_CPU_KERNEL(name, ret, params, args) wraps the always-inline
- * name##_body into name##_scalar, name##_avx2 and name##_avx512 (the same
- * C, so the same sums: -ffp-contract=off adds no fused multiply-adds), and
- * name##_for(isa) returns the one to call; MG_CPU_KERNEL_VOID(name, params,
- * args) the same for a body that returns nothing. */
-#define MG_CPU_BODY static inline __attribute__((always_inline))
-#if defined(__x86_64__) && defined(__GNUC__)
-#define MG_CPU_KERNEL_(name, ret, params, call)                                             \
-    static ret name##_scalar params { call }                                                \
-    __attribute__((target("avx2,fma"))) static ret name##_avx2 params { call }              \
-    __attribute__((target("avx512f"))) static ret name##_avx512 params { call }             \
-    static inline __typeof__(&name##_scalar) name##_for(mg_cpu_isa isa)                     \
-    {                                                                                       \
-        return isa >= MG_CPU_ISA_AVX512 ? name##_avx512                                     \
-             : isa >= MG_CPU_ISA_AVX2   ? name##_avx2 : name##_scalar;                     \
-    }
-#else
-#define MG_CPU_KERNEL_(name, ret, params, call)                                             \
-    static ret name##_scalar params { call }                                                \
-    static inline __typeof__(&name##_scalar) name##_for(mg_cpu_isa isa)                     \
-    {                                                                                       \
-        (void)isa;                                                                          \
-        return name##_scalar;                                                               \
-    }
-#endif
-#define MG_CPU_KERNEL(name, ret, params, args) \
-    MG_CPU_KERNEL_(name, ret, params, return name##_body args;)
-#define MG_CPU_KERNEL_VOID(name, params, args) MG_CPU_KERNEL_(name, void, params, name##_body args;)
 
 static inline float *mg_cpu_f32(const mg_tensor *t) { return (float *)t->data; }
 

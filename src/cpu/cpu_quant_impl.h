@@ -30,8 +30,8 @@
  *   prefetcher follows where 4 interleaved row streams left it behind), then
  *   scales [row j][block b] float32 (2304 bytes = 36 cache lines for a full
  *   group). */
-#ifndef MG_CPU_QUANT_H
-#define MG_CPU_QUANT_H
+#ifndef MG_CPU_QUANT_IMPL_H
+#define MG_CPU_QUANT_IMPL_H
 #include <stddef.h>
 #include <stdint.h>
 
@@ -179,8 +179,6 @@ void mg_bf16_row_to_f32(const uint16_t *x, float *y, int64_t n);
  * (MG_DT_BF16 or MG_DT_Q8) using the backend's workers. */
 void mg_cpu_convert_matrix(mg_backend *be, mg_dtype dtype, const float *src, int64_t rows,
                            int64_t cols, void *dst);
-/* Bytes a [rows, cols] matrix takes in dtype (F32, BF16 or Q8). */
-size_t mg_cpu_matrix_nbytes(mg_dtype dtype, int64_t rows, int64_t cols);
 /* out[:] = row r of a matrix tensor in any of those formats (or += with
  * accumulate): embed() over compressed tables. */
 void mg_cpu_matrix_row(const mg_tensor *t, int64_t r, float *out, int accumulate);
