@@ -391,13 +391,19 @@ static void duplicate_key(const char *text, char *out, size_t cap)
     show(p, n, out, cap);
 }
 
-mg_code mg_request_parse_json(const char *body, size_t len, const mg_request_limits *lim,
-                              mg_request *req, mg_error *err)
+/* What both parsers do first: an empty request, and limits that make sense. */
+static mg_code parse_begin(const mg_request_limits *lim, mg_request *req, mg_error *err)
 {
     if (!req)
         return mg_fail(err, MG_ERR_INVALID, "request: NULL argument");
     memset(req, 0, sizeof *req);
-    mg_code rc = check_limits(lim, err);
+    return check_limits(lim, err);
+}
+
+mg_code mg_request_parse_json(const char *body, size_t len, const mg_request_limits *lim,
+                              mg_request *req, mg_error *err)
+{
+    mg_code rc = parse_begin(lim, req, err);
     if (rc)
         return rc;
     if (len == 0 || !body)
@@ -598,10 +604,7 @@ static mg_code query_pair(const char *p, size_t n, json_t *obj, mg_error *err)
 mg_code mg_request_parse_query(const char *args, size_t len, const mg_request_limits *lim,
                                mg_request *req, mg_error *err)
 {
-    if (!req)
-        return mg_fail(err, MG_ERR_INVALID, "request: NULL argument");
-    memset(req, 0, sizeof *req);
-    mg_code rc = check_limits(lim, err);
+    mg_code rc = parse_begin(lim, req, err);
     if (rc)
         return rc;
     if (!args)
