@@ -231,12 +231,13 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_musicgen_loc_conf_t   *prev = parent, *conf = child;
     ngx_http_musicgen_main_conf_t  *mcf;
     mg_error                        err;
+    double                          max;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_str_value(conf->pool_name, prev->pool_name, "default");
     if (conf->max_duration == NGX_CONF_UNSET) {
-        conf->max_duration = prev->max_duration == NGX_CONF_UNSET
-                             ? NGX_HTTP_MUSICGEN_MAX_DURATION : prev->max_duration;
+        /* unset everywhere: NGX_HTTP_MUSICGEN_MAX_DURATION, below */
+        conf->max_duration = prev->max_duration;
     }
     if (conf->default_duration == NGX_CONF_UNSET) {
         /* the parent's; unset there too, mg_duration_limits gives MG_DEFAULT_DURATION */
@@ -249,8 +250,17 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* the range requests are checked against: nginx -t fails a maximum the
      * model cannot generate, not the first long request */
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_musicgen_module);
+    max = conf->max_duration;
+    if (max == NGX_CONF_UNSET) {
+        /* the built-in maximum, or the model's window when that is shorter
+         * (0: mg_duration_limits takes the window) */
+        max = NGX_HTTP_MUSICGEN_MAX_DURATION;
+        if (mcf->model_dir.data && !mg_duration_fits(&mcf->info, max)) {
+            max = 0;
+        }
+    }
     ngx_memzero(&err, sizeof(err));
-    if (mg_duration_limits(mcf->model_dir.data ? &mcf->info : NULL, conf->max_duration,
+    if (mg_duration_limits(mcf->model_dir.data ? &mcf->info : NULL, max,
                            conf->default_duration, &conf->duration, &err) != MG_OK)
     {
         /* err.msg starts with the field: max_duration or default_duration */

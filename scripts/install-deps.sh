@@ -32,6 +32,14 @@ run() {
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
+updated=
+update_lists() {
+    [ -n "$updated" ] && return 0
+    echo "install-deps: updating the package lists (apt-get update)..."
+    run "apt-get update" apt-get update -q
+    updated=1
+}
+
 missing=
 for p in $PACKAGES; do
     installed "$p" || missing="$missing $p"
@@ -40,8 +48,7 @@ total=$(echo "$PACKAGES" | wc -w)
 if [ -z "$missing" ]; then
     echo "install-deps: all $total packages are already installed"
 else
-    echo "install-deps: updating the package lists (apt-get update)..."
-    run "apt-get update" apt-get update -q
+    update_lists
     n=$(echo "$missing" | wc -w)
     echo "install-deps: installing $n of $total packages (build tools, nginx-dev, test tools)... this takes a minute"
     # shellcheck disable=SC2086 # one word per package
@@ -51,6 +58,7 @@ fi
 # package-lock.json. A nodejs from elsewhere (e.g. NodeSource) brings its own
 # npm and conflicts with Debian's.
 if ! command -v npm >/dev/null 2>&1; then
+    update_lists
     echo "install-deps: installing npm (for the browser tests)..."
     run "apt-get install npm" apt-get install -y -q --no-install-recommends npm
 fi

@@ -75,6 +75,14 @@ printf '{"text_encoder": {}}' > "$TMP/config.json"; mkdir -p "$TMP/badmodel"; cp
 expect_fail "musicgen_model $TMP/badmodel;" "musicgen on;" "text_encoder.vocab_size is missing"
 mkdir -p "$TMP/trunc"; cp "$MODEL/config.json" "$TMP/trunc/"; head -c 1000 "$MODEL/model.safetensors" > "$TMP/trunc/model.safetensors"
 expect_fail "musicgen_model $TMP/trunc;" "musicgen on;" "model.safetensors"
+# a model whose window (1200 positions: 23.94 s) is shorter than the built-in
+# maximum of 30 s: unset, the maximum is the window; written, it is checked
+mkdir -p "$TMP/short"; ln -sf "$MODEL/model.safetensors" "$MODEL/generation_config.json" "$TMP/short/"
+sed 's/"max_position_embeddings": *2048/"max_position_embeddings": 1200/' "$MODEL/config.json" > "$TMP/short/config.json"
+expect_ok   "musicgen_model $TMP/short;" "musicgen on;"
+expect_ok   "musicgen_model $TMP/short;" "musicgen on; musicgen_max_duration 23.94;"
+expect_fail "musicgen_model $TMP/short;" "musicgen on; musicgen_max_duration 30;" "musicgen_max_duration 30 s is longer than the model can generate (23.94 s)"
+expect_fail "musicgen_model $TMP/short;" "musicgen on; musicgen_max_duration 23.95;" "is longer than the model can generate (23.94 s)"
 
 if [ -n "${3:-}" ]; then
     if "$NGINX" -t -p "$(dirname "$3")" -c "$3" > "$TMP/out" 2>&1; then

@@ -91,5 +91,20 @@ int main(void)
           mg_duration_fits(&SMALL, 0.001), "fits: within the window");
     CHECK(!mg_duration_fits(&SMALL, 40.911) && !mg_duration_fits(&SMALL, 1e6) &&
           !mg_duration_fits(&SMALL, NAN), "fits: past the window");
+    /* exactly half a frame past a 30 s window rounds up, past it: a maximum
+     * nginx -t accepts must be one every request up to it can generate */
+    mg_model_info w30 = SMALL;
+    w30.max_frames = 1500, w30.max_duration = 30.0;
+    expect_error(&w30, 30.01, 0, "max_duration", "can generate (30 s)", "half a frame past");
+    expect_range(&w30, 30.009, 0, 1, 30.009, 10, "within half a frame");
+    CHECK(mg_duration_frames(&w30, 30.01) == 1501 && mg_duration_frames(&w30, 30.009) == 1500 &&
+          mg_duration_frames(&w30, 0.009) == 0 && mg_duration_frames(&w30, 1) == 50,
+          "frames: round(seconds * frame rate)");
+    /* every duration up to an accepted maximum fits, as the float a request keeps */
+    int all_fit = 1;
+    for (double d = 29.99; d <= 30.009; d += 0.0001)
+        all_fit &= mg_duration_fits(&w30, (float)d);
+    CHECK(all_fit, "fits: every duration up to the accepted maximum, as a float");
+    CHECK(!mg_duration_fits(&SMALL, 0) && !mg_duration_fits(&SMALL, -1), "fits: not positive");
     return check_summary("test_duration");
 }

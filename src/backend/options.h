@@ -2,8 +2,10 @@
  * format: switches between paths that compute the same thing, or, for the
  * opt-in ones, paths within the CPU's precision contract that have not run
  * on the hardware they target yet. Library code never reads the environment:
- * the CLI, benchmarks, golden checker and tests fill this from MG_CPU_ISA and
- * MG_CUDA_* (tools/backend_env.c); the nginx module keeps the defaults. */
+ * the CLI, benchmarks, golden checker and mg-kernel-test fill this from
+ * MG_CPU_ISA and MG_CUDA_* (tools/backend_env.c); tests set what they
+ * compare; the nginx module keeps the defaults but for the paths
+ * musicgen_cuda_opt_in names. */
 #ifndef MG_BACKEND_OPTIONS_H
 #define MG_BACKEND_OPTIONS_H
 

@@ -10,11 +10,15 @@ static double shown(double s)
     return round(s * 1000) / 1000;
 }
 
+double mg_duration_frames(const mg_model_info *model, double seconds)
+{
+    /* on the float a request stores: the same rounding whatever the caller holds */
+    return floor((double)(float)seconds * model->frame_rate + 0.5);
+}
+
 int mg_duration_fits(const mg_model_info *model, double seconds)
 {
-    /* a generation makes round(seconds * frame_rate) frames: half a frame
-     * past the window still rounds into it */
-    return seconds <= model->max_duration + 0.5 / model->frame_rate;
+    return seconds > 0 && mg_duration_frames(model, seconds) <= model->max_frames;
 }
 
 mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,

@@ -31,8 +31,14 @@ typedef struct {
  * value and the limit it breaks. */
 mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,
                            mg_duration_range *out, mg_error *err);
+/* The frames a generation of that many seconds makes: round(seconds *
+ * frame_rate), on seconds as a float (the engine's mg_gen_params keeps a
+ * float), so every caller counts the same frames for the same request. */
+double  mg_duration_frames(const mg_model_info *model, double seconds);
 /* Whether a clip of that many seconds fits the model's window (the rule
- * above): what mg_duration_limits requires of a maximum, and what the engine
- * requires of every generation given by duration. */
+ * above: at most max_frames frames): what mg_duration_limits requires of a
+ * maximum, and what the engine requires of every generation given by
+ * duration. A request at most a maximum that fits fits too (the rounding
+ * is monotonic). */
 int     mg_duration_fits(const mg_model_info *model, double seconds);
 #endif

@@ -34,7 +34,7 @@ mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int 
         if (!(p->duration > 0) || !mg_duration_fits(&info, p->duration))
             return mg_fail_field(err, MG_ERR_INVALID, "duration",
                                  "duration: must be in (0, %.2f] seconds", info.max_duration);
-        int want = (int)(p->duration * info.frame_rate + 0.5);
+        int want = (int)mg_duration_frames(&info, p->duration);
         s = (want < 1 ? 1 : want) + K - 1;
     }
     if (s < K || s > c->max_positions)
