@@ -15,12 +15,14 @@ use Time::HiRes ();
 $ENV{TEST_NGINX_MUSICGEN_MODEL} ||= 'build/demo-model';
 $ENV{TEST_NGINX_MUSICGEN_MODEL} = Cwd::abs_path($ENV{TEST_NGINX_MUSICGEN_MODEL});
 
-# One HTTP/1.0 GET on loopback; returns the whole response (headers and body).
+# One HTTP/1.0 request on loopback (a GET unless $method says otherwise);
+# returns the whole response (headers and body).
 sub http_get {
-    my ($path) = @_;
+    my ($path, $method) = @_;
+    $method //= 'GET';
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(),
                                   Proto => 'tcp', Timeout => 5) or return '';
-    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
     local $/;
     my $resp = <$s> // '';
     close $s;
@@ -91,6 +93,32 @@ main::when_running('second.txt', sub { main::http_get('/generate?prompt=second&d
  qr{^HTTP/1\.1 503 [^\r]*\r\n(?:[^\r]+\r\n)*?Retry-After: \d+\r\n[\s\S]*\{"success":false,"error":"[^"]+"}s,
  qr{"running":0,"queue_depth":0,"totals":\{"completed":1,"failed":0,"rejected":1,}]
 --- no_error_log
+[alert]
+[crit]
+
+=== TEST 1b: while the queue is full a HEAD is still answered: it takes no place and generates nothing
+--- http_config
+musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
+musicgen_batch 1;
+musicgen_queue 0;
+--- config
+location /generate { musicgen on; musicgen_max_duration 40; }
+location /status { musicgen_status; }
+--- init
+main::when_running('head.txt', sub {
+    main::http_get('/generate?prompt=second&duration=1&seed=2', 'HEAD') . "---\n" . main::http_get('/status')
+});
+--- timeout: 30
+--- request eval
+["GET /generate?prompt=long&duration=40&seed=1",
+ "GET /head.txt"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+["^RIFF",
+ qr{^HTTP/1\.1 200 OK\r\n.*Content-Length: 64044\r\n.*\n---\n.*"running":1,"queue_depth":0,"totals":\{"completed":0,"failed":0,"rejected":0,}s]
+--- no_error_log
+queue full
 [alert]
 [crit]
 

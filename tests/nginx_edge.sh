@@ -1,7 +1,8 @@
 #!/bin/sh
 # Two nginx instances on loopback: a generation node (conf/nginx.conf) and the
 # edge (conf/edge.conf). A second identical seeded GET is a cache HIT that
-# never reaches the node; unseeded GETs are not cached; limit_req answers 429.
+# never reaches the node, and a range of it is a 206 from the cache; unseeded
+# GETs are not cached; limit_req answers 429.
 # Usage: tests/nginx_edge.sh MODULE.so MODEL_DIR
 MODULE=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 MODEL=$(cd "$2" && pwd)
@@ -39,6 +40,15 @@ curl -s -m 30 -D "$TMP/h2" -o "$TMP/a2.wav" "$EDGE/generate?prompt=edge+test&dur
 check "second identical GET is a HIT" grep -qi '^X-Cache-Status: HIT' "$TMP/h2"
 check "with the same bytes" cmp -s "$TMP/a1.wav" "$TMP/a2.wav"
 check "the node saw the URL only once" [ "$(node_hits)" -eq 1 ]
+# a browser's <audio> asks for ranges (Safari plays only from 206 answers)
+curl -s -m 30 -D "$TMP/h5" -o "$TMP/range.bin" -H 'Range: bytes=0-43' \
+    "$EDGE/generate?prompt=edge+test&duration=1&seed=42"
+check "a range of the cached clip is a 206 from the cache" sh -c \
+    "grep -q '^HTTP/1.1 206' '$TMP/h5' && grep -qi '^X-Cache-Status: HIT' '$TMP/h5'"
+check "with Content-Range and exactly the WAV header" sh -c \
+    "grep -qi '^Content-Range: bytes 0-43/64044' '$TMP/h5' && [ \$(wc -c < '$TMP/range.bin') -eq 44 ] \
+     && head -c 44 '$TMP/a1.wav' | cmp -s - '$TMP/range.bin'"
+check "the node still saw the URL only once" [ "$(node_hits)" -eq 1 ]
 curl -s -m 30 -D "$TMP/h3" -o /dev/null "$EDGE/generate?prompt=edge+nocache&duration=1"
 curl -s -m 30 -D "$TMP/h4" -o /dev/null "$EDGE/generate?prompt=edge+nocache&duration=1"
 check "unseeded GETs are never cached" sh -c "! grep -qi '^X-Cache-Status: HIT' '$TMP/h4'"

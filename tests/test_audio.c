@@ -321,6 +321,40 @@ static void test_encode_errors(void)
           "NULL samples rejected");
 }
 
+/* What a HEAD promises as Content-Length is what the encoder writes: for WAV
+ * at every length tried (empty, odd, more than a write chunk, at two rates);
+ * for the compressed formats nothing is promised. */
+static void test_encoded_size(void)
+{
+    static const size_t lengths[] = { 0, 1, 7, 4096, 4097, 32640 };
+    static const int rates[] = { RATE, 24000 };
+    float *x = calloc(32640, sizeof *x);
+    CHECK(x != NULL, "encoded size: allocation");
+    if (!x)
+        return;
+    sine(x, 32640, RATE, 440, 0.5);
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+            mg_error err = { 0 };
+            uint8_t *bytes = NULL;
+            size_t len = 0;
+            size_t n = lengths[i];
+            CHECK(mg_audio_encode(x, n, rates[r], MG_AUDIO_WAV, &bytes, &len, &err) == MG_OK,
+                  "wav of %zu samples at %d Hz: %s", n, rates[r], err.msg);
+            CHECK(len == mg_audio_encoded_size(n, MG_AUDIO_WAV),
+                  "wav of %zu samples at %d Hz: %zu bytes, predicted %zu", n, rates[r], len,
+                  mg_audio_encoded_size(n, MG_AUDIO_WAV));
+            free(bytes);
+        }
+    }
+    free(x);
+    CHECK(mg_audio_encoded_size(32000, MG_AUDIO_WAV) == 64044, "one second at 32 kHz: 64044");
+    CHECK(mg_audio_encoded_size(32000, MG_AUDIO_FLAC) == 0, "flac: size not known up front");
+    CHECK(mg_audio_encoded_size(32000, MG_AUDIO_OGG) == 0, "ogg: size not known up front");
+    CHECK(mg_audio_encoded_size(32000, MG_AUDIO_MP3) == 0, "mp3: size not known up front");
+    CHECK(mg_audio_encoded_size(SIZE_MAX / 2, MG_AUDIO_WAV) == 0, "wav too long to size: 0");
+}
+
 /* Rates a codec lacks are resampled to 48 kHz rather than refused. */
 static void test_odd_rate(mg_audio_format f, int major)
 {
@@ -436,6 +470,7 @@ int main(void)
     test_clipping(MG_AUDIO_WAV);
     test_clipping(MG_AUDIO_FLAC);
     test_encode_errors();
+    test_encoded_size();
     test_odd_rate(MG_AUDIO_OGG, SF_FORMAT_OGG);
     test_odd_rate(MG_AUDIO_MP3, SF_FORMAT_MPEG);
     test_resample();

@@ -182,6 +182,17 @@ static mg_code open_fail_code(mg_audio_format f)
     return f == MG_AUDIO_OGG || f == MG_AUDIO_MP3 ? MG_ERR_UNSUPPORTED : MG_ERR_IO;
 }
 
+/* libsndfile's canonical header for 16-bit PCM mono: RIFF, "fmt " and
+ * "data" chunks, nothing else (no PEAK chunk: that is for float data). */
+#define WAV_HEADER_BYTES 44
+
+size_t mg_audio_encoded_size(size_t n, mg_audio_format f)
+{
+    if (f != MG_AUDIO_WAV || n > (SIZE_MAX - WAV_HEADER_BYTES) / 2)
+        return 0;
+    return WAV_HEADER_BYTES + 2 * n;
+}
+
 mg_code mg_audio_encode(const float *samples, size_t n, int sample_rate, mg_audio_format f,
                         uint8_t **out, size_t *out_len, mg_error *err)
 {

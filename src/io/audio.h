@@ -29,5 +29,11 @@ const char *mg_audio_mime(mg_audio_format f);
  * gives MG_ERR_UNSUPPORTED with libsndfile's message. */
 mg_code mg_audio_encode(const float *samples, size_t n, int sample_rate, mg_audio_format f,
                         uint8_t **out, size_t *out_len, mg_error *err);
+/* The length of the file mg_audio_encode makes of n samples, for the formats
+ * whose size the sample count decides (WAV: a 44-byte header, 2 bytes a
+ * sample); 0 for FLAC, Ogg and MP3, whose size depends on the audio itself.
+ * A front end answers a HEAD's Content-Length with it, so it must stay what
+ * mg_audio_encode writes (tests/test_audio.c compares the two). */
+size_t  mg_audio_encoded_size(size_t n, mg_audio_format f);
 
 #endif

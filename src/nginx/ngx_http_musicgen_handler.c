@@ -1,8 +1,9 @@
 /* The content handler of a "musicgen on" location: the method decides the
  * form (GET: a query string, POST: a JSON body, OPTIONS: a CORS preflight),
  * the body is read whole, the request is parsed and validated by the engine
- * (service/request.h), a seeded GET the client already has is a 304, and
- * the rest becomes a job (ngx_http_musicgen_job.c). */
+ * (service/request.h), a seeded GET or HEAD the client already has is a
+ * 304, a HEAD is answered without generating, and the rest becomes a job
+ * (ngx_http_musicgen_job.c). */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_handler.h"
 #include "nginx/ngx_http_musicgen_job.h"
@@ -33,6 +34,26 @@ ngx_http_musicgen_wants_raw(ngx_http_request_t *r)
     }
 #endif
     return 0;
+}
+
+/* A HEAD is answered from the validated request alone, without a job: it
+ * neither takes nor waits for a place in the queue, and a full queue does
+ * not refuse it. */
+static ngx_int_t
+ngx_http_musicgen_head(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
+{
+    size_t    size = 0;
+    mg_error  err;
+
+    ngx_memzero(&err, sizeof(err));
+    if (mg_job_audio_size(job->model, &job->req, &size, &err) != MG_OK) {
+        /* the status the GET's job would end with */
+        return ngx_http_musicgen_error(r, err.code == MG_ERR_INVALID
+                                          ? NGX_HTTP_BAD_REQUEST : NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       err.msg, err.field);
+    }
+    return ngx_http_musicgen_send_audio_head(r, job->etag, job->req.format,
+                                             size ? (off_t) size : -1);
 }
 
 static ngx_int_t
@@ -99,6 +120,9 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
         }
         return ngx_http_musicgen_send(r, NGX_HTTP_NOT_MODIFIED, mg_audio_mime(job->req.format),
                                       NULL, 0);
+    }
+    if (r->method == NGX_HTTP_HEAD) {
+        return ngx_http_musicgen_head(r, job);
     }
     return ngx_http_musicgen_job_post(r, job);
 }

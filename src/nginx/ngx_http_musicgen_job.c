@@ -89,11 +89,9 @@ ngx_http_musicgen_job_done(ngx_event_t *ev)
         if (job->want_json) {
             rc = ngx_http_musicgen_send(r, NGX_HTTP_OK, "application/json",
                                         (u_char *) job->res.json, job->res.json_len);
-        } else if (ngx_http_musicgen_cache_headers(r, job->etag) != NGX_OK) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         } else {
-            rc = ngx_http_musicgen_send(r, NGX_HTTP_OK, mg_audio_mime(job->res.format),
-                                        job->res.audio, job->res.audio_len);
+            rc = ngx_http_musicgen_send_audio(r, job->etag, job->res.format,
+                                              job->res.audio, job->res.audio_len);
         }
     }
     ngx_http_finalize_request(r, rc);

@@ -83,25 +83,40 @@ ngx_http_musicgen_add_header(ngx_http_request_t *r, const char *key, const char 
     return NGX_OK;
 }
 
-/* Sends body (copied into the request pool) with a status and type. */
-ngx_int_t
-ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *type,
-    const u_char *body, size_t len)
+/* The header every response starts from: CORS, status, type and length
+ * (-1: not known, or none for a 304). */
+static ngx_int_t
+ngx_http_musicgen_header(ngx_http_request_t *r, ngx_uint_t status, const char *type,
+    off_t length)
 {
     ngx_http_musicgen_loc_conf_t  *lcf;
-    ngx_buf_t                     *b;
-    ngx_chain_t                    out;
-    ngx_int_t                      rc;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
     if (ngx_http_musicgen_cors(r, lcf) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
     r->headers_out.status = status;
     r->headers_out.content_type.data = (u_char *) type;
     r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_length_n = status == NGX_HTTP_NOT_MODIFIED ? -1 : (off_t) len;
+    r->headers_out.content_length_n = length;
+    return NGX_OK;
+}
+
+/* Sends body (copied into the request pool) with a status and type. */
+ngx_int_t
+ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *type,
+    const u_char *body, size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+    ngx_int_t     rc;
+
+    if (ngx_http_musicgen_header(r, status, type,
+                                 status == NGX_HTTP_NOT_MODIFIED ? -1 : (off_t) len) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (len == 0 || r->method == NGX_HTTP_HEAD) {
         r->header_only = 1;
         return ngx_http_send_header(r);
@@ -120,6 +135,43 @@ ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *typ
     out.buf = b;
     out.next = NULL;
     return ngx_http_output_filter(r, &out);
+}
+
+/* A complete audio file: nginx's range filter answers Range requests from
+ * it (206 and Content-Range, 416, multipart; If-Range against the ETag) and
+ * says Accept-Ranges: bytes otherwise. It can because the body is one
+ * in-memory buffer with last_buf and the response has a Content-Length.
+ * Browsers need this: Safari plays an <audio> source only from 206 answers. */
+ngx_int_t
+ngx_http_musicgen_send_audio(ngx_http_request_t *r, const char *etag, mg_audio_format format,
+    const u_char *audio, size_t len)
+{
+    if (ngx_http_musicgen_cache_headers(r, etag) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    r->allow_ranges = 1;
+    return ngx_http_musicgen_send(r, NGX_HTTP_OK, mg_audio_mime(format), audio, len);
+}
+
+/* What a HEAD learns without generating: the headers the GET would send,
+ * with Content-Length when the format's size is known up front (length >= 0;
+ * else none), and Accept-Ranges: bytes either way, since the GET serves
+ * ranges. With a length the range filter adds Accept-Ranges itself (or
+ * answers a Range as the GET would); without one it passes the response
+ * by, so the header is added here. */
+ngx_int_t
+ngx_http_musicgen_send_audio_head(ngx_http_request_t *r, const char *etag,
+    mg_audio_format format, off_t length)
+{
+    if (ngx_http_musicgen_cache_headers(r, etag) != NGX_OK
+        || (length < 0 && ngx_http_musicgen_add_header(r, "Accept-Ranges", "bytes") != NGX_OK)
+        || ngx_http_musicgen_header(r, NGX_HTTP_OK, mg_audio_mime(format), length) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    r->allow_ranges = 1;
+    r->header_only = 1;
+    return ngx_http_send_header(r);
 }
 
 /* {"success": false, "error": msg, "field": field} */
@@ -151,6 +203,10 @@ ngx_http_musicgen_cache_headers(ngx_http_request_t *r, const char *etag)
     if (ngx_http_musicgen_add_header(r, "ETag", etag) != NGX_OK) {
         return NGX_ERROR;
     }
+    /* the element just added, where nginx's filters look for the ETag
+     * (If-Range in the range filter, If-Match in not_modified) */
+    r->headers_out.etag = (ngx_table_elt_t *) r->headers_out.headers.last->elts
+                          + r->headers_out.headers.last->nelts - 1;
     return ngx_http_musicgen_add_header(r, "Cache-Control", "public, max-age=31536000, immutable");
 }
 

@@ -10,6 +10,13 @@ ngx_int_t ngx_http_musicgen_add_header(ngx_http_request_t *r, const char *key,
 /* status, Content-Type and body (copied; NULL/0: headers only), with CORS. */
 ngx_int_t ngx_http_musicgen_send(ngx_http_request_t *r, ngx_uint_t status, const char *type,
     const u_char *body, size_t len);
+/* 200 with a complete audio file and its cache headers; Range requests
+ * are answered from it (206/416). */
+ngx_int_t ngx_http_musicgen_send_audio(ngx_http_request_t *r, const char *etag,
+    mg_audio_format format, const u_char *audio, size_t len);
+/* A HEAD's 200: the GET's headers without the body; length -1: not known. */
+ngx_int_t ngx_http_musicgen_send_audio_head(ngx_http_request_t *r, const char *etag,
+    mg_audio_format format, off_t length);
 /* {"success": false, "error": msg, "field": field} (field NULL: none). */
 ngx_int_t ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *msg,
     const char *field);

@@ -182,6 +182,19 @@ mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_
     return MG_OK;
 }
 
+mg_code mg_job_audio_size(const mg_model *m, const mg_request *req, size_t *size, mg_error *err)
+{
+    *size = 0;
+    mg_gen_params p;
+    job_params(m, req, &p);
+    int steps = 0, frames = 0;
+    mg_code rc = mg_gen_steps(m, &p, &steps, &frames, err);
+    if (rc != MG_OK)
+        return rc;
+    *size = mg_audio_encoded_size((size_t)frames * (size_t)mg_model_config(m)->hop, req->format);
+    return MG_OK;
+}
+
 mg_code mg_job_run(mg_model *m, const mg_request *req, int want_json, const char *model_name,
                    const volatile int *cancel, mg_job_result *out, mg_error *err)
 {

@@ -30,6 +30,12 @@ void    mg_job_result_free(mg_job_result *res);
  * the request has no seed (its audio is not reproducible). */
 mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_id,
                     char out[24], mg_error *err);
+/* The length of the file mg_job_run's raw response will carry, known before
+ * generating when the format's size follows from the sample count (WAV; see
+ * mg_audio_encoded_size): the frames the engine makes for the request's
+ * duration (mg_gen_steps) times the codec's hop. *size is 0 for the other
+ * formats. Errors are those mg_job_run would give for the duration. */
+mg_code mg_job_audio_size(const mg_model *m, const mg_request *req, size_t *size, mg_error *err);
 
 /* A worker's running totals, for the status endpoint. */
 typedef struct {
