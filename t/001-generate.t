@@ -146,7 +146,8 @@ Access-Control-Request-Method: POST
 --- error_code: 204
 --- response_headers
 Access-Control-Allow-Origin: *
-Access-Control-Allow-Methods: GET, POST, OPTIONS
+Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS
+Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Retry-After
 Access-Control-Max-Age: 86400
 --- response_body eval
 ""
@@ -165,6 +166,7 @@ Origin: https://b.example
 --- error_code: 400
 --- response_headers
 Access-Control-Allow-Origin: https://b.example
+Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Retry-After
 Vary: Origin
 
 === TEST 12: an origin not on the list gets no Allow-Origin header
@@ -179,6 +181,7 @@ Origin: https://evil.example
 --- error_code: 200
 --- response_headers
 !Access-Control-Allow-Origin
+!Access-Control-Expose-Headers
 Vary: Origin
 
 === TEST 13: a seeded GET is cacheable under a strong ETag

@@ -184,7 +184,7 @@ ngx_http_musicgen_handler(ngx_http_request_t *r)
         /* CORS preflight */
         if (ngx_http_discard_request_body(r) != NGX_OK
             || ngx_http_musicgen_add_header(r, "Access-Control-Allow-Methods",
-                                            "GET, POST, OPTIONS") != NGX_OK
+                                            "GET, HEAD, POST, OPTIONS") != NGX_OK
             || ngx_http_musicgen_add_header(r, "Access-Control-Allow-Headers",
                                             "Content-Type, Authorization, apikey, x-client-info") != NGX_OK
             || ngx_http_musicgen_add_header(r, "Access-Control-Max-Age", "86400") != NGX_OK)

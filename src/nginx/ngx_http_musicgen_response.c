@@ -63,7 +63,10 @@ ngx_http_musicgen_cors(ngx_http_request_t *r, ngx_http_musicgen_loc_conf_t *lcf)
     } else {
         h->value = *match; /* the configured origin: never bytes the client sent */
     }
-    return NGX_OK;
+    /* a page's script may read what ranges, caching and back-pressure say
+     * (these are not CORS-safelisted response headers) */
+    return ngx_http_musicgen_add_header(r, "Access-Control-Expose-Headers",
+                                        "Content-Range, Accept-Ranges, ETag, Retry-After");
 }
 
 ngx_int_t
