@@ -119,6 +119,28 @@ static void test_rng(void)
 
 static int cancel_at_3(void *ud, int step, int total) { return step >= 3; }
 
+/* Collects what the on_audio hook hands over, in order; `refuse` cancels. */
+typedef struct {
+    float  *audio;
+    size_t  cap, got;
+    int     batch, calls, in_order, refuse;
+} audio_sink;
+
+static int collect_audio(void *ud, const float *audio, int batch, size_t offset, size_t n)
+{
+    audio_sink *a = ud;
+    a->calls++;
+    a->batch = batch;
+    a->in_order &= offset == a->got;
+    if (a->refuse)
+        return 1;
+    for (int b = 0; b < batch; b++)
+        for (size_t i = 0; i < n && offset + i < a->cap; i++)
+            a->audio[(size_t)b * a->cap + offset + i] = audio[(size_t)b * n + i];
+    a->got = offset + n;
+    return 0;
+}
+
 static int sample_codes(const char *dir, int threads, uint64_t seed, int32_t *codes, size_t n, float *audio0)
 {
     mg_model *m = NULL;
@@ -145,6 +167,29 @@ static int sample_codes(const char *dir, int threads, uint64_t seed, int32_t *co
         memcpy(codes, res.codes, n * sizeof *codes);
         *audio0 = res.audio[100];
         mg_gen_result_free(&res);
+    }
+    /* the on_audio hook sees every sample of the result, in order, and
+     * refusing it cancels the generation */
+    if (rc == MG_OK) {
+        size_t per = n / 2 / 4 * 640 + 640; /* room past frames*hop */
+        audio_sink a = {.in_order = 1, .cap = per, .audio = calloc(2 * per, sizeof(float))};
+        mg_gen_hooks ah = {.on_audio = collect_audio, .ud = &a};
+        CHECK(a.audio != NULL, "alloc");
+        if (a.audio && mg_generate_ids(m, ids, mask, 2, 5, &p, &ah, &res, &err) == MG_OK) {
+            int same = a.batch == 2 && a.got == res.n_samples && a.in_order && a.calls >= 1;
+            for (int b = 0; same && b < 2; b++)
+                same = memcmp(a.audio + (size_t)b * per, res.audio + (size_t)b * res.n_samples,
+                              res.n_samples * sizeof(float)) == 0;
+            CHECK(same, "on_audio: %d calls, %zu of %zu samples, in order %d", a.calls, a.got,
+                  res.n_samples, a.in_order);
+            mg_gen_result_free(&res);
+            a.refuse = 1;
+            CHECK(mg_generate_ids(m, ids, mask, 2, 5, &p, &ah, &res, &err) == MG_ERR_CANCELLED,
+                  "an on_audio hook that refuses cancels: %s", err.msg);
+        } else {
+            CHECK(0, "generation with on_audio: %s", err.msg);
+        }
+        free(a.audio);
     }
     /* cancellation between steps */
     mg_gen_hooks hooks = {.progress = cancel_at_3};

@@ -229,10 +229,25 @@ mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n)
     return rc;
 }
 
+/* The audio is final once EnCodec has run over all the codes: handed to the
+ * on_audio hook in one piece. */
+mg_code mg_gen_job_hand_audio(mg_gen_job *j)
+{
+    const mg_gen_hooks *h = j->hooks;
+    mg_gen_result *res = j->res;
+    if (!h || !h->on_audio || !res->audio)
+        return MG_OK;
+    if (h->on_audio(h->ud, res->audio, res->batch, 0, res->n_samples))
+        return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled by its audio consumer");
+    return MG_OK;
+}
+
 mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j)
 {
     int needs_audio;
     mg_code rc = mg_gen_job_codes(m, j, &needs_audio);
-    return rc == MG_OK && needs_audio ? mg_gen_jobs_audio(m, &j, 1) : rc;
+    if (rc == MG_OK && needs_audio)
+        rc = mg_gen_jobs_audio(m, &j, 1);
+    return rc == MG_OK ? mg_gen_job_hand_audio(j) : rc;
 }
 

@@ -42,7 +42,10 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected);
  * batch (a failure fails them all). */
 mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio);
 mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n);
-/* Both halves for one generation alone. */
+/* Calls the on_audio hook with the job's finished audio (after
+ * mg_gen_jobs_audio). */
+mg_code mg_gen_job_hand_audio(mg_gen_job *j);
+/* Both halves for one generation alone, then the audio handed on. */
 mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j);
 /* Frees the decoding state (whatever start managed to take). */
 void    mg_gen_job_release(mg_model *m, mg_gen_job *j);

@@ -59,6 +59,13 @@ typedef struct {
     int         max_new_tokens;  /* decoder steps; frames = max_new_tokens + 1 - K */
     mg_sampling sampling;
     uint64_t    seed;
+    /* Continuation: codes the generation continues, in the undelayed layout
+     * [batch, K, prompt_frames] (as EnCodec makes them from audio); NULL: none. */
+    const int32_t *prompt_codes;
+    int            prompt_frames;
+    /* Long-form generation past the model's window: seconds of new audio each
+     * window after the first adds (0: the default). */
+    float          extend_stride;
 } mg_gen_params;
 
 /* Defaults from generation_config.json (do_sample, top_k, guidance, ...). */
@@ -91,6 +98,10 @@ typedef struct {
     mg_step_fn     on_step;
     void          *ud;
     int            skip_audio; /* stop after the codes (no EnCodec) */
+    /* Audio as it becomes final, in order: samples [offset, offset + n) of
+     * every item, laid out [batch, n]. Called on the scheduler thread, so it
+     * must only copy and signal; non-zero cancels the generation. */
+    int          (*on_audio)(void *ud, const float *audio, int batch, size_t offset, size_t n);
 } mg_gen_hooks;
 
 /* Prompts -> audio. */

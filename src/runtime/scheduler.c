@@ -219,8 +219,10 @@ static int encode_audio(mg_sched *s)
         mg_code rc = mg_gen_jobs_audio(s->m, s->ending, group);
         failed |= rc != MG_OK;
         for (int i = 0; i < group; i++) {
-            mg_gen_job_release(s->m, s->ending[i]);
-            finish(s, s->ending[i], rc);
+            mg_gen_job *j = s->ending[i];
+            mg_code jrc = rc == MG_OK ? mg_gen_job_hand_audio(j) : rc;
+            mg_gen_job_release(s->m, j);
+            finish(s, j, jrc);
         }
         memcpy(s->ending, s->ending_rest, (size_t)rest * sizeof *s->ending);
         s->n_ending = rest;
