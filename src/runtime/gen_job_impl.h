@@ -3,6 +3,7 @@
  * model's backend to itself (m->run held). */
 #ifndef MG_GEN_JOB_IMPL_H
 #define MG_GEN_JOB_IMPL_H
+#include "runtime/gen_plan_impl.h"
 #include "runtime/runtime_impl.h"
 
 typedef struct mg_gen_job {
@@ -13,9 +14,17 @@ typedef struct mg_gen_job {
     const mg_gen_params *p;
     const mg_gen_hooks  *hooks;
     mg_gen_result       *res;
-    /* decoding state, from mg_gen_job_start to mg_gen_job_release */
-    int           steps, frames, total, t, n_seq;
+    /* decoding state, from mg_gen_job_start to mg_gen_job_release: t counts
+     * the token selections of all windows (the sampler's step, so that no
+     * window repeats another's draws), col the current window's last
+     * filled column, total its columns (seq's row stride) */
+    int           steps, frames, total, t, col, n_seq;
     int32_t      *seq, *step_ids, *tokens;
+    mg_gen_plan   plan;
+    mg_gen_window win;      /* the window being decoded, number win_index */
+    int           win_index;
+    int32_t      *codes;    /* [batch, K, frames]: the prompt, then each window's new frames */
+    int32_t      *prefill;  /* host [n_seq, K, columns] ids of a window's prefill */
     float        *scores, *raw;
     mg_dec_state  st;
     int           have_state;

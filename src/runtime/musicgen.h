@@ -63,6 +63,7 @@ typedef struct {
      * [batch, K, prompt_frames] (as EnCodec makes them from audio); NULL: none. */
     const int32_t *prompt_codes;
     int            prompt_frames;
+    int            prompt_batch;   /* items in prompt_codes; 0: the generation's batch */
     /* Long-form generation past the model's window: seconds of new audio each
      * window after the first adds (0: the default). */
     float          extend_stride;
