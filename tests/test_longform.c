@@ -17,6 +17,7 @@
 #include "check.h"
 #include "runtime/duration.h"
 #include "runtime/model_info.h"
+#include "runtime/gen_job_impl.h"
 #include "runtime/musicgen.h"
 
 #define K 4
@@ -280,6 +281,70 @@ static void test_prompt_first(mg_model *m)
     }
 }
 
+/* Whether frames [from, from + n) of r equal codes [2, K, n]. */
+static int frames_equal(const mg_gen_result *r, int from, const int32_t *codes, int n)
+{
+    for (int row = 0; row < 2 * K; row++)
+        if (memcmp(r->codes + (size_t)row * r->frames + from, codes + (size_t)row * n,
+                   (size_t)n * sizeof *codes) != 0)
+            return 0;
+    return 1;
+}
+
+/* A job stepped by hand (the backend held, as the scheduler holds it): after
+ * its start and every step, the frames it calls final are those of the
+ * finished clip, never fewer than before, and all of them at the end;
+ * across window changes too. A window with a prompt takes its first tokens
+ * from its prefill (`prefills` of them), not from a step. */
+static void test_final_frames(mg_model *m, const mg_gen_params *p, int prefills, const char *what)
+{
+    mg_gen_result ref, res = {0};
+    mg_error err;
+    if (run(m, p, NULL, &ref, &err) != MG_OK) {
+        CHECK(0, "%s: %s", what, err.msg);
+        return;
+    }
+    mg_gen_hooks codes_only = {.skip_audio = 1};
+    mg_gen_job j = {.ids = ids, .mask = mask, .batch = 2, .len = 5, .p = p, .hooks = &codes_only,
+                    .res = &res, .err = &err};
+    int32_t *codes = malloc((size_t)2 * K * ref.frames * sizeof *codes);
+    mg_dec_batch wb = {0};
+    pthread_mutex_lock(&m->run);
+    mg_code rc = codes ? mg_gen_job_start(m, &j) : MG_ERR_NOMEM;
+    int last = 0, ok = 1, checks = 0;
+    while (rc == MG_OK) {
+        int final = mg_gen_job_final_frames(&j, K), half = final / 2;
+        ok &= final >= last && final <= ref.frames;
+        mg_gen_job_copy_frames(&j, K, 0, final, codes);
+        ok &= frames_equal(&ref, 0, codes, final);
+        mg_gen_job_copy_frames(&j, K, half, final - half, codes);
+        ok &= frames_equal(&ref, half, codes, final - half);
+        last = final;
+        checks++;
+        if (j.t >= j.steps)
+            break;
+        mg_dec_state *st = &j.st;
+        const int32_t *step_ids = j.step_ids;
+        mg_tensor *logits = j.logits;
+        rc = mg_decoder_step(&m->parts.dec, &wb, &st, 1, &step_ids, &logits, &err);
+        if (rc == MG_OK)
+            rc = mg_gen_job_after_step(m, &j, 0);
+    }
+    int needs_audio = 0;
+    if (rc == MG_OK)
+        rc = mg_gen_job_codes(m, &j, &needs_audio);
+    mg_gen_job_release(m, &j);
+    mg_dec_batch_free(&wb);
+    pthread_mutex_unlock(&m->run);
+    CHECK(rc == MG_OK && ok && last == ref.frames && checks == ref.steps + 1 - prefills &&
+              res.frames == ref.frames && frames_equal(&ref, 0, res.codes, ref.frames),
+          "%s: final frames after each of %d steps (%d checked, last %d of %d, in order %d): %s",
+          what, ref.steps, checks, last, ref.frames, ok, err.msg);
+    mg_gen_result_free(&res);
+    mg_gen_result_free(&ref);
+    free(codes);
+}
+
 static void expect_invalid(mg_model *m, const mg_gen_params *p, const char *field,
                            const char *what)
 {
@@ -377,6 +442,25 @@ int main(int argc, char **argv)
         test_beside_others(m);
         test_prompt_first(m);
         test_refusals(m);
+        mg_gen_params p = greedy(m);
+        p.duration = 3.0f;
+        test_final_frames(m, &p, 3, "final frames of 4 windows");
+        int32_t prompt[2 * K * 20];
+        for (int i = 0; i < 2 * K * 20; i++)
+            prompt[i] = (i * 5 + 1) % 64;
+        p.prompt_codes = prompt;
+        p.prompt_frames = 20;
+        p.duration = 2.2f;
+        test_final_frames(m, &p, 3, "final frames of a continuation in 3 windows");
+        mg_model_free(m);
+    }
+    /* q8 weights (BF16 attention caches here): the prefill fills the caches
+     * the steps then read, in their format */
+    mg_model_options q8 = {.n_threads = 2, .dtype = "q8"};
+    if (mg_model_load(&m, mdir, &q8, &err) != MG_OK) {
+        CHECK(0, "load q8: %s", err.msg);
+    } else {
+        test_window_layout(m);
         mg_model_free(m);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

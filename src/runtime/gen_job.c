@@ -155,6 +155,28 @@ static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
     return take_tokens(m, j, 0);
 }
 
+int mg_gen_job_final_frames(const mg_gen_job *j, int K)
+{
+    /* window frame f is final once column f + K (codebook K-1's) is filled */
+    int f = j->col - K + 1, in_window = j->win.end - j->win.start;
+    f = f < j->win.prompt ? j->win.prompt : f > in_window ? in_window : f;
+    return j->win.start + f;
+}
+
+void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t *codes)
+{
+    /* before the current window's new frames: the clip's codes hold them */
+    int kept = j->win.start + j->win.prompt, old = from < kept ? kept - from : 0;
+    old = old < n ? old : n;
+    for (int r = 0; r < j->batch * K; r++)
+        memcpy(codes + (int64_t)r * n, j->codes + (int64_t)r * j->frames + from,
+               (size_t)old * sizeof *codes);
+    for (int b = 0; old < n && b < j->batch; b++)
+        mg_delay_extract_frames(K, j->total, j->seq + (int64_t)b * K * j->total,
+                                from + old - j->win.start, n - old,
+                                codes + (int64_t)b * K * n + old, n);
+}
+
 mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
 {
     const mg_config *c = &m->parts.cfg;
