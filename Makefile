@@ -19,6 +19,8 @@
 
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
+# golden sets of features being built, checked one folder at a time
+GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont
 BUILD   ?= build
 SAN     ?= 0
 
@@ -155,7 +157,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(TOOL_LIB) $(LIB)
 # Every test binary and every golden set; the last line is the overall tally.
 # With SAN=1 the nginx module's tests follow, on the sanitized module.
 test: all $(TESTS) $(REPLAYS)
-	@GOLDEN=$(GOLDEN) BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
+	@GOLDEN=$(GOLDEN) GOLDEN_NEXT_SETS="$(GOLDEN_NEXT_SETS)" BUILD=$(BUILD) sh tests/run.sh $(TESTS) $(KTEST) $(wildcard tests/test_*.sh)
 	@if [ "$(SAN)" = 1 ]; then $(MAKE) --no-print-directory test-nginx SAN=1; fi
 
 # Everything CI runs: the engine tests, the nginx module's tests, the web

@@ -252,12 +252,9 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_musicgen_module);
     max = conf->max_duration;
     if (max == NGX_CONF_UNSET) {
-        /* the built-in maximum, or the model's window when that is shorter
-         * (0: mg_duration_limits takes the window) */
+        /* the built-in maximum: past a model's window, the engine generates
+         * window by window */
         max = NGX_HTTP_MUSICGEN_MAX_DURATION;
-        if (mcf->model_dir.data && !mg_duration_fits(&mcf->info, max)) {
-            max = 0;
-        }
     }
     ngx_memzero(&err, sizeof(err));
     if (mg_duration_limits(mcf->model_dir.data ? &mcf->info : NULL, max,

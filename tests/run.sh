@@ -1,7 +1,9 @@
 #!/bin/sh
 # Runs every test binary given as arguments, then the golden checker on every
-# golden set, and prints the overall tally last.
+# golden set and on each folder of GOLDEN_NEXT_SETS (golden sets of features
+# that are being built, picked one by one), and prints the overall tally last.
 GOLDEN=${GOLDEN:-../shared/golden}
+GOLDEN_NEXT_SETS=${GOLDEN_NEXT_SETS-../shared/golden-next/tiny-proj-cont}
 BUILD=${BUILD:-build}
 export GOLDEN
 passed=0 failed=0 skipped=0
@@ -25,7 +27,12 @@ if ! ls "$GOLDEN"/*/manifest.json >/dev/null 2>&1; then
     echo "SKIP no golden model folders in $GOLDEN (set GOLDEN=DIR): golden checks not run"
     skipped=$((skipped + 1))
 fi
-for d in "$GOLDEN"/*/; do
+for d in $GOLDEN_NEXT_SETS; do
+    [ -f "$d/manifest.json" ] && continue
+    echo "SKIP no golden set in $d (set GOLDEN_NEXT_SETS=DIRS): its checks not run"
+    skipped=$((skipped + 1))
+done
+for d in "$GOLDEN"/*/ $GOLDEN_NEXT_SETS; do
     [ -f "$d/manifest.json" ] || [ -f "$d/t5_tokenizer_goldens.json" ] || continue
     echo "== golden $d"
     "$BUILD/mg-golden" "$d" > "$out" 2>&1; rc=$?

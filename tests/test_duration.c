@@ -1,6 +1,7 @@
 /* The duration range (duration.h): its boundaries against an operator's
- * maximum and default and a model's window, the errors naming the value and
- * the limit, and the window rule the engine shares. */
+ * maximum and default, the engine's cap and a model's window (which only
+ * sets the default maximum: longer clips are generated window by window),
+ * the errors naming the value and the limit, and the rule the engine shares. */
 #include <math.h>
 #include <string.h>
 
@@ -44,14 +45,19 @@ int main(void)
     expect_range(&SMALL, (float)40.9, 0, 1, (float)40.9, 10, "max 40.9 as a float");
     /* up to half a frame past the window rounds into it; beyond does not */
     expect_range(&SMALL, 40.9099, 0, 1, 40.9099, 10, "max within half a frame");
-    /* what breaks the range, against musicgen-small's window */
+    /* past the window: long-form generation, up to the engine's cap */
+    expect_range(&SMALL, 60, 0, 1, 60, 10, "max 60: past the window");
+    expect_range(&SMALL, 40.911, 40.911, 1, 40.911, 40.911, "max and default past the window");
+    expect_range(&SMALL, MG_MAX_DURATION, 120, 1, MG_MAX_DURATION, 120, "max at the cap");
+    /* what breaks the range, against musicgen-small and the engine's cap */
     static const struct {
         double      max, dflt;
         const char *field, *msg;
     } bad[] = {
-        {40.911, 0, "max_duration", "max_duration 40.911 s is longer than the model can "
-                                    "generate (40.9 s)"},
-        {60, 0, "max_duration", "max_duration 60 s is longer than the model can generate (40.9 s)"},
+        {3600.011, 0, "max_duration", "max_duration 3600.011 s is longer than the engine "
+                                      "generates (3600 s)"},
+        {1e6, 0, "max_duration", "max_duration 1000000 s is longer than the engine generates "
+                                 "(3600 s)"},
         {0.999, 0, "max_duration", "max_duration 0.999 s is shorter than the shortest clip, 1 s"},
         {30, 30.5, "default_duration", "default_duration 30.5 s exceeds the maximum, 30 s"},
         {5, 10, "default_duration", "default_duration 10 s exceeds the maximum, 5 s"},
@@ -67,13 +73,14 @@ int main(void)
     /* no model: the operator's maximum alone, and it is needed */
     expect_range(NULL, 600, 0, 1, 600, 10, "no model, max 600");
     expect_error(NULL, 0, 0, "max_duration", "needed when there is no model", "no model, no max");
+    expect_error(NULL, 3601, 0, "max_duration", "max_duration 3601 s is longer than the engine "
+                 "generates (3600 s)", "no model, past the cap");
 
     /* a window shorter than a second, and one with no frame */
     mg_model_info brief = SMALL;
     brief.max_frames = 25, brief.max_duration = 0.5;
     expect_range(&brief, 0, 0, 0.5, 0.5, 0.5, "a 0.5 s window");
-    expect_error(&brief, 1, 0, "max_duration", "longer than the model can generate (0.5 s)",
-                 "max 1 on a 0.5 s window");
+    expect_range(&brief, 1, 0, 0.5, 1, 1, "max 1 on a 0.5 s window: two windows");
     mg_model_info empty = SMALL;
     empty.max_frames = -2, empty.max_duration = -2 / 50.0;
     expect_error(&empty, 0, 0, "max_duration", "holds no frame (-2 frames)", "an empty window");
@@ -82,28 +89,32 @@ int main(void)
      * is shown is accepted */
     mg_model_info odd = SMALL;
     odd.frame_rate = 75, odd.max_frames = 2045, odd.max_duration = 2045 / 75.0;
-    expect_error(&odd, 30, 0, "max_duration", "can generate (27.267 s)", "an odd window");
+    expect_range(&odd, 30, 0, 1, 30, 10, "max 30 past an odd window");
+    expect_error(&odd, 0, 28, "default_duration", "exceeds the maximum, 27.267 s",
+                 "the odd window's default maximum, shown");
     expect_range(&odd, 27.267, 0, 1, 27.267, 10, "the odd window as shown");
     expect_range(&odd, 0, 0, 1, 27.267, 10, "no maximum: the odd window to the millisecond");
 
-    /* the window rule the engine applies to each generation */
-    CHECK(mg_duration_fits(&SMALL, 40.9) && mg_duration_fits(&SMALL, 40.9099) &&
-          mg_duration_fits(&SMALL, 0.001), "fits: within the window");
-    CHECK(!mg_duration_fits(&SMALL, 40.911) && !mg_duration_fits(&SMALL, 1e6) &&
-          !mg_duration_fits(&SMALL, NAN), "fits: past the window");
-    /* exactly half a frame past a 30 s window rounds up, past it: a maximum
-     * nginx -t accepts must be one every request up to it can generate */
+    /* the rule the engine applies to each generation: the cap, not the window */
+    CHECK(mg_duration_fits(&SMALL, 40.9) && mg_duration_fits(&SMALL, 40.911) &&
+          mg_duration_fits(&SMALL, 0.001) && mg_duration_fits(&SMALL, MG_MAX_DURATION),
+          "fits: within the cap");
+    CHECK(!mg_duration_fits(&SMALL, 3600.011) && !mg_duration_fits(&SMALL, 1e6) &&
+          !mg_duration_fits(&SMALL, NAN), "fits: past the cap");
+    /* exactly half a frame past the cap rounds up, past it: a maximum nginx -t
+     * accepts must be one every request up to it can generate */
+    expect_error(&SMALL, 3600.01, 0, "max_duration", "the engine generates (3600 s)",
+                 "half a frame past the cap");
+    expect_range(&SMALL, 3600.009, 0, 1, 3600.009, 10, "within half a frame of the cap");
     mg_model_info w30 = SMALL;
     w30.max_frames = 1500, w30.max_duration = 30.0;
-    expect_error(&w30, 30.01, 0, "max_duration", "can generate (30 s)", "half a frame past");
-    expect_range(&w30, 30.009, 0, 1, 30.009, 10, "within half a frame");
     CHECK(mg_duration_frames(&w30, 30.01) == 1501 && mg_duration_frames(&w30, 30.009) == 1500 &&
           mg_duration_frames(&w30, 0.009) == 0 && mg_duration_frames(&w30, 1) == 50,
           "frames: round(seconds * frame rate)");
     /* every duration up to an accepted maximum fits, as the float a request keeps */
     int all_fit = 1;
-    for (double d = 29.99; d <= 30.009; d += 0.0001)
-        all_fit &= mg_duration_fits(&w30, (float)d);
+    for (double d = 3599.99; d <= 3600.009; d += 0.0001)
+        all_fit &= mg_duration_fits(&SMALL, (float)d);
     CHECK(all_fit, "fits: every duration up to the accepted maximum, as a float");
     CHECK(!mg_duration_fits(&SMALL, 0) && !mg_duration_fits(&SMALL, -1), "fits: not positive");
     return check_summary("test_duration");

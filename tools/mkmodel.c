@@ -3,7 +3,7 @@
  * generation_config.json, model.safetensors, spiece.model), so the loader,
  * the tests and the benchmarks run without downloading real weights.
  *
- *   musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16]
+ *   musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16] [--positions N]
  *                    [--spiece PATH] [--threads N] -o DIR
  *
  * Tensor names, shapes and init rules follow the golden README ("Checkpoint
@@ -1012,15 +1012,17 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16]\n"
-            "                        [--spiece PATH] [--threads N] -o DIR\n"
+            "                        [--spiece PATH] [--threads N] [--positions N] -o DIR\n"
             "Writes a random-initialised MusicGen model in the Hugging Face layout of\n"
             "facebook/musicgen-small: DIR/config.json, generation_config.json,\n"
             "model.safetensors and spiece.model (a small synthetic vocabulary unless\n"
-            "--spiece gives a SentencePiece model to copy).\n");
+            "--spiece gives a SentencePiece model to copy). --positions sets the\n"
+            "decoder's window (max_position_embeddings), e.g. short for long-form tests.\n");
 }
 
 typedef struct {
     const model_shape *shape;
+    model_shape        resized;  /* the shape with --positions */
     uint64_t           seed;
     out_dtype          dtype;
     const char        *spiece, *dir;
@@ -1044,6 +1046,7 @@ static int parse_u64(const char *s, uint64_t *out)
 static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
+    int positions = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     for (int i = 1; i < argc; i++) {
@@ -1053,7 +1056,7 @@ static int parse_args(int argc, char **argv, options *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--shape") && strcmp(a, "--seed") && strcmp(a, "--dtype") &&
             strcmp(a, "--spiece") && strcmp(a, "--threads") && strcmp(a, "-o") &&
-            strcmp(a, "--out")) {
+            strcmp(a, "--out") && strcmp(a, "--positions")) {
             fprintf(stderr, "musicgen-mkmodel: unknown option %s\n", a);
             return 1;
         }
@@ -1094,6 +1097,13 @@ static int parse_args(int argc, char **argv, options *o)
                 return 1;
             }
             o->threads = (int)n;
+        } else if (strcmp(a, "--positions") == 0) {
+            uint64_t n;
+            if (!parse_u64(v, &n) || n < 8 || n > 65536) {
+                fprintf(stderr, "musicgen-mkmodel: bad position count \"%s\" (8-65536)\n", v);
+                return 1;
+            }
+            positions = (int)n;
         } else if (strcmp(a, "--spiece") == 0) {
             o->spiece = v;
         } else {
@@ -1104,6 +1114,11 @@ static int parse_args(int argc, char **argv, options *o)
         fprintf(stderr, "musicgen-mkmodel: %s is required\n", !o->shape ? "--shape" : "-o DIR");
         usage(stderr);
         return 1;
+    }
+    if (positions) {
+        o->resized = *o->shape;
+        o->resized.max_positions = positions;
+        o->shape = &o->resized;
     }
     return 0;
 }

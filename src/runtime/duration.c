@@ -18,6 +18,13 @@ double mg_duration_frames(const mg_model_info *model, double seconds)
 
 int mg_duration_fits(const mg_model_info *model, double seconds)
 {
+    return seconds > 0 &&
+           mg_duration_frames(model, seconds) <= mg_duration_frames(model, MG_MAX_DURATION);
+}
+
+/* One window's clip: at most max_frames frames. */
+static int fits_window(const mg_model_info *model, double seconds)
+{
     return seconds > 0 && mg_duration_frames(model, seconds) <= model->max_frames;
 }
 
@@ -36,7 +43,7 @@ mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,
                                  "model's window holds no frame (%d frames)", model->max_frames);
         /* to the millisecond, as messages show it and users write it back */
         window = shown(model->max_duration);
-        if (!(window > 0) || !mg_duration_fits(model, window))
+        if (!(window > 0) || !fits_window(model, window))
             window = model->max_duration;
     } else if (!(max > 0)) {
         return mg_fail_field(err, MG_ERR_INVALID, "max_duration",
@@ -48,10 +55,10 @@ mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,
         if (max < out->min)
             return mg_fail_field(err, MG_ERR_INVALID, "max_duration", "max_duration %.10g s "
                                  "is shorter than the shortest clip, %.10g s", max, out->min);
-        if (model && !mg_duration_fits(model, max))
+        if (model ? !mg_duration_fits(model, max) : max > MG_MAX_DURATION)
             return mg_fail_field(err, MG_ERR_INVALID, "max_duration", "max_duration %.10g s "
-                                 "is longer than the model can generate (%.10g s)", max,
-                                 window);
+                                 "is longer than the engine generates (%.10g s)", max,
+                                 MG_MAX_DURATION);
         out->max = max;
     }
     if (dflt > 0) {

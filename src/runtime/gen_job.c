@@ -39,90 +39,52 @@ void mg_gen_job_release(mg_model *m, mg_gen_job *j)
     free(j->tokens);
     free(j->scores);
     free(j->raw);
-    j->seq = j->step_ids = j->tokens = NULL;
+    free(j->codes);
+    free(j->prefill);
+    j->seq = j->step_ids = j->tokens = j->codes = j->prefill = NULL;
     j->scores = j->raw = NULL;
 }
 
-mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
+/* The code prompt against the model and the batch: codes in [0, V). */
+static mg_code check_prompt(const mg_config *c, const mg_gen_params *p, int batch, mg_error *err)
 {
-    const mg_config *c = &m->parts.cfg;
-    mg_backend *be = m->parts.be;
-    const mg_gen_params *p = j->p;
-    mg_error *err = j->err;
-    int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, len = j->len;
-    mg_code rc = mg_gen_steps(m, p, &j->steps, &j->frames, err);
-    if (rc == MG_OK)
-        rc = check_sampling(&p->sampling, err);
-    if (rc != MG_OK)
-        return rc;
-    if (!j->ids || !j->mask || batch < 1 || len < 1)
-        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: empty batch");
-    /* T5's position bias grows with len^2: the tokenizer's own limit bounds it */
-    if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
-        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
-                             MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
-    int cfg = p->sampling.guidance_scale > 1.0f, want_raw = j->hooks && j->hooks->on_step;
-    j->n_seq = batch * (cfg ? 2 : 1);
-    j->total = j->steps + 1;
-    int64_t H = c->dec_hidden, n_seq = j->n_seq;
-
-    mg_tensor *enc = NULL, *enc_dec = NULL;
-    uint8_t *mask2 = calloc((size_t)n_seq * len, 1);
-    j->seq = malloc((size_t)batch * K * j->total * sizeof *j->seq);
-    j->step_ids = malloc((size_t)n_seq * K * sizeof *j->step_ids);
-    j->tokens = malloc((size_t)batch * K * sizeof *j->tokens);
-    j->scores = want_raw ? malloc((size_t)batch * K * V * sizeof *j->scores) : NULL;
-    j->raw = want_raw ? malloc((size_t)n_seq * K * V * sizeof *j->raw) : NULL;
-    if (!mask2 || !j->seq || !j->step_ids || !j->tokens || (want_raw && (!j->scores || !j->raw))) {
-        free(mask2);
-        return mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
-    }
-    memcpy(mask2, j->mask, (size_t)batch * len); /* unconditional half: all masked */
-
-    /* text: T5, projection, and zeros for the unconditional half */
-    double t0 = now_ms();
-    rc = mg_tensor_new2(&enc, be, n_seq * len, c->t5_d_model, err);
-    if (rc == MG_OK)
-        rc = mg_tensor_new2(&enc_dec, be, n_seq * len, H, err);
-    if (rc == MG_OK) {
-        mg_tensor cond = mg_tensor_rows_view(enc, 0, (int64_t)batch * len);
-        rc = mg_t5_encode(&m->parts.t5, j->ids, j->mask, batch, len, &cond, NULL, NULL, err);
-    }
-    if (rc == MG_OK)
-        rc = mg_decoder_project(&m->parts.dec, enc, mask2, enc_dec, err);
-    if (rc == MG_OK)
-        rc = mg_dec_state_init(&m->parts.dec, &j->st, (int)n_seq, j->steps, enc_dec, mask2, len, err);
-    j->have_state = rc == MG_OK;
-    mg_tensor_free(enc);
-    mg_tensor_free(enc_dec);
-    free(mask2);
-    if (rc == MG_OK)
-        rc = mg_tensor_new2(&j->logits, be, n_seq * K, V, err);
-    if (rc != MG_OK)
-        return rc;
-    j->res->t5_ms = now_ms() - t0;
-    j->t = 0;
-    for (int b = 0; b < batch * K; b++)
-        j->seq[(int64_t)b * j->total] = c->pad_token;
-    for (int s = 0; s < n_seq; s++)
-        for (int k = 0; k < K; k++)
-            j->step_ids[s * K + k] = c->pad_token;
-    j->t_decode0 = now_ms();
+    if (!p->prompt_codes)
+        return MG_OK;
+    if (p->prompt_batch != 0 && p->prompt_batch != batch)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: %d items for "
+                             "a batch of %d", p->prompt_batch, batch);
+    int64_t per_row = p->prompt_frames, n = (int64_t)batch * c->num_codebooks * per_row;
+    for (int64_t i = 0; i < n; i++)
+        if (p->prompt_codes[i] < 0 || p->prompt_codes[i] >= c->dec_vocab)
+            return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: code %d "
+                                 "(item %lld, codebook %lld, frame %lld) is outside [0, %d)",
+                                 p->prompt_codes[i], (long long)(i / per_row / c->num_codebooks),
+                                 (long long)(i / per_row % c->num_codebooks),
+                                 (long long)(i % per_row), c->dec_vocab);
     return MG_OK;
 }
 
-int mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call *call)
+/* Row r (item r / K, codebook r % K) of the current window's prompt: its
+ * frames of the clip's codes. */
+static const int32_t *window_prompt_row(const mg_gen_job *j, int r)
 {
-    if (j->raw) /* the step hook reads scores and raw logits: selected alone */
-        return 0;
-    *call = (mg_select_call){.logits = j->logits, .rows = j->batch * m->parts.cfg.num_codebooks,
-                             .s = &j->p->sampling, .seed = j->p->seed, .step = (uint64_t)j->t,
-                             .tokens = j->tokens};
-    return 1;
+    return j->codes + (int64_t)r * j->frames + j->win.start;
 }
 
-/* After the decoder step that turned column t into logits for column t+1. */
-mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
+/* The window's new frames into the clip's codes (its prompt is there already). */
+static void keep_window_codes(const mg_gen_job *j, int K)
+{
+    int first = j->win.prompt, n = j->win.end - j->win.start - first;
+    for (int b = 0; b < j->batch; b++)
+        mg_delay_extract_frames(K, j->total, j->seq + (int64_t)b * K * j->total, first, n,
+                                j->codes + (int64_t)b * K * j->frames + j->win.start + first,
+                                j->frames);
+}
+
+/* The tokens of the step that turned column col into logits for column
+ * col+1: selected (unless `selected`: j->tokens hold them), shown to the
+ * step hook, written where the delay pattern leaves the column free. */
+static mg_code take_tokens(mg_model *m, mg_gen_job *j, int selected)
 {
     const mg_config *c = &m->parts.cfg;
     mg_backend *be = m->parts.be;
@@ -140,18 +102,178 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
         return rc;
     if (j->raw)
         j->hooks->on_step(j->hooks->ud, t, j->raw, j->n_seq * K, j->scores, j->tokens, batch * K, V);
+    int col = ++j->col;
     for (int r = 0; r < batch * K; r++) {
-        int forced = mg_delay_forced(K, total, c->pad_token, r % K, t + 1);
-        j->seq[(int64_t)r * total + t + 1] = forced >= 0 ? forced : j->tokens[r];
+        int forced = mg_delay_forced_prompt(K, total, c->pad_token, r % K, col,
+                                            window_prompt_row(j, r), j->win.prompt);
+        j->seq[(int64_t)r * total + col] = forced >= 0 ? forced : j->tokens[r];
     }
     j->t = ++t;
     for (int s = 0; s < j->n_seq; s++)
         for (int k = 0; k < K; k++)
-            j->step_ids[s * K + k] = j->seq[((int64_t)(s % batch) * K + k) * total + t];
+            j->step_ids[s * K + k] = j->seq[((int64_t)(s % batch) * K + k) * total + col];
     if (j->hooks && j->hooks->progress && j->hooks->progress(j->hooks->ud, t, j->steps))
         return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled at step %d of %d", t,
                        j->steps);
     return MG_OK;
+}
+
+/* Window n's columns up to where its prompt ends. Without a prompt (the
+ * first window of a plain generation) the job's next step runs the start
+ * column, as ever; with one, its columns go through the decoder in one
+ * prefill (from position 0: the self-attention caches start over, the text's
+ * cross-attention keys stay) and its first tokens are selected from it. */
+static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
+{
+    const mg_config *c = &m->parts.cfg;
+    int K = c->num_codebooks, batch = j->batch;
+    mg_gen_plan_window(&j->plan, K, n, &j->win);
+    j->win_index = n;
+    j->total = j->win.total;
+    j->col = j->win.prompt;
+    int total = j->total, cols = j->win.prompt + 1;
+    for (int r = 0; r < batch * K; r++)
+        for (int col = 0; col < cols; col++)
+            j->seq[(int64_t)r * total + col] = mg_delay_forced_prompt(
+                K, total, c->pad_token, r % K, col, window_prompt_row(j, r), j->win.prompt);
+    if (j->win.prompt == 0) {
+        for (int s = 0; s < j->n_seq; s++)
+            for (int k = 0; k < K; k++)
+                j->step_ids[s * K + k] = c->pad_token;
+        return MG_OK;
+    }
+    for (int s = 0; s < j->n_seq; s++)
+        for (int k = 0; k < K; k++)
+            memcpy(j->prefill + ((int64_t)s * K + k) * cols,
+                   j->seq + ((int64_t)(s % batch) * K + k) * total, (size_t)cols * sizeof *j->seq);
+    j->st.past = 0;
+    mg_code rc = mg_decoder_forward(&m->parts.dec, &j->st, j->prefill, cols, 1, j->logits, NULL,
+                                    NULL, j->err);
+    if (rc != MG_OK)
+        return rc;
+    j->col = cols - 1;
+    return take_tokens(m, j, 0);
+}
+
+int mg_gen_job_final_frames(const mg_gen_job *j, int K)
+{
+    /* window frame f is final once column f + K (codebook K-1's) is filled */
+    int f = j->col - K + 1, in_window = j->win.end - j->win.start;
+    f = f < j->win.prompt ? j->win.prompt : f > in_window ? in_window : f;
+    return j->win.start + f;
+}
+
+void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t *codes)
+{
+    /* before the current window's new frames: the clip's codes hold them */
+    int kept = j->win.start + j->win.prompt, old = from < kept ? kept - from : 0;
+    old = old < n ? old : n;
+    for (int r = 0; r < j->batch * K; r++)
+        memcpy(codes + (int64_t)r * n, j->codes + (int64_t)r * j->frames + from,
+               (size_t)old * sizeof *codes);
+    for (int b = 0; old < n && b < j->batch; b++)
+        mg_delay_extract_frames(K, j->total, j->seq + (int64_t)b * K * j->total,
+                                from + old - j->win.start, n - old,
+                                codes + (int64_t)b * K * n + old, n);
+}
+
+mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
+{
+    const mg_config *c = &m->parts.cfg;
+    mg_backend *be = m->parts.be;
+    const mg_gen_params *p = j->p;
+    mg_error *err = j->err;
+    int K = c->num_codebooks, V = c->dec_vocab, batch = j->batch, len = j->len;
+    mg_code rc = mg_gen_plan_make(m, p, &j->plan, err);
+    if (rc == MG_OK)
+        rc = check_sampling(&p->sampling, err);
+    if (rc != MG_OK)
+        return rc;
+    if (!j->ids || !j->mask || batch < 1 || len < 1)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: empty batch");
+    /* T5's position bias grows with len^2: the tokenizer's own limit bounds it */
+    if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
+                             MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
+    rc = check_prompt(c, p, batch, err);
+    if (rc != MG_OK)
+        return rc;
+    int cfg = p->sampling.guidance_scale > 1.0f, want_raw = j->hooks && j->hooks->on_step;
+    j->steps = j->plan.steps;
+    j->frames = j->plan.frames;
+    j->n_seq = batch * (cfg ? 2 : 1);
+    int64_t H = c->dec_hidden, n_seq = j->n_seq, columns = j->plan.max_columns;
+
+    mg_tensor *enc = NULL, *enc_dec = NULL;
+    uint8_t *mask2 = calloc((size_t)n_seq * len, 1);
+    j->seq = malloc((size_t)batch * K * columns * sizeof *j->seq);
+    j->step_ids = malloc((size_t)n_seq * K * sizeof *j->step_ids);
+    j->tokens = malloc((size_t)batch * K * sizeof *j->tokens);
+    j->codes = malloc((size_t)batch * K * j->frames * sizeof *j->codes);
+    j->prefill = malloc((size_t)n_seq * K * (j->plan.max_prompt + 1) * sizeof *j->prefill);
+    j->scores = want_raw ? malloc((size_t)batch * K * V * sizeof *j->scores) : NULL;
+    j->raw = want_raw ? malloc((size_t)n_seq * K * V * sizeof *j->raw) : NULL;
+    if (!mask2 || !j->seq || !j->step_ids || !j->tokens || !j->codes || !j->prefill ||
+        (want_raw && (!j->scores || !j->raw))) {
+        free(mask2);
+        return mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
+    }
+    memcpy(mask2, j->mask, (size_t)batch * len); /* unconditional half: all masked */
+    for (int r = 0; p->prompt_codes && r < batch * K; r++)
+        memcpy(j->codes + (int64_t)r * j->frames, p->prompt_codes + (int64_t)r * j->plan.prompt_frames,
+               (size_t)j->plan.prompt_frames * sizeof *j->codes);
+
+    /* text: T5, projection, and zeros for the unconditional half; every
+     * window cross-attends to the same keys */
+    double t0 = now_ms();
+    rc = mg_tensor_new2(&enc, be, n_seq * len, c->t5_d_model, err);
+    if (rc == MG_OK)
+        rc = mg_tensor_new2(&enc_dec, be, n_seq * len, H, err);
+    if (rc == MG_OK) {
+        mg_tensor cond = mg_tensor_rows_view(enc, 0, (int64_t)batch * len);
+        rc = mg_t5_encode(&m->parts.t5, j->ids, j->mask, batch, len, &cond, NULL, NULL, err);
+    }
+    if (rc == MG_OK)
+        rc = mg_decoder_project(&m->parts.dec, enc, mask2, enc_dec, err);
+    /* positions: a window's columns but the last, which is never fed back */
+    if (rc == MG_OK)
+        rc = mg_dec_state_init(&m->parts.dec, &j->st, (int)n_seq, (int)columns - 1, enc_dec,
+                               mask2, len, err);
+    j->have_state = rc == MG_OK;
+    mg_tensor_free(enc);
+    mg_tensor_free(enc_dec);
+    free(mask2);
+    if (rc == MG_OK)
+        rc = mg_tensor_new2(&j->logits, be, n_seq * K, V, err);
+    if (rc != MG_OK)
+        return rc;
+    j->res->t5_ms = now_ms() - t0;
+    j->t = 0;
+    j->t_decode0 = now_ms();
+    return begin_window(m, j, 0);
+}
+
+int mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call *call)
+{
+    if (j->raw) /* the step hook reads scores and raw logits: selected alone */
+        return 0;
+    *call = (mg_select_call){.logits = j->logits, .rows = j->batch * m->parts.cfg.num_codebooks,
+                             .s = &j->p->sampling, .seed = j->p->seed, .step = (uint64_t)j->t,
+                             .tokens = j->tokens};
+    return 1;
+}
+
+/* After a decoder step that turned column col into logits for column col+1.
+ * A window that has its last column hands its new frames to the clip and the
+ * next window begins (prefill and first tokens), the job staying in the
+ * batch until all windows' steps are done. */
+mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
+{
+    mg_code rc = take_tokens(m, j, selected);
+    if (rc != MG_OK || j->col < j->total - 1 || j->t >= j->steps)
+        return rc;
+    keep_window_codes(j, m->parts.cfg.num_codebooks);
+    return begin_window(m, j, j->win_index + 1);
 }
 
 mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
@@ -167,12 +289,9 @@ mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
     res->total = j->total;
     res->sample_rate = c->sample_rate;
     res->n_samples = (size_t)frames * c->hop;
-    res->codes = malloc((size_t)batch * K * frames * sizeof *res->codes);
-    if (!res->codes)
-        return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory");
-    for (int b = 0; b < batch; b++)
-        mg_delay_extract(K, j->total, j->seq + (int64_t)b * K * j->total,
-                         res->codes + (int64_t)b * K * frames);
+    keep_window_codes(j, K); /* the last window's */
+    res->codes = j->codes;
+    j->codes = NULL;
     res->sequence = j->seq;
     j->seq = NULL;
     if (j->hooks && j->hooks->skip_audio)

@@ -3,6 +3,7 @@
  * model's backend to itself (m->run held). */
 #ifndef MG_GEN_JOB_IMPL_H
 #define MG_GEN_JOB_IMPL_H
+#include "runtime/gen_plan_impl.h"
 #include "runtime/runtime_impl.h"
 
 typedef struct mg_gen_job {
@@ -13,9 +14,17 @@ typedef struct mg_gen_job {
     const mg_gen_params *p;
     const mg_gen_hooks  *hooks;
     mg_gen_result       *res;
-    /* decoding state, from mg_gen_job_start to mg_gen_job_release */
-    int           steps, frames, total, t, n_seq;
+    /* decoding state, from mg_gen_job_start to mg_gen_job_release: t counts
+     * the token selections of all windows (the sampler's step, so that no
+     * window repeats another's draws), col the current window's last
+     * filled column, total its columns (seq's row stride) */
+    int           steps, frames, total, t, col, n_seq;
     int32_t      *seq, *step_ids, *tokens;
+    mg_gen_plan   plan;
+    mg_gen_window win;      /* the window being decoded, number win_index */
+    int           win_index;
+    int32_t      *codes;    /* [batch, K, frames]: the prompt, then each window's new frames */
+    int32_t      *prefill;  /* host [n_seq, K, columns] ids of a window's prefill */
     float        *scores, *raw;
     mg_dec_state  st;
     int           have_state;
@@ -37,6 +46,13 @@ int     mg_gen_job_select_call(mg_model *m, const mg_gen_job *j, mg_select_call 
 /* After a decoder step: samples (unless `selected`: j->tokens already hold
  * the step's tokens), advances the sequence and calls the hooks. */
 mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected);
+/* While the job decodes (after mg_gen_job_start, before mg_gen_job_codes):
+ * the clip's frames [0, n) whose codes are final (a prompt's, every frame of
+ * finished windows, and the current window's frames whose every codebook is
+ * chosen), i.e. what EnCodec may decode already; and frames [from, from + n)
+ * of them (from + n at most that count) into codes [batch, K, n]. */
+int     mg_gen_job_final_frames(const mg_gen_job *j, int K);
+void    mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t *codes);
 /* The codes (the decoding state freed; *needs_audio = 1 when EnCodec is
  * still to run), then EnCodec for n generations of one frame count in one
  * batch (a failure fails them all). */

@@ -3,6 +3,7 @@
  * defaults and checks. */
 #include "runtime/gen_job_impl.h"
 #include "runtime/duration.h"
+#include "runtime/gen_plan_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,26 +23,12 @@ void mg_gen_params_default(const mg_model *m, mg_gen_params *p)
 mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int *frames,
                      mg_error *err)
 {
-    const mg_config *c = mg_model_config(m);
-    int K = c->num_codebooks;
-    int s = p->max_new_tokens;
-    if (s < 0)
-        return mg_fail_field(err, MG_ERR_INVALID, "max_new_tokens", "max_new_tokens: must be >= 0 (0: use duration)");
-    if (s == 0) {
-        /* frames = round(duration * fps); steps = frames + K - 1 must fit the positions */
-        mg_model_info info;
-        mg_model_info_of(m, &info);
-        if (!(p->duration > 0) || !mg_duration_fits(&info, p->duration))
-            return mg_fail_field(err, MG_ERR_INVALID, "duration",
-                                 "duration: must be in (0, %.2f] seconds", info.max_duration);
-        int want = (int)mg_duration_frames(&info, p->duration);
-        s = (want < 1 ? 1 : want) + K - 1;
-    }
-    if (s < K || s > c->max_positions)
-        return mg_fail(err, MG_ERR_INVALID, "max_new_tokens: must be in [%d, %d]", K,
-                       c->max_positions);
-    *steps = s;
-    *frames = s + 1 - K;
+    mg_gen_plan plan;
+    mg_code rc = mg_gen_plan_make(m, p, &plan, err);
+    if (rc != MG_OK)
+        return rc;
+    *steps = plan.steps;
+    *frames = plan.frames;
     return MG_OK;
 }
 

@@ -55,22 +55,33 @@ void        mg_model_activity(const mg_model *m, int *running, int *waiting);
 int     mg_model_has_tokenizer(const mg_model *m);
 
 typedef struct {
-    float       duration;        /* seconds of audio (used when max_new_tokens == 0) */
-    int         max_new_tokens;  /* decoder steps; frames = max_new_tokens + 1 - K */
+    /* Seconds of audio, a code prompt included (used when max_new_tokens ==
+     * 0): up to MG_MAX_DURATION (duration.h); past the model's window the
+     * clip is generated window by window (long-form, see extend_stride). */
+    float       duration;
+    /* Decoder steps after the prompt, in one window, as Hugging Face's
+     * max_new_tokens: frames = prompt_frames + max_new_tokens + 1 - K. */
+    int         max_new_tokens;
     mg_sampling sampling;
     uint64_t    seed;
     /* Continuation: codes the generation continues, in the undelayed layout
-     * [batch, K, prompt_frames] (as EnCodec makes them from audio); NULL: none. */
+     * [batch, K, prompt_frames] (as EnCodec makes them from audio), each in
+     * [0, codebook size); NULL: none. At most the model's window less one
+     * frame. The result's codes and audio begin with them. */
     const int32_t *prompt_codes;
     int            prompt_frames;
+    int            prompt_batch;   /* items in prompt_codes; 0: the generation's batch */
     /* Long-form generation past the model's window: seconds of new audio each
-     * window after the first adds (0: the default). */
+     * window after the first adds, in (0, window); each window is prompted
+     * with the last window - stride seconds of the one before (0: the
+     * default, MG_DEFAULT_EXTEND_STRIDE or half a shorter window). */
     float          extend_stride;
 } mg_gen_params;
 
 /* Defaults from generation_config.json (do_sample, top_k, guidance, ...). */
 void mg_gen_params_default(const mg_model *m, mg_gen_params *p);
-/* Frames and decoder steps for a duration; error if the model cannot make it. */
+/* Frames (the prompt's included) and decoder steps (all windows') a
+ * generation makes; error naming the field if the model cannot make it. */
 mg_code mg_gen_steps(const mg_model *m, const mg_gen_params *p, int *steps, int *frames,
                      mg_error *err);
 
@@ -83,8 +94,9 @@ typedef void (*mg_step_fn)(void *ud, int step, const float *raw, int raw_rows,
                            const float *scores, const int32_t *tokens, int rows, int V);
 
 typedef struct {
-    int      batch, frames, total;  /* total = decoder columns (1 + steps) */
-    int32_t *sequence;   /* [batch*K, total] delay layout after the final pad overwrite */
+    /* total = decoder columns of the last window (1 + its prompt + its steps) */
+    int      batch, frames, total;
+    int32_t *sequence;   /* [batch*K, total] the last window's delay layout, final pads in */
     int32_t *codes;      /* [batch, K, frames] */
     float   *audio;      /* [batch, frames*hop] */
     size_t   n_samples;  /* per batch item */

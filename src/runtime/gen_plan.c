@@ -1,0 +1,102 @@
+/* The windows a generation decodes (gen_plan_impl.h). */
+#include "runtime/gen_plan_impl.h"
+#include "runtime/duration.h"
+#include "runtime/model_info.h"
+
+#include <math.h>
+#include <string.h>
+
+void mg_gen_plan_window(const mg_gen_plan *pl, int K, int n, mg_gen_window *w)
+{
+    w->start = n * pl->stride;
+    if (pl->fixed_steps) {
+        w->prompt = pl->prompt_frames;
+        w->steps = pl->fixed_steps;
+        w->end = w->prompt + w->steps + 1 - K;
+    } else {
+        int end = w->start + pl->window;
+        w->end = end < pl->frames ? end : pl->frames;
+        /* window n-1 was full (it did not reach the end of the clip) */
+        w->prompt = n == 0 ? pl->prompt_frames : (n - 1) * pl->stride + pl->window - w->start;
+        w->steps = w->end - w->start - w->prompt + K - 1;
+    }
+    w->total = 1 + w->prompt + w->steps;
+}
+
+/* The stride in frames: extend_stride seconds, 0 for the default (18 s, or
+ * half the window when that is shorter, so that a short-windowed model keeps
+ * a prompt). */
+static mg_code stride_frames(const mg_model_info *info, float seconds, int *out, mg_error *err)
+{
+    if (seconds == 0) {
+        int dflt = (int)mg_duration_frames(info, MG_DEFAULT_EXTEND_STRIDE);
+        *out = dflt <= info->max_frames / 2 ? dflt : info->max_frames / 2;
+        return MG_OK;
+    }
+    double frames = mg_duration_frames(info, seconds);
+    if (!(seconds > 0) || !(frames >= 1) || frames >= info->max_frames)
+        return mg_fail_field(err, MG_ERR_INVALID, "extend_stride",
+                             "extend_stride: must be in (0, %.2f) seconds (the model's window), "
+                             "at least one frame", info->max_duration);
+    *out = (int)frames;
+    return MG_OK;
+}
+
+mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan *out,
+                         mg_error *err)
+{
+    const mg_config *c = mg_model_config(m);
+    mg_model_info info;
+    mg_model_info_of(m, &info);
+    int K = c->num_codebooks, tp = p->prompt_frames;
+    memset(out, 0, sizeof *out);
+    out->window = info.max_frames;
+    out->prompt_frames = tp;
+    if (p->max_new_tokens < 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "max_new_tokens",
+                             "max_new_tokens: must be >= 0 (0: use duration)");
+    if (tp < 0 || (tp > 0) != (p->prompt_codes != NULL))
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: %d frames "
+                             "with%s codes", tp, p->prompt_codes ? "" : "out");
+    if (tp > 0 && tp >= out->window)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: %d frames leave "
+                             "no room in the model's window of %d frames", tp, out->window);
+    mg_code rc = stride_frames(&info, p->extend_stride, &out->stride, err);
+    if (rc != MG_OK)
+        return rc;
+    if (p->max_new_tokens > 0) {
+        /* as Hugging Face: that many new steps after the prompt, in one window */
+        int s = p->max_new_tokens;
+        if (s < K || s > c->max_positions - tp)
+            return mg_fail(err, MG_ERR_INVALID, "max_new_tokens: must be in [%d, %d]", K,
+                           c->max_positions - tp);
+        out->fixed_steps = s;
+        out->frames = tp + s + 1 - K;
+    } else {
+        /* the whole clip, prompt included, as audiocraft and Hugging Face count it */
+        if (!(p->duration > 0) || !mg_duration_fits(&info, p->duration))
+            return mg_fail_field(err, MG_ERR_INVALID, "duration",
+                                 "duration: must be in (0, %g] seconds", MG_MAX_DURATION);
+        int want = (int)mg_duration_frames(&info, p->duration);
+        out->frames = want < 1 ? 1 : want;
+        if (out->frames <= tp)
+            return mg_fail_field(err, MG_ERR_INVALID, "duration", "duration: %.3f s (%d frames) "
+                                 "leaves nothing to generate after the prompt's %d frames",
+                                 p->duration, out->frames, tp);
+        if (out->frames > out->window && (out->stride < 1 || out->stride >= out->window))
+            return mg_fail_field(err, MG_ERR_INVALID, "extend_stride", "extend_stride: the "
+                                 "model's window of %d frames is too short for long-form "
+                                 "generation", out->window);
+    }
+    mg_gen_window w = {0};
+    for (int n = 0; n == 0 || w.end < out->frames; n++) {
+        mg_gen_plan_window(out, K, n, &w);
+        out->steps += w.steps;
+        out->n_windows = n + 1;
+        if (w.total > out->max_columns)
+            out->max_columns = w.total;
+        if (w.prompt > out->max_prompt)
+            out->max_prompt = w.prompt;
+    }
+    return MG_OK;
+}
