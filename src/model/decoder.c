@@ -176,6 +176,8 @@ static void free_scratch(mg_dec_state *st)
     st->scratch_rows = 0;
 }
 
+void mg_dec_state_drop_scratch(mg_dec_state *st) { free_scratch(st); }
+
 void mg_dec_state_free(mg_decoder *dec, mg_dec_state *st)
 {
     int n = dec->cfg->dec_layers;

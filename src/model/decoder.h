@@ -68,6 +68,11 @@ mg_code mg_dec_state_init(mg_decoder *dec, mg_dec_state *st, int n_seq, int cap,
                           const mg_tensor *enc, const uint8_t *enc_mask, int enc_len,
                           mg_error *err);
 void    mg_dec_state_free(mg_decoder *dec, mg_dec_state *st);
+/* Frees the scratch mg_decoder_forward sized for its widest call (a
+ * prefill's: sequences x prompt columns, ~94 MB for musicgen-small); the
+ * next forward allocates what it needs again. Batched steps use their own
+ * work space. */
+void    mg_dec_state_drop_scratch(mg_dec_state *st);
 
 /* One decode step for several decoding states at once, each at its own
  * position with its own caches (continuous batching): ids[j] host

@@ -149,6 +149,9 @@ static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
     j->st.past = 0;
     mg_code rc = mg_decoder_forward(&m->parts.dec, &j->st, j->prefill, cols, 1, j->logits, NULL,
                                     NULL, j->err);
+    /* the steps that follow never use the prefill's scratch: it would stay
+     * with the job until its end */
+    mg_dec_state_drop_scratch(&j->st);
     if (rc != MG_OK)
         return rc;
     j->col = cols - 1;
