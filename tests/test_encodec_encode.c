@@ -202,6 +202,26 @@ static void check_prompt_audio(model *m, const char *dir)
     mg_st_close(&g);
 }
 
+/* Keeps a copy of the embeddings a trace shows, and counts the tensors. */
+typedef struct {
+    float  *emb;
+    int64_t n;
+    int     seen;
+} capture;
+
+static void on_capture(void *ud, const char *name, const float *data, int64_t n)
+{
+    capture *c = ud;
+    c->seen++;
+    if (strcmp(name, "embeddings") != 0)
+        return;
+    free(c->emb);
+    c->emb = malloc((size_t)n * sizeof *c->emb);
+    c->n = c->emb ? n : 0;
+    if (c->emb)
+        memcpy(c->emb, data, (size_t)n * sizeof *c->emb);
+}
+
 static float frand(uint32_t *s)
 {
     *s = *s * 1664525u + 1013904223u;
@@ -231,8 +251,9 @@ static void check_lengths_and_formats(const char *dir)
             continue;
         }
         int frames = 0, frames2 = 0;
+        capture whole = {0}, parts = {0};
         mg_encodec_set_encode_chunk(m.ec, 0);
-        mg_code rc = mg_encodec_encode(m.ec, audio, 2, n, one, &frames, NULL, NULL, &err);
+        mg_code rc = mg_encodec_encode(m.ec, audio, 2, n, one, &frames, on_capture, &whole, &err);
         CHECK(rc == MG_OK && frames == 41, "%s: %s, %d frames", mg_dtype_name(dts[d]), err.msg,
               frames);
         int in_range = 1;
@@ -240,10 +261,18 @@ static void check_lengths_and_formats(const char *dir)
             in_range &= one[i] >= 0 && one[i] < m.cfg.ec_codebook_size;
         CHECK(in_range, "%s: codes outside [0, %d)", mg_dtype_name(dts[d]), m.cfg.ec_codebook_size);
         mg_encodec_set_encode_chunk(m.ec, 3);
-        rc = mg_encodec_encode(m.ec, audio, 2, n, chunked, &frames2, NULL, NULL, &err);
+        rc = mg_encodec_encode(m.ec, audio, 2, n, chunked, &frames2, on_capture, &parts, &err);
         CHECK(rc == MG_OK && frames2 == 41 &&
                   !memcmp(one, chunked, (size_t)(2 * 4 * 41) * sizeof *one),
               "%s: codes in chunks of 3 frames differ from one pass", mg_dtype_name(dts[d]));
+        /* the stack's layers only in one pass; the embeddings bit for bit */
+        CHECK(whole.seen == 17 && parts.seen == 4, "%s: traced %d and %d tensors",
+              mg_dtype_name(dts[d]), whole.seen, parts.seen);
+        CHECK(whole.n == 2 * 41 * m.cfg.ec_hidden && parts.n == whole.n &&
+                  !memcmp(whole.emb, parts.emb, (size_t)whole.n * sizeof *whole.emb),
+              "%s: embeddings in chunks of 3 frames differ from one pass", mg_dtype_name(dts[d]));
+        free(whole.emb);
+        free(parts.emb);
         /* item 1 alone gives item 1's codes of the batch */
         rc = mg_encodec_encode(m.ec, audio + n, 1, n, chunked, &frames2, NULL, NULL, &err);
         CHECK(rc == MG_OK && !memcmp(one + 4 * 41, chunked, (size_t)(4 * 41) * sizeof *one),

@@ -3,6 +3,7 @@
  * tensor of manifest.json is either recomputed and compared, or reported as
  * an input the computation used. */
 #include "golden.h"
+#include "golden_encode.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -623,6 +624,31 @@ static void check_encodec(mg_model *m, const char *dir, results *r)
     gclose(&g);
 }
 
+/* The results as a golden_sink, for the checkers in other files. */
+static void sink_f32(void *ud, const char *name, const float *d, int64_t n) { put_f32(ud, name, d, n); }
+static void sink_int(void *ud, const char *name, const int64_t *d, int64_t n) { put_int(ud, name, d, n); }
+static void sink_input(void *ud, const char *name) { put_input(ud, name); }
+static void sink_fail(void *ud, const char *what, const char *msg)
+{
+    results *r = ud;
+    golden_report(r->t, 0, what, "%s", msg);
+    r->failed_setup = 1;
+}
+
+static golden_sink results_sink(results *r)
+{
+    return (golden_sink){r, sink_f32, sink_int, sink_input, sink_fail};
+}
+
+static void check_encodec_encode(mg_model *m, const char *dir, results *r)
+{
+    gfile g = {0};
+    golden_sink s = results_sink(r);
+    if (gopen(&g, dir, "golden_encodec_encode.safetensors", r))
+        golden_check_encode(m, &g.st, &s);
+    gclose(&g);
+}
+
 /* --- comparison of every manifest tensor --- */
 static const computed *find(const results *r, const char *file, const char *name)
 {
@@ -762,6 +788,8 @@ void golden_check_model(const char *dir, golden_tally *t)
             check_logits_processing(m, dir, &r);
         else if (!strcmp(file, "golden_encodec.safetensors"))
             check_encodec(m, dir, &r);
+        else if (!strcmp(file, "golden_encodec_encode.safetensors"))
+            check_encodec_encode(m, dir, &r);
         else
             golden_report(t, 0, file, "unknown golden file: no checker for it");
         gfile g = {0};

@@ -96,16 +96,18 @@ static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in,
 static int pad_total(const ec_conv *cv) { return (cv->k - 1) * cv->dil + 1 - cv->stride; }
 
 /* Samples of context each side that make every frame of a chunk exact,
- * walked from the stack's output back to the waveform: a stride-s conv of
- * kernel k reads r·s + k input samples past r outputs of context, a stride-1
- * conv its padding more. Outputs whose receptive field lies inside the
+ * walked from the stack's output back to the waveform: output t of a conv
+ * of stride s reads inputs t·s - left .. t·s - left + k_eff - 1, so r outputs
+ * of context need r·s plus the wider padding side (left = ceil((k_eff - s) /
+ * 2)) of inputs. Chunks start at whole frames, so every level's stride grid
+ * is the whole signal's; outputs whose receptive field lies inside the
  * chunk's real input never see the reflect padding at the chunk's edges. */
 static int64_t stack_halo_frames(const mg_ec_encoder *enc)
 {
     int64_t r = 0;
     for (int i = enc->n_convs - 2; i >= 0; i--) {
         const ec_conv *cv = &enc->convs[i];
-        r = cv->stride > 1 ? r * cv->stride + cv->k : r + pad_total(cv);
+        r = r * cv->stride + (pad_total(cv) + 1) / 2;
     }
     return (r + enc->hop - 1) / enc->hop;
 }
@@ -489,12 +491,14 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
      * tensor), runs chunk by chunk with halo_frames of real context each
      * side and one batch item at a time, so memory stays bounded; the frame
      * rate part (LSTM, last conv) runs over the whole sequence (the LSTM
-     * carries state across it). A trace needs whole tensors: one chunk. */
-    int64_t F = trace || enc->chunk_frames == 0 || enc->chunk_frames >= T ? T : enc->chunk_frames;
+     * carries state across it). The stack's layers are traced only in one
+     * pass (whole tensors, the whole batch). */
+    int64_t F = enc->chunk_frames == 0 || enc->chunk_frames >= T ? T : enc->chunk_frames;
     int64_t n_sub = F == T ? n_samples : (F + 2 * enc->halo_frames) * hop;
     if (n_sub > n_samples)
         n_sub = n_samples;
-    const int64_t B_up = trace ? B : 1;
+    tracer tr = {trace, trace_ud, NULL}, tr_stack = {F == T ? trace : NULL, trace_ud, NULL};
+    const int64_t B_up = tr_stack.fn ? B : 1;
     stack_plan sp = plan_stack(enc, B_up, n_sub);
     /* frame-rate buffers: the stack's output time-major (x), LSTM outputs,
      * and the padded input of the last conv */
@@ -507,7 +511,6 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
     mg_tensor *buf[N_BUFS] = {0};
     float *emb = malloc((size_t)(B * D * T) * sizeof *emb);
     float *res = malloc((size_t)D * sizeof *res);
-    tracer tr = {trace, trace_ud, NULL};
     int64_t trace_n = max64(max64(sp.sig, sp.hid), B * T * max64(C, D));
     if (!emb || !res || (trace && !(tr.host = malloc((size_t)trace_n * sizeof(float))))) {
         rc = mg_fail(err, MG_ERR_NOMEM, "encodec encode: out of memory");
@@ -518,6 +521,7 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
     if (rc != MG_OK)
         goto done;
     stack_bufs sb = {{buf[SIG0], buf[SIG1]}, buf[PAD], buf[PHASE], buf[HID]};
+    tr_stack.host = tr.host;
     mg_tensor xt = span(buf[X], B * T, C);
 
     for (int64_t f0 = 0; f0 < T; f0 += F) {
@@ -532,7 +536,7 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
                 rc = be->ops->upload(be, &in, (size_t)(b * n) * sizeof(float),
                                      audio + (b0 + b) * n_samples + a0,
                                      (size_t)n * sizeof(float), err);
-            if (rc != MG_OK || (rc = run_stack(enc, &sb, B_up, n, &tr, &out, err)))
+            if (rc != MG_OK || (rc = run_stack(enc, &sb, B_up, n, &tr_stack, &out, err)))
                 goto done;
             /* frames [f0, f1) of the chunk, time-major, into x */
             mg_tensor *spare = out.data == buf[SIG0]->data ? buf[SIG1] : buf[SIG0];

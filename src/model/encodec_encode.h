@@ -18,7 +18,9 @@ int64_t mg_encodec_encode_frames(const mg_encodec *ec, int64_t n_samples);
  * mg_encodec_encode_frames(ec, n_samples)), *frames set to that count. Each
  * code is the nearest codeword (squared Euclidean distance, ties to the lower
  * index) to what the quantizers before it left. trace (may be NULL) sees
- * "encoder_layer_out.00".."15" and "embeddings" [batch, channels, time].
+ * "encoder_layer_out.00".."15" and "embeddings" [batch, channels, time]
+ * (the downsampling stack's layers, up to .12, only when the encode runs
+ * in one pass: mg_encodec_set_encode_chunk(ec, 0) or a short input).
  * Errors: MG_ERR_UNSUPPORTED when the model has no encoder weights;
  * MG_ERR_INVALID for batch < 1, n_samples < 1, too many samples, or a NaN or
  * infinite sample (it would make every code of the item meaningless). */
