@@ -10,13 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
 #include "check.h"
-#include "io/config.h"
-#include "io/loader.h"
 #include "io/safetensors.h"
-#include "model/encodec.h"
 #include "model/encodec_encode.h"
+#include "runtime/model_parts.h"
 #include "test_util.h"
 
 /* |a-b| <= 1e-4 * max(1, max|ref|), the golden float tolerance */
@@ -33,14 +30,19 @@ static void check_close(const char *what, const float *got, const float *ref, in
     CHECK(err <= 1e-4 * mx, "%s: max error %g > %g", what, err, 1e-4 * mx);
 }
 
-static float *golden_f32(const mg_safetensors *g, const char *name, int64_t *n)
+/* A golden tensor (a failed check when absent); *n its element count. */
+static const mg_st_tensor *golden(const mg_safetensors *g, const char *name, int64_t *n)
 {
     const mg_st_tensor *t = mg_st_find(g, name);
     CHECK(t != NULL, "golden tensor %s is missing", name);
-    if (!t)
-        return NULL;
-    *n = mg_st_numel(t);
-    float *f = malloc((size_t)*n * sizeof *f + 1);
+    *n = t ? mg_st_numel(t) : 0;
+    return t;
+}
+
+static float *golden_f32(const mg_safetensors *g, const char *name, int64_t *n)
+{
+    const mg_st_tensor *t = golden(g, name, n);
+    float *f = t ? malloc((size_t)*n * sizeof *f + 1) : NULL;
     if (f)
         mg_st_to_f32(t, f);
     return f;
@@ -48,11 +50,9 @@ static float *golden_f32(const mg_safetensors *g, const char *name, int64_t *n)
 
 static int32_t *golden_i32(const mg_safetensors *g, const char *name, int64_t *n)
 {
-    const mg_st_tensor *t = mg_st_find(g, name);
-    CHECK(t != NULL, "golden tensor %s is missing", name);
+    const mg_st_tensor *t = golden(g, name, n);
     if (!t)
         return NULL;
-    *n = mg_st_numel(t);
     int64_t *w = malloc((size_t)*n * sizeof *w + 1);
     int32_t *c = malloc((size_t)*n * sizeof *c + 1);
     if (w && c && mg_st_to_i64(t, w, NULL) == MG_OK) {
@@ -66,40 +66,29 @@ static int32_t *golden_i32(const mg_safetensors *g, const char *name, int64_t *n
     return c;
 }
 
+/* The model in dir with matrix weights in dtype ("f32", "bf16", "q8"), and its EnCodec. */
 typedef struct {
-    mg_backend *be;
-    mg_loader   ld;
-    mg_config   cfg;
+    mg_model   *m;
     mg_encodec *ec;
-    int         ld_open;
+    int         codebook_size;
 } model;
+
+static mg_code model_open(model *m, const char *dir, const char *dtype, mg_error *err)
+{
+    mg_model_options opt = {.n_threads = 2, .dtype = dtype};
+    memset(m, 0, sizeof *m);
+    mg_code rc = mg_model_load(&m->m, dir, &opt, err);
+    if (rc == MG_OK) {
+        m->ec = mg_model_encodec(m->m);
+        m->codebook_size = mg_model_config(m->m)->ec_codebook_size;
+    }
+    return rc;
+}
 
 static void model_close(model *m)
 {
-    mg_encodec_free(m->ec);
-    if (m->ld_open)
-        mg_loader_close(&m->ld);
-    if (m->be)
-        m->be->ops->destroy(m->be);
+    mg_model_free(m->m);
     memset(m, 0, sizeof *m);
-}
-
-static mg_code model_open(model *m, const char *dir, const char *weights, mg_dtype wdt,
-                          mg_error *err)
-{
-    memset(m, 0, sizeof *m);
-    char path[4200];
-    mg_code rc = mg_backend_cpu_create(&m->be, 2, wdt, NULL, err);
-    if (rc == MG_OK)
-        rc = mg_config_load(&m->cfg, dir, err);
-    if (rc == MG_OK) {
-        snprintf(path, sizeof path, "%.4000s/%s", dir, weights);
-        rc = mg_loader_open(&m->ld, weights[0] == '/' ? weights : path, m->be, err);
-        m->ld_open = rc == MG_OK;
-    }
-    if (rc == MG_OK)
-        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
-    return rc;
 }
 
 typedef struct {
@@ -241,12 +230,12 @@ static void check_lengths_and_formats(const char *dir)
         goto done;
     for (int64_t i = 0; i < 2 * n; i++)
         audio[i] = 0.5f * frand(&seed) + 0.3f * sinf((float)i * 0.01f);
-    static const mg_dtype dts[] = {MG_DT_F32, MG_DT_BF16, MG_DT_Q8};
+    static const char *dts[] = {"f32", "bf16", "q8"};
     for (int d = 0; d < 3; d++) {
         model m;
         mg_error err = {0};
-        if (model_open(&m, dir, "model.safetensors", dts[d], &err) != MG_OK) {
-            CHECK(0, "load (%s): %s", mg_dtype_name(dts[d]), err.msg);
+        if (model_open(&m, dir, dts[d], &err) != MG_OK) {
+            CHECK(0, "load (%s): %s", dts[d], err.msg);
             model_close(&m);
             continue;
         }
@@ -254,29 +243,29 @@ static void check_lengths_and_formats(const char *dir)
         capture whole = {0}, parts = {0};
         mg_encodec_set_encode_chunk(m.ec, 0);
         mg_code rc = mg_encodec_encode(m.ec, audio, 2, n, one, &frames, on_capture, &whole, &err);
-        CHECK(rc == MG_OK && frames == 41, "%s: %s, %d frames", mg_dtype_name(dts[d]), err.msg,
+        CHECK(rc == MG_OK && frames == 41, "%s: %s, %d frames", dts[d], err.msg,
               frames);
         int in_range = 1;
         for (int i = 0; i < 2 * 4 * 41; i++)
-            in_range &= one[i] >= 0 && one[i] < m.cfg.ec_codebook_size;
-        CHECK(in_range, "%s: codes outside [0, %d)", mg_dtype_name(dts[d]), m.cfg.ec_codebook_size);
+            in_range &= one[i] >= 0 && one[i] < m.codebook_size;
+        CHECK(in_range, "%s: codes outside [0, %d)", dts[d], m.codebook_size);
         mg_encodec_set_encode_chunk(m.ec, 3);
         rc = mg_encodec_encode(m.ec, audio, 2, n, chunked, &frames2, on_capture, &parts, &err);
         CHECK(rc == MG_OK && frames2 == 41 &&
                   !memcmp(one, chunked, (size_t)(2 * 4 * 41) * sizeof *one),
-              "%s: codes in chunks of 3 frames differ from one pass", mg_dtype_name(dts[d]));
+              "%s: codes in chunks of 3 frames differ from one pass", dts[d]);
         /* the stack's layers only in one pass; the embeddings bit for bit */
         CHECK(whole.seen == 17 && parts.seen == 4, "%s: traced %d and %d tensors",
-              mg_dtype_name(dts[d]), whole.seen, parts.seen);
-        CHECK(whole.n == 2 * 41 * m.cfg.ec_hidden && parts.n == whole.n &&
+              dts[d], whole.seen, parts.seen);
+        CHECK(whole.n == 2 * 41 * mg_model_config(m.m)->ec_hidden && parts.n == whole.n &&
                   !memcmp(whole.emb, parts.emb, (size_t)whole.n * sizeof *whole.emb),
-              "%s: embeddings in chunks of 3 frames differ from one pass", mg_dtype_name(dts[d]));
+              "%s: embeddings in chunks of 3 frames differ from one pass", dts[d]);
         free(whole.emb);
         free(parts.emb);
         /* item 1 alone gives item 1's codes of the batch */
         rc = mg_encodec_encode(m.ec, audio + n, 1, n, chunked, &frames2, NULL, NULL, &err);
         CHECK(rc == MG_OK && !memcmp(one + 4 * 41, chunked, (size_t)(4 * 41) * sizeof *one),
-              "%s: item 1 alone differs from item 1 of the batch", mg_dtype_name(dts[d]));
+              "%s: item 1 alone differs from item 1 of the batch", dts[d]);
         static const int64_t shorts[] = {1, 2, 7, 639, 640, 641};
         for (int i = 0; i < 6; i++) {
             rc = mg_encodec_encode(m.ec, audio, 1, shorts[i], chunked, &frames2, NULL, NULL, &err);
@@ -329,17 +318,17 @@ static int drop_encoder(tu_tensor *t, void *ud)
 /* A checkpoint without the encoder loads; encoding then says why it cannot. */
 static void check_no_encoder(const char *dir)
 {
-    char src[4200], dst[] = "/tmp/mg-noenc-XXXXXX.safetensors";
-    int fd = mkstemps(dst, 12);
-    CHECK(fd >= 0, "mkstemps");
-    if (fd < 0)
+    char src[4200], tmp[64], dst[4200];
+    if (tu_model_dir(tmp, sizeof tmp, dir) != 0) {
+        CHECK(0, "making a model folder");
         return;
-    close(fd);
+    }
     snprintf(src, sizeof src, "%.4000s/model.safetensors", dir);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
     CHECK(tu_rewrite(src, dst, drop_encoder, NULL) == 0, "rewriting the model");
     model m;
     mg_error err = {0};
-    mg_code rc = model_open(&m, dir, dst, MG_DT_F32, &err);
+    mg_code rc = model_open(&m, tmp, "f32", &err);
     CHECK(rc == MG_OK, "a model without encoder weights fails to load: %s", err.msg);
     if (rc == MG_OK) {
         float audio[640] = {0};
@@ -351,7 +340,7 @@ static void check_no_encoder(const char *dir)
         CHECK(mg_encodec_encode_frames(m.ec, 641) == 2, "frames without encoder weights");
     }
     model_close(&m);
-    unlink(dst);
+    tu_rm_dir(tmp);
 }
 
 int main(void)
@@ -366,8 +355,7 @@ int main(void)
         return check_summary("test_encodec_encode");
     }
     model m;
-    if (mg_st_open(&g, path, &err) != MG_OK ||
-        model_open(&m, dir, "model.safetensors", MG_DT_F32, &err) != MG_OK) {
+    if (mg_st_open(&g, path, &err) != MG_OK || model_open(&m, dir, "f32", &err) != MG_OK) {
         CHECK(0, "%s", err.msg);
         return check_summary("test_encodec_encode");
     }

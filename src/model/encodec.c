@@ -495,6 +495,13 @@ static void conv_fwd(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_t
         be->ops->elu(be, y);
 }
 
+void mg_ec_conv_same(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
+                     const mg_tensor *pad_buf, int batch, int elu_in, const mg_tensor *residual,
+                     int elu_out)
+{
+    conv_fwd(be, cv, y, x, pad_buf, batch, elu_in, residual, elu_out);
+}
+
 typedef struct {
     mg_encodec_trace_fn fn;
     void               *ud;

@@ -27,9 +27,9 @@
 
 struct mg_ec_encoder {
     mg_backend *be;
+    mg_config   cfg;          /* the model's shapes (a copy) */
     int         has_weights;
-    int         n_q, codebook_size, hidden, hop, c_last;
-    int         n_ratios, ratios[MG_MAX_RATIOS], res_layers, n_lstm, lstm_layer;
+    int         c_last;       /* the LSTM's width */
     /* conv0; per level res_layers x (block.1, block.3), then the strided
      * conv (weight in the phase layout [c_out, c_in·s, k/s]); the last conv */
     ec_conv    *convs;
@@ -50,7 +50,7 @@ void mg_ec_encoder_free(mg_ec_encoder *enc)
         mg_tensor_free(enc->convs[i].w);
         mg_tensor_free(enc->convs[i].b);
     }
-    mg_ec_lstms_free(enc->lstm, enc->n_lstm);
+    mg_ec_lstms_free(enc->lstm, enc->cfg.ec_lstm_layers);
     free(enc->convs);
     free(enc->lstm);
     free(enc->codebooks);
@@ -60,12 +60,8 @@ void mg_ec_encoder_free(mg_ec_encoder *enc)
 static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in, int c_out,
                          int k, int dil, int stride, mg_error *err)
 {
+    *cv = (ec_conv){.c_in = c_in, .c_out = c_out, .k = k, .dil = dil, .stride = stride};
     snprintf(cv->path, sizeof cv->path, "%s", path);
-    cv->c_in = c_in;
-    cv->c_out = c_out;
-    cv->k = k;
-    cv->dil = dil;
-    cv->stride = stride;
     float *w = NULL, *ph = NULL;
     mg_code rc = mg_ec_fold_conv(ld, path, c_out, c_in, k, &w, err);
     if (rc != MG_OK || stride == 1) {
@@ -109,7 +105,7 @@ static int64_t stack_halo_frames(const mg_ec_encoder *enc)
         const ec_conv *cv = &enc->convs[i];
         r = r * cv->stride + (pad_total(cv) + 1) / 2;
     }
-    return (r + enc->hop - 1) / enc->hop;
+    return (r + enc->cfg.hop - 1) / enc->cfg.hop;
 }
 
 /* Whether the checkpoint has an encoder (HF's two weight-norm spellings). */
@@ -124,11 +120,11 @@ static mg_code load_weights(mg_ec_encoder *enc, mg_loader *ld, const mg_config *
 {
     char name[256];
     mg_code rc = MG_OK;
-    int64_t cb = (int64_t)enc->codebook_size * enc->hidden;
-    for (int q = 0; q < enc->n_q && rc == MG_OK; q++) {
+    int64_t cb = (int64_t)enc->cfg.ec_codebook_size * enc->cfg.ec_hidden;
+    for (int q = 0; q < enc->cfg.num_codebooks && rc == MG_OK; q++) {
         float *h = NULL;
         snprintf(name, sizeof name, "audio_encoder.quantizer.layers.%d.codebook.embed", q);
-        rc = mg_loader_host(ld, name, MG_SHAPE(2, enc->codebook_size, enc->hidden), &h, err);
+        rc = mg_loader_host(ld, name, MG_SHAPE(2, enc->cfg.ec_codebook_size, enc->cfg.ec_hidden), &h, err);
         if (rc == MG_OK)
             memcpy(enc->codebooks + q * cb, h, (size_t)cb * sizeof *h);
         free(h);
@@ -139,9 +135,9 @@ static mg_code load_weights(mg_ec_encoder *enc, mg_loader *ld, const mg_config *
         snprintf(name, sizeof name, "encoder.layers.%d.conv", layer++);
         rc = load_conv(ld, &enc->convs[ci++], name, 1, c, cfg->ec_kernel, 1, 1, err);
     }
-    for (int i = enc->n_ratios - 1; i >= 0 && rc == MG_OK; i--) {
+    for (int i = enc->cfg.ec_n_ratios - 1; i >= 0 && rc == MG_OK; i--) {
         int dil = 1;
-        for (int j = 0; j < enc->res_layers && rc == MG_OK; j++, dil *= cfg->ec_dilation_growth) {
+        for (int j = 0; j < enc->cfg.ec_res_layers && rc == MG_OK; j++, dil *= cfg->ec_dilation_growth) {
             int hid = c / cfg->ec_compress;
             snprintf(name, sizeof name, "encoder.layers.%d.block.1.conv", layer);
             rc = load_conv(ld, &enc->convs[ci++], name, c, hid, cfg->ec_res_kernel, dil, 1, err);
@@ -153,17 +149,16 @@ static mg_code load_weights(mg_ec_encoder *enc, mg_loader *ld, const mg_config *
         layer++; /* ELU */
         snprintf(name, sizeof name, "encoder.layers.%d.conv", layer++);
         if (rc == MG_OK)
-            rc = load_conv(ld, &enc->convs[ci++], name, c, 2 * c, 2 * enc->ratios[i], 1,
-                           enc->ratios[i], err);
+            rc = load_conv(ld, &enc->convs[ci++], name, c, 2 * c, 2 * enc->cfg.ec_ratios[i], 1,
+                           enc->cfg.ec_ratios[i], err);
         c *= 2;
     }
-    enc->lstm_layer = layer;
     if (rc == MG_OK)
-        rc = mg_ec_load_lstms(ld, enc->lstm, "encoder", layer, enc->n_lstm, c, err);
+        rc = mg_ec_load_lstms(ld, enc->lstm, "encoder", layer, enc->cfg.ec_lstm_layers, c, err);
     layer += 2; /* LSTM, ELU */
     if (rc == MG_OK) {
         snprintf(name, sizeof name, "encoder.layers.%d.conv", layer);
-        rc = load_conv(ld, &enc->convs[ci++], name, c, enc->hidden, cfg->ec_last_kernel, 1, 1,
+        rc = load_conv(ld, &enc->convs[ci++], name, c, enc->cfg.ec_hidden, cfg->ec_last_kernel, 1, 1,
                        err);
     }
     return rc;
@@ -177,26 +172,17 @@ mg_code mg_ec_encoder_load(mg_ec_encoder **out, mg_loader *ld, const mg_config *
     if (!enc)
         return mg_fail(err, MG_ERR_NOMEM, "encodec encoder: out of memory");
     enc->be = ld->be;
-    enc->n_q = cfg->num_codebooks;
-    enc->codebook_size = cfg->ec_codebook_size;
-    enc->hidden = cfg->ec_hidden;
-    enc->n_ratios = cfg->ec_n_ratios;
-    memcpy(enc->ratios, cfg->ec_ratios, sizeof enc->ratios);
-    enc->res_layers = cfg->ec_res_layers;
-    enc->n_lstm = cfg->ec_lstm_layers;
+    enc->cfg = *cfg;
     enc->c_last = cfg->ec_filters << cfg->ec_n_ratios;
-    enc->hop = 1;
-    for (int i = 0; i < enc->n_ratios; i++)
-        enc->hop *= enc->ratios[i];
     enc->chunk_frames = MG_ENCODEC_ENCODE_CHUNK_FRAMES;
     if (!has_encoder(ld)) {
         *out = enc;
         return MG_OK;
     }
-    enc->n_convs = 2 + enc->n_ratios * (1 + 2 * enc->res_layers);
+    enc->n_convs = 2 + enc->cfg.ec_n_ratios * (1 + 2 * enc->cfg.ec_res_layers);
     enc->convs = calloc((size_t)enc->n_convs, sizeof *enc->convs);
-    enc->lstm = calloc((size_t)enc->n_lstm, sizeof *enc->lstm);
-    enc->codebooks = malloc((size_t)enc->n_q * enc->codebook_size * enc->hidden *
+    enc->lstm = calloc((size_t)enc->cfg.ec_lstm_layers, sizeof *enc->lstm);
+    enc->codebooks = malloc((size_t)enc->cfg.num_codebooks * enc->cfg.ec_codebook_size * enc->cfg.ec_hidden *
                             sizeof *enc->codebooks);
     mg_code rc = enc->convs && enc->lstm && enc->codebooks
                      ? load_weights(enc, ld, cfg, err)
@@ -214,7 +200,7 @@ mg_code mg_ec_encoder_load(mg_ec_encoder **out, mg_loader *ld, const mg_config *
 int64_t mg_encodec_encode_frames(const mg_encodec *ec, int64_t n_samples)
 {
     const mg_ec_encoder *enc = mg_ec_encoder_of(ec);
-    return n_samples < 1 ? 0 : (n_samples - 1) / enc->hop + 1;
+    return n_samples < 1 ? 0 : (n_samples - 1) / enc->cfg.hop + 1;
 }
 
 void mg_encodec_set_encode_chunk(mg_encodec *ec, int frames)
@@ -251,8 +237,8 @@ static stack_plan plan_stack(const mg_ec_encoder *enc, int64_t B, int64_t n)
     const ec_conv *cv = enc->convs;
     stack_plan p = {.sig = B * max64(1, cv->c_out) * n, .pad = B * (n + pad_total(cv))};
     cv++;
-    for (int i = 0; i < enc->n_ratios; i++) {
-        for (int j = 0; j < enc->res_layers; j++, cv += 2) {
+    for (int i = 0; i < enc->cfg.ec_n_ratios; i++) {
+        for (int j = 0; j < enc->cfg.ec_res_layers; j++, cv += 2) {
             p.pad = max64(p.pad, B * cv->c_in * (n + pad_total(cv)));
             p.hid = max64(p.hid, B * cv->c_out * n);
         }
@@ -267,58 +253,24 @@ static stack_plan plan_stack(const mg_ec_encoder *enc, int64_t B, int64_t n)
     return p;
 }
 
+/* The trace's callback and its host copy of a tensor. */
 typedef struct {
     mg_encodec_trace_fn fn;
     void               *ud;
     float              *host;
 } tracer;
 
-static mg_code emit(tracer *tr, const char *name, const mg_tensor *t, mg_error *err)
+/* Shows t to the trace as "encoder_layer_out.<layer>", or as "embeddings"
+ * for layer < 0. */
+static mg_code emit_layer(const tracer *tr, int layer, const mg_tensor *t, mg_error *err)
 {
-    if (!tr->fn)
-        return MG_OK;
-    mg_code rc = mg_tensor_download_f32(t, tr->host, err);
-    if (rc == MG_OK)
+    char name[48] = "embeddings";
+    mg_code rc = MG_OK;
+    if (layer >= 0)
+        snprintf(name, sizeof name, "encoder_layer_out.%02d", layer);
+    if (tr->fn && (rc = mg_tensor_download_f32(t, tr->host, err)) == MG_OK)
         tr->fn(tr->ud, name, tr->host, mg_tensor_numel(t));
     return rc;
-}
-
-static mg_code emit_layer(tracer *tr, int layer, const mg_tensor *t, mg_error *err)
-{
-    char name[48];
-    snprintf(name, sizeof name, "encoder_layer_out.%02d", layer);
-    return emit(tr, name, t, err);
-}
-
-/* y = conv(elu?(reflect_pad(x))) for a stride-1 conv, then the epilogue
- * y = residual + y, y = elu(y); fused where the backend has the fused ops
- * (bitwise the same as the separate ones). */
-static void conv_same(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
-                      const mg_tensor *pad_buf, int batch, int elu_in,
-                      const mg_tensor *residual, int elu_out)
-{
-    int total = pad_total(cv), right = total / 2;
-    mg_tensor p = span(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
-    const mg_tensor *in = x;
-    if (total > 0 || elu_in) {
-        if (elu_in && be->ops->pad_reflect_elu) {
-            be->ops->pad_reflect_elu(be, &p, x, total - right, right);
-        } else {
-            be->ops->pad_reflect(be, &p, x, total - right, right);
-            if (elu_in)
-                be->ops->elu(be, &p);
-        }
-        in = &p;
-    }
-    if (be->ops->conv1d_fused && (residual || elu_out)) {
-        be->ops->conv1d_fused(be, y, in, cv->w, cv->b, batch, cv->dil, residual, elu_out);
-        return;
-    }
-    be->ops->conv1d(be, y, in, cv->w, cv->b, batch, 1, cv->dil);
-    if (residual)
-        be->ops->add(be, y, residual);
-    if (elu_out)
-        be->ops->elu(be, y);
 }
 
 /* ELU, then the strided conv (cv, stride s, kernel k = taps·s) on x [B·c, n]:
@@ -366,21 +318,21 @@ static mg_code run_stack(const mg_ec_encoder *enc, const stack_bufs *bufs, int64
     mg_tensor x = span(bufs->sig[0], B, n);
     mg_tensor y = span(bufs->sig[1], B * cv->c_out, n);
     mg_code rc;
-    conv_same(be, cv++, &y, &x, bufs->pad, (int)B, 0, NULL, 0);
+    mg_ec_conv_same(be, cv++, &y, &x, bufs->pad, (int)B, 0, NULL, 0);
     a = 1;
     x = y;
     if ((rc = emit_layer(tr, layer++, &x, err)))
         return rc;
     int fused = be->ops->conv1d_fused != NULL;
-    for (int i = 0; i < enc->n_ratios; i++) {
-        for (int j = 0; j < enc->res_layers; j++, cv += 2) {
+    for (int i = 0; i < enc->cfg.ec_n_ratios; i++) {
+        for (int j = 0; j < enc->cfg.ec_res_layers; j++, cv += 2) {
             mg_tensor h = span(bufs->hid, B * cv[0].c_out, n);
-            conv_same(be, &cv[0], &h, &x, bufs->pad, (int)B, 1, NULL, 1);
+            mg_ec_conv_same(be, &cv[0], &h, &x, bufs->pad, (int)B, 1, NULL, 1);
             if (fused) {
-                conv_same(be, &cv[1], &x, &h, bufs->pad, (int)B, 0, &x, 0);
+                mg_ec_conv_same(be, &cv[1], &x, &h, bufs->pad, (int)B, 0, &x, 0);
             } else {
                 y = span(bufs->sig[1 - a], B * cv[1].c_out, n);
-                conv_same(be, &cv[1], &y, &h, bufs->pad, (int)B, 0, NULL, 0);
+                mg_ec_conv_same(be, &cv[1], &y, &h, bufs->pad, (int)B, 0, NULL, 0);
                 be->ops->add(be, &x, &y);
             }
             if ((rc = emit_layer(tr, layer++, &x, err)))
@@ -406,7 +358,7 @@ static mg_code run_stack(const mg_ec_encoder *enc, const stack_bufs *bufs, int64
 static void quantize(const mg_ec_encoder *enc, const float *emb, int64_t B, int64_t T,
                      int32_t *codes, float *res)
 {
-    const int64_t D = enc->hidden, K = enc->n_q, V = enc->codebook_size;
+    const int64_t D = enc->cfg.ec_hidden, K = enc->cfg.num_codebooks, V = enc->cfg.ec_codebook_size;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             for (int64_t d = 0; d < D; d++)
@@ -453,7 +405,7 @@ static mg_code check_input(const mg_ec_encoder *enc, const float *audio, int bat
         return mg_fail_field(err, MG_ERR_INVALID, "n_samples",
                              "encodec encode: %lld samples (at least 1 is needed)",
                              (long long)n_samples);
-    if ((n_samples - 1) / enc->hop + 1 > INT_MAX / 2 / batch)
+    if ((n_samples - 1) / enc->cfg.hop + 1 > INT_MAX / 2 / batch)
         return mg_fail_field(err, MG_ERR_INVALID, "n_samples",
                              "encodec encode: %lld samples are too many", (long long)n_samples);
     for (int64_t b = 0; b < batch; b++)
@@ -481,8 +433,8 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
     if (rc != MG_OK)
         return rc;
     mg_backend *be = enc->be;
-    const int64_t B = batch, T = mg_encodec_encode_frames(ec, n_samples), hop = enc->hop;
-    const int64_t C = enc->c_last, D = enc->hidden;
+    const int64_t B = batch, T = mg_encodec_encode_frames(ec, n_samples), hop = enc->cfg.hop;
+    const int64_t C = enc->c_last, D = enc->cfg.ec_hidden;
     const ec_conv *last = &enc->convs[enc->n_convs - 1];
     *frames = (int)T;
 
@@ -546,9 +498,9 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
         }
     }
 
-    int layer = 1 + enc->n_ratios * (enc->res_layers + 2);
+    int layer = 1 + enc->cfg.ec_n_ratios * (enc->cfg.ec_res_layers + 2);
     mg_tensor hin = xt;
-    for (int l = 0; l < enc->n_lstm; l++) {
+    for (int l = 0; l < enc->cfg.ec_lstm_layers; l++) {
         mg_tensor hout = span(buf[l % 2 ? L1 : L0], B * T, C);
         const ec_lstm *ls = &enc->lstm[l];
         be->ops->lstm(be, &hout, &hin, ls->w_ih, ls->w_hh, ls->b_ih, ls->b_hh, batch);
@@ -563,8 +515,8 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
     if ((rc = emit_layer(&tr, layer++, &x, err)))
         goto done;
     mg_tensor e = span(buf[L0], B * D, T);
-    conv_same(be, last, &e, &x, buf[FPAD], batch, 0, NULL, 0);
-    if ((rc = emit_layer(&tr, layer, &e, err)) || (rc = emit(&tr, "embeddings", &e, err)) ||
+    mg_ec_conv_same(be, last, &e, &x, buf[FPAD], batch, 0, NULL, 0);
+    if ((rc = emit_layer(&tr, layer, &e, err)) || (rc = emit_layer(&tr, -1, &e, err)) ||
         (rc = mg_tensor_download_f32(&e, emb, err)))
         goto done;
     quantize(enc, emb, B, T, codes, res);

@@ -33,6 +33,14 @@ mg_code mg_ec_load_lstms(mg_loader *ld, ec_lstm *l, const char *stack, int layer
                          int n_layers, int width, mg_error *err);
 void    mg_ec_lstms_free(ec_lstm *l, int n_layers);
 
+/* y = conv(reflect_pad(x)) for a stride-1 conv (the ELU applied to the
+ * padded copy with elu_in), then y = residual + y (residual may be y) and
+ * y = elu(y) (elu_out), fused where the backend can; pad_buf holds the
+ * padded input. */
+void mg_ec_conv_same(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
+                     const mg_tensor *pad_buf, int batch, int elu_in, const mg_tensor *residual,
+                     int elu_out);
+
 /* The encoder (encodec_encode.c): loaded with the decoder; a model without
  * encoder weights gets one that only knows its shapes. */
 typedef struct mg_ec_encoder mg_ec_encoder;
