@@ -23,7 +23,10 @@ int64_t mg_encodec_encode_frames(const mg_encodec *ec, int64_t n_samples);
  * in one pass: mg_encodec_set_encode_chunk(ec, 0) or a short input).
  * Errors: MG_ERR_UNSUPPORTED when the model has no encoder weights;
  * MG_ERR_INVALID for batch < 1, n_samples < 1, too many samples, or a NaN or
- * infinite sample (it would make every code of the item meaningless). */
+ * infinite sample (it would make every code of the item meaningless).
+ * Runs on the model's backend: calls must not overlap with each other or
+ * with the model's other work (hold the model's run lock, as decodes do);
+ * its scratch is allocated per call (~105 MB for musicgen-small) and freed. */
 mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t n_samples,
                           int32_t *codes, int *frames, mg_encodec_trace_fn trace,
                           void *trace_ud, mg_error *err);
