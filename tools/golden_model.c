@@ -3,6 +3,7 @@
  * tensor of manifest.json is either recomputed and compared, or reported as
  * an input the computation used. */
 #include "golden.h"
+#include "golden_encode.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -30,10 +31,6 @@ typedef struct {
     char      file[64];  /* current golden file */
     golden_tally *t;
     int       failed_setup;
-    /* tensors of the current file not computed, by name prefix ("" = all),
-     * counted as one skip each group (skip_group) */
-    const char *skip[8];
-    int       n_skip;
 } results;
 
 static computed *put(results *r, const char *name, int64_t n)
@@ -98,28 +95,6 @@ static void put_tensor(results *r, const char *name, const mg_tensor *t)
 
 static void trace_tensor(void *ud, const char *name, const mg_tensor *t) { put_tensor(ud, name, t); }
 static void trace_host(void *ud, const char *name, const float *data, int64_t n) { put_f32(ud, name, data, n); }
-
-/* A group of the current file's tensors that this checker cannot compute
- * (the prefixes, NULL-terminated): one skip for the group, and no failure
- * for its tensors. */
-static void skip_group(results *r, const char *label, const char *why, ...)
-{
-    va_list ap;
-    va_start(ap, why);
-    for (const char *p; (p = va_arg(ap, const char *));)
-        if (r->n_skip < (int)(sizeof r->skip / sizeof r->skip[0]))
-            r->skip[r->n_skip++] = p;
-    va_end(ap);
-    golden_skip(r->t, label, why);
-}
-
-static int skipped(const results *r, const char *name)
-{
-    for (int i = 0; i < r->n_skip; i++)
-        if (!strncmp(name, r->skip[i], strlen(r->skip[i])))
-            return 1;
-    return 0;
-}
 
 static void setup_fail(results *r, const char *what, const mg_error *err)
 {
@@ -547,8 +522,10 @@ static void check_generate(mg_model *m, const char *dir, const char *file, json_
     gclose(&g);
 }
 
+static golden_sink results_sink(results *r);
+
 /* Continuation from a code prompt (greedy, max_new_tokens as recorded), and
- * from audio: its prompt needs the EnCodec encoder. */
+ * from audio: the EnCodec encoder makes its code prompt. */
 static void check_continuation(mg_model *m, const char *dir, const char *file, json_t *manifest,
                                results *r)
 {
@@ -557,8 +534,10 @@ static void check_continuation(mg_model *m, const char *dir, const char *file, j
         return;
     tokenize_batch(m, json_object_get(manifest, "prompts"), NULL, r);
     put_input(r, "prompt_codes");
-    skip_group(r, "golden_continuation/audio prompt", "needs the EnCodec encoder",
-               "prompt_audio", "prompt_padding_mask", "audio_cfg3.", NULL);
+    golden_sink sink = results_sink(r);
+    int audio_batch = 0, audio_frames = 0;
+    int32_t *audio_prompt = golden_encode_prompt_audio(m, &g.st, &sink, &audio_batch,
+                                                       &audio_frames);
     int64_t n;
     const mg_st_tensor *ti = mg_st_find(&g.st, "input_ids"), *tp = mg_st_find(&g.st, "prompt_codes");
     int32_t *ids = gi32(&g, "input_ids", &n, r), *mk = gi32(&g, "attention_mask", NULL, r);
@@ -574,11 +553,16 @@ static void check_continuation(mg_model *m, const char *dir, const char *file, j
                 run_greedy(m, ids, mask, B, S, prompt, frames, runs[k].prefix,
                            runs[k].guidance, steps, r);
         }
+        int steps = recorded_steps(&g, "audio_cfg3");
+        if (audio_prompt && audio_batch == B && steps > 0)
+            run_greedy(m, ids, mask, B, S, audio_prompt, audio_frames, "audio_cfg3", 3.0f, steps,
+                       r);
     }
     free(ids);
     free(mk);
     free(mask);
     free(prompt);
+    free(audio_prompt);
     gclose(&g);
 }
 
@@ -687,6 +671,31 @@ static void check_encodec(mg_model *m, const char *dir, results *r)
             put_f32(r, nm, w, n);
         free(w);
     }
+    gclose(&g);
+}
+
+/* The results as a golden_sink, for the checkers in other files. */
+static void sink_f32(void *ud, const char *name, const float *d, int64_t n) { put_f32(ud, name, d, n); }
+static void sink_int(void *ud, const char *name, const int64_t *d, int64_t n) { put_int(ud, name, d, n); }
+static void sink_input(void *ud, const char *name) { put_input(ud, name); }
+static void sink_fail(void *ud, const char *what, const char *msg)
+{
+    results *r = ud;
+    golden_report(r->t, 0, what, "%s", msg);
+    r->failed_setup = 1;
+}
+
+static golden_sink results_sink(results *r)
+{
+    return (golden_sink){r, sink_f32, sink_int, sink_input, sink_fail};
+}
+
+static void check_encodec_encode(mg_model *m, const char *dir, results *r)
+{
+    gfile g = {0};
+    golden_sink s = results_sink(r);
+    if (gopen(&g, dir, "golden_encodec_encode.safetensors", r))
+        golden_check_encode(m, &g.st, &s);
     gclose(&g);
 }
 
@@ -818,7 +827,6 @@ void golden_check_model(const char *dir, golden_tally *t)
         if (!file)
             continue;
         snprintf(r.file, sizeof r.file, "%s", file);
-        r.n_skip = 0;
         if (!strcmp(file, "golden_t5.safetensors"))
             check_t5(m, dir, manifest, &r);
         else if (!strcmp(file, "golden_decoder_tf.safetensors"))
@@ -834,7 +842,7 @@ void golden_check_model(const char *dir, golden_tally *t)
         else if (!strcmp(file, "golden_continuation.safetensors"))
             check_continuation(m, dir, file, manifest, &r);
         else if (!strcmp(file, "golden_encodec_encode.safetensors"))
-            skip_group(&r, "golden_encodec_encode", "needs the EnCodec encoder", "", NULL);
+            check_encodec_encode(m, dir, &r);
         else
             golden_report(t, 0, file, "unknown golden file: no checker for it");
         gfile g = {0};
@@ -843,8 +851,7 @@ void golden_check_model(const char *dir, golden_tally *t)
         const char *name;
         json_t *v;
         json_object_foreach(json_object_get(f, "tensors"), name, v)
-            if (!skipped(&r, name))
-                compare(&r, &g, file, name);
+            compare(&r, &g, file, name);
         gclose(&g);
     }
     for (int i = 0; i < r.n; i++) {

@@ -13,6 +13,7 @@
  * convs trim k - stride samples, right = trim/2, left = the rest. All
  * arithmetic runs in backend ops; this file only plans shapes and buffers. */
 #include "model/encodec.h"
+#include "model/encodec_impl.h"
 #include "backend/layout.h"
 #include "io/safetensors.h"
 
@@ -20,16 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    char       path[64];  /* module path, e.g. "decoder.layers.4.block.1.conv" */
-    mg_tensor *w, *b;     /* folded weight ([out, in, k], transposed: [in, out, k]) and bias */
-    int        c_in, c_out, k, dil, stride, transposed;
-} ec_conv;
-
-typedef struct {
-    mg_tensor *w_ih, *w_hh, *b_ih, *b_hh;
-} ec_lstm;
 
 /* The decode's scratch buffers (see plan_buffers) */
 enum { EC_BUF_A, EC_BUF_B, EC_BUF_P, EC_BUF_H, EC_BUF_X, EC_N_BUFS };
@@ -51,6 +42,7 @@ struct mg_encodec {
      * after a decode that needed more than MG_ENCODEC_KEEP_BYTES. */
     mg_tensor  *ws[EC_N_BUFS];
     int64_t     ws_cap[EC_N_BUFS]; /* floats */
+    mg_ec_encoder *enc;      /* the encoder (encodec_encode.c) */
 };
 
 /* ------------------------------------------------------------------ load */
@@ -105,19 +97,12 @@ static mg_code upload_bf16_pairs(mg_backend *be, const float *w, int64_t d0, int
     return rc;
 }
 
-static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in, int c_out,
-                         int k, int dil, int stride, int transposed, mg_error *err)
+mg_code mg_ec_fold_conv(mg_loader *ld, const char *path, int64_t d0, int64_t d1, int64_t k,
+                        float **out, mg_error *err)
 {
-    snprintf(cv->path, sizeof cv->path, "%s", path);
-    cv->c_in = c_in;
-    cv->c_out = c_out;
-    cv->k = k;
-    cv->dil = dil;
-    cv->stride = stride;
-    cv->transposed = transposed;
-    int64_t d0 = transposed ? c_in : c_out, d1 = transposed ? c_out : c_in;
     char names[512];
     float *g = NULL, *v = NULL, *w = NULL;
+    *out = NULL;
     snprintf(names, sizeof names,
              "audio_encoder.%s.weight_g|audio_encoder.%s.parametrizations.weight.original0",
              path, path);
@@ -136,17 +121,45 @@ static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in,
         goto done;
     }
     fold_weight_norm(w, g, v, d0, d1 * k);
-    if (conv_wants_bf16(ld, c_in))
-        rc = upload_bf16_pairs(ld->be, w, d0, d1, k, transposed, &cv->w, err);
-    else
-        rc = mg_loader_from_host(ld->be, w, MG_SHAPE(3, d0, d1, k), &cv->w, err);
-    if (rc != MG_OK)
-        goto done;
-    snprintf(names, sizeof names, "audio_encoder.%s.bias", path);
-    rc = mg_loader_tensor(ld, names, MG_SHAPE(1, c_out), &cv->b, err);
+    *out = w;
+    w = NULL;
 done:
     free(g);
     free(v);
+    free(w);
+    return rc;
+}
+
+mg_code mg_ec_upload_conv(mg_loader *ld, ec_conv *cv, const float *w, int64_t d0, int64_t d1,
+                          int64_t k, mg_error *err)
+{
+    char name[256];
+    mg_code rc;
+    if (conv_wants_bf16(ld, (int)(cv->transposed ? d0 : d1)))
+        rc = upload_bf16_pairs(ld->be, w, d0, d1, k, cv->transposed, &cv->w, err);
+    else
+        rc = mg_loader_from_host(ld->be, w, MG_SHAPE(3, d0, d1, k), &cv->w, err);
+    if (rc != MG_OK)
+        return rc;
+    snprintf(name, sizeof name, "audio_encoder.%s.bias", cv->path);
+    return mg_loader_tensor(ld, name, MG_SHAPE(1, cv->c_out), &cv->b, err);
+}
+
+static mg_code load_conv(mg_loader *ld, ec_conv *cv, const char *path, int c_in, int c_out,
+                         int k, int dil, int stride, int transposed, mg_error *err)
+{
+    snprintf(cv->path, sizeof cv->path, "%s", path);
+    cv->c_in = c_in;
+    cv->c_out = c_out;
+    cv->k = k;
+    cv->dil = dil;
+    cv->stride = stride;
+    cv->transposed = transposed;
+    int64_t d0 = transposed ? c_in : c_out, d1 = transposed ? c_out : c_in;
+    float *w = NULL;
+    mg_code rc = mg_ec_fold_conv(ld, path, d0, d1, k, &w, err);
+    if (rc == MG_OK)
+        rc = mg_ec_upload_conv(ld, cv, w, d0, d1, k, err);
     free(w);
     return rc;
 }
@@ -161,11 +174,11 @@ done:
  * quarter of the F32 bytes, 10 s of EnCodec on the bench model ~17 % faster
  * than with BF16, the audio's SNR unchanged at 44.4 dB (the BF16 convs'
  * rounding dominates). The F32 model keeps F32 (exact) weights. */
-static mg_code load_lstm(mg_loader *ld, ec_lstm *l, int layer_index, int n, int width,
-                         mg_error *err)
+static mg_code load_lstm(mg_loader *ld, ec_lstm *l, const char *stack, int layer_index, int n,
+                         int width, mg_error *err)
 {
-    char name[256];
-    const char *pre = "audio_encoder.decoder.layers";
+    char name[256], pre[64];
+    snprintf(pre, sizeof pre, "audio_encoder.%s.layers", stack);
     mg_code rc;
     snprintf(name, sizeof name, "%s.%d.lstm.weight_ih_l%d", pre, layer_index, n);
     if ((rc = mg_loader_tensor(ld, name, MG_SHAPE(2, 4 * width, width), &l->w_ih, err)))
@@ -214,6 +227,35 @@ static mg_code lstm_weight_bf16(mg_backend *be, mg_tensor **w, int interleaved, 
     return rc;
 }
 
+mg_code mg_ec_load_lstms(mg_loader *ld, ec_lstm *l, const char *stack, int layer_index,
+                         int n_layers, int width, mg_error *err)
+{
+    mg_backend_caps caps;
+    mg_backend_get_caps(ld->be, &caps);
+    mg_code rc = MG_OK;
+    for (int i = 0; i < n_layers && rc == MG_OK; i++) {
+        rc = load_lstm(ld, &l[i], stack, layer_index, i, width, err);
+        if (rc == MG_OK && l[i].w_hh->dtype == MG_DT_F32 && caps.weight_dtype != MG_DT_F32 &&
+            caps.lstm_bf16)
+            rc = lstm_weight_bf16(ld->be, &l[i].w_hh, 1, err);
+        if (rc == MG_OK && caps.lstm_bf16 && conv_wants_bf16(ld, width))
+            rc = lstm_weight_bf16(ld->be, &l[i].w_ih, 0, err);
+    }
+    return rc;
+}
+
+void mg_ec_lstms_free(ec_lstm *l, int n_layers)
+{
+    for (int i = 0; l && i < n_layers; i++) {
+        mg_tensor_free(l[i].w_ih);
+        mg_tensor_free(l[i].w_hh);
+        mg_tensor_free(l[i].b_ih);
+        mg_tensor_free(l[i].b_hh);
+    }
+}
+
+mg_ec_encoder *mg_ec_encoder_of(const mg_encodec *ec) { return ec->enc; }
+
 void mg_encodec_free(mg_encodec *ec)
 {
     if (!ec)
@@ -221,13 +263,7 @@ void mg_encodec_free(mg_encodec *ec)
     if (ec->codebooks)
         for (int q = 0; q < ec->n_q; q++)
             mg_tensor_free(ec->codebooks[q]);
-    if (ec->lstm)
-        for (int l = 0; l < ec->n_lstm; l++) {
-            mg_tensor_free(ec->lstm[l].w_ih);
-            mg_tensor_free(ec->lstm[l].w_hh);
-            mg_tensor_free(ec->lstm[l].b_ih);
-            mg_tensor_free(ec->lstm[l].b_hh);
-        }
+    mg_ec_lstms_free(ec->lstm, ec->n_lstm);
     if (ec->convs)
         for (int i = 0; i < ec->n_convs; i++) {
             mg_tensor_free(ec->convs[i].w);
@@ -235,6 +271,7 @@ void mg_encodec_free(mg_encodec *ec)
         }
     for (int i = 0; i < EC_N_BUFS; i++)
         mg_tensor_free(ec->ws[i]);
+    mg_ec_encoder_free(ec->enc);
     free(ec->codebooks);
     free(ec->lstm);
     free(ec->convs);
@@ -301,16 +338,8 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
         snprintf(name, sizeof name, "decoder.layers.%d.conv", layer++);
         rc = load_conv(ld, &ec->convs[ci++], name, ec->hidden, c, cfg->ec_kernel, 1, 1, 0, err);
     }
-    mg_backend_caps caps;
-    mg_backend_get_caps(ld->be, &caps);
-    for (int l = 0; l < ec->n_lstm && rc == MG_OK; l++) {
-        rc = load_lstm(ld, &ec->lstm[l], layer, l, c, err);
-        if (rc == MG_OK && ec->lstm[l].w_hh->dtype == MG_DT_F32 &&
-            caps.weight_dtype != MG_DT_F32 && caps.lstm_bf16)
-            rc = lstm_weight_bf16(ld->be, &ec->lstm[l].w_hh, 1, err);
-        if (rc == MG_OK && caps.lstm_bf16 && conv_wants_bf16(ld, c))
-            rc = lstm_weight_bf16(ld->be, &ec->lstm[l].w_ih, 0, err);
-    }
+    if (rc == MG_OK)
+        rc = mg_ec_load_lstms(ld, ec->lstm, "decoder", layer, ec->n_lstm, c, err);
     layer++;
     for (int i = 0; i < ec->n_ratios && rc == MG_OK; i++) {
         int r = ec->ratios[i];
@@ -335,6 +364,8 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
         rc = load_conv(ld, &ec->convs[ci++], name, ec->filters, 1, cfg->ec_last_kernel, 1, 1, 0,
                        err);
     }
+    if (rc == MG_OK)
+        rc = mg_ec_encoder_load(&ec->enc, ld, cfg, err);
     if (rc != MG_OK) {
         mg_encodec_free(ec);
         return mg_fail_context(err, "encodec");
@@ -462,6 +493,13 @@ static void conv_fwd(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_t
         be->ops->add(be, y, residual);
     if (elu_out)
         be->ops->elu(be, y);
+}
+
+void mg_ec_conv_same(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
+                     const mg_tensor *pad_buf, int batch, int elu_in, const mg_tensor *residual,
+                     int elu_out)
+{
+    conv_fwd(be, cv, y, x, pad_buf, batch, elu_in, residual, elu_out);
 }
 
 typedef struct {
