@@ -6,7 +6,9 @@
  * CPU kernel level and for F32, BF16 and Q8 weights. Models: the golden tiny
  * models and a random model with musicgen-small's shapes (q8, short
  * durations). Also the error paths (bad codes, push after finish, an empty
- * stream). */
+ * stream). A generation feeds its stream as frames complete: on_audio gets
+ * the audio in pieces, in order, the first soon after the look-ahead, and
+ * res->audio is those pieces, bit for bit one EnCodec pass over res->codes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,8 @@
 #include "io/loader.h"
 #include "model/encodec.h"
 #include "model/encodec_stream.h"
+#include "runtime/model_parts.h"
+#include "runtime/musicgen.h"
 #include "test_util.h"
 
 typedef struct {
@@ -263,6 +267,85 @@ static void check_model(const char *dir, const char *name, mg_dtype wdt, int bat
     model_close(&m);
 }
 
+/* What on_audio saw during a generation, and at which step. */
+typedef struct {
+    float  *audio;
+    size_t  cap, got;
+    int     batch, pieces, in_order, step, first_step;
+} gen_sink;
+
+static int gen_progress(void *ud, int step, int total)
+{
+    (void)total;
+    ((gen_sink *)ud)->step = step;
+    return 0;
+}
+
+static int gen_audio(void *ud, const float *audio, int batch, size_t offset, size_t n)
+{
+    gen_sink *a = ud;
+    if (a->pieces++ == 0)
+        a->first_step = a->step;
+    a->batch = batch;
+    a->in_order &= offset == a->got && offset + n <= a->cap;
+    for (int b = 0; a->in_order && b < batch; b++)
+        memcpy(a->audio + (size_t)b * a->cap + offset, audio + (size_t)b * n, n * sizeof *audio);
+    a->got = offset + n;
+    return 0;
+}
+
+static void check_generation(const char *dir)
+{
+    mg_model *m = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.n_threads = 2};
+    if (mg_model_load(&m, dir, &opt, &err) != MG_OK) {
+        CHECK(0, "load %s: %s", dir, err.msg);
+        return;
+    }
+    enum { BATCH = 2, LEN = 3, STEPS = 160 };
+    int32_t ids[BATCH * LEN] = {5, 9, 1, 7, 3, 1};
+    uint8_t mask[BATCH * LEN] = {1, 1, 1, 1, 1, 1};
+    mg_gen_params p;
+    mg_gen_params_default(m, &p);
+    p.max_new_tokens = STEPS;
+    p.seed = 42;
+    gen_sink a = {.in_order = 1, .cap = (size_t)STEPS * 4096}; /* past frames * hop */
+    a.audio = calloc((size_t)BATCH * a.cap, sizeof *a.audio);
+    mg_gen_hooks hooks = {.progress = gen_progress, .on_audio = gen_audio, .ud = &a};
+    mg_gen_result res;
+    memset(&res, 0, sizeof res);
+    mg_code rc = a.audio ? mg_generate_ids(m, ids, mask, BATCH, LEN, &p, &hooks, &res, &err)
+                         : MG_ERR_NOMEM;
+    CHECK(rc == MG_OK, "generate %d steps: %s", STEPS, err.msg);
+    if (rc == MG_OK) {
+        mg_encodec *ec = mg_model_encodec(m);
+        int K = (int)(res.total - res.frames), la = mg_encodec_lookahead_frames(ec);
+        printf("generation of %d frames: %d audio pieces, the first after step %d\n", res.frames,
+               a.pieces, a.first_step);
+        CHECK(a.in_order && a.batch == BATCH && a.got == res.n_samples,
+              "on_audio: %zu of %zu samples, in order %d", a.got, res.n_samples, a.in_order);
+        CHECK(a.pieces >= 4, "on_audio: the audio in pieces as it is made (%d)", a.pieces);
+        /* the first chunk: MG_AUDIO_FIRST_FRAMES past the look-ahead, all codebooks */
+        CHECK(a.first_step <= la + 8 + K, "first audio after step %d (want <= %d)", a.first_step,
+              la + 8 + K);
+        int same = 1;
+        for (int b = 0; same && b < BATCH; b++)
+            same = !memcmp(a.audio + (size_t)b * a.cap, res.audio + (size_t)b * res.n_samples,
+                           res.n_samples * sizeof(float));
+        CHECK(same, "res->audio is what on_audio received");
+        float *one = malloc((size_t)BATCH * res.n_samples * sizeof *one);
+        CHECK(one && mg_encodec_decode(ec, res.codes, BATCH, res.frames, one, NULL, NULL, &err) == MG_OK,
+              "decode: %s", err.msg);
+        CHECK(one && !memcmp(one, res.audio, (size_t)BATCH * res.n_samples * sizeof *one),
+              "streamed audio == EnCodec over the result's codes, bit for bit");
+        free(one);
+    }
+    mg_gen_result_free(&res);
+    free(a.audio);
+    mg_model_free(m);
+}
+
 /* musicgen-small's shapes with random weights: $BUILD/bench-model-small when
  * make bench wrote it, else written to a temporary directory (bf16 weights:
  * half the bytes to write). */
@@ -311,6 +394,7 @@ int main(void)
         check_model(dir, tiny[i], MG_DT_F32, 2, lengths, 5, 1, 1);
         check_model(dir, tiny[i], MG_DT_BF16, 2, lengths + 3, 1, 0, 0);
         check_model(dir, tiny[i], MG_DT_Q8, 1, lengths + 3, 1, 0, 0);
+        check_generation(dir);
     }
     check_small();
     return check_summary("test_encodec_stream");
