@@ -431,7 +431,8 @@ static mg_code stream_run(mg_encodec_stream *s, const int32_t *codes, int64_t n,
     mg_encodec *ec = s->ec;
     mg_code rc = MG_OK;
     if (s->finished)
-        return mg_fail(err, MG_ERR_INVALID, "encodec: stream already finished");
+        return mg_fail(err, MG_ERR_INVALID, "encodec: the stream has ended (finished, or a push "
+                       "failed)");
     if (n < 0 || (n > 0 && (!codes || ld < n)))
         return mg_fail(err, MG_ERR_INVALID, "encodec: %lld frames with a frame stride of %lld",
                        (long long)n, (long long)ld);
@@ -534,6 +535,9 @@ mg_code mg_encodec_stream_open(mg_encodec_stream **out, mg_encodec *ec, int batc
     s->on_audio = on_audio;
     s->ud = ud;
     s->carry = ec->be->ops->lstm_state != NULL;
+    /* the upsampling stack's frames per pass shared among the items, so
+     * that its activations stay as bounded as one item's */
+    s->chunk = ec->chunk_frames > 0 ? max64(1, ec->chunk_frames / batch) : 0;
     int n_res = ec->n_ratios * ec->res_layers;
     s->convs = calloc((size_t)ec->n_convs, sizeof *s->convs);
     s->res = calloc((size_t)(n_res > 0 ? n_res : 1), sizeof *s->res);
@@ -604,11 +608,9 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
     mg_code rc = mg_encodec_stream_open(&s, ec, batch, whole_audio, &w, err);
     if (rc != MG_OK)
         return rc;
-    /* chunk_frames of codes per pass (shared among the items, so that the
-     * activations stay as bounded as one item's); a trace wants whole
-     * tensors: one pass */
-    int64_t step = ec->chunk_frames > 0 && !trace ? max64(1, ec->chunk_frames / batch) : frames;
-    s->chunk = step;
+    /* pushed as the upsampling stack takes them (s->chunk); a trace wants
+     * whole tensors: one pass */
+    int64_t step = s->chunk > 0 && !trace ? s->chunk : frames;
     s->tr.fn = trace;
     s->tr.ud = trace_ud;
     if (trace)
