@@ -21,6 +21,7 @@
 #include "../tools/backend_env.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_kernel.h"
+#include "model/encodec_stream.h"
 #include "runtime/model_parts.h"
 
 static double now_ms(void)
@@ -47,6 +48,16 @@ static double peak_rss_mb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
+}
+
+/* A stream's audio into one buffer of one item. */
+static mg_code bench_audio_sink(void *ud, const float *audio, int batch, int64_t offset, int64_t n,
+                                mg_error *err)
+{
+    (void)batch;
+    (void)err;
+    memcpy((float *)ud + offset, audio, (size_t)n * sizeof *audio);
+    return MG_OK;
 }
 
 #define DIE(...) do { fprintf(stderr, "bench: " __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
@@ -230,6 +241,49 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     printf("encodec          %.1f ms per second of audio (%d frames, best of 3; first %.1f ms)\n",
            ec_ms, frames, ec_first);
     PUT("encodec_ms_per_audio_s", ec_ms);
+    /* the same codes as a generation streams them: a first chunk of 8
+     * frames past the look-ahead, then chunks as long as the audio out, up
+     * to 50 frames (runtime/gen_job.c) */
+    /* one pass over the whole 5 s (no chunks) */
+    double whole_ms = 0;
+    mg_encodec_set_chunk(mg_model_encodec(m), 0);
+    for (int r = 0; r < 3; r++) {
+        t0 = now_ms();
+        if (mg_encodec_decode(mg_model_encodec(m), codes, 1, frames, audio, NULL, NULL, &err))
+            DIE("%s", err.msg);
+        double ms = (now_ms() - t0) / 5.0;
+        whole_ms = r == 0 || ms < whole_ms ? ms : whole_ms;
+    }
+    mg_encodec_set_chunk(mg_model_encodec(m), MG_ENCODEC_CHUNK_FRAMES);
+    double st_ms = 0;
+    int pieces = 0;
+    for (int r = 0; r < 3; r++) {
+        mg_encodec_stream *es;
+        mg_encodec *ec = mg_model_encodec(m);
+        int la = mg_encodec_lookahead_frames(ec);
+        t0 = now_ms();
+        if (mg_encodec_stream_open(&es, ec, 1, bench_audio_sink, audio, &err))
+            DIE("%s", err.msg);
+        pieces = 0;
+        for (int fed = 0; fed < frames; pieces++) {
+            int64_t out = mg_encodec_stream_samples(es) / c->hop;
+            int n = fed == 0 ? la + 8 : out < 8 ? 8 : out > 50 ? 50 : (int)out;
+            n = n < frames - fed ? n : frames - fed;
+            if (mg_encodec_stream_push(es, codes + fed, n, frames, &err))
+                DIE("%s", err.msg);
+            fed += n;
+        }
+        if (mg_encodec_stream_finish(es, &err))
+            DIE("%s", err.msg);
+        mg_encodec_stream_free(es);
+        double ms = (now_ms() - t0) / 5.0;
+        st_ms = r == 0 || ms < st_ms ? ms : st_ms;
+    }
+    printf("encodec_stream   %.1f ms per second of audio (%d pushes as a generation streams, best of 3; "
+           "%d-frame chunks %.1f ms, the whole 5 s at once %.1f ms)\n", st_ms, pieces,
+           MG_ENCODEC_CHUNK_FRAMES, ec_ms, whole_ms);
+    PUT("encodec_whole_ms_per_audio_s", whole_ms);
+    PUT("encodec_stream_ms_per_audio_s", st_ms);
     free(codes);
     free(audio);
     mg_tensor_free(last);
@@ -320,6 +374,8 @@ static void table(const char *out_path, int n, char **in)
     row("T5, 20-token prompt (q8 weights)", "55 ms", "<= 30 ms", num(all, "t5_ms"), "%.1f ms");
     row("T5, 20-token prompt (f32 weights)", "55 ms", "<= 30 ms", num(all, "t5_ms_f32"), "%.1f ms");
     row("EnCodec, per second of audio", "270 ms", "<= 100 ms", num(all, "encodec_ms_per_audio_s"), "%.0f ms");
+    row("EnCodec streamed as generated, per s of audio", "-", "-",
+        num(all, "encodec_stream_ms_per_audio_s_q8"), "%.0f ms");
     row("10 s of audio end to end, q8", "~90 s", "<= 10 s", num(all, "e2e_10s_q8_s"), "%.2f s");
     row("4 concurrent 10 s requests, q8 (ratio)", "-", "<= 1.5x", num(all, "batch4_ratio_q8"), "%.2fx");
     row("peak RSS, q8", "3.1 GB", "<= 1 GB", num(all, "peak_rss_mb_q8"), "%.0f MB");

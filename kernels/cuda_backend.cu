@@ -698,6 +698,8 @@ static const mg_backend_ops cuda_ops = {
     /* .conv1d_fused: EnCodec runs conv1d, add, elu */ NULL,
     /* .pad_reflect_elu: pad_reflect, then elu */ NULL,
     /* .select_tokens_many */ cu_select_tokens_many,
+    /* .lstm_state: the LSTM kernel starts from zeros (caps.lstm_state 0:
+     * EnCodec decodes once the codes are complete) */ NULL,
 };
 
 extern "C" mg_code mg_cuda_probe(int device, char *name, size_t name_cap, double *peak_bw,

@@ -465,9 +465,9 @@ out:
     free(plain);
 }
 
-/* The upsampling stack decoded in chunks (with ec_halo_frames of context)
- * gives bit for bit the whole-signal decode, for chunks of 1 frame up to
- * longer than the signal, batch 2. */
+/* mg_encodec_decode in passes of 1 frame up to longer than the signal
+ * (each layer's state carried between them) gives bit for bit the decode in
+ * one pass, batch 2 (the stream itself: test_encodec_stream.c). */
 static void check_chunking(model *m)
 {
     enum { B = 2, T = 203 };
@@ -854,6 +854,46 @@ static void check_fused_ops(mg_backend *be, int B, int ci, int co, int k, int di
 
 static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
+/* lstm_state over pieces of 1, 2 and then the rest of the steps, the state
+ * carried from one to the next, gives bit for bit one lstm() call over all
+ * of them (whole: its output), and its state out is the last h and c. */
+static void check_lstm_pieces(mg_backend *be, const mg_tensor *whole, const float *x,
+                              const mg_tensor *wi, const mg_tensor *wh, const mg_tensor *bi,
+                              const mg_tensor *bh, int B, int T, int I, int H, const char *what)
+{
+    if (!be->ops->lstm_state || T < 4)
+        return;
+    float *all = malloc((size_t)B * T * H * sizeof *all), *xp = malloc((size_t)B * T * I * sizeof *xp);
+    float *hp = malloc((size_t)B * T * H * sizeof *hp), *st = malloc((size_t)2 * B * H * sizeof *st);
+    mg_tensor *state = upload(be, 2 * (int64_t)B, H, NULL);
+    mg_error err = {0};
+    int same = all && xp && hp && st && state && mg_tensor_download_f32(whole, all, &err) == MG_OK;
+    for (int t0 = 0, n = 1; same && t0 < T; t0 += n, n = t0 == 1 ? 2 : T - t0) {
+        for (int b = 0; b < B; b++)
+            memcpy(xp + (int64_t)b * n * I, x + ((int64_t)b * T + t0) * I, (size_t)n * I * sizeof *xp);
+        mg_tensor *tx = upload(be, (int64_t)B * n, I, xp), *th = upload(be, (int64_t)B * n, H, NULL);
+        if (tx && th) {
+            be->ops->lstm_state(be, th, tx, wi, wh, bi, bh, B, t0 ? state : NULL, state);
+            same = mg_tensor_download_f32(th, hp, &err) == MG_OK;
+            for (int b = 0; same && b < B; b++)
+                same = !memcmp(hp + (int64_t)b * n * H, all + ((int64_t)b * T + t0) * H,
+                               (size_t)n * H * sizeof *hp);
+        }
+        same &= tx && th;
+        mg_tensor_free(tx);
+        mg_tensor_free(th);
+    }
+    if (same && mg_tensor_download_f32(state, st, &err) == MG_OK)
+        for (int b = 0; same && b < B; b++)
+            same = !memcmp(st + (int64_t)b * H, all + ((int64_t)b * T + T - 1) * H, (size_t)H * sizeof *st);
+    CHECK(same, "%s: in pieces of 1, 2 and the rest with the state carried, the bits of one call", what);
+    mg_tensor_free(state);
+    free(all);
+    free(xp);
+    free(hp);
+    free(st);
+}
+
 /* mode: 0 = F32 weights, 1 = W_hh in BF16 (caps.lstm_bf16's interleaved rows),
  * 2 = W_ih in BF16 as well (a 1x1 conv's pair layout: row-major; I even), as a bf16 model's
  * EnCodec loads them; 3 = W_hh a Q8 matrix (caps.lstm_q8; be stores matrix
@@ -945,6 +985,7 @@ static void check_lstm_op(mg_backend *be, int B, int T, int I, int H, int mode)
                  mode == 3 ? " q8 w_hh, bf16 w_ih" : mode == 2 ? " bf16 w_hh, w_ih"
                  : mode ? " bf16 w_hh" : "", be->n_threads);
         expect(what, th, ref, (int64_t)B * T * H);
+        check_lstm_pieces(be, th, x, twi, twh, tbi, tbh, B, T, I, H, what);
     }
     mg_tensor_free(tx);
     mg_tensor_free(twi);

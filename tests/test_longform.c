@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "model/encodec.h"
 #include "runtime/duration.h"
+#include "runtime/model_parts.h"
 #include "runtime/model_info.h"
 #include "runtime/gen_job_impl.h"
 #include "runtime/musicgen.h"
@@ -109,6 +111,14 @@ static void test_window_layout(mg_model *m)
     for (size_t i = 0; i < 2 * lf.n_samples; i++)
         finite &= isfinite(lf.audio[i]);
     CHECK(finite, "long-form audio is finite");
+    /* EnCodec followed the windows as one stream: the audio is one decode of
+     * all the clip's codes, bit for bit */
+    float *one = malloc(2 * lf.n_samples * sizeof *one);
+    CHECK(one && mg_encodec_decode(mg_model_encodec(m), lf.codes, 2, lf.frames, one, NULL, NULL,
+                                   &err) == MG_OK &&
+              memcmp(one, lf.audio, 2 * lf.n_samples * sizeof *one) == 0,
+          "long-form audio == one EnCodec decode of the clip's codes");
+    free(one);
 
     /* window 0: an ordinary generation of the window's length */
     mg_gen_params p0 = greedy(m);

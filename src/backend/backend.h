@@ -108,6 +108,11 @@ typedef struct mg_backend_caps {
      * them (the CPU, where batching saved ~5 %). The runtime decides from
      * this whether generations ending together share one EnCodec batch. */
     int         batched_encodec_cheap;
+    /* 1: the lstm_state op is there, so EnCodec can decode a stream chunk
+     * by chunk, carrying the LSTM's state between chunks. 0 (the CUDA
+     * backend until its kernel carries state): the runtime decodes EnCodec
+     * once, after the last step. */
+    int         lstm_state;
 } mg_backend_caps;
 
 typedef struct mg_backend_ops {
@@ -233,6 +238,17 @@ typedef struct mg_backend_ops {
      * each. */
     mg_code (*select_tokens_many)(mg_backend *be, int n, const mg_select_call *calls, int V,
                                   mg_error *err);
+    /* Optional (NULL: caps.lstm_state is 0): lstm() continuing from a carried
+     * state, state [2*B, H] (rows 0..B-1 h, rows B..2B-1 the cell c of each
+     * item). state_in: the state before the first step (NULL: zeros, exactly
+     * lstm()); state_out: the state after the last step (NULL: not kept; may
+     * be state_in). Each step's arithmetic is lstm()'s whatever the number
+     * of steps per call, so running a sequence in pieces gives the bits of
+     * one call over all of it. */
+    void (*lstm_state)(mg_backend *be, mg_tensor *h_out, const mg_tensor *x,
+                       const mg_tensor *w_ih, const mg_tensor *w_hh, const mg_tensor *b_ih,
+                       const mg_tensor *b_hh, int batch, const mg_tensor *state_in,
+                       mg_tensor *state_out);
 } mg_backend_ops;
 
 struct mg_backend {

@@ -138,6 +138,7 @@ static void cpu_get_caps(mg_backend *be, mg_backend_caps *caps)
     caps->matrix_layout = MG_CPU_MATRIX_LAYOUT;
     caps->lstm_bf16 = 1;
     caps->lstm_q8 = 1;
+    caps->lstm_state = 1;
     caps->conv_bf16 = mg_cpu_conv_bf16_fits(be);
     caps->kv_bf16 = 1;
     caps->kv_q8row_fits = cpu->kv_q8row ? mg_cpu_attention_q8row_fits : NULL;
@@ -249,6 +250,7 @@ static const mg_backend_ops cpu_ops = {
     .transpose = mg_cpu_transpose,
     .lstm = mg_cpu_lstm,
     .select_tokens = cpu_select_tokens,
+    .lstm_state = mg_cpu_lstm_state,
 };
 
 void mg_cpu_parallel(mg_backend *be, int64_t n, int64_t min_per_thread, mg_cpu_task_fn fn,

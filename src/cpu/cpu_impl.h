@@ -108,4 +108,8 @@ void mg_cpu_transpose(mg_backend *be, mg_tensor *y, const mg_tensor *x, int batc
 /* cpu_lstm.c */
 void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
                  const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch);
+void mg_cpu_lstm_state(mg_backend *be, mg_tensor *h_out, const mg_tensor *x,
+                       const mg_tensor *w_ih, const mg_tensor *w_hh, const mg_tensor *b_ih,
+                       const mg_tensor *b_hh, int batch, const mg_tensor *state_in,
+                       mg_tensor *state_out);
 #endif

@@ -30,6 +30,7 @@ static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 typedef struct {
     float       *h;        /* [B*T, H] output, row b*T + t */
+    const float *h0;       /* [B, H] h before step 0 (a carried state), or NULL: zeros */
     const float *x;        /* [B*T, I] */
     const float *w_hh, *b_ih, *b_hh;
     const uint16_t *w_hh_bf16; /* w_hh as BF16 rows instead (or NULL) */
@@ -191,8 +192,10 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
     for (int64_t b0 = 0; b0 < c->B; b0 += 4) {
         int nb = (int)min64(4, c->B - b0);
         const float *h[4] = {NULL, NULL, NULL, NULL};
-        for (int b = 0; b < nb && t > 0; b++) /* (no h_{-1}: not even a pointer to it) */
-            h[b] = c->h + ((b0 + b) * T + t - 1) * H;
+        /* a step without h_{t-1} (zeros) adds no recurrent products at all */
+        int rec = t > 0 || c->h0;
+        for (int b = 0; b < nb && rec; b++)
+            h[b] = t > 0 ? c->h + ((b0 + b) * T + t - 1) * H : c->h0 + (b0 + b) * H;
         for (int64_t n = n0; n < n1;) {
             /* 8 rows at a time where the accumulators allow it */
             int nr = nb <= 2 && n1 - n >= 8 ? 8 : (int)min64(4, n1 - n);
@@ -203,11 +206,11 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
                 w[r] = c->w_hh ? c->w_hh + (n + r) * H : NULL;
                 wh[r] = c->w_hh_bf16 ? c->w_hh_bf16 + (n + r) * H : NULL;
             }
-            if (t > 0 && c->rec) {
+            if (rec && c->rec) {
                 for (int b = 0; b < nb; b++)
                     for (int r = 0; r < nr; r++)
                         d[b * nr + r] = c->rec[(b0 + b) * 4 * H + n + r];
-            } else if (t > 0 && c->w_hh_bf16) {
+            } else if (rec && c->w_hh_bf16) {
 #if LSTM_X86
                 if (c->avx512 && nr >= 4)
                     lstm_dots_bf16(d, wh, nr, h, nb, H);
@@ -216,7 +219,7 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
                     for (int b = 0; b < nb; b++)
                         for (int r = 0; r < nr; r++)
                             d[b * nr + r] = lstm_dot_bf16(wh[r], h[b], H);
-            } else if (t > 0) {
+            } else if (rec) {
 #if LSTM_X86
                 /* one item: W_hh streams at L3 speed whatever the kernel,
                  * and one row at a time streams best */
@@ -231,7 +234,7 @@ static void lstm_gates_task(void *arg, int64_t n0, int64_t n1)
             for (int b = 0; b < nb; b++)
                 for (int r = 0; r < nr; r++) {
                     float v = c->gx[((b0 + b) * 4 * H + n + r) * T + t];
-                    if (t > 0)
+                    if (rec)
                         v += d[b * nr + r];
                     c->gates[(b0 + b) * 4 * H + n + r] = v;
                 }
@@ -346,10 +349,18 @@ static void lstm_cell_task(void *arg, int64_t j0, int64_t j1)
     }
 }
 
-void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
-                 const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch)
+/* With a carried state step 0 reads h and c from state_in as step t reads
+ * step t-1's; without one it skips the recurrent products (as lstm() always
+ * did). Every step's sums are those of a step inside one long call (the
+ * input projections are a 1x1 convolution, whose outputs do not depend on
+ * where the signal starts), so pieces give the bits of one pass. */
+void mg_cpu_lstm_state(mg_backend *be, mg_tensor *h_out, const mg_tensor *x,
+                       const mg_tensor *w_ih, const mg_tensor *w_hh, const mg_tensor *b_ih,
+                       const mg_tensor *b_hh, int batch, const mg_tensor *state_in,
+                       mg_tensor *state_out)
 {
     lstm_ctx c = {
+        .h0 = state_in ? mg_cpu_f32(state_in) : NULL,
         .h = mg_cpu_f32(h_out), .x = mg_cpu_f32(x),
         .w_hh = w_hh->dtype == MG_DT_F32 ? mg_cpu_f32(w_hh) : NULL,
         .w_hh_bf16 = w_hh->dtype == MG_DT_BF16 ? (const uint16_t *)w_hh->data : NULL,
@@ -380,7 +391,10 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     c.avx512 = ((mg_cpu_backend *)be)->isa >= MG_CPU_ISA_AVX512;
 #endif
     c.dot = mg_cpu_dot_for(((mg_cpu_backend *)be)->isa);
-    memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
+    if (state_in)
+        memcpy(c.cell, c.h0 + B * c.H, (size_t)(B * c.H) * sizeof *c.cell);
+    else
+        memset(c.cell, 0, (size_t)(B * c.H) * sizeof *c.cell);
     for (int64_t n = 0; n < H4; n++)
         bias[n] = c.b_ih[n] + c.b_hh[n];
     mg_tensor gx = {.be = be, .dtype = MG_DT_F32, .ndim = 2, .ne = {B * H4, T}, .data = c.gx};
@@ -398,14 +412,28 @@ void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_
     /* the steps are sequential; units within a step are independent */
     for (c.t = 0; c.t < T; c.t++)
     {
-        if (q8 && c.t > 0) {
+        if (q8 && (c.t > 0 || c.h0)) {
             for (int64_t b = 0; b < B; b++)
-                memcpy(hprev + b * c.H, c.h + (b * T + c.t - 1) * c.H, (size_t)c.H * sizeof *hprev);
+                memcpy(hprev + b * c.H,
+                       c.t > 0 ? c.h + (b * T + c.t - 1) * c.H : c.h0 + b * c.H,
+                       (size_t)c.H * sizeof *hprev);
             mg_cpu_linear(be, &rec_t, &hprev_t, w_hh, NULL);
             c.rec = rec;
         }
         mg_cpu_parallel(be, H4, mg_cpu_macs_min(B * c.H), lstm_gates_task, &c);
         mg_cpu_parallel(be, c.H, mg_cpu_macs_min(B * 64), lstm_cell_task, &c);
     }
+    if (state_out && T > 0) {
+        float *so = mg_cpu_f32(state_out);
+        for (int64_t b = 0; b < B; b++)
+            memcpy(so + b * c.H, c.h + (b * T + T - 1) * c.H, (size_t)c.H * sizeof *so);
+        memcpy(so + B * c.H, c.cell, (size_t)(B * c.H) * sizeof *so);
+    }
     free(scratch);
+}
+
+void mg_cpu_lstm(mg_backend *be, mg_tensor *h_out, const mg_tensor *x, const mg_tensor *w_ih,
+                 const mg_tensor *w_hh, const mg_tensor *b_ih, const mg_tensor *b_hh, int batch)
+{
+    mg_cpu_lstm_state(be, h_out, x, w_ih, w_hh, b_ih, b_hh, batch, NULL, NULL);
 }

@@ -12,7 +12,6 @@
  * k_eff - 1 (stride 1), right = total/2, left = total - right. Transposed
  * convs trim k - stride samples, right = trim/2, left = the rest. All
  * arithmetic runs in backend ops; this file only plans shapes and buffers. */
-#include "model/encodec.h"
 #include "model/encodec_impl.h"
 #include "backend/layout.h"
 #include "io/safetensors.h"
@@ -21,29 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The decode's scratch buffers (see plan_buffers) */
-enum { EC_BUF_A, EC_BUF_B, EC_BUF_P, EC_BUF_H, EC_BUF_X, EC_N_BUFS };
-
-struct mg_encodec {
-    mg_backend *be;
-    int         n_q, codebook_size, hidden, filters, c0, hop;
-    int         n_ratios, ratios[MG_MAX_RATIOS], res_layers, n_lstm;
-    mg_tensor **codebooks;   /* n_q x [codebook_size, hidden] */
-    ec_lstm    *lstm;        /* n_lstm layers of width c0 */
-    /* In layer order: input conv; per ratio the transposed conv and
-     * res_layers x (block.1, block.3); output conv. */
-    ec_conv    *convs;
-    int         n_convs;
-    int         chunk_frames; /* upsampling stack chunk (0: the whole signal) */
-    /* Scratch kept from one decode to the next (decodes of one model never
-     * overlap: the model's run lock): fresh buffers cost page faults and
-     * zeroing on every decode. Sized by the largest decode so far, freed
-     * after a decode that needed more than MG_ENCODEC_KEEP_BYTES. */
-    mg_tensor  *ws[EC_N_BUFS];
-    int64_t     ws_cap[EC_N_BUFS]; /* floats */
-    mg_ec_encoder *enc;      /* the encoder (encodec_encode.c) */
-};
 
 /* ------------------------------------------------------------------ load */
 
@@ -415,154 +391,24 @@ mg_code mg_encodec_folded_weight(const mg_encodec *ec, const char *path, float *
     return mg_fail(err, MG_ERR_NOT_FOUND, "encodec: no conv module '%s'", path);
 }
 
-/* ---------------------------------------------------------------- decode */
-
-/* A [rows, cols] view at the start of a scratch buffer (rows*cols <= its size). */
-static mg_tensor view(const mg_tensor *buf, int64_t rows, int64_t cols)
-{
-    mg_tensor v = mg_tensor_reshape2(buf, rows, cols);
-    v.nbytes = (size_t)(rows * cols) * sizeof(float);
-    return v;
-}
-
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-static int conv_pad_total(const ec_conv *cv) { return (cv->k - 1) * cv->dil; }
-
-/* Element counts of the four scratch roles for one decode:
- *   sig: the running signal x and conv outputs (ping-pong pair)
- *   pad: padded conv inputs, and every other LSTM layer's output
- *   hid: residual-block hidden activations, and the other LSTM outputs */
-typedef struct {
-    int64_t sig, pad, hid;
-} ec_plan;
-
-static ec_plan plan_buffers(const mg_encodec *ec, int64_t B, int64_t T)
-{
-    ec_plan p = {0};
-    int64_t c = ec->c0;
-    p.sig = B * T * max64(ec->hidden, c);
-    p.pad = max64(B * ec->hidden * (T + conv_pad_total(&ec->convs[0])), B * T * c);
-    p.hid = B * T * c;
-    int ci = 1;
-    for (int i = 0; i < ec->n_ratios; i++) {
-        ci++; /* transposed conv: no padding */
-        c /= 2;
-        T *= ec->ratios[i];
-        p.sig = max64(p.sig, B * c * T);
-        for (int j = 0; j < ec->res_layers; j++, ci += 2) {
-            p.pad = max64(p.pad, B * c * (T + conv_pad_total(&ec->convs[ci])));
-            p.hid = max64(p.hid, B * ec->convs[ci].c_out * T);
-        }
-    }
-    p.pad = max64(p.pad, B * c * (T + conv_pad_total(&ec->convs[ci])));
-    return p;
-}
-
-/* y = conv(reflect_pad(x)) for a stride-1 conv, then y = residual + y
- * (residual not NULL; y itself only with conv1d_fused) and y = elu(y)
- * (elu_out). With elu_first
- * the ELU is applied to the padded copy, leaving x intact (ELU(0) = 0 and
- * reflection copies values, so padding and ELU commute exactly). Backends
- * with the fused ops do it in fewer passes over memory, bitwise the same. */
-static void conv_fwd(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
-                     const mg_tensor *pad_buf, int batch, int elu_first,
-                     const mg_tensor *residual, int elu_out)
-{
-    int total = conv_pad_total(cv);
-    int right = total / 2, left = total - right;
-    const mg_tensor *in = x;
-    mg_tensor p;
-    if (total != 0 || elu_first) {
-        p = view(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
-        if (elu_first && be->ops->pad_reflect_elu) {
-            be->ops->pad_reflect_elu(be, &p, x, left, right);
-        } else {
-            be->ops->pad_reflect(be, &p, x, left, right);
-            if (elu_first)
-                be->ops->elu(be, &p);
-        }
-        in = &p;
-    }
-    if (be->ops->conv1d_fused && (residual || elu_out)) {
-        be->ops->conv1d_fused(be, y, in, cv->w, cv->b, batch, cv->dil, residual, elu_out);
-        return;
-    }
-    be->ops->conv1d(be, y, in, cv->w, cv->b, batch, 1, cv->dil);
-    if (residual)
-        be->ops->add(be, y, residual);
-    if (elu_out)
-        be->ops->elu(be, y);
-}
-
-void mg_ec_conv_same(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
-                     const mg_tensor *pad_buf, int batch, int elu_in, const mg_tensor *residual,
-                     int elu_out)
-{
-    conv_fwd(be, cv, y, x, pad_buf, batch, elu_in, residual, elu_out);
-}
-
-typedef struct {
-    mg_encodec_trace_fn fn;
-    void               *ud;
-    float              *host;
-} tracer;
-
-static mg_code emit(tracer *tr, const char *name, const mg_tensor *t, mg_error *err)
-{
-    if (!tr->fn)
-        return MG_OK;
-    mg_code rc = mg_tensor_download_f32(t, tr->host, err);
-    if (rc != MG_OK)
-        return rc;
-    tr->fn(tr->ud, name, tr->host, mg_tensor_numel(t));
-    return MG_OK;
-}
-
-static mg_code emit_layer(tracer *tr, int layer, const mg_tensor *t, mg_error *err)
-{
-    char name[48];
-    snprintf(name, sizeof name, "decoder_layer_out.%02d", layer);
-    return emit(tr, name, t, err);
-}
-
-/* Frames of context each side that make every sample of a chunk exact: walks
- * the upsampling stack from the output back to the frame rate, growing the
- * reach by each conv's wider padding side and, at a transposed conv of
- * stride r and kernel k, to the input samples that touch the needed outputs
- * (ceil((reach + k) / r)). Samples whose receptive field lies inside the
- * chunk's real input never see the reflect padding at the chunk's edges. */
-static int64_t ec_halo_frames(const mg_encodec *ec)
-{
-    int64_t h = (conv_pad_total(&ec->convs[ec->n_convs - 1]) + 1) / 2;
-    int ci = ec->n_convs - 2; /* the last residual conv */
-    for (int i = ec->n_ratios - 1; i >= 0; i--) {
-        for (int j = 0; j < 2 * ec->res_layers; j++, ci--)
-            h += (conv_pad_total(&ec->convs[ci]) + 1) / 2;
-        const ec_conv *up = &ec->convs[ci--];
-        h = (h + up->k + up->stride - 1) / up->stride;
-    }
-    return h;
-}
+/* ---------------------------------------------------------------- scratch */
 
 void mg_encodec_set_chunk(mg_encodec *ec, int frames) { ec->chunk_frames = frames > 0 ? frames : 0; }
 
-/* Scratch buffer i with room for n floats: the kept one, or a new one. */
-static mg_code ws_get(mg_encodec *ec, int i, int64_t n, mg_error *err)
+mg_code mg_ec_ws_get(mg_encodec *ec, int i, int64_t n, mg_error *err)
 {
     if (ec->ws[i] && ec->ws_cap[i] >= n)
         return MG_OK;
     mg_tensor_free(ec->ws[i]);
     ec->ws[i] = NULL;
     ec->ws_cap[i] = 0;
-    mg_code rc = mg_tensor_new2(&ec->ws[i], ec->be, 1, n, err);
+    mg_code rc = mg_tensor_new2(&ec->ws[i], ec->be, 1, n > 0 ? n : 1, err);
     if (rc == MG_OK)
-        ec->ws_cap[i] = n;
+        ec->ws_cap[i] = n > 0 ? n : 1;
     return rc;
 }
 
-/* Keeps the scratch for the next decode unless it grew past the bound. */
-static void ws_trim(mg_encodec *ec, int drop)
+void mg_ec_ws_trim(mg_encodec *ec, int drop)
 {
     int64_t bytes = 0;
     for (int i = 0; i < EC_N_BUFS; i++)
@@ -576,193 +422,39 @@ static void ws_trim(mg_encodec *ec, int drop)
     }
 }
 
-/* The upsampling stack (per ratio: ELU, transposed conv, residual blocks;
- * then ELU and the output conv) on x [B*c0, T] channel-first, in place of
- * the buffers; returns the view of the output [B, T*hop] (in a or o). */
-static mg_code ec_upsample(const mg_encodec *ec, mg_tensor *bufA, mg_tensor *bufB,
-                           mg_tensor *bufP, mg_tensor *bufH, int64_t B, int64_t T, int *layer,
-                           tracer *tr, mg_tensor *out, mg_error *err)
+/* ------------------------------------------------- shared with the encoder */
+
+/* y = conv(reflect_pad(x)) for a stride-1 conv over whole signals (the
+ * encoder's layers; the decoder's stream keeps its own halos), with the ELU
+ * on the padded copy (elu_in: padding and ELU commute exactly, ELU(0) = 0),
+ * then residual and ELU, fused where the backend can, bitwise the same. */
+void mg_ec_conv_same(mg_backend *be, const ec_conv *cv, mg_tensor *y, const mg_tensor *x,
+                     const mg_tensor *pad_buf, int batch, int elu_in, const mg_tensor *residual,
+                     int elu_out)
 {
-    mg_backend *be = ec->be;
-    mg_tensor *a = bufA, *o = bufB, *swap;
-    const ec_conv *cv = ec->convs + 1;
-    int64_t c = ec->c0;
-    mg_tensor x = view(a, B * c, T), y;
-    mg_code rc;
-    /* With conv1d_fused the residual conv adds into x in place, and without a
-     * trace (it records x before the ELU) the last residual block of a stage
-     * applies the next ELU in its epilogue. */
-    int fused = be->ops->conv1d_fused != NULL;
-    int fuse_elu = fused && !tr->fn && ec->res_layers > 0;
-    for (int i = 0; i < ec->n_ratios; i++) {
-        if (i == 0 || !fuse_elu)
-            be->ops->elu(be, &x);
-        if ((rc = emit_layer(tr, (*layer)++, &x, err)))
-            return rc;
-        int r = ec->ratios[i];
-        int trim = cv->k - r, trim_right = trim / 2;
-        c /= 2;
-        y = view(o, B * c, T * r);
-        be->ops->conv_transpose1d(be, &y, &x, cv->w, cv->b, (int)B, r, trim - trim_right);
-        cv++;
-        T *= r;
-        swap = a, a = o, o = swap;
-        x = view(a, B * c, T);
-        if ((rc = emit_layer(tr, (*layer)++, &x, err)))
-            return rc;
-        for (int j = 0; j < ec->res_layers; j++, cv += 2) {
-            mg_tensor h = view(bufH, B * cv[0].c_out, T);
-            conv_fwd(be, &cv[0], &h, &x, bufP, (int)B, 1, NULL, 1);
-            if (fused) {
-                /* x += conv(h), in place */
-                conv_fwd(be, &cv[1], &x, &h, bufP, (int)B, 0, &x,
-                         fuse_elu && j == ec->res_layers - 1);
-            } else {
-                y = view(o, B * c, T);
-                conv_fwd(be, &cv[1], &y, &h, bufP, (int)B, 0, NULL, 0);
-                be->ops->add(be, &x, &y);
-            }
-            if ((rc = emit_layer(tr, (*layer)++, &x, err)))
-                return rc;
+    int total = (cv->k - 1) * cv->dil;
+    int right = total / 2, left = total - right;
+    const mg_tensor *in = x;
+    mg_tensor p;
+    if (total != 0 || elu_in) {
+        p = mg_tensor_reshape2(pad_buf, mg_tensor_rows(x), mg_tensor_cols(x) + total);
+        p.nbytes = (size_t)(mg_tensor_rows(x) * (mg_tensor_cols(x) + total)) * sizeof(float);
+        if (elu_in && be->ops->pad_reflect_elu) {
+            be->ops->pad_reflect_elu(be, &p, x, left, right);
+        } else {
+            be->ops->pad_reflect(be, &p, x, left, right);
+            if (elu_in)
+                be->ops->elu(be, &p);
         }
+        in = &p;
     }
-    if (!fuse_elu)
-        be->ops->elu(be, &x);
-    if ((rc = emit_layer(tr, (*layer)++, &x, err)))
-        return rc;
-    *out = view(o, B, T);
-    conv_fwd(be, cv, out, &x, bufP, (int)B, 0, NULL, 0);
-    return emit_layer(tr, *layer, out, err);
-}
-
-mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int frames,
-                          float *audio, mg_encodec_trace_fn trace, void *trace_ud,
-                          mg_error *err)
-{
-    if (batch < 1 || frames < 1)
-        return mg_fail(err, MG_ERR_INVALID, "encodec: batch %d x %d frames", batch, frames);
-    const int64_t B = batch, T0 = frames, K = ec->n_q;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t q = 0; q < K; q++)
-            for (int64_t t = 0; t < T0; t++) {
-                int32_t v = codes[(b * K + q) * T0 + t];
-                if (v < 0 || v >= ec->codebook_size)
-                    return mg_fail(err, MG_ERR_INVALID,
-                                   "encodec: audio code %d at batch %lld, codebook %lld, frame %lld "
-                                   "is outside [0, %d)",
-                                   (int)v, (long long)b, (long long)q, (long long)t,
-                                   ec->codebook_size);
-            }
-
-    /* The frame-rate part (codebooks, first conv, LSTM) runs over the whole
-     * sequence: the LSTM carries state across it. The upsampling stack, where
-     * activations are hop times longer (10 s of 32 kHz audio: ~300 MB), runs
-     * chunk by chunk with ec_halo_frames of real context on each side, so
-     * memory stays bounded and every sample is exact (the same ops on the
-     * same inputs; tests/test_encodec.c compares with one whole-signal pass).
-     * A trace needs whole tensors: one chunk. */
-    int64_t halo = ec_halo_frames(ec);
-    int64_t F = trace || ec->chunk_frames == 0 || ec->chunk_frames >= T0 ? T0 : ec->chunk_frames;
-    int64_t T_sub = F + 2 * halo < T0 ? F + 2 * halo : T0;
-    /* The upsampling stack runs one batch item at a time, so its buffers do
-     * not grow with the batch (its weights are small next to its signals);
-     * a trace wants the whole batch in one tensor. */
-    int64_t B_up = trace ? B : 1;
-    mg_backend *be = ec->be;
-    int64_t c = ec->c0, hid = ec->hidden;
-    ec_plan fp = {
-        .sig = B * T0 * max64(hid, c),
-        .pad = max64(B * hid * (T0 + conv_pad_total(&ec->convs[0])), B * T0 * c),
-        .hid = B * T0 * c,
-    };
-    ec_plan plan = plan_buffers(ec, B_up, T_sub);
-    plan.sig = max64(plan.sig, fp.sig);
-    plan.pad = max64(plan.pad, fp.pad);
-    plan.hid = max64(plan.hid, fp.hid);
-    int32_t *ids = malloc((size_t)(B * T0) * sizeof *ids);
-    tracer tr = { trace, trace_ud, NULL };
-    mg_code rc = MG_OK;
-    if (!ids || (trace && !(tr.host = malloc((size_t)max64(plan.sig, plan.hid) * sizeof(float))))) {
-        rc = mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
-        goto done;
+    if (be->ops->conv1d_fused && (residual || elu_out)) {
+        be->ops->conv1d_fused(be, y, in, cv->w, cv->b, batch, cv->dil, residual, elu_out);
+        return;
     }
-    if ((rc = ws_get(ec, EC_BUF_A, plan.sig, err)) || (rc = ws_get(ec, EC_BUF_B, plan.sig, err)) ||
-        (rc = ws_get(ec, EC_BUF_P, plan.pad, err)) || (rc = ws_get(ec, EC_BUF_H, plan.hid, err)) ||
-        (rc = ws_get(ec, EC_BUF_X, B * T0 * c, err)))
-        goto done;
-    mg_tensor *bufA = ec->ws[EC_BUF_A], *bufB = ec->ws[EC_BUF_B], *bufP = ec->ws[EC_BUF_P];
-    mg_tensor *bufH = ec->ws[EC_BUF_H], *bufX = ec->ws[EC_BUF_X];
-
-    /* quantizer: emb[b*T + t, :] = Σ_q codebook_q[codes[b, q, t]], then channel-first */
-    mg_tensor e = view(bufB, B * T0, hid);
-    for (int64_t q = 0; q < K; q++) {
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t < T0; t++)
-                ids[b * T0 + t] = codes[(b * K + q) * T0 + t];
-        be->ops->embed(be, &e, ec->codebooks[q], ids, B * T0, q > 0);
-    }
-    mg_tensor x = view(bufA, B * hid, T0);
-    be->ops->transpose(be, &x, &e, batch);
-    if ((rc = emit(&tr, "quantizer_embeddings", &x, err)))
-        goto done;
-
-    int layer = 0;
-    mg_tensor y = view(bufB, B * c, T0);
-    conv_fwd(be, &ec->convs[0], &y, &x, bufP, batch, 0, NULL, 0);
-    if ((rc = emit_layer(&tr, layer++, &y, err)))
-        goto done;
-
-    /* LSTM over time (rows = frames), residual: x + lstm(x); the result
-     * stays time-major in bufX, where a chunk's frames are whole rows */
-    mg_tensor xt = view(bufX, B * T0, c), hin = xt;
-    be->ops->transpose(be, &xt, &y, batch);
-    for (int l = 0; l < ec->n_lstm; l++) {
-        mg_tensor hout = view(l % 2 ? bufP : bufH, B * T0, c);
-        const ec_lstm *ls = &ec->lstm[l];
-        be->ops->lstm(be, &hout, &hin, ls->w_ih, ls->w_hh, ls->b_ih, ls->b_hh, batch);
-        hin = hout;
-    }
-    be->ops->add(be, &xt, &hin);
-    if (tr.fn) {
-        x = view(bufA, B * c, T0);
-        be->ops->transpose(be, &x, &xt, batch);
-        if ((rc = emit_layer(&tr, layer, &x, err)))
-            goto done;
-    }
-    layer++;
-
-    for (int64_t f0 = 0; f0 < T0; f0 += F) {
-        int64_t f1 = T0 - f0 < F ? T0 : f0 + F;
-        int64_t s0 = f0 - halo > 0 ? f0 - halo : 0, s1 = f1 + halo < T0 ? f1 + halo : T0, n = s1 - s0;
-        for (int64_t b0 = 0; b0 < B; b0 += B_up) {
-            /* the chunk's frames [s0, s1) of items [b0, b0 + B_up), channel-first */
-            mg_tensor sub = view(bufB, B_up * n, c);
-            mg_copy_row_blocks(be, &sub, 0, n, &xt, b0 * T0 + s0, T0, n, B_up);
-            x = view(bufA, B_up * c, n);
-            be->ops->transpose(be, &x, &sub, (int)B_up);
-            int chunk_layer = layer;
-            mg_tensor out;
-            if ((rc = ec_upsample(ec, bufA, bufB, bufP, bufH, B_up, n, &chunk_layer, &tr, &out,
-                                  err)) ||
-                (rc = be->ops->sync(be, err)))
-                goto done;
-            for (int64_t b = 0; b < B_up && rc == MG_OK; b++)
-                rc = be->ops->download(be, &out,
-                                       (size_t)((b * n + (f0 - s0)) * ec->hop) * sizeof(float),
-                                       audio + ((b0 + b) * T0 + f0) * ec->hop,
-                                       (size_t)((f1 - f0) * ec->hop) * sizeof(float), err);
-            if (rc != MG_OK)
-                goto done;
-        }
-    }
-done:
-    ws_trim(ec, rc != MG_OK);
-    free(ids);
-    free(tr.host);
-    if (rc != MG_OK) {
-        /* an early exit leaves no op failure pending for the next job's sync */
-        mg_error drained;
-        be->ops->sync(be, &drained);
-    }
-    return rc;
+    be->ops->conv1d(be, y, in, cv->w, cv->b, batch, 1, cv->dil);
+    if (residual)
+        be->ops->add(be, y, residual);
+    if (elu_out)
+        be->ops->elu(be, y);
 }

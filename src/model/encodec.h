@@ -24,15 +24,18 @@ void    mg_encodec_free(mg_encodec *ec);
 typedef void (*mg_encodec_trace_fn)(void *ud, const char *name, const float *data, int64_t n);
 
 /* codes: host int32 [batch, K, frames] (K = cfg->num_codebooks), each in
- * [0, codebook_size); audio: host float [batch, frames*hop]. */
+ * [0, codebook_size); audio: host float [batch, frames*hop]. An EnCodec
+ * stream (model/encodec_stream.h) pushed MG_ENCODEC_CHUNK_FRAMES at a time;
+ * with a trace, one pass. */
 mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int frames,
                           float *audio, mg_encodec_trace_fn trace, void *trace_ud,
                           mg_error *err);
 
-/* Frames of codes the upsampling stack decodes at a time (plus a few frames
- * of context each side): bounds EnCodec's activations, which are hop (640)
- * times longer than the codes, whatever the duration. 0 = the whole signal
- * in one pass; the result is the same either way. */
+/* Frames of codes (shared among a batch's items) the upsampling stack
+ * decodes per pass: bounds EnCodec's activations, which are hop (640) times
+ * longer than the codes, whatever the duration. Passes carry each layer's
+ * state (model/encodec_stream.h), so no context is decoded twice. 0 = the
+ * whole signal in one pass; the result is the same either way. */
 enum { MG_ENCODEC_CHUNK_FRAMES = 128 };
 /* Scratch a model keeps between decodes (larger scratch is freed after the
  * decode that needed it): covers musicgen-small's decodes of one item of any

@@ -1,7 +1,8 @@
-/* What encodec.c (the decoder and the weight loading) shares with
- * encodec_encode.c (the encoder): the conv and LSTM weight records, the
- * loaders that fold weight norm and pick the weight format, and the
- * encoder's handle inside mg_encodec. Internal to src/model/. */
+/* The EnCodec model's layout and what its parts share: the loader
+ * (encodec.c), the decoder (encodec_stream.c) and the encoder
+ * (encodec_encode.c): the conv and LSTM weight records, the loaders that fold
+ * weight norm and pick the weight format, the decoder's scratch, and the
+ * encoder's handle. Internal to src/model/. */
 #ifndef MG_ENCODEC_IMPL_H
 #define MG_ENCODEC_IMPL_H
 #include <stdint.h>
@@ -48,4 +49,38 @@ mg_code mg_ec_encoder_load(mg_ec_encoder **out, mg_loader *ld, const mg_config *
                            mg_error *err);
 void    mg_ec_encoder_free(mg_ec_encoder *enc);
 mg_ec_encoder *mg_ec_encoder_of(const mg_encodec *ec);
+
+/* The decoder's scratch buffers, by role (see encodec_stream.c): the
+ * running signal (ping-pong pair A/B), padded conv inputs (P), residual
+ * hidden activations and LSTM outputs (H), the LSTM's time-major signal (X),
+ * a conv's kept columns followed by its new ones (W), and the frame-rate
+ * part's output (C). */
+enum { EC_BUF_A, EC_BUF_B, EC_BUF_P, EC_BUF_H, EC_BUF_X, EC_BUF_W, EC_BUF_C, EC_N_BUFS };
+
+struct mg_encodec {
+    mg_backend *be;
+    int         n_q, codebook_size, hidden, filters, c0, hop;
+    int         n_ratios, ratios[MG_MAX_RATIOS], res_layers, n_lstm;
+    mg_tensor **codebooks;   /* n_q x [codebook_size, hidden] */
+    ec_lstm    *lstm;        /* n_lstm layers of width c0 */
+    /* In layer order: input conv; per ratio the transposed conv and
+     * res_layers x (block.1, block.3); output conv. */
+    ec_conv    *convs;
+    int         n_convs;
+    int         chunk_frames; /* frames per decode pass of mg_encodec_decode (0: all) */
+    /* Scratch kept from one decode pass to the next (passes over one model
+     * never overlap: the model's run lock; a stream keeps its own state
+     * elsewhere): fresh buffers cost page faults and zeroing on every pass.
+     * Sized by the largest pass so far, freed after a pass that needed more
+     * than MG_ENCODEC_KEEP_BYTES. */
+    mg_tensor  *ws[EC_N_BUFS];
+    int64_t     ws_cap[EC_N_BUFS]; /* floats */
+    mg_ec_encoder *enc;      /* the encoder (encodec_encode.c) */
+};
+
+/* Scratch buffer i with room for n floats: the kept one, or a new one (the
+ * old contents are lost). */
+mg_code mg_ec_ws_get(mg_encodec *ec, int i, int64_t n, mg_error *err);
+/* Keeps the scratch for the next pass unless it grew past the bound (or drop). */
+void    mg_ec_ws_trim(mg_encodec *ec, int drop);
 #endif

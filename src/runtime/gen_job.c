@@ -41,7 +41,10 @@ void mg_gen_job_release(mg_model *m, mg_gen_job *j)
     free(j->raw);
     free(j->codes);
     free(j->prefill);
-    j->seq = j->step_ids = j->tokens = j->codes = j->prefill = NULL;
+    mg_encodec_stream_free(j->audio);
+    free(j->audio_codes);
+    j->audio = NULL;
+    j->seq = j->step_ids = j->tokens = j->codes = j->prefill = j->audio_codes = NULL;
     j->scores = j->raw = NULL;
 }
 
@@ -115,6 +118,21 @@ static mg_code take_tokens(mg_model *m, mg_gen_job *j, int selected)
     if (j->hooks && j->hooks->progress && j->hooks->progress(j->hooks->ud, t, j->steps))
         return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled at step %d of %d", t,
                        j->steps);
+    return mg_gen_job_feed_audio(m, j);
+}
+
+/* A piece of the streamed audio: into res->audio, then to the hook. */
+static mg_code audio_piece(void *ud, const float *audio, int batch, int64_t offset, int64_t n,
+                           mg_error *err)
+{
+    mg_gen_job *j = ud;
+    const mg_gen_hooks *h = j->hooks;
+    size_t per_item = j->res->n_samples;
+    for (int b = 0; b < batch; b++)
+        memcpy(j->res->audio + b * per_item + offset, audio + (int64_t)b * n,
+               (size_t)n * sizeof *audio);
+    if (h && h->on_audio && h->on_audio(h->ud, audio, batch, (size_t)offset, (size_t)n))
+        return mg_fail(err, MG_ERR_CANCELLED, "generation cancelled by its audio consumer");
     return MG_OK;
 }
 
@@ -279,6 +297,65 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
     return begin_window(m, j, j->win_index + 1);
 }
 
+/* Frames [j->audio_fed, upto) of the clip to the stream: from the clip's
+ * codes once they are complete (clip), else as the job's windows hold them
+ * (mg_gen_job_copy_frames: the prompt, finished windows, the current one
+ * through the delay pattern). */
+static mg_code push_frames(mg_model *m, mg_gen_job *j, int upto, const int32_t *clip)
+{
+    int K = m->parts.cfg.num_codebooks, n = upto - j->audio_fed;
+    const int32_t *codes = clip ? clip + j->audio_fed : j->audio_codes;
+    int64_t stride = clip ? j->frames : n;
+    if (!clip)
+        mg_gen_job_copy_frames(j, K, j->audio_fed, n, j->audio_codes);
+    double t0 = now_ms();
+    mg_code rc = mg_encodec_stream_push(j->audio, codes, n, stride, j->err);
+    j->res->encodec_ms += now_ms() - t0;
+    j->audio_fed = upto;
+    return rc;
+}
+
+/* The first chunk is small so that sound starts early (8 frames, 0.16 s at
+ * 50 Hz, past the look-ahead: about 12 steps after the start); each next
+ * one is as long as the audio already out, so a player that started with
+ * the first chunk is still playing when the next arrives at generation
+ * speed, up to 50 frames (1 s), where the per-chunk costs are a few % of
+ * the chunk's decode and a chunk holds the scheduler thread no longer than
+ * a fraction of a second. */
+mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j)
+{
+    int K = m->parts.cfg.num_codebooks, frames = j->frames;
+    int complete = mg_gen_job_final_frames(j, K);
+    if (complete <= j->audio_fed)
+        return MG_OK;
+    if (!j->audio) {
+        mg_backend_caps caps;
+        mg_backend_get_caps(m->parts.be, &caps);
+        if (!caps.lstm_state || (j->hooks && j->hooks->skip_audio) ||
+            complete < mg_encodec_lookahead_frames(m->parts.ec) + MG_AUDIO_FIRST_FRAMES)
+            return MG_OK;
+        mg_gen_result *res = j->res;
+        res->n_samples = (size_t)frames * m->parts.cfg.hop;
+        res->encodec_ms = 0;
+        if (!res->audio)
+            res->audio = malloc((size_t)j->batch * res->n_samples * sizeof *res->audio + 1);
+        j->audio_codes = malloc((size_t)j->batch * K * frames * sizeof *j->audio_codes);
+        if (!res->audio || !j->audio_codes)
+            return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
+        mg_code rc = mg_encodec_stream_open(&j->audio, m->parts.ec, j->batch, audio_piece, j,
+                                            j->err);
+        if (rc != MG_OK)
+            return rc;
+    } else {
+        int64_t out = mg_encodec_stream_samples(j->audio) / m->parts.cfg.hop;
+        int want = out < MG_AUDIO_FIRST_FRAMES ? MG_AUDIO_FIRST_FRAMES
+                   : out > MG_AUDIO_MAX_FRAMES ? MG_AUDIO_MAX_FRAMES : (int)out;
+        if (complete - j->audio_fed < want && complete < frames)
+            return MG_OK;
+    }
+    return push_frames(m, j, complete, NULL);
+}
+
 mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
 {
     const mg_config *c = &m->parts.cfg;
@@ -303,6 +380,16 @@ mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
     if (j->have_state)
         mg_dec_state_free(&m->parts.dec, &j->st);
     j->have_state = 0;
+    if (j->audio) {
+        /* streamed: the last frames, then the right edge */
+        mg_code rc = j->audio_fed < frames ? push_frames(m, j, frames, res->codes) : MG_OK;
+        double t0 = now_ms();
+        if (rc == MG_OK)
+            rc = mg_encodec_stream_finish(j->audio, j->err);
+        res->encodec_ms += now_ms() - t0;
+        j->audio_streamed = rc == MG_OK;
+        return rc;
+    }
     res->audio = malloc((size_t)batch * res->n_samples * sizeof *res->audio + 1);
     if (!res->audio)
         return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
@@ -357,7 +444,7 @@ mg_code mg_gen_job_hand_audio(mg_gen_job *j)
 {
     const mg_gen_hooks *h = j->hooks;
     mg_gen_result *res = j->res;
-    if (!h || !h->on_audio || !res->audio)
+    if (!h || !h->on_audio || !res->audio || j->audio_streamed)
         return MG_OK;
     if (h->on_audio(h->ud, res->audio, res->batch, 0, res->n_samples))
         return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled by its audio consumer");

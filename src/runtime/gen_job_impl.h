@@ -5,6 +5,7 @@
 #define MG_GEN_JOB_IMPL_H
 #include "runtime/gen_plan_impl.h"
 #include "runtime/runtime_impl.h"
+#include "model/encodec_stream.h"
 
 typedef struct mg_gen_job {
     /* inputs */
@@ -30,6 +31,12 @@ typedef struct mg_gen_job {
     int           have_state;
     mg_tensor    *logits;
     double        t_decode0;
+    /* EnCodec as the frames complete (a backend with caps.lstm_state):
+     * the stream, the frames it was given ([batch, K, frames], the first
+     * audio_fed filled) and whether on_audio already saw the audio */
+    mg_encodec_stream *audio;
+    int32_t           *audio_codes;
+    int                audio_fed, audio_streamed;
     /* outcome, and the scheduler's queue link (set under its lock) */
     mg_code             rc;
     mg_error           *err;
@@ -58,8 +65,15 @@ void    mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int3
  * batch (a failure fails them all). */
 mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio);
 mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n);
+/* After a step: hands the frames completed since the last chunk to the
+ * job's EnCodec stream once they make a chunk (a first one of
+ * MG_AUDIO_FIRST_FRAMES past the look-ahead, then as long as the audio out
+ * so far, up to MG_AUDIO_MAX_FRAMES); their audio goes to res->audio and the
+ * on_audio hook. Nothing without caps.lstm_state or with skip_audio. */
+mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j);
+enum { MG_AUDIO_FIRST_FRAMES = 8, MG_AUDIO_MAX_FRAMES = 50 };
 /* Calls the on_audio hook with the job's finished audio (after
- * mg_gen_jobs_audio). */
+ * mg_gen_jobs_audio; a streamed job's audio was handed on as it came). */
 mg_code mg_gen_job_hand_audio(mg_gen_job *j);
 /* Both halves for one generation alone, then the audio handed on. */
 mg_code mg_gen_job_finish(mg_model *m, mg_gen_job *j);
