@@ -10,6 +10,7 @@
 #include "io/audio_stream.h"
 #include "service/base64.h"
 #include "check.h"
+#include "tone.h"
 #include "io/resample.h"
 
 #define RATE 32000
@@ -85,24 +86,6 @@ static long decode(const uint8_t *bytes, size_t len, SF_INFO *info, float **samp
     sf_close(sf);
     *samples = buf;
     return (long)n;
-}
-
-static void sine(float *x, size_t n, double rate, double freq, double amp)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(amp * sin(2 * M_PI * freq * (double)i / rate));
-}
-
-/* Amplitude of the freq component over x[from..to), phase independent. */
-static double tone_amp(const float *x, size_t from, size_t to, double rate, double freq)
-{
-    double s = 0, c = 0;
-    for (size_t i = from; i < to; i++) {
-        double w = 2 * M_PI * freq * (double)i / rate;
-        s += x[i] * sin(w);
-        c += x[i] * cos(w);
-    }
-    return 2 * sqrt(s * s + c * c) / (double)(to - from);
 }
 
 /* ---- tests ---- */
@@ -453,8 +436,13 @@ static void test_resample(void)
           "empty resample");
     float x[3] = { 0 };
     CHECK(mg_resample(x, 3, 0, 48000, &y, &m, &err) == MG_ERR_INVALID, "rate 0 rejected");
-    CHECK(mg_resample(x, 3, 32000, 48001, &y, &m, &err) == MG_ERR_UNSUPPORTED,
-          "huge ratio rejected: %s", err.msg);
+    CHECK(mg_resample(x, 3, 32000, 48001, &y, &m, &err) == MG_OK && m == 5,
+          "any ratio (32000 -> 48001: 5 samples of 3, %zu): %s", m, err.msg);
+    free(y);
+    float ramp[3] = { 0.25f, -0.5f, 1.0f };
+    CHECK(mg_resample(ramp, 3, 44100, 44100, &y, &m, &err) == MG_OK && m == 3 &&
+              memcmp(y, ramp, sizeof ramp) == 0, "same rate: samples kept exactly");
+    free(y);
     CHECK(mg_resample(x, 3, 32000, 32000, &y, &m, &err) == MG_OK && m == 3, "same rate");
     free(y);
 }
