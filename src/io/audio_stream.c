@@ -179,8 +179,8 @@ static int is_opus_rate(int rate)
     return rate == 8000 || rate == 12000 || rate == 16000 || rate == 24000 || rate == 48000;
 }
 
-/* MPEG-1/2/2.5 Layer III rates. Checked here rather than left to libsndfile:
- * 1.2.0 leaks the LAME encoder when it rejects a rate. */
+/* MPEG-1/2/2.5 Layer III rates, which LAME writes as they are (it is told
+ * not to resample: libsoxr does that better, before it). */
 static int is_mp3_rate(int rate)
 {
     return rate == 8000 || rate == 11025 || rate == 12000 || rate == 16000 || rate == 22050 ||
