@@ -476,6 +476,11 @@ static int collect(void *ud, const uint8_t *bytes, size_t n)
     return 0;
 }
 
+static int refuse(void *ud, const uint8_t *bytes, size_t n)
+{
+    return 1;
+}
+
 /* Loud test music: a 2.0 sine with transients at 3.0 and a little noise,
  * per channel a different tone. */
 static void loud_signal(float *x, size_t frames, int channels, int rate)
@@ -700,6 +705,26 @@ static void test_stream_errors(void)
         mg_audio_stream_free(s);
         free(e.data);
     }
+    /* a receiver that refuses the very first bytes: open (which sends the
+     * headers) or the first call after it is cancelled */
+    for (size_t f = 0; f < 4; f++) {
+        const char *name = mg_audio_format_name(formats[f]);
+        mg_audio_stream_params p = { formats[f], RATE, 2, 100, MG_LEVEL_LIMIT };
+        mg_error err = { 0 };
+        mg_audio_stream *s = NULL;
+        mg_code rc = mg_audio_stream_open(&s, &p, refuse, NULL, &err);
+        CHECK(rc == MG_OK || (rc == MG_ERR_CANCELLED && s == NULL), "%s: open: %s", name,
+              err.msg);
+        if (rc == MG_OK) {
+            float two[200] = { 0 };
+            rc = mg_audio_stream_write(s, two, 100, &err);
+            if (rc == MG_OK)
+                rc = mg_audio_stream_finish(s, &err);
+            CHECK(rc == MG_ERR_CANCELLED, "%s: refused bytes cancel (%s)", name, err.msg);
+        }
+        mg_audio_stream_free(s);
+    }
+
     collected c = { 0 };
     mg_audio_stream *s = (mg_audio_stream *)&c;
     mg_error err = { 0 };
