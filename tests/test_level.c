@@ -194,6 +194,33 @@ static void test_limit_quiet(void)
     free(x);
 }
 
+/* A loud signal whose every sample is smaller than the last (the gain each
+ * needs rises frame after frame: the limiter's sliding minimum holds its
+ * longest history), then a jump: the ceiling holds and the gain follows. */
+static void test_limit_decay(void)
+{
+    enum { N = 2000 };
+    float x[N];
+    for (size_t i = 0; i < N; i++)
+        x[i] = i < 1500 ? 3.0f - 0.001f * (float)i : 2.5f;
+    size_t n = 0;
+    float *y = run_stage(MG_LEVEL_LIMIT, 1, x, N, 0, &n);
+    int ok = y && n == N;
+    size_t falls = 0;
+    for (size_t i = 0; ok && i < N; i++) {
+        ok = y[i] > 0 && y[i] <= MG_LEVEL_CEILING;
+        /* while the signal decays the gain only rises (it is released),
+         * until the look-ahead sees the jump; the ratio of float samples
+         * carries their rounding (2^-24 relative) */
+        if (ok && i > 0 && i + 200 < 1500 &&
+            (double)y[i] / x[i] < (double)y[i - 1] / x[i - 1] - 1e-6)
+            falls++;
+    }
+    CHECK(ok, "decaying loud signal: every sample in (0, ceiling]");
+    CHECK(ok && falls == 0, "decaying loud signal: the gain fell %zu times", falls);
+    free(y);
+}
+
 /* NaN never reaches the output; infinities are limited, not propagated. */
 static void test_non_finite(void)
 {
@@ -223,6 +250,7 @@ int main(void)
     test_limit_loud(1);
     test_limit_loud(2);
     test_limit_quiet();
+    test_limit_decay();
     test_non_finite();
     return check_summary("level");
 }

@@ -58,6 +58,7 @@ struct mg_level_stage {
     int      channels;
     size_t   lookahead;     /* L frames; 0 for clip and off */
     uint64_t t;             /* frames consumed */
+    size_t   slot;          /* t % L, kept without a division per frame */
     float   *delay;         /* L frames of input, slot t % L */
     gain_at *mins;          /* the sliding-minimum deque, capacity L + 1 */
     size_t   mins_head, mins_len;
@@ -131,6 +132,12 @@ static float sanitize(float v)
     return v > LIMIT_INPUT_MAX ? LIMIT_INPUT_MAX : v < -LIMIT_INPUT_MAX ? -LIMIT_INPUT_MAX : v;
 }
 
+/* i mod cap for i < 2 * cap: the ring indices never go further. */
+static size_t wrap(size_t i, size_t cap)
+{
+    return i >= cap ? i - cap : i;
+}
+
 /* One frame through the limiter; writes the delayed frame to out and returns
  * 1 once the look-ahead is full, else 0. */
 static int limit_frame(mg_level_stage *s, const float *in, float *out)
@@ -145,20 +152,22 @@ static int limit_frame(mg_level_stage *s, const float *in, float *out)
     }
     double g = peak > (double)MG_LEVEL_CEILING ? (double)MG_LEVEL_CEILING / peak : 1.0;
 
-    /* sliding minimum of g over frames t-L .. t */
+    /* sliding minimum of g over frames t-L .. t: a deque of increasing g;
+     * what left the window goes first, so it never holds more than L + 1 */
     const size_t cap = L + 1;
-    while (s->mins_len && s->mins[(s->mins_head + s->mins_len - 1) % cap].g >= g)
-        s->mins_len--;
-    s->mins[(s->mins_head + s->mins_len) % cap] = (gain_at){ t, g };
-    s->mins_len++;
-    while (s->mins[s->mins_head].t + L < t) {
-        s->mins_head = (s->mins_head + 1) % cap;
+    while (s->mins_len && s->mins[s->mins_head].t + L < t) {
+        s->mins_head = wrap(s->mins_head + 1, cap);
         s->mins_len--;
     }
+    while (s->mins_len && s->mins[wrap(s->mins_head + s->mins_len - 1, cap)].g >= g)
+        s->mins_len--;
+    s->mins[wrap(s->mins_head + s->mins_len, cap)] = (gain_at){ t, g };
+    s->mins_len++;
     double m = s->mins[s->mins_head].g;
 
     /* box filter over the last L values of m */
-    size_t slot = (size_t)(t % L);
+    const size_t slot = s->slot;
+    s->slot = slot + 1 == L ? 0 : slot + 1;
     double old = s->box[slot];
     s->box_below += (m < 1.0) - (old < 1.0);
     s->box[slot] = m;
