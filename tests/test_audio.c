@@ -613,6 +613,41 @@ static void test_stream_splits(void)
     free(x);
 }
 
+/* Other lengths, around the internal block and the limiter's look-ahead
+ * (160 frames at 32 kHz), and none at all: the same bytes for writes of one
+ * frame, ragged writes and one write, and the length WAV promised. */
+static void test_stream_lengths(void)
+{
+    static const size_t lengths[] = { 0, 1, 159, 161, 2047, 2048, 2049, 4097 };
+    static const mg_audio_format formats[] = { MG_AUDIO_WAV, MG_AUDIO_FLAC, MG_AUDIO_OGG,
+                                               MG_AUDIO_MP3 };
+    float *x = malloc(4097 * sizeof *x);
+    CHECK(x != NULL, "stream lengths: allocation");
+    if (!x)
+        return;
+    loud_signal(x, 4097, 1, RATE);
+    for (size_t f = 0; f < 4; f++) {
+        for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+            const char *name = mg_audio_format_name(formats[f]);
+            mg_audio_stream_params p = { formats[f], RATE, 1, lengths[i], MG_LEVEL_LIMIT };
+            size_t ref_len = 0, a_len = 0, b_len = 0;
+            uint8_t *ref = stream_split(&p, x, split_all, &ref_len);
+            uint8_t *a = stream_split(&p, x, split_one, &a_len);
+            uint8_t *b = stream_split(&p, x, split_ragged, &b_len);
+            CHECK(ref && a && b && a_len == ref_len && b_len == ref_len &&
+                      memcmp(a, ref, ref_len) == 0 && memcmp(b, ref, ref_len) == 0,
+                  "%s of %zu frames: the split changes the bytes", name, lengths[i]);
+            if (formats[f] == MG_AUDIO_WAV)
+                CHECK(ref_len == mg_audio_stream_size(&p), "wav of %zu frames: %zu bytes, "
+                      "size says %zu", lengths[i], ref_len, mg_audio_stream_size(&p));
+            free(ref);
+            free(a);
+            free(b);
+        }
+    }
+    free(x);
+}
+
 /* Bytes leave while samples arrive: after half the frames, every format has
  * sent audio beyond its header. */
 static void test_stream_early_bytes(void)
@@ -798,6 +833,7 @@ int main(void)
     test_odd_rate(MG_AUDIO_MP3, SF_FORMAT_MPEG);
     test_resample();
     test_stream_splits();
+    test_stream_lengths();
     test_stream_early_bytes();
     test_stream_errors();
     test_float_wav();
