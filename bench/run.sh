@@ -50,3 +50,5 @@ if [ "$found" = 1 ]; then
 else
     echo "== fidelity: no golden models under $GOLDEN (set GOLDEN=DIR)"
 fi
+echo "== resampler: libsoxr against the polyphase one it replaced"
+"$BUILD/bench_resample"
