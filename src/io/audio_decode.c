@@ -248,10 +248,15 @@ mg_code mg_audio_decode(const uint8_t *bytes, size_t len, int rate, const char *
     if (rc == MG_OK && frames == 0)
         rc = mg_fail_field(err, MG_ERR_INVALID, field, "%s: the %s file holds no audio", field,
                            cname);
-    for (size_t i = 0; rc == MG_OK && i < frames * (size_t)info.channels; i++)
+    for (size_t i = 0; rc == MG_OK && i < frames * (size_t)info.channels; i++) {
         if (!isfinite(raw[i]))
             rc = mg_fail_field(err, MG_ERR_INVALID, field, "%s: the audio has non-finite "
                                "samples (NaN or infinity)", field);
+        else if (fabsf(raw[i]) > MG_AUDIO_DECODE_MAX_LEVEL)
+            rc = mg_fail_field(err, MG_ERR_INVALID, field, "%s: the audio has samples far "
+                               "beyond full scale (%g; at most %d)", field, (double)raw[i],
+                               MG_AUDIO_DECODE_MAX_LEVEL);
+    }
     if (rc == MG_OK && info.samplerate != rate) {
         float *y = NULL;
         size_t n = 0;

@@ -16,7 +16,10 @@
  *   - a source rate of 1 kHz .. MG_AUDIO_DECODE_MAX_RATE;
  *   - mono or stereo: more channels are refused rather than guessed at (a
  *     surround downmix has conventions the user should choose);
- *   - at least one frame, every sample finite.
+ *   - at least one frame, every sample finite and within
+ *     +-MG_AUDIO_DECODE_MAX_LEVEL (36 dB above full scale: only a float file
+ *     can go past 1, loud real mixes peak near 2, and beyond the bound it is
+ *     not audio; it also keeps the resampler's sums far from overflowing).
  * Errors are MG_ERR_INVALID naming the field the caller gives (e.g.
  * "audio_prompt"; a sample rate the resampler cannot convert is one too),
  * or MG_ERR_NOMEM. */
@@ -29,6 +32,7 @@
 #define MG_AUDIO_DECODE_MAX_BYTES   (16u << 20)
 #define MG_AUDIO_DECODE_MAX_SECONDS 60
 #define MG_AUDIO_DECODE_MAX_RATE    192000
+#define MG_AUDIO_DECODE_MAX_LEVEL   64
 
 typedef enum {
     MG_CONTAINER_NONE, MG_CONTAINER_WAV, MG_CONTAINER_FLAC, MG_CONTAINER_OGG, MG_CONTAINER_MP3
