@@ -1,4 +1,4 @@
-/* Decoding a user's audio file (WAV, FLAC, Ogg Vorbis/Opus/FLAC, MP3) from
+/* Decoding a user's audio file (WAV, FLAC, Ogg Vorbis or Opus, MP3) from
  * memory into float samples at the model's rate, for continuation prompts.
  *
  * The container is sniffed from its first bytes before libsndfile sees it:
