@@ -18,6 +18,7 @@ for t in "$@"; do
     crashes=$out/crashes/$name
     mkdir -p "$work" "$crashes"
     # -max_len: the largest seed or 64 KiB, whichever is bigger (spiece.model seeds are ~9 KB)
+    LSAN_OPTIONS=suppressions=fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
     "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
         -artifact_prefix="$crashes/" "$work" "$seeds" > "$out/$name.log" 2>&1
     rc=$?

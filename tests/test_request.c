@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "service/base64.h"
 #include "service/request.h"
 
 /* the range mg_duration_limits gives for musicgen_max_duration 30 (test_duration.c) */
@@ -176,6 +177,25 @@ static const bad_case bad[] = {
     { 1, "mood=calm&tempo=120&tempo_bpm=120", "tempo_bpm", "given twice" },
     { 1, "mood=calm&energy=11", "energy", "at most 10" },
     { 1, "=5&prompt=a", "", "empty key" },
+    /* extend_stride: a finite positive number (the engine checks the window) */
+    { 0, "{\"prompt\": \"a\", \"extend_stride\": 0}", "extend_stride", "above 0" },
+    { 0, "{\"prompt\": \"a\", \"extend_stride\": -3}", "extend_stride", "above 0" },
+    { 0, "{\"prompt\": \"a\", \"extend_stride\": 30.5}", "extend_stride", "at most 30" },
+    { 0, "{\"prompt\": \"a\", \"extend_stride\": \"18\"}", "extend_stride", "must be a number" },
+    { 1, "prompt=a&extend_stride=nan", "extend_stride", "must be a number" },
+    { 1, "prompt=a&extend_stride=1e999", "extend_stride", "finite" },
+    { 1, "prompt=a&extend_stride=0", "extend_stride", "above 0" },
+    /* audio_prompt: decoded while parsing, so bad audio fails before generation */
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": 5}", "audio_prompt", "must be a string" },
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": \"\"}", "audio_prompt", "empty" },
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": \"data:audio/wav;base64,\"}", "audio_prompt", "empty" },
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": \"UklGR*==\"}", "audio_prompt", "not valid base64" },
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": \"aGVsbG8gd29ybGQh\"}", "audio_prompt", "not an audio file" },
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": \"data:image/png;base64,iVBORw0KGgo=\"}",
+      "audio_prompt", "not audio" },
+    { 0, "{\"prompt\": \"a\", \"audio_prompt\": \"data:audio/wav,RIFF\"}", "audio_prompt", "base64" },
+    { 0, "{\"prompt\": \"\", \"audio_prompt\": \"aGVsbG8=\"}", "prompt", "empty" },
+    { 1, "prompt=a&audio_prompt=UklGRg%3D%3D", "audio_prompt", "JSON body" },
     { 0, "{\"\": 1, \"prompt\": \"a\"}", "", "empty key" },
 };
 
@@ -373,6 +393,98 @@ static void test_analysis(void)
     mg_request_free(&r);
 }
 
+/* A 0.5 s stereo WAV at 44.1 kHz (16-bit) written by hand: left a ramp,
+ * right silence, so the decoded channels are told apart. */
+static size_t stereo_wav(uint8_t *out, size_t frames)
+{
+    static const uint8_t hdr[36] = { 'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'A', 'V', 'E', 'f', 'm', 't',
+                                     ' ', 16, 0, 0, 0, 1, 0, 2, 0, 0x44, 0xac, 0, 0, 0x10, 0xb1, 2,
+                                     0, 4, 0, 16, 0 };
+    size_t data = frames * 4;
+    memcpy(out, hdr, sizeof hdr);
+    uint32_t riff = (uint32_t)(36 + 8 + data);
+    for (int i = 0; i < 4; i++)
+        out[4 + i] = (uint8_t)(riff >> (8 * i));
+    memcpy(out + 36, "data", 4);
+    for (int i = 0; i < 4; i++)
+        out[40 + i] = (uint8_t)((uint32_t)data >> (8 * i));
+    for (size_t f = 0; f < frames; f++) {
+        int16_t l = (int16_t)(8000 * ((double)f / (double)frames - 0.5) * 2);
+        out[44 + 4 * f] = (uint8_t)l, out[45 + 4 * f] = (uint8_t)((uint16_t)l >> 8);
+        out[46 + 4 * f] = 0, out[47 + 4 * f] = 0;
+    }
+    return 44 + data;
+}
+
+static void test_audio_prompt(void)
+{
+    enum { FRAMES = 22050 };
+    static uint8_t wav[44 + FRAMES * 4];
+    size_t len = stereo_wav(wav, FRAMES);
+    char  *url = NULL, *body = NULL;
+    size_t url_len = 0;
+    mg_error e;
+    CHECK(mg_audio_data_url(wav, len, MG_AUDIO_WAV, &url, &url_len, &e) == MG_OK, "%s", e.msg);
+    body = url ? malloc(url_len + 64) : NULL;
+    if (!body) {
+        CHECK(0, "out of memory");
+        free(url);
+        return;
+    }
+    int n = snprintf(body, url_len + 64, "{\"prompt\": \"a\", \"audio_prompt\": \"%s\"}", url);
+    mg_request r;
+    mg_code rc = parse(0, body, (size_t)n, &r, &e);
+    CHECK(rc == MG_OK, "audio_prompt: %s", e.msg);
+    if (rc == MG_OK) {
+        /* 0.5 s at 44.1 kHz is 16000 frames at 32 kHz; both channels kept */
+        CHECK(r.audio_prompt.samples && r.audio_prompt.frames == 16000 &&
+              r.audio_prompt.channels == 2 && r.audio_prompt.rate == 32000 &&
+              r.audio_prompt.source_rate == 44100, "audio_prompt: %zu frames, %d channels",
+              r.audio_prompt.frames, r.audio_prompt.channels);
+        float l = r.audio_prompt.samples[2 * 8000], rr = r.audio_prompt.samples[2 * 8000 + 1];
+        CHECK(fabsf(l) < 0.01f && fabsf(rr) < 1e-6f, "audio_prompt middle: %g %g", l, rr);
+        float l3 = r.audio_prompt.samples[2 * 12000];
+        CHECK(fabsf(l3 - 0.122f) < 0.01f, "audio_prompt at 3/4: %g", l3);  /* 4000 / 32768 */
+        CHECK(r.audio_prompt_hash != 0 && !r.has_extend_stride, "audio_prompt hash");
+        uint64_t h = r.audio_prompt_hash;
+        mg_request_free(&r);
+        CHECK(r.audio_prompt.samples == NULL && r.prompt == NULL, "free clears");
+        /* the same file gives the same hash; another file another */
+        rc = parse(0, body, (size_t)n, &r, &e);
+        CHECK(rc == MG_OK && r.audio_prompt_hash == h, "hash stable");
+        mg_request_free(&r);
+        wav[100] ^= 1;
+        free(url);
+        url = NULL;
+        CHECK(mg_audio_data_url(wav, len, MG_AUDIO_WAV, &url, &url_len, &e) == MG_OK, "%s", e.msg);
+        n = url ? snprintf(body, url_len + 64, "{\"prompt\": \"a\", \"audio_prompt\": \"%s\"}",
+                           url) : 0;
+        rc = parse(0, body, (size_t)n, &r, &e);
+        CHECK(rc == MG_OK && r.audio_prompt_hash != h, "hash differs for another file");
+        mg_request_free(&r);
+        /* a bad one after a good prompt: nothing is left to free */
+        memcpy(body + n - 10, "!!", 2);
+        rc = parse(0, body, (size_t)n, &r, &e);
+        CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "audio_prompt") == 0 && !r.prompt &&
+              !r.audio_prompt.samples, "bad base64 after a prompt: %s", e.msg);
+    }
+    free(url);
+    free(body);
+
+    /* extend_stride in both forms */
+    rc = pj("{\"prompt\": \"a\", \"extend_stride\": 18}", &r, &e);
+    CHECK(rc == MG_OK && r.has_extend_stride && r.extend_stride == 18.0f && !r.audio_prompt.samples,
+          "extend_stride json: %s", e.msg);
+    mg_request_free(&r);
+    rc = pq("prompt=a&extend_stride=7.5", &r, &e);
+    CHECK(rc == MG_OK && r.has_extend_stride && r.extend_stride == 7.5f, "extend_stride query: %s",
+          e.msg);
+    mg_request_free(&r);
+    rc = pj("{\"prompt\": \"a\", \"extend_stride\": null}", &r, &e);
+    CHECK(rc == MG_OK && !r.has_extend_stride, "extend_stride null: %s", e.msg);
+    mg_request_free(&r);
+}
+
 static void test_query(void)
 {
     mg_request r;
@@ -466,6 +578,7 @@ int main(void)
     test_direct();
     test_analysis();
     test_query();
+    test_audio_prompt();
     test_fuzz();
     return check_summary("request");
 }

@@ -41,6 +41,64 @@ void mg_base64_encode(const uint8_t *in, size_t n, char *out)
     *out = '\0';
 }
 
+size_t mg_base64_decoded_max(size_t n)
+{
+    return n / 4 * 3 + 3;
+}
+
+static int base64_value(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int mg_base64_decode(const char *in, size_t n, uint8_t *out, size_t *out_n, size_t *bad)
+{
+    uint32_t bits = 0;
+    size_t   k = 0, sextets = 0;
+    int      padded = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
+            continue;
+        if (c == '=') {
+            /* padding completes a group of 2 or 3 characters, never starts one */
+            if (!padded && sextets % 4 < 2) {
+                *bad = i;
+                return -1;
+            }
+            padded = 1;
+            continue;
+        }
+        int v = base64_value(c);
+        if (v < 0 || padded) {
+            *bad = i;
+            return -1;
+        }
+        bits = bits << 6 | (uint32_t)v;
+        if (++sextets % 4 == 0) {
+            out[k++] = (uint8_t)(bits >> 16);
+            out[k++] = (uint8_t)(bits >> 8);
+            out[k++] = (uint8_t)bits;
+            bits = 0;
+        }
+    }
+    switch (sextets % 4) {
+    case 1: /* 6 bits cannot make a byte */
+        *bad = n;
+        return -1;
+    case 2:
+        out[k++] = (uint8_t)(bits >> 4);
+        break;
+    case 3:
+        out[k++] = (uint8_t)(bits >> 10);
+        out[k++] = (uint8_t)(bits >> 2);
+        break;
+    }
+    *out_n = k;
+    return 0;
+}
+
 mg_code mg_audio_data_url(const uint8_t *bytes, size_t n, mg_audio_format f, char **url,
                           size_t *url_len, mg_error *err)
 {

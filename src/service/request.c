@@ -10,18 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "service/audio_prompt.h"
 #include "service/prompt.h"
 
 #define ANALYSIS_MAX_CHARS 100
 #define ANALYSIS_MAX_ITEMS 8
 #define DEFAULT_MAX_TOP_K  2048
 #define DEFAULT_MAX_GUIDE  10.0
+#define DEFAULT_AUDIO_RATE 32000
 
-typedef enum { K_STRING, K_NUMBER, K_INTEGER, K_LIST, K_OBJECT } kind;
+/* K_AUDIO: a string too long for a URL, JSON bodies only */
+typedef enum { K_STRING, K_NUMBER, K_INTEGER, K_LIST, K_OBJECT, K_AUDIO } kind;
 
 typedef enum {
     F_PROMPT, F_DURATION, F_TEMPERATURE, F_TOP_K, F_TOP_P, F_GUIDANCE, F_SEED, F_FORMAT,
-    F_ANALYSIS, F_MOOD, F_ENERGY, F_GENRES, F_TEMPO, F_STYLE, F_VOCAL, F_INSTRUMENTS, N_FIELDS
+    F_ANALYSIS, F_MOOD, F_ENERGY, F_GENRES, F_TEMPO, F_STYLE, F_VOCAL, F_INSTRUMENTS,
+    F_EXTEND_STRIDE, F_AUDIO_PROMPT, N_FIELDS
 } field_id;
 
 /* Ranges of numbers; the limits give duration's range and hi for top_k and
@@ -50,6 +54,8 @@ static const struct {
     { F_STYLE,       { "styleLevel", "style_level" },       K_NUMBER,  1, 0, 10, 0 },
     { F_VOCAL,       { "vocalType", "vocal_type" },         K_STRING,  1, 0, 0, 0 },
     { F_INSTRUMENTS, { "instruments" },                     K_LIST,    1, 0, 0, 0 },
+    { F_EXTEND_STRIDE, { "extend_stride" },                 K_NUMBER,  0, 0, 0, 1 },
+    { F_AUDIO_PROMPT, { MG_AUDIO_PROMPT_FIELD },            K_AUDIO,   0, 0, 0, 0 },
 };
 
 /* Known front-end extras: accepted and ignored (request.h). */
@@ -166,6 +172,8 @@ static void field_range(field_id id, const mg_request_limits *lim, double *lo, d
     *lo = fields[id].lo, *hi = fields[id].hi, *lo_open = fields[id].lo_open;
     if (id == F_DURATION)
         *lo = lim->duration.min, *hi = lim->duration.max;
+    else if (id == F_EXTEND_STRIDE)  /* the engine checks it against the window */
+        *hi = lim->duration.max;
     else if (id == F_TOP_K)
         *hi = lim->max_top_k > 0 ? lim->max_top_k : DEFAULT_MAX_TOP_K;
     else if (id == F_GUIDANCE)
@@ -296,6 +304,33 @@ static mg_code analysis_prompt(const collected *c, const mg_request_limits *lim,
     return mg_prompt_from_analysis(&a, out, err);
 }
 
+/* req->prompt: the prompt field, else the prompt built from the analysis. */
+static mg_code text_prompt(const collected *c, const mg_request_limits *lim, mg_request *req,
+                           mg_error *err)
+{
+    const char *s;
+    size_t      n;
+    mg_code     rc;
+    char *analysis = NULL;
+    int   has_analysis = c->top_analysis || c->wrapped_analysis;
+    if (has_analysis && (rc = analysis_prompt(c, lim, &analysis, err)))
+        return rc;
+    if (c->v[F_PROMPT]) {
+        free(analysis);  /* the prompt wins */
+        if ((rc = get_text(c->v[F_PROMPT], "prompt", "prompt", MG_PROMPT_MAX_CHARS, &s, &n, err)))
+            return rc;
+        if (!(req->prompt = strndup(s, n)))
+            return mg_fail(err, MG_ERR_NOMEM, "request: out of memory");
+        return MG_OK;
+    }
+    if (!has_analysis)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt",
+                             "prompt: required (or give analysis fields such as mood and genres)");
+    req->prompt = analysis;
+    req->from_analysis = 1;
+    return MG_OK;
+}
+
 /* Walks a parsed request object into *req. */
 static mg_code from_object(const json_t *root, const mg_request_limits *lim, mg_request *req,
                            mg_error *err)
@@ -348,24 +383,22 @@ static mg_code from_object(const json_t *root, const mg_request_limits *lim, mg_
         }
     }
 
-    char *analysis = NULL;
-    int   has_analysis = c.top_analysis || c.wrapped_analysis;
-    if (has_analysis && (rc = analysis_prompt(&c, lim, &analysis, err)))
+    double stride;
+    if (c.v[F_EXTEND_STRIDE] && (rc = get_number(&c, F_EXTEND_STRIDE, lim, &stride, err)))
         return rc;
-    if (c.v[F_PROMPT]) {
-        free(analysis);  /* the prompt wins */
-        if ((rc = get_text(c.v[F_PROMPT], "prompt", "prompt", MG_PROMPT_MAX_CHARS, &s, &n, err)))
-            return rc;
-        if (!(req->prompt = strndup(s, n)))
-            return mg_fail(err, MG_ERR_NOMEM, "request: out of memory");
+    if ((req->has_extend_stride = c.v[F_EXTEND_STRIDE] != NULL))
+        req->extend_stride = (float)stride;
+    if ((rc = text_prompt(&c, lim, req, err)))
+        return rc;
+    /* last: the costly check, once everything cheap has passed */
+    const json_t *audio = c.v[F_AUDIO_PROMPT];
+    if (!audio)
         return MG_OK;
-    }
-    if (!has_analysis)
-        return mg_fail_field(err, MG_ERR_INVALID, "prompt",
-                             "prompt: required (or give analysis fields such as mood and genres)");
-    req->prompt = analysis;
-    req->from_analysis = 1;
-    return MG_OK;
+    if (!json_is_string(audio))
+        return invalid(err, c.name[F_AUDIO_PROMPT], "must be a string (a data URL or base64)");
+    return mg_audio_prompt_parse(json_string_value(audio), json_string_length(audio),
+                                 lim->audio_rate > 0 ? lim->audio_rate : DEFAULT_AUDIO_RATE,
+                                 &req->audio_prompt, &req->audio_prompt_hash, err);
 }
 
 static mg_code finish(mg_code rc, mg_request *req)
@@ -558,6 +591,9 @@ static mg_code query_value(int fi, const char *name, const char *v, size_t n, js
     case K_OBJECT:
         return invalid(err, name, "cannot be given in a query string; give the analysis "
                        "fields directly");
+    case K_AUDIO:
+        return invalid(err, name, "cannot be given in a query string (an audio file is too "
+                       "long for a URL); POST it in a JSON body");
     }
     if (!*out)
         return mg_fail(err, MG_ERR_NOMEM, "request: out of memory");
@@ -633,4 +669,5 @@ void mg_request_free(mg_request *req)
         return;
     free(req->prompt);
     req->prompt = NULL;
+    mg_decoded_audio_free(&req->audio_prompt);
 }

@@ -12,6 +12,12 @@
  *   guidance_scale  number, 0..lim->max_guidance
  *   seed            integer, 0..2^53
  *   format          "wav" | "flac" | "ogg" ("opus") | "mp3", any case (default lim->default_format)
+ *   audio_prompt    string: audio to continue, a "data:audio/...;base64," URL or bare
+ *                   base64 of a WAV, FLAC, Ogg or MP3 file (audio_prompt.h); decoded
+ *                   here, so bad audio is an error before any generation. JSON only:
+ *                   in a query string it is an error (a file does not fit in a URL)
+ *   extend_stride   number, (0, lim->duration.max] seconds: how far each long-form
+ *                   window advances (the engine checks it against the model's window)
  * Analysis form (a photo front end's; turned into a prompt by prompt.h):
  *   mood            string          energy                number 0..10
  *   genres          array of strings (at most 8)
@@ -53,6 +59,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "io/audio.h"
+#include "io/audio_decode.h"
 #include "base/error.h"
 #include "runtime/duration.h"
 
@@ -64,6 +71,7 @@ typedef struct {
     mg_audio_format default_format;
     int             max_top_k;         /* vocabulary size; <= 0: 2048 */
     float           max_guidance;      /* <= 0: 10 */
+    int             audio_rate;        /* the model's sample rate, for audio_prompt; <= 0: 32000 */
 } mg_request_limits;
 
 typedef struct {
@@ -81,6 +89,11 @@ typedef struct {
     int             has_seed;
     uint64_t        seed;
     mg_audio_format format;
+    mg_decoded_audio audio_prompt;   /* samples NULL: none; else at lim->audio_rate, 1 or 2
+                                        channels as in the file (mg_audio_downmix for mono) */
+    uint64_t        audio_prompt_hash; /* FNV-1a of the prompt file's bytes (0: none), for the ETag */
+    int             has_extend_stride;
+    float           extend_stride;
 } mg_request;
 
 /* body[0..len): a JSON object. On error *req holds nothing to free. */
@@ -89,7 +102,7 @@ mg_code mg_request_parse_json(const char *body, size_t len, const mg_request_lim
 /* args[0..len): "a=b&c=d" (no leading '?'), same fields and validation. */
 mg_code mg_request_parse_query(const char *args, size_t len, const mg_request_limits *lim,
                                mg_request *req, mg_error *err);
-/* Frees req->prompt; safe on a zeroed or already-freed request. */
+/* Frees req->prompt and the prompt audio; safe on a zeroed or already-freed request. */
 void    mg_request_free(mg_request *req);
 
 #endif
