@@ -38,7 +38,7 @@ static void test_audio_size(mg_model *m, const mg_request_limits *lim)
             continue;
         }
         CHECK(mg_job_audio_size(m, &req, &size, &err) == MG_OK, "size of %s: %s", bodies[i], err.msg);
-        if (mg_job_run(m, &req, 0, "tiny", NULL, &res, &err) == MG_OK) {
+        if (mg_job_run(m, &req, 0, "tiny", &res, &err) == MG_OK) {
             CHECK(size == res.audio_len, "%s: %zu bytes predicted, %zu made", bodies[i], size,
                   res.audio_len);
             mg_job_result_free(&res);
@@ -67,13 +67,13 @@ static void test_jobs(const char *dir)
     mg_request req = {0}, other = {0};
     CHECK(mg_request_parse_json(body, strlen(body), &lim, &req, &err) == MG_OK, "parse: %s", err.msg);
     mg_job_result res;
-    CHECK(mg_job_run(m, &req, 1, "tiny", NULL, &res, &err) == MG_OK, "run: %s", err.msg);
+    CHECK(mg_job_run(m, &req, 1, "tiny", &res, &err) == MG_OK, "run: %s", err.msg);
     CHECK(res.audio_len == 44 + 32000 * 2 && !memcmp(res.audio, "RIFF", 4), "1 s of 16-bit WAV (%zu bytes)", res.audio_len);
     CHECK(res.json && strstr(res.json, "\"audioUrl\":\"data:audio/wav;base64,UklGR") &&
           strstr(res.json, "\"seed\":9") && strstr(res.json, "\"model\":\"tiny\"") &&
           strstr(res.json, "\"prompt\":\"calm piano\""), "reference-shaped JSON");
     mg_job_result res2;
-    CHECK(mg_job_run(m, &req, 0, "tiny", NULL, &res2, &err) == MG_OK && !res2.json &&
+    CHECK(mg_job_run(m, &req, 0, "tiny", &res2, &err) == MG_OK && !res2.json &&
           res2.audio_len == res.audio_len && !memcmp(res.audio, res2.audio, res.audio_len),
           "same seed, same bytes; raw mode has no JSON");
     mg_job_result_free(&res);
