@@ -44,7 +44,7 @@ else
   Q   := @
   say := @printf '  %-6s %s\n'
 endif
-LDLIBS  = -ljansson -lsndfile -lm -pthread $(LDSAN)
+LDLIBS  = -ljansson -lsndfile -lFLAC -lmp3lame -lopus -logg -lsoxr -lm -pthread $(LDSAN)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA ?= $(if $(NVCC),1,0)
@@ -296,6 +296,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 15
 FUZZ_SPIECE  ?= $(wildcard $(GOLDEN)/tiny-a/spiece.model)
 FUZZ_LIB_SRC  = src/base/error.c src/service/request.c src/service/prompt.c src/io/audio.c \
+                src/io/audio_stream.c src/io/level.c src/io/echo.c src/io/ogg_opus.c \
                 src/io/resample.c src/service/base64.c src/io/safetensors.c src/io/config.c \
                 src/io/spm_model.c src/io/tokenizer.c tools/spm_write.c
 FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
@@ -307,7 +308,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 	$(say) LD $@
-	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lm -pthread
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ -ljansson -lsndfile -lFLAC -lmp3lame -lopus -logg -lsoxr -lm -pthread
 .SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard fuzz/fuzz_*.c))
 fuzz-build: $(FUZZ_TARGETS)
 fuzz: $(FUZZ_TARGETS)

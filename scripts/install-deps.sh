@@ -11,6 +11,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES="build-essential pkg-config curl ca-certificates python3
     libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev
+    libflac-dev libmp3lame-dev libopus-dev libogg-dev libsoxr-dev
     nginx nginx-dev
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl
     libwww-perl libipc-run-perl

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/audio.h"
+#include "io/audio_stream.h"
 #include "service/base64.h"
 #include "check.h"
 #include "io/resample.h"
@@ -287,7 +288,7 @@ static void test_clipping(mg_audio_format f)
     mg_error err = { 0 };
     uint8_t *bytes = NULL;
     size_t len = 0;
-    mg_code rc = mg_audio_encode(x, (size_t)n, RATE, f, &bytes, &len, &err);
+    mg_code rc = mg_audio_encode_level(x, (size_t)n, RATE, f, MG_LEVEL_CLIP, &bytes, &len, &err);
     CHECK(rc == MG_OK, "%s clip encode: %s", name, err.msg);
     if (rc != MG_OK)
         return;
@@ -458,6 +459,310 @@ static void test_resample(void)
     free(y);
 }
 
+/* ---- streams ---- */
+
+/* A sink collecting the stream; stops (returns non-zero) once it holds
+ * stop_after bytes or more, when stop_after is non-zero. */
+typedef struct {
+    uint8_t *data;
+    size_t   len, cap, stop_after;
+    int      calls;
+} collected;
+
+static int collect(void *ud, const uint8_t *bytes, size_t n)
+{
+    collected *c = ud;
+    if (c->stop_after && c->len >= c->stop_after)
+        return 1;
+    if (c->len + n > c->cap) {
+        size_t cap = (c->len + n) * 2;
+        uint8_t *p = realloc(c->data, cap);
+        if (!p)
+            return 1;
+        c->data = p;
+        c->cap = cap;
+    }
+    memcpy(c->data + c->len, bytes, n);
+    c->len += n;
+    c->calls++;
+    return 0;
+}
+
+/* Loud test music: a 2.0 sine with transients at 3.0 and a little noise,
+ * per channel a different tone. */
+static void loud_signal(float *x, size_t frames, int channels, int rate)
+{
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < frames; i++) {
+        for (int c = 0; c < channels; c++) {
+            seed = seed * 1664525u + 1013904223u;
+            double noise = ((double)(seed >> 8) / (1 << 24) - 0.5) * 0.05;
+            double v = 2.0 * sin(2 * M_PI * (220.0 + 110.0 * c) * (double)i / rate) + noise;
+            if (i % 3000 < 40)
+                v += i % 2 ? 1.0 : -1.0;
+            x[i * (size_t)channels + (size_t)c] = (float)v;
+        }
+    }
+}
+
+/* Streams x through the split pattern `split` (the size of write k is
+ * split(k), at least 1); returns the bytes (NULL on failure, printed). */
+static uint8_t *stream_split(const mg_audio_stream_params *p, const float *x,
+                             size_t (*split)(size_t k), size_t *len)
+{
+    collected c = { 0 };
+    mg_error err = { 0 };
+    mg_audio_stream *s = NULL;
+    mg_code rc = mg_audio_stream_open(&s, p, collect, &c, &err);
+    size_t done = 0;
+    for (size_t k = 0; rc == MG_OK && done < p->frames; k++) {
+        size_t n = split(k);
+        if (n > p->frames - done)
+            n = p->frames - done;
+        rc = mg_audio_stream_write(s, x + done * (size_t)p->channels, n, &err);
+        done += n;
+    }
+    if (rc == MG_OK)
+        rc = mg_audio_stream_finish(s, &err);
+    mg_audio_stream_free(s);
+    if (rc != MG_OK) {
+        printf("stream %s: %s\n", mg_audio_format_name(p->format), err.msg);
+        free(c.data);
+        return NULL;
+    }
+    *len = c.len;
+    return c.data;
+}
+
+static size_t split_all(size_t k) { return SIZE_MAX; }
+static size_t split_one(size_t k) { return 1; }
+static size_t split_seven(size_t k) { return 7; }
+static size_t split_block(size_t k) { return k % 2 ? 1 : 2047; }
+static size_t split_ragged(size_t k)
+{
+    uint32_t h = (uint32_t)k * 2654435761u;
+    return 1 + (h >> 20) % 5000;
+}
+
+/* The bytes never depend on how the samples were split into writes: every
+ * format, level and channel count, against one write. The frame count is
+ * not a multiple of the internal block. */
+static void test_stream_splits(void)
+{
+    enum { FRAMES = 10001 };
+    static const mg_audio_format formats[] = { MG_AUDIO_WAV, MG_AUDIO_FLAC, MG_AUDIO_OGG,
+                                               MG_AUDIO_MP3 };
+    static const mg_level levels[] = { MG_LEVEL_LIMIT, MG_LEVEL_CLIP, MG_LEVEL_OFF };
+    static size_t (*const splits[])(size_t) = { split_one, split_seven, split_block,
+                                                split_ragged };
+    static const char *const split_names[] = { "1", "7", "2047+1", "ragged" };
+    float *x = malloc(FRAMES * 2 * sizeof *x);
+    CHECK(x != NULL, "stream splits: allocation");
+    if (!x)
+        return;
+    for (int ch = 1; ch <= 2; ch++) {
+        loud_signal(x, FRAMES, ch, RATE);
+        for (size_t f = 0; f < 4; f++) {
+            for (size_t l = 0; l < 3; l++) {
+                if (formats[f] == MG_AUDIO_FLAC && levels[l] == MG_LEVEL_OFF)
+                    continue;   /* refused, test_stream_errors */
+                mg_audio_stream_params p = { formats[f], RATE, ch, FRAMES, levels[l] };
+                const char *name = mg_audio_format_name(formats[f]);
+                const char *level = mg_level_name(levels[l]);
+                size_t ref_len = 0;
+                uint8_t *ref = stream_split(&p, x, split_all, &ref_len);
+                CHECK(ref != NULL, "%s %s %d ch: one write", name, level, ch);
+                if (!ref)
+                    continue;
+                if (formats[f] == MG_AUDIO_WAV)
+                    CHECK(ref_len == mg_audio_stream_size(&p), "%s %s %d ch: %zu bytes, size "
+                          "says %zu", name, level, ch, ref_len, mg_audio_stream_size(&p));
+                else
+                    CHECK(mg_audio_stream_size(&p) == 0, "%s: size not known up front", name);
+                for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+                    size_t len = 0;
+                    uint8_t *b = stream_split(&p, x, splits[k], &len);
+                    CHECK(b && len == ref_len && memcmp(b, ref, len) == 0,
+                          "%s %s %d ch, writes of %s: %zu bytes differ from one write's %zu",
+                          name, level, ch, split_names[k], len, ref_len);
+                    free(b);
+                }
+                /* the mono in-memory encoder is the same stream */
+                if (ch == 1) {
+                    uint8_t *b = NULL;
+                    size_t len = 0;
+                    mg_error err = { 0 };
+                    mg_code rc = mg_audio_encode_level(x, FRAMES, RATE, formats[f], levels[l],
+                                                       &b, &len, &err);
+                    CHECK(rc == MG_OK && len == ref_len && memcmp(b, ref, len) == 0,
+                          "%s %s: mg_audio_encode_level differs from the stream", name, level);
+                    free(b);
+                }
+                /* it decodes, with every channel, at the codec's rate */
+                SF_INFO info;
+                float *y = NULL;
+                long frames = decode(ref, ref_len, &info, &y);
+                CHECK(frames > 0 && info.channels == ch, "%s %s %d ch: decodes (%ld frames, "
+                      "%d channels)", name, level, ch, frames, info.channels);
+                if (formats[f] == MG_AUDIO_WAV || formats[f] == MG_AUDIO_FLAC)
+                    CHECK(frames == FRAMES, "%s %s %d ch: %ld frames, want %d", name, level, ch,
+                          frames, FRAMES);
+                free(y);
+                free(ref);
+            }
+        }
+    }
+    free(x);
+}
+
+/* Bytes leave while samples arrive: after half the frames, every format has
+ * sent audio beyond its header. */
+static void test_stream_early_bytes(void)
+{
+    enum { FRAMES = 3 * RATE };
+    static const mg_audio_format formats[] = { MG_AUDIO_WAV, MG_AUDIO_FLAC, MG_AUDIO_OGG,
+                                               MG_AUDIO_MP3 };
+    float *x = malloc(FRAMES * sizeof *x);
+    CHECK(x != NULL, "early bytes: allocation");
+    if (!x)
+        return;
+    sine(x, FRAMES, RATE, 440, 0.5);
+    for (size_t f = 0; f < 4; f++) {
+        const char *name = mg_audio_format_name(formats[f]);
+        mg_audio_stream_params p = { formats[f], RATE, 1, FRAMES, MG_LEVEL_LIMIT };
+        collected c = { 0 };
+        mg_error err = { 0 };
+        mg_audio_stream *s = NULL;
+        mg_code rc = mg_audio_stream_open(&s, &p, collect, &c, &err);
+        CHECK(rc == MG_OK, "%s open: %s", name, err.msg);
+        size_t at_open = c.len;
+        if (rc == MG_OK)
+            rc = mg_audio_stream_write(s, x, FRAMES / 2, &err);
+        size_t at_half = c.len;
+        /* a second of audio at ~70 kbps or more is over 8 KB in any format */
+        CHECK(rc == MG_OK && at_half > at_open + 8000, "%s: %zu bytes at open, %zu after 1.5 s",
+              name, at_open, at_half);
+        if (rc == MG_OK)
+            rc = mg_audio_stream_write(s, x + FRAMES / 2, FRAMES - FRAMES / 2, &err);
+        if (rc == MG_OK)
+            rc = mg_audio_stream_finish(s, &err);
+        CHECK(rc == MG_OK && c.len > at_half, "%s finish: %s", name, err.msg);
+        mg_audio_stream_free(s);
+        free(c.data);
+    }
+    free(x);
+}
+
+/* A receiver that stops: the call that fed it fails as cancelled, and the
+ * stream frees cleanly in that state; wrong frame counts; refused levels. */
+static void test_stream_errors(void)
+{
+    enum { FRAMES = 20000 };
+    static const mg_audio_format formats[] = { MG_AUDIO_WAV, MG_AUDIO_FLAC, MG_AUDIO_OGG,
+                                               MG_AUDIO_MP3 };
+    float *x = malloc(FRAMES * sizeof *x);
+    CHECK(x != NULL, "stream errors: allocation");
+    if (!x)
+        return;
+    sine(x, FRAMES, RATE, 440, 0.5);
+    for (size_t f = 0; f < 4; f++) {
+        const char *name = mg_audio_format_name(formats[f]);
+        mg_audio_stream_params p = { formats[f], RATE, 1, FRAMES, MG_LEVEL_CLIP };
+        collected c = { .stop_after = 2000 };
+        mg_error err = { 0 };
+        mg_audio_stream *s = NULL;
+        mg_code rc = mg_audio_stream_open(&s, &p, collect, &c, &err);
+        CHECK(rc == MG_OK, "%s open: %s", name, err.msg);
+        for (size_t i = 0; rc == MG_OK && i < FRAMES; i += 1000)
+            rc = mg_audio_stream_write(s, x + i, 1000, &err);
+        if (rc == MG_OK)
+            rc = mg_audio_stream_finish(s, &err);
+        CHECK(rc == MG_ERR_CANCELLED, "%s: a stopping receiver cancels (%s: %s)", name,
+              mg_code_name(rc), err.msg);
+        if (s) {
+            CHECK(mg_audio_stream_write(s, x, 1, &err) == MG_ERR_INVALID,
+                  "%s: no write after a failure", name);
+        }
+        mg_audio_stream_free(s);
+        free(c.data);
+
+        /* fewer frames than announced; then more */
+        collected d = { 0 };
+        s = NULL;
+        rc = mg_audio_stream_open(&s, &p, collect, &d, &err);
+        if (rc == MG_OK)
+            rc = mg_audio_stream_write(s, x, FRAMES - 1, &err);
+        CHECK(rc == MG_OK, "%s short: %s", name, err.msg);
+        CHECK(s && mg_audio_stream_finish(s, &err) == MG_ERR_INVALID, "%s: a short stream "
+              "fails at finish", name);
+        mg_audio_stream_free(s);
+        free(d.data);
+        collected e = { 0 };
+        s = NULL;
+        rc = mg_audio_stream_open(&s, &p, collect, &e, &err);
+        if (rc == MG_OK)
+            rc = mg_audio_stream_write(s, x, FRAMES - 1, &err);
+        CHECK(rc == MG_OK && mg_audio_stream_write(s, x, 2, &err) == MG_ERR_INVALID,
+              "%s: writing past the announced frames fails", name);
+        mg_audio_stream_free(s);
+        free(e.data);
+    }
+    collected c = { 0 };
+    mg_audio_stream *s = (mg_audio_stream *)&c;
+    mg_error err = { 0 };
+    mg_audio_stream_params p = { MG_AUDIO_FLAC, RATE, 1, 10, MG_LEVEL_OFF };
+    CHECK(mg_audio_stream_open(&s, &p, collect, &c, &err) == MG_ERR_INVALID && s == NULL &&
+          strcmp(err.field, "level") == 0, "flac refuses level off, naming the field: %s",
+          err.msg);
+    p = (mg_audio_stream_params){ MG_AUDIO_WAV, RATE, 3, 10, MG_LEVEL_CLIP };
+    CHECK(mg_audio_stream_open(&s, &p, collect, &c, &err) == MG_ERR_INVALID, "3 channels");
+    p = (mg_audio_stream_params){ MG_AUDIO_WAV, 0, 1, 10, MG_LEVEL_CLIP };
+    CHECK(mg_audio_stream_open(&s, &p, collect, &c, &err) == MG_ERR_INVALID, "rate 0");
+    p = (mg_audio_stream_params){ MG_AUDIO_WAV, RATE, 1, 10, (mg_level)7 };
+    CHECK(mg_audio_stream_open(&s, &p, collect, &c, &err) == MG_ERR_INVALID, "level 7");
+    p = (mg_audio_stream_params){ MG_AUDIO_WAV, RATE, 2, SIZE_MAX / 8, MG_LEVEL_OFF };
+    CHECK(mg_audio_stream_open(&s, &p, collect, &c, &err) == MG_ERR_INVALID &&
+          mg_audio_stream_size(&p) == 0, "a WAV too long for its header is refused");
+    CHECK(c.len == 0, "refused streams send nothing");
+    free(x);
+}
+
+/* Level off: a float WAV that keeps every value, above full scale too, in
+ * the layout players accept (fmt of IEEE float, cbSize 0, fact chunk). */
+static void test_float_wav(void)
+{
+    enum { FRAMES = 5000 };
+    float x[FRAMES];
+    loud_signal(x, FRAMES, 1, RATE);
+    uint8_t *b = NULL;
+    size_t len = 0;
+    mg_error err = { 0 };
+    mg_code rc = mg_audio_encode_level(x, FRAMES, RATE, MG_AUDIO_WAV, MG_LEVEL_OFF, &b, &len,
+                                       &err);
+    CHECK(rc == MG_OK && len == 58 + 4 * FRAMES &&
+              len == mg_audio_encoded_size_level(FRAMES, MG_AUDIO_WAV, MG_LEVEL_OFF),
+          "float wav: %zu bytes: %s", len, err.msg);
+    if (rc != MG_OK)
+        return;
+    CHECK(memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WAVEfmt ", 8) == 0 && b[16] == 18 &&
+              b[20] == 3 && b[34] == 32 && memcmp(b + 38, "fact", 4) == 0 &&
+              memcmp(b + 50, "data", 4) == 0, "float wav: header layout");
+    SF_INFO info;
+    float *y = NULL;
+    long frames = decode(b, len, &info, &y);
+    CHECK(frames == FRAMES && (info.format & SF_FORMAT_SUBMASK) == SF_FORMAT_FLOAT,
+          "float wav: libsndfile reads %ld float frames (format %x)", frames, info.format);
+    /* libsndfile normalises nothing for float: the values come back */
+    int same = frames == FRAMES, over = 0;
+    for (long i = 0; same && i < frames; i++) {
+        same = y[i] == x[i];
+        over += fabsf(y[i]) > 1.5f;
+    }
+    CHECK(same && over > 0, "float wav: every value kept, %d beyond 1.5", over);
+    free(y);
+    free(b);
+}
+
 int main(void)
 {
     test_base64();
@@ -474,6 +779,10 @@ int main(void)
     test_odd_rate(MG_AUDIO_OGG, SF_FORMAT_OGG);
     test_odd_rate(MG_AUDIO_MP3, SF_FORMAT_MPEG);
     test_resample();
+    test_stream_splits();
+    test_stream_early_bytes();
+    test_stream_errors();
+    test_float_wav();
     printf("libsndfile: %s\n", sf_version_string());
     return check_summary("audio");
 }

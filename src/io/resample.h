@@ -19,4 +19,22 @@
 mg_code mg_resample(const float *in, size_t n, int in_rate, int out_rate,
                     float **out, size_t *out_n, mg_error *err);
 
+/* A streaming resampler (libsoxr, high quality: 0.1 dB passband to 91% of
+ * the lower Nyquist frequency, 125 dB stopband) for interleaved frames of 1
+ * or 2 channels. Its output depends only on the sequence of input blocks the
+ * caller gives; callers that need output independent of how their input was
+ * split re-block it first. */
+typedef struct mg_resampler mg_resampler;
+
+mg_code mg_resampler_open(mg_resampler **out, int in_rate, int out_rate, int channels,
+                          mg_error *err);
+/* Resamples in[0..n) frames. *out points to the output frames available now
+ * (*out_n of them), valid until the next call on r. */
+mg_code mg_resampler_process(mg_resampler *r, const float *in, size_t n, const float **out,
+                             size_t *out_n, mg_error *err);
+/* At the end of the input: the output the filter still holds. Call until
+ * *out_n is 0. */
+mg_code mg_resampler_flush(mg_resampler *r, const float **out, size_t *out_n, mg_error *err);
+void    mg_resampler_free(mg_resampler *r);
+
 #endif
