@@ -107,6 +107,18 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+    { ngx_string("musicgen_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_level,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+    { ngx_string("musicgen_extend_stride"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_seconds,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_loc_conf_t, extend_stride),
+      NULL },
     { ngx_string("musicgen_stream"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -230,6 +242,8 @@ ngx_http_musicgen_create_loc_conf(ngx_conf_t *cf)
     lcf->format = NGX_CONF_UNSET;
     lcf->cors = NGX_CONF_UNSET_PTR;
     lcf->timeout = NGX_CONF_UNSET_MSEC;
+    lcf->level = NGX_CONF_UNSET;
+    lcf->extend_stride = NGX_CONF_UNSET;
     return lcf;
 }
 
@@ -254,6 +268,10 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->format, prev->format, MG_AUDIO_WAV);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 300000);
+    ngx_conf_merge_value(conf->level, prev->level, MG_LEVEL_LIMIT);
+    if (conf->extend_stride == NGX_CONF_UNSET) {
+        conf->extend_stride = prev->extend_stride;
+    }
 
     /* the range requests are checked against: nginx -t fails a maximum the
      * model cannot generate, not the first long request */
@@ -275,6 +293,25 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
         return NGX_CONF_ERROR;
     }
+    if (conf->level == MG_LEVEL_OFF && conf->format == MG_AUDIO_FLAC) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"musicgen_level off\" (float samples) cannot go with "
+                           "\"musicgen_format flac\" (16-bit): use clip, or wav");
+        return NGX_CONF_ERROR;
+    }
+    /* a window must move on: the stride is shorter than the model's window */
+    if (conf->extend_stride != NGX_CONF_UNSET && mcf->model_dir.data
+        && !(conf->extend_stride < mcf->info.max_duration))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"musicgen_extend_stride\" must be shorter than the model's "
+                           "window (%.2f s)", mcf->info.max_duration);
+        return NGX_CONF_ERROR;
+    }
+    conf->settings.level = (mg_level) conf->level;
+    /* unset: 0, the engine's default (18 s, audiocraft's) */
+    conf->settings.extend_stride = conf->extend_stride == NGX_CONF_UNSET
+                                   ? 0 : (float) conf->extend_stride;
     if (!conf->enable) {
         return NGX_CONF_OK;
     }

@@ -37,8 +37,8 @@ static void test_audio_size(mg_model *m, const mg_request_limits *lim)
             CHECK(0, "parse %s: %s", bodies[i], err.msg);
             continue;
         }
-        CHECK(mg_job_audio_size(m, &req, &size, &err) == MG_OK, "size of %s: %s", bodies[i], err.msg);
-        if (mg_job_run(m, &req, 0, "tiny", &res, &err) == MG_OK) {
+        CHECK(mg_job_audio_size(m, &req, NULL, &size, &err) == MG_OK, "size of %s: %s", bodies[i], err.msg);
+        if (mg_job_run(m, &req, NULL, 0, "tiny", &res, &err) == MG_OK) {
             CHECK(size == res.audio_len, "%s: %zu bytes predicted, %zu made", bodies[i], size,
                   res.audio_len);
             mg_job_result_free(&res);
@@ -46,7 +46,7 @@ static void test_audio_size(mg_model *m, const mg_request_limits *lim)
             CHECK(0, "run %s: %s", bodies[i], err.msg);
         }
         req.format = MG_AUDIO_FLAC;
-        CHECK(mg_job_audio_size(m, &req, &size, &err) == MG_OK && size == 0,
+        CHECK(mg_job_audio_size(m, &req, NULL, &size, &err) == MG_OK && size == 0,
               "flac: no size promised (%zu)", size);
         mg_request_free(&req);
     }
@@ -67,20 +67,20 @@ static void test_jobs(const char *dir)
     mg_request req = {0}, other = {0};
     CHECK(mg_request_parse_json(body, strlen(body), &lim, &req, &err) == MG_OK, "parse: %s", err.msg);
     mg_job_result res;
-    CHECK(mg_job_run(m, &req, 1, "tiny", &res, &err) == MG_OK, "run: %s", err.msg);
+    CHECK(mg_job_run(m, &req, NULL, 1, "tiny", &res, &err) == MG_OK, "run: %s", err.msg);
     CHECK(res.audio_len == 44 + 32000 * 2 && !memcmp(res.audio, "RIFF", 4), "1 s of 16-bit WAV (%zu bytes)", res.audio_len);
     CHECK(res.json && strstr(res.json, "\"audioUrl\":\"data:audio/wav;base64,UklGR") &&
           strstr(res.json, "\"seed\":9") && strstr(res.json, "\"model\":\"tiny\"") &&
           strstr(res.json, "\"prompt\":\"calm piano\""), "reference-shaped JSON");
     mg_job_result res2;
-    CHECK(mg_job_run(m, &req, 0, "tiny", &res2, &err) == MG_OK && !res2.json &&
+    CHECK(mg_job_run(m, &req, NULL, 0, "tiny", &res2, &err) == MG_OK && !res2.json &&
           res2.audio_len == res.audio_len && !memcmp(res.audio, res2.audio, res.audio_len),
           "same seed, same bytes; raw mode has no JSON");
     mg_job_result_free(&res);
     mg_job_result_free(&res2);
 
     char a[24], b[24];
-    CHECK(mg_job_etag(m, &req, "tiny", a, &err) == MG_OK && mg_job_etag(m, &req, "tiny", b, &err) == MG_OK &&
+    CHECK(mg_job_etag(m, &req, NULL, "tiny", a, &err) == MG_OK && mg_job_etag(m, &req, NULL, "tiny", b, &err) == MG_OK &&
           !strcmp(a, b) && strlen(a) == 21 && a[0] == '"', "stable ETag %s", a);
     const char *variants[] = {
         "{\"prompt\": \"calm piano\", \"duration\": 1, \"seed\": 10}",
@@ -91,13 +91,13 @@ static void test_jobs(const char *dir)
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         CHECK(mg_request_parse_json(variants[i], strlen(variants[i]), &lim, &other, &err) == MG_OK &&
-              mg_job_etag(m, &other, "tiny", b, &err) == MG_OK && strcmp(a, b), "ETag changes: %s", variants[i]);
+              mg_job_etag(m, &other, NULL, "tiny", b, &err) == MG_OK && strcmp(a, b), "ETag changes: %s", variants[i]);
         mg_request_free(&other);
     }
-    CHECK(mg_job_etag(m, &req, "other-model", b, &err) == MG_OK && strcmp(a, b), "ETag depends on the model");
+    CHECK(mg_job_etag(m, &req, NULL, "other-model", b, &err) == MG_OK && strcmp(a, b), "ETag depends on the model");
     req.has_seed = 0;
     test_audio_size(m, &lim);
-    CHECK(mg_job_etag(m, &req, "tiny", b, &err) == MG_ERR_INVALID && !strcmp(err.field, "seed"),
+    CHECK(mg_job_etag(m, &req, NULL, "tiny", b, &err) == MG_ERR_INVALID && !strcmp(err.field, "seed"),
           "no seed, no ETag");
     mg_request_free(&req);
     mg_model_free(m);

@@ -494,6 +494,7 @@ ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
     ngx_http_musicgen_main_conf_t  *mcf;
     mg_error                        err;
     size_t                          size = 0;
+    ngx_uint_t                      level;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
@@ -517,17 +518,18 @@ ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
      * (answered from the complete file) or the location collects it */
     job->stream = !job->want_json && lcf->stream && r->headers_in.range == NULL;
     ngx_memzero(&err, sizeof(err));
-    if (job->stream && mg_job_audio_size(job->model, &job->req, &size, &err) == MG_OK
+    if (job->stream && mg_job_audio_size(job->model, &job->req, &lcf->settings, &size, &err) == MG_OK
         && size > 0)
     {
         job->length = (off_t) size;
     }
 
     ngx_memzero(&err, sizeof(err));
-    if (mg_job_submit(job->model, &job->req, ngx_http_musicgen_wakeup_signal, mcf->wakeup,
-                      &job->gen, &err) != MG_OK)
+    if (mg_job_submit(job->model, &job->req, &lcf->settings, ngx_http_musicgen_wakeup_signal,
+                      mcf->wakeup, &job->gen, &err) != MG_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "musicgen: %s", err.msg);
+        level = err.code == MG_ERR_INVALID ? NGX_LOG_INFO : NGX_LOG_ERR;
+        ngx_log_error(level, r->connection->log, 0, "musicgen: %s", err.msg);
         return err.code == MG_ERR_INVALID
                ? ngx_http_musicgen_error(r, NGX_HTTP_BAD_REQUEST, err.msg, err.field)
                : NGX_HTTP_INTERNAL_SERVER_ERROR;

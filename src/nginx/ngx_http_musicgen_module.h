@@ -45,6 +45,9 @@ typedef struct {
     ngx_int_t           format;      /* mg_audio_format, NGX_CONF_UNSET: wav */
     ngx_array_t        *cors;        /* of ngx_str_t; "*" allowed */
     ngx_msec_t          timeout;     /* musicgen_timeout: 504 past it */
+    ngx_int_t           level;       /* musicgen_level: mg_level, NGX_CONF_UNSET: limit */
+    double              extend_stride; /* musicgen_extend_stride, seconds (unset: the engine's 18) */
+    mg_job_settings     settings;    /* the two, as jobs take them */
 } ngx_http_musicgen_loc_conf_t;
 
 extern ngx_module_t  ngx_http_musicgen_module;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "io/audio.h"
+#include "io/audio_stream.h"
 #include "service/base64.h"
 #include "service/prompt.h"
 
@@ -139,10 +140,15 @@ static mg_code build_json(const mg_job_outcome *res, const mg_request *req, cons
 }
 
 /* The parameters a request runs with: the model's defaults, then the request. */
-static void job_params(const mg_model *m, const mg_request *req, mg_gen_params *p)
+static void job_params(const mg_model *m, const mg_request *req, const mg_job_settings *set,
+                       mg_gen_params *p)
 {
     mg_gen_params_default(m, p);
     p->duration = req->duration;
+    /* The window stride of long-form generation: the server's setting.
+     * EXTEND_STRIDE: a request's own `extend_stride` field (service/request.h)
+     * is to override it here, once the request parses it. */
+    p->extend_stride = set ? set->extend_stride : 0;
     if (req->has_temperature) p->sampling.temperature = req->temperature;
     if (req->has_top_k) p->sampling.top_k = req->top_k;
     if (req->has_top_p) p->sampling.top_p = req->top_p;
@@ -158,20 +164,23 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
     return h;
 }
 
-mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_id,
-                    char out[24], mg_error *err)
+mg_code mg_job_etag(const mg_model *m, const mg_request *req, const mg_job_settings *set,
+                    const char *model_id, char out[24], mg_error *err)
 {
     if (!req->has_seed)
         return mg_fail_field(err, MG_ERR_INVALID, "seed", "seed: needed for a cacheable response");
     mg_gen_params p;
-    job_params(m, req, &p);
+    job_params(m, req, set, &p);
     uint64_t h = 0xcbf29ce484222325ull;
     const mg_config *c = mg_model_config(m);
     h = fnv1a(h, model_id, strlen(model_id) + 1);
     h = fnv1a(h, c, sizeof *c); /* shapes and generation defaults */
     h = fnv1a(h, req->prompt, strlen(req->prompt) + 1);
-    int32_t ints[4] = {p.sampling.do_sample, p.sampling.top_k, (int32_t)req->format, 1 /* version */};
-    float floats[4] = {p.duration, p.sampling.temperature, p.sampling.top_p, p.sampling.guidance_scale};
+    /* version 2: the output level stage */
+    int32_t ints[5] = {p.sampling.do_sample, p.sampling.top_k, (int32_t)req->format, 2,
+                       (int32_t)(set ? set->level : MG_LEVEL_LIMIT)};
+    float floats[5] = {p.duration, p.sampling.temperature, p.sampling.top_p, p.sampling.guidance_scale,
+                       p.extend_stride};
     h = fnv1a(h, ints, sizeof ints);
     h = fnv1a(h, floats, sizeof floats);
     h = fnv1a(h, &p.seed, sizeof p.seed);
@@ -179,17 +188,33 @@ mg_code mg_job_etag(const mg_model *m, const mg_request *req, const char *model_
     return MG_OK;
 }
 
-mg_code mg_job_audio_size(const mg_model *m, const mg_request *req, size_t *size, mg_error *err)
+/* The encoder's parameters for a request: the sample count its duration
+ * makes (mg_gen_steps: frames times the codec's hop). */
+static mg_code stream_params(const mg_model *m, const mg_request *req, const mg_job_settings *set,
+                             mg_audio_stream_params *sp, mg_error *err)
 {
-    *size = 0;
     mg_gen_params p;
-    job_params(m, req, &p);
+    job_params(m, req, set, &p);
     int steps = 0, frames = 0;
     mg_code rc = mg_gen_steps(m, &p, &steps, &frames, err);
     if (rc != MG_OK)
         return rc;
-    *size = mg_audio_encoded_size((size_t)frames * (size_t)mg_model_config(m)->hop, req->format);
+    const mg_config *c = mg_model_config(m);
+    *sp = (mg_audio_stream_params){.format = req->format, .sample_rate = c->sample_rate,
+                                   .channels = 1, .frames = (size_t)frames * (size_t)c->hop,
+                                   .level = set ? set->level : MG_LEVEL_LIMIT};
     return MG_OK;
+}
+
+mg_code mg_job_audio_size(const mg_model *m, const mg_request *req, const mg_job_settings *set,
+                          size_t *size, mg_error *err)
+{
+    *size = 0;
+    mg_audio_stream_params sp;
+    mg_code rc = stream_params(m, req, set, &sp, err);
+    if (rc == MG_OK)
+        *size = mg_audio_stream_size(&sp);
+    return rc;
 }
 
 /* An HTTP generation shared by the engine (its hooks and completion, on the
@@ -220,9 +245,13 @@ struct mg_job {
     mg_audio_format format;
     int             sample_rate;
     double          t0;
-    /* the front end's alone */
-    float          *audio;        /* every sample so far (the encoder takes the whole clip) */
-    size_t          n_audio, cap_audio;
+    /* the front end's alone: the encoder, the bytes it made since the last
+     * pump, the samples it took */
+    mg_audio_stream *enc;
+    uint8_t        *bytes;
+    size_t          n_bytes, cap_bytes;
+    int             bytes_failed;
+    size_t          n_written;
     int             finished;     /* pump reported the end */
     double          compute_seconds;
 };
@@ -274,9 +303,31 @@ static int job_audio(void *ud, const float *audio, int batch, size_t offset, siz
 static void job_free(mg_job *j)
 {
     pthread_mutex_destroy(&j->lock);
+    mg_audio_stream_free(j->enc);
     free(j->pending);
-    free(j->audio);
+    free(j->bytes);
     free(j);
+}
+
+/* The encoder's sink: kept until the pump hands them on. */
+static int keep_bytes(void *ud, const uint8_t *bytes, size_t n)
+{
+    mg_job *j = ud;
+    if (j->n_bytes + n > j->cap_bytes) {
+        size_t cap = j->cap_bytes ? j->cap_bytes : 65536;
+        while (cap < j->n_bytes + n)
+            cap *= 2;
+        uint8_t *p = realloc(j->bytes, cap);
+        if (!p) {
+            j->bytes_failed = 1;
+            return 1;
+        }
+        j->bytes = p;
+        j->cap_bytes = cap;
+    }
+    memcpy(j->bytes + j->n_bytes, bytes, n);
+    j->n_bytes += n;
+    return 0;
 }
 
 void mg_job_release(mg_job *j)
@@ -309,16 +360,27 @@ static void job_done(void *ud, mg_code rc, const mg_error *err, mg_gen_result *r
         job_free(j);
 }
 
-mg_code mg_job_submit(mg_model *m, const mg_request *req, mg_job_wake_fn wake, void *wake_ud,
-                      mg_job **out, mg_error *err)
+mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings *set,
+                      mg_job_wake_fn wake, void *wake_ud, mg_job **out, mg_error *err)
 {
     *out = NULL;
+    mg_audio_stream_params sp;
+    mg_code rc = stream_params(m, req, set, &sp, err);
+    if (rc != MG_OK)
+        return rc;
     mg_job *j = calloc(1, sizeof *j);
     if (!j)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory");
     if (pthread_mutex_init(&j->lock, NULL) != 0) {
         free(j);
         return mg_fail(err, MG_ERR_NOMEM, "out of memory");
+    }
+    /* the encoder first: a format the level cannot go with is refused
+     * before anything is generated */
+    rc = mg_audio_stream_open(&j->enc, &sp, keep_bytes, j, err);
+    if (rc != MG_OK) {
+        job_free(j);
+        return rc;
     }
     j->t0 = now_s();
     j->wake = wake;
@@ -328,14 +390,14 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, mg_job_wake_fn wake, v
     atomic_init(&j->cancel, 0);
     atomic_init(&j->refs, 2); /* the caller's and the engine's */
     mg_gen_params p;
-    job_params(m, req, &p);
+    job_params(m, req, set, &p);
     if (!req->has_seed)
         p.seed = fresh_seed();
     j->seed = p.seed;
     j->hooks = (mg_gen_hooks){.progress = job_cancelled, .on_audio = job_audio, .ud = j};
     const char *prompts[1] = {req->prompt};
     pthread_mutex_lock(&j->lock); /* on_done may come before submit returns */
-    mg_code rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task,
+    rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task,
                                             err);
     pthread_mutex_unlock(&j->lock);
     if (rc != MG_OK) {
@@ -362,16 +424,22 @@ int mg_job_has_news(mg_job *j)
     return news;
 }
 
-/* Encodes the whole clip into sink. */
-static mg_code encode_to(mg_job *j, mg_job_sink_fn sink, void *ud, mg_error *err)
+/* The encoder's bytes so far to the caller's sink. */
+static mg_code hand_bytes(mg_job *j, mg_job_sink_fn sink, void *ud, mg_error *err)
 {
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    mg_code rc = mg_audio_encode(j->audio, j->n_audio, j->sample_rate, j->format, &bytes, &len,
-                                 err);
-    if (rc == MG_OK && len && sink(ud, bytes, len))
-        rc = mg_fail(err, MG_ERR_CANCELLED, "the audio's consumer stopped");
-    free(bytes);
+    size_t n = j->n_bytes;
+    j->n_bytes = 0;
+    if (n && sink(ud, j->bytes, n))
+        return mg_fail(err, MG_ERR_CANCELLED, "the audio's consumer stopped");
+    return MG_OK;
+}
+
+/* Out of memory inside the encoder's sink reads as a cancel: say what it
+ * was. */
+static mg_code encoder_error(mg_job *j, mg_code rc, mg_error *err)
+{
+    if (j->bytes_failed)
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory keeping the encoded audio");
     return rc;
 }
 
@@ -380,31 +448,40 @@ mg_code mg_job_pump(mg_job *j, mg_job_sink_fn sink, void *ud, int *ended, mg_err
     *ended = 0;
     if (j->finished)
         return mg_fail(err, MG_ERR_INVALID, "mg_job_pump: the job has ended");
+    /* the samples are taken out under the lock and encoded outside it, so
+     * the scheduler thread never waits for the encoder */
     pthread_mutex_lock(&j->lock);
     int over = j->ended;
-    mg_code rc = j->rc;
-    if (over && rc != MG_OK && err)
+    mg_code gen_rc = j->rc;
+    if (over && gen_rc != MG_OK && err)
         *err = j->err;
+    float *chunk = j->pending;
     size_t n = j->n_pending;
-    int kept = rc != MG_OK || grow(&j->audio, &j->cap_audio, j->n_audio + n);
-    if (kept && rc == MG_OK && n) {
-        memcpy(j->audio + j->n_audio, j->pending, n * sizeof *j->pending);
-        j->n_audio += n;
-    }
-    j->n_pending = 0;
+    j->pending = NULL;
+    j->n_pending = j->cap_pending = 0;
     j->news = 0;
     pthread_mutex_unlock(&j->lock);
-    if (!kept) {
+    mg_code rc = MG_OK;
+    if (n && gen_rc == MG_OK) {
+        rc = encoder_error(j, mg_audio_stream_write(j->enc, chunk, n, err), err);
+        j->n_written += n;
+    }
+    free(chunk);
+    if (rc == MG_OK && over && gen_rc == MG_OK)
+        rc = encoder_error(j, mg_audio_stream_finish(j->enc, err), err);
+    if (rc == MG_OK)
+        rc = hand_bytes(j, sink, ud, err);
+    if (rc != MG_OK) {
+        /* an encoder (or sink) failure ends the job as the engine's would */
         mg_job_cancel(j);
-        rc = mg_fail(err, MG_ERR_NOMEM, "out of memory keeping the audio");
         over = 1;
+    } else if (over) {
+        rc = gen_rc;
     }
     if (!over)
         return MG_OK;
     j->finished = 1;
     *ended = 1;
-    if (rc == MG_OK)
-        rc = encode_to(j, sink, ud, err);
     j->compute_seconds = now_s() - j->t0;
     return rc;
 }
@@ -413,7 +490,7 @@ void mg_job_summary(const mg_job *j, mg_job_outcome *out)
 {
     out->seed = j->seed;
     out->sample_rate = j->sample_rate;
-    out->audio_seconds = (double)j->n_audio / j->sample_rate;
+    out->audio_seconds = (double)j->n_written / j->sample_rate;
     out->compute_seconds = j->compute_seconds;
 }
 
@@ -463,8 +540,8 @@ static int collect_bytes(void *ud, const uint8_t *bytes, size_t n)
     return 0;
 }
 
-mg_code mg_job_run(mg_model *m, const mg_request *req, int want_json, const char *model_name,
-                   mg_job_result *out, mg_error *err)
+mg_code mg_job_run(mg_model *m, const mg_request *req, const mg_job_settings *set,
+                   int want_json, const char *model_name, mg_job_result *out, mg_error *err)
 {
     memset(out, 0, sizeof *out);
     run_wait w = {.woken = 0};
@@ -472,7 +549,7 @@ mg_code mg_job_run(mg_model *m, const mg_request *req, int want_json, const char
     pthread_cond_init(&w.cond, NULL);
     mg_job *j = NULL;
     byte_buf b = {0};
-    mg_code rc = mg_job_submit(m, req, run_wake, &w, &j, err);
+    mg_code rc = mg_job_submit(m, req, set, run_wake, &w, &j, err);
     for (int ended = 0; rc == MG_OK && !ended;) {
         pthread_mutex_lock(&w.lock);
         while (!w.woken)
