@@ -62,9 +62,10 @@ ngx_http_musicgen_job_detach(ngx_http_musicgen_job_t *job)
     job->gen = NULL;
 }
 
-/* The encoder's sink: bytes appended to the pending chain, in the
- * request's pool (what waits for a slow client is bounded by the clip's
- * encoded size, what a complete response holds anyway). */
+/* The encoder's sink: bytes appended to the pending chain, in buffers the
+ * client has taken when there are some (a stream reuses its buffers), else
+ * new ones from the request's pool: what waits for a slow client is bounded
+ * by the clip's encoded size, what a complete response holds anyway. */
 static int
 ngx_http_musicgen_job_sink(void *ud, const uint8_t *bytes, size_t n)
 {
@@ -79,13 +80,23 @@ ngx_http_musicgen_job_sink(void *ud, const uint8_t *bytes, size_t n)
         b = job->out ? job->tail : NULL;
         room = b ? (size_t) (b->end - b->last) : 0;
         if (room == 0) {
-            b = ngx_create_temp_buf(r->pool, ngx_max(n, NGX_HTTP_MUSICGEN_OUT_BUF));
-            cl = b ? ngx_alloc_chain_link(r->pool) : NULL;
-            if (cl == NULL) {
-                job->sink_failed = 1;
-                return 1;
+            if (job->free) {
+                cl = job->free;
+                job->free = cl->next;
+                b = cl->buf;
+                b->pos = b->start;
+                b->last = b->start;
+                b->flush = 0;
+            } else {
+                b = ngx_create_temp_buf(r->pool, ngx_max(n, NGX_HTTP_MUSICGEN_OUT_BUF));
+                cl = b ? ngx_alloc_chain_link(r->pool) : NULL;
+                if (cl == NULL) {
+                    job->sink_failed = 1;
+                    return 1;
+                }
+                b->tag = (ngx_buf_tag_t) &ngx_http_musicgen_module;
+                cl->buf = b;
             }
-            cl->buf = b;
             cl->next = NULL;
             *job->last = cl;
             job->last = &cl->next;
@@ -145,18 +156,25 @@ ngx_http_musicgen_job_after_output(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 /* Hands the pending chain to the output filters: flushed while streaming,
- * with the last buffer at the end. */
+ * with the last buffer at the end; buffers the client took come back to
+ * job->free. */
 static ngx_int_t
 ngx_http_musicgen_job_send_pending(ngx_http_musicgen_job_t *job, unsigned last)
 {
     ngx_http_request_t  *r = job->r;
     ngx_chain_t         *out, *cl;
     ngx_buf_t           *b;
+    ngx_int_t            rc;
 
+    if (job->out == NULL && !last) {
+        /* nothing new: what nginx holds goes on when the client can take it */
+        rc = ngx_http_output_filter(r, NULL);
+        out = NULL;
+        ngx_chain_update_chains(r->pool, &job->free, &job->busy, &out,
+                                (ngx_buf_tag_t) &ngx_http_musicgen_module);
+        return rc;
+    }
     if (job->out == NULL) {
-        if (!last) {
-            return NGX_OK;
-        }
         b = ngx_calloc_buf(r->pool);
         cl = b ? ngx_alloc_chain_link(r->pool) : NULL;
         if (cl == NULL) {
@@ -179,7 +197,11 @@ ngx_http_musicgen_job_send_pending(ngx_http_musicgen_job_t *job, unsigned last)
     job->out = NULL;
     job->last = &job->out;
     job->tail = NULL;
-    return ngx_http_output_filter(r, out);
+    rc = ngx_http_output_filter(r, out);
+    /* what the client took comes back for the next bytes */
+    ngx_chain_update_chains(r->pool, &job->free, &job->busy, &out,
+                            (ngx_buf_tag_t) &ngx_http_musicgen_module);
+    return rc;
 }
 
 /* The request ends now, whatever the generation does: rc is a status, or
@@ -209,7 +231,9 @@ ngx_http_musicgen_job_writer(ngx_http_request_t *r)
         ngx_http_musicgen_job_end(job, NGX_HTTP_REQUEST_TIME_OUT);
         return;
     }
-    if (ngx_http_musicgen_job_after_output(r, ngx_http_output_filter(r, NULL)) != NGX_OK) {
+    if (ngx_http_musicgen_job_after_output(r, ngx_http_musicgen_job_send_pending(job, 0))
+        != NGX_OK)
+    {
         c->error = 1;
         mcf->stats.cancelled++;
         ngx_http_musicgen_job_end(job, NGX_ERROR);

@@ -23,6 +23,7 @@ typedef struct {
     /* encoded bytes not yet handed to the output filters, and all of them */
     ngx_chain_t        *out, **last;
     ngx_buf_t          *tail;        /* the last buffer of out */
+    ngx_chain_t        *free, *busy; /* streaming: buffers sent and reusable, or still held */
     size_t              encoded;
     unsigned            stream:1;    /* raw audio sent as it is encoded */
     unsigned            header_sent:1;
