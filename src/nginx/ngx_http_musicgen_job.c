@@ -408,6 +408,22 @@ ngx_http_musicgen_jobs_wake(void *data)
     }
 }
 
+void
+ngx_http_musicgen_jobs_release(ngx_http_musicgen_main_conf_t *mcf)
+{
+    ngx_http_musicgen_job_t  *job;
+    ngx_queue_t              *q;
+
+    while (!ngx_queue_empty(&mcf->jobs)) {
+        q = ngx_queue_head(&mcf->jobs);
+        job = ngx_queue_data(q, ngx_http_musicgen_job_t, queue);
+        ngx_queue_remove(q);
+        mcf->active--;
+        mg_job_release(job->gen);
+        job->gen = NULL;
+    }
+}
+
 /* musicgen_timeout: before the headers, a 504; after them the stream ends
  * short (the client sees fewer bytes than Content-Length, or no last
  * chunk). */

@@ -44,5 +44,8 @@ ngx_int_t ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_jo
 /* The worker's wake-up handler (data: the main conf): pumps every job that
  * has news. */
 void ngx_http_musicgen_jobs_wake(void *data);
+/* Worker exit, after the model is freed (every generation ended): the
+ * requests still open will never be answered; their references go. */
+void ngx_http_musicgen_jobs_release(ngx_http_musicgen_main_conf_t *mcf);
 
 #endif /* _NGX_HTTP_MUSICGEN_JOB_H_INCLUDED_ */

@@ -65,6 +65,9 @@ ngx_http_musicgen_exit_process(ngx_cycle_t *cycle)
         mg_model_free(mcf->model);
         mcf->model = NULL;
     }
+    if (mcf->jobs.next) {
+        ngx_http_musicgen_jobs_release(mcf);
+    }
     ngx_http_musicgen_wakeup_close(mcf->wakeup);
     mcf->wakeup = NULL;
 }

@@ -360,6 +360,15 @@ static void job_done(void *ud, mg_code rc, const mg_error *err, mg_gen_result *r
         job_free(j);
 }
 
+/* Out of memory inside the encoder's sink reads as a cancel: say what it
+ * was. */
+static mg_code encoder_error(mg_job *j, mg_code rc, mg_error *err)
+{
+    if (j->bytes_failed)
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory keeping the encoded audio");
+    return rc;
+}
+
 mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings *set,
                       mg_job_wake_fn wake, void *wake_ud, mg_job **out, mg_error *err)
 {
@@ -377,7 +386,7 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     }
     /* the encoder first: a format the level cannot go with is refused
      * before anything is generated */
-    rc = mg_audio_stream_open(&j->enc, &sp, keep_bytes, j, err);
+    rc = encoder_error(j, mg_audio_stream_open(&j->enc, &sp, keep_bytes, j, err), err);
     if (rc != MG_OK) {
         job_free(j);
         return rc;
@@ -432,15 +441,6 @@ static mg_code hand_bytes(mg_job *j, mg_job_sink_fn sink, void *ud, mg_error *er
     if (n && sink(ud, j->bytes, n))
         return mg_fail(err, MG_ERR_CANCELLED, "the audio's consumer stopped");
     return MG_OK;
-}
-
-/* Out of memory inside the encoder's sink reads as a cancel: say what it
- * was. */
-static mg_code encoder_error(mg_job *j, mg_code rc, mg_error *err)
-{
-    if (j->bytes_failed)
-        return mg_fail(err, MG_ERR_NOMEM, "out of memory keeping the encoded audio");
-    return rc;
 }
 
 mg_code mg_job_pump(mg_job *j, mg_job_sink_fn sink, void *ud, int *ended, mg_error *err)
