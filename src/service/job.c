@@ -242,7 +242,6 @@ struct mg_job {
     void           *wake_ud;
     mg_gen_hooks    hooks;
     uint64_t        seed;
-    mg_audio_format format;
     int             sample_rate;
     double          t0;
     /* the front end's alone: the encoder, the bytes it made since the last
@@ -394,7 +393,6 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     j->t0 = now_s();
     j->wake = wake;
     j->wake_ud = wake_ud;
-    j->format = req->format;
     j->sample_rate = mg_model_config(m)->sample_rate;
     atomic_init(&j->cancel, 0);
     atomic_init(&j->refs, 2); /* the caller's and the engine's */
@@ -406,8 +404,7 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     j->hooks = (mg_gen_hooks){.progress = job_cancelled, .on_audio = job_audio, .ud = j};
     const char *prompts[1] = {req->prompt};
     pthread_mutex_lock(&j->lock); /* on_done may come before submit returns */
-    rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task,
-                                            err);
+    rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task, err);
     pthread_mutex_unlock(&j->lock);
     if (rc != MG_OK) {
         job_free(j);
