@@ -7,9 +7,9 @@
  *       server { location /generate { musicgen on; } }
  *   }
  *
- * Generation runs on an nginx thread pool (musicgen_thread_pool, "default"),
- * never on the event loop: the pool's completion event brings the result back
- * to the loop.
+ * Generation runs on the engine's scheduler thread, never on the event loop
+ * and without a thread per request: the engine's callbacks wake the worker's
+ * event loop (an eventfd), which encodes and sends the audio as it comes.
  *
  * This file is the module's entry: its directive table, its configuration
  * (created, defaulted, merged and checked at nginx -t). The rest is in
@@ -17,7 +17,8 @@
  *   ngx_http_musicgen_directives.c  directive handlers that check their values
  *   ngx_http_musicgen_worker.c      worker start and exit: the model's load
  *   ngx_http_musicgen_handler.c     the content handler: method, body, parse
- *   ngx_http_musicgen_job.c         the thread-pool job, timeout, cancel, answer
+ *   ngx_http_musicgen_job.c         the job: queued, pumped, streamed, timeout, cancel
+ *   ngx_http_musicgen_wakeup.c      the eventfd the engine wakes the event loop with
  *   ngx_http_musicgen_response.c    sending, errors, CORS, cache headers
  *   ngx_http_musicgen_status.c      musicgen_status */
 #include "nginx/ngx_http_musicgen_module.h"
@@ -102,9 +103,27 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       NULL },
     { ngx_string("musicgen_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_musicgen_thread_pool,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_musicgen_loc_conf_t, pool_name),
+      0,
+      NULL },
+    { ngx_string("musicgen_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_level,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+    { ngx_string("musicgen_extend_stride"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_musicgen_seconds,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_loc_conf_t, extend_stride),
+      NULL },
+    { ngx_string("musicgen_stream"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_loc_conf_t, stream),
       NULL },
     { ngx_string("musicgen_max_duration"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -217,11 +236,14 @@ ngx_http_musicgen_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
     lcf->enable = NGX_CONF_UNSET;
+    lcf->stream = NGX_CONF_UNSET;
     lcf->max_duration = NGX_CONF_UNSET;
     lcf->default_duration = NGX_CONF_UNSET;
     lcf->format = NGX_CONF_UNSET;
     lcf->cors = NGX_CONF_UNSET_PTR;
     lcf->timeout = NGX_CONF_UNSET_MSEC;
+    lcf->level = NGX_CONF_UNSET;
+    lcf->extend_stride = NGX_CONF_UNSET;
     return lcf;
 }
 
@@ -234,7 +256,7 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     double                          max;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
-    ngx_conf_merge_str_value(conf->pool_name, prev->pool_name, "default");
+    ngx_conf_merge_value(conf->stream, prev->stream, 1);
     if (conf->max_duration == NGX_CONF_UNSET) {
         /* unset everywhere: NGX_HTTP_MUSICGEN_MAX_DURATION, below */
         conf->max_duration = prev->max_duration;
@@ -246,6 +268,10 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->format, prev->format, MG_AUDIO_WAV);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 300000);
+    ngx_conf_merge_value(conf->level, prev->level, MG_LEVEL_LIMIT);
+    if (conf->extend_stride == NGX_CONF_UNSET) {
+        conf->extend_stride = prev->extend_stride;
+    }
 
     /* the range requests are checked against: nginx -t fails a maximum the
      * model cannot generate, not the first long request */
@@ -264,16 +290,31 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
         return NGX_CONF_ERROR;
     }
+    if (conf->level == MG_LEVEL_OFF && conf->format == MG_AUDIO_FLAC) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"musicgen_level off\" (float samples) cannot go with "
+                           "\"musicgen_format flac\" (16-bit): use clip, or wav");
+        return NGX_CONF_ERROR;
+    }
+    /* a window must move on: the stride is shorter than the model's window */
+    if (conf->extend_stride != NGX_CONF_UNSET && mcf->model_dir.data
+        && !(conf->extend_stride < mcf->info.max_duration))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"musicgen_extend_stride\" must be shorter than the model's "
+                           "window (%.2f s)", mcf->info.max_duration);
+        return NGX_CONF_ERROR;
+    }
+    conf->settings.level = (mg_level) conf->level;
+    /* unset: 0, the engine's default (18 s, audiocraft's) */
+    conf->settings.extend_stride = conf->extend_stride == NGX_CONF_UNSET
+                                   ? 0 : (float) conf->extend_stride;
     if (!conf->enable) {
         return NGX_CONF_OK;
     }
     if (mcf->model_dir.data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"musicgen on\" needs \"musicgen_model DIR\" at the http level");
-        return NGX_CONF_ERROR;
-    }
-    conf->pool = ngx_thread_pool_add(cf, &conf->pool_name);
-    if (conf->pool == NULL) {
         return NGX_CONF_ERROR;
     }
     return NGX_CONF_OK;

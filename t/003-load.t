@@ -164,10 +164,12 @@ main::when_running('second.txt', sub {
  qr{"running":0,"queue_depth":0,"totals":\{"completed":2,"failed":0,"rejected":0,}]
 
 === TEST 3: a job past musicgen_timeout ends with 504 JSON (logged)
+Collected (musicgen_stream off), so no header goes out before the end: a
+stream whose headers went out before the timeout ends short instead.
 --- http_config
 musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
 --- config
-location /generate { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; }
+location /generate { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; musicgen_stream off; }
 --- request
 GET /generate?prompt=long&duration=40&seed=4
 --- timeout: 30
@@ -182,7 +184,7 @@ generation timed out
 --- http_config
 musicgen_model $TEST_NGINX_MUSICGEN_MODEL;
 --- config
-location /generate { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; }
+location /generate { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; musicgen_stream off; }
 location /status { musicgen_status; }
 --- request eval
 ["GET /generate?prompt=long&duration=40&seed=4",

@@ -74,6 +74,20 @@ expect_fail "musicgen_model $MODEL; musicgen_device cpu; musicgen_device auto;" 
 expect_fail "musicgen_model $MODEL; musicgen_device tpu;" "musicgen on;" "expected cpu, auto, cuda or cuda:N"
 expect_fail "musicgen_model $MODEL; musicgen_queue -1;" "musicgen on;" "musicgen_queue"
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_cors_origins https://*.example;" "is not"
+# the output level, the long-form stride, streaming, and the retired thread pool
+expect_ok   "musicgen_model $MODEL;" "musicgen on; musicgen_level clip; musicgen_extend_stride 10; musicgen_stream off;"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_level loud;" "musicgen_level"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_level off; musicgen_format flac;" "\"musicgen_level off\" (float samples) cannot go with \"musicgen_format flac\""
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_level clip; musicgen_level off;" "is duplicate"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 0;" "\"musicgen_extend_stride\" must be a positive number of seconds, not \"0\""
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 41;" "\"musicgen_extend_stride\" must be shorter than the model's window (40.90 s)"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_stream sometimes;" "invalid value"
+expect_ok   "musicgen_model $MODEL; musicgen_thread_pool default;" "musicgen on;"
+check_warning() {
+    if grep -q -- "$1" "$TMP/out"; then passed=$((passed + 1)); echo "ok   - warned: $1"
+    else failed=$((failed + 1)); echo "FAIL - no warning '$1':"; sed 's/^/    | /' "$TMP/out"; fi
+}
+check_warning "\"musicgen_thread_pool\" is deprecated and ignored"
 printf '{"text_encoder": {}}' > "$TMP/config.json"; mkdir -p "$TMP/badmodel"; cp "$TMP/config.json" "$TMP/badmodel/"
 expect_fail "musicgen_model $TMP/badmodel;" "musicgen on;" "text_encoder.vocab_size is missing"
 mkdir -p "$TMP/trunc"; cp "$MODEL/config.json" "$TMP/trunc/"; head -c 1000 "$MODEL/model.safetensors" > "$TMP/trunc/model.safetensors"

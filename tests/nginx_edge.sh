@@ -2,7 +2,8 @@
 # Two nginx instances on loopback: a generation node (conf/nginx.conf) and the
 # edge (conf/edge.conf). A second identical seeded GET is a cache HIT that
 # never reaches the node, and a range of it is a 206 from the cache; unseeded
-# GETs are not cached; limit_req answers 429.
+# GETs are not cached; a streamed (chunked) clip is cached as it passes;
+# limit_req answers 429.
 # Usage: tests/nginx_edge.sh MODULE.so MODEL_DIR
 MODULE=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 MODEL=$(cd "$2" && pwd)
@@ -53,6 +54,16 @@ curl -s -m 30 -D "$TMP/h3" -o /dev/null "$EDGE/generate?prompt=edge+nocache&dura
 curl -s -m 30 -D "$TMP/h4" -o /dev/null "$EDGE/generate?prompt=edge+nocache&duration=1"
 check "unseeded GETs are never cached" sh -c "! grep -qi '^X-Cache-Status: HIT' '$TMP/h4'"
 check "the node saw both unseeded GETs" [ "$(node_hits)" -eq 3 ]
+# a chunked stream (FLAC) is cached as it passes: the HIT has its bytes
+# (after the limit_req bucket refills: 2 r/s, burst 5)
+sleep 3
+curl -s -m 30 -D "$TMP/h6" -o "$TMP/s1.flac" "$EDGE/generate?prompt=cached+stream&duration=2&seed=42&format=flac"
+curl -s -m 30 -D "$TMP/h7" -o "$TMP/s2.flac" "$EDGE/generate?prompt=cached+stream&duration=2&seed=42&format=flac"
+check "a streamed FLAC passes the edge (MISS), then is a HIT with the same bytes" sh -c \
+    "grep -qi '^X-Cache-Status: MISS' '$TMP/h6' && grep -qi '^X-Cache-Status: HIT' '$TMP/h7' \
+     && [ -s '$TMP/s1.flac' ] && cmp -s '$TMP/s1.flac' '$TMP/s2.flac'"
+check "with its strong ETag" grep -Eqi '^ETag: "mg-[0-9a-f]{16}"' "$TMP/h7"
+check "the node streamed it once" [ "$(grep -c 'GET /generate?prompt=cached+stream' "$TMP/node/logs/access.log")" -eq 1 ]
 codes=""
 for i in 1 2 3 4 5 6 7 8 9 10; do
     codes="$codes $(curl -s -m 10 -o /dev/null -w '%{http_code}' "$EDGE/generate?prompt=edge+test&duration=1&seed=42")"

@@ -35,7 +35,6 @@ load_module $MODULE;
 worker_processes 1;
 error_log $PREFIX/logs/error.log info;
 pid $PREFIX/logs/nginx.pid;
-thread_pool musicgen threads=4;
 events { worker_connections 64; }
 http {
     access_log off;
@@ -47,7 +46,7 @@ http {
     $3
     server {
         listen 127.0.0.1:$PORT;
-        location /generate { musicgen on; musicgen_thread_pool musicgen; musicgen_max_duration $LONG; }
+        location /generate { musicgen on; musicgen_max_duration $LONG; }
         location /status { musicgen_status; }
     }
 }

@@ -25,7 +25,7 @@ http {
     server {
         listen 127.0.0.1:$PORT;
         location /slow  { musicgen on; musicgen_max_duration 40; }
-        location /short { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; }
+        location /short { musicgen on; musicgen_max_duration 40; musicgen_timeout 200ms; musicgen_stream off; }
         location /status { musicgen_status; }
     }
 }
@@ -54,7 +54,8 @@ check "and returns 40 s of audio" [ "$(wc -c < "$TMP/first.wav")" -eq $((44 + 40
 code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$URL/slow?prompt=again&duration=1&seed=3")
 check "the queue frees its slot (200 again)" [ "$code" = 200 ]
 
-# past musicgen_timeout: 504, and the worker is free again afterwards
+# past musicgen_timeout: 504 (collected: a stream whose headers went out
+# would end short instead), and the worker is free again afterwards
 code=$(curl -s -m 30 -o "$TMP/b3" -w '%{http_code}' "$URL/short?prompt=long&duration=40&seed=4")
 check "past musicgen_timeout: 504" [ "$code" = 504 ]
 check "504 body is JSON" grep -q '"success":false' "$TMP/b3"

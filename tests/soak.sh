@@ -26,7 +26,6 @@ load_module $MODULE;
 worker_processes 1;
 error_log $TMP/logs/error.log notice;
 pid $TMP/logs/nginx.pid;
-thread_pool musicgen threads=$((BATCH + QUEUE));
 events { worker_connections 1024; }
 http {
     access_log off;
@@ -40,7 +39,6 @@ http {
         listen 127.0.0.1:$PORT;
         location /generate {
             musicgen on;
-            musicgen_thread_pool musicgen;
             musicgen_max_duration 2;
             musicgen_default_duration 1;
             musicgen_cors_origins https://app.example;

@@ -157,9 +157,15 @@ static void test_formats(void)
                     free(file);
                     continue;
                 }
-                CHECK(a.frames == RATE && a.channels == ch && a.rate == RATE,
-                      "%s %d Hz %d ch: %zu frames, %d channels", enc_name[enc], rate, ch,
-                      a.frames, a.channels);
+                /* MP3 without a LAME/Xing tag (the project's streaming encoder
+                 * writes none: it cannot seek back) decodes with the codec's
+                 * delay and last-frame padding, under two 1152-sample frames
+                 * at the source rate */
+                size_t slack = enc == ENC_MP3 ? (size_t)2 * 1152 * RATE / rate + 1 : 0;
+                CHECK(a.frames >= RATE && a.frames <= RATE + slack && a.channels == ch &&
+                          a.rate == RATE,
+                      "%s %d Hz %d ch: %zu frames (%d..%zu), %d channels", enc_name[enc], rate,
+                      ch, a.frames, RATE, RATE + slack, a.channels);
                 if (enc == ENC_WAV || enc == ENC_FLAC) {
                     /* exactly libsndfile's reading, resampled channel by channel;
                      * within 16-bit rounding (times the filter's gain) of the source */
@@ -330,10 +336,17 @@ static void test_bad_audio(void)
     }
     free(huge);
 
-    /* a rate the resampler cannot convert (44101/32000 in lowest terms) */
+    /* an odd rate (44101/32000 in lowest terms) converts too: libsoxr takes
+     * any pair of rates; 4410 frames make ceil(4410 * 32000 / 44101) */
     float *y = make_tone(4410, 1, 44101);
     file = y ? sf_encode(y, 4410, 1, 44101, SF_FORMAT_WAV | SF_FORMAT_PCM_16, &len) : NULL;
-    expect_invalid(file, len, "44101 Hz", "unsupported sample rate");
+    mg_decoded_audio odd;
+    mg_error oe;
+    mg_code orc = file ? mg_audio_decode(file, len, RATE, FIELD, &odd, &oe) : MG_ERR_IO;
+    CHECK(orc == MG_OK && odd.frames == 3200 && odd.rate == RATE, "44101 Hz: %s, %zu frames",
+          orc == MG_OK ? "decoded" : oe.msg, orc == MG_OK ? odd.frames : 0);
+    if (orc == MG_OK)
+        mg_decoded_audio_free(&odd);
     free(file);
     free(y);
 }

@@ -67,7 +67,7 @@ static mg_code run_job(mg_model *m, const mg_request *req, long fail, mg_job_res
 {
     atomic_store(&alloc_count, 0);
     atomic_store(&fail_at, fail);
-    mg_code rc = mg_job_run(m, req, 1, "tiny", NULL, res, err);
+    mg_code rc = mg_job_run(m, req, NULL, 1, "tiny", res, err);
     atomic_store(&fail_at, -1);
     if (n_allocs)
         *n_allocs = atomic_load(&alloc_count);

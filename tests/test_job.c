@@ -1,4 +1,7 @@
-/* HTTP jobs: the response JSON, error JSON, and the ETag of seeded requests. */
+/* HTTP jobs: the response JSON, error JSON, the ETag of seeded requests,
+ * and the job's encoded bytes: the file the engine's audio makes through
+ * the encoder, in every format and at every level. */
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,8 +40,8 @@ static void test_audio_size(mg_model *m, const mg_request_limits *lim)
             CHECK(0, "parse %s: %s", bodies[i], err.msg);
             continue;
         }
-        CHECK(mg_job_audio_size(m, &req, &size, &err) == MG_OK, "size of %s: %s", bodies[i], err.msg);
-        if (mg_job_run(m, &req, 0, "tiny", NULL, &res, &err) == MG_OK) {
+        CHECK(mg_job_audio_size(m, &req, NULL, &size, &err) == MG_OK, "size of %s: %s", bodies[i], err.msg);
+        if (mg_job_run(m, &req, NULL, 0, "tiny", &res, &err) == MG_OK) {
             CHECK(size == res.audio_len, "%s: %zu bytes predicted, %zu made", bodies[i], size,
                   res.audio_len);
             mg_job_result_free(&res);
@@ -46,10 +49,109 @@ static void test_audio_size(mg_model *m, const mg_request_limits *lim)
             CHECK(0, "run %s: %s", bodies[i], err.msg);
         }
         req.format = MG_AUDIO_FLAC;
-        CHECK(mg_job_audio_size(m, &req, &size, &err) == MG_OK && size == 0,
+        CHECK(mg_job_audio_size(m, &req, NULL, &size, &err) == MG_OK && size == 0,
               "flac: no size promised (%zu)", size);
         mg_request_free(&req);
     }
+}
+
+/* A job's bytes are the file mg_audio_encode_level makes of the audio
+ * mg_generate gives for the same seed and parameters: one encoder, whatever
+ * the front end does with the bytes. */
+static void test_job_bytes(mg_model *m, const mg_request_limits *lim)
+{
+    static const char *formats[] = {"wav", "flac", "ogg", "mp3"};
+    static const mg_level levels[] = {MG_LEVEL_LIMIT, MG_LEVEL_CLIP, MG_LEVEL_OFF};
+    static const float durations[] = {1, 1.37f};
+    for (size_t d = 0; d < sizeof durations / sizeof durations[0]; d++) {
+        char body[200];
+        snprintf(body, sizeof body, "{\"prompt\": \"calm piano\", \"duration\": %.2f, \"seed\": 4}",
+                 durations[d]);
+        mg_request req = {0};
+        mg_error err = {0};
+        if (mg_request_parse_json(body, strlen(body), lim, &req, &err) != MG_OK) {
+            CHECK(0, "parse: %s", err.msg);
+            continue;
+        }
+        mg_gen_params p;
+        mg_gen_params_default(m, &p);
+        p.duration = req.duration;
+        p.seed = req.seed;
+        const char *prompts[1] = {req.prompt};
+        mg_gen_result gen;
+        if (mg_generate(m, prompts, 1, &p, NULL, &gen, &err) != MG_OK) {
+            CHECK(0, "generate: %s", err.msg);
+            mg_request_free(&req);
+            continue;
+        }
+        for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++)
+            for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+                mg_audio_format_parse(formats[f], strlen(formats[f]), &req.format, &err);
+                mg_job_settings set = {.level = levels[l]};
+                mg_job_result res;
+                mg_code rc = mg_job_run(m, &req, &set, 0, "tiny", &res, &err);
+                if (req.format == MG_AUDIO_FLAC && levels[l] == MG_LEVEL_OFF) {
+                    CHECK(rc == MG_ERR_INVALID && !strcmp(err.field, "level"),
+                          "flac at level off: refused naming level (%s)", err.msg);
+                    continue;
+                }
+                uint8_t *want = NULL;
+                size_t want_len = 0;
+                CHECK(rc == MG_OK && mg_audio_encode_level(gen.audio, gen.n_samples, gen.sample_rate,
+                                                           req.format, levels[l], &want, &want_len,
+                                                           &err) == MG_OK &&
+                      res.audio_len == want_len && !memcmp(res.audio, want, want_len),
+                      "%.2f s %s at level %s: the job's %zu bytes are the encoder's %zu",
+                      durations[d], formats[f], mg_level_name(levels[l]),
+                      rc == MG_OK ? res.audio_len : 0, want_len);
+                size_t size = 1;
+                CHECK(mg_job_audio_size(m, &req, &set, &size, &err) == MG_OK &&
+                      (req.format == MG_AUDIO_WAV ? size == want_len : size == 0),
+                      "%s at level %s: %zu bytes announced", formats[f], mg_level_name(levels[l]),
+                      size);
+                free(want);
+                if (rc == MG_OK)
+                    mg_job_result_free(&res);
+            }
+        mg_gen_result_free(&gen);
+        mg_request_free(&req);
+    }
+}
+
+/* A front end may let go of a job at once: the engine keeps its own
+ * reference until it is done, and still signals a wake-up that lives. */
+typedef struct {
+    pthread_mutex_t lock;
+    int             wakes;
+} wake_count;
+
+static void count_wake(void *ud)
+{
+    wake_count *w = ud;
+    pthread_mutex_lock(&w->lock);
+    w->wakes++;
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void test_release_early(mg_model *m, const mg_request *req)
+{
+    wake_count w = {.wakes = 0};
+    pthread_mutex_init(&w.lock, NULL);
+    mg_job *j = NULL;
+    mg_error err = {0};
+    CHECK(mg_job_submit(m, req, NULL, count_wake, &w, &j, &err) == MG_OK, "submit: %s", err.msg);
+    mg_job_release(j);
+    /* the model's next generation runs after the released one ended */
+    mg_job_result res;
+    CHECK(mg_job_run(m, req, NULL, 0, "tiny", &res, &err) == MG_OK, "run after: %s", err.msg);
+    mg_job_result_free(&res);
+    int running = -1, waiting = -1;
+    mg_model_activity(m, &running, &waiting);
+    pthread_mutex_lock(&w.lock);
+    CHECK(w.wakes >= 1 && running == 0 && waiting == 0,
+          "a released job ends (its wake-up called %d times), nothing left running", w.wakes);
+    pthread_mutex_unlock(&w.lock);
+    pthread_mutex_destroy(&w.lock);
 }
 
 static void test_jobs(const char *dir)
@@ -67,20 +169,20 @@ static void test_jobs(const char *dir)
     mg_request req = {0}, other = {0};
     CHECK(mg_request_parse_json(body, strlen(body), &lim, &req, &err) == MG_OK, "parse: %s", err.msg);
     mg_job_result res;
-    CHECK(mg_job_run(m, &req, 1, "tiny", NULL, &res, &err) == MG_OK, "run: %s", err.msg);
+    CHECK(mg_job_run(m, &req, NULL, 1, "tiny", &res, &err) == MG_OK, "run: %s", err.msg);
     CHECK(res.audio_len == 44 + 32000 * 2 && !memcmp(res.audio, "RIFF", 4), "1 s of 16-bit WAV (%zu bytes)", res.audio_len);
     CHECK(res.json && strstr(res.json, "\"audioUrl\":\"data:audio/wav;base64,UklGR") &&
           strstr(res.json, "\"seed\":9") && strstr(res.json, "\"model\":\"tiny\"") &&
           strstr(res.json, "\"prompt\":\"calm piano\""), "reference-shaped JSON");
     mg_job_result res2;
-    CHECK(mg_job_run(m, &req, 0, "tiny", NULL, &res2, &err) == MG_OK && !res2.json &&
+    CHECK(mg_job_run(m, &req, NULL, 0, "tiny", &res2, &err) == MG_OK && !res2.json &&
           res2.audio_len == res.audio_len && !memcmp(res.audio, res2.audio, res.audio_len),
           "same seed, same bytes; raw mode has no JSON");
     mg_job_result_free(&res);
     mg_job_result_free(&res2);
 
     char a[24], b[24];
-    CHECK(mg_job_etag(m, &req, "tiny", a, &err) == MG_OK && mg_job_etag(m, &req, "tiny", b, &err) == MG_OK &&
+    CHECK(mg_job_etag(m, &req, NULL, "tiny", a, &err) == MG_OK && mg_job_etag(m, &req, NULL, "tiny", b, &err) == MG_OK &&
           !strcmp(a, b) && strlen(a) == 21 && a[0] == '"', "stable ETag %s", a);
     const char *variants[] = {
         "{\"prompt\": \"calm piano\", \"duration\": 1, \"seed\": 10}",
@@ -91,13 +193,20 @@ static void test_jobs(const char *dir)
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         CHECK(mg_request_parse_json(variants[i], strlen(variants[i]), &lim, &other, &err) == MG_OK &&
-              mg_job_etag(m, &other, "tiny", b, &err) == MG_OK && strcmp(a, b), "ETag changes: %s", variants[i]);
+              mg_job_etag(m, &other, NULL, "tiny", b, &err) == MG_OK && strcmp(a, b), "ETag changes: %s", variants[i]);
         mg_request_free(&other);
     }
-    CHECK(mg_job_etag(m, &req, "other-model", b, &err) == MG_OK && strcmp(a, b), "ETag depends on the model");
+    CHECK(mg_job_etag(m, &req, NULL, "other-model", b, &err) == MG_OK && strcmp(a, b), "ETag depends on the model");
+    mg_job_settings clip = {.level = MG_LEVEL_CLIP}, stride = {.extend_stride = 10};
+    CHECK(mg_job_etag(m, &req, &clip, "tiny", b, &err) == MG_OK && strcmp(a, b),
+          "ETag depends on the level");
+    CHECK(mg_job_etag(m, &req, &stride, "tiny", b, &err) == MG_OK && strcmp(a, b),
+          "ETag depends on the long-form stride");
+    test_job_bytes(m, &lim);
+    test_release_early(m, &req);
     req.has_seed = 0;
     test_audio_size(m, &lim);
-    CHECK(mg_job_etag(m, &req, "tiny", b, &err) == MG_ERR_INVALID && !strcmp(err.field, "seed"),
+    CHECK(mg_job_etag(m, &req, NULL, "tiny", b, &err) == MG_ERR_INVALID && !strcmp(err.field, "seed"),
           "no seed, no ETag");
     mg_request_free(&req);
     mg_model_free(m);

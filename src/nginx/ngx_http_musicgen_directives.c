@@ -259,3 +259,37 @@ ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
     return NGX_CONF_OK;
 }
+
+/* musicgen_thread_pool NAME: generations no longer take a thread of an
+ * nginx pool (they run on the engine's scheduler and wake the event loop),
+ * so the directive does nothing; it is still accepted, with a warning at
+ * nginx -t, so that configurations written for the pool keep loading. */
+char *
+ngx_http_musicgen_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "\"musicgen_thread_pool\" is deprecated and ignored: generations no "
+                       "longer use a thread pool (remove the directive)");
+    return NGX_CONF_OK;
+}
+
+/* musicgen_level limit | clip | off: the output level stage (io/level.h). */
+char *
+ngx_http_musicgen_level(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_musicgen_loc_conf_t *lcf = conf;
+    ngx_str_t  *value = cf->args->elts;
+    mg_level    level;
+    mg_error    err;
+
+    if (lcf->level != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+    ngx_memzero(&err, sizeof(err));
+    if (mg_level_parse((const char *) value[1].data, value[1].len, &level, &err) != MG_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
+        return NGX_CONF_ERROR;
+    }
+    lcf->level = level;
+    return NGX_CONF_OK;
+}

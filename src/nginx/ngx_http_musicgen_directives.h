@@ -13,5 +13,7 @@ char *ngx_http_musicgen_cuda_opt_in(ngx_conf_t *cf, ngx_command_t *cmd, void *co
 char *ngx_http_musicgen_seconds(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_musicgen_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_musicgen_level(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 #endif /* _NGX_HTTP_MUSICGEN_DIRECTIVES_H_INCLUDED_ */

@@ -42,11 +42,13 @@ ngx_http_musicgen_wants_raw(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_musicgen_head(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
 {
-    size_t    size = 0;
-    mg_error  err;
+    ngx_http_musicgen_loc_conf_t  *lcf;
+    size_t                         size = 0;
+    mg_error                       err;
 
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
     ngx_memzero(&err, sizeof(err));
-    if (mg_job_audio_size(job->model, &job->req, &size, &err) != MG_OK) {
+    if (mg_job_audio_size(job->model, &job->req, &lcf->settings, &size, &err) != MG_OK) {
         /* the status the GET's job would end with */
         return ngx_http_musicgen_error(r, err.code == MG_ERR_INVALID
                                           ? NGX_HTTP_BAD_REQUEST : NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -111,7 +113,7 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     job->want_json = !ngx_http_musicgen_wants_raw(r);
 
     if (is_query && job->req.has_seed
-        && mg_job_etag(mcf->model, &job->req, job->model_name, job->etag, &err) == MG_OK
+        && mg_job_etag(mcf->model, &job->req, &lcf->settings, job->model_name, job->etag, &err) == MG_OK
         && ngx_http_musicgen_etag_matches(r, job->etag))
     {
         /* the client has this exact file: no generation at all */

@@ -1,5 +1,6 @@
-/* A generation: created by the handler for one request, run on the thread
- * pool, answered on the event loop (ngx_http_musicgen_job.c). */
+/* A generation: created by the handler for one request, run by the engine's
+ * scheduler, pumped and answered on the event loop
+ * (ngx_http_musicgen_job.c). */
 #ifndef _NGX_HTTP_MUSICGEN_JOB_H_INCLUDED_
 #define _NGX_HTTP_MUSICGEN_JOB_H_INCLUDED_
 
@@ -7,19 +8,27 @@
 
 typedef struct {
     ngx_http_request_t *r;
-    ngx_thread_task_t  *task;        /* posted to the thread pool; its ctx is this job */
     mg_model           *model;
     mg_request          req;
     int                 want_json;
-    volatile int        cancel;
-    mg_job_result       res;
-    mg_error            err;
-    mg_code             rc;
+    /* the engine's side while the generation is ours: the shared job
+     * (service/job.h), this request's reference to it */
+    mg_job             *gen;
+    ngx_queue_t         queue;       /* in the worker's jobs while gen */
     const char         *model_name;  /* the folder: the ETag's model identity */
     const char         *public_name; /* in the JSON response */
     char                etag[24];    /* "" unless the response is cacheable */
     ngx_event_t         timer;       /* musicgen_timeout */
-    unsigned            timed_out:1;
+    off_t               length;      /* the raw response's size when known up front, else -1 */
+    /* encoded bytes not yet handed to the output filters, and all of them */
+    ngx_chain_t        *out, **last;
+    ngx_buf_t          *tail;        /* the last buffer of out */
+    ngx_chain_t        *free, *busy; /* streaming: buffers sent and reusable, or still held */
+    size_t              encoded;
+    unsigned            stream:1;    /* raw audio sent as it is encoded */
+    unsigned            header_sent:1;
+    unsigned            visit:1;     /* the wake-up handler has yet to look at it */
+    unsigned            sink_failed:1; /* out of memory keeping encoded bytes */
 } ngx_http_musicgen_job_t;
 
 /* A job for r on the worker's model, in r's pool; NULL when out of memory. */
@@ -28,9 +37,15 @@ ngx_http_musicgen_job_t *ngx_http_musicgen_job_create(ngx_http_request_t *r);
  * having freed it already. */
 ngx_int_t ngx_http_musicgen_job_own_request(ngx_http_request_t *r,
     ngx_http_musicgen_job_t *job);
-/* Posts the job to the location's thread pool, or answers 503 when the
- * worker's queue is full: NGX_DONE when posted (the request is then held
- * until the job is done), else the status to finalize with. */
+/* Queues the generation on the engine, or answers 503 when the worker's
+ * queue is full: NGX_DONE when queued (the request is then held until the
+ * job is answered), else the status to finalize with. */
 ngx_int_t ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job);
+/* The worker's wake-up handler (data: the main conf): pumps every job that
+ * has news. */
+void ngx_http_musicgen_jobs_wake(void *data);
+/* Worker exit, after the model is freed (every generation ended): the
+ * requests still open will never be answered; their references go. */
+void ngx_http_musicgen_jobs_release(ngx_http_musicgen_main_conf_t *mcf);
 
 #endif /* _NGX_HTTP_MUSICGEN_JOB_H_INCLUDED_ */

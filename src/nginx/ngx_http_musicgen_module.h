@@ -8,17 +8,12 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <ngx_thread_pool.h>
 
 #include "runtime/duration.h"
 #include "runtime/model_info.h"
 #include "runtime/musicgen.h"
 #include "service/job.h"
 #include "service/request.h"
-
-#if !(NGX_THREADS)
-#error ngx_http_musicgen_module needs nginx built --with-threads
-#endif
 
 typedef struct {
     ngx_str_t   model_dir;    /* musicgen_model */
@@ -34,19 +29,25 @@ typedef struct {
     mg_model_info info;       /* read at config time (nginx -t checks the folder) */
     ngx_int_t   batch;        /* musicgen_batch: generations decoded together */
     ngx_int_t   queue;        /* musicgen_queue: jobs that may wait for a place in the batch */
-    ngx_uint_t  active;       /* jobs posted and not finished, in this worker */
+    ngx_uint_t  active;       /* jobs queued and not finished, in this worker */
     mg_job_stats stats;       /* this worker's totals (musicgen_status) */
+    /* this worker's: its jobs (ngx_http_musicgen_job_t, while the request
+     * holds its generation) and the wake-up the engine's callbacks signal */
+    ngx_queue_t jobs;
+    struct ngx_http_musicgen_wakeup_s *wakeup;
 } ngx_http_musicgen_main_conf_t;
 
 typedef struct {
     ngx_flag_t          enable;
-    ngx_str_t           pool_name;
-    ngx_thread_pool_t  *pool;
+    ngx_flag_t          stream;      /* musicgen_stream: raw audio sent as it is made */
     double              max_duration, default_duration;  /* as written; unset: NGX_CONF_UNSET */
     mg_duration_range   duration;    /* decided from them and the model at nginx -t */
     ngx_int_t           format;      /* mg_audio_format, NGX_CONF_UNSET: wav */
     ngx_array_t        *cors;        /* of ngx_str_t; "*" allowed */
     ngx_msec_t          timeout;     /* musicgen_timeout: 504 past it */
+    ngx_int_t           level;       /* musicgen_level: mg_level, NGX_CONF_UNSET: limit */
+    double              extend_stride; /* musicgen_extend_stride, seconds (unset: the engine's 18) */
+    mg_job_settings     settings;    /* the two, as jobs take them */
 } ngx_http_musicgen_loc_conf_t;
 
 extern ngx_module_t  ngx_http_musicgen_module;

@@ -177,6 +177,26 @@ ngx_http_musicgen_send_audio_head(ngx_http_request_t *r, const char *etag,
     return ngx_http_send_header(r);
 }
 
+/* A streamed response's header: the body follows as it is encoded, so no
+ * ranges (Accept-Ranges: none; a Range request is answered from the
+ * complete file instead), with the length when it is known up front (WAV),
+ * else chunked. */
+ngx_int_t
+ngx_http_musicgen_send_stream_header(ngx_http_request_t *r, const char *etag,
+    mg_audio_format format, off_t length)
+{
+    ngx_int_t  rc;
+
+    if (ngx_http_musicgen_cache_headers(r, etag) != NGX_OK
+        || ngx_http_musicgen_add_header(r, "Accept-Ranges", "none") != NGX_OK
+        || ngx_http_musicgen_header(r, NGX_HTTP_OK, mg_audio_mime(format), length) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+    rc = ngx_http_send_header(r);
+    return rc == NGX_ERROR || rc > NGX_OK ? NGX_ERROR : NGX_OK;
+}
+
 /* {"success": false, "error": msg, "field": field} */
 ngx_int_t
 ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *msg,

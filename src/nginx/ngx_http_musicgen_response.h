@@ -17,6 +17,10 @@ ngx_int_t ngx_http_musicgen_send_audio(ngx_http_request_t *r, const char *etag,
 /* A HEAD's 200: the GET's headers without the body; length -1: not known. */
 ngx_int_t ngx_http_musicgen_send_audio_head(ngx_http_request_t *r, const char *etag,
     mg_audio_format format, off_t length);
+/* The 200 header of a streamed raw response (Accept-Ranges: none; length
+ * -1: chunked): NGX_OK, or NGX_ERROR. */
+ngx_int_t ngx_http_musicgen_send_stream_header(ngx_http_request_t *r, const char *etag,
+    mg_audio_format format, off_t length);
 /* {"success": false, "error": msg, "field": field} (field NULL: none). */
 ngx_int_t ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, const char *msg,
     const char *field);

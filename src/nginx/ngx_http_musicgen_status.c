@@ -25,7 +25,7 @@ ngx_http_musicgen_status_handler(ngx_http_request_t *r)
     mcf->stats.device = mcf->model ? mg_model_device(mcf->model)
                       : mcf->device.data ? (const char *) mcf->device.data : "auto";
     mcf->stats.loaded = mcf->model != NULL;
-    /* jobs posted but not yet in the engine's batch wait in the thread pool */
+    /* jobs queued but not yet in the engine's batch */
     running = 0;
     if (mcf->model) {
         mg_model_activity(mcf->model, &running, &waiting);

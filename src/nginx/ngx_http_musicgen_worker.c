@@ -1,6 +1,10 @@
 /* A worker's life: it loads the model when it starts (a failure is logged
- * and requests get 503 until a reload) and frees it when it exits. */
+ * and requests get 503 until a reload) with the wake-up its jobs' callbacks
+ * signal, and frees both when it exits: the model first, since freeing it
+ * ends every generation left, whose callbacks still signal. */
 #include "nginx/ngx_http_musicgen_module.h"
+#include "nginx/ngx_http_musicgen_job.h"
+#include "nginx/ngx_http_musicgen_wakeup.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
 ngx_int_t
@@ -13,6 +17,14 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_musicgen_module);
     if (mcf == NULL || mcf->model_dir.data == NULL) {
+        return NGX_OK;
+    }
+    ngx_queue_init(&mcf->jobs);
+    mcf->wakeup = ngx_http_musicgen_wakeup_open(cycle, ngx_http_musicgen_jobs_wake, mcf);
+    if (mcf->wakeup == NULL) {
+        /* requests get 503, as when the model does not load */
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "musicgen: no wake-up for the event loop: the model is not loaded");
         return NGX_OK;
     }
     ngx_memzero(&err, sizeof(err));
@@ -46,8 +58,16 @@ ngx_http_musicgen_exit_process(ngx_cycle_t *cycle)
     ngx_http_musicgen_main_conf_t  *mcf;
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_musicgen_module);
-    if (mcf && mcf->model) {
+    if (mcf == NULL) {
+        return;
+    }
+    if (mcf->model) {
         mg_model_free(mcf->model);
         mcf->model = NULL;
     }
+    if (mcf->jobs.next) {
+        ngx_http_musicgen_jobs_release(mcf);
+    }
+    ngx_http_musicgen_wakeup_close(mcf->wakeup);
+    mcf->wakeup = NULL;
 }

@@ -40,8 +40,13 @@ typedef struct mg_gen_job {
     /* outcome, and the scheduler's queue link (set under its lock) */
     mg_code             rc;
     mg_error           *err;
-    int                 done;
     struct mg_gen_job  *next;
+    /* Set by any thread (mg_gen_task_cancel); the scheduler reads it before
+     * each step and ends the job MG_ERR_CANCELLED. */
+    _Atomic int         cancel;
+    /* Called once on the scheduler thread when the job is over (j->rc set,
+     * j no longer counted as running): the owner's completion. */
+    void              (*finished)(struct mg_gen_job *j);
 } mg_gen_job;
 
 /* Checks the parameters, runs T5 and sets up the decoding state and buffers. */

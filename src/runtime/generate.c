@@ -1,10 +1,12 @@
 /* The public entry points: prompts or token ids in, a generation queued on
- * the model's scheduler, the result out; the generation parameters'
- * defaults and checks. */
+ * the model's scheduler (a task owning copies of its inputs), the result
+ * handed to the caller's completion, or waited for; the generation
+ * parameters' defaults and checks. */
 #include "runtime/gen_job_impl.h"
 #include "runtime/duration.h"
 #include "runtime/gen_plan_impl.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,23 +42,111 @@ void mg_gen_result_free(mg_gen_result *res)
     memset(res, 0, sizeof *res);
 }
 
-mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
-                        int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
-                        mg_gen_result *res, mg_error *err)
+/* A submitted generation: the scheduler's job first (the scheduler hands
+ * back the job, the task is around it), and copies of every input the job
+ * points to, so the caller's buffers may go as soon as submit returns. */
+struct mg_gen_task {
+    mg_gen_job     job;
+    mg_gen_params  params;
+    mg_gen_hooks   hooks;
+    int32_t       *ids, *prompt_codes;
+    uint8_t       *mask;
+    mg_gen_result  res;
+    mg_error       err;
+    mg_gen_done_fn on_done;
+    void          *ud;
+};
+
+static void task_free(mg_gen_task *t)
 {
-    memset(res, 0, sizeof *res);
-    mg_gen_job j = {.ids = ids, .mask = mask, .batch = batch, .len = len, .p = p,
-                    .hooks = hooks, .res = res, .err = err};
-    mg_code rc = mg_sched_run(m->sched, &j);
-    if (rc != MG_OK)
-        mg_gen_result_free(res);
+    mg_gen_result_free(&t->res);
+    free(t->ids);
+    free(t->mask);
+    free(t->prompt_codes);
+    free(t);
+}
+
+/* Scheduler thread: the job is over. Whatever on_done leaves in the result
+ * is freed with the task. */
+static void task_finished(mg_gen_job *j)
+{
+    mg_gen_task *t = (mg_gen_task *)j;
+    if (j->rc != MG_OK)
+        mg_gen_result_free(&t->res);
+    else
+        t->err.code = MG_OK;
+    t->on_done(t->ud, j->rc, &t->err, &t->res);
+    task_free(t);
+}
+
+static void *copy_of(const void *src, size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (p && bytes)
+        memcpy(p, src, bytes);
+    return p;
+}
+
+mg_code mg_generate_submit(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
+                           int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
+                           mg_gen_done_fn on_done, void *ud, mg_gen_task **task, mg_error *err)
+{
+    if (task)
+        *task = NULL;
+    if (!m || !on_done)
+        return mg_fail(err, MG_ERR_INVALID, "mg_generate_submit: a model and on_done are needed");
+    if (!p)
+        return mg_fail(err, MG_ERR_INVALID, "mg_generate_submit: parameters are needed");
+    if (!ids || !mask || batch < 1 || len < 1)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: empty batch");
+    /* T5's position bias grows with len^2: the tokenizer's own limit bounds it */
+    if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
+                             MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
+    int K = mg_model_config(m)->num_codebooks;
+    if (p->prompt_codes && p->prompt_frames < 0)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt_frames", "prompt_frames: must be >= 0");
+    mg_gen_task *t = calloc(1, sizeof *t);
+    if (!t)
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory");
+    size_t n = (size_t)batch * (size_t)len;
+    t->ids = copy_of(ids, n * sizeof *ids);
+    t->mask = copy_of(mask, n);
+    t->params = *p;
+    if (p->prompt_codes) {
+        t->prompt_codes = copy_of(p->prompt_codes,
+                                  (size_t)batch * K * (size_t)p->prompt_frames * sizeof(int32_t));
+        t->params.prompt_codes = t->prompt_codes;
+    }
+    if (!t->ids || !t->mask || (p->prompt_codes && !t->prompt_codes)) {
+        task_free(t);
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory");
+    }
+    if (hooks)
+        t->hooks = *hooks;
+    t->on_done = on_done;
+    t->ud = ud;
+    t->job = (mg_gen_job){.ids = t->ids, .mask = t->mask, .batch = batch, .len = len,
+                          .p = &t->params, .hooks = hooks ? &t->hooks : NULL, .res = &t->res,
+                          .err = &t->err, .finished = task_finished};
+    /* the task may be over (and freed) as soon as it is queued */
+    if (task)
+        *task = t;
+    mg_code rc = mg_sched_submit(m->sched, &t->job);
+    if (rc != MG_OK) {
+        if (task)
+            *task = NULL;
+        if (err)
+            *err = t->err;
+        task_free(t);
+    }
     return rc;
 }
 
-mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg_gen_params *p,
-                    const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err)
+/* Prompts -> right-padded token ids and their mask; malloc'd. */
+static mg_code tokenize_prompts(mg_model *m, const char *const *prompts, int batch,
+                                int32_t **ids_out, uint8_t **mask_out, int *len_out, mg_error *err)
 {
-    memset(res, 0, sizeof *res);
     if (!m->parts.tok)
         return mg_fail(err, MG_ERR_NOT_FOUND,
                        "the model folder has no spiece.model: text prompts cannot be tokenized");
@@ -88,12 +178,107 @@ mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg
                 ids[(int64_t)b * len + i] = each[b][i];
                 mask[(int64_t)b * len + i] = 1;
             }
-        rc = mg_generate_ids(m, ids, mask, batch, len, p, hooks, res, err);
+        *ids_out = ids;
+        *mask_out = mask;
+        *len_out = len;
+    } else {
+        free(ids);
+        free(mask);
     }
     for (int b = 0; each && b < batch; b++)
         free(each[b]);
     free(each);
     free(n);
+    return rc;
+}
+
+mg_code mg_generate_submit_prompts(mg_model *m, const char *const *prompts, int batch,
+                                   const mg_gen_params *p, const mg_gen_hooks *hooks,
+                                   mg_gen_done_fn on_done, void *ud, mg_gen_task **task,
+                                   mg_error *err)
+{
+    if (task)
+        *task = NULL;
+    int32_t *ids = NULL;
+    uint8_t *mask = NULL;
+    int len = 0;
+    mg_code rc = tokenize_prompts(m, prompts, batch, &ids, &mask, &len, err);
+    if (rc == MG_OK)
+        rc = mg_generate_submit(m, ids, mask, batch, len, p, hooks, on_done, ud, task, err);
+    free(ids);
+    free(mask);
+    return rc;
+}
+
+void mg_gen_task_cancel(mg_gen_task *t)
+{
+    if (t)
+        atomic_store_explicit(&t->job.cancel, 1, memory_order_relaxed);
+}
+
+/* The blocking calls: a submit whose completion wakes the caller. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t  done_cond;
+    int             done;
+    mg_code         rc;
+    mg_gen_result  *res;
+    mg_error       *err;
+} waiter;
+
+static void wake_waiter(void *ud, mg_code rc, const mg_error *e, mg_gen_result *res)
+{
+    waiter *w = ud;
+    pthread_mutex_lock(&w->lock);
+    w->rc = rc;
+    *w->res = *res; /* moved: the caller owns the buffers */
+    memset(res, 0, sizeof *res);
+    if (rc != MG_OK && w->err)
+        *w->err = *e;
+    w->done = 1;
+    pthread_cond_signal(&w->done_cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static mg_code wait_for(waiter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->done)
+        pthread_cond_wait(&w->done_cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->done_cond);
+    return w->rc;
+}
+
+mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
+                        int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
+                        mg_gen_result *res, mg_error *err)
+{
+    memset(res, 0, sizeof *res);
+    waiter w = {.res = res, .err = err};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.done_cond, NULL);
+    mg_code rc = mg_generate_submit(m, ids, mask, batch, len, p, hooks, wake_waiter, &w, NULL,
+                                    err);
+    if (rc != MG_OK) {
+        pthread_mutex_destroy(&w.lock);
+        pthread_cond_destroy(&w.done_cond);
+        return rc;
+    }
+    return wait_for(&w);
+}
+
+mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg_gen_params *p,
+                    const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err)
+{
+    memset(res, 0, sizeof *res);
+    int32_t *ids = NULL;
+    uint8_t *mask = NULL;
+    int len = 0;
+    mg_code rc = tokenize_prompts(m, prompts, batch, &ids, &mask, &len, err);
+    if (rc == MG_OK)
+        rc = mg_generate_ids(m, ids, mask, batch, len, p, hooks, res, err);
     free(ids);
     free(mask);
     return rc;

@@ -116,12 +116,54 @@ typedef struct {
     int          (*on_audio)(void *ud, const float *audio, int batch, size_t offset, size_t n);
 } mg_gen_hooks;
 
-/* Prompts -> audio. */
+/* Prompts -> audio: mg_generate_submit_prompts, then waits for on_done. */
 mg_code mg_generate(mg_model *m, const char *const *prompts, int batch, const mg_gen_params *p,
                     const mg_gen_hooks *hooks, mg_gen_result *res, mg_error *err);
-/* Token ids (right-padded, mask 1/0) -> audio. */
+/* Token ids (right-padded, mask 1/0) -> audio: mg_generate_submit, then
+ * waits for on_done. */
 mg_code mg_generate_ids(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
                         int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
                         mg_gen_result *res, mg_error *err);
 void    mg_gen_result_free(mg_gen_result *res);
+
+/* Asynchronous generation: submit queues the generation and returns at
+ * once; no thread of the caller's waits or runs while it is decoded.
+ *
+ * on_done is called exactly once for every submit that returned MG_OK, on
+ * the model's scheduler thread (never inside submit), when the generation
+ * is over: rc MG_OK with *res filled, or the error (*err, valid during the
+ * call) with *res empty. A submit that fails (bad arguments, out of memory,
+ * the model shutting down) returns the error in *err and never calls
+ * on_done. *res is valid until on_done returns: to keep its buffers, copy
+ * the struct and zero *res (then free them with mg_gen_result_free);
+ * whatever is left in *res is freed after on_done. on_done runs while the
+ * scheduler holds the model, so it must only copy and signal (never wait
+ * for another generation, never free the model).
+ *
+ * submit copies ids, mask, *p (prompt_codes included) and *hooks: the
+ * caller's buffers may go when it returns. hooks->ud and ud must stay valid
+ * until on_done ran; the hooks are called on the scheduler thread and
+ * on_audio may be called many times (samples in order, as they become
+ * final).
+ *
+ * *task (may be NULL) is a handle for mg_gen_task_cancel, valid until
+ * on_done starts: the task is freed when on_done returns, so a caller that
+ * may cancel from another thread must order its cancel before on_done (one
+ * mutex around its cancel and its on_done's first step does it). */
+typedef struct mg_gen_task mg_gen_task;
+typedef void (*mg_gen_done_fn)(void *ud, mg_code rc, const mg_error *err, mg_gen_result *res);
+
+mg_code mg_generate_submit(mg_model *m, const int32_t *ids, const uint8_t *mask, int batch,
+                           int len, const mg_gen_params *p, const mg_gen_hooks *hooks,
+                           mg_gen_done_fn on_done, void *ud, mg_gen_task **task, mg_error *err);
+/* The same from text prompts (tokenized on the caller's thread). */
+mg_code mg_generate_submit_prompts(mg_model *m, const char *const *prompts, int batch,
+                                   const mg_gen_params *p, const mg_gen_hooks *hooks,
+                                   mg_gen_done_fn on_done, void *ud, mg_gen_task **task,
+                                   mg_error *err);
+/* Asks the scheduler to end the generation: it takes effect before its next
+ * decoder step (a waiting one leaves the queue), and on_done then gets
+ * MG_ERR_CANCELLED, unless the generation ended first. Safe from any thread
+ * until on_done starts; NULL is ignored. */
+void    mg_gen_task_cancel(mg_gen_task *t);
 #endif

@@ -4,6 +4,7 @@
  * and recover the device when it was lost. */
 #include "runtime/scheduler_impl.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,9 +16,8 @@ struct mg_sched {
     mg_model        *m;
     int              max_batch;
     pthread_t        thread;
-    pthread_mutex_t  lock;       /* queue, counters, stop, each job's done */
+    pthread_mutex_t  lock;       /* queue, counters, stop */
     pthread_cond_t   wake;       /* work arrived or stop */
-    pthread_cond_t   done;       /* some job finished */
     mg_gen_job      *head, *tail;
     int              n_waiting, n_running;
     int              stop;
@@ -35,17 +35,69 @@ struct mg_sched {
     mg_dec_batch     work;
 };
 
-/* A running job is done: it stops counting as running in the same critical
- * section that wakes its caller, so a status read after the response never
- * sees it still running. */
+/* A running job is done: it stops counting as running before its owner
+ * hears of it, so a status read after the response never sees it still
+ * running. */
 static void finish(mg_sched *s, mg_gen_job *j, mg_code rc)
 {
     pthread_mutex_lock(&s->lock);
     s->n_running--;
     j->rc = rc;
-    j->done = 1;
-    pthread_cond_broadcast(&s->done);
     pthread_mutex_unlock(&s->lock);
+    j->finished(j);
+}
+
+static int cancelled(const mg_gen_job *j)
+{
+    return atomic_load_explicit(&j->cancel, memory_order_relaxed) != 0;
+}
+
+static mg_code cancel_error(mg_gen_job *j)
+{
+    return mg_fail(j->err, MG_ERR_CANCELLED, "generation cancelled");
+}
+
+/* Before a step: cancelled jobs leave the batch, and cancelled waiting ones
+ * the queue (a full batch would otherwise keep them waiting for a place
+ * only to end them then). */
+static void drop_cancelled(mg_sched *s)
+{
+    int kept = 0;
+    for (int i = 0; i < s->n_active; i++) {
+        mg_gen_job *j = s->active[i];
+        if (!cancelled(j)) {
+            s->active[kept++] = j;
+            continue;
+        }
+        pthread_mutex_lock(&s->m->run); /* its state may live on the device */
+        mg_gen_job_release(s->m, j);
+        pthread_mutex_unlock(&s->m->run);
+        finish(s, j, cancel_error(j));
+    }
+    s->n_active = kept;
+    mg_gen_job *gone = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (mg_gen_job **link = &s->head, *prev = NULL; *link;) {
+        mg_gen_job *j = *link;
+        if (!cancelled(j)) {
+            prev = j;
+            link = &j->next;
+            continue;
+        }
+        *link = j->next;
+        if (s->tail == j)
+            s->tail = prev;
+        s->n_waiting--;
+        j->next = gone;
+        gone = j;
+    }
+    pthread_mutex_unlock(&s->lock);
+    while (gone) {
+        mg_gen_job *j = gone;
+        gone = j->next;
+        j->rc = cancel_error(j);
+        j->finished(j);
+    }
 }
 
 /* Fails every active job with the step's error (a backend failure is not
@@ -117,7 +169,8 @@ static void admit(mg_sched *s)
         mg_code rc = m->broken ? mg_fail(j->err, MG_ERR_DEVICE,
                                          "the device was lost and could not be re-initialised: %s",
                                          m->broken_msg)
-                               : mg_gen_job_start(m, j);
+                     : cancelled(j) ? cancel_error(j)
+                                    : mg_gen_job_start(m, j);
         if (rc == MG_OK)
             s->active[s->n_active++] = j;
         else {
@@ -259,24 +312,25 @@ static void shut_down(mg_sched *s)
     mg_fail(&e, MG_ERR_CANCELLED, "the model is shutting down");
     fail_active(s, MG_ERR_CANCELLED, &e);
     pthread_mutex_lock(&s->lock);
-    while (s->head) {
-        mg_gen_job *j = s->head;
-        s->head = j->next;
+    mg_gen_job *left = s->head;
+    s->head = s->tail = NULL;
+    s->n_waiting = s->n_running = 0;
+    pthread_mutex_unlock(&s->lock);
+    while (left) {
+        mg_gen_job *j = left;
+        left = j->next;
         if (j->err)
             *j->err = e;
         j->rc = MG_ERR_CANCELLED;
-        j->done = 1;
+        j->finished(j);
     }
-    s->tail = NULL;
-    s->n_waiting = s->n_running = 0;
-    pthread_cond_broadcast(&s->done);
-    pthread_mutex_unlock(&s->lock);
 }
 
 static void *sched_main(void *arg)
 {
     mg_sched *s = arg;
     while (wait_for_work(s)) {
+        drop_cancelled(s);
         admit(s);
         if (s->n_active > 0)
             step(s);
@@ -324,7 +378,6 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
     }
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
-    pthread_cond_init(&s->done, NULL);
     /* the scheduler thread runs kernels too (cpu_pool.h) */
     pthread_attr_t attr;
     int attr_ok = pthread_attr_init(&attr) == 0;
@@ -335,7 +388,6 @@ mg_code mg_sched_create(mg_sched **out, mg_model *m, int max_batch, mg_error *er
     if (!started) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
-        pthread_cond_destroy(&s->done);
         free_arrays(s);
         return mg_fail(err, MG_ERR_NOMEM, "scheduler: cannot start its thread");
     }
@@ -355,18 +407,16 @@ void mg_sched_destroy(mg_sched *s)
     mg_dec_batch_free(&s->work);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
-    pthread_cond_destroy(&s->done);
     free_arrays(s);
 }
 
-mg_code mg_sched_run(mg_sched *s, mg_gen_job *j)
+mg_code mg_sched_submit(mg_sched *s, mg_gen_job *j)
 {
     pthread_mutex_lock(&s->lock);
     if (s->stop) {
         pthread_mutex_unlock(&s->lock);
         return mg_fail(j->err, MG_ERR_CANCELLED, "the model is shutting down");
     }
-    j->done = 0;
     j->next = NULL;
     if (s->tail)
         s->tail->next = j;
@@ -375,10 +425,8 @@ mg_code mg_sched_run(mg_sched *s, mg_gen_job *j)
     s->tail = j;
     s->n_waiting++;
     pthread_cond_signal(&s->wake);
-    while (!j->done)
-        pthread_cond_wait(&s->done, &s->lock);
     pthread_mutex_unlock(&s->lock);
-    return j->rc;
+    return MG_OK;
 }
 
 void mg_sched_load(mg_sched *s, int *running, int *waiting)
