@@ -24,6 +24,10 @@ for dt in q8 bf16; do
     "$BUILD/bench_engine" "$MODEL" --dtype $dt --threads "$THREADS" --load-cache "$BUILD" \
         --json "$BUILD/bench-load-$dt.json"
 done
+# The decode step early, midway and late in a 30 s window (the late steps'
+# self-attention reads ~150 MB of 8-bit caches beside the weights).
+echo "== q8 decode step by position"
+"$BUILD/bench_late_steps" "$MODEL" --dtype q8 --threads "$THREADS"
 echo "== 4 concurrent requests (continuous batching)"
 "$BUILD/bench_batch" "$MODEL" --dtype q8 --requests 4 --seconds "${MG_BENCH_SECONDS:-10}" \
     --threads "$THREADS" --json "$BUILD/bench-batch.json"
