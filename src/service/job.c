@@ -519,6 +519,7 @@ static void run_wake(void *ud)
 typedef struct {
     uint8_t *bytes;
     size_t   len, cap;
+    int      failed;  /* out of memory: the job ends NOMEM, not cancelled */
 } byte_buf;
 
 static int collect_bytes(void *ud, const uint8_t *bytes, size_t n)
@@ -529,8 +530,10 @@ static int collect_bytes(void *ud, const uint8_t *bytes, size_t n)
         while (cap < b->len + n)
             cap *= 2;
         uint8_t *p = realloc(b->bytes, cap);
-        if (!p)
+        if (!p) {
+            b->failed = 1;
             return 1;
+        }
         b->bytes = p;
         b->cap = cap;
     }
@@ -557,9 +560,27 @@ mg_code mg_job_run(mg_model *m, const mg_request *req, const mg_job_settings *se
         pthread_mutex_unlock(&w.lock);
         rc = mg_job_pump(j, collect_bytes, &b, &ended, err);
     }
+    if (rc != MG_OK && b.failed)
+        rc = mg_fail(err, MG_ERR_NOMEM, "out of memory collecting the audio");
     mg_job_outcome o = {0};
     if (j) {
         mg_job_summary(j, &o);
+        /* a job that stopped early (a failed pump) is still the engine's until
+         * its on_done: the blocking form returns only once the model has let
+         * it go, so a caller that looks next sees nothing running */
+        mg_job_cancel(j);
+        pthread_mutex_lock(&w.lock);
+        for (;;) {
+            pthread_mutex_lock(&j->lock);
+            int over = j->ended;
+            pthread_mutex_unlock(&j->lock);
+            if (over)
+                break;
+            while (!w.woken)
+                pthread_cond_wait(&w.cond, &w.lock);
+            w.woken = 0;
+        }
+        pthread_mutex_unlock(&w.lock);
         mg_job_release(j);
     }
     pthread_mutex_destroy(&w.lock);
