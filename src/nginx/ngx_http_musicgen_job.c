@@ -234,6 +234,10 @@ ngx_http_musicgen_job_writer(ngx_http_request_t *r)
     if (ngx_http_musicgen_job_after_output(r, ngx_http_musicgen_job_send_pending(job, 0))
         != NGX_OK)
     {
+        /* a send fails when the client went away mid-stream: the same news
+         * as the read side's (watch_client) */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "musicgen: client closed the connection, cancelling");
         c->error = 1;
         mcf->stats.cancelled++;
         ngx_http_musicgen_job_end(job, NGX_ERROR);
@@ -361,6 +365,8 @@ ngx_http_musicgen_job_pump(ngx_http_musicgen_job_t *job)
     if (ngx_http_musicgen_job_after_output(r, ngx_http_musicgen_job_send_pending(job, 0))
         != NGX_OK)
     {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "musicgen: client closed the connection, cancelling");
         mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
         mcf->stats.cancelled++;
         r->connection->error = 1;
