@@ -1,0 +1,11 @@
+import { chromium } from 'playwright-core';
+const st = async () => (await (await fetch('http://127.0.0.1:3150/status')).json()).totals.completed;
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless','--no-sandbox'] });
+const p = await b.newPage(); await p.goto('http://127.0.0.1:3150/');
+const c0 = await st();
+const r = await p.evaluate(async () => { const a = document.getElementById('player'); const url='/generate?prompt=probe&duration=45&seed=3&format=wav'; const t0=performance.now();
+  const playing = new Promise((res) => { a.addEventListener('playing', () => res(performance.now()-t0)); a.addEventListener('error', () => res('err'+a.error.code)); });
+  a.src=url; await a.play().catch(e=>e.message);
+  const tp = await playing; const f0=performance.now(); const buf = await (await fetch(url)).arrayBuffer(); return {tp, fetchStart: f0-t0, fetchEnd: performance.now()-t0, bytes: buf.byteLength}; });
+console.log(JSON.stringify(r), 'completed delta', (await st()) - c0);
+await b.close();
