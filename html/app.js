@@ -383,6 +383,15 @@ function stopPlayer() {
     player.load();                  // closes the stream: the module cancels the job
 }
 
+// After a stream that failed or was cancelled: the clip on show before it
+// again, or no result at all.
+function restorePlayer() {
+    stopPlayer();
+    streaming = null;
+    if (current) display(current, current.blobUrl);
+    else $('result').hidden = true;
+}
+
 async function generate() {
     if (running) return;
     clearError();
@@ -428,6 +437,14 @@ async function generate() {
                 }
             } catch (e) {
                 if (ctrl.signal.aborted) throw e;
+                restorePlayer();
+                if (res) {
+                    // the headers came, the body ended short: the server stopped the stream
+                    showError(`The stream ended before the clip was complete (${e.message}): the server stopped the`
+                              + ' generation, or its timeout passed. Try a shorter duration.');
+                    $('status').textContent = 'Generation failed: the stream ended early.';
+                    return;
+                }
                 showError(`Network error: could not reach the server at ${location.origin}${endpoint} (${e.message}). `
                           + 'Check the connection, or that nginx is running, then generate again.');
                 $('status').textContent = 'Generation failed: network error.';
@@ -442,16 +459,15 @@ async function generate() {
                 continue;
             }
             const gaveUp = (res.status === 429 || res.status === 503) ? ` Gave up after ${MAX_RETRIES} retries; try again later.` : '';
+            restorePlayer();
             showError(fail.text + gaveUp, res.status === 400 ? fail.field : null);
             $('status').textContent = `Generation failed (${res.status}).`;
-            $('first-sound').textContent = '';
             return;
         }
     } catch (e) {
         if (e.name !== 'AbortError') throw e;
-        stopPlayer();
+        restorePlayer();
         clearError();
-        $('first-sound').textContent = '';
         $('status').textContent = 'Generation cancelled.';
     } finally {
         running = null;
