@@ -315,6 +315,83 @@ function setBusy(on, durationS) {
     setBusy.timer = setInterval(tick, 100);
 }
 
+// The clip is streamed: the <audio> element gets the GET URL, so sound
+// starts with the first chunks while the server is still generating. WAV,
+// because its exact Content-Length gives the player the duration up front
+// and Chromium and Firefox play it as it arrives (Ogg and MP3 come chunked,
+// without a length; Safari plays <audio> only from ranges, which the module
+// answers from the complete clip). The page always sends a seed (a random
+// one when the field is empty): a seeded GET is immutable and cacheable, so
+// the page's own fetch of the same URL, made once the player has the
+// response's headers, is served from the browser's cache as the player's
+// response arrives (one generation), and gives the status, the errors in
+// JSON, and the bytes for the waveform, the download and Extend.
+const randomSeed = () => Math.floor(Math.random() * 2 ** 31);
+
+function streamUrl(body) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(body)) q.set(k, Array.isArray(v) ? v.join(',') : String(v));
+    q.set('format', 'wav');
+    return `${endpoint}?${q}`;
+}
+
+let streaming = null;           // the clip whose stream the player has, until it first sounds
+
+$('player').addEventListener('playing', () => {
+    const clip = streaming;
+    if (!clip || clip.firstSoundMs !== undefined) return;
+    clip.firstSoundMs = performance.now() - clip.t0;
+    if (clip.entry) clip.entry.firstSoundMs = clip.firstSoundMs;   // the clip arrived before it sounded
+    root.dataset.firstSoundMs = String(Math.round(clip.firstSoundMs));
+    $('first-sound').textContent = `First sound ${(clip.firstSoundMs / 1000).toFixed(2)} s after the click.`;
+});
+
+// Resolves 'audio' once the player has the stream's headers (a 200 it can
+// play), 'error' when it could not load it (a 4xx or 5xx, a refused
+// connection); the page's fetch then says which.
+function startStream(clip, signal) {
+    const player = $('player');
+    return new Promise((resolve, reject) => {
+        const off = () => {
+            player.removeEventListener('loadedmetadata', ok);
+            player.removeEventListener('error', bad);
+            signal.removeEventListener('abort', cancel);
+        };
+        const ok = () => { off(); resolve('audio'); };
+        const bad = () => { off(); resolve('error'); };
+        const cancel = () => { off(); reject(new DOMException('cancelled', 'AbortError')); };
+        player.addEventListener('loadedmetadata', ok);
+        player.addEventListener('error', bad);
+        signal.addEventListener('abort', cancel);
+        streaming = clip;
+        $('result').hidden = false;
+        $('first-sound').textContent = 'Waiting for the first sound…';
+        player.src = clip.url;
+        // started in the click's task, so the browser's autoplay rule sees the user's gesture
+        player.play().catch(() => {
+            if (streaming === clip && clip.firstSoundMs === undefined) {
+                $('first-sound').textContent = 'The browser did not start playback: press play.';
+            }
+        });
+    });
+}
+
+function stopPlayer() {
+    const player = $('player');
+    player.pause();
+    player.removeAttribute('src');
+    player.load();                  // closes the stream: the module cancels the job
+}
+
+// After a stream that failed or was cancelled: the clip on show before it
+// again, or no result at all.
+function restorePlayer() {
+    stopPlayer();
+    streaming = null;
+    if (current) display(current, current.blobUrl);
+    else $('result').hidden = true;
+}
+
 async function generate() {
     if (running) return;
     clearError();
@@ -326,74 +403,70 @@ async function generate() {
         showError(`${e.message}. Correct it and generate again.`, e.field);
         return;
     }
+    if (body.seed === undefined) body.seed = randomSeed();
+    const url = streamUrl(body);
     const ctrl = new AbortController();
     running = { ctrl };
     setBusy(true, body.duration);
     $('status').textContent = `Generating ${body.duration ?? 'the default length of'} s of music…`;
+    delete root.dataset.firstSoundMs;
+    delete root.dataset.receivedMs;
+    const clicked = performance.now();
     let attempt = 0;
     try {
         for (;;) {
-            let res, data;
+            const clip = { url, body, t0: clicked };
+            const loaded = await startStream(clip, ctrl.signal);
+            let res;
             try {
-                res = await fetch(endpoint, {
-                    method: 'POST',
-                    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-                    body: JSON.stringify(body),
-                    signal: ctrl.signal,
-                });
-                data = await res.json().catch(() => null);
-                if (ctrl.signal.aborted) throw new DOMException('cancelled', 'AbortError');
+                res = await fetch(url, { signal: ctrl.signal });
+                if (res.ok) {
+                    const bytes = await res.arrayBuffer();
+                    clip.receivedMs = performance.now() - clip.t0;
+                    root.dataset.receivedMs = String(Math.round(clip.receivedMs));
+                    clearError();           // a retry that worked: the busy notice is over
+                    setPhase('decoding', 'Decoding audio…');
+                    $('status').textContent = 'The clip has arrived; decoding the audio…';
+                    try {
+                        await showResult(clip, bytes, loaded === 'audio');
+                    } catch (e) {
+                        showError(`The clip arrived but could not be shown: ${e.message}.`);
+                        $('status').textContent = 'Generation failed: the clip could not be shown.';
+                    }
+                    return;
+                }
             } catch (e) {
                 if (ctrl.signal.aborted) throw e;
+                restorePlayer();
+                if (res) {
+                    // the headers came, the body ended short: the server stopped the stream
+                    showError(`The stream ended before the clip was complete (${e.message}): the server stopped the`
+                              + ' generation, or its timeout passed. Try a shorter duration.');
+                    $('status').textContent = 'Generation failed: the stream ended early.';
+                    return;
+                }
                 showError(`Network error: could not reach the server at ${location.origin}${endpoint} (${e.message}). `
                           + 'Check the connection, or that nginx is running, then generate again.');
                 $('status').textContent = 'Generation failed: network error.';
                 return;
             }
-            if (res.ok && data && data.success && data.audioUrl) {
-                clearError();               // a retry that worked: the busy notice is over
-                setPhase('decoding', 'Decoding audio…');
-                $('status').textContent = 'The clip has arrived; decoding the audio…';
-                try {
-                    await showResult(data, body);
-                } catch (e) {
-                    showError(`The clip arrived but could not be shown: ${e.message}.`);
-                    $('status').textContent = 'Generation failed: the clip could not be shown.';
-                }
-                return;
-            }
+            const data = await res.json().catch(() => null);
+            if (ctrl.signal.aborted) throw new DOMException('cancelled', 'AbortError');
             const fail = describeFailure(res.status, data);
             if ((res.status === 429 || res.status === 503) && attempt < MAX_RETRIES) {
                 attempt++;
-                const wait = retryDelay(res.headers.get('Retry-After'), attempt);
-                showError(`${fail.text} Retrying automatically (attempt ${attempt} of ${MAX_RETRIES})`
-                          + `${res.headers.get('Retry-After') ? `, as the server asked, in ${wait} s` : ` in ${wait} s`}.`);
-                const countdown = document.createElement('span');
-                countdown.className = 'countdown';
-                countdown.setAttribute('aria-live', 'off');
-                $('error').append(' ', countdown);
-                const until = Date.now() + wait * 1000;
-                const tick = () => { countdown.textContent = `(${Math.max(0, Math.ceil((until - Date.now()) / 1000))} s left)`; };
-                tick();
-                const timer = setInterval(tick, 250);
-                $('status').textContent = `Server busy (${res.status}); retrying in ${wait} s.`;
-                setPhase('waiting', 'Waiting to retry…');
-                try {
-                    await sleep(wait * 1000, ctrl.signal);
-                } finally {
-                    clearInterval(timer);
-                }
-                $('status').textContent = `Retrying (attempt ${attempt} of ${MAX_RETRIES})…`;
-                setPhase('generating', 'Generating on the server…');
+                await waitToRetry(res, fail, attempt, ctrl.signal);
                 continue;
             }
             const gaveUp = (res.status === 429 || res.status === 503) ? ` Gave up after ${MAX_RETRIES} retries; try again later.` : '';
+            restorePlayer();
             showError(fail.text + gaveUp, res.status === 400 ? fail.field : null);
             $('status').textContent = `Generation failed (${res.status}).`;
             return;
         }
     } catch (e) {
         if (e.name !== 'AbortError') throw e;
+        restorePlayer();
         clearError();
         $('status').textContent = 'Generation cancelled.';
     } finally {
@@ -402,63 +475,182 @@ async function generate() {
     }
 }
 
+async function waitToRetry(res, fail, attempt, signal) {
+    const wait = retryDelay(res.headers.get('Retry-After'), attempt);
+    showError(`${fail.text} Retrying automatically (attempt ${attempt} of ${MAX_RETRIES})`
+              + `${res.headers.get('Retry-After') ? `, as the server asked, in ${wait} s` : ` in ${wait} s`}.`);
+    const countdown = document.createElement('span');
+    countdown.className = 'countdown';
+    countdown.setAttribute('aria-live', 'off');
+    $('error').append(' ', countdown);
+    const until = Date.now() + wait * 1000;
+    const tick = () => { countdown.textContent = `(${Math.max(0, Math.ceil((until - Date.now()) / 1000))} s left)`; };
+    tick();
+    const timer = setInterval(tick, 250);
+    $('status').textContent = `Server busy (${res.status}); retrying in ${wait} s.`;
+    setPhase('waiting', 'Waiting to retry…');
+    try {
+        await sleep(wait * 1000, signal);
+    } finally {
+        clearInterval(timer);
+    }
+    $('status').textContent = `Retrying (attempt ${attempt} of ${MAX_RETRIES})…`;
+    setPhase('generating', 'Generating on the server…');
+}
+
 function slug(s) {
     return (s || '').toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40)
         .replace(/-+$/, '') || 'clip';
 }
 
-async function showResult(data, body) {
-    const blob = await (await fetch(data.audioUrl)).blob();
-    const format = (data.format || 'wav').toLowerCase();
-    const ext = { wav: 'wav', flac: 'flac', ogg: 'ogg', opus: 'ogg', mp3: 'mp3' }[format] || 'wav';
+// A clip in the history: its bytes (kept for the waveform, the download and
+// Extend), what was asked, and what the page measured or the server said.
+async function addClip({ bytes, body, prompt, seconds, promptSeconds, firstSoundMs, receivedMs, source }) {
+    const blob = new Blob([bytes], { type: 'audio/wav' });
+    const decoded = await decodeAudio(bytes.slice(0)).catch((e) => ({ error: e.message }));
+    const duration = decoded.duration ?? seconds ?? body.duration;
     const entry = {
-        n: history.length + 1,
-        data,
-        url: data.audioUrl,
+        n: history.length + 1, body, bytes, prompt, promptSeconds, firstSoundMs, receivedMs, source,
+        duration: Number(duration.toFixed(2)),
+        sampleRate: decoded.sampleRate,
         blobUrl: URL.createObjectURL(blob),
-        fileName: `musicgen-${slug(body.mood || data.prompt)}-seed${data.seed}-${data.duration}s.${ext}`,
+        fileName: `musicgen-${slug(body.mood || body.prompt || prompt)}-seed${body.seed}-${Number(duration.toFixed(1))}s.wav`,
         when: new Date(),
-        samples: null,
+        samples: decoded.samples || null,
+        decodeError: decoded.error,
     };
-    try {
-        entry.samples = (await decodeAudio(await blob.arrayBuffer())).samples;
-    } catch (e) {
-        entry.decodeError = e.message;
-    }
-    if (data.generation_time_seconds && data.duration) lastRate = data.generation_time_seconds / data.duration;
+    if (receivedMs && entry.duration) lastRate = receivedMs / 1000 / entry.duration;
     history.push(entry);
-    display(entry);
-    addToHistory(entry);
-    $('status').textContent = `Done: a ${data.duration} s clip (seed ${data.seed}) in ${Number(data.generation_time_seconds).toFixed(1)} s.`;
+    return entry;
 }
 
-function display(entry) {
-    const d = entry.data;
+async function showResult(clip, bytes, streamed) {
+    const entry = await addClip({ bytes, body: clip.body, firstSoundMs: clip.firstSoundMs, receivedMs: clip.receivedMs, source: 'stream' });
+    clip.entry = entry;
+    // the player keeps the stream it is playing; one that could not play it gets the bytes
+    display(entry, streamed ? null : entry.blobUrl);
+    addToHistory(entry);
+    $('status').textContent = `Done: a ${entry.duration} s clip (seed ${entry.body.seed}), received in ${(clip.receivedMs / 1000).toFixed(1)} s.`;
+}
+
+function describeRequest(body) {
+    return Object.entries(body).filter(([k]) => k !== 'audio_prompt' && k !== 'seed' && k !== 'duration')
+        .map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(', ') : v}`).join(' · ');
+}
+
+let current = null;             // the clip on show, which Extend continues
+
+function display(entry, src) {
+    current = entry;
+    if (src) streaming = null;
     $('result').hidden = false;
-    $('result-prompt').textContent = d.prompt;
-    $('result-meta').textContent = `Clip ${entry.n} · ${d.duration} s · seed ${d.seed} · ${d.sample_rate} Hz ${String(d.format).toUpperCase()}`
-        + ` · ${(d.size_bytes / 1024).toFixed(0)} KiB · generated in ${Number(d.generation_time_seconds).toFixed(2)} s`;
-    $('player').src = entry.url;
+    $('result-prompt-label').textContent = entry.prompt ? 'Prompt the server built:' : 'Asked for (the server builds the prompt from these):';
+    $('result-prompt').textContent = entry.prompt || describeRequest(entry.body);
+    $('result-meta').textContent = `Clip ${entry.n} · ${entry.duration} s · seed ${entry.body.seed} · ${entry.sampleRate || '?'} Hz WAV`
+        + ` · ${(entry.bytes.byteLength / 1024).toFixed(0)} KiB`
+        + (entry.receivedMs ? ` · received in ${(entry.receivedMs / 1000).toFixed(2)} s` : '');
+    $('first-sound').textContent = entry.firstSoundMs !== undefined
+        ? `First sound ${(entry.firstSoundMs / 1000).toFixed(2)} s after the click.`
+        : (!src && streaming && streaming.entry === entry ? 'Waiting for the first sound…' : '');
+    $('prompt-seconds').textContent = entry.source === 'extend'
+        ? (entry.promptSeconds !== undefined
+            ? `Continues ${Number(entry.promptSeconds).toFixed(2)} s of clip ${entry.extends} (prompt_seconds).`
+            : `Sent clip ${entry.extends} as the audio prompt; the server did not report prompt_seconds.`)
+        : '';
+    if (src) $('player').src = src;
     const a = $('download');
     a.href = entry.blobUrl;
     a.download = entry.fileName;
     a.textContent = `Download ${entry.fileName}`;
+    const max = Number(root.dataset.maxDuration) || 30;
+    $('extend').disabled = entry.duration >= max;
+    $('extend-note').textContent = entry.duration >= max
+        ? `This clip is already the longest the server allows (${max} s).`
+        : `Continues this clip up to ${Math.min(max, Math.round(entry.duration) + Number($('f-extend-by').value || 0))} s in all (the server allows ${max} s).`;
     const canvas = $('waveform');
     canvas.width = Math.max(300, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1))) || 800;
     if (entry.samples) {
         drawWaveform(canvas, entry.samples);
-        canvas.setAttribute('aria-label', `Waveform of clip ${entry.n} (${d.duration} s)`);
+        canvas.setAttribute('aria-label', `Waveform of clip ${entry.n} (${entry.duration} s)`);
     } else {
         canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
         canvas.setAttribute('aria-label', `No waveform: ${entry.decodeError}`);
     }
 }
 
+const dataUrlOf = (blob) => new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(blob);
+});
+
+// Extend: the clip on show goes back as audio_prompt with the same fields and
+// a longer total duration (the prompt included). A POST body cannot be an
+// <audio> source, so the answer is the JSON with the whole clip (its data
+// URL), played once it has arrived.
+async function extend() {
+    const base = current;
+    if (!base || running) return;
+    clearError();
+    const max = Number(root.dataset.maxDuration) || 30;
+    const total = Math.min(max, Math.round(base.duration) + Number($('f-extend-by').value || 0));
+    const fields = { ...base.body };
+    const body = { ...fields, duration: total,
+                   audio_prompt: await dataUrlOf(new Blob([base.bytes], { type: 'audio/wav' })) };
+    const ctrl = new AbortController();
+    running = { ctrl };
+    setBusy(true, total);
+    stopPlayer();
+    $('status').textContent = `Extending clip ${base.n} to ${total} s…`;
+    const t0 = performance.now();
+    try {
+        let res, data;
+        try {
+            res = await fetch(endpoint, {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+                body: JSON.stringify(body),
+                signal: ctrl.signal,
+            });
+            data = await res.json().catch(() => null);
+        } catch (e) {
+            if (ctrl.signal.aborted) throw e;
+            showError(`Network error: could not reach the server at ${location.origin}${endpoint} (${e.message}).`);
+            $('status').textContent = 'Extending failed: network error.';
+            return;
+        }
+        if (!(res.ok && data && data.success && data.audioUrl)) {
+            const fail = describeFailure(res.status, data);
+            showError(fail.text, res.status === 400 ? fail.field : null);
+            $('status').textContent = `Extending failed (${res.status}).`;
+            return;
+        }
+        setPhase('decoding', 'Decoding audio…');
+        const bytes = await (await fetch(data.audioUrl)).arrayBuffer();
+        const entry = await addClip({ bytes, body: { ...fields, duration: total, seed: data.seed }, prompt: data.prompt,
+                                      seconds: data.duration, promptSeconds: data.prompt_seconds,
+                                      receivedMs: performance.now() - t0, source: 'extend' });
+        entry.extends = base.n;
+        display(entry, entry.blobUrl);
+        addToHistory(entry);
+        $('player').play().catch(() => {});
+        $('status').textContent = `Done: clip ${base.n} extended to ${entry.duration} s (clip ${entry.n}).`;
+    } catch (e) {
+        if (e.name !== 'AbortError') throw e;
+        clearError();
+        $('status').textContent = 'Extending cancelled.';
+    } finally {
+        running = null;
+        setBusy(false);
+    }
+}
+
 function addToHistory(entry) {
-    const d = entry.data;
     const li = document.createElement('li');
     const title = document.createElement('div');
-    title.textContent = `${entry.when.toLocaleTimeString()} · ${d.duration} s · seed ${d.seed}: “${d.prompt}”`;
+    title.textContent = `${entry.when.toLocaleTimeString()} · ${entry.duration} s · seed ${entry.body.seed}`
+        + (entry.extends ? ` · extends clip ${entry.extends}` : '') + `: “${entry.prompt || describeRequest(entry.body)}”`;
     const buttons = document.createElement('div');
     buttons.className = 'buttons';
     buttons.style.justifyContent = 'flex-start';
@@ -467,7 +659,7 @@ function addToHistory(entry) {
     show.className = 'secondary';
     show.textContent = `Show clip ${entry.n}`;
     show.addEventListener('click', () => {
-        display(entry);
+        display(entry, entry.blobUrl);
         $('player').focus();
     });
     const dl = document.createElement('a');
@@ -487,6 +679,8 @@ $('gen-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     generate();
 });
+$('extend').addEventListener('click', () => extend());
+$('f-extend-by').addEventListener('input', () => current && display(current, null));
 $('cancel').addEventListener('click', () => running && running.ctrl.abort());
 document.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape' && running) running.ctrl.abort();

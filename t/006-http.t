@@ -1,7 +1,8 @@
 # HTTP details a browser or a cache relies on: HEAD answered from the
 # request without generating (the GET's headers, Content-Length when the
 # format fixes it), and byte ranges on complete raw-audio responses (206 with
-# Content-Range, 416, If-Range against the ETag), never on JSON.
+# Content-Range, 416, If-Range against the ETag), never on JSON; a Range
+# of the whole file from byte 0 gets the stream.
 #
 # Figures: the demo model makes 32 kHz mono audio at 50 frames a second, so
 # a clip of d seconds is round(d * 50) frames of 640 samples, and its WAV is
@@ -247,3 +248,17 @@ Content-Type: application/json
 !Content-Range
 !Accept-Ranges
 --- response_body_like: \A\{"success":true,"audioUrl":"data:audio/wav;base64,UklGR
+
+=== TEST 14: Range: bytes=0- (what browsers' <audio> sends first) gets the stream, all of it
+--- request
+GET /generate?prompt=rock+guitar&duration=1&seed=5
+--- more_headers
+Range: bytes=0-
+--- error_code: 200
+--- response_headers
+Content-Type: audio/wav
+Content-Length: 64044
+Accept-Ranges: none
+!Content-Range
+--- response_body_like eval
+main::wav_body_of(64044)

@@ -498,6 +498,21 @@ ngx_http_musicgen_job_cleanup(void *data)
     mg_request_free(&job->req);
 }
 
+/* Whether the client asked for a part of the file. "Range: bytes=0-" is the
+ * whole file from its start, which the stream is: Chromium's and Firefox's
+ * <audio> send it on their first request, and answering it with the stream
+ * (200, which RFC 9110 lets a server send for any Range) lets them play
+ * while the clip is generated. */
+static ngx_flag_t
+ngx_http_musicgen_wants_part(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *range = r->headers_in.range;
+
+    return range != NULL
+           && !(range->value.len == sizeof("bytes=0-") - 1
+                && ngx_strncasecmp(range->value.data, (u_char *) "bytes=0-", range->value.len) == 0);
+}
+
 ngx_http_musicgen_job_t *
 ngx_http_musicgen_job_create(ngx_http_request_t *r)
 {
@@ -562,7 +577,7 @@ ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
 
     /* raw audio goes out as it is made, unless the client asked for a range
      * (answered from the complete file) or the location collects it */
-    job->stream = !job->want_json && lcf->stream && r->headers_in.range == NULL;
+    job->stream = !job->want_json && lcf->stream && !ngx_http_musicgen_wants_part(r);
     ngx_memzero(&err, sizeof(err));
     if (job->stream && mg_job_audio_size(job->model, &job->req, &lcf->settings, &size, &err) == MG_OK
         && size > 0)

@@ -9,6 +9,8 @@
 #     and the safetensors header; the worker fails to load it, so every
 #     request is a real 503 with Retry-After until the test puts the good
 #     file back and reloads).
+# The main instance's /generate allows 45 s (conf/nginx.conf says 30) and a
+# 22m body (for Extend's audio_prompt).
 # Prints a SKIP line and exits 0 when node, Chromium or node_modules/playwright-core
 # is missing (scripts/install-deps.sh and `npm ci` provide them).
 # Usage: tests/browser/run.sh MODULE.so MODEL_DIR
@@ -57,6 +59,7 @@ if [ $# -lt 2 ]; then
     echo "browser: no two free ports in $range"; echo "browser: 0 passed, 1 failed"; exit 1
 fi
 MAIN_PORT=$1 BROKEN_PORT=$2
+MAX_DURATION=45
 if [ ! -f "$MODEL/spiece.model" ]; then
     echo "browser: $MODEL has no spiece.model to break"; echo "browser: 0 passed, 1 failed"; exit 1
 fi
@@ -67,9 +70,14 @@ chmod 755 "$TMP" "$TMP/broken"
 for f in "$MODEL"/*; do ln -s "$f" "$TMP/broken/model/$(basename "$f")"; done
 rm -f "$TMP/broken/model/spiece.model"
 printf 'this is not a sentencepiece model\n' > "$TMP/broken/model/spiece.model"
+# /generate's maximum is raised past the page's default (30) and past the
+# demo model's window, so the page must learn it from the server and a clip
+# that long is generated window by window; the body limit lets Extend send a
+# clip as audio_prompt (16 MiB as base64, as the README asks)
 fill() { # $1 = prefix, $2 = port, $3 = model
     sed -e "s#@MODULE@#$MODULE#" -e "s#@MODEL@#$3#" -e "s#@PREFIX@#$1#" -e "s#@HTML@#$ROOT/html#" \
-        -e "s#127.0.0.1:8080#127.0.0.1:$2#" "$ROOT/conf/nginx.conf"
+        -e "s#127.0.0.1:8080#127.0.0.1:$2#" -e "s#musicgen_max_duration 30;#musicgen_max_duration $MAX_DURATION;#" \
+        -e "s#client_max_body_size [^;]*;#client_max_body_size 22m;#" "$ROOT/conf/nginx.conf"
 }
 fill "$TMP/main" "$MAIN_PORT" "$MODEL" > "$TMP/main/nginx.conf"
 fill "$TMP/broken" "$BROKEN_PORT" "$TMP/broken/model" > "$TMP/broken/nginx.conf"
@@ -87,7 +95,7 @@ fi
 sleep 0.5
 
 B="$NGINX -p $TMP/broken -c $TMP/broken/nginx.conf"
-cd "$ROOT" && BASE_URL=http://127.0.0.1:$MAIN_PORT BROKEN_URL=http://127.0.0.1:$BROKEN_PORT OUT_DIR=$OUT \
+cd "$ROOT" && MAX_DURATION=$MAX_DURATION BASE_URL=http://127.0.0.1:$MAIN_PORT BROKEN_URL=http://127.0.0.1:$BROKEN_PORT OUT_DIR=$OUT \
     CHROMIUM=$CHROMIUM BROKEN_FIX="cp $MODEL/spiece.model $TMP/broken/new.model && mv -f $TMP/broken/new.model $TMP/broken/model/spiece.model && $B -s reload" \
     BROKEN_STOP="$B -s stop" node tests/browser/page.test.mjs
 rc=$?
