@@ -1,10 +1,10 @@
 /* Continuation from audio (mg_gen_params.prompt_audio) on a tiny model whose
- * window is cut to 61 frames: the engine encodes the prompt's last whole
- * frames that fit in a window's prompt (window - stride) and continues them
- * as it would a code prompt; the clip's codes begin with EnCodec's codes of
- * the kept audio, its audio with their decode; the result says what was kept
- * and cut; mg_gen_steps counts the same frames; bad prompts are refused
- * naming their field. */
+ * window is cut to 61 frames: the engine encodes the prompt (whole, or its
+ * last whole frames that fit in a window's prompt, window - stride) and
+ * continues it as it would a code prompt; the clip's codes begin with
+ * EnCodec's codes of the kept audio, its audio with their decode; the result
+ * says what was kept and cut; mg_gen_steps counts the same frames; bad
+ * prompts are refused naming their field. */
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
@@ -59,12 +59,12 @@ static float *two_tones(int64_t n, int rate)
     return a;
 }
 
-/* EnCodec's codes [2, K, frames] of samples [first, first + frames*hop) of
- * each item of audio [2, n]. */
-static int32_t *encode_part(mg_model *m, const float *audio, int64_t n, int64_t first, int frames)
+/* EnCodec's codes [2, K, frames] of samples [first, first + len) of each
+ * item of audio [2, n]. */
+static int32_t *encode_part(mg_model *m, const float *audio, int64_t n, int64_t first, int64_t len,
+                            int frames)
 {
-    int hop = mg_model_config(m)->hop, got = 0;
-    int64_t len = (int64_t)frames * hop;
+    int got = 0;
     float *part = malloc((size_t)2 * len * sizeof *part);
     int32_t *codes = malloc((size_t)2 * K * frames * sizeof *codes);
     mg_error err = {0};
@@ -92,7 +92,8 @@ static int begins_with(const mg_gen_result *r, const int32_t *codes, int n)
     return 1;
 }
 
-/* A prompt of 10.5 frames keeps its last 10 whole frames: the clip is what
+/* A prompt of 10.5 frames is kept whole, 11 frames as the encoder counts
+ * them (the last padded), as Hugging Face keeps a prompt: the clip is what
  * those codes as a code prompt give, its audio begins with their decode,
  * and mg_gen_steps counts the clip's frames. */
 static void test_short_prompt(mg_model *m)
@@ -101,14 +102,14 @@ static void test_short_prompt(mg_model *m)
     int hop = c->hop;
     int64_t n = 10 * hop + hop / 2;
     float *audio = two_tones(n, c->sample_rate);
-    int32_t *want = audio ? encode_part(m, audio, n, hop / 2, 10) : NULL;
+    int32_t *want = audio ? encode_part(m, audio, n, 0, n, 11) : NULL;
     if (!want) {
         CHECK(0, "test signal");
         free(audio);
         return;
     }
     mg_gen_params p = greedy(m);
-    p.duration = 1.0f; /* 50 frames, the prompt's 10 included */
+    p.duration = 1.0f; /* 50 frames, the prompt's 11 included */
     p.prompt_audio = audio;
     p.prompt_samples = n;
     mg_gen_result r, from_codes;
@@ -118,10 +119,10 @@ static void test_short_prompt(mg_model *m)
     if (rc == MG_OK) {
         CHECK(r.frames == 50 && r.n_samples == (size_t)50 * hop, "%d frames, %zu samples",
               r.frames, r.n_samples);
-        CHECK(r.prompt_frames == 10 && r.prompt_trimmed_frames == 0,
-              "kept %d frames, cut %d (10 and 0: a part frame at the front is dropped)",
-              r.prompt_frames, r.prompt_trimmed_frames);
-        CHECK(begins_with(&r, want, 10), "the clip's codes begin with the kept audio's codes");
+        CHECK(r.prompt_frames == 11 && r.prompt_trimmed_frames == 0,
+              "kept %d frames, cut %d (11 and 0: the whole prompt)", r.prompt_frames,
+              r.prompt_trimmed_frames);
+        CHECK(begins_with(&r, want, 11), "the clip's codes begin with the prompt's codes");
         int steps = 0, frames = 0;
         rc = mg_gen_steps(m, &p, &steps, &frames, &err);
         CHECK(rc == MG_OK && frames == 50 && steps == r.steps,
@@ -130,7 +131,7 @@ static void test_short_prompt(mg_model *m)
         mg_gen_params q = greedy(m);
         q.duration = 1.0f;
         q.prompt_codes = want;
-        q.prompt_frames = 10;
+        q.prompt_frames = 11;
         rc = run(m, &q, &from_codes, &err);
         CHECK(rc == MG_OK && from_codes.frames == r.frames &&
                   memcmp(from_codes.codes, r.codes, (size_t)2 * K * r.frames * sizeof *r.codes) == 0 &&
@@ -138,14 +139,14 @@ static void test_short_prompt(mg_model *m)
               "the same codes and audio as from the encoded codes: %s", err.msg);
         mg_gen_result_free(&from_codes);
         /* the audio begins with the prompt's decode, up to EnCodec's look-ahead */
-        int keep = 10 - mg_encodec_lookahead_frames(mg_model_encodec(m));
-        float *dec = malloc((size_t)2 * 10 * hop * sizeof *dec);
-        rc = dec ? mg_encodec_decode(mg_model_encodec(m), want, 2, 10, dec, NULL, NULL, &err)
+        int keep = 11 - mg_encodec_lookahead_frames(mg_model_encodec(m));
+        float *dec = malloc((size_t)2 * 11 * hop * sizeof *dec);
+        rc = dec ? mg_encodec_decode(mg_model_encodec(m), want, 2, 11, dec, NULL, NULL, &err)
                  : MG_ERR_NOMEM;
         CHECK(rc == MG_OK && keep > 0, "decode the prompt (look-ahead leaves %d frames): %s", keep,
               err.msg);
         for (int b = 0; rc == MG_OK && keep > 0 && b < 2; b++)
-            CHECK(memcmp(dec + (size_t)b * 10 * hop, r.audio + b * r.n_samples,
+            CHECK(memcmp(dec + (size_t)b * 11 * hop, r.audio + b * r.n_samples,
                          (size_t)keep * hop * sizeof *dec) == 0,
                   "item %d: the audio's first %d frames are the prompt's decode", b, keep);
         free(dec);
@@ -155,15 +156,17 @@ static void test_short_prompt(mg_model *m)
     free(audio);
 }
 
-/* A prompt longer than window - stride keeps that many frames, its last;
- * duration counts them; a shorter stride keeps more. */
+/* A prompt longer than window - stride keeps that many whole frames, its
+ * last; the cut counts the part frame; duration counts the kept frames; a
+ * shorter stride keeps more. */
 static void test_trimmed(mg_model *m, float extend_stride, int kept)
 {
     const mg_config *c = mg_model_config(m);
     int hop = c->hop;
-    int64_t n = 40 * hop + 100; /* 40 whole frames */
+    int64_t n = 40 * hop + 100; /* 41 frames as the encoder counts them */
     float *audio = two_tones(n, c->sample_rate);
-    int32_t *want = audio ? encode_part(m, audio, n, n - (int64_t)kept * hop, kept) : NULL;
+    int64_t len = (int64_t)kept * hop;
+    int32_t *want = audio ? encode_part(m, audio, n, n - len, len, kept) : NULL;
     if (!want) {
         CHECK(0, "test signal");
         free(audio);
@@ -172,7 +175,7 @@ static void test_trimmed(mg_model *m, float extend_stride, int kept)
     mg_prompt_audio_fit fit;
     mg_error err = {0};
     mg_code rc = mg_gen_prompt_audio_fit(m, n, extend_stride, &fit, &err);
-    CHECK(rc == MG_OK && fit.frames == kept && fit.trimmed_frames == 40 - kept &&
+    CHECK(rc == MG_OK && fit.frames == kept && fit.trimmed_frames == 41 - kept &&
               fit.samples == (int64_t)kept * hop && fit.first_sample == n - fit.samples,
           "stride %g: fit keeps %d frames from sample %lld, cuts %d: %s", extend_stride,
           fit.frames, (long long)fit.first_sample, fit.trimmed_frames, err.msg);
@@ -185,7 +188,7 @@ static void test_trimmed(mg_model *m, float extend_stride, int kept)
     rc = run(m, &p, &r, &err);
     CHECK(rc == MG_OK, "stride %g: %s", extend_stride, err.msg);
     if (rc == MG_OK) {
-        CHECK(r.frames == 80 && r.prompt_frames == kept && r.prompt_trimmed_frames == 40 - kept,
+        CHECK(r.frames == 80 && r.prompt_frames == kept && r.prompt_trimmed_frames == 41 - kept,
               "stride %g: %d frames, kept %d, cut %d", extend_stride, r.frames, r.prompt_frames,
               r.prompt_trimmed_frames);
         CHECK(begins_with(&r, want, kept), "stride %g: the codes begin with the last %d frames'",

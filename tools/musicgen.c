@@ -275,6 +275,8 @@ int main(int argc, char **argv)
     p.sampling.do_sample = !greedy;
     p.extend_stride = (float)stride;
     int rc = 1;
+    uint8_t *bytes = NULL;
+    size_t n_bytes = 0;
     mg_prompt_audio_fit fit = {0};
     if (prompt_audio.samples) {
         p.prompt_audio = prompt_audio.samples;
@@ -296,8 +298,6 @@ int main(int argc, char **argv)
     mg_gen_hooks hooks = {.progress = progress, .ud = &ps};
     mg_gen_result res;
     const char *prompts[1] = {prompt};
-    uint8_t *bytes = NULL;
-    size_t n_bytes = 0;
     if (mg_generate(m, prompts, 1, &p, &hooks, &res, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
         goto out;

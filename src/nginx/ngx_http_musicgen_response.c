@@ -119,17 +119,18 @@ ngx_http_musicgen_prompt_headers(ngx_http_request_t *r, const mg_model *m,
         /* the job (or the HEAD's size) was refused for it already */
         return NGX_ERROR;
     }
+    /* as the JSON's: the clip's first seconds, the audio cut before them */
     if (ngx_http_musicgen_seconds_header(r, "X-Musicgen-Prompt-Seconds",
-                                         (double) fit.samples / c->sample_rate) != NGX_OK)
+                                         (double) fit.frames * c->hop / c->sample_rate)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
-    if (fit.trimmed_frames == 0) {
+    if (fit.first_sample == 0) {
         return NGX_OK;
     }
     return ngx_http_musicgen_seconds_header(r, "X-Musicgen-Prompt-Trimmed-Seconds",
-                                            (double) fit.trimmed_frames * c->hop
-                                            / c->sample_rate);
+                                            (double) fit.first_sample / c->sample_rate);
 }
 
 /* The header every response starts from: CORS, status, type and length

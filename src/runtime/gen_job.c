@@ -200,19 +200,23 @@ void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t
                                 codes + (int64_t)b * K * n + old, n);
 }
 
-/* prompt_audio's kept samples (gen_plan: its last plan.prompt_frames whole
- * frames) -> codes [batch, K, frames], malloc'd. Here, on the scheduler
+/* prompt_audio's kept samples (mg_gen_prompt_audio_fit, as the plan counted
+ * them) -> codes [batch, K, frames], malloc'd. Here, on the scheduler
  * thread with the backend held, because the encode is seconds of work that
  * must not run on a front end's thread (an event loop). */
 static mg_code encode_prompt_audio(mg_model *m, mg_gen_job *j, int32_t **codes)
 {
     const mg_gen_params *p = j->p;
     int K = m->parts.cfg.num_codebooks, batch = j->batch, pf = j->plan.prompt_frames, frames = 0;
-    int64_t n = (int64_t)pf * m->parts.cfg.hop, first = p->prompt_samples - n;
+    mg_prompt_audio_fit fit;
+    *codes = NULL;
+    mg_code rc = mg_gen_prompt_audio_fit(m, p->prompt_samples, p->extend_stride, &fit, j->err);
+    if (rc != MG_OK)
+        return rc;
+    int64_t n = fit.samples, first = fit.first_sample;
     float *audio = malloc((size_t)batch * (size_t)n * sizeof *audio);
     *codes = malloc((size_t)batch * K * pf * sizeof **codes);
-    mg_code rc = audio && *codes ? MG_OK
-                                 : mg_fail(j->err, MG_ERR_NOMEM, "prompt_audio: out of memory");
+    rc = audio && *codes ? MG_OK : mg_fail(j->err, MG_ERR_NOMEM, "prompt_audio: out of memory");
     for (int b = 0; rc == MG_OK && b < batch; b++)
         memcpy(audio + (int64_t)b * n, p->prompt_audio + (int64_t)b * p->prompt_samples + first,
                (size_t)n * sizeof *audio);

@@ -53,13 +53,20 @@ mg_code mg_gen_prompt_audio_fit(const mg_model *m, int64_t n_samples, float exte
     mg_code rc = stride_frames(&info, extend_stride, &stride, err);
     if (rc != MG_OK)
         return rc;
-    int64_t whole = n_samples / c->hop, most = info.max_frames - stride;
-    if (whole < 1)
+    /* as the encoder counts them: a part frame at the end is padded to one */
+    int64_t frames = (n_samples + c->hop - 1) / c->hop, most = info.max_frames - stride;
+    if (n_samples < c->hop)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt_audio", "prompt_audio: %lld samples, "
                              "less than one frame (%d samples)", (long long)n_samples, c->hop);
-    out->frames = (int)(whole < most ? whole : most);
-    out->trimmed_frames = (int)(whole - out->frames);
-    out->samples = (int64_t)out->frames * c->hop;
+    if (frames <= most) {
+        /* whole, as Hugging Face and audiocraft encode a prompt */
+        out->frames = (int)frames;
+        out->samples = n_samples;
+        return MG_OK;
+    }
+    out->frames = (int)most;
+    out->trimmed_frames = (int)(frames - most);
+    out->samples = most * c->hop;
     out->first_sample = n_samples - out->samples;
     return MG_OK;
 }

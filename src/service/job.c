@@ -468,8 +468,9 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     rc = mg_job_prompt_fit(m, req, set, &fit, err);
     if (rc == MG_OK)
         rc = mono_prompt(req, &mono, &p.prompt_audio, err);
-    j->prompt_seconds = (double)fit.samples / j->sample_rate;
-    j->prompt_trimmed_seconds = (double)fit.trimmed_frames * mg_model_config(m)->hop / j->sample_rate;
+    /* the clip's first seconds (the kept frames), and the audio cut before them */
+    j->prompt_seconds = (double)fit.frames * mg_model_config(m)->hop / j->sample_rate;
+    j->prompt_trimmed_seconds = (double)fit.first_sample / j->sample_rate;
     const char *prompts[1] = {req->prompt};
     pthread_mutex_lock(&j->lock); /* on_done may come before submit returns */
     if (rc == MG_OK)
