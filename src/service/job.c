@@ -590,6 +590,7 @@ static void run_wake(void *ud)
 typedef struct {
     uint8_t *bytes;
     size_t   len, cap;
+    int      out_of_memory;
 } byte_buf;
 
 static int collect_bytes(void *ud, const uint8_t *bytes, size_t n)
@@ -600,8 +601,10 @@ static int collect_bytes(void *ud, const uint8_t *bytes, size_t n)
         while (cap < b->len + n)
             cap *= 2;
         uint8_t *p = realloc(b->bytes, cap);
-        if (!p)
+        if (!p) {
+            b->out_of_memory = 1;
             return 1;
+        }
         b->bytes = p;
         b->cap = cap;
     }
@@ -627,6 +630,20 @@ mg_code mg_job_run(mg_model *m, const mg_request *req, const mg_job_settings *se
         w.woken = 0;
         pthread_mutex_unlock(&w.lock);
         rc = mg_job_pump(j, collect_bytes, &b, &ended, err);
+    }
+    if (b.out_of_memory) /* the pump cancelled the job: say why */
+        rc = mg_fail(err, MG_ERR_NOMEM, "out of memory collecting the encoded audio");
+    /* a pump that failed cancelled the generation: it is over once the
+     * engine says so (its on_done), and the blocking form returns then */
+    for (int over = 0; j && rc != MG_OK && !over;) {
+        pthread_mutex_lock(&j->lock);
+        over = j->ended;
+        pthread_mutex_unlock(&j->lock);
+        pthread_mutex_lock(&w.lock);
+        while (!over && !w.woken)
+            pthread_cond_wait(&w.cond, &w.lock);
+        w.woken = 0;
+        pthread_mutex_unlock(&w.lock);
     }
     mg_job_outcome o = {0};
     if (j) {
