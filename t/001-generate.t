@@ -147,7 +147,7 @@ Access-Control-Request-Method: POST
 --- response_headers
 Access-Control-Allow-Origin: *
 Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS
-Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Retry-After
+Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Retry-After, X-Musicgen-Prompt-Seconds, X-Musicgen-Prompt-Trimmed-Seconds
 Access-Control-Max-Age: 86400
 --- response_body eval
 ""
@@ -166,7 +166,7 @@ Origin: https://b.example
 --- error_code: 400
 --- response_headers
 Access-Control-Allow-Origin: https://b.example
-Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Retry-After
+Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Retry-After, X-Musicgen-Prompt-Seconds, X-Musicgen-Prompt-Trimmed-Seconds
 Vary: Origin
 
 === TEST 12: an origin not on the list gets no Allow-Origin header

@@ -1,11 +1,16 @@
 /* HTTP jobs: the response JSON, error JSON, the ETag of seeded requests,
  * and the job's encoded bytes: the file the engine's audio makes through
  * the encoder, in every format and at every level. */
+#include <jansson.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "service/base64.h"
 #include "service/job.h"
 
 static void test_error_json(void)
@@ -154,6 +159,139 @@ static void test_release_early(mg_model *m, const mg_request *req)
     pthread_mutex_destroy(&w.lock);
 }
 
+/* A 16-bit PCM WAV of frames * channels interleaved samples at 32 kHz, as a
+ * request's audio_prompt: bare base64, malloc'd. */
+static char *wav_base64(const float *x, size_t frames, int channels)
+{
+    size_t data = frames * channels * 2, n = 44 + data;
+    uint8_t *w = malloc(n);
+    char *b64 = w ? malloc(mg_base64_len(n) + 1) : NULL;
+    if (!b64) {
+        free(w);
+        return NULL;
+    }
+    uint32_t rate = 32000, byte_rate = rate * channels * 2;
+    uint32_t fields[] = {(uint32_t)(36 + data), 16, (uint32_t)(1 | channels << 16), rate, byte_rate,
+                         (uint32_t)(channels * 2 | 16 << 16), (uint32_t)data};
+    memcpy(w, "RIFF", 4);
+    memcpy(w + 4, &fields[0], 4);
+    memcpy(w + 8, "WAVEfmt ", 8);
+    memcpy(w + 16, &fields[1], 20);
+    memcpy(w + 36, "data", 4);
+    memcpy(w + 40, &fields[6], 4);
+    for (size_t i = 0; i < frames * channels; i++) {
+        int16_t v = (int16_t)lrintf(x[i / channels] * 32767.0f);
+        memcpy(w + 44 + 2 * i, &v, 2);
+    }
+    mg_base64_encode(w, n, b64);
+    free(w);
+    return b64;
+}
+
+/* The number under key in a JSON object's text; NaN when there is none. */
+static double json_number(const char *text, const char *key)
+{
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    json_t *v = json_object_get(o, key);
+    double x = json_is_number(v) ? json_number_value(v) : NAN;
+    json_decref(o);
+    return x;
+}
+
+/* A request with `audio` (base64 WAV) as its audio_prompt, parsed. */
+static mg_code parse_with_audio(const char *audio, const char *rest, const mg_request_limits *lim,
+                                mg_request *req, mg_error *err)
+{
+    size_t n = strlen(audio) + strlen(rest) + 100;
+    char *body = malloc(n);
+    if (!body)
+        return MG_ERR_NOMEM;
+    snprintf(body, n, "{\"prompt\": \"calm piano\", \"audio_prompt\": \"%s\"%s}", audio, rest);
+    mg_code rc = mg_request_parse_json(body, strlen(body), lim, req, err);
+    free(body);
+    return rc;
+}
+
+/* audio_prompt: the clip begins with the kept prompt and lasts `duration`
+ * (the promised size is the size made), the JSON says what was kept and cut,
+ * a two-channel file is downmixed (the same channel twice gives the mono
+ * file's bytes), the ETag follows the audio, and a duration not past the
+ * prompt is refused naming duration. */
+static void test_audio_prompt(mg_model *m, const mg_request_limits *lim)
+{
+    size_t frames = 48000; /* 1.5 s */
+    float *x = malloc(frames * sizeof *x);
+    for (size_t i = 0; x && i < frames; i++)
+        x[i] = 0.4f * sinf((float)i * 0.0863f) + 0.1f * sinf((float)i * 0.0071f);
+    char *mono = x ? wav_base64(x, frames, 1) : NULL, *stereo = x ? wav_base64(x, frames, 2) : NULL;
+    if (x)
+        x[100] = -x[100];
+    char *changed = x ? wav_base64(x, frames, 1) : NULL;
+    free(x);
+    if (!mono || !stereo || !changed) {
+        CHECK(0, "test WAVs");
+        free(mono), free(stereo), free(changed);
+        return;
+    }
+    mg_request req = {0}, req2 = {0};
+    mg_error err = {0};
+    mg_job_result res = {0}, res2 = {0};
+    size_t size = 0;
+    /* 2.5 s in all: the 1.5 s prompt and 1 s more */
+    CHECK(parse_with_audio(mono, ", \"duration\": 2.5, \"seed\": 5", lim, &req, &err) == MG_OK,
+          "parse: %s", err.msg);
+    CHECK(mg_job_audio_size(m, &req, NULL, &size, &err) == MG_OK && size == 44 + 80000 * 2,
+          "size promised: %zu: %s", size, err.msg);
+    mg_code rc = mg_job_run(m, &req, NULL, 1, "tiny", &res, &err);
+    CHECK(rc == MG_OK && res.audio_len == size && res.prompt_seconds == 1.5 &&
+              res.prompt_trimmed_seconds == 0,
+          "2.5 s made (%zu bytes), prompt %g s kept, %g cut: %s", res.audio_len,
+          res.prompt_seconds, res.prompt_trimmed_seconds, err.msg);
+    CHECK(json_number(res.json, "prompt_seconds") == 1.5 &&
+              isnan(json_number(res.json, "prompt_trimmed_seconds")) &&
+              json_number(res.json, "duration") == 2.5,
+          "JSON: prompt_seconds, no prompt_trimmed_seconds");
+    CHECK(parse_with_audio(stereo, ", \"duration\": 2.5, \"seed\": 5", lim, &req2, &err) == MG_OK &&
+              req2.audio_prompt.channels == 2, "parse stereo: %s", err.msg);
+    rc = mg_job_run(m, &req2, NULL, 0, "tiny", &res2, &err);
+    CHECK(rc == MG_OK && res2.audio_len == res.audio_len &&
+              memcmp(res2.audio, res.audio, res.audio_len) == 0,
+          "the same channel twice: the mono file's bytes: %s", err.msg);
+    mg_job_result_free(&res2);
+    char a[24], b[24];
+    CHECK(mg_job_etag(m, &req, NULL, "tiny", a, &err) == MG_OK &&
+              mg_job_etag(m, &req, NULL, "tiny", b, &err) == MG_OK && !strcmp(a, b),
+          "same audio, same ETag");
+    mg_request_free(&req2);
+    CHECK(parse_with_audio(changed, ", \"duration\": 2.5, \"seed\": 5", lim, &req2, &err) == MG_OK &&
+              mg_job_etag(m, &req2, NULL, "tiny", b, &err) == MG_OK && strcmp(a, b),
+          "other audio, other ETag");
+    mg_request_free(&req2);
+    mg_job_result_free(&res);
+    /* a window stride of 40 s leaves 45 frames (0.9 s) of the window to a prompt */
+    mg_job_settings stride = {.extend_stride = 40};
+    mg_prompt_audio_fit fit;
+    CHECK(mg_job_prompt_fit(m, &req, &stride, &fit, &err) == MG_OK && fit.frames == 45 &&
+              fit.trimmed_frames == 30, "fit: %d frames kept, %d cut", fit.frames,
+          fit.trimmed_frames);
+    rc = mg_job_run(m, &req, &stride, 1, "tiny", &res, &err);
+    CHECK(rc == MG_OK && res.audio_len == size && res.prompt_seconds == 0.9 &&
+              json_number(res.json, "prompt_seconds") == 0.9 &&
+              json_number(res.json, "prompt_trimmed_seconds") == 0.6,
+          "trimmed: %g s kept, %g cut, %zu bytes: %s", res.prompt_seconds,
+          res.prompt_trimmed_seconds, res.audio_len, err.msg);
+    mg_job_result_free(&res);
+    mg_request_free(&req);
+    CHECK(parse_with_audio(mono, ", \"duration\": 1.5", lim, &req, &err) == MG_OK &&
+              mg_job_audio_size(m, &req, NULL, &size, &err) == MG_ERR_INVALID &&
+              !strcmp(err.field, "duration") &&
+              mg_job_run(m, &req, NULL, 0, "tiny", &res, &err) == MG_ERR_INVALID &&
+              !strcmp(err.field, "duration"),
+          "duration not past the prompt refused naming duration: %s", err.msg);
+    mg_request_free(&req);
+    free(mono), free(stereo), free(changed);
+}
+
 static void test_jobs(const char *dir)
 {
     mg_model *m = NULL;
@@ -203,6 +341,7 @@ static void test_jobs(const char *dir)
     CHECK(mg_job_etag(m, &req, &stride, "tiny", b, &err) == MG_OK && strcmp(a, b),
           "ETag depends on the long-form stride");
     test_job_bytes(m, &lim);
+    test_audio_prompt(m, &lim);
     test_release_early(m, &req);
     req.has_seed = 0;
     test_audio_size(m, &lim);

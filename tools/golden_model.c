@@ -433,10 +433,13 @@ static void on_step(void *ud, int step, const float *raw, int raw_rows, const fl
         s->tokens[(int64_t)step * rows + k] = tokens[k];
 }
 
-/* prompt: codes [B, K, tp] the generation continues (NULL: none). */
+/* prompt: codes [B, K, tp] the generation continues (NULL: none); audio
+ * (NULL: none): [B, samples] the engine encodes into that prompt itself
+ * (mg_gen_params.prompt_audio), the codes then only lay out the recorded
+ * delay mask. */
 static void run_greedy(mg_model *m, const int32_t *ids, const uint8_t *mask, int B, int S,
-                       const int32_t *prompt, int tp, const char *prefix, float guidance,
-                       int steps, results *r)
+                       const int32_t *prompt, int tp, const float *audio, int64_t samples,
+                       const char *prefix, float guidance, int steps, results *r)
 {
     const mg_config *c = mg_model_config(m);
     int K = c->num_codebooks, V = c->dec_vocab;
@@ -448,7 +451,8 @@ static void run_greedy(mg_model *m, const int32_t *ids, const uint8_t *mask, int
     mg_gen_params p = {.max_new_tokens = steps,
                        .sampling = {.do_sample = 0, .temperature = 1, .top_k = 0, .top_p = 1,
                                     .guidance_scale = guidance},
-                       .prompt_codes = prompt, .prompt_frames = tp, .prompt_batch = B};
+                       .prompt_codes = audio ? NULL : prompt, .prompt_frames = audio ? 0 : tp,
+                       .prompt_batch = B, .prompt_audio = audio, .prompt_samples = samples};
     mg_gen_hooks hooks = {.on_step = on_step, .ud = &rec};
     mg_gen_result res;
     mg_error err = {0};
@@ -512,8 +516,8 @@ static void check_generate(mg_model *m, const char *dir, const char *file, json_
         for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
             int steps = recorded_steps(&g, runs[k].prefix);
             if (steps > 0)
-                run_greedy(m, ids, mask, B, S, NULL, 0, runs[k].prefix, runs[k].guidance, steps,
-                           r);
+                run_greedy(m, ids, mask, B, S, NULL, 0, NULL, 0, runs[k].prefix, runs[k].guidance,
+                           steps, r);
         }
     }
     free(ids);
@@ -525,7 +529,8 @@ static void check_generate(mg_model *m, const char *dir, const char *file, json_
 static golden_sink results_sink(results *r);
 
 /* Continuation from a code prompt (greedy, max_new_tokens as recorded), and
- * from audio: the EnCodec encoder makes its code prompt. */
+ * from audio: the engine encodes it (mg_gen_params.prompt_audio) into its
+ * code prompt. */
 static void check_continuation(mg_model *m, const char *dir, const char *file, json_t *manifest,
                                results *r)
 {
@@ -550,13 +555,22 @@ static void check_continuation(mg_model *m, const char *dir, const char *file, j
         for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
             int steps = recorded_steps(&g, runs[k].prefix);
             if (steps > 0)
-                run_greedy(m, ids, mask, B, S, prompt, frames, runs[k].prefix,
+                run_greedy(m, ids, mask, B, S, prompt, frames, NULL, 0, runs[k].prefix,
                            runs[k].guidance, steps, r);
         }
+        /* from the audio itself, through the engine's own encode: the codes
+         * the tool encoded (prompt_audio_codes, checked on their own) lay
+         * out the delay mask */
         int steps = recorded_steps(&g, "audio_cfg3");
-        if (audio_prompt && audio_batch == B && steps > 0)
-            run_greedy(m, ids, mask, B, S, audio_prompt, audio_frames, "audio_cfg3", 3.0f, steps,
-                       r);
+        const mg_st_tensor *ta = mg_st_find(&g.st, "prompt_audio");
+        float *audio = ta && ta->ndim == 3 ? malloc((size_t)mg_st_numel(ta) * sizeof *audio + 1)
+                                           : NULL;
+        if (audio)
+            mg_st_to_f32(ta, audio);
+        if (audio && audio_prompt && audio_batch == B && steps > 0)
+            run_greedy(m, ids, mask, B, S, audio_prompt, audio_frames, audio, ta->shape[2],
+                       "audio_cfg3", 3.0f, steps, r);
+        free(audio);
     }
     free(ids);
     free(mk);

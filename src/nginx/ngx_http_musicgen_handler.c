@@ -8,6 +8,7 @@
 #include "nginx/ngx_http_musicgen_handler.h"
 #include "nginx/ngx_http_musicgen_job.h"
 #include "nginx/ngx_http_musicgen_response.h"
+#include "service/audio_prompt.h"
 
 /* Wants raw audio: GET, ?raw=1, or an Accept header naming audio first. */
 static int
@@ -53,6 +54,9 @@ ngx_http_musicgen_head(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
         return ngx_http_musicgen_error(r, err.code == MG_ERR_INVALID
                                           ? NGX_HTTP_BAD_REQUEST : NGX_HTTP_INTERNAL_SERVER_ERROR,
                                        err.msg, err.field);
+    }
+    if (ngx_http_musicgen_prompt_headers(r, job->model, &job->req, &lcf->settings) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     return ngx_http_musicgen_send_audio_head(r, job->etag, job->req.format,
                                              size ? (off_t) size : -1);
@@ -226,6 +230,15 @@ ngx_http_musicgen_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_http_musicgen_body);
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /* a chunked body past client_max_body_size, found while reading it
+         * (a Content-Length past it is answered by nginx before the module
+         * runs: conf/nginx.conf's error_page gives that one this JSON) */
+        return ngx_http_musicgen_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "the request body is over client_max_body_size (an "
+                                       "audio_prompt file of up to 16 MiB needs about 22 MiB "
+                                       "of JSON)", MG_AUDIO_PROMPT_FIELD);
+    }
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
     }

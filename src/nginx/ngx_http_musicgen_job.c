@@ -206,6 +206,27 @@ ngx_http_musicgen_job_send_pending(ngx_http_musicgen_job_t *job, unsigned last)
 
 /* The request ends now, whatever the generation does: rc is a status, or
  * NGX_ERROR to close the connection (a streamed body then ends short). */
+/* What a raw response says of the audio prompt its clip begins with. */
+static ngx_int_t
+ngx_http_musicgen_job_prompt_headers(ngx_http_musicgen_job_t *job)
+{
+    ngx_http_musicgen_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(job->r, ngx_http_musicgen_module);
+    return ngx_http_musicgen_prompt_headers(job->r, job->model, &job->req, &lcf->settings);
+}
+
+/* A streamed response's header, with what it says of the audio prompt. */
+static ngx_int_t
+ngx_http_musicgen_job_stream_header(ngx_http_musicgen_job_t *job)
+{
+    if (ngx_http_musicgen_job_prompt_headers(job) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    return ngx_http_musicgen_send_stream_header(job->r, job->etag, job->req.format,
+                                                job->length);
+}
+
 static void
 ngx_http_musicgen_job_end(ngx_http_musicgen_job_t *job, ngx_int_t rc)
 {
@@ -298,8 +319,7 @@ ngx_http_musicgen_job_answer(ngx_http_musicgen_job_t *job, mg_code rc, const mg_
                   ngx_crc32_short((u_char *) job->req.prompt, ngx_strlen(job->req.prompt)));
     if (job->stream) {
         if (!job->header_sent
-            && ngx_http_musicgen_send_stream_header(r, job->etag, job->req.format, job->length)
-               != NGX_OK)
+            && ngx_http_musicgen_job_stream_header(job) != NGX_OK)
         {
             ngx_http_finalize_request(r, NGX_ERROR);
             return;
@@ -314,7 +334,9 @@ ngx_http_musicgen_job_answer(ngx_http_musicgen_job_t *job, mg_code rc, const mg_
         return;
     }
     if (!job->want_json) {
-        out = ngx_http_musicgen_send_audio(r, job->etag, job->req.format, all, job->encoded);
+        out = ngx_http_musicgen_job_prompt_headers(job) != NGX_OK
+              ? NGX_HTTP_INTERNAL_SERVER_ERROR
+              : ngx_http_musicgen_send_audio(r, job->etag, job->req.format, all, job->encoded);
         ngx_http_finalize_request(r, out);
         return;
     }
@@ -353,9 +375,7 @@ ngx_http_musicgen_job_pump(ngx_http_musicgen_job_t *job)
         return;
     }
     if (!job->header_sent) {
-        if (ngx_http_musicgen_send_stream_header(r, job->etag, job->req.format, job->length)
-            != NGX_OK)
-        {
+        if (ngx_http_musicgen_job_stream_header(job) != NGX_OK) {
             ngx_http_musicgen_job_end(job, NGX_ERROR);
             return;
         }

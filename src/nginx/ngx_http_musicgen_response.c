@@ -66,7 +66,9 @@ ngx_http_musicgen_cors(ngx_http_request_t *r, ngx_http_musicgen_loc_conf_t *lcf)
     /* a page's script may read what ranges, caching and back-pressure say
      * (these are not CORS-safelisted response headers) */
     return ngx_http_musicgen_add_header(r, "Access-Control-Expose-Headers",
-                                        "Content-Range, Accept-Ranges, ETag, Retry-After");
+                                        "Content-Range, Accept-Ranges, ETag, Retry-After, "
+                                        "X-Musicgen-Prompt-Seconds, "
+                                        "X-Musicgen-Prompt-Trimmed-Seconds");
 }
 
 ngx_int_t
@@ -84,6 +86,51 @@ ngx_http_musicgen_add_header(ngx_http_request_t *r, const char *key, const char 
     h->value.data = (u_char *) value;
     h->value.len = ngx_strlen(value);
     return NGX_OK;
+}
+
+/* A number of seconds as a header's value, in r's pool. */
+static ngx_int_t
+ngx_http_musicgen_seconds_header(ngx_http_request_t *r, const char *key, double seconds)
+{
+    u_char  *v, *end;
+
+    v = ngx_pnalloc(r->pool, NGX_INT64_LEN + 8);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+    end = ngx_sprintf(v, "%.3f", seconds);
+    *end = '\0';
+    return ngx_http_musicgen_add_header(r, key, (const char *) v);
+}
+
+ngx_int_t
+ngx_http_musicgen_prompt_headers(ngx_http_request_t *r, const mg_model *m,
+    const mg_request *req, const mg_job_settings *set)
+{
+    const mg_config      *c = mg_model_config(m);
+    mg_prompt_audio_fit   fit;
+    mg_error              err;
+
+    ngx_memzero(&err, sizeof(err));
+    if (!req->audio_prompt.samples) {
+        return NGX_OK;
+    }
+    if (mg_job_prompt_fit(m, req, set, &fit, &err) != MG_OK) {
+        /* the job (or the HEAD's size) was refused for it already */
+        return NGX_ERROR;
+    }
+    /* as the JSON's: the clip's first seconds, the audio cut before them */
+    if (ngx_http_musicgen_seconds_header(r, "X-Musicgen-Prompt-Seconds",
+                                         (double) fit.frames * c->hop / c->sample_rate)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+    if (fit.first_sample == 0) {
+        return NGX_OK;
+    }
+    return ngx_http_musicgen_seconds_header(r, "X-Musicgen-Prompt-Trimmed-Seconds",
+                                            (double) fit.first_sample / c->sample_rate);
 }
 
 /* The header every response starts from: CORS, status, type and length

@@ -26,6 +26,12 @@ ngx_int_t ngx_http_musicgen_error(ngx_http_request_t *r, ngx_uint_t status, cons
     const char *field);
 /* etag "" (not cacheable): no-store; else the ETag, cacheable for a year. */
 ngx_int_t ngx_http_musicgen_cache_headers(ngx_http_request_t *r, const char *etag);
+/* A raw response's account of the audio prompt its clip begins with (the
+ * JSON's prompt_seconds and prompt_trimmed_seconds): X-Musicgen-Prompt-Seconds
+ * and, when part was cut to fit a window, X-Musicgen-Prompt-Trimmed-Seconds;
+ * nothing without an audio_prompt. */
+ngx_int_t ngx_http_musicgen_prompt_headers(ngx_http_request_t *r, const mg_model *m,
+    const mg_request *req, const mg_job_settings *set);
 int ngx_http_musicgen_etag_matches(ngx_http_request_t *r, const char *etag);
 
 #endif /* _NGX_HTTP_MUSICGEN_RESPONSE_H_INCLUDED_ */

@@ -2,7 +2,9 @@
  * pattern with classifier-free guidance, then the codes and EnCodec. */
 #include "runtime/gen_job_impl.h"
 #include "model/delay.h"
+#include "model/encodec_encode.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -198,6 +200,42 @@ void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t
                                 codes + (int64_t)b * K * n + old, n);
 }
 
+/* prompt_audio's kept samples (mg_gen_prompt_audio_fit, as the plan counted
+ * them) -> codes [batch, K, frames], malloc'd. Here, on the scheduler
+ * thread with the backend held, because the encode is seconds of work that
+ * must not run on a front end's thread (an event loop). */
+static mg_code encode_prompt_audio(mg_model *m, mg_gen_job *j, int32_t **codes)
+{
+    const mg_gen_params *p = j->p;
+    int K = m->parts.cfg.num_codebooks, batch = j->batch, pf = j->plan.prompt_frames, frames = 0;
+    mg_prompt_audio_fit fit;
+    *codes = NULL;
+    mg_code rc = mg_gen_prompt_audio_fit(m, p->prompt_samples, p->extend_stride, &fit, j->err);
+    if (rc != MG_OK)
+        return rc;
+    int64_t n = fit.samples, first = fit.first_sample;
+    float *audio = malloc((size_t)batch * (size_t)n * sizeof *audio);
+    *codes = malloc((size_t)batch * K * pf * sizeof **codes);
+    rc = audio && *codes ? MG_OK : mg_fail(j->err, MG_ERR_NOMEM, "prompt_audio: out of memory");
+    for (int b = 0; rc == MG_OK && b < batch; b++)
+        memcpy(audio + (int64_t)b * n, p->prompt_audio + (int64_t)b * p->prompt_samples + first,
+               (size_t)n * sizeof *audio);
+    if (rc == MG_OK)
+        rc = mg_encodec_encode(m->parts.ec, audio, batch, n, *codes, &frames, NULL, NULL, j->err);
+    if (rc == MG_OK && frames != pf)
+        rc = mg_fail(j->err, MG_ERR_DEVICE, "prompt_audio: %d frames encoded, %d expected",
+                     frames, pf);
+    /* the encoder names its own argument (a NaN in "audio"): the caller's is prompt_audio */
+    if (rc == MG_ERR_INVALID || rc == MG_ERR_UNSUPPORTED)
+        snprintf(j->err->field, sizeof j->err->field, "prompt_audio");
+    free(audio);
+    if (rc != MG_OK) {
+        free(*codes);
+        *codes = NULL;
+    }
+    return rc;
+}
+
 mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
 {
     const mg_config *c = &m->parts.cfg;
@@ -217,6 +255,12 @@ mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
                              MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
     rc = check_prompt(c, p, batch, err);
+    const int32_t *prompt = p->prompt_codes;
+    int32_t *encoded = NULL;
+    if (rc == MG_OK && p->prompt_audio) {
+        rc = encode_prompt_audio(m, j, &encoded);
+        prompt = encoded;
+    }
     if (rc != MG_OK)
         return rc;
     int cfg = p->sampling.guidance_scale > 1.0f, want_raw = j->hooks && j->hooks->on_step;
@@ -237,12 +281,14 @@ mg_code mg_gen_job_start(mg_model *m, mg_gen_job *j)
     if (!mask2 || !j->seq || !j->step_ids || !j->tokens || !j->codes || !j->prefill ||
         (want_raw && (!j->scores || !j->raw))) {
         free(mask2);
+        free(encoded);
         return mg_fail(err, MG_ERR_NOMEM, "generate: out of memory");
     }
     memcpy(mask2, j->mask, (size_t)batch * len); /* unconditional half: all masked */
-    for (int r = 0; p->prompt_codes && r < batch * K; r++)
-        memcpy(j->codes + (int64_t)r * j->frames, p->prompt_codes + (int64_t)r * j->plan.prompt_frames,
+    for (int r = 0; prompt && r < batch * K; r++)
+        memcpy(j->codes + (int64_t)r * j->frames, prompt + (int64_t)r * j->plan.prompt_frames,
                (size_t)j->plan.prompt_frames * sizeof *j->codes);
+    free(encoded);
 
     /* text: T5, projection, and zeros for the unconditional half; every
      * window cross-attends to the same keys */
@@ -369,6 +415,8 @@ mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
     res->total = j->total;
     res->sample_rate = c->sample_rate;
     res->n_samples = (size_t)frames * c->hop;
+    res->prompt_frames = j->plan.prompt_frames;
+    res->prompt_trimmed_frames = j->plan.prompt_trimmed_frames;
     keep_window_codes(j, K); /* the last window's */
     res->codes = j->codes;
     j->codes = NULL;

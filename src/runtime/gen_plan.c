@@ -42,6 +42,35 @@ static mg_code stride_frames(const mg_model_info *info, float seconds, int *out,
     return MG_OK;
 }
 
+mg_code mg_gen_prompt_audio_fit(const mg_model *m, int64_t n_samples, float extend_stride,
+                                mg_prompt_audio_fit *out, mg_error *err)
+{
+    const mg_config *c = mg_model_config(m);
+    mg_model_info info;
+    mg_model_info_of(m, &info);
+    memset(out, 0, sizeof *out);
+    int stride;
+    mg_code rc = stride_frames(&info, extend_stride, &stride, err);
+    if (rc != MG_OK)
+        return rc;
+    /* as the encoder counts them: a part frame at the end is padded to one */
+    int64_t frames = (n_samples + c->hop - 1) / c->hop, most = info.max_frames - stride;
+    if (n_samples < c->hop)
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt_audio", "prompt_audio: %lld samples, "
+                             "less than one frame (%d samples)", (long long)n_samples, c->hop);
+    if (frames <= most) {
+        /* whole, as Hugging Face and audiocraft encode a prompt */
+        out->frames = (int)frames;
+        out->samples = n_samples;
+        return MG_OK;
+    }
+    out->frames = (int)most;
+    out->trimmed_frames = (int)(frames - most);
+    out->samples = most * c->hop;
+    out->first_sample = n_samples - out->samples;
+    return MG_OK;
+}
+
 mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan *out,
                          mg_error *err)
 {
@@ -51,13 +80,23 @@ mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan 
     int K = c->num_codebooks, tp = p->prompt_frames;
     memset(out, 0, sizeof *out);
     out->window = info.max_frames;
-    out->prompt_frames = tp;
     if (p->max_new_tokens < 0)
         return mg_fail_field(err, MG_ERR_INVALID, "max_new_tokens",
                              "max_new_tokens: must be >= 0 (0: use duration)");
-    if (tp < 0 || (tp > 0) != (p->prompt_codes != NULL))
+    if (p->prompt_audio) {
+        if (p->prompt_codes)
+            return mg_fail_field(err, MG_ERR_INVALID, "prompt_audio", "prompt_audio: a "
+                                 "generation continues prompt_audio or prompt_codes, not both");
+        mg_prompt_audio_fit fit;
+        mg_code rc = mg_gen_prompt_audio_fit(m, p->prompt_samples, p->extend_stride, &fit, err);
+        if (rc != MG_OK)
+            return rc;
+        tp = out->prompt_frames = fit.frames;
+        out->prompt_trimmed_frames = fit.trimmed_frames;
+    } else if (tp < 0 || (tp > 0) != (p->prompt_codes != NULL))
         return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: %d frames "
                              "with%s codes", tp, p->prompt_codes ? "" : "out");
+    out->prompt_frames = tp;
     if (tp > 0 && tp >= out->window)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: %d frames leave "
                              "no room in the model's window of %d frames", tp, out->window);

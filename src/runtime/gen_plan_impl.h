@@ -11,7 +11,8 @@
 typedef struct {
     int frames;        /* of the whole clip, the caller's prompt included */
     int steps;         /* token selections of all windows together */
-    int prompt_frames; /* the caller's code prompt */
+    int prompt_frames; /* the caller's code prompt (prompt_audio's kept frames) */
+    int prompt_trimmed_frames; /* prompt_audio's frames cut to fit */
     int window;        /* frames a window holds at most */
     int stride;        /* frames between the starts of two windows */
     int n_windows;
@@ -28,8 +29,8 @@ typedef struct {
 } mg_gen_window;
 
 /* Checks max_new_tokens, duration, prompt_frames/prompt_codes (not the codes
- * themselves) and extend_stride against the model, each error naming its
- * field. */
+ * themselves) or prompt_audio's length (mg_gen_prompt_audio_fit) and
+ * extend_stride against the model, each error naming its field. */
 mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan *out,
                          mg_error *err);
 void    mg_gen_plan_window(const mg_gen_plan *pl, int K, int n, mg_gen_window *w);

@@ -50,6 +50,7 @@ struct mg_gen_task {
     mg_gen_params  params;
     mg_gen_hooks   hooks;
     int32_t       *ids, *prompt_codes;
+    float         *prompt_audio;
     uint8_t       *mask;
     mg_gen_result  res;
     mg_error       err;
@@ -63,6 +64,7 @@ static void task_free(mg_gen_task *t)
     free(t->ids);
     free(t->mask);
     free(t->prompt_codes);
+    free(t->prompt_audio);
     free(t);
 }
 
@@ -103,9 +105,20 @@ mg_code mg_generate_submit(mg_model *m, const int32_t *ids, const uint8_t *mask,
     if (batch > MG_MAX_BATCH || len > MG_TOKENIZER_MAX_TOKENS)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt", "prompt: at most %d prompts of %d tokens",
                              MG_MAX_BATCH, MG_TOKENIZER_MAX_TOKENS);
-    int K = mg_model_config(m)->num_codebooks;
+    const mg_config *c = mg_model_config(m);
+    int K = c->num_codebooks;
     if (p->prompt_codes && p->prompt_frames < 0)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt_frames", "prompt_frames: must be >= 0");
+    /* the copies below take batch items: a prompt of another count is refused first */
+    if ((p->prompt_codes || p->prompt_audio) && p->prompt_batch != 0 && p->prompt_batch != batch)
+        return mg_fail_field(err, MG_ERR_INVALID, p->prompt_audio ? "prompt_audio" : "prompt_codes",
+                             "%s: %d items for a batch of %d",
+                             p->prompt_audio ? "prompt_audio" : "prompt_codes", p->prompt_batch,
+                             batch);
+    if (p->prompt_audio && (p->prompt_samples < 1 ||
+                            p->prompt_samples > (int64_t)(MG_MAX_DURATION * c->sample_rate)))
+        return mg_fail_field(err, MG_ERR_INVALID, "prompt_audio", "prompt_audio: %lld samples, "
+                             "outside [1, %.0f s]", (long long)p->prompt_samples, MG_MAX_DURATION);
     mg_gen_task *t = calloc(1, sizeof *t);
     if (!t)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory");
@@ -118,7 +131,13 @@ mg_code mg_generate_submit(mg_model *m, const int32_t *ids, const uint8_t *mask,
                                   (size_t)batch * K * (size_t)p->prompt_frames * sizeof(int32_t));
         t->params.prompt_codes = t->prompt_codes;
     }
-    if (!t->ids || !t->mask || (p->prompt_codes && !t->prompt_codes)) {
+    if (p->prompt_audio) {
+        t->prompt_audio = copy_of(p->prompt_audio,
+                                  (size_t)batch * (size_t)p->prompt_samples * sizeof(float));
+        t->params.prompt_audio = t->prompt_audio;
+    }
+    if (!t->ids || !t->mask || (p->prompt_codes && !t->prompt_codes) ||
+        (p->prompt_audio && !t->prompt_audio)) {
         task_free(t);
         return mg_fail(err, MG_ERR_NOMEM, "out of memory");
     }

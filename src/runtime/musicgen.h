@@ -76,7 +76,34 @@ typedef struct {
      * with the last window - stride seconds of the one before (0: the
      * default, MG_DEFAULT_EXTEND_STRIDE or half a shorter window). */
     float          extend_stride;
+    /* Continuation from audio: mono samples at the model's sample rate,
+     * [batch, prompt_samples] (prompt_batch items when set), that the
+     * generation encodes with EnCodec on the scheduler thread (the model's
+     * backend held, never on the caller's) and then continues as it would
+     * prompt_codes; NULL: none (never with prompt_codes). A prompt longer
+     * than a window's prompt (window - extend_stride) keeps its end
+     * (mg_gen_prompt_audio_fit); duration counts the kept part. */
+    const float   *prompt_audio;
+    int64_t        prompt_samples;
 } mg_gen_params;
+
+/* The part of n_samples of prompt audio a generation keeps. A prompt of at
+ * most the frames a long-form window keeps of the one before (window -
+ * stride, the stride being extend_stride as in mg_gen_params) is kept whole,
+ * its frames counted as the encoder does (ceil(n_samples / hop): a part frame
+ * at the end is padded); a longer one keeps its last window - stride whole
+ * frames, as a window keeps the end of the one before. The engine and the
+ * front ends that size a response before submitting decide it here. */
+typedef struct {
+    int     frames;          /* kept: the clip's first frames are their codes */
+    int     trimmed_frames;  /* frames cut from the front (a part frame counted as one) */
+    int64_t first_sample;    /* where the kept samples start: the samples cut */
+    int64_t samples;         /* kept */
+} mg_prompt_audio_fit;
+/* Errors MG_ERR_INVALID naming "prompt_audio" (less than one frame) or
+ * "extend_stride" (out of range). */
+mg_code mg_gen_prompt_audio_fit(const mg_model *m, int64_t n_samples, float extend_stride,
+                                mg_prompt_audio_fit *out, mg_error *err);
 
 /* Defaults from generation_config.json (do_sample, top_k, guidance, ...). */
 void mg_gen_params_default(const mg_model *m, mg_gen_params *p);
@@ -103,6 +130,10 @@ typedef struct {
     int      sample_rate;
     double   t5_ms, decode_ms, encodec_ms;
     int      steps;
+    /* the code prompt the clip begins with (prompt_codes' frames, or the
+     * frames kept of prompt_audio) and the frames of prompt_audio cut from
+     * its front to fit (mg_gen_prompt_audio_fit) */
+    int      prompt_frames, prompt_trimmed_frames;
 } mg_gen_result;
 
 typedef struct {

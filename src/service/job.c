@@ -10,6 +10,7 @@
 
 #include "io/audio.h"
 #include "io/audio_stream.h"
+#include "service/audio_prompt.h"
 #include "service/base64.h"
 #include "service/prompt.h"
 
@@ -128,6 +129,10 @@ static mg_code build_json(const mg_job_outcome *res, const mg_request *req, cons
     ok = ok && set(o, "format", json_string(mg_audio_format_name(req->format)));
     ok = ok && set(o, "seed", json_integer((json_int_t)res->seed));
     ok = ok && set(o, "model", json_string(model_name ? model_name : ""));
+    if (ok && req->audio_prompt.samples)
+        ok = set(o, "prompt_seconds", json_real(res->prompt_seconds));
+    if (ok && res->prompt_trimmed_seconds > 0)
+        ok = set(o, "prompt_trimmed_seconds", json_real(res->prompt_trimmed_seconds));
     size_t text_len = 0;
     char *text = ok ? dump_json(o, &text_len) : NULL;
     json_decref(o);
@@ -154,6 +159,57 @@ static void job_params(const mg_model *m, const mg_request *req, const mg_job_se
     if (req->has_top_p) p->sampling.top_p = req->top_p;
     if (req->has_guidance) p->sampling.guidance_scale = req->guidance_scale;
     p->seed = req->seed;
+    /* Its length decides the frames (mg_gen_steps); the engine gets a mono
+     * copy (mono_prompt) when the file has two channels. */
+    if (req->audio_prompt.samples) {
+        p->prompt_audio = req->audio_prompt.samples;
+        p->prompt_samples = (int64_t)req->audio_prompt.frames;
+    }
+}
+
+/* An engine error naming its prompt_audio: the request's field is audio_prompt. */
+static mg_code request_field(mg_code rc, mg_error *err)
+{
+    static const char engine[] = "prompt_audio";
+    if (rc == MG_OK || !err || strcmp(err->field, engine) != 0)
+        return rc;
+    const char *rest = strncmp(err->msg, engine, strlen(engine)) == 0
+                       ? err->msg + strlen(engine) : err->msg;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%.*s", (int)(sizeof msg - 1), rest);
+    return mg_fail_field(err, rc, MG_AUDIO_PROMPT_FIELD, "%s%s", MG_AUDIO_PROMPT_FIELD, msg);
+}
+
+mg_code mg_job_prompt_fit(const mg_model *m, const mg_request *req, const mg_job_settings *set,
+                          mg_prompt_audio_fit *fit, mg_error *err)
+{
+    memset(fit, 0, sizeof *fit);
+    if (!req->audio_prompt.samples)
+        return MG_OK;
+    mg_gen_params p;
+    job_params(m, req, set, &p);
+    return request_field(mg_gen_prompt_audio_fit(m, p.prompt_samples, p.extend_stride, fit, err),
+                         err);
+}
+
+/* The request's audio prompt as the engine takes it, mono: the request's
+ * own samples, or *owned, a downmixed copy (freed by the caller). */
+static mg_code mono_prompt(const mg_request *req, float **owned, const float **mono, mg_error *err)
+{
+    const mg_decoded_audio *a = &req->audio_prompt;
+    *owned = NULL;
+    *mono = a->samples;
+    if (!a->samples || a->channels == 1)
+        return MG_OK;
+    mg_decoded_audio copy = *a;
+    copy.samples = malloc(a->frames * (size_t)a->channels * sizeof *copy.samples);
+    if (!copy.samples)
+        return mg_fail(err, MG_ERR_NOMEM, "out of memory for the audio prompt");
+    memcpy(copy.samples, a->samples, a->frames * (size_t)a->channels * sizeof *copy.samples);
+    mg_audio_downmix(&copy);
+    *owned = copy.samples;
+    *mono = copy.samples;
+    return MG_OK;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
@@ -198,7 +254,7 @@ static mg_code stream_params(const mg_model *m, const mg_request *req, const mg_
     mg_gen_params p;
     job_params(m, req, set, &p);
     int steps = 0, frames = 0;
-    mg_code rc = mg_gen_steps(m, &p, &steps, &frames, err);
+    mg_code rc = request_field(mg_gen_steps(m, &p, &steps, &frames, err), err);
     if (rc != MG_OK)
         return rc;
     const mg_config *c = mg_model_config(m);
@@ -245,6 +301,7 @@ struct mg_job {
     mg_gen_hooks    hooks;
     uint64_t        seed;
     int             sample_rate;
+    double          prompt_seconds, prompt_trimmed_seconds;
     double          t0;
     /* the front end's alone: the encoder, the bytes it made since the last
      * pump, the samples it took */
@@ -353,8 +410,10 @@ static void job_done(void *ud, mg_code rc, const mg_error *err, mg_gen_result *r
     j->rc = rc;
     if (j->out_of_memory) /* it cancelled the generation: the cause is the memory */
         j->rc = mg_fail(&j->err, MG_ERR_NOMEM, "out of memory keeping the audio");
-    else if (rc != MG_OK)
+    else if (rc != MG_OK) {
         j->err = *err;
+        request_field(rc, &j->err);
+    }
     pthread_mutex_unlock(&j->lock);
     j->wake(j->wake_ud);
     if (atomic_fetch_sub(&j->refs, 1) == 1)
@@ -404,10 +463,20 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
         p.seed = fresh_seed();
     j->seed = p.seed;
     j->hooks = (mg_gen_hooks){.progress = job_cancelled, .on_audio = job_audio, .ud = j};
+    mg_prompt_audio_fit fit;
+    float *mono = NULL;
+    rc = mg_job_prompt_fit(m, req, set, &fit, err);
+    if (rc == MG_OK)
+        rc = mono_prompt(req, &mono, &p.prompt_audio, err);
+    /* the clip's first seconds (the kept frames), and the audio cut before them */
+    j->prompt_seconds = (double)fit.frames * mg_model_config(m)->hop / j->sample_rate;
+    j->prompt_trimmed_seconds = (double)fit.first_sample / j->sample_rate;
     const char *prompts[1] = {req->prompt};
     pthread_mutex_lock(&j->lock); /* on_done may come before submit returns */
-    rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task, err);
+    if (rc == MG_OK)
+        rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task, err);
     pthread_mutex_unlock(&j->lock);
+    free(mono); /* submit keeps its own copy */
     if (rc != MG_OK) {
         job_free(j);
         return rc;
@@ -491,6 +560,8 @@ void mg_job_summary(const mg_job *j, mg_job_outcome *out)
     out->sample_rate = j->sample_rate;
     out->audio_seconds = (double)j->n_written / j->sample_rate;
     out->compute_seconds = j->compute_seconds;
+    out->prompt_seconds = j->prompt_seconds;
+    out->prompt_trimmed_seconds = j->prompt_trimmed_seconds;
 }
 
 mg_code mg_job_json(const mg_request *req, const mg_job_outcome *o, const uint8_t *audio,
@@ -598,6 +669,8 @@ mg_code mg_job_run(mg_model *m, const mg_request *req, const mg_job_settings *se
     out->seed = o.seed;
     out->audio_seconds = o.audio_seconds;
     out->compute_seconds = o.compute_seconds;
+    out->prompt_seconds = o.prompt_seconds;
+    out->prompt_trimmed_seconds = o.prompt_trimmed_seconds;
     return MG_OK;
 }
 

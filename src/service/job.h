@@ -54,11 +54,16 @@ typedef struct {
     uint64_t seed;             /* the seed used (drawn when the request had none) */
     int      sample_rate;
     double   audio_seconds, compute_seconds;
+    /* the audio prompt's seconds the clip begins with, and those cut from
+     * its front to fit a window (mg_job_prompt_fit); 0 without one */
+    double   prompt_seconds, prompt_trimmed_seconds;
 } mg_job_outcome;
 /* After the pump said *ended with MG_OK. */
 void    mg_job_summary(const mg_job *j, mg_job_outcome *out);
 /* The reference service's JSON for a finished job's encoded audio:
- * {"success":true,"audioUrl":"data:...","audio_base64":...,...}; malloc'd. */
+ * {"success":true,"audioUrl":"data:...","audio_base64":...,...}, with
+ * "prompt_seconds" when the request had an audio_prompt and
+ * "prompt_trimmed_seconds" when part of it was cut; malloc'd. */
 mg_code mg_job_json(const mg_request *req, const mg_job_outcome *o, const uint8_t *audio,
                     size_t len, const char *model_name, char **out, size_t *out_len,
                     mg_error *err);
@@ -71,6 +76,7 @@ typedef struct {
     size_t          json_len;
     double          audio_seconds, compute_seconds;
     uint64_t        seed;         /* the seed used (drawn when the request had none) */
+    double          prompt_seconds, prompt_trimmed_seconds; /* as mg_job_outcome's */
 } mg_job_result;
 
 /* The whole job on the calling thread (submit, pump until the end):
@@ -87,11 +93,19 @@ mg_code mg_job_etag(const mg_model *m, const mg_request *req, const mg_job_setti
                     const char *model_id, char out[24], mg_error *err);
 /* The length of the file mg_job_run's raw response will carry, known before
  * generating when the format's size follows from the sample count (WAV, at
- * every level; see mg_audio_stream_size): the frames the engine makes for the request's
- * duration (mg_gen_steps) times the codec's hop. *size is 0 for the other
- * formats. Errors are those mg_job_run would give for the duration. */
+ * every level; see mg_audio_stream_size): the frames the engine makes for
+ * the request's duration (mg_gen_steps, the kept audio prompt included)
+ * times the codec's hop. *size is 0 for the other formats. Errors are those mg_job_run would give for the duration. */
 mg_code mg_job_audio_size(const mg_model *m, const mg_request *req, const mg_job_settings *set,
                           size_t *size, mg_error *err);
+
+/* The part of the request's audio_prompt the clip begins with (engine's
+ * mg_gen_prompt_audio_fit at the job's extend_stride): what mg_job_submit
+ * gives the engine and mg_job_audio_size counts, for a front end's header
+ * before the audio. All zero without an audio_prompt. Errors name
+ * "audio_prompt" (shorter than a frame) or "extend_stride". */
+mg_code mg_job_prompt_fit(const mg_model *m, const mg_request *req, const mg_job_settings *set,
+                          mg_prompt_audio_fit *fit, mg_error *err);
 
 /* A worker's running totals, for the status endpoint. */
 typedef struct {
