@@ -323,9 +323,11 @@ function setBusy(on, durationS) {
 // answers from the complete clip). The page always sends a seed (a random
 // one when the field is empty): a seeded GET is immutable and cacheable, so
 // the page's own fetch of the same URL, made once the player has the
-// response's headers, is served from the browser's cache as the player's
-// response arrives (one generation), and gives the status, the errors in
-// JSON, and the bytes for the waveform, the download and Extend.
+// response's headers, is usually served from the browser's cache as the
+// player's response arrives (one generation; when the browser does not share
+// the in-flight response, the seeded request runs again and gives the same
+// bytes), and gives the status, the errors in JSON, and the bytes for the
+// waveform, the download and Extend.
 const randomSeed = () => Math.floor(Math.random() * 2 ** 31);
 
 function streamUrl(body) {

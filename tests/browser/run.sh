@@ -72,12 +72,12 @@ rm -f "$TMP/broken/model/spiece.model"
 printf 'this is not a sentencepiece model\n' > "$TMP/broken/model/spiece.model"
 # /generate's maximum is raised past the page's default (30) and past the
 # demo model's window, so the page must learn it from the server and a clip
-# that long is generated window by window; the body limit lets Extend send a
-# clip as audio_prompt (16 MiB as base64, as the README asks)
+# that long is generated window by window. The shipped body limit of the
+# generate locations (24m) already lets Extend send a clip as audio_prompt.
 fill() { # $1 = prefix, $2 = port, $3 = model
     sed -e "s#@MODULE@#$MODULE#" -e "s#@MODEL@#$3#" -e "s#@PREFIX@#$1#" -e "s#@HTML@#$ROOT/html#" \
         -e "s#127.0.0.1:8080#127.0.0.1:$2#" -e "s#musicgen_max_duration 30;#musicgen_max_duration $MAX_DURATION;#" \
-        -e "s#client_max_body_size [^;]*;#client_max_body_size 22m;#" "$ROOT/conf/nginx.conf"
+        "$ROOT/conf/nginx.conf"
 }
 fill "$TMP/main" "$MAIN_PORT" "$MODEL" > "$TMP/main/nginx.conf"
 fill "$TMP/broken" "$BROKEN_PORT" "$TMP/broken/model" > "$TMP/broken/nginx.conf"
