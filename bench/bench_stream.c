@@ -35,6 +35,10 @@
 
 /* What a player buffers before it starts, and what "first audio" means. */
 #define START_AUDIO_S 0.1
+/* The audio is also timed in blocks of this length, to show where a stream
+ * slows down (the late steps of a window read more cached attention). */
+#define BLOCK_S 10.0
+#define MAX_BLOCKS 64
 /* A read that waits longer than this means nginx stopped sending. */
 #define READ_TIMEOUT_S 300
 
@@ -52,6 +56,8 @@ typedef struct {
 
 typedef struct {
     double first_audio, wall, audio_s, per_wall, worst_slack, worst_at;
+    double block_end[MAX_BLOCKS]; /* when the audio passed (k + 1) * BLOCK_S */
+    int    blocks;
 } stream_figures;
 
 static double now_s(void)
@@ -220,6 +226,8 @@ static stream_figures figures_of(const stream_log *log)
         } else if (audio >= START_AUDIO_S) {
             start = f.first_audio = t;
         }
+        while (f.blocks < MAX_BLOCKS && audio >= (f.blocks + 1) * BLOCK_S)
+            f.block_end[f.blocks++] = t;
         audio_before = audio;
     }
     if (start < 0)
@@ -241,7 +249,10 @@ static void print_figures(const char *what, int index, const stream_figures *f)
     /* Starting later adds the delay to every slack. */
     if (f->worst_slack < 0)
         printf("; a player starting %.2f s after the request never runs dry", f->first_audio - f->worst_slack);
-    printf(")\n");
+    printf(")\n    wall s per %.0f s of audio:", BLOCK_S);
+    for (int k = 0; k < f->blocks; k++)
+        printf(" %.1f", f->block_end[k] - (k ? f->block_end[k - 1] : 0));
+    printf("\n");
     fflush(stdout);
 }
 
