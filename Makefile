@@ -95,7 +95,7 @@ REPLAYS  = $(patsubst fuzz/fuzz_%.c,$(BUILD)/replay_%,$(wildcard fuzz/fuzz_*.c))
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx test-browser check bench bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak
+.PHONY: all test test-nginx test-browser check bench bench-stream bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -229,8 +229,12 @@ test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors
 	fi
 	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL)
 
-bench: all $(BENCHES)
-	@BUILD=$(BUILD) GOLDEN=$(GOLDEN) sh bench/run.sh
+bench: all $(BENCHES) $(MODULE)
+	@BUILD=$(BUILD) GOLDEN=$(GOLDEN) MODULE=$(MODULE) sh bench/run.sh
+
+# Only the streamed-audio figures through nginx (the last part of make bench).
+bench-stream: all $(BENCHES) $(MODULE)
+	@BUILD=$(BUILD) sh bench/stream.sh $(MODULE) $${MG_BENCH_MODEL:-$(BUILD)/bench-model-small}
 
 # The CUDA backend's figures on the same musicgen-small-shaped random model.
 bench-gpu: all $(BENCHES)

@@ -3,7 +3,8 @@
 # (cached in $BUILD/bench-model-small), measures it with each weight format in
 # its own process (peak RSS is per process), and prints the table;
 # $BUILD/bench.json gets every figure; then the fidelity of bf16 and q8
-# against f32 on every golden model ($BUILD/bench-fidelity.txt).
+# against f32 on every golden model ($BUILD/bench-fidelity.txt); last, the
+# streamed audio through nginx with the module at $MODULE (bench/stream.sh).
 set -e
 BUILD=${BUILD:-build}
 MODEL=${MG_BENCH_MODEL:-$BUILD/bench-model-small}
@@ -56,3 +57,5 @@ else
 fi
 echo "== resampler: libsoxr against the polyphase one it replaced"
 "$BUILD/bench_resample"
+echo "== streamed audio and long-form through nginx"
+sh bench/stream.sh "${MODULE:-$BUILD/nginx/objs/ngx_http_musicgen_module.so}" "$MODEL"
