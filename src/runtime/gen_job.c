@@ -362,12 +362,16 @@ static mg_code push_frames(mg_model *m, mg_gen_job *j, int upto, const int32_t *
 }
 
 /* The first chunk is small so that sound starts early (8 frames, 0.16 s at
- * 50 Hz, past the look-ahead: about 12 steps after the start); each next
- * one is as long as the audio already out, so a player that started with
- * the first chunk is still playing when the next arrives at generation
- * speed, up to 50 frames (1 s), where the per-chunk costs are a few % of
- * the chunk's decode and a chunk holds the scheduler thread no longer than
- * a fraction of a second. */
+ * 50 Hz, past the look-ahead: about 15 steps after the start). A player that
+ * started on it never runs dry while each chunk arrives before the audio out
+ * so far is played: with generation r times faster than real time, a chunk
+ * a fraction f of the audio out takes f/r of it to make, which fits for
+ * every chunk as long as 1 + f <= r. Generation on two cores runs at r of
+ * 1.26 to 1.5 for a 30 s clip, so chunks grow by a quarter of the audio out
+ * (chunks as long as the audio out, f = 1, needed r >= 2 and fell behind
+ * just after the start), from 8 frames up to 50 (1 s), where the per-chunk
+ * costs are a few % of the chunk's decode and a chunk holds the scheduler
+ * thread no longer than a fraction of a second. */
 mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j)
 {
     int K = m->parts.cfg.num_codebooks, frames = j->frames;
@@ -394,8 +398,9 @@ mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j)
             return rc;
     } else {
         int64_t out = mg_encodec_stream_samples(j->audio) / m->parts.cfg.hop;
-        int want = out < MG_AUDIO_FIRST_FRAMES ? MG_AUDIO_FIRST_FRAMES
-                   : out > MG_AUDIO_MAX_FRAMES ? MG_AUDIO_MAX_FRAMES : (int)out;
+        int64_t grow = out / MG_AUDIO_GROWTH_DIVISOR;
+        int want = grow < MG_AUDIO_FIRST_FRAMES ? MG_AUDIO_FIRST_FRAMES
+                   : grow > MG_AUDIO_MAX_FRAMES ? MG_AUDIO_MAX_FRAMES : (int)grow;
         if (complete - j->audio_fed < want && complete < frames)
             return MG_OK;
     }

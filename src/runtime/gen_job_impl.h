@@ -72,11 +72,12 @@ mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio);
 mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n);
 /* After a step: hands the frames completed since the last chunk to the
  * job's EnCodec stream once they make a chunk (a first one of
- * MG_AUDIO_FIRST_FRAMES past the look-ahead, then as long as the audio out
- * so far, up to MG_AUDIO_MAX_FRAMES); their audio goes to res->audio and the
+ * MG_AUDIO_FIRST_FRAMES past the look-ahead, then a quarter of the audio out
+ * so far, at least MG_AUDIO_FIRST_FRAMES and up to MG_AUDIO_MAX_FRAMES);
+ * their audio goes to res->audio and the
  * on_audio hook. Nothing without caps.lstm_state or with skip_audio. */
 mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j);
-enum { MG_AUDIO_FIRST_FRAMES = 8, MG_AUDIO_MAX_FRAMES = 50 };
+enum { MG_AUDIO_FIRST_FRAMES = 8, MG_AUDIO_MAX_FRAMES = 50, MG_AUDIO_GROWTH_DIVISOR = 4 };
 /* Calls the on_audio hook with the job's finished audio (after
  * mg_gen_jobs_audio; a streamed job's audio was handed on as it came). */
 mg_code mg_gen_job_hand_audio(mg_gen_job *j);
