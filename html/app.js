@@ -344,8 +344,10 @@ $('player').addEventListener('playing', () => {
     if (!clip || clip.firstSoundMs !== undefined) return;
     clip.firstSoundMs = performance.now() - clip.t0;
     if (clip.entry) clip.entry.firstSoundMs = clip.firstSoundMs;   // the clip arrived before it sounded
-    root.dataset.firstSoundMs = String(Math.round(clip.firstSoundMs));
-    $('first-sound').textContent = `First sound ${(clip.firstSoundMs / 1000).toFixed(2)} s after the click.`;
+    // one rounded figure for the text and the page's dataset, so both say the same
+    const ms = Math.round(clip.firstSoundMs);
+    root.dataset.firstSoundMs = String(ms);
+    $('first-sound').textContent = `First sound ${(ms / 1000).toFixed(2)} s after the click.`;
 });
 
 // Resolves 'audio' once the player has the stream's headers (a 200 it can
