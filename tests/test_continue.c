@@ -5,15 +5,14 @@
  * EnCodec's codes of the kept audio, its audio with their decode; the result
  * says what was kept and cut; mg_gen_steps counts the same frames; bad
  * prompts are refused naming their field. */
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "model/encodec.h"
 #include "model/encodec_encode.h"
 #include "model/encodec_stream.h"
@@ -255,19 +254,10 @@ static void test_refusals(mg_model *m)
 
 int main(int argc, char **argv)
 {
-    char self[4096], tool[4200], dir[] = "/tmp/test_continue.XXXXXX", cmd[8800];
-    snprintf(self, sizeof self, "%s", argc > 0 ? argv[0] : "");
-    snprintf(tool, sizeof tool, "%s/musicgen-mkmodel", dirname(self));
-    if (access(tool, X_OK) != 0 || !mkdtemp(dir)) {
-        CHECK(0, "%s not built, or no temporary folder", tool);
-        return check_summary("test_continue");
-    }
-    snprintf(cmd, sizeof cmd, "'%s' --shape tiny --positions %d --seed 5 -o '%s/m' >/dev/null 2>&1",
-             tool, POSITIONS, dir);
-    int st = system(cmd);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mkmodel --shape tiny (%s)", cmd);
-    char mdir[64];
-    snprintf(mdir, sizeof mdir, "%s/m", dir);
+    char dir[64], mdir[80];
+    CHECK(tu_windowed_model(argc > 0 ? argv[0] : NULL, POSITIONS, 5, dir, sizeof dir, mdir,
+                            sizeof mdir) == 0,
+          "musicgen-mkmodel --shape tiny --positions %d into %s", POSITIONS, dir);
     mg_model *m = NULL;
     mg_error err = {0};
     mg_model_options opt = {.n_threads = 2, .max_batch = 4};
@@ -280,7 +270,6 @@ int main(int argc, char **argv)
         test_refusals(m);
         mg_model_free(m);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "remove %s", dir);
+    CHECK(tu_remove_dir(dir) == 0, "remove %s", dir);
     return check_summary("test_continue");
 }

@@ -5,16 +5,15 @@
  * its new frames are appended), the exact frame and sample counts, a sampler
  * step that keeps counting across windows, and bad prompts and strides are
  * refused naming their field. */
-#include <libgen.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "model/encodec.h"
 #include "runtime/duration.h"
 #include "runtime/model_parts.h"
@@ -423,20 +422,11 @@ static void test_refusals(mg_model *m)
 
 int main(int argc, char **argv)
 {
-    char self[4096], tool[4200], dir[] = "/tmp/test_longform.XXXXXX", cmd[8800];
-    snprintf(self, sizeof self, "%s", argc > 0 ? argv[0] : "");
-    snprintf(tool, sizeof tool, "%s/musicgen-mkmodel", dirname(self));
-    if (access(tool, X_OK) != 0 || !mkdtemp(dir)) {
-        CHECK(0, "%s not built, or no temporary folder", tool);
-        return check_summary("test_longform");
-    }
     /* a tiny model with a window of 64 positions */
-    snprintf(cmd, sizeof cmd, "'%s' --shape tiny --positions %d --seed 3 -o '%s/m' >/dev/null 2>&1",
-             tool, POSITIONS, dir);
-    int st = system(cmd);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mkmodel --shape tiny (%s)", cmd);
-    char mdir[64];
-    snprintf(mdir, sizeof mdir, "%s/m", dir);
+    char dir[64], mdir[80];
+    CHECK(tu_windowed_model(argc > 0 ? argv[0] : NULL, POSITIONS, 3, dir, sizeof dir, mdir,
+                            sizeof mdir) == 0,
+          "musicgen-mkmodel --shape tiny --positions %d into %s", POSITIONS, dir);
     mg_model *m = NULL;
     mg_error err = {0};
     mg_model_options opt = {.n_threads = 2, .max_batch = 4};
@@ -473,7 +463,6 @@ int main(int argc, char **argv)
         test_window_layout(m);
         mg_model_free(m);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "remove %s", dir);
+    CHECK(tu_remove_dir(dir) == 0, "remove %s", dir);
     return check_summary("test_longform");
 }

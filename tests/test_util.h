@@ -2,9 +2,11 @@
  * golden model, with one thing changed. */
 #ifndef MG_TEST_UTIL_H
 #define MG_TEST_UTIL_H
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/musicgen.h"
@@ -43,6 +45,39 @@ static inline int tu_model_dir(char *dir, size_t cap, const char *golden_model)
             return -1;
     }
     return 0;
+}
+
+/* A random tiny model whose window is cut to `positions` (long-form and
+ * continuation tests), made by the musicgen-mkmodel built beside the test
+ * binary argv0 into <dir>/m of a fresh temp folder: dir and mdir (the model
+ * folder) are filled, even on failure once dir exists (remove it with
+ * tu_remove_dir). Returns 0 when the model was written. */
+static inline int tu_windowed_model(const char *argv0, int positions, int seed, char *dir,
+                                    size_t dir_cap, char *mdir, size_t mdir_cap)
+{
+    char self[4096], cmd[8800];
+    snprintf(self, sizeof self, "%s", argv0 ? argv0 : "");
+    snprintf(dir, dir_cap, "/tmp/mg-test-XXXXXX");
+    if (!mkdtemp(dir)) {
+        dir[0] = '\0';
+        return -1;
+    }
+    snprintf(mdir, mdir_cap, "%s/m", dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s/musicgen-mkmodel' --shape tiny --positions %d --seed %d -o '%s' >/dev/null 2>&1",
+             dirname(self), positions, seed, mdir);
+    int st = system(cmd);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* rm -rf dir (made by tu_windowed_model); 0 on success or when dir is "". */
+static inline int tu_remove_dir(const char *dir)
+{
+    char cmd[4200];
+    if (!dir[0])
+        return 0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%.4000s'", dir);
+    return system(cmd);
 }
 
 /* The codes of a short greedy generation from fixed token ids (one prompt,
