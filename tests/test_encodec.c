@@ -16,6 +16,7 @@
 #include "cpu/cpu_impl.h"
 #include "cpu/cpu_quant_impl.h"
 #include "check.h"
+#include "encodec_model.h"
 #include "io/config.h"
 #include "model/encodec.h"
 #include "io/loader.h"
@@ -103,44 +104,6 @@ static void on_trace(void *ud, const char *name, const float *data, int64_t n)
     if (rn == n)
         close_enough(name, data, ref, n, tc->verbose);
     free(ref);
-}
-
-typedef struct {
-    mg_backend *be;
-    mg_loader   ld;
-    mg_config   cfg;
-    mg_encodec *ec;
-    int         ld_open;
-} model;
-
-static void model_close(model *m)
-{
-    mg_encodec_free(m->ec);
-    if (m->ld_open)
-        mg_loader_close(&m->ld);
-    if (m->be)
-        m->be->ops->destroy(m->be);
-    memset(m, 0, sizeof *m);
-}
-
-/* Opens dir's config with weights from `weights` for a model whose weight
- * format is wdt; returns the load code. */
-static mg_code model_open_dt(model *m, const char *dir, const char *weights, int threads,
-                             mg_dtype wdt, mg_error *err)
-{
-    memset(m, 0, sizeof *m);
-    char path[1024];
-    mg_code rc = mg_backend_cpu_create(&m->be, threads, wdt, NULL, err);
-    if (rc == MG_OK)
-        rc = mg_config_load(&m->cfg, dir, err);
-    if (rc == MG_OK) {
-        snprintf(path, sizeof path, "%s/%s", dir, weights);
-        rc = mg_loader_open(&m->ld, weights[0] == '/' ? weights : path, m->be, err);
-        m->ld_open = rc == MG_OK;
-    }
-    if (rc == MG_OK)
-        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, err);
-    return rc;
 }
 
 static mg_code model_open(model *m, const char *dir, const char *weights, int threads,

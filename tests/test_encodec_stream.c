@@ -25,41 +25,13 @@
 #include "model/encodec_stream.h"
 #include "runtime/model_parts.h"
 #include "runtime/musicgen.h"
+#include "encodec_model.h"
 #include "test_util.h"
-
-typedef struct {
-    mg_backend *be;
-    mg_loader   ld;
-    mg_config   cfg;
-    mg_encodec *ec;
-    int         ld_open;
-} model;
-
-static void model_close(model *m)
-{
-    mg_encodec_free(m->ec);
-    if (m->ld_open)
-        mg_loader_close(&m->ld);
-    if (m->be)
-        m->be->ops->destroy(m->be);
-    memset(m, 0, sizeof *m);
-}
 
 static int model_open(model *m, const char *dir, mg_dtype wdt)
 {
-    memset(m, 0, sizeof *m);
-    char path[1024];
     mg_error err = {0};
-    mg_code rc = mg_backend_cpu_create(&m->be, 2, wdt, NULL, &err);
-    if (rc == MG_OK)
-        rc = mg_config_load(&m->cfg, dir, &err);
-    if (rc == MG_OK) {
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        rc = mg_loader_open(&m->ld, path, m->be, &err);
-        m->ld_open = rc == MG_OK;
-    }
-    if (rc == MG_OK)
-        rc = mg_encodec_load(&m->ec, &m->ld, &m->cfg, &err);
+    mg_code rc = model_open_dt(m, dir, "model.safetensors", 2, wdt, &err);
     CHECK(rc == MG_OK, "load %s: %s", dir, err.msg);
     if (rc != MG_OK)
         model_close(m);
