@@ -94,11 +94,11 @@ sub continue_answers {
     write_result($file, @out);
 }
 
-# A 12 s prompt where a window keeps 10.9 s of prompt (the demo model's
-# window of 2045 frames less a stride of 30 s): its end is kept.
+# A 12 s prompt where a window keeps 10 s of prompt (the demo model's
+# window of 30 s less a stride of 20 s): its end is kept.
 sub trimmed_answer {
     my ($file) = @_;
-    my $body = request_json(wav_base64(12, 220), duration => 12, seed => 8, extend_stride => 30);
+    my $body = request_json(wav_base64(12, 220), duration => 12, seed => 8, extend_stride => 20);
     my ($s, $h, $b) = post('/generate', $body);
     my $j = eval { JSON::PP::decode_json($b) } // {};
     my ($rs, $rh) = post('/generate', $body, 'Accept: audio/wav');
@@ -167,8 +167,8 @@ GET /trimmed.txt
 --- timeout: 120
 --- error_code: 200
 --- response_body
-json 200: prompt_seconds 10.9, trimmed 1.1, duration 12
-raw 200: prompt 10.900, trimmed 1.100
+json 200: prompt_seconds 10, trimmed 2, duration 12
+raw 200: prompt 10.000, trimmed 2.000
 
 === TEST 3: bad audio prompts and durations not past the prompt are 400s naming the field
 --- init

@@ -44,8 +44,9 @@ expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 0;" "\"
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 1e999;" "must be a positive number of seconds"
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 5; musicgen_default_duration 10;" "musicgen_default_duration 10 s exceeds the maximum, 5 s"
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_default_duration 31;" "musicgen_default_duration 31 s exceeds the maximum, 30 s"
-# the maximum past the model's window (the demo model's: 2045 frames at 50 Hz,
-# 40.9 s) is generated window by window, up to the engine's cap of an hour
+# the maximum past the model's window (the demo model's: max_length 1500
+# frames at 50 Hz, 30 s) is generated window by window, up to the engine's
+# cap of an hour
 expect_ok   "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 60;"
 expect_ok   "musicgen_model $MODEL; musicgen_max_duration 120;" "musicgen on; musicgen_default_duration 41;"
 expect_ok   "musicgen_model $MODEL;" "musicgen on; musicgen_max_duration 40.9; musicgen_default_duration 40.9;"
@@ -80,7 +81,7 @@ expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_level loud;" "musicg
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_level off; musicgen_format flac;" "\"musicgen_level off\" (float samples) cannot go with \"musicgen_format flac\""
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_level clip; musicgen_level off;" "is duplicate"
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 0;" "\"musicgen_extend_stride\" must be a positive number of seconds, not \"0\""
-expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 41;" "\"musicgen_extend_stride\" must be shorter than the model's window (40.90 s)"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 30;" "\"musicgen_extend_stride\" must be shorter than the model's window (30.00 s)"
 expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_stream sometimes;" "invalid value"
 expect_ok   "musicgen_model $MODEL; musicgen_thread_pool default;" "musicgen on;"
 check_warning() {

@@ -51,9 +51,9 @@ expect 2 "-d needs a value"                   -m "$M" -p x -o "$TMP/a.wav" -d
 expect 2 "--top-p needs a value"              -m "$M" -p x -o "$TMP/a.wav" --top-p
 expect 2 "unexpected argument 'extra'"        -m "$M" -p x -o "$TMP/a.wav" extra
 expect 2 "unknown audio format"               -m "$M" -p x -o "$TMP/a.wav" -f aiff
-STRIDE="--extend-stride: must be more than 0 and less than 40.9 seconds (the model's window)"
+STRIDE="--extend-stride: must be more than 0 and less than 30 seconds (the model's window)"
 expect 2 "$STRIDE (got 0)"                    -m "$M" -p x -o "$TMP/a.wav" --extend-stride 0
-expect 2 "$STRIDE (got 40.9)"                 -m "$M" -p x -o "$TMP/a.wav" --extend-stride 40.9
+expect 2 "$STRIDE (got 30)"                   -m "$M" -p x -o "$TMP/a.wav" --extend-stride 30
 expect 2 "--extend-stride: must be a number (got 'x')" -m "$M" -p x -o "$TMP/a.wav" --extend-stride x
 expect 2 "--level: unknown output level \"loud\"" -m "$M" -p x -o "$TMP/a.wav" --level loud
 expect 2 "--continue needs a value"           -m "$M" -p x -o "$TMP/a.wav" --continue
@@ -77,8 +77,8 @@ expect 0 ""                                   -m "$M" -p x -o "$TMP/c.wav" -d 2 
 size_is "$TMP/c.wav" $((44 + 64000 * 2)) "a continuation of 1 s to 2 s"
 expect 2 "-d: 1 s is not longer than the 1.00 s kept of --continue's audio" \
                                               -m "$M" -p x -o "$TMP/c.wav" -d 1 -q --continue "$TMP/a.wav"
-# long-form past the 40.9 s window, and level off: float WAV (58-byte header, 4 bytes a sample)
-expect 0 ""                                   -m "$M" -p x -o "$TMP/l.wav" -d 45 -q -j 2 --extend-stride 30 --level off
+# long-form past the 30 s window, and level off: float WAV (58-byte header, 4 bytes a sample)
+expect 0 ""                                   -m "$M" -p x -o "$TMP/l.wav" -d 45 -q -j 2 --extend-stride 25 --level off
 size_is "$TMP/l.wav" $((58 + 45 * 32000 * 4)) "45 s long-form float WAV"
 expect 0 ""                                   -m "$M" -p x -o "$TMP/k.wav" -d 1 -q -j 1 --level clip
 size_is "$TMP/k.wav" $((44 + 32000 * 2)) "1 s at --level clip"

@@ -735,6 +735,90 @@ static void test_rows_on_threads(void)
     }
 }
 
+/* Many queries per sequence (a prefill) against the same queries one call
+ * each (the decode step's kernel): bit for bit, on 1 and 3 threads, with
+ * causal masking past each query, key masks (including a query whose
+ * visible keys are all masked), position biases, head counts of the
+ * family's models and query counts that leave a partial tile. */
+static void test_attention_prefill(void)
+{
+    enum { S = 2, QN = 23, NK = 61 };
+    static const int heads[] = {8, 16, 24};
+    mg_backend *be3 = backend(3, MG_DT_F32), *be1 = backend(1, MG_DT_F32);
+    CHECK(be1 && be3, "backends");
+    if (!be1 || !be3)
+        return;
+    uint64_t seed = 11;
+    for (size_t hi = 0; hi < sizeof heads / sizeof heads[0]; hi++)
+    for (int kv_fmt = 0; kv_fmt < 2; kv_fmt++) { /* Q8ROW, F32 */
+        const int H = heads[hi], D = 64, hd = H * D;
+        const size_t rb = kv_fmt == 0 ? mg_dtype_row_bytes(MG_DT_Q8ROW, hd) : sizeof(float) * hd;
+        float *q = malloc(sizeof(float) * S * QN * hd), *x = malloc(sizeof(float) * hd);
+        char *kv = malloc(rb * 2 * S * NK);
+        float *bias = malloc(sizeof(float) * H * QN * NK);
+        float *all = malloc(sizeof(float) * S * QN * hd), *one = malloc(sizeof(float) * hd);
+        float *b1 = malloc(sizeof(float) * H * NK);
+        CHECK(q && x && kv && bias && all && one && b1, "allocations");
+        if (!q || !x || !kv || !bias || !all || !one || !b1)
+            return;
+        for (int i = 0; i < S * QN * hd; i++)
+            q[i] = rnd(&seed);
+        for (int r = 0; r < 2 * S * NK; r++) {
+            for (int e = 0; e < hd; e++)
+                x[e] = rnd(&seed);
+            if (kv_fmt == 0)
+                mg_q8row_quantize(mg_cpu_isa_detect(), x, hd, kv + r * rb);
+            else
+                memcpy(kv + r * rb, x, rb);
+        }
+        for (int i = 0; i < H * QN * NK; i++)
+            bias[i] = rnd(&seed);
+        uint8_t mask[NK];
+        for (int j = 0; j < NK; j++) /* keys 0-4 masked: queries 0-4 of sequence 0 see none */
+            mask[j] = j >= 5 && j % 7 != 3;
+        mg_dtype dt = kv_fmt == 0 ? MG_DT_Q8ROW : MG_DT_F32;
+        mg_tensor kt = {.be = be3, .dtype = dt, .ndim = 2, .ne = {S * NK, hd}, .data = kv};
+        mg_tensor vt = kt;
+        vt.data = kv + rb * S * NK;
+        mg_tensor bt = {.be = be3, .dtype = MG_DT_F32, .ndim = 3, .ne = {H, QN, NK}, .data = bias};
+        mg_tensor qt = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = q};
+        mg_tensor ot = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {S * QN, hd}, .data = all};
+        mg_tensor o1 = {.be = be3, .dtype = MG_DT_F32, .ndim = 2, .ne = {1, hd}, .data = one};
+        mg_tensor bt1 = {.be = be3, .dtype = MG_DT_F32, .ndim = 3, .ne = {H, 1, NK}, .data = b1};
+        mg_attn_seq seqs[S] = {{&kt, &vt, 0, NK, mask, 0}, {&kt, &vt, NK, NK - 4, NULL, NK - 4 - QN}};
+        for (int variant = 0; variant < 3; variant++) { /* causal, causal + bias, neither */
+            mg_attn_params p = {.heads = H, .head_dim = D, .scale = 0.125f, .causal = variant < 2,
+                                .pos_bias = variant == 1 ? &bt : NULL};
+            for (int threads = 0; threads < 2; threads++) {
+                mg_backend *be = threads ? be3 : be1;
+                be->ops->attention(be, &ot, &qt, S, QN, seqs, &p);
+                int same = 1;
+                for (int s = 0; s < S; s++)
+                    for (int i = 0; i < QN; i++) {
+                        mg_attn_seq sq = seqs[s];
+                        sq.q_pos += i;
+                        /* the bias is [heads, queries, this sequence's keys] */
+                        for (int h = 0; h < H; h++)
+                            memcpy(b1 + h * sq.n_keys, bias + (h * QN + i) * sq.n_keys,
+                                   sizeof(float) * sq.n_keys);
+                        bt1.ne[2] = sq.n_keys;
+                        mg_attn_params p1 = p;
+                        p1.pos_bias = variant == 1 ? &bt1 : NULL;
+                        mg_tensor q1 = mg_tensor_rows_view(&qt, s * QN + i, 1);
+                        be->ops->attention(be, &o1, &q1, 1, 1, &sq, &p1);
+                        same &= !memcmp(one, all + (s * QN + i) * hd, sizeof(float) * hd);
+                    }
+                CHECK(same, "attention, %d queries at once == one at a time: %d heads, %s K/V, %s, %d thread(s)",
+                      QN, H, kv_fmt == 0 ? "q8row" : "f32",
+                      variant == 0 ? "causal" : variant == 1 ? "causal + bias" : "not causal", threads ? 3 : 1);
+            }
+        }
+        free(q); free(x); free(kv); free(bias); free(all); free(one); free(b1);
+    }
+    be1->ops->destroy(be1);
+    be3->ops->destroy(be3);
+}
+
 int main(void)
 {
     test_isa_names();
@@ -742,6 +826,7 @@ int main(void)
     test_linear();
     test_linear_many();
     test_attention();
+    test_attention_prefill();
     test_activations();
     test_lstm_levels();
     test_rows_on_threads();

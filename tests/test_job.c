@@ -268,8 +268,8 @@ static void test_audio_prompt(mg_model *m, const mg_request_limits *lim)
           "other audio, other ETag");
     mg_request_free(&req2);
     mg_job_result_free(&res);
-    /* a window stride of 40 s leaves 45 frames (0.9 s) of the window to a prompt */
-    mg_job_settings stride = {.extend_stride = 40};
+    /* a window stride of 29.1 s leaves 45 frames (0.9 s) of the 30 s window to a prompt */
+    mg_job_settings stride = {.extend_stride = 29.1f};
     mg_prompt_audio_fit fit;
     CHECK(mg_job_prompt_fit(m, &req, &stride, &fit, &err) == MG_OK && fit.frames == 45 &&
               fit.trimmed_frames == 30, "fit: %d frames kept, %d cut", fit.frames,

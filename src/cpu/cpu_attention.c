@@ -222,6 +222,27 @@ TARGET_AVX512 INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
         _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
 }
 
+/* How many leading keys query i of sq can give weight to: past its own
+ * position a causal query sees only masked keys, whose scores get -FLT_MAX
+ * and softmax to exactly 0 (exp_neg_avx512 is 0 below -104), adding exact
+ * zeros to the sums: skipping them changes no bit and halves a prefill's
+ * work. Unless every key up to its position is masked too: then the
+ * reference's uniform distribution spans all the keys. */
+static inline int keys_seen(const mg_attn_seq *sq, const mg_attn_params *p, int i)
+{
+    int64_t last = (int64_t)sq->q_pos + i;
+    if (!p->causal || last + 1 >= sq->n_keys)
+        return sq->n_keys;
+    if (sq->key_mask) {
+        int any = 0;
+        for (int64_t j = 0; j <= last && !any; j++)
+            any = sq->key_mask[j] != 0;
+        if (!any)
+            return sq->n_keys;
+    }
+    return last < 0 ? sq->n_keys : (int)(last + 1);
+}
+
 /* Task t of a row-wise kernel: query row `row` (query i of sequence sq),
  * heads [h0, h1) (the row's head groups split c->splits ways). */
 typedef struct {
@@ -289,7 +310,7 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
     const int64_t row = t.row;
     const int i = t.i, g0 = t.h0 / ATTN_GROUP, g1 = t.h1 / ATTN_GROUP;
     const mg_attn_seq *sq = t.sq;
-    const int nk = sq->n_keys;
+    const int nk = keys_seen(sq, c->p, i), nk_all = sq->n_keys;
     const int64_t row_bytes = (int64_t)hd * (bf16 ? 2 : 4), es = bf16 ? 2 : 4;
     const int64_t slice0 = (int64_t)g0 * ATTN_GROUP * dh * es, slice_len = (int64_t)(g1 - g0) * ATTN_GROUP * dh * es;
     const char *kb = (const char *)sq->k->data + sq->k_row0 * row_bytes;
@@ -319,8 +340,8 @@ TARGET_AVX512 INLINE void attn_rows(const attn_ctx *c, int64_t task, float *sc, 
             }
             __m128 r = _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), scale);
             if (bias) {
-                const float *b = bias + ((int64_t)g * ATTN_GROUP * c->q_per_seq + i) * nk + j;
-                int64_t hs = (int64_t)c->q_per_seq * nk;
+                const float *b = bias + ((int64_t)g * ATTN_GROUP * c->q_per_seq + i) * nk_all + j;
+                int64_t hs = (int64_t)c->q_per_seq * nk_all;
                 r = _mm_add_ps(r, _mm_setr_ps(b[0], b[hs], b[2 * hs], b[3 * hs]));
             }
             if (masked)
@@ -386,7 +407,7 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
     const int i = t.i, h0 = t.h0, h1 = t.h1, nh = h1 - h0;
     const int g0 = h0 / ATTN_GROUP, g1 = h1 / ATTN_GROUP;
     const mg_attn_seq *sq = t.sq;
-    const int nk = sq->n_keys;
+    const int nk = keys_seen(sq, c->p, i), nk_all = sq->n_keys;
     const int64_t row_bytes = (int64_t)mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
     const uint8_t *kb = (const uint8_t *)sq->k->data + sq->k_row0 * row_bytes;
     const uint8_t *vb = (const uint8_t *)sq->v->data + sq->k_row0 * row_bytes;
@@ -431,8 +452,8 @@ TARGET_VNNI INLINE void attn_row_q8(const attn_ctx *c, int64_t task, float *sc)
             __m128 r = _mm_sub_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(corr + hg - h0));
             r = _mm_mul_ps(r, _mm_mul_ps(_mm_loadu_ps(qs + hg - h0), _mm_loadu_ps(ks + hg)));
             if (bias) {
-                const float *b = bias + ((int64_t)hg * c->q_per_seq + i) * nk + j;
-                int64_t bs = (int64_t)c->q_per_seq * nk;
+                const float *b = bias + ((int64_t)hg * c->q_per_seq + i) * nk_all + j;
+                int64_t bs = (int64_t)c->q_per_seq * nk_all;
                 r = _mm_add_ps(r, _mm_setr_ps(b[0], b[bs], b[2 * bs], b[3 * bs]));
             }
             if (masked)
@@ -469,6 +490,166 @@ TARGET_VNNI static void attn_rows_q8(void *arg, int64_t i0, int64_t i1)
     float sc[(int64_t)(c->max_keys > 0 ? c->max_keys : 1) * ((c->heads + 15) / 16 * 16)];
     for (int64_t t = i0; t < i1; t++)
         attn_row_q8(c, t, sc);
+}
+
+/* Many queries per sequence (a prefill: a long-form window's prompt is
+ * ~1150 positions), Q8ROW, VNNI, head_dim 64. attn_row_q8 reads the whole
+ * cache once per query and adds each value row into the output row in
+ * memory: a 1150-query prompt spent longer in it than in all its matrix
+ * products. A task here is ATTN_QT consecutive queries of one sequence and
+ * one head group: each key and value slice is loaded once for the tile and
+ * converted once, and a head's output rows stay in registers across the
+ * keys. Each (query, head) sees the same operations in the same order as in
+ * attn_row_q8 (scores, the max, the exponentials, the sums in key order, the
+ * value sums key by key; keys a query does not see add exact zeros), so the
+ * result is the row kernel's bit for bit, whatever the tiling. */
+enum { ATTN_QT = 4 };
+
+/* scores of one query, [key][ATTN_GROUP] -> exponentials (zero from n to
+ * n_all), inv[h] = 1 / Σ_j e[j][h] */
+TARGET_AVX512 INLINE void softmax_group(float *sc, int n, int n_all, float *inv)
+{
+    __m128 mx = _mm_set1_ps(-FLT_MAX), sum = _mm_setzero_ps();
+    for (int j = 0; j < n; j++)
+        mx = _mm_max_ps(mx, _mm_loadu_ps(sc + 4 * j));
+    const __m512 mx4 = _mm512_broadcast_f32x4(mx);
+    for (int j = 0; j < n; j += 4) {
+        __mmask16 m = n - j >= 4 ? (__mmask16)0xffff : (__mmask16)((1u << (4 * (n - j))) - 1);
+        __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + 4 * j), mx4));
+        _mm512_mask_storeu_ps(sc + 4 * j, m, e);
+    }
+    for (int j = 0; j < n; j++)
+        sum = _mm_add_ps(sum, _mm_loadu_ps(sc + 4 * j));
+    _mm_storeu_ps(inv, _mm_div_ps(_mm_set1_ps(1.0f), sum));
+    memset(sc + 4 * (int64_t)n, 0, (size_t)(n_all - n) * 4 * sizeof *sc);
+}
+
+TARGET_VNNI INLINE void attn_tile_q8(const attn_ctx *c, int64_t task, float *sc)
+{
+    enum { D = ATTN_Q8_DH, G = ATTN_GROUP, QT = ATTN_QT };
+    const int H = c->heads, hd = H * D, groups = H / G, tiles = (c->q_per_seq + QT - 1) / QT;
+    /* the last tiles see the most keys: hand them out first */
+    const int g = (int)(task % groups), tile = tiles - 1 - (int)(task / groups % tiles);
+    const mg_attn_seq *sq = &c->seqs[task / groups / tiles];
+    const int64_t row0 = task / groups / tiles * c->q_per_seq + (int64_t)tile * QT;
+    const int i0 = tile * QT, nq = c->q_per_seq - i0 < QT ? c->q_per_seq - i0 : QT, hg = g * G;
+    const int nk_all = sq->n_keys;
+    const int64_t row_bytes = (int64_t)mg_dtype_row_bytes(MG_DT_Q8ROW, hd);
+    const uint8_t *kb = (const uint8_t *)sq->k->data + sq->k_row0 * row_bytes;
+    const uint8_t *vb = (const uint8_t *)sq->v->data + sq->k_row0 * row_bytes;
+    const float *bias = c->p->pos_bias ? mg_cpu_f32(c->p->pos_bias) : NULL;
+    if (nk_all == 0) {
+        for (int q = 0; q < nq; q++)
+            memset(c->out + (row0 + q) * hd + hg * D, 0, (size_t)G * D * sizeof(float));
+        return;
+    }
+    int nk[QT] = {0}, nk_max = 0;
+    for (int q = 0; q < nq; q++) {
+        nk[q] = keys_seen(sq, c->p, i0 + q);
+        nk_max = nk[q] > nk_max ? nk[q] : nk_max;
+    }
+
+    /* the queries' heads: signed quants, 128·Σq and scale·softmax scale */
+    _Alignas(64) uint8_t qq[QT][G * D];
+    float corr[QT][G], qs[QT][G], inv[QT][G];
+    memset(qq, 0, sizeof qq);
+    for (int q = 0; q < nq; q++) {
+        _Alignas(64) union {
+            uint8_t b[G * D + G * sizeof(float)];
+            float   f[G * D / sizeof(float) + G];
+        } qbuf;
+        mg_q8row_quantize(c->isa, c->q + (row0 + q) * hd + hg * D, G * D, qbuf.b);
+        const float *qscale = mg_q8row_scales(qbuf.b, G * D);
+        for (int h = 0; h < G; h++) {
+            __m512i v = _mm512_xor_si512(_mm512_loadu_si512(qbuf.b + h * D), _mm512_set1_epi8((char)0x80));
+            _mm512_storeu_si512(qq[q] + h * D, v);
+            corr[q][h] = 128.0f * (float)_mm512_reduce_add_epi32(_mm512_dpbusd_epi32(
+                             _mm512_setzero_si512(), _mm512_set1_epi8(1), v));
+            qs[q][h] = qscale[h] * c->p->scale;
+        }
+    }
+
+    /* scores[q][j][h], as attn_row_q8 computes them */
+    const __m128 masked_add = _mm_set1_ps(-FLT_MAX);
+    for (int j = 0; j < nk_max; j++) {
+        const uint8_t *kr = kb + (int64_t)j * row_bytes;
+        prefetch_row_ahead(kb, j, nk_max, row_bytes, (int64_t)hg * D, G * D);
+        prefetch_row_ahead(kb, j, nk_max, row_bytes, hd + hg * (int64_t)sizeof(float), G * sizeof(float));
+        __m512i kv[G];
+        _Pragma("GCC unroll 4") for (int h = 0; h < G; h++)
+            kv[h] = _mm512_loadu_si512(kr + (hg + h) * D);
+        const __m128 ks = _mm_loadu_ps((const float *)(kr + hd) + hg);
+        const int key_masked = sq->key_mask && !sq->key_mask[j];
+        for (int q = 0; q < nq; q++) {
+            if (j >= nk[q])
+                continue;
+            const int i = i0 + q;
+            __m512 acc[G];
+            _Pragma("GCC unroll 4") for (int h = 0; h < G; h++)
+                acc[h] = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(), kv[h], _mm512_load_si512(qq[q] + h * D)));
+            __m128 r = _mm_sub_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(corr[q]));
+            r = _mm_mul_ps(r, _mm_mul_ps(_mm_loadu_ps(qs[q]), ks));
+            if (bias) {
+                const float *b = bias + ((int64_t)hg * c->q_per_seq + i) * nk_all + j;
+                int64_t bs = (int64_t)c->q_per_seq * nk_all;
+                r = _mm_add_ps(r, _mm_setr_ps(b[0], b[bs], b[2 * bs], b[3 * bs]));
+            }
+            if (key_masked || (c->p->causal && j > sq->q_pos + i))
+                r = _mm_add_ps(r, masked_add);
+            _mm_storeu_ps(sc + ((int64_t)q * nk_max + j) * G, r);
+        }
+    }
+    for (int q = 0; q < nq; q++)
+        softmax_group(sc + (int64_t)q * nk_max * G, nk[q], nk_max, inv[q]);
+    for (int q = nq; q < QT; q++) /* absent queries weigh nothing */
+        memset(sc + (int64_t)q * nk_max * G, 0, (size_t)nk_max * G * sizeof *sc);
+
+    /* o = Σ_j e[j][h]·v_jh key by key, each head's tile in registers */
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (int h = 0; h < G; h++) {
+        __m512 o[QT][D / 16];
+        _Pragma("GCC unroll 4") for (int q = 0; q < QT; q++)
+            _Pragma("GCC unroll 4") for (int v = 0; v < D / 16; v++)
+                o[q][v] = _mm512_setzero_ps();
+        const int64_t col = (int64_t)(hg + h) * D;
+        for (int j = 0; j < nk_max; j++) {
+            const uint8_t *vr = vb + (int64_t)j * row_bytes;
+            prefetch_row_ahead(vb, j, nk_max, row_bytes, col, D);
+            const float vs = ((const float *)(vr + hd))[hg + h];
+            __m512 x[D / 16];
+            _Pragma("GCC unroll 4") for (int v = 0; v < D / 16; v++)
+                x[v] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                    _mm_xor_si128(_mm_loadu_si128((const __m128i *)(vr + col + 16 * v)), flip)));
+            _Pragma("GCC unroll 4") for (int q = 0; q < QT; q++) {
+                __m512 pj = _mm512_set1_ps(sc[((int64_t)q * nk_max + j) * G + h] * vs);
+                _Pragma("GCC unroll 4") for (int v = 0; v < D / 16; v++)
+                    o[q][v] = _mm512_fmadd_ps(pj, x[v], o[q][v]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int q = 0; q < QT; q++)
+            _Pragma("GCC unroll 4") for (int v = 0; v < D / 16; v++)
+                if (q < nq)
+                    _mm512_storeu_ps(c->out + (row0 + q) * hd + col + 16 * v,
+                                 _mm512_mul_ps(o[q][v], _mm512_set1_ps(inv[q][h])));
+    }
+}
+
+TARGET_VNNI static void attn_tiles_q8(void *arg, int64_t t0, int64_t t1)
+{
+    const attn_ctx *c = arg;
+    float sc[(int64_t)ATTN_QT * (c->max_keys > 0 ? c->max_keys : 1) * ATTN_GROUP];
+    for (int64_t t = t0; t < t1; t++)
+        attn_tile_q8(c, t, sc);
+}
+
+/* Whether the tiled kernel takes this call: a Q8ROW call the row kernel
+ * takes, with enough queries per sequence to fill tiles */
+static int tiles_fit(const attn_ctx *c, mg_dtype dt, mg_cpu_isa isa)
+{
+    return dt == MG_DT_Q8ROW && isa >= MG_CPU_ISA_AVX512_VNNI && c->dh == ATTN_Q8_DH &&
+           c->heads % ATTN_GROUP == 0 && c->q_per_seq >= ATTN_QT &&
+           (int64_t)ATTN_QT * ATTN_GROUP * (c->max_keys > 0 ? c->max_keys : 1) <= ATTN_SCORE_CAP;
 }
 
 /* Whether the row-wise kernels take this shape (their stack buffers) */
@@ -525,6 +706,11 @@ void mg_cpu_attention(mg_backend *be, mg_tensor *out, const mg_tensor *q, int n_
     mg_cpu_isa isa = ((mg_cpu_backend *)be)->isa;
     mg_dtype dt = n_seq > 0 && n_same == n_seq ? seqs[0].k->dtype : MG_DT_OTHER;
     mg_cpu_task_fn fn = dt != MG_DT_OTHER ? pick_rows(&c, dt, isa) : NULL;
+    if (dt != MG_DT_OTHER && tiles_fit(&c, dt, isa)) {
+        int64_t tiles = (q_per_seq + ATTN_QT - 1) / ATTN_QT;
+        mg_cpu_parallel(be, (int64_t)n_seq * tiles * (c.heads / ATTN_GROUP), 1, attn_tiles_q8, &c);
+        return;
+    }
     if (fn) {
         /* enough tasks for every thread: split the head groups of a row */
         int64_t rows = (int64_t)n_seq * q_per_seq, groups = c.heads / ATTN_GROUP;

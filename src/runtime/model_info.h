@@ -9,7 +9,7 @@
 typedef struct {
     int    sample_rate;    /* Hz of the audio the model makes */
     double frame_rate;     /* codec frames per second (sample_rate / hop) */
-    int    max_frames;     /* frames the decoder's window holds (positions - codebooks + 1) */
+    int    max_frames;     /* frames one window holds: max_length, at most positions - codebooks + 1 */
     double max_duration;   /* seconds: max_frames / frame_rate, the longest clip */
     int    decoder_vocab;  /* codes per codebook: the ceiling of top_k */
     int    has_tokenizer;  /* spiece.model is there: text prompts work (else token ids only) */
