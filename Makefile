@@ -5,6 +5,7 @@
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
+#                   (MODEL=owner/name: any checkpoint, single-file or sharded)
 #   make bench-gpu  the same model on the CUDA backend (needs a GPU)
 #   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang)
 #   make valgrind   memcheck of the CLI on the tiny demo model (no leaks, no errors)
@@ -321,8 +322,10 @@ fuzz-build: $(FUZZ_TARGETS)
 fuzz: $(FUZZ_TARGETS)
 	MG_FUZZ_SPIECE=$(FUZZ_SPIECE) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
+# any hub repository id: MODEL=facebook/musicgen-stereo-medium -> models/musicgen-stereo-medium
+MODEL ?= facebook/musicgen-small
 model:
-	sh scripts/fetch-model.sh facebook/musicgen-small models/musicgen-small
+	sh scripts/fetch-model.sh $(MODEL) models/$(notdir $(MODEL))
 
 clean:
 	rm -rf build build-san build-fuzz
