@@ -5,6 +5,7 @@
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
+#                   (MODEL=owner/name: any checkpoint, single-file or sharded)
 #   make bench-gpu  the same model on the CUDA backend (needs a GPU)
 #   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang)
 #   make valgrind   memcheck of the CLI on the tiny demo model (no leaks, no errors)
@@ -20,7 +21,7 @@
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
 # golden sets of features being built, checked one folder at a time
-GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont
+GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont ../shared/golden-next/tiny-proj-sharded
 BUILD   ?= build
 SAN     ?= 0
 
@@ -305,7 +306,7 @@ FUZZ_LIB_SRC  = src/base/error.c src/service/request.c src/service/prompt.c src/
                 src/io/audio_stream.c src/io/level.c src/io/echo.c src/io/ogg_opus.c \
                 src/io/resample.c src/service/base64.c src/io/safetensors.c src/io/config.c \
                 src/io/spm_model.c src/io/tokenizer.c tools/spm_write.c src/io/audio_decode.c \
-                src/service/audio_prompt.c
+                src/service/audio_prompt.c src/io/shard_index.c
 FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
                 -fno-sanitize-recover=undefined
 FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
@@ -321,8 +322,10 @@ fuzz-build: $(FUZZ_TARGETS)
 fuzz: $(FUZZ_TARGETS)
 	MG_FUZZ_SPIECE=$(FUZZ_SPIECE) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
+# any hub repository id: MODEL=facebook/musicgen-stereo-medium -> models/musicgen-stereo-medium
+MODEL ?= facebook/musicgen-small
 model:
-	sh scripts/fetch-model.sh facebook/musicgen-small models/musicgen-small
+	sh scripts/fetch-model.sh $(MODEL) models/$(notdir $(MODEL))
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -4,11 +4,15 @@
 #   sh scripts/fetch-model.sh REPO DEST      e.g. facebook/musicgen-small models/musicgen-small
 #
 # Files come from ${HF_ENDPOINT:-https://huggingface.co}/REPO/resolve/${HF_REVISION:-main}/FILE.
-# Each is downloaded into DEST/FILE.part (resumed if a .part is already there)
-# and renamed into place only once verified:
-#   - model.safetensors and spiece.model must match a sha256: the one given
-#     for them in $MG_MODEL_SHA256SUMS (sha256sum format) or else the one the
-#     hub publishes for Git LFS files (X-Linked-Etag / ETag of a HEAD request);
+# The weights are model.safetensors or, for a checkpoint save_pretrained split
+# into shards (the larger MusicGen models, most fine-tunes), the
+# model.safetensors.index.json it wrote and every shard that index names.
+# Each file is downloaded into DEST/FILE.part (resumed if a .part is already
+# there) and renamed into place only once verified:
+#   - model.safetensors, each shard and spiece.model must match a sha256: the
+#     one given for them in $MG_MODEL_SHA256SUMS (sha256sum format) or else the
+#     one the hub publishes for Git LFS files (X-Linked-Etag / ETag of a HEAD
+#     request);
 #   - other files are checked against the hub's sha256 when it sends one
 #     (LFS files) and otherwise against their announced size.
 # A checksum mismatch removes the .part file and fails.
@@ -22,7 +26,7 @@
 # Needs only POSIX sh, curl and sha256sum. Exits non-zero on any failure.
 set -u
 
-REQUIRED_FILES="config.json generation_config.json spiece.model model.safetensors"
+REQUIRED_FILES="config.json generation_config.json spiece.model"
 OPTIONAL_FILES="tokenizer_config.json special_tokens_map.json preprocessor_config.json"
 MUST_VERIFY="model.safetensors spiece.model"
 
@@ -210,7 +214,7 @@ download() { # $1 = url, $2 = part file, $3 = expected size or empty
     done
 }
 
-fetch() { # $1 = file name, $2 = 1 if required
+fetch() { # $1 = file name, $2 = required, optional, or try (a 404 returns 1, silently)
     NAME=$1
     url=$ENDPOINT/$REPO/resolve/$REVISION/$NAME
     final=$DEST/$NAME
@@ -220,7 +224,10 @@ fetch() { # $1 = file name, $2 = 1 if required
     head_file "$url"
     case $H_STATUS in
         2??|3??) ;;
-        404) if [ "$2" -eq 0 ]; then say "$NAME: not in $REPO (optional, skipped)"; return 0; fi
+        404) case $2 in
+                 optional) say "$NAME: not in $REPO (optional, skipped)"; return 0 ;;
+                 try) return 1 ;;
+             esac
              http_fail 404 "$NAME" "$url" ;;
         *) http_fail "$H_STATUS" "$NAME" "$url" ;;
     esac
@@ -274,7 +281,36 @@ fetch() { # $1 = file name, $2 = 1 if required
     mv -f "$part" "$final" || die "cannot move $part to $final"
 }
 
+INDEX=model.safetensors.index.json
+
+# The shard file names the index's weight_map maps tensors to, once each.
+# Only plain file names are accepted: the index decides where files are
+# written, and a name like ../x would write outside DEST.
+index_shards() { # $1 = index file
+    tr -d '\n\r' < "$1" | sed -n 's/.*"weight_map"[[:space:]]*:[[:space:]]*{\([^}]*\)}.*/\1/p' |
+        tr ',' '\n' | sed -n 's/^[[:space:]]*"[^"]*"[[:space:]]*:[[:space:]]*"\([^"]*\)"[[:space:]]*$/\1/p' |
+        sort -u
+}
+
+# model.safetensors when the repository has it (as transformers prefers it),
+# else the index and every shard it names, each verified like the single file.
+fetch_weights() {
+    fetch model.safetensors try && return 0
+    say "model.safetensors: not in $REPO; fetching the sharded checkpoint ($INDEX)"
+    fetch "$INDEX" required
+    shards=$(index_shards "$DEST/$INDEX")
+    [ -n "$shards" ] || die "$DEST/$INDEX names no shard (expected a weight_map of tensor: file)"
+    bad=$(printf '%s\n' "$shards" | grep -v '^[A-Za-z0-9][A-Za-z0-9._-]*$' | head -n 1)
+    [ -z "$bad" ] || die "$INDEX names shard \"$bad\", which is not a plain file name in the model folder"
+    say "$INDEX names $(echo "$shards" | wc -l | tr -d ' ') shards"
+    for s in $shards; do
+        MUST_VERIFY="$MUST_VERIFY $s"
+        fetch "$s" required
+    done
+}
+
 say "fetching $REPO (revision $REVISION) from $ENDPOINT into $DEST"
-for f in $REQUIRED_FILES; do fetch "$f" 1; done
-for f in $OPTIONAL_FILES; do fetch "$f" 0; done
+for f in $REQUIRED_FILES; do fetch "$f" required; done
+fetch_weights
+for f in $OPTIONAL_FILES; do fetch "$f" optional; done
 say "done: $DEST"

@@ -102,6 +102,28 @@ expect_ok   "musicgen_model $TMP/short;" "musicgen on; musicgen_default_duration
 expect_fail "musicgen_model $TMP/short;" "musicgen on; musicgen_default_duration 31;" "musicgen_default_duration 31 s exceeds the maximum, 30 s"
 expect_ok   "musicgen_model $TMP/short;" "musicgen on; musicgen_max_duration 23.95;"
 
+# a sharded checkpoint (model.safetensors.index.json and its shards) passes;
+# a missing shard or an index naming a file outside the folder does not
+SHARDED=${GOLDEN:-../shared/golden}/../golden-next/tiny-proj-sharded
+if [ -f "$SHARDED/model.safetensors.index.json" ]; then
+    SHARDED=$(cd "$SHARDED" && pwd)
+    mkdir -p "$TMP/sharded" "$TMP/noshard" "$TMP/outside"
+    for f in config.json generation_config.json model.safetensors.index.json model-0000?-of-00003.safetensors; do
+        ln -sf "$SHARDED"/$f "$TMP/sharded/"
+        ln -sf "$SHARDED"/$f "$TMP/noshard/"
+        ln -sf "$SHARDED"/$f "$TMP/outside/"
+    done
+    rm "$TMP/noshard/model-00002-of-00003.safetensors"
+    rm "$TMP/outside/model.safetensors.index.json"
+    sed 's#"model-00002-of-00003.safetensors"#"../model-00002-of-00003.safetensors"#' \
+        "$SHARDED/model.safetensors.index.json" > "$TMP/outside/model.safetensors.index.json"
+    expect_ok   "musicgen_model $TMP/sharded;" "musicgen on;"
+    expect_fail "musicgen_model $TMP/noshard;" "musicgen on;" "shard 'model-00002-of-00003.safetensors' named by model.safetensors.index.json"
+    expect_fail "musicgen_model $TMP/outside;" "musicgen on;" "names shard '../model-00002-of-00003.safetensors', which is not a file name inside the model folder"
+else
+    echo "SKIP sharded model checks: no $SHARDED"
+fi
+
 if [ -n "${3:-}" ]; then
     if "$NGINX" -t -p "$(dirname "$3")" -c "$3" > "$TMP/out" 2>&1; then
         passed=$((passed + 1)); echo "ok   - conf/nginx.conf passes nginx -t"

@@ -8,8 +8,12 @@
 #   /cdn/OWNER/REPO/FILE           the bytes, with Range support; HEAD is
 #                                  refused (403) like a signed CDN URL
 # Per-repository switches are files in the served repository folder:
-#   .token (Bearer token required), .bad_etag, .no_etag, .moved (new
-#   OWNER/REPO, answered with a relative 307), .fail_once (one 503).
+#   .token (Bearer token required), .bad_etag, .bad_etag.FILE (FILE's only),
+#   .no_etag, .moved (new OWNER/REPO, answered with a relative 307),
+#   .fail_once (one 503).
+# Sharded repositories serve model.safetensors.index.json and its shards
+# (those of ../shared/golden-next/tiny-proj-sharded) instead of
+# model.safetensors.
 # Prints "N passed, N failed" last; exits non-zero on failure.
 # shellcheck disable=SC2086 # file lists ($ALL, $REQUIRED) are split on purpose
 set -u
@@ -20,6 +24,7 @@ GOLDEN_DIR=${GOLDEN:-$ROOT/../shared/golden}
 # the server changes directory: make the path absolute
 GOLDEN_DIR=$(cd "$GOLDEN_DIR" 2>/dev/null && pwd || echo "$GOLDEN_DIR")
 TINY=$GOLDEN_DIR/tiny-a
+SHARDED=$GOLDEN_DIR/../golden-next/tiny-proj-sharded
 
 passed=0 failed=0
 ok()   { passed=$((passed + 1)); echo "ok   - $*"; }
@@ -65,6 +70,22 @@ fi
 # not the real tokenizer: any bytes will do
 head -c 4099 /dev/urandom > "$SRC/spiece.model"
 REQUIRED="config.json generation_config.json model.safetensors spiece.model"
+INDEX=model.safetensors.index.json
+SHARDS="model-00001-of-00003.safetensors model-00002-of-00003.safetensors model-00003-of-00003.safetensors"
+if [ -f "$SHARDED/$INDEX" ]; then
+    for f in $INDEX $SHARDS; do ln -s "$SHARDED/$f" "$SRC/$f"; done
+else
+    echo "note: $SHARDED missing; serving generated shards"
+    i=0
+    printf '{"metadata": {"total_size": 3000000}, "weight_map": {' > "$SRC/$INDEX"
+    for f in $SHARDS; do
+        i=$((i + 1))
+        head -c 1000000 /dev/urandom > "$SRC/$f"
+        printf '%s"t%d.weight": "%s"' "$([ $i -gt 1 ] && echo ', ')" $i "$f" >> "$SRC/$INDEX"
+    done
+    echo '}}' >> "$SRC/$INDEX"
+fi
+SHARDED_FILES="config.json generation_config.json spiece.model $INDEX $SHARDS"
 
 SRV=$TMP/srv
 mkrepo() { # $1 = OWNER/REPO, rest = files
@@ -80,6 +101,13 @@ mkrepo noetag/model $ALL && touch "$SRV/noetag/model/.no_etag"
 mkrepo nospiece/model config.json generation_config.json model.safetensors
 mkrepo flaky/model $ALL && touch "$SRV/flaky/model/.fail_once"
 mkdir -p "$SRV/old/model" && echo tiny/model > "$SRV/old/model/.moved"
+mkrepo sharded/model $SHARDED_FILES
+mkrepo badshard/model $SHARDED_FILES && touch "$SRV/badshard/model/.bad_etag.model-00002-of-00003.safetensors"
+mkrepo noetagshard/model $SHARDED_FILES && touch "$SRV/noetagshard/model/.no_etag"
+mkrepo partshard/model config.json generation_config.json spiece.model $INDEX model-00001-of-00003.safetensors
+mkrepo evilshard/model config.json generation_config.json spiece.model
+printf '{"weight_map": {"a.weight": "../evil.safetensors"}}' > "$SRV/evilshard/model/$INDEX"
+mkrepo noweights/model config.json generation_config.json spiece.model
 
 # ---- the server ----
 cat > "$TMP/server.py" <<'EOF'
@@ -147,7 +175,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
         data = open(path, "rb").read()
         if name.endswith(LFS):
             sha = hashlib.sha256(data).hexdigest()
-            if flag(repo, ".bad_etag"):
+            if flag(repo, ".bad_etag") or flag(repo, ".bad_etag." + name):
                 sha = hashlib.sha256(b"something else").hexdigest()
             hdrs = [("Location", "http://127.0.0.1:%d/cdn/%s/%s" % (self.server.server_port, repo, name)),
                     ("X-Linked-Size", str(len(data)))]
@@ -323,6 +351,71 @@ D=$TMP/d8
 fetch flaky/model "$D"
 check "transient 503 retried" [ "$RC" -eq 0 ] || show
 check "retry announced" has "retrying"
+
+# 9. a sharded checkpoint: the index and every shard it names, each verified
+D=$TMP/d9
+fetch sharded/model "$D"
+check "sharded download succeeds" [ "$RC" -eq 0 ] || show
+check "sharded checkpoint announced" has "fetching the sharded checkpoint"
+check "index lists 3 shards" has "$INDEX names 3 shards"
+sharded_same() { # $1 = dest
+    for f in $SHARDED_FILES; do
+        cmp -s "$SRC/$f" "$1/$f" || { echo "    $1/$f differs"; return 1; }
+    done
+}
+check "index and shards identical to the served ones" sharded_same "$D"
+for f in $SHARDS; do
+    check "sha256 of $f verified" has "$f: sha256 ok"
+done
+check "no model.safetensors written" [ ! -e "$D/model.safetensors" ]
+check "no .part left after a sharded download" no_parts "$D"
+fetch sharded/model "$D"
+check "sharded second run succeeds" [ "$RC" -eq 0 ] || show
+check "sharded second run downloads nothing" sh -c "! grep -q '^GET ' '$LOG'"
+check "sharded second run re-verifies the shards" has "model-00003-of-00003.safetensors: present, sha256 ok"
+
+# 9b. a shard resumed from its .part
+D=$TMP/d9b
+mkdir -p "$D"
+head -c 100000 "$SRC/model-00001-of-00003.safetensors" > "$D/model-00001-of-00003.safetensors.part"
+fetch sharded/model "$D"
+check "sharded resume succeeds" [ "$RC" -eq 0 ] || show
+check "shard resume sent Range: bytes=100000-" logged "GET /cdn/sharded/model/model-00001-of-00003.safetensors range=bytes=100000-"
+check "resumed shard identical" cmp -s "$SRC/model-00001-of-00003.safetensors" "$D/model-00001-of-00003.safetensors"
+
+# 9c. a shard whose checksum does not match
+D=$TMP/d9c
+fetch badshard/model "$D"
+check "shard checksum mismatch fails" [ "$RC" -ne 0 ]
+check "shard checksum mismatch named" has "checksum mismatch for model-00002-of-00003.safetensors"
+check "no bad shard left" sh -c "[ ! -e '$D/model-00002-of-00003.safetensors' ] && [ ! -e '$D/model-00002-of-00003.safetensors.part' ]"
+
+# 9d. shards must have a sha256, as model.safetensors must (spiece.model's is pinned)
+D=$TMP/d9d
+(cd "$SRC" && sha256sum -b spiece.model) > "$TMP/SPIECESUM"
+fetch noetagshard/model "$D" MG_MODEL_SHA256SUMS="$TMP/SPIECESUM"
+check "shard without sha256 fails" [ "$RC" -ne 0 ]
+check "shard without sha256 explained" has "no sha256 for model-00001-of-00003.safetensors"
+
+# 9e. a shard the index names is not in the repository
+D=$TMP/d9e
+fetch partshard/model "$D"
+check "missing shard fails" [ "$RC" -ne 0 ]
+check "missing shard named" has "no model-00002-of-00003.safetensors in partshard/model"
+
+# 9f. an index naming a file outside the destination
+D=$TMP/d9f/dest
+fetch evilshard/model "$D"
+check "index naming ../x fails" [ "$RC" -ne 0 ]
+check "index naming ../x explained" has "not a plain file name"
+check "nothing written outside the destination" [ ! -e "$TMP/d9f/evil.safetensors" ]
+check "../x never requested" sh -c "! grep -q 'evil\\.safetensors' '$LOG'"
+
+# 9g. neither model.safetensors nor an index
+D=$TMP/d9g
+fetch noweights/model "$D"
+check "no weights fails" [ "$RC" -ne 0 ]
+check "no weights explained" sh -c "grep -q 'model.safetensors: not in noweights/model' '$OUT' && grep -q 'no $INDEX in noweights/model' '$OUT'"
 
 # 8. usage
 timeout 10 sh "$SCRIPT" > "$OUT" 2>&1

@@ -149,7 +149,7 @@ static void test_cache(const char *golden_model, const char *dtype)
     mg_wcache wc;
     mg_safetensors st;
     if (mg_st_open(&st, dst, &err) == MG_OK) {
-        CHECK(mg_wcache_open(&wc, file, &st, dtype, &err) == MG_OK && !wc.valid &&
+        CHECK(mg_wcache_open(&wc, file, &st, 1, dtype, &err) == MG_OK && !wc.valid &&
                   strstr(wc.note, "another model file"),
               "stale cache refused: %s", wc.note);
         mg_wcache_close(&wc);

@@ -1,4 +1,5 @@
 #include "io/loader.h"
+#include "io/shard_index.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,35 @@ mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error
     return mg_st_open(&ld->st, path, err);
 }
 
+mg_code mg_loader_open_dir(mg_loader *ld, const char *dir, mg_backend *be, mg_error *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        return mg_fail(err, MG_ERR_INVALID, "%s: path too long", dir);
+    if (access(path, F_OK) == 0)
+        return mg_loader_open(ld, path, be, err);
+    memset(ld, 0, sizeof *ld);
+    ld->be = be;
+    snprintf(path, sizeof path, "%s/" MG_SHARD_INDEX_NAME, dir);
+    if (access(path, F_OK) != 0)
+        return mg_fail(err, MG_ERR_NOT_FOUND, "%s: no model.safetensors (nor a sharded "
+                       "checkpoint's " MG_SHARD_INDEX_NAME ")", dir);
+    return mg_shards_open(&ld->shards, &ld->st, dir, err);
+}
+
+size_t mg_loader_files(const mg_loader *ld, const mg_safetensors **files)
+{
+    *files = ld->shards.n ? ld->shards.files : &ld->st;
+    return ld->shards.n ? ld->shards.n : 1;
+}
+
+/* The file a tensor's error names: its shard, or model.safetensors. */
+static const char *file_of(const mg_loader *ld, const mg_st_tensor *t)
+{
+    const char *f = ld->shards.n ? mg_shards_file_of(&ld->shards, t) : NULL;
+    return f ? f : "model.safetensors";
+}
+
 void mg_loader_drop_copies(mg_loader *ld)
 {
     for (size_t i = 0; i < ld->n_kept; i++)
@@ -42,6 +72,7 @@ void mg_loader_close(mg_loader *ld)
 {
     mg_loader_drop_copies(ld);
     mg_st_close(&ld->st);
+    mg_shards_close(&ld->shards);
 }
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
@@ -75,13 +106,13 @@ mg_code mg_loader_find(mg_loader *ld, const char *names, int ndim, const int64_t
                 shape_str(want, sizeof want, ndim, shape);
                 shape_str(got, sizeof got, t->ndim, t->shape);
                 return mg_fail(err, MG_ERR_CORRUPT,
-                               "model.safetensors: tensor '%s' has shape %s, the config needs %s",
-                               name, got, want);
+                               "%s: tensor '%s' has shape %s, the config needs %s",
+                               file_of(ld, t), name, got, want);
             }
             if (t->dtype != MG_DT_F32 && t->dtype != MG_DT_F16 && t->dtype != MG_DT_BF16)
                 return mg_fail(err, MG_ERR_CORRUPT,
-                               "model.safetensors: tensor '%s' is %s, expected F32, F16 or BF16",
-                               name, mg_dtype_name(t->dtype));
+                               "%s: tensor '%s' is %s, expected F32, F16 or BF16",
+                               file_of(ld, t), name, mg_dtype_name(t->dtype));
             ld->n_used++;
             *out = t;
             return MG_OK;
@@ -90,7 +121,8 @@ mg_code mg_loader_find(mg_loader *ld, const char *names, int ndim, const int64_t
         if (*p == '|')
             p++;
     }
-    return mg_fail(err, MG_ERR_NOT_FOUND, "model.safetensors: tensor '%.*s' is missing",
+    return mg_fail(err, MG_ERR_NOT_FOUND, "%s: tensor '%.*s' is missing",
+                   ld->shards.n ? MG_SHARD_INDEX_NAME : "model.safetensors",
                    (int)strcspn(names, "|"), names);
 }
 

@@ -1,14 +1,17 @@
-/* Weight loading from a mmap'd model.safetensors onto a backend: looks up a
- * tensor by name (accepting alternative spellings), checks its shape against
+/* Weight loading from a model folder's mmap'd safetensors (model.safetensors,
+ * or the shards model.safetensors.index.json names) onto a backend: looks up
+ * a tensor by name (accepting alternative spellings), checks its shape against
  * what the config says, converts F16/BF16 to F32 and hands it to the backend. */
 #ifndef MG_LOADER_H
 #define MG_LOADER_H
 #include "backend/backend.h"
 #include "io/safetensors.h"
+#include "io/shards.h"
 #include "io/weights_cache.h"
 
 typedef struct {
-    mg_safetensors st;
+    mg_safetensors st;       /* every tensor by name: the one file, or the shards' tables gathered */
+    mg_shards      shards;   /* a sharded checkpoint's mapped files (n 0 for one file) */
     mg_backend    *be;
     size_t         n_used;   /* tensors handed out (for diagnostics) */
     void         **kept;     /* F32 copies of F16/BF16 tensors a backend uses in place */
@@ -16,7 +19,16 @@ typedef struct {
     mg_wcache     *wcache;   /* converted matrices cached next to the model, or NULL */
 } mg_loader;
 
+/* Opens one safetensors file. */
 mg_code mg_loader_open(mg_loader *ld, const char *path, mg_backend *be, mg_error *err);
+/* Opens a model folder's weights: DIR/model.safetensors when it is there
+ * (as transformers prefers it), else the sharded checkpoint of
+ * DIR/model.safetensors.index.json (shards.h checks it). be may be NULL to
+ * check the files only. */
+mg_code mg_loader_open_dir(mg_loader *ld, const char *dir, mg_backend *be, mg_error *err);
+/* The mapped files the weights come from (one, or each shard), e.g. for the
+ * weights cache's key; returns how many. */
+size_t  mg_loader_files(const mg_loader *ld, const mg_safetensors **files);
 void    mg_loader_close(mg_loader *ld);
 /* Frees the F32 copies of F16/BF16 tensors (once no backend uses them, before
  * loading onto a new backend). */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define MANIFEST_NAME "__musicgen_cache__"
-#define CACHE_FORMAT 2
+#define CACHE_FORMAT 3
 #define CACHE_ALIGN 64
 
 /* FNV-1a over the source's header: a model file rewritten with other
@@ -44,31 +44,69 @@ void mg_wcache_path(char *out, size_t cap, const char *folder, const char *model
              (unsigned)(fnv1a((const uint8_t *)where, strlen(where)) & 0xffffffffu), dtype);
 }
 
-mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *source,
-                       const char *tag, mg_error *err)
+/* Appends one source file's identity to the manifest (NULL once out of memory). */
+static char *append_source(char *m, size_t *len, size_t *cap, const mg_safetensors *src)
+{
+    uint64_t header_len;
+    memcpy(&header_len, src->buf, 8);
+    size_t hashed = header_len < src->len - 8 ? (size_t)header_len + 8 : src->len;
+    char one[512];
+    int n = snprintf(one, sizeof one,
+                     "%s{\"size\":%llu,\"mtime_ns\":%lld,\"dev\":%llu,\"ino\":%llu,"
+                     "\"header_fnv1a\":\"%016llx\"}",
+                     m[*len - 1] == '[' ? "" : ",", (unsigned long long)src->size,
+                     (long long)src->mtime_ns, (unsigned long long)src->dev,
+                     (unsigned long long)src->ino, (unsigned long long)fnv1a(src->buf, hashed));
+    if (*len + (size_t)n + CACHE_ALIGN + 8 > *cap) {
+        size_t ncap = 2 * (*cap + (size_t)n + CACHE_ALIGN + 8);
+        char *g = realloc(m, ncap);
+        if (!g) {
+            free(m);
+            return NULL;
+        }
+        m = g;
+        *cap = ncap;
+    }
+    memcpy(m + *len, one, (size_t)n + 1);
+    *len += (size_t)n;
+    return m;
+}
+
+/* What a valid cache's manifest says: the format, the tag and every source
+ * file, padded with spaces to whole CACHE_ALIGN units, like every matrix, so
+ * each tensor starts 8-byte aligned (the data section does) and bf16 weights
+ * can be used in place. NULL when out of memory. */
+static char *make_manifest(const mg_safetensors *sources, size_t n, const char *tag)
+{
+    size_t cap = 256 + strlen(tag), len;
+    char *m = malloc(cap);
+    if (!m)
+        return NULL;
+    len = (size_t)snprintf(m, cap, "{\"format\":%d,\"weights\":\"%s\",\"sources\":[", CACHE_FORMAT,
+                           tag);
+    for (size_t i = 0; m && i < n; i++)
+        m = append_source(m, &len, &cap, &sources[i]);
+    if (!m)
+        return NULL;
+    m[len++] = ']', m[len++] = '}';
+    while (len % CACHE_ALIGN)
+        m[len++] = ' ';
+    m[len] = 0;
+    return m;
+}
+
+mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sources,
+                       size_t n_sources, const char *tag, mg_error *err)
 {
     memset(c, 0, sizeof *c);
-    if (!source->mapped || source->len < 8)
-        return mg_fail(err, MG_ERR_INVALID, "weights cache: the model file is not a mapped file");
-    uint64_t header_len;
-    memcpy(&header_len, source->buf, 8);
-    size_t hashed = header_len < source->len - 8 ? (size_t)header_len + 8 : source->len;
-    char manifest[512];
-    int len = snprintf(manifest, sizeof manifest,
-                       "{\"format\":%d,\"weights\":\"%s\",\"source_size\":%llu,"
-                       "\"source_mtime_ns\":%lld,\"source_dev\":%llu,\"source_ino\":%llu,"
-                       "\"source_header_fnv1a\":\"%016llx\"}",
-                       CACHE_FORMAT, tag, (unsigned long long)source->size,
-                       (long long)source->mtime_ns, (unsigned long long)source->dev,
-                       (unsigned long long)source->ino,
-                       (unsigned long long)fnv1a(source->buf, hashed));
-    /* padded with spaces to whole CACHE_ALIGN units, like every matrix, so
-     * each tensor starts 8-byte aligned (the data section does) and bf16
-     * weights can be used in place */
-    while (len > 0 && len % CACHE_ALIGN && len + 1 < (int)sizeof manifest)
-        manifest[len++] = ' ', manifest[len] = 0;
+    for (size_t i = 0; i < n_sources; i++)
+        if (!sources[i].mapped || !sources[i].buf || sources[i].len < 8)
+            return mg_fail(err, MG_ERR_INVALID, "weights cache: the model file is not a mapped file");
+    if (n_sources == 0)
+        return mg_fail(err, MG_ERR_INVALID, "weights cache: no model file");
+    char *manifest = make_manifest(sources, n_sources, tag);
     c->path = strdup(path);
-    c->manifest = strdup(manifest);
+    c->manifest = manifest;
     if (!c->path || !c->manifest) {
         mg_wcache_close(c);
         return mg_fail(err, MG_ERR_NOMEM, "weights cache: out of memory");

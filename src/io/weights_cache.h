@@ -4,8 +4,9 @@
  * (faster than reading the f32 file, and every nginx worker shares the
  * same page-cache pages instead of holding a private copy).
  *
- * The file is valid only for the exact model file it was made from (size,
- * mtime and a hash of its header) and the exact format (tag, e.g. "q8",
+ * The file is valid only for the exact model files it was made from (each
+ * file's size, mtime, identity and a hash of its header: model.safetensors, or
+ * every shard of a sharded checkpoint) and the exact format (tag, e.g. "q8",
  * plus the backend's layout version), recorded in a manifest tensor; a stale
  * or damaged cache is rebuilt, never used. Writes go to a temporary file
  * renamed into place, so concurrent writers (nginx workers) are safe. */
@@ -33,11 +34,12 @@ typedef struct {
  * <model folder name>-<hash of its real path>.<dtype>.musicgen-cache.safetensors */
 void    mg_wcache_path(char *out, size_t cap, const char *folder, const char *model_dir,
                        const char *dtype);
-/* Opens path if it is a valid cache for the source file and tag (the weight
- * format and layout); otherwise prepares to write one. Fails only for out of
- * memory: an absent or stale cache is a note, not an error. */
-mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *source,
-                       const char *tag, mg_error *err);
+/* Opens path if it is a valid cache for the n_sources mapped source files
+ * (mg_loader_files) and tag (the weight format and layout); otherwise
+ * prepares to write one. Fails only for out of memory: an absent or stale
+ * cache is a note, not an error. */
+mg_code mg_wcache_open(mg_wcache *c, const char *path, const mg_safetensors *sources,
+                       size_t n_sources, const char *tag, mg_error *err);
 void    mg_wcache_close(mg_wcache *c);
 
 /* Bytes a matrix of nbytes occupies in the file (padded for alignment). */

@@ -106,10 +106,8 @@ mg_code mg_model_parts_open(mg_model_parts *p, const char *dir, const mg_model_o
     mg_code rc = mg_config_load(&p->cfg, dir, err);
     if (rc == MG_OK)
         rc = mg_model_pick_backend(p, opt, err);
-    if (rc == MG_OK) {
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        rc = mg_loader_open(&p->ld, path, p->be, err);
-    }
+    if (rc == MG_OK)
+        rc = mg_loader_open_dir(&p->ld, dir, p->be, err);
     const char *wc = opt ? opt->weights_cache : NULL;
     mg_backend_caps caps = {0};
     if (rc == MG_OK)
@@ -120,7 +118,9 @@ mg_code mg_model_parts_open(mg_model_parts *p, const char *dir, const mg_model_o
         mg_wcache_path(cpath, sizeof cpath, wc, dir, p->dtype);
         char tag[128];
         snprintf(tag, sizeof tag, "%s %s", p->dtype, caps.matrix_layout ? caps.matrix_layout : "");
-        rc = mg_wcache_open(&p->wcache, cpath, &p->ld.st, tag, err);
+        const mg_safetensors *files;
+        size_t n_files = mg_loader_files(&p->ld, &files);
+        rc = mg_wcache_open(&p->wcache, cpath, files, n_files, tag, err);
         if (rc == MG_OK)
             p->ld.wcache = &p->wcache;
     }

@@ -18,7 +18,7 @@ typedef struct {
     mg_backend   *be;
     char          device[16]; /* "cpu", "cuda:0", ... */
     char          dtype[8];   /* matrix weight format: "f32", "bf16", "q8" */
-    mg_loader     ld;        /* keeps model.safetensors mapped: weights may live in it */
+    mg_loader     ld;        /* keeps the weight files mapped: weights may live in them */
     mg_wcache     wcache;    /* converted weights cached on disk (mapped: weights may live in it) */
     mg_tokenizer *tok;       /* NULL when the folder has no spiece.model */
     mg_t5         t5;

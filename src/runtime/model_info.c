@@ -1,7 +1,7 @@
 /* A model folder's figures without its weights (model_info.h). */
 #include "runtime/model_info.h"
 #include "io/config.h"
-#include "io/safetensors.h"
+#include "io/loader.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -34,13 +34,13 @@ mg_code mg_model_inspect(const char *dir, mg_model_info *info, mg_error *err)
     mg_code   rc = mg_config_load(&cfg, dir, err);
     if (rc)
         return rc;
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
-        return mg_fail(err, MG_ERR_INVALID, "%s: path too long", dir);
-    mg_safetensors st;
-    if ((rc = mg_st_open(&st, path, err)))
+    /* the same files, checked the same way, as a load opens (no backend:
+     * nothing is converted) */
+    mg_loader ld;
+    if ((rc = mg_loader_open_dir(&ld, dir, NULL, err)))
         return rc;
-    mg_st_close(&st);
+    mg_loader_close(&ld);
+    char path[4096];
     snprintf(path, sizeof path, "%s/spiece.model", dir);
     from_config(&cfg, access(path, F_OK) == 0, info);
     return MG_OK;

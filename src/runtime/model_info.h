@@ -16,7 +16,9 @@ typedef struct {
 } mg_model_info;
 
 /* Reads DIR/config.json and DIR/generation_config.json, checks the header of
- * DIR/model.safetensors (the weights are neither read nor converted) and looks
+ * DIR/model.safetensors, or of every shard DIR/model.safetensors.index.json
+ * names and the index against them (the weights are neither read nor
+ * converted) and looks
  * for DIR/spiece.model. Errors are those mg_model_load would give for the same
  * files. */
 mg_code mg_model_inspect(const char *dir, mg_model_info *info, mg_error *err);

@@ -38,8 +38,9 @@ typedef struct {
     const mg_backend_options *backend;
 } mg_model_options;
 
-/* Loads DIR/config.json, generation_config.json, model.safetensors (mmap) and
- * spiece.model (optional: without it only token-id input works). */
+/* Loads DIR/config.json, generation_config.json, model.safetensors or the
+ * shards model.safetensors.index.json names (mmap) and spiece.model
+ * (optional: without it only token-id input works). */
 mg_code mg_model_load(mg_model **out, const char *dir, const mg_model_options *opt,
                       mg_error *err);
 void    mg_model_free(mg_model *m);
