@@ -209,7 +209,7 @@ ngx_http_musicgen_models_merge(ngx_conf_t *cf, ngx_http_musicgen_loc_conf_t *pre
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"musicgen_extend_stride\" must be shorter than the model's "
-                               "window (%.2f s, model \"%V\")", m[i].info.max_duration,
+                               "window (%.2f s): model \"%V\"", m[i].info.max_duration,
                                &m[i].name);
             return NGX_CONF_ERROR;
         }
