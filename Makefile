@@ -81,6 +81,8 @@ LIB_HDR  = $(filter-out src/nginx/%,$(wildcard src/*/*.h))
 MODULE_SRC = ngx_http_musicgen_module.c $(wildcard src/nginx/*.c src/nginx/*.h)
 MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
+# a second model beside it in one nginx (t/010-models.t)
+DEMO_MODEL2 ?= build/demo-model-short
 SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
@@ -246,8 +248,7 @@ bench-gpu: all $(BENCHES)
 NGINX_SRC ?= /usr/share/nginx/src
 $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
-# a second model beside it in one nginx (t/010-models.t): other weights, a 5 s window
-DEMO_MODEL2 ?= build/demo-model-short
+# the second demo model: other weights, a 5 s window
 $(DEMO_MODEL2)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 2 --positions 253 -o $(DEMO_MODEL2)
 
