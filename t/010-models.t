@@ -9,6 +9,7 @@
 # and writes what it saw into html/, which the block's next request reads.
 use Test::Nginx::Socket 'no_plan';
 use File::Basename ();
+use File::Temp ();
 use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes ();
@@ -19,6 +20,17 @@ $ENV{TEST_NGINX_MUSICGEN_MODEL2} ||= 'build/demo-model-short';
 $ENV{TEST_NGINX_MUSICGEN_MODEL2} = Cwd::abs_path($ENV{TEST_NGINX_MUSICGEN_MODEL2});
 # the one-argument musicgen_model's name: its folder's
 our $unnamed = File::Basename::basename($ENV{TEST_NGINX_MUSICGEN_MODEL});
+
+# A model that passes nginx -t and fails to load in the worker: the demo
+# model's files linked, beside a spiece.model that is not one.
+my $broken = File::Temp::tempdir(CLEANUP => 1);
+chmod 0755, $broken;
+symlink("$ENV{TEST_NGINX_MUSICGEN_MODEL}/$_", "$broken/$_") or die "link $_: $!"
+    for qw(config.json generation_config.json model.safetensors);
+open my $sp, '>', "$broken/spiece.model" or die "spiece.model: $!";
+print $sp "not a sentencepiece model\n";
+close $sp;
+$ENV{TEST_NGINX_BROKEN_MODEL} = $broken;
 
 # One HTTP/1.0 request on loopback; returns the whole response.
 sub http_get {
@@ -218,3 +230,23 @@ ETag with model=tiny differs: yes
 --- no_error_log
 [alert]
 [crit]
+
+=== TEST 7: a model that fails to load answers 503 while the other serves; the status says which
+--- http_config
+musicgen_model tiny $TEST_NGINX_MUSICGEN_MODEL;
+musicgen_model broken $TEST_NGINX_BROKEN_MODEL;
+--- config
+location /generate { musicgen on; }
+location /status { musicgen_status; }
+--- request eval
+["GET /generate?prompt=a&duration=1&model=broken",
+ "GET /generate?prompt=a&duration=1",
+ "GET /status"]
+--- error_code eval
+[503, 200, 200]
+--- response_headers eval
+["Retry-After: 30", "Content-Type: audio/wav", ""]
+--- response_body_like eval
+[qr{^\{"success":false,"error":"the model is not loaded \(see the error log\)"\}$},
+ qr{^RIFF},
+ qr{"models":\[\{"name":"tiny","folder":"[^"]+","loaded":true,.*\},\{"name":"broken","folder":"[^"]+","loaded":false,"device":"auto","weights":null,"running":0,"queue_depth":0\}\]\}$}]
