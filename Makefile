@@ -82,6 +82,8 @@ LIB_HDR  = $(filter-out src/nginx/%,$(wildcard src/*/*.h))
 MODULE_SRC = ngx_http_musicgen_module.c $(wildcard src/nginx/*.c src/nginx/*.h)
 MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
+# a second model beside it in one nginx (t/010-models.t)
+DEMO_MODEL2 ?= build/demo-model-short
 SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
@@ -187,7 +189,7 @@ ifeq ($(SAN),1)
       LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
       UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1:halt_on_error=1
 endif
-test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(DEMO_MODEL2)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS) && chmod 1777 $(SAN_LOGS)  # workers may run as nobody
 	$(NGX_TEST_ENV) sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
 	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
@@ -197,7 +199,7 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUIL
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
 	$(NGX_TEST_ENV) TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
-	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
+	    TEST_NGINX_MUSICGEN_MODEL2=$(CURDIR)/$(DEMO_MODEL2) PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
 	@if [ -n "$$(ls $(SAN_LOGS))" ]; then echo "FAIL sanitizer reports in $(SAN_LOGS):"; \
 	    head -n 60 $(SAN_LOGS)/*; exit 1; fi
 
@@ -247,6 +249,9 @@ bench-gpu: all $(BENCHES)
 NGINX_SRC ?= /usr/share/nginx/src
 $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+# the second demo model: other weights, a 5 s window
+$(DEMO_MODEL2)/model.safetensors: | $(BUILD)/musicgen-mkmodel
+	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 2 --positions 253 -o $(DEMO_MODEL2)
 
 module: $(MODULE)
 # nginx's configure lists the sources (config): it runs again when config,

@@ -15,6 +15,7 @@
  * (created, defaulted, merged and checked at nginx -t). The rest is in
  * src/nginx/, one file per part:
  *   ngx_http_musicgen_directives.c  directive handlers that check their values
+ *   ngx_http_musicgen_models.c      the models (musicgen_model): declared, merged, loaded
  *   ngx_http_musicgen_worker.c      worker start and exit: the model's load
  *   ngx_http_musicgen_handler.c     the content handler: method, body, parse
  *   ngx_http_musicgen_job.c         the job: queued, pumped, streamed, timeout, cancel
@@ -23,6 +24,7 @@
  *   ngx_http_musicgen_status.c      musicgen_status */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_directives.h"
+#include "nginx/ngx_http_musicgen_models.h"
 #include "nginx/ngx_http_musicgen_status.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
@@ -42,10 +44,16 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       offsetof(ngx_http_musicgen_loc_conf_t, enable),
       NULL },
     { ngx_string("musicgen_model"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_musicgen_model,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+    { ngx_string("musicgen_default_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_musicgen_loc_conf_t, model),
       NULL },
     { ngx_string("musicgen_device"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -252,7 +260,6 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_musicgen_loc_conf_t   *prev = parent, *conf = child;
     ngx_http_musicgen_main_conf_t  *mcf;
-    mg_error                        err;
     double                          max;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -273,36 +280,21 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->extend_stride = prev->extend_stride;
     }
 
-    /* the range requests are checked against: nginx -t fails a maximum the
-     * model cannot generate, not the first long request */
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_musicgen_module);
     max = conf->max_duration;
     if (max == NGX_CONF_UNSET) {
         /* the built-in maximum: past a model's window, the engine generates
          * window by window */
         max = NGX_HTTP_MUSICGEN_MAX_DURATION;
     }
-    ngx_memzero(&err, sizeof(err));
-    if (mg_duration_limits(mcf->model_dir.data ? &mcf->info : NULL, max,
-                           conf->default_duration, &conf->duration, &err) != MG_OK)
-    {
-        /* err.msg starts with the field: max_duration or default_duration */
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
+    /* per model: the duration range, limits and stride check requests meet */
+    if (ngx_http_musicgen_models_merge(cf, prev, conf, max) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
+    conf->limits.default_format = (mg_audio_format) conf->format;
     if (conf->level == MG_LEVEL_OFF && conf->format == MG_AUDIO_FLAC) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"musicgen_level off\" (float samples) cannot go with "
                            "\"musicgen_format flac\" (16-bit): use clip, or wav");
-        return NGX_CONF_ERROR;
-    }
-    /* a window must move on: the stride is shorter than the model's window */
-    if (conf->extend_stride != NGX_CONF_UNSET && mcf->model_dir.data
-        && !(conf->extend_stride < mcf->info.max_duration))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"musicgen_extend_stride\" must be shorter than the model's "
-                           "window (%.2f s)", mcf->info.max_duration);
         return NGX_CONF_ERROR;
     }
     conf->settings.level = (mg_level) conf->level;
@@ -312,7 +304,8 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (!conf->enable) {
         return NGX_CONF_OK;
     }
-    if (mcf->model_dir.data == NULL) {
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_musicgen_module);
+    if (mcf->models == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"musicgen on\" needs \"musicgen_model DIR\" at the http level");
         return NGX_CONF_ERROR;

@@ -101,6 +101,19 @@ expect_ok   "musicgen_model $TMP/short;" "musicgen on;"
 expect_ok   "musicgen_model $TMP/short;" "musicgen on; musicgen_default_duration 30;"
 expect_fail "musicgen_model $TMP/short;" "musicgen on; musicgen_default_duration 31;" "musicgen_default_duration 31 s exceeds the maximum, 30 s"
 expect_ok   "musicgen_model $TMP/short;" "musicgen on; musicgen_max_duration 23.95;"
+# several models: named ones beside the one-argument form, a location's default
+expect_ok   "musicgen_model $MODEL; musicgen_model short $TMP/short;" "musicgen on; musicgen_default_model short;"
+expect_ok   "musicgen_model a $MODEL; musicgen_model b $MODEL; musicgen_default_model b;" "musicgen on; musicgen_default_model a;"
+expect_fail "musicgen_model a $MODEL; musicgen_model a $TMP/short;" "musicgen on;" "musicgen_model \"a\": a model of that name is already defined"
+expect_fail "musicgen_model $MODEL; musicgen_model $TMP/short;" "musicgen on;" "is duplicate"
+expect_fail "musicgen_model $MODEL; musicgen_model short $TMP/short;" "musicgen on; musicgen_default_model medium;" "musicgen_default_model \"medium\": no musicgen_model has that name (there are: $(basename "$MODEL"), short)"
+expect_fail "musicgen_model a $MODEL;" "musicgen on; musicgen_default_model a; musicgen_default_model a;" "is duplicate"
+expect_fail "" "musicgen_default_model a;" "musicgen_default_model \"a\": no musicgen_model is defined"
+expect_fail "musicgen_model 'a b' $MODEL;" "musicgen on;" "a model's name is 1 to 64 letters, digits"
+expect_fail "musicgen_model a $MODEL;" "musicgen_model b $MODEL;" "\"musicgen_model\" directive is not allowed here"
+expect_fail "musicgen_model a /nonexistent/model;" "musicgen on;" "config.json: No such file"
+# the stride against every model's window, the one that refuses it named
+expect_fail "musicgen_model $MODEL; musicgen_model short $TMP/short;" "musicgen on; musicgen_extend_stride 30;" "window (23.94 s): model \"short\""
 
 # a sharded checkpoint (model.safetensors.index.json and its shards) passes;
 # a missing shard or an index naming a file outside the folder does not

@@ -150,11 +150,21 @@ static void test_fault_bodies(void)
 {
     json_set_alloc_funcs(json_fault_malloc, free);
     char *full = mg_job_error_json("duration: must be in [1, 30]", "duration", NULL);
+    /* two models, one not loaded (weights null) */
+    const mg_job_model_status models[] = {
+        {.name = "m", .folder = "/srv/m", .device = "cpu", .weights = "q8", .loaded = 1, .running = 1},
+        {.name = "n", .folder = "/srv/n", .device = "auto", .queued = 2},
+    };
     mg_job_stats st = {.model = "m", .device = "cpu", .loaded = 1, .completed = 3, .audio_seconds = 2,
-                       .compute_seconds = 1};
+                       .compute_seconds = 1, .models = models, .n_models = 2};
     char *full_status = mg_job_status_json(&st, NULL);
+    CHECK(full_status && strstr(full_status, "\"models\":[{\"name\":\"m\",\"folder\":\"/srv/m\","
+                                "\"loaded\":true,\"device\":\"cpu\",\"weights\":\"q8\",\"running\":1,"
+                                "\"queue_depth\":0},{\"name\":\"n\",\"folder\":\"/srv/n\",\"loaded\":false,"
+                                "\"device\":\"auto\",\"weights\":null,\"running\":0,\"queue_depth\":2}]"),
+          "status JSON lists the models: %s", full_status ? full_status : "(none)");
     int bad = 0;
-    for (long k = 0; k < 64; k++) {
+    for (long k = 0; k < 160; k++) {
         atomic_store(&alloc_count, 0);
         atomic_store(&fail_at, k);
         char *e = mg_job_error_json("duration: must be in [1, 30]", "duration", NULL);

@@ -57,6 +57,9 @@ static const bad_case bad[] = {
     { 0, "not json", "", "not valid JSON" },
     { 0, "{\"prompt\": \"a\"", "", "not valid JSON" },
     { 0, "[1, 2]", "", "must be a JSON object" },
+    /* "model" when the caller names no models */
+    { 0, "{\"prompt\": \"a\", \"model\": \"small\"}", "model", "does not choose models by name" },
+    { 1, "prompt=a&model=small", "model", "does not choose models by name" },
     { 0, "\"prompt\"", "", "must be a JSON object" },
     { 0, "null", "", "must be a JSON object" },
     { 0, "{\"prompt\": NaN}", "", "not valid JSON" },
@@ -518,6 +521,127 @@ static void test_query(void)
 }
 
 /* Random and mutated inputs: must not crash or leak; results consistent. */
+/* ---- named models: "model" picks one, its limits then hold ---- */
+
+static void test_models(void)
+{
+    /* "big": musicgen_max_duration 30, a 2048-code vocabulary, 32 kHz; "short":
+     * a 5 s maximum, 64 codes, 24 kHz; a request naming none gets "short" */
+    const mg_request_model models[] = {
+        {.name = "big", .duration = {.min = 1, .max = 30, .dflt = 10}, .max_top_k = 2048,
+         .audio_rate = 32000},
+        {.name = "short", .duration = {.min = 1, .max = 5, .dflt = 5}, .max_top_k = 64,
+         .audio_rate = 24000},
+    };
+    mg_request_limits lim = {.default_format = MG_AUDIO_WAV, .models = models, .n_models = 2,
+                             .default_model = 1};
+    mg_request r;
+    mg_error   e;
+    const char *b;
+    mg_code     rc;
+#define PARSE_JSON(body) (b = (body), memset(&e, 0, sizeof e), \
+                          mg_request_parse_json(b, strlen(b), &lim, &r, &e))
+#define PARSE_QUERY(q)   (b = (q), memset(&e, 0, sizeof e), \
+                          mg_request_parse_query(b, strlen(b), &lim, &r, &e))
+
+    /* none named: the default model, with its default duration */
+    rc = PARSE_JSON("{\"prompt\": \"a\"}");
+    CHECK(rc == MG_OK && r.model == 1 && r.duration == 5, "default model: %s", e.msg);
+    mg_request_free(&r);
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"model\": null}");
+    CHECK(rc == MG_OK && r.model == 1, "model null is the default: %s", e.msg);
+    mg_request_free(&r);
+    /* named, in both forms: that model's duration range and top_k ceiling */
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"model\": \"big\", \"duration\": 20, \"top_k\": 2048}");
+    CHECK(rc == MG_OK && r.model == 0 && r.duration == 20 && r.top_k == 2048, "big: %s", e.msg);
+    mg_request_free(&r);
+    rc = PARSE_QUERY("prompt=a&model=big");
+    CHECK(rc == MG_OK && r.model == 0 && r.duration == 10, "big by query, its default: %s", e.msg);
+    mg_request_free(&r);
+    rc = PARSE_QUERY("model=short&prompt=a&duration=5");
+    CHECK(rc == MG_OK && r.model == 1 && r.duration == 5, "short by query: %s", e.msg);
+    mg_request_free(&r);
+    /* what one model allows the other refuses, naming the field and the chosen model's limit */
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"duration\": 20}");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "duration") == 0
+          && strstr(e.msg, "at most 5 (got 20)") && r.prompt == NULL,
+          "the default's maximum: %s", e.msg);
+    rc = PARSE_QUERY("prompt=a&model=short&top_k=100");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "top_k") == 0 && strstr(e.msg, "at most 64"),
+          "short's top_k: %s", e.msg);
+    rc = PARSE_QUERY("prompt=a&model=big&top_k=100");
+    CHECK(rc == MG_OK && r.top_k == 100, "big's top_k: %s", e.msg);
+    mg_request_free(&r);
+    /* an unknown name: 400 naming "model", listing the names there are; the
+     * name is checked before the fields whose limits it decides */
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"model\": \"medium\", \"duration\": 999}");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0
+          && strstr(e.msg, "model: unknown model \"medium\" (this server has: big, short)")
+          && r.prompt == NULL, "unknown model: %s", e.msg);
+    rc = PARSE_QUERY("prompt=a&model=Big");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0 && strstr(e.msg, "\"Big\""),
+          "names are exact (case): %s", e.msg);
+    rc = PARSE_QUERY("prompt=a&model=");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0 && strstr(e.msg, "unknown model \"\""),
+          "an empty name: %s", e.msg);
+    rc = PARSE_QUERY("prompt=a&model=big%20");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0, "a name with a space after: %s",
+          e.msg);
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"model\": \"big\\u0000x\"}");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0, "a name past a NUL: %s", e.msg);
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"model\": 1}");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0 && strstr(e.msg, "must be a string"),
+          "a number: %s", e.msg);
+    rc = PARSE_QUERY("prompt=a&model=big&model=short");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "model") == 0, "given twice: %s", e.msg);
+    rc = PARSE_JSON("{\"prompt\": \"a\", \"analysis\": {\"model\": \"big\"}}");
+    CHECK(rc == MG_ERR_INVALID && strcmp(e.field, "analysis.model") == 0,
+          "inside analysis: %s", e.msg);
+
+    /* an audio_prompt is resampled to the chosen model's rate */
+    enum { FRAMES = 4410 };
+    static uint8_t wav[44 + FRAMES * 4];
+    size_t len = stereo_wav(wav, FRAMES);
+    char  *url = NULL, *body = NULL;
+    size_t url_len = 0;
+    CHECK(mg_audio_data_url(wav, len, MG_AUDIO_WAV, &url, &url_len, &e) == MG_OK, "%s", e.msg);
+    body = url ? malloc(url_len + 64) : NULL;
+    CHECK(body != NULL, "out of memory");
+    if (body) {
+        snprintf(body, url_len + 64, "{\"prompt\": \"a\", \"audio_prompt\": \"%s\"}", url);
+        rc = PARSE_JSON(body);
+        CHECK(rc == MG_OK && r.audio_prompt.rate == 24000 && r.audio_prompt.frames == 2400,
+              "audio_prompt at the default model's rate: %s", e.msg);
+        mg_request_free(&r);
+        snprintf(body, url_len + 64, "{\"model\": \"big\", \"prompt\": \"a\", "
+                 "\"audio_prompt\": \"%s\"}", url);
+        rc = PARSE_JSON(body);
+        CHECK(rc == MG_OK && r.audio_prompt.rate == 32000 && r.audio_prompt.frames == 3200,
+              "audio_prompt at big's rate: %s", e.msg);
+        mg_request_free(&r);
+    }
+    free(body);
+    free(url);
+
+    /* limits that make no sense are the caller's error, whatever the body */
+    lim.default_model = 2;
+    rc = PARSE_JSON("{\"prompt\": \"a\"}");
+    CHECK(rc == MG_ERR_INVALID && strstr(e.msg, "default_model 2"), "default past the list: %s",
+          e.msg);
+    lim.default_model = 0;
+    mg_request_model unnamed[] = {models[0], models[1]};
+    unnamed[1].name = "";
+    lim.models = unnamed;
+    rc = PARSE_JSON("{\"prompt\": \"a\"}");
+    CHECK(rc == MG_ERR_INVALID && strstr(e.msg, "model 1 has no name"), "unnamed: %s", e.msg);
+    unnamed[1] = models[1];
+    unnamed[1].duration.dflt = 6;
+    rc = PARSE_JSON("{\"prompt\": \"a\"}");
+    CHECK(rc == MG_ERR_INVALID && strstr(e.msg, "of model short"), "a bad range: %s", e.msg);
+#undef PARSE_JSON
+#undef PARSE_QUERY
+}
+
 static void test_fuzz(void)
 {
     static const char *const seeds[] = {
@@ -579,6 +703,7 @@ int main(void)
     test_analysis();
     test_query();
     test_audio_prompt();
+    test_models();
     test_fuzz();
     return check_summary("request");
 }

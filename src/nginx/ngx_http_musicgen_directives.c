@@ -25,48 +25,6 @@ ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
-/* Checks the folder at config time (nginx -t): config.json parses and the
- * safetensors header is sound (mg_model_inspect). The weights are mapped at
- * worker start. */
-char *
-ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_musicgen_main_conf_t *mcf = conf;
-    ngx_str_t      *value = cf->args->elts;
-    mg_error        err;
-    char            path[4096];
-    u_char         *start, *end;
-
-    if (mcf->model_dir.data) {
-        return "is duplicate";
-    }
-    if (ngx_conf_full_name(cf->cycle, &value[1], 0) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-    mcf->model_dir = value[1];
-    if (value[1].len + sizeof("/model.safetensors") > sizeof(path)) {
-        return "is too long";
-    }
-    end = value[1].data + value[1].len;
-    while (end > value[1].data + 1 && end[-1] == '/') {
-        end--;
-    }
-    for (start = end; start > value[1].data && start[-1] != '/'; start--) { /* void */ }
-    mcf->model_name.len = end - start;
-    mcf->model_name.data = ngx_pnalloc(cf->pool, mcf->model_name.len + 1);
-    if (mcf->model_name.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-    ngx_cpystrn(mcf->model_name.data, start, mcf->model_name.len + 1);
-    ngx_memzero(&err, sizeof(err));
-    ngx_snprintf((u_char *) path, sizeof(path), "%V%Z", &value[1]);
-    if (mg_model_inspect(path, &mcf->info, &err) != MG_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_model: %s", err.msg);
-        return NGX_CONF_ERROR;
-    }
-    return NGX_CONF_OK;
-}
-
 /* cpu | auto | cuda | cuda:N. A build without the CUDA backend refuses cuda
  * at nginx -t rather than silently running on the CPU; "auto" takes the GPU
  * when the worker finds one usable, else the CPU, and logs which. */

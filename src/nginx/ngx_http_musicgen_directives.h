@@ -5,7 +5,6 @@
 #include "nginx/ngx_http_musicgen_module.h"
 
 char *ngx_http_musicgen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_musicgen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_device(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_dtype(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_musicgen_weights_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -7,6 +7,7 @@
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_handler.h"
 #include "nginx/ngx_http_musicgen_job.h"
+#include "nginx/ngx_http_musicgen_models.h"
 #include "nginx/ngx_http_musicgen_response.h"
 #include "service/audio_prompt.h"
 
@@ -62,50 +63,56 @@ ngx_http_musicgen_head(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
                                              size ? (off_t) size : -1);
 }
 
+/* 503: the model is not loaded in this worker (see the error log). */
+static ngx_int_t
+ngx_http_musicgen_not_loaded(ngx_http_request_t *r)
+{
+    if (ngx_exiting) {
+        /* a worker from before a reload (or quit), answering a connection
+         * it accepted then: the new worker may have the model, so close
+         * and let the client come back at once on a new connection */
+        r->keepalive = 0;
+        if (ngx_http_musicgen_add_header(r, "Retry-After", "1") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "the model is not loaded (see the error log); "
+                                       "this worker is shutting down, retry on a new connection",
+                                       NULL);
+    }
+    if (ngx_http_musicgen_add_header(r, "Retry-After", "30") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "the model is not loaded (see the error log)", NULL);
+}
+
 static ngx_int_t
 ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int is_query)
 {
     ngx_http_musicgen_loc_conf_t   *lcf;
     ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_http_musicgen_model_t      *slot;
     ngx_http_musicgen_job_t        *job;
-    mg_request_limits               lim;
     mg_error                        err;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-    if (mcf->model == NULL) {
-        if (ngx_exiting) {
-            /* a worker from before a reload (or quit), answering a connection
-             * it accepted then: the new worker may have the model, so close
-             * and let the client come back at once on a new connection */
-            r->keepalive = 0;
-            if (ngx_http_musicgen_add_header(r, "Retry-After", "1") != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-            return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "the model is not loaded (see the error log); "
-                                           "this worker is shutting down, retry on a new connection",
-                                           NULL);
-        }
-        if (ngx_http_musicgen_add_header(r, "Retry-After", "30") != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "the model is not loaded (see the error log)", NULL);
+    if (ngx_http_musicgen_models_loaded(mcf) == 0) {
+        /* no model at all: no need to read the request */
+        return ngx_http_musicgen_not_loaded(r);
     }
     job = ngx_http_musicgen_job_create(r);
     if (job == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* the duration range was decided at nginx -t (mg_duration_limits) */
-    ngx_memzero(&lim, sizeof(lim));
-    lim.duration = lcf->duration;
-    lim.default_format = (mg_audio_format) lcf->format;
-    lim.max_top_k = mcf->info.decoder_vocab;
+    /* the models and each one's duration range were decided at nginx -t
+     * (mg_duration_limits); the parser checks "model" and the fields
+     * against the chosen one */
     ngx_memzero(&err, sizeof(err));
-    if ((is_query ? mg_request_parse_query(data, len, &lim, &job->req, &err)
-                  : mg_request_parse_json(data, len, &lim, &job->req, &err)) != MG_OK)
+    if ((is_query ? mg_request_parse_query(data, len, &lcf->limits, &job->req, &err)
+                  : mg_request_parse_json(data, len, &lcf->limits, &job->req, &err)) != MG_OK)
     {
         return ngx_http_musicgen_error(r, err.code == MG_ERR_NOMEM
                                           ? NGX_HTTP_INTERNAL_SERVER_ERROR : NGX_HTTP_BAD_REQUEST,
@@ -114,10 +121,18 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     if (ngx_http_musicgen_job_own_request(r, job) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+    slot = ngx_http_musicgen_models_get(mcf, job->req.model);
+    if (slot == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (slot->model == NULL) {
+        return ngx_http_musicgen_not_loaded(r);
+    }
+    ngx_http_musicgen_job_use(job, slot);
     job->want_json = !ngx_http_musicgen_wants_raw(r);
 
     if (is_query && job->req.has_seed
-        && mg_job_etag(mcf->model, &job->req, &lcf->settings, job->model_name, job->etag, &err) == MG_OK
+        && mg_job_etag(job->model, &job->req, &lcf->settings, job->model_name, job->etag, &err) == MG_OK
         && ngx_http_musicgen_etag_matches(r, job->etag))
     {
         /* the client has this exact file: no generation at all */

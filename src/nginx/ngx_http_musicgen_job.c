@@ -55,6 +55,7 @@ ngx_http_musicgen_job_detach(ngx_http_musicgen_job_t *job)
     mcf = ngx_http_get_module_main_conf(job->r, ngx_http_musicgen_module);
     ngx_queue_remove(&job->queue);
     mcf->active--;
+    job->slot->active--;
     if (job->timer.timer_set) {
         ngx_del_timer(&job->timer);
     }
@@ -445,6 +446,7 @@ ngx_http_musicgen_jobs_release(ngx_http_musicgen_main_conf_t *mcf)
         job = ngx_queue_data(q, ngx_http_musicgen_job_t, queue);
         ngx_queue_remove(q);
         mcf->active--;
+        job->slot->active--;
         mg_job_release(job->gen);
         job->gen = NULL;
     }
@@ -536,21 +538,25 @@ ngx_http_musicgen_wants_part(ngx_http_request_t *r)
 ngx_http_musicgen_job_t *
 ngx_http_musicgen_job_create(ngx_http_request_t *r)
 {
-    ngx_http_musicgen_main_conf_t  *mcf;
-    ngx_http_musicgen_job_t        *job;
+    ngx_http_musicgen_job_t  *job;
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
     job = ngx_pcalloc(r->pool, sizeof(ngx_http_musicgen_job_t));
     if (job == NULL) {
         return NULL;
     }
     job->r = r;
-    job->model = mcf->model;
-    job->model_name = (const char *) mcf->model_dir.data;
-    job->public_name = (const char *) mcf->model_name.data;
     job->last = &job->out;
     job->length = -1;
     return job;
+}
+
+void
+ngx_http_musicgen_job_use(ngx_http_musicgen_job_t *job, ngx_http_musicgen_model_t *slot)
+{
+    job->slot = slot;
+    job->model = slot->model;
+    job->model_name = (const char *) slot->etag_id.data;
+    job->public_name = (const char *) slot->name.data;
 }
 
 ngx_int_t
@@ -617,6 +623,7 @@ ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
     }
     ngx_queue_insert_tail(&mcf->jobs, &job->queue);
     mcf->active++;
+    job->slot->active++;
     job->timer.handler = ngx_http_musicgen_job_timeout;
     job->timer.data = job;
     job->timer.log = r->connection->log;

@@ -8,6 +8,7 @@
 
 typedef struct {
     ngx_http_request_t *r;
+    ngx_http_musicgen_model_t *slot; /* the model the request chose (its name, folder, load) */
     mg_model           *model;
     mg_request          req;
     int                 want_json;
@@ -31,8 +32,11 @@ typedef struct {
     unsigned            sink_failed:1; /* out of memory keeping encoded bytes */
 } ngx_http_musicgen_job_t;
 
-/* A job for r on the worker's model, in r's pool; NULL when out of memory. */
+/* A job for r, in r's pool; NULL when out of memory. Its model is set once
+ * the request has chosen one (ngx_http_musicgen_job_use). */
 ngx_http_musicgen_job_t *ngx_http_musicgen_job_create(ngx_http_request_t *r);
+/* The job runs on slot's model (loaded: slot->model is not NULL). */
+void ngx_http_musicgen_job_use(ngx_http_musicgen_job_t *job, ngx_http_musicgen_model_t *slot);
 /* Frees job->req with the request (job->req parsed): NGX_OK, or NGX_ERROR
  * having freed it already. */
 ngx_int_t ngx_http_musicgen_job_own_request(ngx_http_request_t *r,

@@ -15,18 +15,30 @@
 #include "service/job.h"
 #include "service/request.h"
 
+/* A model this nginx serves (musicgen_model [NAME] DIR): its folder is
+ * checked at nginx -t, each worker loads it once, and every location shares
+ * it (ngx_http_musicgen_models.c). */
 typedef struct {
-    ngx_str_t   model_dir;    /* musicgen_model */
-    ngx_str_t   model_name;   /* its last component (NUL-terminated): responses name the
-                               * model without disclosing where it lives on disk */
+    ngx_str_t     name;       /* requests' "model" and musicgen_default_model call it so
+                               * (NUL-terminated); the one-argument form: the folder's last
+                               * component. Responses name the model by it, never by its path */
+    ngx_str_t     dir;        /* its folder, full path (NUL-terminated) */
+    ngx_str_t     etag_id;    /* name and folder: the ETag's model identity (NUL-terminated) */
+    mg_model_info info;       /* read at config time (nginx -t checks the folder) */
+    mg_model     *model;      /* this worker's, loaded at worker start; NULL: not loaded */
+    ngx_uint_t    active;     /* this worker's jobs on it */
+} ngx_http_musicgen_model_t;
+
+typedef struct {
+    ngx_array_t *models;      /* of ngx_http_musicgen_model_t; NULL: none */
+    ngx_uint_t   default_model; /* index: the one-argument musicgen_model, else the first */
+    ngx_flag_t   has_unnamed;   /* a one-argument musicgen_model was given */
     ngx_int_t   threads;      /* musicgen_threads: engine CPU threads per worker */
     ngx_str_t   device;       /* musicgen_device: cpu | auto | cuda | cuda:N (NUL-terminated) */
     ngx_str_t   dtype;        /* musicgen_dtype: f32 | bf16 | q8 (NUL-terminated) */
     ngx_str_t   weights_cache; /* musicgen_weights_cache: folder or off (NUL-terminated) */
     mg_backend_options backend; /* defaults, plus the paths musicgen_cuda_opt_in names */
     ngx_flag_t  cuda_opt_in_set;
-    mg_model   *model;        /* loaded at worker start */
-    mg_model_info info;       /* read at config time (nginx -t checks the folder) */
     ngx_int_t   batch;        /* musicgen_batch: generations decoded together */
     ngx_int_t   queue;        /* musicgen_queue: jobs that may wait for a place in the batch */
     ngx_uint_t  active;       /* jobs queued and not finished, in this worker */
@@ -41,7 +53,11 @@ typedef struct {
     ngx_flag_t          enable;
     ngx_flag_t          stream;      /* musicgen_stream: raw audio sent as it is made */
     double              max_duration, default_duration;  /* as written; unset: NGX_CONF_UNSET */
-    mg_duration_range   duration;    /* decided from them and the model at nginx -t */
+    ngx_str_t           model;       /* musicgen_default_model NAME; unset: data NULL */
+    /* what requests are checked against, decided at nginx -t: per model, the
+     * duration range (from the two above and the model) and its limits, and
+     * the model a request naming none gets */
+    mg_request_limits   limits;
     ngx_int_t           format;      /* mg_audio_format, NGX_CONF_UNSET: wav */
     ngx_array_t        *cors;        /* of ngx_str_t; "*" allowed */
     ngx_msec_t          timeout;     /* musicgen_timeout: 504 past it */

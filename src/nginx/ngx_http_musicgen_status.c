@@ -1,18 +1,43 @@
-/* musicgen_status: the location that reports this worker's model, queue
+/* musicgen_status: the location that reports this worker's models, queue
  * and totals as JSON (mg_job_status_json). */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_response.h"
 #include "nginx/ngx_http_musicgen_status.h"
 
-/* musicgen_status: this worker's model, queue and totals as JSON. */
+/* One model's part of the status: what it is, where it runs, its jobs. */
+static void
+ngx_http_musicgen_status_model(ngx_http_musicgen_main_conf_t *mcf,
+    ngx_http_musicgen_model_t *m, mg_job_model_status *st)
+{
+    int  running = 0, waiting = 0;
+
+    st->name = (const char *) m->name.data;
+    st->folder = (const char *) m->dir.data;
+    st->loaded = m->model != NULL;
+    st->device = m->model ? mg_model_device(m->model)
+               : mcf->device.data ? (const char *) mcf->device.data : "auto";
+    st->weights = m->model ? mg_model_dtype(m->model) : NULL;
+    if (m->model) {
+        mg_model_activity(m->model, &running, &waiting);
+    }
+    /* jobs queued but not yet in the engine's batch */
+    st->running = (unsigned) running;
+    st->queued = m->active > (ngx_uint_t) running ? (unsigned) (m->active - running) : 0;
+}
+
+/* musicgen_status: this worker's models, queue and totals as JSON. The
+ * top-level model, device and loaded are the location's default model's. */
 static ngx_int_t
 ngx_http_musicgen_status_handler(ngx_http_request_t *r)
 {
     ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_http_musicgen_loc_conf_t   *lcf;
+    ngx_http_musicgen_model_t      *m;
+    mg_job_model_status            *models, *dflt;
     char                           *text;
     size_t                          len = 0;
     ngx_int_t                       rc;
-    int                             running, waiting;
+    ngx_uint_t                      i, n, running = 0;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -21,18 +46,29 @@ ngx_http_musicgen_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-    mcf->stats.model = (const char *) mcf->model_dir.data;
-    mcf->stats.device = mcf->model ? mg_model_device(mcf->model)
-                      : mcf->device.data ? (const char *) mcf->device.data : "auto";
-    mcf->stats.loaded = mcf->model != NULL;
-    /* jobs queued but not yet in the engine's batch */
-    running = 0;
-    if (mcf->model) {
-        mg_model_activity(mcf->model, &running, &waiting);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
+    n = mcf->models ? mcf->models->nelts : 0;
+    models = ngx_pcalloc(r->pool, (n ? n : 1) * sizeof(mg_job_model_status));
+    if (models == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+    m = n ? mcf->models->elts : NULL;
+    for (i = 0; i < n; i++) {
+        ngx_http_musicgen_status_model(mcf, &m[i], &models[i]);
+        running += models[i].running;
+    }
+    dflt = n ? &models[lcf->limits.default_model] : NULL;
+    mcf->stats.model = dflt ? dflt->folder : NULL;
+    mcf->stats.device = dflt ? dflt->device
+                      : mcf->device.data ? (const char *) mcf->device.data : "auto";
+    mcf->stats.loaded = dflt ? dflt->loaded : 0;
     mcf->stats.running = (unsigned) running;
-    mcf->stats.queued = mcf->active > (ngx_uint_t) running ? (unsigned) (mcf->active - running) : 0;
+    mcf->stats.queued = mcf->active > running ? (unsigned) (mcf->active - running) : 0;
+    mcf->stats.models = models;
+    mcf->stats.n_models = n;
     text = mg_job_status_json(&mcf->stats, &len);
+    mcf->stats.models = NULL;
+    mcf->stats.n_models = 0;
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -696,6 +696,31 @@ char *mg_job_error_json(const char *msg, const char *field, size_t *len)
     return text;
 }
 
+/* [{"name":..., "folder":..., ...}, ...]; NULL when out of memory. */
+static json_t *models_status_json(const mg_job_model_status *m, size_t n)
+{
+    json_t *a = json_array();
+    int     ok = a != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *e = json_object();
+        ok = e != NULL;
+        ok = ok && set(e, "name", text_or(m[i].name ? m[i].name : "", "?"));
+        ok = ok && set(e, "folder", text_or(m[i].folder ? m[i].folder : "", "?"));
+        ok = ok && set(e, "loaded", json_boolean(m[i].loaded));
+        ok = ok && set(e, "device", text_or(m[i].device ? m[i].device : "", "?"));
+        ok = ok && set(e, "weights", m[i].weights ? text_or(m[i].weights, "?") : json_null());
+        ok = ok && set(e, "running", json_integer(m[i].running));
+        ok = ok && set(e, "queue_depth", json_integer(m[i].queued));
+        ok = ok && json_array_append(a, e) == 0;
+        json_decref(e);
+    }
+    if (!ok) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
 char *mg_job_status_json(const mg_job_stats *s, size_t *len)
 {
     json_t *o = json_object(), *t = json_object();
@@ -721,6 +746,8 @@ char *mg_job_status_json(const mg_job_stats *s, size_t *len)
                    s->audio_seconds > 0 ? json_real(s->compute_seconds / s->audio_seconds)
                                         : json_null());
     json_decref(t);
+    if (ok && s->n_models > 0)
+        ok = set(o, "models", models_status_json(s->models, s->n_models));
     if (!ok) {
         json_decref(o);
         return NULL;

@@ -107,6 +107,16 @@ mg_code mg_job_audio_size(const mg_model *m, const mg_request *req, const mg_job
 mg_code mg_job_prompt_fit(const mg_model *m, const mg_request *req, const mg_job_settings *set,
                           mg_prompt_audio_fit *fit, mg_error *err);
 
+/* One of a worker's models, for the status endpoint. */
+typedef struct {
+    const char *name;        /* what requests call it ("model") */
+    const char *folder;      /* its folder */
+    const char *device;      /* where it runs ("cpu", "cuda:0"); not loaded: the device asked for */
+    const char *weights;     /* its weights' format ("f32", "bf16", "q8"); NULL: not loaded */
+    unsigned    loaded;
+    unsigned    running, queued;
+} mg_job_model_status;
+
 /* A worker's running totals, for the status endpoint. */
 typedef struct {
     const char *model;       /* model folder */
@@ -115,10 +125,14 @@ typedef struct {
     unsigned    running, queued;
     uint64_t    completed, failed, rejected, timed_out, cancelled;
     double      audio_seconds, compute_seconds;
+    const mg_job_model_status *models;  /* every model the worker serves (n_models of them) */
+    size_t      n_models;
 } mg_job_stats;
 
 /* {"model":..., "device":..., "queue_depth":..., "running":..., "totals":{...},
- *  "compute_seconds_per_audio_second":...}; malloc'd. */
+ *  "compute_seconds_per_audio_second":..., "models":[{"name":..., "folder":...,
+ *  "loaded":..., "device":..., "weights":..., "running":..., "queue_depth":...}, ...]}
+ * ("models" only when n_models > 0); malloc'd. */
 char   *mg_job_status_json(const mg_job_stats *s, size_t *len);
 
 /* {"success":false,"error":msg,"field":field} (field omitted when empty);

@@ -25,7 +25,7 @@ typedef enum { K_STRING, K_NUMBER, K_INTEGER, K_LIST, K_OBJECT, K_AUDIO } kind;
 typedef enum {
     F_PROMPT, F_DURATION, F_TEMPERATURE, F_TOP_K, F_TOP_P, F_GUIDANCE, F_SEED, F_FORMAT,
     F_ANALYSIS, F_MOOD, F_ENERGY, F_GENRES, F_TEMPO, F_STYLE, F_VOCAL, F_INSTRUMENTS,
-    F_EXTEND_STRIDE, F_AUDIO_PROMPT, N_FIELDS
+    F_EXTEND_STRIDE, F_AUDIO_PROMPT, F_MODEL, N_FIELDS
 } field_id;
 
 /* Ranges of numbers; the limits give duration's range and hi for top_k and
@@ -56,6 +56,7 @@ static const struct {
     { F_INSTRUMENTS, { "instruments" },                     K_LIST,    1, 0, 0, 0 },
     { F_EXTEND_STRIDE, { "extend_stride" },                 K_NUMBER,  0, 0, 0, 1 },
     { F_AUDIO_PROMPT, { MG_AUDIO_PROMPT_FIELD },            K_AUDIO,   0, 0, 0, 0 },
+    { F_MODEL,       { "model" },                           K_STRING,  0, 0, 0, 0 },
 };
 
 /* Known front-end extras: accepted and ignored (request.h). */
@@ -265,15 +266,88 @@ static mg_code get_list(const collected *c, field_id id, const char **items, siz
     return MG_OK;
 }
 
+/* The caller's range, not a second decision: one that mg_duration_limits could not give. */
+static mg_code check_range(const mg_duration_range *d, const char *whose, mg_error *err)
+{
+    if (!(d->min > 0 && d->min <= d->dflt && d->dflt <= d->max) || !isfinite(d->max))
+        return mg_fail(err, MG_ERR_INVALID, "request limits: the duration range%s%s is not one "
+                       "from mg_duration_limits", whose ? " of model " : "", whose ? whose : "");
+    return MG_OK;
+}
+
 static mg_code check_limits(const mg_request_limits *lim, mg_error *err)
 {
     if (!lim)
         return mg_fail(err, MG_ERR_INVALID, "request: NULL limits");
-    /* the caller's range, not a second decision: one that mg_duration_limits could not give */
-    const mg_duration_range *d = &lim->duration;
-    if (!(d->min > 0 && d->min <= d->dflt && d->dflt <= d->max) || !isfinite(d->max))
-        return mg_fail(err, MG_ERR_INVALID, "request limits: the duration range is not one "
-                       "from mg_duration_limits");
+    if (lim->n_models == 0)
+        return check_range(&lim->duration, NULL, err);
+    if (!lim->models || lim->default_model >= lim->n_models)
+        return mg_fail(err, MG_ERR_INVALID, "request limits: default_model %zu is not one of "
+                       "the %zu models", lim->default_model, lim->n_models);
+    for (size_t i = 0; i < lim->n_models; i++) {
+        if (!lim->models[i].name || !lim->models[i].name[0])
+            return mg_fail(err, MG_ERR_INVALID, "request limits: model %zu has no name", i);
+        mg_code rc = check_range(&lim->models[i].duration, lim->models[i].name, err);
+        if (rc)
+            return rc;
+    }
+    return MG_OK;
+}
+
+/* "a, b, c" into out (cut with "..." when it does not fit): the names an
+ * unknown model's error offers. */
+static void model_names(const mg_request_limits *lim, char *out, size_t cap)
+{
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < lim->n_models; i++) {
+        int n = snprintf(out + k, cap - k, "%s%s", i ? ", " : "", lim->models[i].name);
+        if (n < 0 || (size_t)n >= cap - k) {
+            snprintf(out + (cap > 4 ? cap - 4 : 0), cap > 4 ? 4 : cap, "...");
+            return;
+        }
+        k += (size_t)n;
+    }
+}
+
+/* The model the request chooses ("model", else the default) into
+ * req->model, and the limits every other field is checked against: the
+ * chosen model's. */
+static mg_code choose_model(const collected *c, const mg_request_limits *lim, mg_request *req,
+                            mg_request_limits *eff, mg_error *err)
+{
+    const json_t *v = c->v[F_MODEL];
+    const char   *name = c->name[F_MODEL];
+    *eff = *lim;
+    req->model = 0;
+    if (lim->n_models == 0) {
+        if (v)
+            return invalid(err, name, "this server does not choose models by name (leave it out)");
+        return MG_OK;
+    }
+    req->model = lim->default_model;
+    if (v) {
+        if (!json_is_string(v))
+            return invalid(err, name, "must be a string (the name of a model)");
+        const char *s = json_string_value(v);
+        size_t      n = json_string_length(v);
+        size_t      i;
+        for (i = 0; i < lim->n_models; i++)
+            if (strlen(lim->models[i].name) == n && memcmp(lim->models[i].name, s, n) == 0)
+                break;
+        if (i == lim->n_models) {
+            char shown[48], names[256];
+            show(s, n, shown, sizeof shown);
+            model_names(lim, names, sizeof names);
+            return mg_fail_field(err, MG_ERR_INVALID, name, "%s: unknown model \"%s\" (this "
+                                 "server has: %s)", name, shown, names);
+        }
+        req->model = i;
+    }
+    const mg_request_model *m = &lim->models[req->model];
+    eff->duration = m->duration;
+    eff->max_top_k = m->max_top_k;
+    eff->audio_rate = m->audio_rate;
     return MG_OK;
 }
 
@@ -332,13 +406,18 @@ static mg_code text_prompt(const collected *c, const mg_request_limits *lim, mg_
 }
 
 /* Walks a parsed request object into *req. */
-static mg_code from_object(const json_t *root, const mg_request_limits *lim, mg_request *req,
+static mg_code from_object(const json_t *root, const mg_request_limits *all, mg_request *req,
                            mg_error *err)
 {
     collected c;
     memset(&c, 0, sizeof c);
     mg_code rc = collect(root, 0, &c, err);
     if (rc)
+        return rc;
+    /* first: the other fields' limits are the chosen model's */
+    mg_request_limits  chosen;
+    const mg_request_limits *lim = &chosen;
+    if ((rc = choose_model(&c, all, req, &chosen, err)))
         return rc;
     if (c.top_analysis && c.wrapped_analysis)
         return mg_fail_field(err, MG_ERR_INVALID, "analysis", "analysis: analysis fields are "

@@ -18,6 +18,11 @@
  *                   in a query string it is an error (a file does not fit in a URL)
  *   extend_stride   number, (0, lim->duration.max] seconds: how far each long-form
  *                   window advances (the engine checks it against the model's window)
+ *   model           string: one of lim->models' names, exactly as written (default
+ *                   lim->default_model). The chosen model's limits replace lim's
+ *                   duration, max_top_k and audio_rate for every other field; an
+ *                   unknown name (or any name when lim has no models) is an error
+ *                   naming "model" that lists the names there are
  * Analysis form (a photo front end's; turned into a prompt by prompt.h):
  *   mood            string          energy                number 0..10
  *   genres          array of strings (at most 8)
@@ -66,12 +71,28 @@
 #define MG_PROMPT_MAX_CHARS 500
 #define MG_SEED_MAX         9007199254740992.0  /* 2^53 */
 
+/* A model a request may choose by name ("model"), with the limits that hold
+ * when it is chosen (a front end serving several models side by side). */
+typedef struct {
+    const char       *name;            /* non-empty, unique within the list */
+    mg_duration_range duration;        /* from mg_duration_limits with this model */
+    int               max_top_k;       /* its vocabulary size; <= 0: 2048 */
+    int               audio_rate;      /* its sample rate; <= 0: 32000 */
+} mg_request_model;
+
 typedef struct {
     mg_duration_range duration;        /* from mg_duration_limits: decided there alone */
     mg_audio_format default_format;
     int             max_top_k;         /* vocabulary size; <= 0: 2048 */
     float           max_guidance;      /* <= 0: 10 */
     int             audio_rate;        /* the model's sample rate, for audio_prompt; <= 0: 32000 */
+    /* The models "model" chooses from; n_models 0: none (the field is then
+     * refused, and duration, max_top_k and audio_rate above apply). With
+     * models, those three are the chosen model's and the ones above are
+     * unused. */
+    const mg_request_model *models;
+    size_t          n_models;
+    size_t          default_model;     /* index of the model a request without "model" gets */
 } mg_request_limits;
 
 typedef struct {
@@ -94,6 +115,7 @@ typedef struct {
     uint64_t        audio_prompt_hash; /* FNV-1a of the prompt file's bytes (0: none), for the ETag */
     int             has_extend_stride;
     float           extend_stride;
+    size_t          model;           /* index into lim->models of the chosen model (0 without) */
 } mg_request;
 
 /* body[0..len): a JSON object. On error *req holds nothing to free. */
