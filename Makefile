@@ -20,7 +20,7 @@
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
 # golden sets of features being built, checked one folder at a time
-GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont
+GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont ../shared/golden-next/tiny-stereo
 BUILD   ?= build
 SAN     ?= 0
 

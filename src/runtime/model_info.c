@@ -12,8 +12,9 @@ static void from_config(const mg_config *c, int has_tokenizer, mg_model_info *in
     memset(info, 0, sizeof *info);
     info->sample_rate = c->sample_rate;
     info->frame_rate = (double)c->sample_rate / c->hop;
-    /* decoder steps = frames + codebooks - 1 (the delay pattern) must fit the positions */
-    info->max_frames = c->max_positions - c->num_codebooks + 1;
+    /* decoder steps = frames + delays - 1 (the delay pattern: one per EnCodec
+     * codebook, a stereo model's channels sharing theirs) must fit the positions */
+    info->max_frames = c->max_positions - c->ec_codebooks + 1;
     info->max_duration = info->max_frames / info->frame_rate;
     info->decoder_vocab = c->dec_vocab;
     info->has_tokenizer = has_tokenizer;
