@@ -11,6 +11,7 @@ static void from_config(const mg_config *c, int has_tokenizer, mg_model_info *in
 {
     memset(info, 0, sizeof *info);
     info->sample_rate = c->sample_rate;
+    info->channels = c->audio_channels;
     info->frame_rate = (double)c->sample_rate / c->hop;
     /* decoder steps = frames + delays - 1 (the delay pattern: one per EnCodec
      * codebook, a stereo model's channels sharing theirs) must fit the positions */
