@@ -81,6 +81,7 @@ LIB_HDR  = $(filter-out src/nginx/%,$(wildcard src/*/*.h))
 MODULE_SRC = ngx_http_musicgen_module.c $(wildcard src/nginx/*.c src/nginx/*.h)
 MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
+STEREO_MODEL ?= build/demo-model-stereo
 SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
@@ -186,7 +187,7 @@ ifeq ($(SAN),1)
       LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
       UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1:halt_on_error=1
 endif
-test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(STEREO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS) && chmod 1777 $(SAN_LOGS)  # workers may run as nobody
 	$(NGX_TEST_ENV) sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
 	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
@@ -196,6 +197,7 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUIL
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
 	$(NGX_TEST_ENV) TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
+	    TEST_NGINX_MUSICGEN_STEREO_MODEL=$(CURDIR)/$(STEREO_MODEL) \
 	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
 	@if [ -n "$$(ls $(SAN_LOGS))" ]; then echo "FAIL sanitizer reports in $(SAN_LOGS):"; \
 	    head -n 60 $(SAN_LOGS)/*; exit 1; fi
@@ -246,6 +248,9 @@ bench-gpu: all $(BENCHES)
 NGINX_SRC ?= /usr/share/nginx/src
 $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 1 -o $(DEMO_MODEL)
+# the same in the stereo layout (facebook/musicgen-stereo-*), for t/009-stereo.t
+$(STEREO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
+	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --stereo --seed 1 -o $(STEREO_MODEL)
 
 module: $(MODULE)
 # nginx's configure lists the sources (config): it runs again when config,
