@@ -2,6 +2,7 @@
 # The photo-to-music page (html/) end to end in headless Chromium, against
 # nginx with the module and the demo model on loopback:
 #   - tests/browser/analysis.test.mjs: the analysis functions under node;
+#   - tests/browser/wave.test.mjs: WAV parsing (mono and stereo) under node;
 #   - tests/browser/page.test.mjs: the page, driven by playwright-core, on two
 #     nginx instances started here, both from conf/nginx.conf as shipped:
 #     "main" with the demo model, and "broken" with a copy of it whose
@@ -29,6 +30,7 @@ if ! command -v node >/dev/null 2>&1; then
     exit 0
 fi
 node "$ROOT/tests/browser/analysis.test.mjs" || exit 1
+node "$ROOT/tests/browser/wave.test.mjs" || exit 1
 if [ ! -x "$CHROMIUM" ]; then
     echo "SKIP browser tests: no Chromium at $CHROMIUM (apt-get install chromium, or set CHROMIUM=)"
     exit 0
