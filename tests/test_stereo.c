@@ -7,7 +7,7 @@
  *     first; the stream, pushed in pieces, is the same audio;
  *   - the encoder encodes each channel alone and interleaves the codes;
  *   - a generation gives audio [batch, 2, n], streamed pieces the same, and
- *     continues its own stereo audio;
+ *     continues its own stereo audio; long-form windows make every frame;
  *   - the CLI writes 2-channel files in every format (decoded back with
  *     io/audio_decode: 2 channels, the clip's length), continues a mono
  *     file on the stereo model and a stereo file on a mono model. */
@@ -228,6 +228,55 @@ static void test_generate(const char *dir)
     mg_model_free(m);
 }
 
+/* Long-form on a stereo model whose window is cut to 64 positions (61
+ * frames): 4 s is 200 frames in several windows, each prompted with the
+ * previous one's end; the clip has every frame and both channels, the steps
+ * are those mg_gen_steps counts, and the streamed pieces are the audio. */
+static void test_longform(const char *argv0)
+{
+    char tmp[4200], dir[4200];
+    int made = tu_mkmodel(argv0, "--shape tiny --stereo --positions 64 --seed 5", tmp, sizeof tmp,
+                          dir, sizeof dir) == 0;
+    CHECK(made, "a windowed stereo model");
+    mg_model *m = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.n_threads = 2};
+    if (!made || mg_model_load(&m, dir, &opt, &err) != MG_OK) {
+        CHECK(0, "load the windowed stereo model: %s", err.msg);
+        tu_remove_dir(tmp);
+        return;
+    }
+    static const int32_t ids[5] = {100, 200, 300, 1, 0};
+    static const uint8_t mask[5] = {1, 1, 1, 1, 0};
+    mg_gen_params p;
+    mg_gen_params_default(m, &p);
+    p.duration = 4;
+    p.seed = 11;
+    int steps = 0, frames = 0;
+    CHECK(mg_gen_steps(m, &p, &steps, &frames, &err) == MG_OK && frames == 200 &&
+              steps > frames + KC,
+          "a 4 s stereo clip: %d frames in %d steps over several windows", frames, steps);
+    size_t n = (size_t)frames * mg_model_config(m)->hop;
+    pieces pc = {malloc(n * C * sizeof(float)), n, 0, 0};
+    mg_gen_hooks hooks = {.on_audio = on_audio, .ud = &pc};
+    mg_gen_result res;
+    mg_code rc = pc.audio ? mg_generate_ids(m, ids, mask, 1, 5, &p, &hooks, &res, &err)
+                          : MG_ERR_NOMEM;
+    CHECK(rc == MG_OK, "stereo long-form: %s", err.msg);
+    if (rc == MG_OK) {
+        CHECK(res.channels == 2 && res.frames == frames && res.steps == steps &&
+                  res.n_samples == n,
+              "long-form result: %d channels, %d frames, %d steps", res.channels, res.frames,
+              res.steps);
+        CHECK(pc.got == n && !memcmp(pc.audio, res.audio, n * C * sizeof(float)),
+              "long-form: the streamed pieces are the audio, both channels");
+        mg_gen_result_free(&res);
+    }
+    free(pc.audio);
+    mg_model_free(m);
+    tu_remove_dir(tmp);
+}
+
 /* Runs the CLI; 0 when it exited 0. */
 static int cli(const char *bin_dir, const char *args)
 {
@@ -316,6 +365,7 @@ int main(int argc, char **argv)
     if (made) {
         test_encodec(dir, mono_dir);
         test_generate(dir);
+        test_longform(argv0);
         test_cli(argv0, dir, tmp);
     }
     tu_remove_dir(tmp);
