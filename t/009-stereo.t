@@ -116,9 +116,13 @@ sub raw_answers {
         my $want = 1.5 * $rate;
         my $length = $format eq 'mp3' ? ($frames >= $want && $frames < $want + 3 * 1152)
                                       : $frames == $want;
-        push @out, sprintf "%s: %s %s, %d channels at %d Hz, length %s, bytes %s\n", $format,
+        # a streamed WAV announces its stereo size up front
+        my $framing = $format ne 'wav' ? ''
+            : ($sh->{'content-length'} // -1) == length($sb) ? ', content-length right'
+            : ', content-length wrong';
+        push @out, sprintf "%s: %s %s, %d channels at %d Hz, length %s, bytes %s%s\n", $format,
             $ss, $cs, $channels, $rate, $length ? 'right' : "wrong ($frames for $want)",
-            length($sb) > 0 && $sb eq $cb ? 'same' : 'differ';
+            length($sb) > 0 && $sb eq $cb ? 'same' : 'differ', $framing;
     }
     write_result($file, @out);
 }
@@ -179,7 +183,7 @@ GET /raw.txt
 --- timeout: 120
 --- error_code: 200
 --- response_body
-wav: 200 200, 2 channels at 32000 Hz, length right, bytes same
+wav: 200 200, 2 channels at 32000 Hz, length right, bytes same, content-length right
 flac: 200 200, 2 channels at 32000 Hz, length right, bytes same
 ogg: 200 200, 2 channels at 48000 Hz, length right, bytes same
 mp3: 200 200, 2 channels at 32000 Hz, length right, bytes same

@@ -24,6 +24,7 @@
 #include "io/audio_decode.h"
 #include "model/encodec_encode.h"
 #include "model/encodec_stream.h"
+#include "runtime/model_info.h"
 #include "runtime/musicgen.h"
 #include "test_util.h"
 
@@ -187,6 +188,12 @@ static void test_generate(const char *dir)
         CHECK(0, "load the stereo model: %s", err.msg);
         return;
     }
+    /* what a front end learns before loading: 2 channels, a window of
+     * positions - 4 + 1 frames (the delays span EnCodec's 4 codebooks) */
+    mg_model_info info;
+    CHECK(mg_model_inspect(dir, &info, &err) == MG_OK && info.channels == 2 &&
+              info.max_frames == mg_model_config(m)->max_positions - KC + 1,
+          "mg_model_inspect: %d channels, a window of %d frames", info.channels, info.max_frames);
     static const int32_t ids[5] = {100, 200, 300, 1, 0};
     static const uint8_t mask[5] = {1, 1, 1, 1, 0};
     mg_gen_params p;

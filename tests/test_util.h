@@ -62,7 +62,7 @@ static inline int tu_mkmodel(const char *argv0, const char *args, char *dir, siz
         dir[0] = '\0';
         return -1;
     }
-    snprintf(mdir, mdir_cap, "%s/m", dir);
+    snprintf(mdir, mdir_cap, "%.60s/m", dir); /* dir is the 19-character temp name above */
     snprintf(cmd, sizeof cmd, "'%s/musicgen-mkmodel' %.200s -o '%s' >/dev/null 2>&1",
              dirname(self), args, mdir);
     int st = system(cmd);
