@@ -223,13 +223,13 @@ soak: $(MODULE) $(DEMO_MODEL)/model.safetensors
 # playwright-core, against nginx with the module and the demo model
 # (tests/browser/run.sh). playwright-core comes from package-lock.json; without
 # node, npm, Chromium or the npm registry the test prints SKIP and passes.
-test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors
+test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors $(STEREO_MODEL)/model.safetensors
 	@if [ ! -f node_modules/playwright-core/package.json ] && command -v npm >/dev/null 2>&1; then \
 	    echo "npm ci --ignore-scripts (playwright-core for the browser tests)"; \
 	    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
 	        || echo "test-browser: npm ci failed; the browser tests will be skipped"; \
 	fi
-	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL)
+	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL) $(STEREO_MODEL)
 
 bench: all $(BENCHES) $(MODULE)
 	@BUILD=$(BUILD) GOLDEN=$(GOLDEN) MODULE=$(MODULE) sh bench/run.sh

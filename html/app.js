@@ -560,7 +560,7 @@ function display(entry, src) {
         + ` · ${(entry.bytes.byteLength / 1024).toFixed(0)} KiB`
         + (entry.receivedMs ? ` · received in ${(entry.receivedMs / 1000).toFixed(2)} s` : '');
     $('first-sound').textContent = entry.firstSoundMs !== undefined
-        ? `First sound ${(entry.firstSoundMs / 1000).toFixed(2)} s after the click.`
+        ? `First sound ${(Math.round(entry.firstSoundMs) / 1000).toFixed(2)} s after the click.`
         : (!src && streaming && streaming.entry === entry ? 'Waiting for the first sound…' : '');
     $('prompt-seconds').textContent = entry.source === 'extend'
         ? (entry.promptSeconds !== undefined
