@@ -156,7 +156,8 @@ static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
     for (int r = 0; r < batch * K; r++)
         for (int col = 0; col < cols; col++)
             j->seq[(int64_t)r * total + col] = mg_delay_forced_prompt(
-                K, c->audio_channels, total, c->pad_token, r % K, col, window_prompt_row(j, r), j->win.prompt);
+                K, c->audio_channels, total, c->pad_token, r % K, col, window_prompt_row(j, r),
+                j->win.prompt);
     if (j->win.prompt == 0) {
         for (int s = 0; s < j->n_seq; s++)
             for (int k = 0; k < K; k++)
