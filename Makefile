@@ -21,7 +21,7 @@
 CC      ?= cc
 GOLDEN  ?= ../shared/golden
 # golden sets of features being built, checked one folder at a time
-GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont ../shared/golden-next/tiny-proj-sharded
+GOLDEN_NEXT_SETS ?= ../shared/golden-next/tiny-proj-cont ../shared/golden-next/tiny-proj-sharded ../shared/golden-next/tiny-stereo
 BUILD   ?= build
 SAN     ?= 0
 
@@ -84,6 +84,7 @@ MODULE   = $(BUILD)/nginx/objs/ngx_http_musicgen_module.so
 DEMO_MODEL ?= build/demo-model
 # a second model beside it in one nginx (t/010-models.t)
 DEMO_MODEL2 ?= build/demo-model-short
+STEREO_MODEL ?= build/demo-model-stereo
 SERVE    = $(CURDIR)/$(BUILD)/serve
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 LIB      = $(BUILD)/libmusicgen.a
@@ -189,7 +190,7 @@ ifeq ($(SAN),1)
       LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
       UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1:halt_on_error=1
 endif
-test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(DEMO_MODEL2)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
+test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(DEMO_MODEL2)/model.safetensors $(STEREO_MODEL)/model.safetensors $(SERVE)/nginx.conf $(BUILD)/libmgfault.so
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS) && chmod 1777 $(SAN_LOGS)  # workers may run as nobody
 	$(NGX_TEST_ENV) sh tests/nginx_conf.sh $(MODULE) $(DEMO_MODEL) $(SERVE)/nginx.conf
 	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
@@ -199,7 +200,8 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(DEMO_MODEL2)/model.safet
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
 	$(NGX_TEST_ENV) TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) TEST_NGINX_MUSICGEN_MODEL=$(CURDIR)/$(DEMO_MODEL) \
-	    TEST_NGINX_MUSICGEN_MODEL2=$(CURDIR)/$(DEMO_MODEL2) PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
+	    TEST_NGINX_MUSICGEN_MODEL2=$(CURDIR)/$(DEMO_MODEL2) TEST_NGINX_MUSICGEN_STEREO_MODEL=$(CURDIR)/$(STEREO_MODEL) \
+	    PERL5LIB=$$lib$${PERL5LIB:+:$$PERL5LIB} prove -r t
 	@if [ -n "$$(ls $(SAN_LOGS))" ]; then echo "FAIL sanitizer reports in $(SAN_LOGS):"; \
 	    head -n 60 $(SAN_LOGS)/*; exit 1; fi
 
@@ -224,13 +226,13 @@ soak: $(MODULE) $(DEMO_MODEL)/model.safetensors
 # playwright-core, against nginx with the module and the demo model
 # (tests/browser/run.sh). playwright-core comes from package-lock.json; without
 # node, npm, Chromium or the npm registry the test prints SKIP and passes.
-test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors
+test-browser: $(MODULE) $(DEMO_MODEL)/model.safetensors $(STEREO_MODEL)/model.safetensors
 	@if [ ! -f node_modules/playwright-core/package.json ] && command -v npm >/dev/null 2>&1; then \
 	    echo "npm ci --ignore-scripts (playwright-core for the browser tests)"; \
 	    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
 	        || echo "test-browser: npm ci failed; the browser tests will be skipped"; \
 	fi
-	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL)
+	sh tests/browser/run.sh $(MODULE) $(DEMO_MODEL) $(STEREO_MODEL)
 
 bench: all $(BENCHES) $(MODULE)
 	@BUILD=$(BUILD) GOLDEN=$(GOLDEN) MODULE=$(MODULE) sh bench/run.sh
@@ -252,6 +254,10 @@ $(DEMO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 # the second demo model: other weights, a 5 s window
 $(DEMO_MODEL2)/model.safetensors: | $(BUILD)/musicgen-mkmodel
 	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --seed 2 --positions 253 -o $(DEMO_MODEL2)
+
+# the same in the stereo layout (facebook/musicgen-stereo-*), for t/009-stereo.t
+$(STEREO_MODEL)/model.safetensors: | $(BUILD)/musicgen-mkmodel
+	$(Q)$(BUILD)/musicgen-mkmodel --shape tiny --stereo --seed 1 -o $(STEREO_MODEL)
 
 module: $(MODULE)
 # nginx's configure lists the sources (config): it runs again when config,

@@ -148,8 +148,9 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     const mg_config *c = mg_model_config(m);
     mg_backend *be = mg_model_backend(m);
     mg_decoder *dec = mg_model_decoder(m);
-    printf("model            %s (decoder %d layers x %d, T5 %d layers x %d), %d threads, %s weights, %s kernels\n",
-           dir, c->dec_layers, c->dec_hidden, c->t5_layers, c->t5_d_model, be->n_threads, dtype,
+    printf("model            %s (decoder %d layers x %d, %d codebooks, %s; T5 %d layers x %d), %d threads, %s weights, %s kernels\n",
+           dir, c->dec_layers, c->dec_hidden, c->num_codebooks,
+           c->audio_channels == 2 ? "stereo" : "mono", c->t5_layers, c->t5_d_model, be->n_threads, dtype,
            mg_cpu_isa_name(mg_cpu_backend_isa(be)));
     printf("load             %.0f ms\n", load_ms);
     PUT("load_ms", load_ms);
@@ -198,7 +199,7 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
         mg_tensor_new2(&logits, be, 2 * K, c->dec_vocab, &err))
         DIE("%s", err.msg);
     static double steps[STEPS];
-    int32_t step_ids[8] = {0};
+    int32_t step_ids[2 * MG_MAX_CODEBOOKS] = {0}; /* both halves of the guidance batch */
     const int32_t *ids1[1] = {step_ids};
     for (int s = 0; s < STEPS; s++) {
         for (int k = 0; k < 2 * K; k++)
@@ -221,7 +222,8 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     /* EnCodec on 5 s of codes */
     int frames = (int)(5.0 * c->sample_rate / c->hop);
     int32_t *codes = malloc((size_t)K * frames * sizeof *codes);
-    float *audio = malloc((size_t)frames * c->hop * sizeof *audio);
+    /* a stereo model decodes each channel: [channels, samples] */
+    float *audio = malloc((size_t)c->audio_channels * frames * c->hop * sizeof *audio);
     if (!codes || !audio)
         DIE("out of memory");
     for (int i = 0; i < K * frames; i++)
@@ -238,8 +240,8 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
             ec_first = ms;
         ec_ms = r == 0 || ms < ec_ms ? ms : ec_ms;
     }
-    printf("encodec          %.1f ms per second of audio (%d frames, best of 3; first %.1f ms)\n",
-           ec_ms, frames, ec_first);
+    printf("encodec          %.1f ms per second of %s audio (%d frames, best of 3; first %.1f ms)\n",
+           ec_ms, c->audio_channels == 2 ? "stereo (both channels)" : "mono", frames, ec_first);
     PUT("encodec_ms_per_audio_s", ec_ms);
     /* the same codes as a generation streams them: a first chunk of 8
      * frames past the look-ahead, then chunks as long as the audio out, up

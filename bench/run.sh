@@ -34,6 +34,17 @@ echo "== 4 concurrent requests (continuous batching)"
     --threads "$THREADS" --json "$BUILD/bench-batch.json"
 "$BUILD/bench_engine" --table "$BUILD/bench.json" "$BUILD/bench-f32.json" "$BUILD/bench-bf16.json" \
     "$BUILD/bench-q8.json" "$BUILD/bench-batch.json" "$BUILD/bench-load-q8.json" "$BUILD/bench-load-bf16.json"
+# musicgen-stereo-small's shapes (8 interleaved codebooks, EnCodec once per
+# channel) with q8 weights: decode ms per step with guidance, EnCodec ms per
+# second of stereo audio ($BUILD/bench-stereo-q8.json).
+STEREO=${MG_BENCH_STEREO_MODEL:-$BUILD/bench-model-stereo-small}
+if [ ! -f "$STEREO/model.safetensors" ]; then
+    echo "bench: writing a random musicgen-stereo-small-shaped model to $STEREO (once)"
+    "$BUILD/musicgen-mkmodel" --shape small --stereo --seed 1 -o "$STEREO"
+fi
+echo "== stereo small, q8"
+"$BUILD/bench_engine" "$STEREO" --dtype q8 --seconds 0 --threads "$THREADS" \
+    --json "$BUILD/bench-stereo-q8.json"
 # Fidelity on the musicgen-small-shaped model (teacher-forced logits of bf16,
 # q8 with its 8-bit attention caches and q8 with BF16 caches against f32).
 echo "== fidelity against f32 on $MODEL"

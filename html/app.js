@@ -517,6 +517,7 @@ async function addClip({ bytes, body, prompt, seconds, promptSeconds, firstSound
         n: history.length + 1, body, bytes, prompt, promptSeconds, firstSoundMs, receivedMs, source,
         duration: Number(duration.toFixed(2)),
         sampleRate: decoded.sampleRate,
+        channels: decoded.channels,
         blobUrl: URL.createObjectURL(blob),
         fileName: `musicgen-${slug(body.mood || body.prompt || prompt)}-seed${body.seed}-${Number(duration.toFixed(1))}s.wav`,
         when: new Date(),
@@ -542,6 +543,11 @@ function describeRequest(body) {
         .map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(', ') : v}`).join(' · ');
 }
 
+// "stereo " for a stereo model's clips (the waveform shows their mean), "mono " for mono
+function channelsName(n) {
+    return n === 2 ? 'stereo ' : n === 1 ? 'mono ' : '';
+}
+
 let current = null;             // the clip on show, which Extend continues
 
 function display(entry, src) {
@@ -550,11 +556,11 @@ function display(entry, src) {
     $('result').hidden = false;
     $('result-prompt-label').textContent = entry.prompt ? 'Prompt the server built:' : 'Asked for (the server builds the prompt from these):';
     $('result-prompt').textContent = entry.prompt || describeRequest(entry.body);
-    $('result-meta').textContent = `Clip ${entry.n} · ${entry.duration} s · seed ${entry.body.seed} · ${entry.sampleRate || '?'} Hz WAV`
+    $('result-meta').textContent = `Clip ${entry.n} · ${entry.duration} s · seed ${entry.body.seed} · ${entry.sampleRate || '?'} Hz ${channelsName(entry.channels)}WAV`
         + ` · ${(entry.bytes.byteLength / 1024).toFixed(0)} KiB`
         + (entry.receivedMs ? ` · received in ${(entry.receivedMs / 1000).toFixed(2)} s` : '');
     $('first-sound').textContent = entry.firstSoundMs !== undefined
-        ? `First sound ${(entry.firstSoundMs / 1000).toFixed(2)} s after the click.`
+        ? `First sound ${(Math.round(entry.firstSoundMs) / 1000).toFixed(2)} s after the click.`
         : (!src && streaming && streaming.entry === entry ? 'Waiting for the first sound…' : '');
     $('prompt-seconds').textContent = entry.source === 'extend'
         ? (entry.promptSeconds !== undefined

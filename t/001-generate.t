@@ -23,7 +23,7 @@ Content-Type: application/json
 --- error_code: 200
 --- response_headers
 Content-Type: application/json
---- response_body_like: ^\{"success":true,"audioUrl":"data:audio/wav;base64,UklGR[A-Za-z0-9+/=]+","audio_base64":"UklGR.*"prompt":"calm piano with soft drums".*"sample_rate":32000.*"format":"wav","seed":7,
+--- response_body_like: ^\{"success":true,"audioUrl":"data:audio/wav;base64,UklGR[A-Za-z0-9+/=]+","audio_base64":"UklGR.*"prompt":"calm piano with soft drums".*"sample_rate":32000,"channels":1,.*"format":"wav","seed":7,
 --- no_error_log
 [error]
 

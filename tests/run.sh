@@ -3,7 +3,7 @@
 # golden set and on each folder of GOLDEN_NEXT_SETS (golden sets of features
 # that are being built, picked one by one), and prints the overall tally last.
 GOLDEN=${GOLDEN:-../shared/golden}
-GOLDEN_NEXT_SETS=${GOLDEN_NEXT_SETS-../shared/golden-next/tiny-proj-cont ../shared/golden-next/tiny-proj-sharded}
+GOLDEN_NEXT_SETS=${GOLDEN_NEXT_SETS-../shared/golden-next/tiny-proj-cont ../shared/golden-next/tiny-proj-sharded ../shared/golden-next/tiny-stereo}
 BUILD=${BUILD:-build}
 export GOLDEN
 passed=0 failed=0 skipped=0

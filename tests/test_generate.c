@@ -21,24 +21,66 @@ static void test_delay_pattern(void)
 {
     /* README example: K = 4, total = 8 */
     int64_t mask[32];
-    mg_delay_mask(4, 8, 99, mask);
+    mg_delay_mask(4, 1, 8, 99, mask);
     static const int64_t want[32] = {
         99, -1, -1, -1, -1, 99, 99, 99,
         99, 99, -1, -1, -1, -1, 99, 99,
         99, 99, 99, -1, -1, -1, -1, 99,
         99, 99, 99, 99, -1, -1, -1, -1};
     CHECK(!memcmp(mask, want, sizeof want), "delay mask K=4 total=8");
-    CHECK(mg_delay_frames(4, 8) == 4 && mg_delay_frames(4, 3) == 0, "frame counts");
+    CHECK(mg_delay_frames(4, 1, 8) == 4 && mg_delay_frames(4, 1, 3) == 0, "frame counts");
     int32_t seq[32], codes[16];
     for (int k = 0; k < 4; k++)
         for (int t = 0; t < 8; t++)
             seq[k * 8 + t] = mask[k * 8 + t] == -1 ? 10 * k + (t - k - 1) : 99;
-    mg_delay_extract(4, 8, seq, codes);
+    mg_delay_extract(4, 1, 8, seq, codes);
     int ok = 1;
     for (int k = 0; k < 4; k++)
         for (int j = 0; j < 4; j++)
             ok &= codes[k * 4 + j] == 10 * k + j;
     CHECK(ok, "frame j of codebook k comes from column j+k+1");
+}
+
+/* Stereo: 8 codebooks, 2c (left c) and 2c+1 (right c) both delayed by c, so
+ * a sequence of 8 columns spans 4 delays and gives 4 frames (as the
+ * reference's build_delay_pattern_mask with channel_codebooks = K / 2). */
+static void test_delay_pattern_stereo(void)
+{
+    int64_t mask[64];
+    mg_delay_mask(8, 2, 8, 99, mask);
+    static const int64_t want[4][8] = {
+        {99, -1, -1, -1, -1, 99, 99, 99},
+        {99, 99, -1, -1, -1, -1, 99, 99},
+        {99, 99, 99, -1, -1, -1, -1, 99},
+        {99, 99, 99, 99, -1, -1, -1, -1}};
+    int ok = 1;
+    for (int k = 0; k < 8; k++)
+        ok &= !memcmp(mask + k * 8, want[k / 2], sizeof want[0]);
+    CHECK(ok, "stereo delay mask: codebooks 2c and 2c+1 delayed by c");
+    CHECK(mg_delay_frames(8, 2, 8) == 4 && mg_delay_frames(8, 2, 4) == 0, "stereo frame counts");
+    int32_t seq[64], codes[32];
+    for (int k = 0; k < 8; k++)
+        for (int t = 0; t < 8; t++)
+            seq[k * 8 + t] = mask[k * 8 + t] == -1 ? 10 * k + (t - k / 2 - 1) : 99;
+    mg_delay_extract(8, 2, 8, seq, codes);
+    ok = 1;
+    for (int k = 0; k < 8; k++)
+        for (int j = 0; j < 4; j++)
+            ok &= codes[k * 4 + j] == 10 * k + j;
+    CHECK(ok, "stereo: frame j of codebook k comes from column j+k/2+1");
+    /* a prompt of 2 frames: codebook k's lies in columns k/2+1 .. k/2+2 */
+    int32_t prompt[16];
+    for (int i = 0; i < 16; i++)
+        prompt[i] = 50 + i;
+    mg_delay_mask_prompt(8, 2, 8, 99, prompt, 2, 2, mask);
+    ok = 1;
+    for (int k = 0; k < 8; k++)
+        for (int t = 0; t < 8; t++) {
+            int d = k / 2;
+            int64_t w = t <= d || t >= 8 - 4 + 1 + d ? 99 : t <= d + 2 ? prompt[k * 2 + t - d - 1] : -1;
+            ok &= mask[k * 8 + t] == w;
+        }
+    CHECK(ok, "stereo prompt: codebook k's prompt frames at columns k/2+1 ..");
 }
 
 static void test_top_k_top_p(void)
@@ -549,6 +591,7 @@ static void test_audio_batch(const char *dir)
 int main(int argc, char **argv)
 {
     test_delay_pattern();
+    test_delay_pattern_stereo();
     test_top_k_top_p();
     test_rng();
     char dir[4200], probe[4300];

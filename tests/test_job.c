@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "service/base64.h"
 #include "service/job.h"
 
@@ -60,9 +61,10 @@ static void test_audio_size(mg_model *m, const mg_request_limits *lim)
     }
 }
 
-/* A job's bytes are the file mg_audio_encode_level makes of the audio
- * mg_generate gives for the same seed and parameters: one encoder, whatever
- * the front end does with the bytes. */
+/* A job's bytes are the file mg_audio_encode_planar makes of the audio
+ * mg_generate gives for the same seed and parameters (both channels of a
+ * stereo model's): one encoder, whatever the front end does with the
+ * bytes. */
 static void test_job_bytes(mg_model *m, const mg_request_limits *lim)
 {
     static const char *formats[] = {"wav", "flac", "ogg", "mp3"};
@@ -102,12 +104,12 @@ static void test_job_bytes(mg_model *m, const mg_request_limits *lim)
                 }
                 uint8_t *want = NULL;
                 size_t want_len = 0;
-                CHECK(rc == MG_OK && mg_audio_encode_level(gen.audio, gen.n_samples, gen.sample_rate,
-                                                           req.format, levels[l], &want, &want_len,
-                                                           &err) == MG_OK &&
+                CHECK(rc == MG_OK && mg_audio_encode_planar(gen.audio, gen.channels, gen.n_samples,
+                                                            gen.sample_rate, req.format, levels[l],
+                                                            &want, &want_len, &err) == MG_OK &&
                       res.audio_len == want_len && !memcmp(res.audio, want, want_len),
-                      "%.2f s %s at level %s: the job's %zu bytes are the encoder's %zu",
-                      durations[d], formats[f], mg_level_name(levels[l]),
+                      "%d channels, %.2f s %s at level %s: the job's %zu bytes are the encoder's %zu",
+                      gen.channels, durations[d], formats[f], mg_level_name(levels[l]),
                       rc == MG_OK ? res.audio_len : 0, want_len);
                 size_t size = 1;
                 CHECK(mg_job_audio_size(m, &req, &set, &size, &err) == MG_OK &&
@@ -351,9 +353,44 @@ static void test_jobs(const char *dir)
     mg_model_free(m);
 }
 
-int main(void)
+/* The job's bytes for a stereo model (musicgen-mkmodel --stereo beside the
+ * test binary): 2-channel files, the JSON saying so. */
+static void test_stereo_jobs(const char *argv0)
+{
+    char tmp[4200], dir[4200];
+    mg_model *m = NULL;
+    mg_error err = {0};
+    mg_model_options opt = {.n_threads = 1};
+    if (tu_mkmodel(argv0, "--shape tiny --stereo --seed 2", tmp, sizeof tmp, dir, sizeof dir) ||
+        mg_model_load(&m, dir, &opt, &err) != MG_OK) {
+        CHECK(0, "a stereo model: %s", err.msg);
+        tu_remove_dir(tmp);
+        return;
+    }
+    mg_request_limits lim = {.duration = {.min = MG_MIN_DURATION, .max = 30, .dflt = 1},
+                             .default_format = MG_AUDIO_WAV};
+    test_job_bytes(m, &lim);
+    const char *body = "{\"prompt\": \"wide pads\", \"duration\": 1, \"seed\": 9}";
+    mg_request req = {0};
+    mg_job_result res;
+    CHECK(mg_request_parse_json(body, strlen(body), &lim, &req, &err) == MG_OK &&
+              mg_job_run(m, &req, NULL, 1, "stereo", &res, &err) == MG_OK,
+          "stereo run: %s", err.msg);
+    if (!err.msg[0]) {
+        CHECK(res.audio_len == 44 + 32000 * 2 * 2 && res.json &&
+                  strstr(res.json, "\"sample_rate\":32000,\"channels\":2"),
+              "1 s of 16-bit stereo WAV (%zu bytes), the JSON says 2 channels", res.audio_len);
+        mg_job_result_free(&res);
+    }
+    mg_request_free(&req);
+    mg_model_free(m);
+    tu_remove_dir(tmp);
+}
+
+int main(int argc, char **argv)
 {
     test_error_json();
+    test_stereo_jobs(argc > 0 ? argv[0] : "");
     char dir[4200], probe[4300];
     snprintf(dir, sizeof dir, "%s/tiny-a", check_golden_dir());
     snprintf(probe, sizeof probe, "%s/spiece.model", dir);

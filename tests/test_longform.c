@@ -324,9 +324,9 @@ static void test_final_frames(mg_model *m, const mg_gen_params *p, int prefills,
     while (rc == MG_OK) {
         int final = mg_gen_job_final_frames(&j, K), half = final / 2;
         ok &= final >= last && final <= ref.frames;
-        mg_gen_job_copy_frames(&j, K, 0, final, codes);
+        mg_gen_job_copy_frames(&j, K, 1, 0, final, codes);
         ok &= frames_equal(&ref, 0, codes, final);
-        mg_gen_job_copy_frames(&j, K, half, final - half, codes);
+        mg_gen_job_copy_frames(&j, K, 1, half, final - half, codes);
         ok &= frames_equal(&ref, half, codes, final - half);
         last = final;
         checks++;

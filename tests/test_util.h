@@ -47,13 +47,13 @@ static inline int tu_model_dir(char *dir, size_t cap, const char *golden_model)
     return 0;
 }
 
-/* A random tiny model whose window is cut to `positions` (long-form and
- * continuation tests), made by the musicgen-mkmodel built beside the test
- * binary argv0 into <dir>/m of a fresh temp folder: dir and mdir (the model
- * folder) are filled, even on failure once dir exists (remove it with
- * tu_remove_dir). Returns 0 when the model was written. */
-static inline int tu_windowed_model(const char *argv0, int positions, int seed, char *dir,
-                                    size_t dir_cap, char *mdir, size_t mdir_cap)
+/* A random model made by the musicgen-mkmodel built beside the test binary
+ * argv0 with the options `args` (e.g. "--shape tiny --stereo --seed 3"),
+ * into <dir>/m of a fresh temp folder: dir and mdir (the model folder) are
+ * filled, even on failure once dir exists (remove it with tu_remove_dir).
+ * Returns 0 when the model was written. */
+static inline int tu_mkmodel(const char *argv0, const char *args, char *dir, size_t dir_cap,
+                             char *mdir, size_t mdir_cap)
 {
     char self[4096], cmd[8800];
     snprintf(self, sizeof self, "%s", argv0 ? argv0 : "");
@@ -62,12 +62,21 @@ static inline int tu_windowed_model(const char *argv0, int positions, int seed, 
         dir[0] = '\0';
         return -1;
     }
-    snprintf(mdir, mdir_cap, "%s/m", dir);
-    snprintf(cmd, sizeof cmd,
-             "'%s/musicgen-mkmodel' --shape tiny --positions %d --seed %d -o '%s' >/dev/null 2>&1",
-             dirname(self), positions, seed, mdir);
+    snprintf(mdir, mdir_cap, "%.60s/m", dir); /* dir is the 19-character temp name above */
+    snprintf(cmd, sizeof cmd, "'%s/musicgen-mkmodel' %.200s -o '%s' >/dev/null 2>&1",
+             dirname(self), args, mdir);
     int st = system(cmd);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* A random tiny model whose window is cut to `positions` (long-form and
+ * continuation tests), as tu_mkmodel. */
+static inline int tu_windowed_model(const char *argv0, int positions, int seed, char *dir,
+                                    size_t dir_cap, char *mdir, size_t mdir_cap)
+{
+    char args[96];
+    snprintf(args, sizeof args, "--shape tiny --positions %d --seed %d", positions, seed);
+    return tu_mkmodel(argv0, args, dir, dir_cap, mdir, mdir_cap);
 }
 
 /* rm -rf dir (made by tu_windowed_model); 0 on success or when dir is "". */
@@ -95,7 +104,7 @@ static inline mg_code tu_greedy_codes(mg_model *m, int32_t **out, size_t *n, mg_
     mg_code rc = mg_generate_ids(m, ids, mask, 1, 5, &p, NULL, &res, err);
     if (rc != MG_OK)
         return rc;
-    *n = (size_t)res.batch * 4 * res.frames;
+    *n = (size_t)res.batch * mg_model_config(m)->num_codebooks * res.frames;
     *out = malloc(*n * sizeof **out);
     if (*out)
         memcpy(*out, res.codes, *n * sizeof **out);

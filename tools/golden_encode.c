@@ -8,14 +8,16 @@
 
 #include "model/encodec_encode.h"
 
-/* A float golden tensor [B, 1, n] as a host copy; NULL after a sink failure. */
-static float *mono_audio(const mg_safetensors *g, const char *name, int *batch, int64_t *n,
-                         const golden_sink *s)
+/* A float golden tensor [B, channels, n] as a host copy; NULL after a sink
+ * failure. */
+static float *golden_audio(const mg_safetensors *g, const char *name, int channels, int *batch,
+                           int64_t *n, const golden_sink *s)
 {
     const mg_st_tensor *t = mg_st_find(g, name);
-    if (!t || t->ndim != 3 || t->shape[1] != 1 || t->shape[0] < 1 || t->shape[0] > 64) {
-        s->fail(s->ud, name, t ? "expected a [batch, 1, samples] waveform"
-                               : "input tensor missing from the golden file");
+    if (!t || t->ndim != 3 || t->shape[1] != channels || t->shape[0] < 1 || t->shape[0] > 64) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "expected a [batch, %d, samples] waveform", channels);
+        s->fail(s->ud, name, t ? msg : "input tensor missing from the golden file");
         return NULL;
     }
     float *f = malloc((size_t)mg_st_numel(t) * sizeof *f + 1);
@@ -85,7 +87,7 @@ void golden_check_encode(mg_model *m, const mg_safetensors *g, const golden_sink
         snprintf(tag, sizeof tag, "%.*s", (int)(dot - nm), nm);
         int batch = 0, frames = 0;
         int64_t n = 0;
-        float *audio = mono_audio(g, nm, &batch, &n, s);
+        float *audio = golden_audio(g, nm, mg_model_config(m)->audio_channels, &batch, &n, s);
         int32_t *codes = NULL;
         tagged tt = {s, tag};
         snprintf(name, sizeof name, "%s.audio_codes", tag);
@@ -93,7 +95,8 @@ void golden_check_encode(mg_model *m, const mg_safetensors *g, const golden_sink
         mg_encodec_set_encode_chunk(ec, 0);
         int ok = audio && encode(m, audio, batch, n, name, trace_tagged, &tt, &codes, &frames, s);
         mg_encodec_set_encode_chunk(ec, MG_ENCODEC_ENCODE_CHUNK_FRAMES);
-        float *wave = ok ? malloc((size_t)batch * frames * hop * sizeof *wave + 1) : NULL;
+        int channels = mg_model_config(m)->audio_channels;
+        float *wave = ok ? malloc((size_t)batch * channels * frames * hop * sizeof *wave + 1) : NULL;
         snprintf(name, sizeof name, "%s.reconstruction", tag);
         mg_error err = {0};
         if (ok && !wave)
@@ -101,7 +104,7 @@ void golden_check_encode(mg_model *m, const mg_safetensors *g, const golden_sink
         else if (ok && mg_encodec_decode(ec, codes, batch, frames, wave, NULL, NULL, &err) != MG_OK)
             s->fail(s->ud, name, err.msg);
         else if (ok)
-            s->put_f32(s->ud, name, wave, (int64_t)batch * frames * hop);
+            s->put_f32(s->ud, name, wave, (int64_t)batch * channels * frames * hop);
         free(wave);
         free(codes);
         free(audio);
@@ -114,7 +117,8 @@ int32_t *golden_encode_prompt_audio(mg_model *m, const mg_safetensors *g, const 
     int batch = 0, frames = 0;
     int32_t *codes = NULL;
     int64_t n = 0;
-    float *audio = mono_audio(g, "prompt_audio", &batch, &n, s);
+    float *audio = golden_audio(g, "prompt_audio", mg_model_config(m)->audio_channels, &batch,
+                                &n, s);
     const mg_st_tensor *mask = mg_st_find(g, "prompt_padding_mask");
     if (mask) {
         int64_t cnt = mg_st_numel(mask), *v = malloc((size_t)cnt * sizeof *v + 1);

@@ -24,7 +24,8 @@ typedef struct {
  * decode). */
 void golden_check_encode(mg_model *m, const mg_safetensors *g, const golden_sink *s);
 
-/* golden_continuation's audio prompt: encodes "prompt_audio" [B, 1, n] (its
+/* golden_continuation's audio prompt: encodes "prompt_audio" [B, C, n] (C:
+ * the model's audio channels, each encoded alone and interleaved; its
  * "prompt_padding_mask" must be all ones) and records "prompt_audio_codes"
  * [B*K, frames], the code prompt generate() continues from. Returns those
  * codes (malloc'd, [B, K, frames], *batch and *frames set), NULL when the

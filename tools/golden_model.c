@@ -280,22 +280,30 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
     mg_backend *be = mg_model_backend(m);
     mg_decoder *dec = mg_model_decoder(m);
     const mg_config *c = mg_model_config(m);
-    int K = c->num_codebooks, V = c->dec_vocab, pad = c->pad_token;
+    int K = c->num_codebooks, C = c->audio_channels, V = c->dec_vocab, pad = c->pad_token;
     gfile g = {0}, gt = {0};
-    if (!gopen(&g, dir, "golden_decoder_tf.safetensors", r) ||
-        !gopen(&gt, dir, "golden_t5.safetensors", r)) {
+    if (!gopen(&g, dir, "golden_decoder_tf.safetensors", r))
+        return;
+    /* the prompts' ids: in the file itself (sets without golden_t5), else golden_t5's */
+    gfile *src = mg_st_find(&g.st, "input_ids") ? &g : &gt;
+    if (src == &gt && !gopen(&gt, dir, "golden_t5.safetensors", r)) {
         gclose(&g);
         return;
     }
     int64_t n;
-    const mg_st_tensor *tc = mg_st_find(&g.st, "codes"), *ti = mg_st_find(&gt.st, "input_ids");
+    const mg_st_tensor *tc = mg_st_find(&g.st, "codes"), *ti = mg_st_find(&src->st, "input_ids");
     int32_t *codes = gi32(&g, "codes", NULL, r);
-    int32_t *ids = gi32(&gt, "input_ids", &n, r), *mk = gi32(&gt, "attention_mask", NULL, r);
+    int32_t *ids = gi32(src, "input_ids", &n, r), *mk = gi32(src, "attention_mask", NULL, r);
     uint8_t *mask = mk ? to_mask(mk, n) : NULL;
     if (!tc || !ti || !codes || !ids || !mask)
         goto done;
     put_input(r, "codes");
-    int B = (int)tc->shape[0], T = (int)tc->shape[2], L = T + K, S = (int)ti->shape[1];
+    if (src == &g) {
+        put_input(r, "input_ids");
+        put_input(r, "attention_mask");
+    }
+    /* the delay pattern spans K / C columns (a stereo model's channels share delays) */
+    int B = (int)tc->shape[0], T = (int)tc->shape[2], L = T + K / C, S = (int)ti->shape[1];
 
     /* delay layout [B*K, L] from the codes */
     int32_t *seq = malloc((size_t)B * K * L * sizeof *seq);
@@ -308,7 +316,7 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
     for (int b = 0; b < B; b++)
         for (int k = 0; k < K; k++)
             for (int t = 0; t < L; t++) {
-                int f = t - k - 1;
+                int f = t - k / C - 1;
                 seq[((int64_t)b * K + k) * L + t] = (f >= 0 && f < T) ? codes[((int64_t)b * K + k) * T + f] : pad;
             }
     put_i32(r, "delayed_input_ids", seq, (int64_t)B * K * L);
@@ -322,7 +330,7 @@ static void check_decoder(mg_model *m, const char *dir, results *r)
         free(first);
     }
     for (int b = 0; b < B; b++)
-        mg_delay_mask(K, 12, pad, mask_ex + (int64_t)b * K * 12);
+        mg_delay_mask(K, C, 12, pad, mask_ex + (int64_t)b * K * 12);
     put_int(r, "delay_pattern_mask_generation_example", mask_ex, (int64_t)B * K * 12);
     free(mask_ex);
 
@@ -470,11 +478,12 @@ static void run_greedy(mg_model *m, const int32_t *ids, const uint8_t *mask, int
         put_int(r, NAME("step_tokens"), rec.tokens, (int64_t)steps * B * K);
         put_i32(r, NAME("delayed_sequence"), res.sequence, (int64_t)B * K * res.total);
         put_i32(r, NAME("audio_codes"), res.codes, (int64_t)B * K * res.frames);
-        put_f32(r, NAME("audio_values"), res.audio, (int64_t)B * (int64_t)res.n_samples);
+        put_f32(r, NAME("audio_values"), res.audio,
+                (int64_t)B * res.channels * (int64_t)res.n_samples);
         int64_t *dm = malloc((size_t)B * K * res.total * sizeof *dm);
         if (dm) {
             for (int b = 0; b < B; b++)
-                mg_delay_mask_prompt(K, res.total, c->pad_token,
+                mg_delay_mask_prompt(K, c->audio_channels, res.total, c->pad_token,
                                      prompt ? prompt + (int64_t)b * K * tp : NULL, tp, tp,
                                      dm + (int64_t)b * K * res.total);
             put_int(r, NAME("delay_pattern_mask"), dm, (int64_t)B * K * res.total);

@@ -116,7 +116,8 @@ typedef struct {
     const char *t5_name_or_path;
     int t5_d_model, t5_d_kv, t5_heads, t5_d_ff, t5_layers, t5_vocab, t5_buckets;
     /* MusicGen decoder; pad = bos = start token = vocab */
-    int hidden, heads, layers, ffn, vocab, codebooks, max_positions;
+    int hidden, heads, layers, ffn, vocab, max_positions;
+    int codebooks;           /* EnCodec's quantizers: the decoder has this many per channel */
     /* EnCodec */
     const char *encodec_name_or_path;
     int filters, codebook_dim, codebook_size, lstm_layers, ratios[4];
@@ -124,7 +125,16 @@ typedef struct {
     /* what the golden files of this shape carry */
     int from_model_config;   /* generation_config "_from_model_config": true */
     int f32_torch_dtype;     /* top-level "torch_dtype": "float32" */
+    /* --stereo: 2 (musicgen-stereo-*: the decoder has codebooks per channel,
+     * interleaved, EnCodec keeps its codebooks); 0 or 1: mono */
+    int audio_channels;
 } model_shape;
+
+/* The decoder's codebooks: EnCodec's for each channel. */
+static int decoder_codebooks(const model_shape *s)
+{
+    return s->codebooks * (s->audio_channels > 1 ? s->audio_channels : 1);
+}
 
 static const model_shape shapes[] = {
     {.name = "tiny", .t5_name_or_path = "",
@@ -293,7 +303,7 @@ static void add_decoder(tensor_list *l, const model_shape *s)
 {
     int h = s->hidden;
     const char *p = "decoder.model.decoder";
-    for (int k = 0; k < s->codebooks; k++) {
+    for (int k = 0; k < decoder_codebooks(s); k++) {
         /* row vocab is the pad/start token */
         add_tensor(l, INIT_NORMAL, 0.0f, 0.5f, 2, s->vocab + 1, h, 0,
                    "%s.embed_tokens.%d.weight", p, k);
@@ -788,7 +798,8 @@ static json_t *make_config(const model_shape *s, out_dtype dtype, mg_error *err)
     bad |= set_int(dec, "num_hidden_layers", s->layers);
     bad |= set_int(dec, "ffn_dim", s->ffn);
     bad |= set_int(dec, "vocab_size", s->vocab);
-    bad |= set_int(dec, "num_codebooks", s->codebooks);
+    bad |= set_int(dec, "num_codebooks", decoder_codebooks(s));
+    bad |= set_int(dec, "audio_channels", s->audio_channels > 1 ? s->audio_channels : 1);
     bad |= set_int(dec, "max_position_embeddings", s->max_positions);
     bad |= set_int(dec, "bos_token_id", s->vocab);
     bad |= set_int(dec, "pad_token_id", s->vocab);
@@ -1012,17 +1023,19 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16]\n"
-            "                        [--spiece PATH] [--threads N] [--positions N] -o DIR\n"
+            "                        [--spiece PATH] [--threads N] [--positions N] [--stereo] -o DIR\n"
             "Writes a random-initialised MusicGen model in the Hugging Face layout of\n"
             "facebook/musicgen-small: DIR/config.json, generation_config.json,\n"
             "model.safetensors and spiece.model (a small synthetic vocabulary unless\n"
             "--spiece gives a SentencePiece model to copy). --positions sets the\n"
-            "decoder's window (max_position_embeddings), e.g. short for long-form tests.\n");
+            "decoder's window (max_position_embeddings), e.g. short for long-form tests.\n"
+            "--stereo writes the stereo layout (facebook/musicgen-stereo-*): 2 audio\n"
+            "channels, twice the decoder codebooks, interleaved left/right.\n");
 }
 
 typedef struct {
     const model_shape *shape;
-    model_shape        resized;  /* the shape with --positions */
+    model_shape        resized;  /* the shape with --positions and --stereo */
     uint64_t           seed;
     out_dtype          dtype;
     const char        *spiece, *dir;
@@ -1046,13 +1059,17 @@ static int parse_u64(const char *s, uint64_t *out)
 static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
-    int positions = 0;
+    int positions = 0, stereo = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 2;
+        if (strcmp(a, "--stereo") == 0) {
+            stereo = 1;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--shape") && strcmp(a, "--seed") && strcmp(a, "--dtype") &&
             strcmp(a, "--spiece") && strcmp(a, "--threads") && strcmp(a, "-o") &&
@@ -1115,9 +1132,12 @@ static int parse_args(int argc, char **argv, options *o)
         usage(stderr);
         return 1;
     }
-    if (positions) {
+    if (positions || stereo) {
         o->resized = *o->shape;
-        o->resized.max_positions = positions;
+        if (positions)
+            o->resized.max_positions = positions;
+        if (stereo)
+            o->resized.audio_channels = 2;
         o->shape = &o->resized;
     }
     return 0;

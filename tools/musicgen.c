@@ -17,6 +17,7 @@
 #include "backend_env.h"
 #include "io/audio.h"
 #include "io/audio_decode.h"
+#include "io/channels.h"
 #include "io/config.h"
 #include "io/level.h"
 #include "runtime/duration.h"
@@ -106,9 +107,11 @@ static int parse_number(const char *s, double *out)
     return 0;
 }
 
-/* --continue FILE: decoded at the model's rate, downmixed to mono. Errors
- * name the option and the file; 1 (not a usage error: the file is at fault). */
-static int read_prompt_audio(const char *path, int rate, mg_decoded_audio *out)
+/* --continue FILE: decoded at the model's rate, in the model's channels,
+ * planar (io/channels.h: a stereo file to a mono model is downmixed, a mono
+ * one to a stereo model goes to both channels). Errors name the option and
+ * the file; 1 (not a usage error: the file is at fault). */
+static int read_prompt_audio(const char *path, int rate, int channels, mg_decoded_audio *out)
 {
     mg_error err = {0};
     char *bytes = NULL;
@@ -124,7 +127,16 @@ static int read_prompt_audio(const char *path, int rate, mg_decoded_audio *out)
         fprintf(stderr, "musicgen: %s (%s)\n", err.msg, path); /* "--continue: why" */
         return 1;
     }
-    mg_audio_downmix(out);
+    float *planar = malloc(out->frames * (size_t)channels * sizeof *planar);
+    if (!planar) {
+        fprintf(stderr, "musicgen: --continue: out of memory (%s)\n", path);
+        mg_decoded_audio_free(out);
+        return 1;
+    }
+    mg_channels_to_planar(out->samples, out->channels, out->frames, channels, planar);
+    free(out->samples);
+    out->samples = planar;
+    out->channels = channels;
     return 0;
 }
 
@@ -247,7 +259,7 @@ int main(int argc, char **argv)
         return usage_error("--extend-stride: must be more than 0 and less than %.10g seconds "
                            "(the model's window) (got %s)", info.max_duration, stride_arg);
     mg_decoded_audio prompt_audio = {0};
-    if (continue_path && read_prompt_audio(continue_path, info.sample_rate, &prompt_audio))
+    if (continue_path && read_prompt_audio(continue_path, info.sample_rate, info.channels, &prompt_audio))
         return 1;
     double t0 = now_s();
     mg_model *m = NULL;
@@ -302,8 +314,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "musicgen: %s\n", err.msg);
         goto out;
     }
-    if (mg_audio_encode_level(res.audio, res.n_samples, res.sample_rate, fmt, level, &bytes,
-                              &n_bytes, &err) != MG_OK) {
+    if (mg_audio_encode_planar(res.audio, res.channels, res.n_samples, res.sample_rate, fmt,
+                               level, &bytes, &n_bytes, &err) != MG_OK) {
         fprintf(stderr, "musicgen: %s\n", err.msg);
         mg_gen_result_free(&res);
         goto out;
@@ -322,11 +334,12 @@ int main(int argc, char **argv)
         if (!quiet) {
             double audio_s = (double)res.n_samples / res.sample_rate, total = now_s() - t0;
             fprintf(stderr,
-                    "musicgen: %s, %.2f s of audio (%d frames, %d steps)\n"
+                    "musicgen: %s, %.2f s of %s audio (%d frames, %d steps)\n"
                     "  %s, %s weights: load %.2f s, T5 %.1f ms, decode %.2f s (%.1f ms/step), "
                     "EnCodec %.2f s\n"
                     "  total %.2f s, real-time factor %.2f\n",
-                    out_path, audio_s, res.frames, res.steps, mg_model_device(m),
+                    out_path, audio_s, res.channels == 2 ? "stereo" : "mono", res.frames,
+                    res.steps, mg_model_device(m),
                     mg_model_dtype(m), t_load, res.t5_ms,
                     res.decode_ms / 1e3, res.decode_ms / (res.steps ? res.steps : 1),
                     res.encodec_ms / 1e3, total, (total - t_load) / audio_s);

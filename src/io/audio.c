@@ -1,4 +1,5 @@
 #include "io/audio.h"
+#include "io/channels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -105,17 +106,33 @@ size_t mg_audio_encoded_size(size_t n, mg_audio_format f)
 mg_code mg_audio_encode_level(const float *samples, size_t n, int sample_rate, mg_audio_format f,
                               mg_level level, uint8_t **out, size_t *out_len, mg_error *err)
 {
+    return mg_audio_encode_planar(samples, 1, n, sample_rate, f, level, out, out_len, err);
+}
+
+mg_code mg_audio_encode_planar(const float *samples, int channels, size_t n, int sample_rate,
+                               mg_audio_format f, mg_level level, uint8_t **out,
+                               size_t *out_len, mg_error *err)
+{
     if (!out || !out_len || (n && !samples))
         return mg_fail(err, MG_ERR_INVALID, "encode: NULL argument");
     *out = NULL;
     *out_len = 0;
+    if (channels < 1 || channels > 2)
+        return mg_fail(err, MG_ERR_INVALID, "encode: %d channels (1 or 2)", channels);
     membuf mem = { 0 };
-    mg_audio_stream_params p = { .format = f, .sample_rate = sample_rate, .channels = 1,
+    mg_audio_stream_params p = { .format = f, .sample_rate = sample_rate, .channels = channels,
                                  .frames = n, .level = level };
+    /* the stream takes interleaved frames: stereo goes through a copy */
+    float *frames = channels > 1 ? malloc(n * (size_t)channels * sizeof *frames + 1) : NULL;
+    if (channels > 1 && !frames)
+        return mg_fail(err, MG_ERR_NOMEM, "encode %s: out of memory", mg_audio_format_name(f));
+    if (frames)
+        mg_channels_interleave(samples, channels, n, n, frames);
     mg_audio_stream *s = NULL;
     mg_code rc = mg_audio_stream_open(&s, &p, mem_sink, &mem, err);
     if (rc == MG_OK)
-        rc = mg_audio_stream_write(s, samples, n, err);
+        rc = mg_audio_stream_write(s, frames ? frames : samples, n, err);
+    free(frames);
     if (rc == MG_OK)
         rc = mg_audio_stream_finish(s, err);
     mg_audio_stream_free(s);

@@ -1,4 +1,4 @@
-/* Audio formats, and encoding mono float audio into an in-memory file (WAV,
+/* Audio formats, and encoding float audio (mono or stereo) into an in-memory file (WAV,
  * FLAC, Ogg/Opus, MP3): the stream of audio_stream.h collected in memory;
  * nothing touches the filesystem. */
 #ifndef MG_AUDIO_H
@@ -33,6 +33,12 @@ const char *mg_audio_mime(mg_audio_format f);
  * libsndfile's message. */
 mg_code mg_audio_encode_level(const float *samples, size_t n, int sample_rate, mg_audio_format f,
                               mg_level level, uint8_t **out, size_t *out_len, mg_error *err);
+/* The same for planar audio [channels, n] (1 or 2 channels, left first, as
+ * the engine makes it): a stereo file of n frames, the level stage linked
+ * across the channels (one gain for both, so the stereo image stays). */
+mg_code mg_audio_encode_planar(const float *samples, int channels, size_t n, int sample_rate,
+                               mg_audio_format f, mg_level level, uint8_t **out,
+                               size_t *out_len, mg_error *err);
 /* mg_audio_encode_level at the default level, limit. */
 mg_code mg_audio_encode(const float *samples, size_t n, int sample_rate, mg_audio_format f,
                         uint8_t **out, size_t *out_len, mg_error *err);

@@ -102,10 +102,14 @@ static mg_code parse_sections(mg_config *c, json_t *root, json_t *gen, mg_error 
         return mg_fail(err, MG_ERR_UNSUPPORTED, "config: decoder.activation_function: only 'gelu' is supported");
     if (r.rc == MG_OK && json_is_true(json_object_get(r.obj, "scale_embedding")))
         return mg_fail(err, MG_ERR_UNSUPPORTED, "config: decoder.scale_embedding=true is not supported");
-    if (r.rc == MG_OK && get_int(&r, "audio_channels", 1, 1, 2) != 1)
-        return mg_fail(err, MG_ERR_UNSUPPORTED, "config: decoder.audio_channels: only mono is supported");
+    c->audio_channels = get_int(&r, "audio_channels", 1, 1, 2);
     if (r.rc != MG_OK)
         return r.rc;
+    if (c->num_codebooks % c->audio_channels)
+        return mg_fail(err, MG_ERR_CORRUPT,
+                       "config: decoder.num_codebooks %d is not a multiple of audio_channels %d",
+                       c->num_codebooks, c->audio_channels);
+    c->ec_codebooks = c->num_codebooks / c->audio_channels;
     if (c->dec_hidden % c->dec_heads || c->dec_hidden % 2)
         return mg_fail(err, MG_ERR_CORRUPT,
                        "config: decoder.hidden_size %d is not divisible by num_attention_heads %d (and 2)",

@@ -16,6 +16,10 @@ typedef struct {
     /* decoder */
     int   dec_hidden, dec_heads, dec_layers, dec_ffn, dec_vocab, num_codebooks, max_positions;
     int   pad_token;           /* = decoder start / bos; row V of the code embeddings */
+    /* 1 (mono) or 2 (stereo: codebook c*2 + ch is channel ch's EnCodec
+     * codebook c, both delayed by c); EnCodec, a mono codec, runs once per
+     * channel with ec_codebooks = num_codebooks / audio_channels quantizers */
+    int   audio_channels, ec_codebooks;
     /* audio_encoder (EnCodec) */
     int   ec_hidden, ec_filters, ec_codebook_size, ec_kernel, ec_last_kernel, ec_res_kernel;
     int   ec_lstm_layers, ec_res_layers, ec_dilation_growth, ec_compress, sample_rate;

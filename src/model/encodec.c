@@ -277,7 +277,8 @@ mg_code mg_encodec_load(mg_encodec **out, mg_loader *ld, const mg_config *cfg, m
     if (!ec)
         return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
     ec->be = ld->be;
-    ec->n_q = cfg->num_codebooks;
+    ec->n_q = cfg->ec_codebooks;
+    ec->channels = cfg->audio_channels;
     ec->codebook_size = cfg->ec_codebook_size;
     ec->hidden = cfg->ec_hidden;
     ec->filters = cfg->ec_filters;

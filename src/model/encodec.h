@@ -23,8 +23,10 @@ void    mg_encodec_free(mg_encodec *ec);
  * the host, laid out [batch, channels, time]. */
 typedef void (*mg_encodec_trace_fn)(void *ud, const char *name, const float *data, int64_t n);
 
-/* codes: host int32 [batch, K, frames] (K = cfg->num_codebooks), each in
- * [0, codebook_size); audio: host float [batch, frames*hop]. An EnCodec
+/* codes: host int32 [batch, K, frames] (K = cfg->num_codebooks: a stereo
+ * model's codebook q * 2 + ch is channel ch's codebook q), each in
+ * [0, codebook_size); audio: host float [batch, channels, frames*hop]
+ * (channels = cfg->audio_channels, each decoded alone, left first). An EnCodec
  * stream (model/encodec_stream.h) pushed MG_ENCODEC_CHUNK_FRAMES at a time;
  * with a trace, one pass. */
 mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int frames,

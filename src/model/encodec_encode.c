@@ -121,7 +121,7 @@ static mg_code load_weights(mg_ec_encoder *enc, mg_loader *ld, const mg_config *
     char name[256];
     mg_code rc = MG_OK;
     int64_t cb = (int64_t)enc->cfg.ec_codebook_size * enc->cfg.ec_hidden;
-    for (int q = 0; q < enc->cfg.num_codebooks && rc == MG_OK; q++) {
+    for (int q = 0; q < enc->cfg.ec_codebooks && rc == MG_OK; q++) {
         float *h = NULL;
         snprintf(name, sizeof name, "audio_encoder.quantizer.layers.%d.codebook.embed", q);
         rc = mg_loader_host(ld, name, MG_SHAPE(2, enc->cfg.ec_codebook_size, enc->cfg.ec_hidden), &h, err);
@@ -182,7 +182,7 @@ mg_code mg_ec_encoder_load(mg_ec_encoder **out, mg_loader *ld, const mg_config *
     enc->n_convs = 2 + enc->cfg.ec_n_ratios * (1 + 2 * enc->cfg.ec_res_layers);
     enc->convs = calloc((size_t)enc->n_convs, sizeof *enc->convs);
     enc->lstm = calloc((size_t)enc->cfg.ec_lstm_layers, sizeof *enc->lstm);
-    enc->codebooks = malloc((size_t)enc->cfg.num_codebooks * enc->cfg.ec_codebook_size * enc->cfg.ec_hidden *
+    enc->codebooks = malloc((size_t)enc->cfg.ec_codebooks * enc->cfg.ec_codebook_size * enc->cfg.ec_hidden *
                             sizeof *enc->codebooks);
     mg_code rc = enc->convs && enc->lstm && enc->codebooks
                      ? load_weights(enc, ld, cfg, err)
@@ -352,13 +352,16 @@ static mg_code run_stack(const mg_ec_encoder *enc, const stack_bufs *bufs, int64
 }
 
 /* The nearest codeword of each quantizer in turn, for every frame of emb
- * [B, hidden, T] (channel-first, host). Distances are summed in eight
+ * [B, hidden, T] (channel-first, host; row b is item b / channels' channel
+ * b % channels), into codes [B / channels, K * channels, T] with channel ch's
+ * codebook q at row q * channels + ch (the decoder's interleaving). Distances are summed in eight
  * interleaved partial sums, which compilers vectorise without reordering
  * anything the source does not spell. */
 static void quantize(const mg_ec_encoder *enc, const float *emb, int64_t B, int64_t T,
                      int32_t *codes, float *res)
 {
-    const int64_t D = enc->cfg.ec_hidden, K = enc->cfg.num_codebooks, V = enc->cfg.ec_codebook_size;
+    const int64_t D = enc->cfg.ec_hidden, K = enc->cfg.ec_codebooks, V = enc->cfg.ec_codebook_size;
+    const int64_t C = enc->cfg.audio_channels;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             for (int64_t d = 0; d < D; d++)
@@ -387,7 +390,7 @@ static void quantize(const mg_ec_encoder *enc, const float *emb, int64_t B, int6
                         best = v;
                     }
                 }
-                codes[(b * K + q) * T + t] = (int32_t)best;
+                codes[((b / C) * K * C + q * C + b % C) * T + t] = (int32_t)best;
                 for (int64_t d = 0; d < D; d++)
                     res[d] -= cb[best * D + d];
             }
@@ -429,6 +432,10 @@ mg_code mg_encodec_encode(mg_encodec *ec, const float *audio, int batch, int64_t
                           void *trace_ud, mg_error *err)
 {
     mg_ec_encoder *enc = mg_ec_encoder_of(ec);
+    if (batch < 1 || batch > INT_MAX / 2)
+        return mg_fail_field(err, MG_ERR_INVALID, "batch", "encodec encode: batch %d", batch);
+    /* each channel is encoded as an item of its own */
+    batch *= enc->cfg.audio_channels;
     mg_code rc = check_input(enc, audio, batch, n_samples, err);
     if (rc != MG_OK)
         return rc;

@@ -13,8 +13,10 @@
  * for the 32 kHz EnCodec); 0 for n_samples < 1. */
 int64_t mg_encodec_encode_frames(const mg_encodec *ec, int64_t n_samples);
 
-/* audio: host float [batch, n_samples], mono at the model's sample rate;
- * codes: host int32 [batch, K, frames] (K = the model's codebooks, frames =
+/* audio: host float [batch, channels, n_samples] at the model's sample rate
+ * (channels = the model's audio_channels; each channel is encoded alone);
+ * codes: host int32 [batch, K, frames] (K = the model's decoder codebooks,
+ * channel ch's codebook q at row q * channels + ch; frames =
  * mg_encodec_encode_frames(ec, n_samples)), *frames set to that count. Each
  * code is the nearest codeword (squared Euclidean distance, ties to the lower
  * index) to what the quantizers before it left. trace (may be NULL) sees

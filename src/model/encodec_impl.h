@@ -60,6 +60,9 @@ enum { EC_BUF_A, EC_BUF_B, EC_BUF_P, EC_BUF_H, EC_BUF_X, EC_BUF_W, EC_BUF_C, EC_
 struct mg_encodec {
     mg_backend *be;
     int         n_q, codebook_size, hidden, filters, c0, hop;
+    /* audio channels, each decoded as an item of its own from its n_q of
+     * the model's interleaved codebooks (mg_ec_code_row) */
+    int         channels;
     int         n_ratios, ratios[MG_MAX_RATIOS], res_layers, n_lstm;
     mg_tensor **codebooks;   /* n_q x [codebook_size, hidden] */
     ec_lstm    *lstm;        /* n_lstm layers of width c0 */
@@ -83,4 +86,12 @@ struct mg_encodec {
 mg_code mg_ec_ws_get(mg_encodec *ec, int i, int64_t n, mg_error *err);
 /* Keeps the scratch for the next pass unless it grew past the bound (or drop). */
 void    mg_ec_ws_trim(mg_encodec *ec, int drop);
+/* Row of the model's codes [batch, n_q * channels, frames] that holds
+ * codebook q of EnCodec item i (item b * channels + ch: batch item b's
+ * channel ch); the decoder interleaves channels codebook by codebook. */
+static inline int64_t mg_ec_code_row(const mg_encodec *ec, int64_t i, int64_t q)
+{
+    return (i / ec->channels) * ec->n_q * ec->channels + q * ec->channels + i % ec->channels;
+}
+
 #endif

@@ -295,7 +295,7 @@ static mg_code frame_part(mg_encodec_stream *s, const int32_t *codes, int64_t n,
         for (int64_t q = 0; q < K; q++) {
             for (int64_t b = 0; b < B; b++)
                 for (int64_t t = 0; t < n; t++)
-                    s->ids[b * n + t] = codes[(b * K + q) * ld + t];
+                    s->ids[b * n + t] = codes[mg_ec_code_row(ec, b, q) * ld + t];
             be->ops->embed(be, &e, ec->codebooks[q], s->ids, B * n, q > 0);
         }
         be->ops->transpose(be, &x, &e, (int)B);
@@ -410,17 +410,17 @@ static mg_code check_codes(const mg_encodec_stream *s, const int32_t *codes, int
                            int64_t ld, mg_error *err)
 {
     const mg_encodec *ec = s->ec;
-    for (int64_t b = 0; b < s->B; b++)
-        for (int64_t q = 0; q < ec->n_q; q++)
-            for (int64_t t = 0; t < n; t++) {
-                int32_t v = codes[(b * ec->n_q + q) * ld + t];
-                if (v < 0 || v >= ec->codebook_size)
-                    return mg_fail(err, MG_ERR_INVALID,
-                                   "encodec: audio code %d at batch %lld, codebook %lld, frame %lld "
-                                   "is outside [0, %d)",
-                                   (int)v, (long long)b, (long long)q,
-                                   (long long)(s->frames_in + t), ec->codebook_size);
-            }
+    const int64_t K = (int64_t)ec->n_q * ec->channels;
+    for (int64_t r = 0; r < s->B * ec->n_q; r++)
+        for (int64_t t = 0; t < n; t++) {
+            int32_t v = codes[r * ld + t];
+            if (v < 0 || v >= ec->codebook_size)
+                return mg_fail(err, MG_ERR_INVALID,
+                               "encodec: audio code %d at batch %lld, codebook %lld, frame %lld "
+                               "is outside [0, %d)",
+                               (int)v, (long long)(r / K), (long long)(r % K),
+                               (long long)(s->frames_in + t), ec->codebook_size);
+        }
     return MG_OK;
 }
 
@@ -530,6 +530,8 @@ mg_code mg_encodec_stream_open(mg_encodec_stream **out, mg_encodec *ec, int batc
     mg_encodec_stream *s = calloc(1, sizeof *s);
     if (!s)
         return mg_fail(err, MG_ERR_NOMEM, "encodec: out of memory");
+    /* each channel is decoded as an item of its own */
+    batch *= ec->channels;
     s->ec = ec;
     s->B = batch;
     s->on_audio = on_audio;
@@ -603,7 +605,7 @@ mg_code mg_encodec_decode(mg_encodec *ec, const int32_t *codes, int batch, int f
 {
     if (batch < 1 || frames < 1)
         return mg_fail(err, MG_ERR_INVALID, "encodec: batch %d x %d frames", batch, frames);
-    whole_ctx w = {audio, (int64_t)frames * ec->hop};
+    whole_ctx w = {audio, (int64_t)frames * ec->hop}; /* rows: items x channels */
     mg_encodec_stream *s;
     mg_code rc = mg_encodec_stream_open(&s, ec, batch, whole_audio, &w, err);
     if (rc != MG_OK)

@@ -17,8 +17,9 @@
 
 typedef struct mg_encodec_stream mg_encodec_stream;
 
-/* Receives samples [offset, offset + n) of every item, host float laid out
- * [batch, n], in order and exactly once each; an error it returns ends the
+/* Receives samples [offset, offset + n) of every channel of every item,
+ * host float laid out [rows, n] (rows = batch items x the model's
+ * audio_channels: [batch, channels, n]), in order and exactly once each; an error it returns ends the
  * push that called it. */
 typedef mg_code (*mg_encodec_audio_fn)(void *ud, const float *audio, int batch, int64_t offset,
                                        int64_t n, mg_error *err);
@@ -29,7 +30,8 @@ typedef mg_code (*mg_encodec_audio_fn)(void *ud, const float *audio, int batch, 
 mg_code mg_encodec_stream_open(mg_encodec_stream **out, mg_encodec *ec, int batch,
                                mg_encodec_audio_fn on_audio, void *ud, mg_error *err);
 /* The next n frames: codes[(b*K + q)*frame_stride + t] for item b,
- * codebook q, frame t < n (frame_stride >= n; K = the model's codebooks),
+ * codebook q, frame t < n (frame_stride >= n; K = the model's decoder
+ * codebooks, a stereo model's interleaved as in encodec.h),
  * each in [0, codebook_size). Hands on every sample that is now final. */
 mg_code mg_encodec_stream_push(mg_encodec_stream *s, const int32_t *codes, int n,
                                int64_t frame_stride, mg_error *err);

@@ -77,11 +77,11 @@ static const int32_t *window_prompt_row(const mg_gen_job *j, int r)
 }
 
 /* The window's new frames into the clip's codes (its prompt is there already). */
-static void keep_window_codes(const mg_gen_job *j, int K)
+static void keep_window_codes(const mg_gen_job *j, int K, int C)
 {
     int first = j->win.prompt, n = j->win.end - j->win.start - first;
     for (int b = 0; b < j->batch; b++)
-        mg_delay_extract_frames(K, j->total, j->seq + (int64_t)b * K * j->total, first, n,
+        mg_delay_extract_frames(K, C, j->total, j->seq + (int64_t)b * K * j->total, first, n,
                                 j->codes + (int64_t)b * K * j->frames + j->win.start + first,
                                 j->frames);
 }
@@ -109,7 +109,7 @@ static mg_code take_tokens(mg_model *m, mg_gen_job *j, int selected)
         j->hooks->on_step(j->hooks->ud, t, j->raw, j->n_seq * K, j->scores, j->tokens, batch * K, V);
     int col = ++j->col;
     for (int r = 0; r < batch * K; r++) {
-        int forced = mg_delay_forced_prompt(K, total, c->pad_token, r % K, col,
+        int forced = mg_delay_forced_prompt(K, c->audio_channels, total, c->pad_token, r % K, col,
                                             window_prompt_row(j, r), j->win.prompt);
         j->seq[(int64_t)r * total + col] = forced >= 0 ? forced : j->tokens[r];
     }
@@ -133,7 +133,8 @@ static mg_code audio_piece(void *ud, const float *audio, int batch, int64_t offs
     for (int b = 0; b < batch; b++)
         memcpy(j->res->audio + b * per_item + offset, audio + (int64_t)b * n,
                (size_t)n * sizeof *audio);
-    if (h && h->on_audio && h->on_audio(h->ud, audio, batch, (size_t)offset, (size_t)n))
+    /* rows = items x channels: the hook counts items */
+    if (h && h->on_audio && h->on_audio(h->ud, audio, j->batch, (size_t)offset, (size_t)n))
         return mg_fail(err, MG_ERR_CANCELLED, "generation cancelled by its audio consumer");
     return MG_OK;
 }
@@ -147,7 +148,7 @@ static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
 {
     const mg_config *c = &m->parts.cfg;
     int K = c->num_codebooks, batch = j->batch;
-    mg_gen_plan_window(&j->plan, K, n, &j->win);
+    mg_gen_plan_window(&j->plan, c->ec_codebooks, n, &j->win);
     j->win_index = n;
     j->total = j->win.total;
     j->col = j->win.prompt;
@@ -155,7 +156,8 @@ static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
     for (int r = 0; r < batch * K; r++)
         for (int col = 0; col < cols; col++)
             j->seq[(int64_t)r * total + col] = mg_delay_forced_prompt(
-                K, total, c->pad_token, r % K, col, window_prompt_row(j, r), j->win.prompt);
+                K, c->audio_channels, total, c->pad_token, r % K, col, window_prompt_row(j, r),
+                j->win.prompt);
     if (j->win.prompt == 0) {
         for (int s = 0; s < j->n_seq; s++)
             for (int k = 0; k < K; k++)
@@ -178,15 +180,15 @@ static mg_code begin_window(mg_model *m, mg_gen_job *j, int n)
     return take_tokens(m, j, 0);
 }
 
-int mg_gen_job_final_frames(const mg_gen_job *j, int K)
+int mg_gen_job_final_frames(const mg_gen_job *j, int D)
 {
-    /* window frame f is final once column f + K (codebook K-1's) is filled */
-    int f = j->col - K + 1, in_window = j->win.end - j->win.start;
+    /* window frame f is final once column f + D (the most delayed codebook's) is filled */
+    int f = j->col - D + 1, in_window = j->win.end - j->win.start;
     f = f < j->win.prompt ? j->win.prompt : f > in_window ? in_window : f;
     return j->win.start + f;
 }
 
-void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t *codes)
+void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int C, int from, int n, int32_t *codes)
 {
     /* before the current window's new frames: the clip's codes hold them */
     int kept = j->win.start + j->win.prompt, old = from < kept ? kept - from : 0;
@@ -195,7 +197,7 @@ void mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t
         memcpy(codes + (int64_t)r * n, j->codes + (int64_t)r * j->frames + from,
                (size_t)old * sizeof *codes);
     for (int b = 0; old < n && b < j->batch; b++)
-        mg_delay_extract_frames(K, j->total, j->seq + (int64_t)b * K * j->total,
+        mg_delay_extract_frames(K, C, j->total, j->seq + (int64_t)b * K * j->total,
                                 from + old - j->win.start, n - old,
                                 codes + (int64_t)b * K * n + old, n);
 }
@@ -208,16 +210,17 @@ static mg_code encode_prompt_audio(mg_model *m, mg_gen_job *j, int32_t **codes)
 {
     const mg_gen_params *p = j->p;
     int K = m->parts.cfg.num_codebooks, batch = j->batch, pf = j->plan.prompt_frames, frames = 0;
+    int rows = batch * m->parts.cfg.audio_channels; /* each channel of each item */
     mg_prompt_audio_fit fit;
     *codes = NULL;
     mg_code rc = mg_gen_prompt_audio_fit(m, p->prompt_samples, p->extend_stride, &fit, j->err);
     if (rc != MG_OK)
         return rc;
     int64_t n = fit.samples, first = fit.first_sample;
-    float *audio = malloc((size_t)batch * (size_t)n * sizeof *audio);
+    float *audio = malloc((size_t)rows * (size_t)n * sizeof *audio);
     *codes = malloc((size_t)batch * K * pf * sizeof **codes);
     rc = audio && *codes ? MG_OK : mg_fail(j->err, MG_ERR_NOMEM, "prompt_audio: out of memory");
-    for (int b = 0; rc == MG_OK && b < batch; b++)
+    for (int b = 0; rc == MG_OK && b < rows; b++)
         memcpy(audio + (int64_t)b * n, p->prompt_audio + (int64_t)b * p->prompt_samples + first,
                (size_t)n * sizeof *audio);
     if (rc == MG_OK)
@@ -339,7 +342,7 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
     mg_code rc = take_tokens(m, j, selected);
     if (rc != MG_OK || j->col < j->total - 1 || j->t >= j->steps)
         return rc;
-    keep_window_codes(j, m->parts.cfg.num_codebooks);
+    keep_window_codes(j, m->parts.cfg.num_codebooks, m->parts.cfg.audio_channels);
     return begin_window(m, j, j->win_index + 1);
 }
 
@@ -349,11 +352,11 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected)
  * through the delay pattern). */
 static mg_code push_frames(mg_model *m, mg_gen_job *j, int upto, const int32_t *clip)
 {
-    int K = m->parts.cfg.num_codebooks, n = upto - j->audio_fed;
+    int K = m->parts.cfg.num_codebooks, C = m->parts.cfg.audio_channels, n = upto - j->audio_fed;
     const int32_t *codes = clip ? clip + j->audio_fed : j->audio_codes;
     int64_t stride = clip ? j->frames : n;
     if (!clip)
-        mg_gen_job_copy_frames(j, K, j->audio_fed, n, j->audio_codes);
+        mg_gen_job_copy_frames(j, K, C, j->audio_fed, n, j->audio_codes);
     double t0 = now_ms();
     mg_code rc = mg_encodec_stream_push(j->audio, codes, n, stride, j->err);
     j->res->encodec_ms += now_ms() - t0;
@@ -374,8 +377,9 @@ static mg_code push_frames(mg_model *m, mg_gen_job *j, int upto, const int32_t *
  * thread no longer than a fraction of a second. */
 mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j)
 {
-    int K = m->parts.cfg.num_codebooks, frames = j->frames;
-    int complete = mg_gen_job_final_frames(j, K);
+    const mg_config *c = &m->parts.cfg;
+    int K = c->num_codebooks, frames = j->frames;
+    int complete = mg_gen_job_final_frames(j, c->ec_codebooks);
     if (complete <= j->audio_fed)
         return MG_OK;
     if (!j->audio) {
@@ -385,10 +389,12 @@ mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j)
             complete < mg_encodec_lookahead_frames(m->parts.ec) + MG_AUDIO_FIRST_FRAMES)
             return MG_OK;
         mg_gen_result *res = j->res;
-        res->n_samples = (size_t)frames * m->parts.cfg.hop;
+        res->n_samples = (size_t)frames * c->hop;
+        res->channels = c->audio_channels;
         res->encodec_ms = 0;
         if (!res->audio)
-            res->audio = malloc((size_t)j->batch * res->n_samples * sizeof *res->audio + 1);
+            res->audio = malloc((size_t)j->batch * c->audio_channels * res->n_samples *
+                                    sizeof *res->audio + 1);
         j->audio_codes = malloc((size_t)j->batch * K * frames * sizeof *j->audio_codes);
         if (!res->audio || !j->audio_codes)
             return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
@@ -397,7 +403,7 @@ mg_code mg_gen_job_feed_audio(mg_model *m, mg_gen_job *j)
         if (rc != MG_OK)
             return rc;
     } else {
-        int64_t out = mg_encodec_stream_samples(j->audio) / m->parts.cfg.hop;
+        int64_t out = mg_encodec_stream_samples(j->audio) / c->hop;
         int64_t grow = out / MG_AUDIO_GROWTH_DIVISOR;
         int want = grow < MG_AUDIO_FIRST_FRAMES ? MG_AUDIO_FIRST_FRAMES
                    : grow > MG_AUDIO_MAX_FRAMES ? MG_AUDIO_MAX_FRAMES : (int)grow;
@@ -420,9 +426,10 @@ mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
     res->total = j->total;
     res->sample_rate = c->sample_rate;
     res->n_samples = (size_t)frames * c->hop;
+    res->channels = c->audio_channels;
     res->prompt_frames = j->plan.prompt_frames;
     res->prompt_trimmed_frames = j->plan.prompt_trimmed_frames;
-    keep_window_codes(j, K); /* the last window's */
+    keep_window_codes(j, K, c->audio_channels); /* the last window's */
     res->codes = j->codes;
     j->codes = NULL;
     res->sequence = j->seq;
@@ -443,7 +450,7 @@ mg_code mg_gen_job_codes(mg_model *m, mg_gen_job *j, int *needs_audio)
         j->audio_streamed = rc == MG_OK;
         return rc;
     }
-    res->audio = malloc((size_t)batch * res->n_samples * sizeof *res->audio + 1);
+    res->audio = malloc((size_t)batch * res->channels * res->n_samples * sizeof *res->audio + 1);
     if (!res->audio)
         return mg_fail(j->err, MG_ERR_NOMEM, "generate: out of memory for audio");
     *needs_audio = 1;
@@ -463,7 +470,8 @@ mg_code mg_gen_jobs_audio(mg_model *m, mg_gen_job *const *jobs, int n)
                                jobs[0]->err);
     } else {
         /* one batch: the items' codes side by side, their audio split back */
-        size_t per_codes = (size_t)K * frames, per_audio = jobs[0]->res->n_samples;
+        size_t per_codes = (size_t)K * frames,
+               per_audio = (size_t)m->parts.cfg.audio_channels * jobs[0]->res->n_samples;
         int32_t *codes = malloc((size_t)items * per_codes * sizeof *codes);
         float *audio = malloc((size_t)items * per_audio * sizeof *audio);
         mg_error err = {0};

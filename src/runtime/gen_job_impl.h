@@ -61,10 +61,12 @@ mg_code mg_gen_job_after_step(mg_model *m, mg_gen_job *j, int selected);
 /* While the job decodes (after mg_gen_job_start, before mg_gen_job_codes):
  * the clip's frames [0, n) whose codes are final (a prompt's, every frame of
  * finished windows, and the current window's frames whose every codebook is
- * chosen), i.e. what EnCodec may decode already; and frames [from, from + n)
- * of them (from + n at most that count) into codes [batch, K, n]. */
-int     mg_gen_job_final_frames(const mg_gen_job *j, int K);
-void    mg_gen_job_copy_frames(const mg_gen_job *j, int K, int from, int n, int32_t *codes);
+ * chosen; D = the delay pattern's span, mg_config.ec_codebooks), i.e. what
+ * EnCodec may decode already; and frames [from, from + n)
+ * of them (from + n at most that count) into codes [batch, K, n] (C: the
+ * model's audio channels). */
+int     mg_gen_job_final_frames(const mg_gen_job *j, int D);
+void    mg_gen_job_copy_frames(const mg_gen_job *j, int K, int C, int from, int n, int32_t *codes);
 /* The codes (the decoding state freed; *needs_audio = 1 when EnCodec is
  * still to run), then EnCodec for n generations of one frame count in one
  * batch (a failure fails them all). */

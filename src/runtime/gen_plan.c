@@ -6,19 +6,19 @@
 #include <math.h>
 #include <string.h>
 
-void mg_gen_plan_window(const mg_gen_plan *pl, int K, int n, mg_gen_window *w)
+void mg_gen_plan_window(const mg_gen_plan *pl, int D, int n, mg_gen_window *w)
 {
     w->start = n * pl->stride;
     if (pl->fixed_steps) {
         w->prompt = pl->prompt_frames;
         w->steps = pl->fixed_steps;
-        w->end = w->prompt + w->steps + 1 - K;
+        w->end = w->prompt + w->steps + 1 - D;
     } else {
         int end = w->start + pl->window;
         w->end = end < pl->frames ? end : pl->frames;
         /* window n-1 was full (it did not reach the end of the clip) */
         w->prompt = n == 0 ? pl->prompt_frames : (n - 1) * pl->stride + pl->window - w->start;
-        w->steps = w->end - w->start - w->prompt + K - 1;
+        w->steps = w->end - w->start - w->prompt + D - 1;
     }
     w->total = 1 + w->prompt + w->steps;
 }
@@ -77,7 +77,9 @@ mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan 
     const mg_config *c = mg_model_config(m);
     mg_model_info info;
     mg_model_info_of(m, &info);
-    int K = c->num_codebooks, tp = p->prompt_frames;
+    /* the delay pattern's span: one step per EnCodec codebook (a stereo
+     * model's channels share their delays) */
+    int D = c->ec_codebooks, tp = p->prompt_frames;
     memset(out, 0, sizeof *out);
     out->window = info.max_frames;
     if (p->max_new_tokens < 0)
@@ -106,11 +108,11 @@ mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan 
     if (p->max_new_tokens > 0) {
         /* as Hugging Face: that many new steps after the prompt, in one window */
         int s = p->max_new_tokens;
-        if (s < K || s > c->max_positions - tp)
-            return mg_fail(err, MG_ERR_INVALID, "max_new_tokens: must be in [%d, %d]", K,
+        if (s < D || s > c->max_positions - tp)
+            return mg_fail(err, MG_ERR_INVALID, "max_new_tokens: must be in [%d, %d]", D,
                            c->max_positions - tp);
         out->fixed_steps = s;
-        out->frames = tp + s + 1 - K;
+        out->frames = tp + s + 1 - D;
     } else {
         /* the whole clip, prompt included, as audiocraft and Hugging Face count it */
         if (!(p->duration > 0) || !mg_duration_fits(&info, p->duration))
@@ -129,7 +131,7 @@ mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan 
     }
     mg_gen_window w = {0};
     for (int n = 0; n == 0 || w.end < out->frames; n++) {
-        mg_gen_plan_window(out, K, n, &w);
+        mg_gen_plan_window(out, D, n, &w);
         out->steps += w.steps;
         out->n_windows = n + 1;
         if (w.total > out->max_columns)

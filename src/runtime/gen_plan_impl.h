@@ -33,5 +33,6 @@ typedef struct {
  * extend_stride against the model, each error naming its field. */
 mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan *out,
                          mg_error *err);
-void    mg_gen_plan_window(const mg_gen_plan *pl, int K, int n, mg_gen_window *w);
+/* Window n; D = the delay pattern's span (mg_config.ec_codebooks). */
+void    mg_gen_plan_window(const mg_gen_plan *pl, int D, int n, mg_gen_window *w);
 #endif

@@ -132,8 +132,8 @@ mg_code mg_generate_submit(mg_model *m, const int32_t *ids, const uint8_t *mask,
         t->params.prompt_codes = t->prompt_codes;
     }
     if (p->prompt_audio) {
-        t->prompt_audio = copy_of(p->prompt_audio,
-                                  (size_t)batch * (size_t)p->prompt_samples * sizeof(float));
+        t->prompt_audio = copy_of(p->prompt_audio, (size_t)batch * c->audio_channels *
+                                                       (size_t)p->prompt_samples * sizeof(float));
         t->params.prompt_audio = t->prompt_audio;
     }
     if (!t->ids || !t->mask || (p->prompt_codes && !t->prompt_codes) ||

@@ -11,14 +11,17 @@ static void from_config(const mg_config *c, int has_tokenizer, mg_model_info *in
 {
     memset(info, 0, sizeof *info);
     info->sample_rate = c->sample_rate;
+    info->channels = c->audio_channels;
     info->frame_rate = (double)c->sample_rate / c->hop;
     /* A window is what the model was trained to make at once: audiocraft's
      * max_duration (its segment_duration, 30 s for every MusicGen
      * checkpoint) is generation_config.json's max_length of 1500 frames.
      * Past it the model runs at positions it never saw; audiocraft continues
      * window by window there, and so does the long-form plan. At most what
-     * the positions hold: decoder steps = frames + codebooks - 1. */
-    int by_positions = c->max_positions - c->num_codebooks + 1;
+     * the positions hold: decoder steps = frames + delays - 1 (the delay
+     * pattern: one per EnCodec codebook, a stereo model's channels sharing
+     * theirs). */
+    int by_positions = c->max_positions - c->ec_codebooks + 1;
     info->max_frames = c->max_length < by_positions ? c->max_length : by_positions;
     info->max_duration = info->max_frames / info->frame_rate;
     info->decoder_vocab = c->dec_vocab;

@@ -8,6 +8,7 @@
 
 typedef struct {
     int    sample_rate;    /* Hz of the audio the model makes */
+    int    channels;       /* audio channels the model makes: 1 mono, 2 stereo */
     double frame_rate;     /* codec frames per second (sample_rate / hop) */
     int    max_frames;     /* frames one window holds: max_length, at most positions - codebooks + 1 */
     double max_duration;   /* seconds: max_frames / frame_rate, the longest clip */

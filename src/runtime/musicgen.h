@@ -77,8 +77,9 @@ typedef struct {
      * with the last window - stride seconds of the one before (0: the
      * default, MG_DEFAULT_EXTEND_STRIDE or half a shorter window). */
     float          extend_stride;
-    /* Continuation from audio: mono samples at the model's sample rate,
-     * [batch, prompt_samples] (prompt_batch items when set), that the
+    /* Continuation from audio: samples at the model's sample rate,
+     * [batch, channels, prompt_samples] (channels = the model's
+     * audio_channels, left first; prompt_batch items when set), that the
      * generation encodes with EnCodec on the scheduler thread (the model's
      * backend held, never on the caller's) and then continues as it would
      * prompt_codes; NULL: none (never with prompt_codes). A prompt longer
@@ -126,8 +127,9 @@ typedef struct {
     int      batch, frames, total;
     int32_t *sequence;   /* [batch*K, total] the last window's delay layout, final pads in */
     int32_t *codes;      /* [batch, K, frames] */
-    float   *audio;      /* [batch, frames*hop] */
-    size_t   n_samples;  /* per batch item */
+    float   *audio;      /* [batch, channels, frames*hop], left first */
+    size_t   n_samples;  /* per channel of a batch item */
+    int      channels;   /* the model's audio_channels: 1 mono, 2 stereo */
     int      sample_rate;
     double   t5_ms, decode_ms, encodec_ms;
     int      steps;
@@ -143,7 +145,7 @@ typedef struct {
     void          *ud;
     int            skip_audio; /* stop after the codes (no EnCodec) */
     /* Audio as it becomes final, in order: samples [offset, offset + n) of
-     * every item, laid out [batch, n]. Called on the scheduler thread, so it
+     * every channel of every item, laid out [batch, channels, n]. Called on the scheduler thread, so it
      * must only copy and signal; non-zero cancels the generation. */
     int          (*on_audio)(void *ud, const float *audio, int batch, size_t offset, size_t n);
 } mg_gen_hooks;

@@ -10,6 +10,7 @@
 
 #include "io/audio.h"
 #include "io/audio_stream.h"
+#include "io/channels.h"
 #include "service/audio_prompt.h"
 #include "service/base64.h"
 #include "service/prompt.h"
@@ -124,6 +125,7 @@ static mg_code build_json(const mg_job_outcome *res, const mg_request *req, cons
     ok = ok && set(o, "prompt_from_analysis", json_boolean(req->from_analysis));
     ok = ok && set(o, "duration", json_real(res->audio_seconds));
     ok = ok && set(o, "sample_rate", json_integer(res->sample_rate));
+    ok = ok && set(o, "channels", json_integer(res->channels));
     ok = ok && set(o, "size_bytes", json_integer((json_int_t)audio_len));
     ok = ok && set(o, "generation_time_seconds", json_real(res->compute_seconds));
     ok = ok && set(o, "format", json_string(mg_audio_format_name(req->format)));
@@ -192,23 +194,23 @@ mg_code mg_job_prompt_fit(const mg_model *m, const mg_request *req, const mg_job
                          err);
 }
 
-/* The request's audio prompt as the engine takes it, mono: the request's
- * own samples, or *owned, a downmixed copy (freed by the caller). */
-static mg_code mono_prompt(const mg_request *req, float **owned, const float **mono, mg_error *err)
+/* The request's audio prompt as the engine takes it, planar in the model's
+ * channels: the request's own samples (mono to a mono model), or *owned, a
+ * copy (freed by the caller): a stereo prompt to a mono model downmixed, a
+ * mono one to a stereo model on both channels (io/channels.h). */
+static mg_code model_prompt(const mg_request *req, int channels, float **owned,
+                            const float **planar, mg_error *err)
 {
     const mg_decoded_audio *a = &req->audio_prompt;
     *owned = NULL;
-    *mono = a->samples;
-    if (!a->samples || a->channels == 1)
+    *planar = a->samples;
+    if (!a->samples || (a->channels == 1 && channels == 1))
         return MG_OK;
-    mg_decoded_audio copy = *a;
-    copy.samples = malloc(a->frames * (size_t)a->channels * sizeof *copy.samples);
-    if (!copy.samples)
+    *owned = malloc(a->frames * (size_t)channels * sizeof **owned);
+    if (!*owned)
         return mg_fail(err, MG_ERR_NOMEM, "out of memory for the audio prompt");
-    memcpy(copy.samples, a->samples, a->frames * (size_t)a->channels * sizeof *copy.samples);
-    mg_audio_downmix(&copy);
-    *owned = copy.samples;
-    *mono = copy.samples;
+    mg_channels_to_planar(a->samples, a->channels, a->frames, channels, *owned);
+    *planar = *owned;
     return MG_OK;
 }
 
@@ -259,7 +261,7 @@ static mg_code stream_params(const mg_model *m, const mg_request *req, const mg_
         return rc;
     const mg_config *c = mg_model_config(m);
     *sp = (mg_audio_stream_params){.format = req->format, .sample_rate = c->sample_rate,
-                                   .channels = 1, .frames = (size_t)frames * (size_t)c->hop,
+                                   .channels = c->audio_channels, .frames = (size_t)frames * (size_t)c->hop,
                                    .level = set ? set->level : MG_LEVEL_LIMIT};
     return MG_OK;
 }
@@ -284,7 +286,7 @@ struct mg_job {
     pthread_mutex_t lock;
     /* under lock: audio from on_audio not yet taken by the front end, and
      * the generation's outcome */
-    float          *pending;
+    float          *pending;      /* n_pending interleaved frames (cap_pending floats) */
     size_t          n_pending, cap_pending;
     int             news;         /* pending audio or the end, not yet pumped */
     int             ended;
@@ -300,7 +302,7 @@ struct mg_job {
     void           *wake_ud;
     mg_gen_hooks    hooks;
     uint64_t        seed;
-    int             sample_rate;
+    int             sample_rate, channels;
     double          prompt_seconds, prompt_trimmed_seconds;
     double          t0;
     /* the front end's alone: the encoder, the bytes it made since the last
@@ -336,17 +338,19 @@ static int grow(float **buf, size_t *cap, size_t need)
     return 1;
 }
 
-/* Scheduler thread: keep the chunk for the front end and wake it. */
+/* Scheduler thread: keep the chunk (planar [channels, n]) for the front end,
+ * as the encoder's interleaved frames, and wake it. */
 static int job_audio(void *ud, const float *audio, int batch, size_t offset, size_t n)
 {
     mg_job *j = ud;
+    const size_t C = (size_t)j->channels;
     (void)batch, (void)offset; /* one item; the engine hands samples in order */
     if (atomic_load(&j->cancel))
         return 1;
     pthread_mutex_lock(&j->lock);
-    int kept = grow(&j->pending, &j->cap_pending, j->n_pending + n);
+    int kept = grow(&j->pending, &j->cap_pending, (j->n_pending + n) * C);
     if (kept) {
-        memcpy(j->pending + j->n_pending, audio, n * sizeof *audio);
+        mg_channels_interleave(audio, j->channels, n, n, j->pending + j->n_pending * C);
         j->n_pending += n;
         j->news = 1;
     } else {
@@ -455,6 +459,7 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     j->wake = wake;
     j->wake_ud = wake_ud;
     j->sample_rate = mg_model_config(m)->sample_rate;
+    j->channels = mg_model_config(m)->audio_channels;
     atomic_init(&j->cancel, 0);
     atomic_init(&j->refs, 2); /* the caller's and the engine's */
     mg_gen_params p;
@@ -464,10 +469,10 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     j->seed = p.seed;
     j->hooks = (mg_gen_hooks){.progress = job_cancelled, .on_audio = job_audio, .ud = j};
     mg_prompt_audio_fit fit;
-    float *mono = NULL;
+    float *planar = NULL;
     rc = mg_job_prompt_fit(m, req, set, &fit, err);
     if (rc == MG_OK)
-        rc = mono_prompt(req, &mono, &p.prompt_audio, err);
+        rc = model_prompt(req, j->channels, &planar, &p.prompt_audio, err);
     /* the clip's first seconds (the kept frames), and the audio cut before them */
     j->prompt_seconds = (double)fit.frames * mg_model_config(m)->hop / j->sample_rate;
     j->prompt_trimmed_seconds = (double)fit.first_sample / j->sample_rate;
@@ -476,7 +481,7 @@ mg_code mg_job_submit(mg_model *m, const mg_request *req, const mg_job_settings 
     if (rc == MG_OK)
         rc = mg_generate_submit_prompts(m, prompts, 1, &p, &j->hooks, job_done, j, &j->task, err);
     pthread_mutex_unlock(&j->lock);
-    free(mono); /* submit keeps its own copy */
+    free(planar); /* submit keeps its own copy */
     if (rc != MG_OK) {
         job_free(j);
         return rc;
@@ -558,6 +563,7 @@ void mg_job_summary(const mg_job *j, mg_job_outcome *out)
 {
     out->seed = j->seed;
     out->sample_rate = j->sample_rate;
+    out->channels = j->channels;
     out->audio_seconds = (double)j->n_written / j->sample_rate;
     out->compute_seconds = j->compute_seconds;
     out->prompt_seconds = j->prompt_seconds;

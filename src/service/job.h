@@ -53,6 +53,7 @@ mg_code mg_job_pump(mg_job *j, mg_job_sink_fn sink, void *ud, int *ended, mg_err
 typedef struct {
     uint64_t seed;             /* the seed used (drawn when the request had none) */
     int      sample_rate;
+    int      channels;         /* of the audio: 1 mono, 2 stereo (the model's) */
     double   audio_seconds, compute_seconds;
     /* the audio prompt's seconds the clip begins with, and those cut from
      * its front to fit a window (mg_job_prompt_fit); 0 without one */
@@ -61,7 +62,8 @@ typedef struct {
 /* After the pump said *ended with MG_OK. */
 void    mg_job_summary(const mg_job *j, mg_job_outcome *out);
 /* The reference service's JSON for a finished job's encoded audio:
- * {"success":true,"audioUrl":"data:...","audio_base64":...,...}, with
+ * {"success":true,"audioUrl":"data:...","audio_base64":...,"sample_rate":...,
+ * "channels":...,...}, with
  * "prompt_seconds" when the request had an audio_prompt and
  * "prompt_trimmed_seconds" when part of it was cut; malloc'd. */
 mg_code mg_job_json(const mg_request *req, const mg_job_outcome *o, const uint8_t *audio,

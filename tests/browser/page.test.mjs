@@ -424,6 +424,31 @@ try {
         await phone.close();
     });
 
+    // a stereo model's clip (run.sh's third instance): played, drawn, said to be stereo, downloaded with 2 channels
+    if (process.env.STEREO_URL) await step('a stereo model', async () => {
+        const p = await ctx.newPage();
+        watch(p, 'stereo');
+        await p.goto(`${process.env.STEREO_URL}/`);
+        await ready(p);
+        await setField(p, 'f-duration', 2);
+        await setField(p, 'f-seed', 3);
+        await p.click('#generate');
+        const r = await generated(p);
+        check('stereo: a 2 s clip, its waveform drawn', Math.abs(r.duration - 2) < 0.05 && r.wave > r.pixels * 0.02,
+              JSON.stringify(r));
+        const played = await p.waitForFunction(() => /^First sound/.test(document.getElementById('first-sound').textContent),
+                                               null, { timeout: 10000 }).then(() => true, () => false);
+        check('stereo: the player plays it', played);
+        const meta = await p.textContent('#result-meta');
+        check('stereo: the clip line says stereo WAV', / Hz stereo WAV /.test(meta), meta);
+        const [dl] = await Promise.all([p.waitForEvent('download'), p.click('#download')]);
+        const wav = readFileSync(await dl.path());
+        const parsed = parseWav(wav.buffer.slice(wav.byteOffset, wav.byteOffset + wav.length));
+        check('stereo: the downloaded WAV has 2 channels of 2 s', parsed.channels === 2 && Math.abs(parsed.duration - 2) < 0.05,
+              `${parsed.channels} channels, ${parsed.duration} s`);
+        await p.close();
+    });
+
     await step('the reference URL', async () => {
         const p = await ctx.newPage();
         watch(p, 'reference');
