@@ -20,9 +20,13 @@
  *   ngx_http_musicgen_job.c         the job: queued, pumped, streamed, timeout, cancel
  *   ngx_http_musicgen_wakeup.c      the eventfd the engine wakes the event loop with
  *   ngx_http_musicgen_response.c    sending, errors, CORS, cache headers
- *   ngx_http_musicgen_status.c      musicgen_status */
+ *   ngx_http_musicgen_status.c      musicgen_status
+ *   ngx_http_musicgen_openapi.c     musicgen_openapi: the API's OpenAPI document
+ *   ngx_http_musicgen_access.c      the nginx -t warning for state pages without allow/deny */
 #include "nginx/ngx_http_musicgen_module.h"
+#include "nginx/ngx_http_musicgen_access.h"
 #include "nginx/ngx_http_musicgen_directives.h"
+#include "nginx/ngx_http_musicgen_openapi.h"
 #include "nginx/ngx_http_musicgen_status.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
@@ -33,6 +37,9 @@ static void *ngx_http_musicgen_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_musicgen_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_musicgen_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
+
+static ngx_int_t ngx_http_musicgen_check_longform(ngx_conf_t *cf, const mg_model_info *info,
+    ngx_http_musicgen_loc_conf_t *conf);
 
 static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen"),
@@ -80,6 +87,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_musicgen_status,
+      0,
+      0,
+      NULL },
+    { ngx_string("musicgen_openapi"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_musicgen_openapi,
       0,
       0,
       NULL },
@@ -305,6 +318,9 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "window (%.2f s)", mcf->info.max_duration);
         return NGX_CONF_ERROR;
     }
+    if (conf->access_guarded) {
+        ngx_http_musicgen_warn_if_open(cf, conf->access_guarded);
+    }
     conf->settings.level = (mg_level) conf->level;
     /* unset: 0, the engine's default (18 s, audiocraft's) */
     conf->settings.extend_stride = conf->extend_stride == NGX_CONF_UNSET
@@ -317,5 +333,46 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"musicgen on\" needs \"musicgen_model DIR\" at the http level");
         return NGX_CONF_ERROR;
     }
+    /* where requests are served: the levels above may keep the built-in
+     * maximum that the location lowers */
+    if (ngx_http_musicgen_check_longform(cf, &mcf->info, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
     return NGX_CONF_OK;
+}
+
+/* What the engine would refuse on every request, refused at nginx -t
+ * instead: a musicgen_extend_stride under one frame (every plan needs a
+ * stride), and a maximum duration past the model's window when the model
+ * cannot generate window by window with the location's stride (a window
+ * too short to keep a prompt and still advance: a stride of at least one
+ * frame and less than the window is needed). */
+static ngx_int_t
+ngx_http_musicgen_check_longform(ngx_conf_t *cf, const mg_model_info *info,
+    ngx_http_musicgen_loc_conf_t *conf)
+{
+    mg_error  err;
+    int       stride = 0;
+    char      msg[256];
+
+    ngx_memzero(&err, sizeof(err));
+    if (mg_extend_stride_frames(info, conf->extend_stride == NGX_CONF_UNSET
+                                      ? 0 : conf->extend_stride, &stride, &err) != MG_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
+        return NGX_ERROR;
+    }
+    if (mg_duration_frames(info, conf->duration.max) > info->max_frames
+        && !(stride >= 1 && stride < info->max_frames))
+    {
+        /* nginx's formats have no %g: seconds as an operator writes them */
+        snprintf(msg, sizeof(msg), "musicgen_max_duration %.10g s is past the model's window "
+                 "(%.10g s), and a window of %d frame%s is too short for long-form "
+                 "generation: set musicgen_max_duration to at most %.10g",
+                 conf->duration.max, info->max_duration, info->max_frames,
+                 info->max_frames == 1 ? "" : "s", info->max_duration);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", msg);
+        return NGX_ERROR;
+    }
+    return NGX_OK;
 }
