@@ -364,9 +364,10 @@ def main():
             .replace("@PREFIX@", node).replace("@HTML@", os.path.join(ROOT, "html"))
             .replace("127.0.0.1:8080", f"127.0.0.1:{PORT}"))
     # one job at a time and no waiting place: one long generation fills the
-    # queue; a location whose jobs time out at once; one that allows an hour
+    # queue; a location whose jobs time out at once (collected, so that no
+    # header has gone out: a stream would be closed short); one that allows an hour
     anchor = "        # this worker's queue and totals"
-    extra = ("        location = /generate-timeout { musicgen on; musicgen_timeout 1ms; }\n"
+    extra = ("        location = /generate-timeout { musicgen on; musicgen_timeout 1ms; musicgen_stream off; }\n"
              "        location = /generate-long { musicgen on; musicgen_max_duration 3600; }\n")
     if not check(anchor in conf and "    musicgen_model " in conf,
                  "conf/nginx.conf has the lines the test extends"):
@@ -464,15 +465,17 @@ def run(doc, doc_bytes):
               f"POST /generate HTTP/1.1\r\nHost: x\r\nOrigin: {ORIGIN}\r\nContent-Type: application/json\r\n"
               "Content-Length: 30000000\r\nConnection: close\r\n\r\n{}"), 413, "application/json",
               "bodyTooLarge")
+    # 30 s of audio: long enough that the 1 ms timer fires first
+    slow = json.dumps(dict(json.loads(prompt), duration=30))
     ans.check("POST past musicgen_timeout", "post", request(PORT, "POST", "/generate-timeout",
-              {"Content-Type": "application/json"}, prompt.encode()), 504, "application/json", "timeout")
+              {"Content-Type": "application/json"}, slow.encode()), 504, "application/json", "timeout")
     ans.check("POST to a worker whose model did not load", "post", request(BROKEN_PORT, "POST", "/generate",
               {"Content-Type": "application/json"}, prompt.encode()), 503, "application/json", "notLoaded")
     ans.check("HEAD to a worker whose model did not load", "head",
               request(BROKEN_PORT, "HEAD", q), 503)
     ans.check("GET to a worker whose model did not load", "get", request(BROKEN_PORT, "GET", q), 503,
               "application/json", "notLoaded")
-    ans.check("GET past musicgen_timeout", "get", request(PORT, "GET", q.replace("/generate?", "/generate-timeout?")),
+    ans.check("GET past musicgen_timeout", "get", request(PORT, "GET", "/generate-timeout?prompt=slow&duration=30"),
               504, "application/json", "timeout")
     queue_full(doc, ans, prompt)
 
