@@ -196,6 +196,7 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(DEMO_MODEL2)/model.safet
 	$(NGX_TEST_ENV) sh tests/nginx_load.sh $(MODULE) $(DEMO_MODEL)
 	$(NGX_TEST_ENV) sh tests/nginx_faults.sh $(MODULE) $(DEMO_MODEL) $(BUILD)/musicgen-mkmodel $(BUILD)/libmgfault.so
 	$(NGX_TEST_ENV) sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
+	$(NGX_TEST_ENV) python3 tests/nginx_openapi.py $(MODULE) $(DEMO_MODEL)
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \
@@ -263,7 +264,11 @@ module: $(MODULE)
 # nginx's configure lists the sources (config): it runs again when config,
 # the CUDA choice or the set of source files changes.
 MODULE_FILES = $(sort $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR))
-$(MODULE): config $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR) $(CU_OBJ) $(BUILD)/cuda-$(CUDA).stamp
+# config compiles docs/openapi.json in (musicgen_openapi); a changed document
+# is written again into the configured tree (OPENAPI_C) and rebuilt there.
+OPENAPI_C = $(BUILD)/nginx/objs/ngx_http_musicgen_openapi_doc.c
+$(MODULE): config $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR) $(CU_OBJ) $(BUILD)/cuda-$(CUDA).stamp \
+           docs/openapi.json scripts/openapi-doc-c.sh
 	@test -x $(NGINX_SRC)/configure || { echo "no nginx source at $(NGINX_SRC): apt-get install nginx-dev, or set NGINX_SRC"; exit 1; }
 	@if [ ! -f $(BUILD)/nginx/Makefile ] || [ $(BUILD)/cuda-$(CUDA).stamp -nt $(BUILD)/nginx/Makefile ] \
 	    || [ config -nt $(BUILD)/nginx/Makefile ] \
@@ -274,6 +279,8 @@ $(MODULE): config $(MODULE_SRC) $(LIB_SRC) $(LIB_HDR) $(CU_OBJ) $(BUILD)/cuda-$(
 	        --add-dynamic-module=$(CURDIR) > configure.log || { cat configure.log; exit 1; }; \
 	    echo "$(MODULE_FILES)" > mg-files; \
 	fi
+	@if [ docs/openapi.json -nt $(OPENAPI_C) ] || [ scripts/openapi-doc-c.sh -nt $(OPENAPI_C) ]; then \
+	    sh scripts/openapi-doc-c.sh docs/openapi.json $(OPENAPI_C); fi
 	$(say) MODULE $(MODULE)
 ifeq ($(V),1)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules

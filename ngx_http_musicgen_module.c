@@ -21,10 +21,14 @@
  *   ngx_http_musicgen_job.c         the job: queued, pumped, streamed, timeout, cancel
  *   ngx_http_musicgen_wakeup.c      the eventfd the engine wakes the event loop with
  *   ngx_http_musicgen_response.c    sending, errors, CORS, cache headers
- *   ngx_http_musicgen_status.c      musicgen_status */
+ *   ngx_http_musicgen_status.c      musicgen_status
+ *   ngx_http_musicgen_openapi.c     musicgen_openapi: the API's OpenAPI document
+ *   ngx_http_musicgen_access.c      the nginx -t warning for state pages without allow/deny */
 #include "nginx/ngx_http_musicgen_module.h"
+#include "nginx/ngx_http_musicgen_access.h"
 #include "nginx/ngx_http_musicgen_directives.h"
 #include "nginx/ngx_http_musicgen_models.h"
+#include "nginx/ngx_http_musicgen_openapi.h"
 #include "nginx/ngx_http_musicgen_status.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
@@ -35,6 +39,9 @@ static void *ngx_http_musicgen_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_musicgen_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_musicgen_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
+
+static ngx_int_t ngx_http_musicgen_check_longform(ngx_conf_t *cf, const mg_model_info *info,
+    const ngx_str_t *name, double max, ngx_http_musicgen_loc_conf_t *conf);
 
 static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen"),
@@ -88,6 +95,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
     { ngx_string("musicgen_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_musicgen_status,
+      0,
+      0,
+      NULL },
+    { ngx_string("musicgen_openapi"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_musicgen_openapi,
       0,
       0,
       NULL },
@@ -260,6 +273,8 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_musicgen_loc_conf_t   *prev = parent, *conf = child;
     ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_http_musicgen_model_t      *models;
+    ngx_uint_t                      i;
     double                          max;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -297,6 +312,9 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"musicgen_format flac\" (16-bit): use clip, or wav");
         return NGX_CONF_ERROR;
     }
+    if (conf->access_guarded) {
+        ngx_http_musicgen_warn_if_open(cf, conf->access_guarded);
+    }
     conf->settings.level = (mg_level) conf->level;
     /* unset: 0, the engine's default (18 s, audiocraft's) */
     conf->settings.extend_stride = conf->extend_stride == NGX_CONF_UNSET
@@ -310,5 +328,53 @@ ngx_http_musicgen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"musicgen on\" needs \"musicgen_model DIR\" at the http level");
         return NGX_CONF_ERROR;
     }
+    /* where requests are served: the levels above may keep the built-in
+     * maximum that the location lowers */
+    models = mcf->models->elts;
+    for (i = 0; i < mcf->models->nelts; i++) {
+        if (ngx_http_musicgen_check_longform(cf, &models[i].info, &models[i].name,
+                                             conf->limits.models[i].duration.max, conf)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
     return NGX_CONF_OK;
+}
+
+/* What the engine would refuse on every request, refused at nginx -t
+ * instead: a musicgen_extend_stride under one frame (every plan needs a
+ * stride), and a maximum duration past the model's window when the model
+ * cannot generate window by window with the location's stride (a window
+ * too short to keep a prompt and still advance: a stride of at least one
+ * frame and less than the window is needed). */
+static ngx_int_t
+ngx_http_musicgen_check_longform(ngx_conf_t *cf, const mg_model_info *info,
+    const ngx_str_t *name, double max, ngx_http_musicgen_loc_conf_t *conf)
+{
+    mg_error  err;
+    int       stride = 0;
+    char      msg[256];
+
+    ngx_memzero(&err, sizeof(err));
+    if (mg_extend_stride_frames(info, conf->extend_stride == NGX_CONF_UNSET
+                                      ? 0 : conf->extend_stride, &stride, &err) != MG_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "musicgen_%s", err.msg);
+        return NGX_ERROR;
+    }
+    if (mg_duration_frames(info, max) > info->max_frames
+        && !(stride >= 1 && stride < info->max_frames))
+    {
+        /* nginx's formats have no %g: seconds as an operator writes them */
+        snprintf(msg, sizeof(msg), "musicgen_max_duration %.10g s is past the model's window "
+                 "(%.10g s), and a window of %d frame%s is too short for long-form "
+                 "generation: set musicgen_max_duration to at most %.10g (model \"%.*s\")",
+                 max, info->max_duration, info->max_frames,
+                 info->max_frames == 1 ? "" : "s", info->max_duration,
+                 (int) name->len, (const char *) name->data);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", msg);
+        return NGX_ERROR;
+    }
+    return NGX_OK;
 }

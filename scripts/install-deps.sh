@@ -14,7 +14,7 @@ PACKAGES="build-essential pkg-config curl ca-certificates python3
     libflac-dev libmp3lame-dev libopus-dev libogg-dev libsoxr-dev
     nginx nginx-dev
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl
-    libwww-perl libipc-run-perl
+    libwww-perl libipc-run-perl python3-jsonschema
     chromium fonts-dejavu-core nodejs
     clang libclang-rt-14-dev valgrind wrk procps"
 log=$(mktemp)

@@ -88,7 +88,24 @@ check_warning() {
     if grep -q -- "$1" "$TMP/out"; then passed=$((passed + 1)); echo "ok   - warned: $1"
     else failed=$((failed + 1)); echo "FAIL - no warning '$1':"; sed 's/^/    | /' "$TMP/out"; fi
 }
-check_warning "\"musicgen_thread_pool\" is deprecated and ignored"
+check_warning "\"musicgen_thread_pool\" is deprecated and ignored: generations run on the engine's scheduler thread, so there is no pool to size"
+check_no_warning() {
+    if ! grep -q -- "$1" "$TMP/out"; then passed=$((passed + 1)); echo "ok   - no warning: $1"
+    else failed=$((failed + 1)); echo "FAIL - warned '$1':"; sed 's/^/    | /' "$TMP/out"; fi
+}
+# a state page (it names the model's folder) open to anyone is a warning;
+# allow/deny in the location or inherited from the server silences it
+expect_ok   "musicgen_model $MODEL;" "musicgen on; } location = /st { musicgen_status;"
+check_warning "\"musicgen_status\" in location \"/st\" has no \"allow\" or \"deny\": anyone who reaches the server can read it"
+expect_ok   "musicgen_model $MODEL;" "musicgen on; } location = /st { musicgen_status; allow 127.0.0.1; deny all;"
+check_no_warning "has no \"allow\" or \"deny\""
+expect_ok   "musicgen_model $MODEL;" "musicgen on; } location = /st { musicgen_status; } deny all; location /x {"
+check_no_warning "has no \"allow\" or \"deny\""
+expect_ok   "musicgen_model $MODEL;" "musicgen on; } location = /openapi.json { musicgen_openapi;"
+expect_fail "musicgen_model $MODEL;" "musicgen on; } location = /o { musicgen_status; musicgen_openapi;" "\"musicgen_openapi\" directive is duplicate, or the location already has a content handler"
+expect_fail "musicgen_model $MODEL;" "musicgen on; } location = /o { musicgen_openapi x;" "invalid number of arguments in \"musicgen_openapi\""
+# every plan needs a stride of at least one frame (50 Hz: 0.02 s)
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 0.005;" "musicgen_extend_stride: must be in (0, 40.90) seconds (the model's window), at least one frame"
 printf '{"text_encoder": {}}' > "$TMP/config.json"; mkdir -p "$TMP/badmodel"; cp "$TMP/config.json" "$TMP/badmodel/"
 expect_fail "musicgen_model $TMP/badmodel;" "musicgen on;" "text_encoder.vocab_size is missing"
 mkdir -p "$TMP/trunc"; cp "$MODEL/config.json" "$TMP/trunc/"; head -c 1000 "$MODEL/model.safetensors" > "$TMP/trunc/model.safetensors"
@@ -136,6 +153,20 @@ if [ -f "$SHARDED/model.safetensors.index.json" ]; then
 else
     echo "SKIP sharded model checks: no $SHARDED"
 fi
+
+# long-form generation needs a stride of at least one frame shorter than the
+# window: a window of one frame (4 positions, 4 codebooks) has none, so a
+# maximum past it (the built-in 30 s) fails nginx -t instead of every long
+# request; one of two frames strides by one
+mkdir -p "$TMP/oneframe" "$TMP/twoframes"
+ln -sf "$MODEL/model.safetensors" "$MODEL/generation_config.json" "$TMP/oneframe/"
+ln -sf "$MODEL/model.safetensors" "$MODEL/generation_config.json" "$TMP/twoframes/"
+sed 's/"max_position_embeddings": *2048/"max_position_embeddings": 4/' "$MODEL/config.json" > "$TMP/oneframe/config.json"
+sed 's/"max_position_embeddings": *2048/"max_position_embeddings": 5/' "$MODEL/config.json" > "$TMP/twoframes/config.json"
+expect_fail "musicgen_model $TMP/oneframe;" "musicgen on;" "musicgen_max_duration 30 s is past the model's window (0.02 s), and a window of 1 frame is too short for long-form generation: set musicgen_max_duration to at most 0.02"
+expect_ok   "musicgen_model $TMP/oneframe;" "musicgen on; musicgen_max_duration 0.02;"
+expect_ok   "musicgen_model $TMP/oneframe; musicgen_max_duration 0.02;" "musicgen on;"
+expect_ok   "musicgen_model $TMP/twoframes;" "musicgen on;"
 
 if [ -n "${3:-}" ]; then
     if "$NGINX" -t -p "$(dirname "$3")" -c "$3" > "$TMP/out" 2>&1; then

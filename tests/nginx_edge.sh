@@ -66,8 +66,13 @@ check "with its strong ETag" grep -Eqi '^ETag: "mg-[0-9a-f]{16}"' "$TMP/h7"
 check "the node streamed it once" [ "$(grep -c 'GET /generate?prompt=cached+stream' "$TMP/node/logs/access.log")" -eq 1 ]
 codes=""
 for i in 1 2 3 4 5 6 7 8 9 10; do
-    codes="$codes $(curl -s -m 10 -o /dev/null -w '%{http_code}' "$EDGE/generate?prompt=edge+test&duration=1&seed=42")"
+    code=$(curl -s -m 10 -D "$TMP/lh" -o "$TMP/lb" -w '%{http_code}' "$EDGE/generate?prompt=edge+test&duration=1&seed=42")
+    codes="$codes $code"
+    [ "$code" = 429 ] && cp "$TMP/lh" "$TMP/limited.h" && cp "$TMP/lb" "$TMP/limited.json"
 done
 check "limit_req answers 429 past the burst (got:$codes)" sh -c "echo '$codes' | grep -q 429"
+check "in the API's JSON error shape, with Retry-After" sh -c \
+    "grep -qi '^Content-Type: application/json' '$TMP/limited.h' && grep -qi '^Retry-After: 1' '$TMP/limited.h' \
+     && grep -qx '{\"success\":false,\"error\":\"too many requests, retry later\"}' '$TMP/limited.json'"
 echo "nginx_edge: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -117,5 +117,28 @@ int main(void)
         all_fit &= mg_duration_fits(&SMALL, (float)d);
     CHECK(all_fit, "fits: every duration up to the accepted maximum, as a float");
     CHECK(!mg_duration_fits(&SMALL, 0) && !mg_duration_fits(&SMALL, -1), "fits: not positive");
+
+    /* the long-form stride: the default (18 s, or half a shorter window), a
+     * given one in whole frames, and what no window can advance by */
+    int stride = -1;
+    mg_error e = {0};
+    CHECK(mg_extend_stride_frames(&SMALL, 0, &stride, &e) == MG_OK && stride == 900,
+          "stride: the default is 18 s (got %d frames)", stride);
+    CHECK(mg_extend_stride_frames(&SMALL, 10.011, &stride, &e) == MG_OK && stride == 501,
+          "stride: given, rounded to frames (got %d)", stride);
+    mg_model_info w4 = SMALL, w1 = SMALL;
+    w4.max_frames = 4, w4.max_duration = 0.08;
+    w1.max_frames = 1, w1.max_duration = 0.02;
+    CHECK(mg_extend_stride_frames(&w4, 0, &stride, &e) == MG_OK && stride == 2,
+          "stride: the default is half a window shorter than 36 s (got %d)", stride);
+    CHECK(mg_extend_stride_frames(&w1, 0, &stride, &e) == MG_OK && stride == 0,
+          "stride: a window of one frame has none (got %d)", stride);
+    const double bad_stride[] = {0.009, 40.9, 41, -1};
+    for (size_t i = 0; i < sizeof bad_stride / sizeof bad_stride[0]; i++) {
+        memset(&e, 0, sizeof e);
+        CHECK(mg_extend_stride_frames(&SMALL, bad_stride[i], &stride, &e) == MG_ERR_INVALID &&
+                  strcmp(e.field, "extend_stride") == 0 && strstr(e.msg, "at least one frame"),
+              "stride: %g s is refused naming extend_stride (%s)", bad_stride[i], e.msg);
+    }
     return check_summary("test_duration");
 }

@@ -226,8 +226,9 @@ char *
 ngx_http_musicgen_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                       "\"musicgen_thread_pool\" is deprecated and ignored: generations no "
-                       "longer use a thread pool (remove the directive)");
+                       "\"musicgen_thread_pool\" is deprecated and ignored: generations run "
+                       "on the engine's scheduler thread, so there is no pool to size "
+                       "(remove the directive)");
     return NGX_CONF_OK;
 }
 

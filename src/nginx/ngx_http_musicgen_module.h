@@ -64,6 +64,9 @@ typedef struct {
     ngx_int_t           level;       /* musicgen_level: mg_level, NGX_CONF_UNSET: limit */
     double              extend_stride; /* musicgen_extend_stride, seconds (unset: the engine's 18) */
     mg_job_settings     settings;    /* the two, as jobs take them */
+    const char         *access_guarded; /* the directive that makes this location report
+                                         * the server's state (musicgen_status, ...): it
+                                         * should set allow/deny, warned at nginx -t */
 } ngx_http_musicgen_loc_conf_t;
 
 extern ngx_module_t  ngx_http_musicgen_module;

@@ -84,9 +84,13 @@ ngx_http_musicgen_status_handler(ngx_http_request_t *r)
 char *
 ngx_http_musicgen_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_musicgen_loc_conf_t  *lcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_musicgen_status_handler;
+    /* it names the model's folder: checked for allow/deny when merged */
+    lcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_musicgen_module);
+    lcf->access_guarded = "musicgen_status";
     return NGX_CONF_OK;
 }

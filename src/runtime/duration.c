@@ -73,3 +73,20 @@ mg_code mg_duration_limits(const mg_model_info *model, double max, double dflt,
     }
     return MG_OK;
 }
+
+mg_code mg_extend_stride_frames(const mg_model_info *model, double seconds, int *frames,
+                                mg_error *err)
+{
+    if (seconds == 0) {
+        int dflt = (int)mg_duration_frames(model, MG_DEFAULT_EXTEND_STRIDE);
+        *frames = dflt <= model->max_frames / 2 ? dflt : model->max_frames / 2;
+        return MG_OK;
+    }
+    double n = mg_duration_frames(model, seconds);
+    if (!(seconds > 0) || !(n >= 1) || n >= model->max_frames)
+        return mg_fail_field(err, MG_ERR_INVALID, "extend_stride",
+                             "extend_stride: must be in (0, %.2f) seconds (the model's window), "
+                             "at least one frame", model->max_duration);
+    *frames = (int)n;
+    return MG_OK;
+}

@@ -53,4 +53,14 @@ double  mg_duration_frames(const mg_model_info *model, double seconds);
  * given by duration. A request at most a maximum that fits fits too (the
  * rounding is monotonic). */
 int     mg_duration_fits(const mg_model_info *model, double seconds);
+/* The frames between the starts of two long-form windows for a stride of
+ * that many seconds: round(seconds * frame_rate); 0 seconds is the default,
+ * MG_DEFAULT_EXTEND_STRIDE or half the window when that is shorter (a
+ * window of one frame then has none: it cannot generate past itself). A
+ * stride given must be at least one frame and shorter than the window:
+ * else MG_ERR_INVALID, err->field "extend_stride". The engine plans windows
+ * with it; nginx -t checks musicgen_extend_stride and, for a maximum
+ * duration past the window, that long-form generation is possible. */
+mg_code mg_extend_stride_frames(const mg_model_info *model, double seconds, int *frames,
+                                mg_error *err);
 #endif

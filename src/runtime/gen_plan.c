@@ -23,25 +23,6 @@ void mg_gen_plan_window(const mg_gen_plan *pl, int D, int n, mg_gen_window *w)
     w->total = 1 + w->prompt + w->steps;
 }
 
-/* The stride in frames: extend_stride seconds, 0 for the default (18 s, or
- * half the window when that is shorter, so that a short-windowed model keeps
- * a prompt). */
-static mg_code stride_frames(const mg_model_info *info, float seconds, int *out, mg_error *err)
-{
-    if (seconds == 0) {
-        int dflt = (int)mg_duration_frames(info, MG_DEFAULT_EXTEND_STRIDE);
-        *out = dflt <= info->max_frames / 2 ? dflt : info->max_frames / 2;
-        return MG_OK;
-    }
-    double frames = mg_duration_frames(info, seconds);
-    if (!(seconds > 0) || !(frames >= 1) || frames >= info->max_frames)
-        return mg_fail_field(err, MG_ERR_INVALID, "extend_stride",
-                             "extend_stride: must be in (0, %.2f) seconds (the model's window), "
-                             "at least one frame", info->max_duration);
-    *out = (int)frames;
-    return MG_OK;
-}
-
 mg_code mg_gen_prompt_audio_fit(const mg_model *m, int64_t n_samples, float extend_stride,
                                 mg_prompt_audio_fit *out, mg_error *err)
 {
@@ -50,7 +31,7 @@ mg_code mg_gen_prompt_audio_fit(const mg_model *m, int64_t n_samples, float exte
     mg_model_info_of(m, &info);
     memset(out, 0, sizeof *out);
     int stride;
-    mg_code rc = stride_frames(&info, extend_stride, &stride, err);
+    mg_code rc = mg_extend_stride_frames(&info, extend_stride, &stride, err);
     if (rc != MG_OK)
         return rc;
     /* as the encoder counts them: a part frame at the end is padded to one */
@@ -102,7 +83,7 @@ mg_code mg_gen_plan_make(const mg_model *m, const mg_gen_params *p, mg_gen_plan 
     if (tp > 0 && tp >= out->window)
         return mg_fail_field(err, MG_ERR_INVALID, "prompt_codes", "prompt_codes: %d frames leave "
                              "no room in the model's window of %d frames", tp, out->window);
-    mg_code rc = stride_frames(&info, p->extend_stride, &out->stride, err);
+    mg_code rc = mg_extend_stride_frames(&info, p->extend_stride, &out->stride, err);
     if (rc != MG_OK)
         return rc;
     if (p->max_new_tokens > 0) {
