@@ -334,7 +334,7 @@ fuzz: $(FUZZ_TARGETS)
 # dpkg-buildpackage from a copy of the sources in $(DEB_DIR), where the .deb
 # lands. CPU-only; DEB_BUILD_PROFILES=cuda links the CUDA backend (nvcc).
 DEB_DIR  = build/deb
-DEB_SRC  = Makefile config ngx_http_musicgen_module.c src kernels tools html conf scripts README.md docs debian
+DEB_SRC  = Makefile config ngx_http_musicgen_module.c src kernels tools html scripts README.md debian
 deb:
 	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/ngx-musicgen
 	@cp -r $(DEB_SRC) $(DEB_DIR)/ngx-musicgen/

@@ -80,7 +80,7 @@ depends=$(dpkg-deb -f "$DEB" Depends)
 abi=$(echo "$depends" | tr ',' '\n' | sed -n 's/^ *\(nginx-abi-[^ ]*\).*/\1/p')
 check "Depends names an nginx-abi-* package ($abi)" [ -n "$abi" ]
 check "the installed nginx provides $abi" sh -c "dpkg-query -W -f='\${Provides}' nginx | tr ',' '\n' | grep -qx \" *$abi\""
-check "the description says the build is CPU-only" sh -c "dpkg-deb -f '$DEB' Description | grep -q 'CPU only'"
+check "the description says the build is CPU-only" sh -c "dpkg-deb -f '$DEB' Description | grep -q 'for the CPU only'"
 
 $APT install "$DEB" > "$APT_LOG" 2>&1
 rc=$?
