@@ -1,7 +1,8 @@
 # ngx-musicgen: engine library, tools, tests and benchmarks.
 #   make            library + tools (build/)
 #   make test       unit tests + golden checks   (SAN=1: ASan/UBSan build)
-#   make check      make test, test-nginx, test-browser, then make test SAN=1 (what CI runs)
+#   make check      make test, test-nginx, test-browser, test-deb, then make test SAN=1 (what CI runs)
+#   make deb        the Debian package libnginx-mod-http-musicgen (build/deb/)
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
@@ -73,7 +74,7 @@ endif
 # an executable from its objects and the libraries
 define LINK
 $(say) LD $@
-$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 endef
 
 # the engine: every folder of src/ but nginx/ (the module's own files, built by nginx)
@@ -99,7 +100,7 @@ REPLAYS  = $(patsubst fuzz/fuzz_%.c,$(BUILD)/replay_%,$(wildcard fuzz/fuzz_*.c))
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx test-browser check bench bench-stream bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak
+.PHONY: all test test-nginx test-browser test-deb check bench bench-stream bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak deb cuda-objects module-cuda-env
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -165,11 +166,13 @@ test: all $(TESTS) $(REPLAYS)
 	@if [ "$(SAN)" = 1 ]; then $(MAKE) --no-print-directory test-nginx SAN=1; fi
 
 # Everything CI runs: the engine tests, the nginx module's tests, the web
-# page in a browser, then the engine and module tests again under ASan/UBSan.
+# page in a browser, the Debian package installed and purged, then the
+# engine and module tests again under ASan/UBSan.
 check:
 	$(MAKE) test
 	$(MAKE) test-nginx
 	$(MAKE) test-browser
+	$(MAKE) test-deb
 	$(MAKE) test SAN=1
 
 # The module in the stock nginx binary: nginx -t checks, then the
@@ -289,6 +292,12 @@ else
 	    || { cat $(BUILD)/nginx/build.log; echo "the nginx module build failed (log: $(BUILD)/nginx/build.log)"; exit 1; }
 endif
 MODULE_CUDA_LIBS = $(if $(CU_OBJ),-L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lstdc++)
+# What nginx's configure needs to link the CUDA backend into the module, for
+# debian/rules (the package's "cuda" build profile): build the kernels with
+# cuda-objects first, then read these assignments.
+cuda-objects: $(CU_OBJ)
+module-cuda-env:
+	@echo 'MG_CUDA_OBJS="$(abspath $(CU_OBJ))"; MG_CUDA_LIBS="$(MODULE_CUDA_LIBS)"'
 NGX_SAN_OPT = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 NGX_CC_OPT = -O2 -g -fPIC $(if $(filter 1,$(SAN)),$(NGX_SAN_OPT))
 
@@ -342,6 +351,23 @@ fuzz: $(FUZZ_TARGETS)
 
 # any hub repository id: MODEL=facebook/musicgen-stereo-medium -> models/musicgen-stereo-medium
 MODEL ?= facebook/musicgen-small
+
+# The Debian package libnginx-mod-http-musicgen (debian/), built by
+# dpkg-buildpackage from a copy of the sources in $(DEB_DIR), where the .deb
+# lands. CPU-only; DEB_BUILD_PROFILES=cuda links the CUDA backend (nvcc).
+DEB_DIR  = build/deb
+DEB_SRC  = Makefile config ngx_http_musicgen_module.c src kernels tools html scripts README.md docs debian
+deb:
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/ngx-musicgen
+	@cp -r $(DEB_SRC) $(DEB_DIR)/ngx-musicgen/
+	cd $(DEB_DIR)/ngx-musicgen && dpkg-buildpackage -b -us -uc -j2
+	@ls $(DEB_DIR)/*.deb
+
+# The package installed into the machine's nginx, a generation through it,
+# lintian, then purged (tests/deb_install.sh; needs root, says SKIP otherwise).
+test-deb: deb
+	sh tests/deb_install.sh $(DEB_DIR)
+
 model:
 	sh scripts/fetch-model.sh $(MODEL) models/$(notdir $(MODEL))
 

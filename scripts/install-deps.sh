@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages ngx-musicgen builds and tests with (as root):
-# clang + libclang-rt for make fuzz, valgrind for make valgrind, wrk for make soak.
+# clang + libclang-rt for make fuzz, valgrind for make valgrind, wrk for make soak,
+# debhelper (dh_nginx comes with nginx-dev) and lintian for make deb / test-deb.
 # One line per phase; apt's own output goes to a log that is printed only
 # when a phase fails.
 set -e
@@ -12,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES="build-essential pkg-config curl ca-certificates python3
     libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev
     libflac-dev libmp3lame-dev libopus-dev libogg-dev libsoxr-dev
-    nginx nginx-dev
+    nginx nginx-dev debhelper lintian
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl
     libwww-perl libipc-run-perl python3-jsonschema
     chromium fonts-dejavu-core nodejs
