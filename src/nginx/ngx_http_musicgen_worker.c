@@ -4,6 +4,7 @@
  * ends every generation left, whose callbacks still signal. */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_job.h"
+#include "nginx/ngx_http_musicgen_metrics.h"
 #include "nginx/ngx_http_musicgen_wakeup.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
@@ -49,6 +50,7 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
                           mg_model_load_note(mcf->model));
         }
     }
+    ngx_http_musicgen_metrics_worker_start(mcf);
     return NGX_OK;
 }
 
@@ -68,6 +70,7 @@ ngx_http_musicgen_exit_process(ngx_cycle_t *cycle)
     if (mcf->jobs.next) {
         ngx_http_musicgen_jobs_release(mcf);
     }
+    ngx_http_musicgen_metrics_worker_exit(mcf);
     ngx_http_musicgen_wakeup_close(mcf->wakeup);
     mcf->wakeup = NULL;
 }
