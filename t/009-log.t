@@ -65,7 +65,7 @@ GET /generate?prompt=long&duration=900&seed=3
 --- access_log
 504 model=demo-model result=timeout seconds=- compute=- queue=- first_audio=- seed=3 prompt=3b97a968
 
-=== TEST 5: a client that goes away mid-stream: cancelled, where $status is the stream's 200
+=== TEST 5: a client that goes away: cancelled, $status being the stream's 200 once its header went out (499 before: a slow build may not get there)
 --- http_config eval: $::HttpConfig
 --- config
 location /generate { musicgen on; musicgen_max_duration 900; access_log logs/access.log musicgen; }
@@ -75,8 +75,8 @@ GET /generate?prompt=long&duration=900&seed=4
 --- abort
 --- wait: 1
 --- ignore_response
---- access_log
-200 model=demo-model result=cancelled seconds=- compute=- queue=- first_audio=- seed=4 prompt=3b97a968
+--- access_log eval
+qr{^(?:200|499) model=demo-model result=cancelled seconds=- compute=- queue=- first_audio=- seed=4 prompt=3b97a968$}
 
 === TEST 6: not a musicgen location: every variable is "-"
 --- http_config eval: $::HttpConfig
