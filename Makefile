@@ -200,6 +200,7 @@ test-nginx: $(MODULE) $(DEMO_MODEL)/model.safetensors $(DEMO_MODEL2)/model.safet
 	$(NGX_TEST_ENV) sh tests/nginx_faults.sh $(MODULE) $(DEMO_MODEL) $(BUILD)/musicgen-mkmodel $(BUILD)/libmgfault.so
 	$(NGX_TEST_ENV) sh tests/nginx_edge.sh $(MODULE) $(DEMO_MODEL)
 	$(NGX_TEST_ENV) python3 tests/nginx_openapi.py $(MODULE) $(DEMO_MODEL)
+	$(NGX_TEST_ENV) sh tests/nginx_metrics.sh $(MODULE) $(DEMO_MODEL)
 	@if perl -MTest::Nginx::Socket -e1 2>/dev/null; then lib=; \
 	elif [ -f t/lib/Test/Nginx/Socket.pm ]; then lib=t/lib; \
 	else echo "SKIP t/: no Test::Nginx::Socket (neither installed nor in t/lib)"; exit 0; fi; \

@@ -23,13 +23,17 @@
  *   ngx_http_musicgen_response.c    sending, errors, CORS, cache headers
  *   ngx_http_musicgen_status.c      musicgen_status
  *   ngx_http_musicgen_openapi.c     musicgen_openapi: the API's OpenAPI document
- *   ngx_http_musicgen_access.c      the nginx -t warning for state pages without allow/deny */
+ *   ngx_http_musicgen_access.c      the nginx -t warning for state pages without allow/deny
+ *   ngx_http_musicgen_metrics.c     musicgen_metrics: all workers' counters, shared memory
+ *   ngx_http_musicgen_variables.c   the $musicgen_* variables for log_format */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_access.h"
 #include "nginx/ngx_http_musicgen_directives.h"
 #include "nginx/ngx_http_musicgen_models.h"
 #include "nginx/ngx_http_musicgen_openapi.h"
+#include "nginx/ngx_http_musicgen_metrics.h"
 #include "nginx/ngx_http_musicgen_status.h"
+#include "nginx/ngx_http_musicgen_variables.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
 /* musicgen_max_duration when unset: seconds */
@@ -104,6 +108,12 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
       0,
       0,
       NULL },
+    { ngx_string("musicgen_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_musicgen_metrics,
+      0,
+      0,
+      NULL },
     { ngx_string("musicgen_batch"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -174,8 +184,8 @@ static ngx_command_t ngx_http_musicgen_commands[] = {
 };
 
 static ngx_http_module_t ngx_http_musicgen_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_musicgen_add_variables,       /* preconfiguration */
+    ngx_http_musicgen_metrics_init,        /* postconfiguration */
     ngx_http_musicgen_create_main_conf,
     ngx_http_musicgen_init_main_conf,
     NULL,                                  /* create server configuration */
@@ -242,6 +252,10 @@ ngx_http_musicgen_init_main_conf(ngx_conf_t *cf, void *conf)
     if (mcf->threads < 0 || mcf->threads > 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"musicgen_threads\" must be between 0 (all cores) and 256");
+        return NGX_CONF_ERROR;
+    }
+    /* a model's workers count their events in the shared zone */
+    if (mcf->models && ngx_http_musicgen_metrics_zone(cf, mcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
     return NGX_CONF_OK;

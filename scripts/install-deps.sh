@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES="build-essential pkg-config curl ca-certificates python3
+PACKAGES="build-essential pkg-config curl ca-certificates python3 python3-prometheus-client
     libjansson-dev libsndfile1-dev libpcre2-dev zlib1g-dev
     libflac-dev libmp3lame-dev libopus-dev libogg-dev libsoxr-dev
     nginx nginx-dev debhelper lintian

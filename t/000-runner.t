@@ -6,7 +6,7 @@ use Test::Nginx::Socket;
 $ENV{TEST_NGINX_GREETING} = 'hi there';
 
 repeat_each(2);
-plan tests => repeat_each() * (blocks() * 2 + 14);
+plan tests => repeat_each() * (blocks() * 2 + 16);
 
 no_shuffle();
 no_long_string();
@@ -182,3 +182,17 @@ file contents
 GET /foo.txt
 --- response_body
 file contents
+
+=== TEST 17: access_log and no_access_log: the lines the request's log phase wrote
+--- http_config
+log_format runner '$request_method $uri $status';
+--- config
+location = /logged { access_log logs/access.log runner; return 200 "ok"; }
+--- request
+GET /logged
+--- response_body chomp
+ok
+--- access_log
+GET /logged 200
+--- no_access_log
+GET /logged 404

@@ -168,6 +168,12 @@ expect_ok   "musicgen_model $TMP/oneframe;" "musicgen on; musicgen_max_duration 
 expect_ok   "musicgen_model $TMP/oneframe; musicgen_max_duration 0.02;" "musicgen on;"
 expect_ok   "musicgen_model $TMP/twoframes;" "musicgen on;"
 
+# musicgen_metrics: with a model or without one (the zone is made either way),
+# no arguments; every $musicgen_* variable is known to log_format
+expect_ok   "musicgen_model $MODEL;" "musicgen_metrics;"
+expect_ok   "" "musicgen_metrics;"
+expect_fail "" "musicgen_metrics on;" 'invalid number of arguments in "musicgen_metrics"'
+expect_ok   "musicgen_model $MODEL; log_format mg '\$musicgen_prompt_hash \$musicgen_seconds \$musicgen_compute_time \$musicgen_queue_time \$musicgen_first_audio_time \$musicgen_seed \$musicgen_model \$musicgen_result'; access_log $TMP/logs/a.log mg;" "musicgen on;"
 if [ -n "${3:-}" ]; then
     if "$NGINX" -t -p "$(dirname "$3")" -c "$3" > "$TMP/out" 2>&1; then
         passed=$((passed + 1)); echo "ok   - conf/nginx.conf passes nginx -t"

@@ -117,8 +117,16 @@ static void test_job_bytes(mg_model *m, const mg_request_limits *lim)
                       "%s at level %s: %zu bytes announced", formats[f], mg_level_name(levels[l]),
                       size);
                 free(want);
-                if (rc == MG_OK)
+                if (rc == MG_OK) {
+                    /* the times a log line and the metrics take: each a
+                     * later moment of the same job */
+                    CHECK(res.queue_seconds > 0 && res.queue_seconds <= res.first_audio_seconds &&
+                          res.first_audio_seconds <= res.compute_seconds,
+                          "%s: first step after %g s, first audio after %g s, done after %g s",
+                          formats[f], res.queue_seconds, res.first_audio_seconds,
+                          res.compute_seconds);
                     mg_job_result_free(&res);
+                }
             }
         mg_gen_result_free(&gen);
         mg_request_free(&req);

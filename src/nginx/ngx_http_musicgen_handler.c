@@ -121,6 +121,11 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     if (ngx_http_musicgen_job_own_request(r, job) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* what the log variables say of the request, whatever becomes of it */
+    job->prompt_hash = ngx_crc32_short((u_char *) job->req.prompt, ngx_strlen(job->req.prompt));
+    job->seed = job->req.seed;
+    job->has_seed = job->req.has_seed;
+    job->has_request = 1;
     slot = ngx_http_musicgen_models_get(mcf, job->req.model);
     if (slot == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

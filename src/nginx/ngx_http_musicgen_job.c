@@ -14,6 +14,7 @@
  * (before its next step), so neither side frees what the other still uses. */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_job.h"
+#include "nginx/ngx_http_musicgen_metrics.h"
 #include "nginx/ngx_http_musicgen_response.h"
 #include "nginx/ngx_http_musicgen_wakeup.h"
 
@@ -56,6 +57,7 @@ ngx_http_musicgen_job_detach(ngx_http_musicgen_job_t *job)
     ngx_queue_remove(&job->queue);
     mcf->active--;
     job->slot->active--;
+    ngx_http_musicgen_metrics_activity(mcf);
     if (job->timer.timer_set) {
         ngx_del_timer(&job->timer);
     }
@@ -240,16 +242,14 @@ static void
 ngx_http_musicgen_job_writer(ngx_http_request_t *r)
 {
     ngx_http_musicgen_job_t        *job;
-    ngx_http_musicgen_main_conf_t  *mcf;
     ngx_connection_t               *c = r->connection;
 
     job = ngx_http_get_module_ctx(r, ngx_http_musicgen_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
     if (c->write->timedout) {
         ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
                       "musicgen: client timed out taking the stream, cancelling");
         c->timedout = 1;
-        mcf->stats.cancelled++;
+        ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_CANCELLED, NULL);
         ngx_http_musicgen_job_end(job, NGX_HTTP_REQUEST_TIME_OUT);
         return;
     }
@@ -261,7 +261,7 @@ ngx_http_musicgen_job_writer(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "musicgen: client closed the connection, cancelling");
         c->error = 1;
-        mcf->stats.cancelled++;
+        ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_CANCELLED, NULL);
         ngx_http_musicgen_job_end(job, NGX_ERROR);
     }
 }
@@ -272,7 +272,6 @@ ngx_http_musicgen_job_answer(ngx_http_musicgen_job_t *job, mg_code rc, const mg_
 {
     ngx_http_request_t             *r = job->r;
     ngx_connection_t               *c = r->connection;
-    ngx_http_musicgen_main_conf_t  *mcf;
     mg_job_outcome                  o;
     mg_error                        jerr;
     ngx_uint_t                      status, level;
@@ -281,18 +280,15 @@ ngx_http_musicgen_job_answer(ngx_http_musicgen_job_t *job, mg_code rc, const mg_
     char                           *json = NULL;
     size_t                          json_len = 0;
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
     ngx_memzero(&o, sizeof(o));
     if (rc == MG_OK) {
         mg_job_summary(job->gen, &o);
     }
     ngx_http_musicgen_job_detach(job);
     if (rc != MG_OK) {
-        if (rc == MG_ERR_CANCELLED && !job->sink_failed) {
-            mcf->stats.cancelled++;
-        } else {
-            mcf->stats.failed++;
-        }
+        ngx_http_musicgen_metrics_job_end(job, rc == MG_ERR_CANCELLED && !job->sink_failed
+                                               ? NGX_HTTP_MUSICGEN_RESULT_CANCELLED
+                                               : NGX_HTTP_MUSICGEN_RESULT_ERROR, NULL);
         status = rc == MG_ERR_INVALID ? NGX_HTTP_BAD_REQUEST
                : rc == MG_ERR_CANCELLED && !job->sink_failed
                ? NGX_HTTP_SERVICE_UNAVAILABLE /* the worker's model is shutting down */
@@ -311,13 +307,11 @@ ngx_http_musicgen_job_answer(ngx_http_musicgen_job_t *job, mg_code rc, const mg_
                                   status == NGX_HTTP_BAD_REQUEST ? err->field : NULL));
         return;
     }
-    mcf->stats.completed++;
-    mcf->stats.audio_seconds += o.audio_seconds;
-    mcf->stats.compute_seconds += o.compute_seconds;
+    ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_OK, &o);
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "musicgen: request %V: %.2f s of audio in %.2f s, seed %uL, prompt hash %08xD",
                   ngx_http_musicgen_request_id(r), o.audio_seconds, o.compute_seconds, o.seed,
-                  ngx_crc32_short((u_char *) job->req.prompt, ngx_strlen(job->req.prompt)));
+                  job->prompt_hash);
     if (job->stream) {
         if (!job->header_sent
             && ngx_http_musicgen_job_stream_header(job) != NGX_OK)
@@ -360,7 +354,6 @@ static void
 ngx_http_musicgen_job_pump(ngx_http_musicgen_job_t *job)
 {
     ngx_http_request_t             *r = job->r;
-    ngx_http_musicgen_main_conf_t  *mcf;
     mg_error                        err;
     mg_code                         rc;
     int                             ended = 0;
@@ -388,8 +381,7 @@ ngx_http_musicgen_job_pump(ngx_http_musicgen_job_t *job)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "musicgen: client closed the connection, cancelling");
-        mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-        mcf->stats.cancelled++;
+        ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_CANCELLED, NULL);
         r->connection->error = 1;
         ngx_http_musicgen_job_end(job, NGX_ERROR);
     }
@@ -403,6 +395,8 @@ ngx_http_musicgen_jobs_wake(void *data)
     ngx_queue_t                    *q;
     ngx_connection_t               *c;
 
+    /* jobs may have joined the engine's batch */
+    ngx_http_musicgen_metrics_activity(mcf);
     for (q = ngx_queue_head(&mcf->jobs); q != ngx_queue_sentinel(&mcf->jobs);
          q = ngx_queue_next(q))
     {
@@ -461,10 +455,8 @@ ngx_http_musicgen_job_timeout(ngx_event_t *ev)
     ngx_http_musicgen_job_t        *job = ev->data;
     ngx_http_request_t             *r = job->r;
     ngx_connection_t               *c = r->connection;
-    ngx_http_musicgen_main_conf_t  *mcf;
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-    mcf->stats.timed_out++;
+    ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_TIMEOUT, NULL);
     ngx_log_error(NGX_LOG_WARN, c->log, 0, "musicgen: generation timed out");
     ngx_http_musicgen_job_detach(job);
     ngx_http_finalize_request(r, job->header_sent
@@ -480,7 +472,6 @@ static void
 ngx_http_musicgen_watch_client(ngx_http_request_t *r)
 {
     ngx_http_musicgen_job_t        *job;
-    ngx_http_musicgen_main_conf_t  *mcf;
     ngx_connection_t               *c = r->connection;
     ngx_event_t                    *rev = c->read;
     u_char                          buf[1];
@@ -506,8 +497,7 @@ ngx_http_musicgen_watch_client(ngx_http_request_t *r)
     if (job == NULL || job->gen == NULL) {
         return;
     }
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-    mcf->stats.cancelled++;
+    ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_CANCELLED, NULL);
     ngx_http_musicgen_job_end(job, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
@@ -547,6 +537,8 @@ ngx_http_musicgen_job_create(ngx_http_request_t *r)
     job->r = r;
     job->last = &job->out;
     job->length = -1;
+    /* from here on the log variables see the request's job */
+    ngx_http_set_ctx(r, job, ngx_http_musicgen_module);
     return job;
 }
 
@@ -593,7 +585,7 @@ ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
     if (mcf->active >= (ngx_uint_t) (mcf->batch + mcf->queue)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "musicgen: queue full (%ui jobs), answering 503", mcf->active);
-        mcf->stats.rejected++;
+        ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_REJECTED, NULL);
         if (ngx_http_musicgen_add_header(r, "Retry-After", "10") != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -624,11 +616,11 @@ ngx_http_musicgen_job_post(ngx_http_request_t *r, ngx_http_musicgen_job_t *job)
     ngx_queue_insert_tail(&mcf->jobs, &job->queue);
     mcf->active++;
     job->slot->active++;
+    ngx_http_musicgen_metrics_activity(mcf);
     job->timer.handler = ngx_http_musicgen_job_timeout;
     job->timer.data = job;
     job->timer.log = r->connection->log;
     ngx_add_timer(&job->timer, lcf->timeout);
-    ngx_http_set_ctx(r, job, ngx_http_musicgen_module);
     r->read_event_handler = ngx_http_musicgen_watch_client;
     r->main->count++;
     return NGX_DONE;

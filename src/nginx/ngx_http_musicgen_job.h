@@ -6,6 +6,16 @@
 
 #include "nginx/ngx_http_musicgen_module.h"
 
+/* How a musicgen request ended, for $musicgen_result: */
+typedef enum {
+    NGX_HTTP_MUSICGEN_RESULT_NONE = 0, /* not decided by a job: the status tells */
+    NGX_HTTP_MUSICGEN_RESULT_OK,        /* the audio was generated */
+    NGX_HTTP_MUSICGEN_RESULT_CANCELLED, /* the client went away, or the model shut down */
+    NGX_HTTP_MUSICGEN_RESULT_TIMEOUT,   /* past musicgen_timeout */
+    NGX_HTTP_MUSICGEN_RESULT_REJECTED,  /* refused before generating (the queue was full) */
+    NGX_HTTP_MUSICGEN_RESULT_ERROR      /* the generation failed */
+} ngx_http_musicgen_result_e;
+
 typedef struct {
     ngx_http_request_t *r;
     ngx_http_musicgen_model_t *slot; /* the model the request chose (its name, folder, load) */
@@ -26,6 +36,14 @@ typedef struct {
     ngx_buf_t          *tail;        /* the last buffer of out */
     ngx_chain_t        *free, *busy; /* streaming: buffers sent and reusable, or still held */
     size_t              encoded;
+    /* what the log variables show: the request's prompt hash and seed
+     * (when it had them), how it ended, and the outcome of a generation */
+    uint32_t            prompt_hash;
+    uint64_t            seed;
+    ngx_http_musicgen_result_e result;
+    mg_job_outcome      outcome;
+    unsigned            has_request:1; /* prompt_hash (and seed if has_seed) set */
+    unsigned            has_seed:1;
     unsigned            stream:1;    /* raw audio sent as it is encoded */
     unsigned            header_sent:1;
     unsigned            visit:1;     /* the wake-up handler has yet to look at it */

@@ -15,6 +15,9 @@
 #include "service/job.h"
 #include "service/request.h"
 
+/* the shared metrics zone and this worker's share (ngx_http_musicgen_metrics.c) */
+typedef struct ngx_http_musicgen_metrics_s  ngx_http_musicgen_metrics_t;
+
 /* A model this nginx serves (musicgen_model [NAME] DIR): its folder is
  * checked at nginx -t, each worker loads it once, and every location shares
  * it (ngx_http_musicgen_models.c). */
@@ -43,6 +46,7 @@ typedef struct {
     ngx_int_t   queue;        /* musicgen_queue: jobs that may wait for a place in the batch */
     ngx_uint_t  active;       /* jobs queued and not finished, in this worker */
     mg_job_stats stats;       /* this worker's totals (musicgen_status) */
+    ngx_http_musicgen_metrics_t *metrics; /* all workers' totals (musicgen_metrics); NULL: none */
     /* this worker's: its jobs (ngx_http_musicgen_job_t, while the request
      * holds its generation) and the wake-up the engine's callbacks signal */
     ngx_queue_t jobs;

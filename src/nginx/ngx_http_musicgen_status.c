@@ -1,5 +1,8 @@
 /* musicgen_status: the location that reports this worker's models, queue
- * and totals as JSON (mg_job_status_json). */
+ * and totals as JSON (mg_job_status_json). musicgen_metrics shows every
+ * worker's together, from the same counting (ngx_http_musicgen_metrics_job_end)
+ * and the same queued/running figures (each model's active jobs,
+ * mg_model_activity). */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_response.h"
 #include "nginx/ngx_http_musicgen_status.h"

@@ -6,6 +6,7 @@
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_job.h"
 #include "nginx/ngx_http_musicgen_models.h"
+#include "nginx/ngx_http_musicgen_metrics.h"
 #include "nginx/ngx_http_musicgen_wakeup.h"
 #include "nginx/ngx_http_musicgen_worker.h"
 
@@ -27,6 +28,7 @@ ngx_http_musicgen_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
     ngx_http_musicgen_models_load(cycle, mcf);
+    ngx_http_musicgen_metrics_worker_start(mcf);
     return NGX_OK;
 }
 
@@ -43,6 +45,7 @@ ngx_http_musicgen_exit_process(ngx_cycle_t *cycle)
     if (mcf->jobs.next) {
         ngx_http_musicgen_jobs_release(mcf);
     }
+    ngx_http_musicgen_metrics_worker_exit(mcf);
     ngx_http_musicgen_wakeup_close(mcf->wakeup);
     mcf->wakeup = NULL;
 }

@@ -305,6 +305,9 @@ struct mg_job {
     int             sample_rate, channels;
     double          prompt_seconds, prompt_trimmed_seconds;
     double          t0;
+    /* the scheduler thread's, read after the end (job_done's lock orders
+     * them): its first step, its first audio; 0 until then */
+    double          t_first_step, t_first_audio;
     /* the front end's alone: the encoder, the bytes it made since the last
      * pump, the samples it took */
     mg_audio_stream *enc;
@@ -320,6 +323,8 @@ static int job_cancelled(void *ud, int step, int total)
 {
     mg_job *j = ud;
     (void)step, (void)total;
+    if (j->t_first_step == 0)
+        j->t_first_step = now_s();
     return atomic_load(&j->cancel) != 0;
 }
 
@@ -353,6 +358,8 @@ static int job_audio(void *ud, const float *audio, int batch, size_t offset, siz
         mg_channels_interleave(audio, j->channels, n, n, j->pending + j->n_pending * C);
         j->n_pending += n;
         j->news = 1;
+        if (j->t_first_audio == 0)
+            j->t_first_audio = now_s();
     } else {
         j->out_of_memory = 1;
     }
@@ -566,6 +573,8 @@ void mg_job_summary(const mg_job *j, mg_job_outcome *out)
     out->channels = j->channels;
     out->audio_seconds = (double)j->n_written / j->sample_rate;
     out->compute_seconds = j->compute_seconds;
+    out->queue_seconds = j->t_first_step > 0 ? j->t_first_step - j->t0 : 0;
+    out->first_audio_seconds = j->t_first_audio > 0 ? j->t_first_audio - j->t0 : 0;
     out->prompt_seconds = j->prompt_seconds;
     out->prompt_trimmed_seconds = j->prompt_trimmed_seconds;
 }
@@ -675,6 +684,8 @@ mg_code mg_job_run(mg_model *m, const mg_request *req, const mg_job_settings *se
     out->seed = o.seed;
     out->audio_seconds = o.audio_seconds;
     out->compute_seconds = o.compute_seconds;
+    out->queue_seconds = o.queue_seconds;
+    out->first_audio_seconds = o.first_audio_seconds;
     out->prompt_seconds = o.prompt_seconds;
     out->prompt_trimmed_seconds = o.prompt_trimmed_seconds;
     return MG_OK;

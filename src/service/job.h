@@ -55,6 +55,11 @@ typedef struct {
     int      sample_rate;
     int      channels;         /* of the audio: 1 mono, 2 stereo (the model's) */
     double   audio_seconds, compute_seconds;
+    /* from the submission to the generation's first decoding step (the
+     * wait for a place in the batch, then the text encoder and that step)
+     * and to its first audio handed to the front end; both within
+     * compute_seconds, which runs to the last encoded byte */
+    double   queue_seconds, first_audio_seconds;
     /* the audio prompt's seconds the clip begins with, and those cut from
      * its front to fit a window (mg_job_prompt_fit); 0 without one */
     double   prompt_seconds, prompt_trimmed_seconds;
@@ -77,6 +82,7 @@ typedef struct {
     char           *json;         /* {"success":true,"audioUrl":"data:...",...} when asked */
     size_t          json_len;
     double          audio_seconds, compute_seconds;
+    double          queue_seconds, first_audio_seconds; /* as mg_job_outcome's */
     uint64_t        seed;         /* the seed used (drawn when the request had none) */
     double          prompt_seconds, prompt_trimmed_seconds; /* as mg_job_outcome's */
 } mg_job_result;

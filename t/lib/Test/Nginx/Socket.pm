@@ -337,6 +337,42 @@ sub pat_match ($$) {
     return ref $pat ? $line =~ /$pat/ : index($line, $pat) >= 0;
 }
 
+# The section's patterns (want: each must match a line; else none may
+# match any) against the lines of one log, as the real module names them.
+sub check_log_patterns ($$$$$$) {
+    my ($name, $rep, $log, $pats, $lines, $want) = @_;
+    if ($want) {
+        for my $line (@$lines) {
+            for my $pat (@$pats) {
+                next if !defined $pat;
+                if (pat_match($line, $pat)) {
+                    pass("$name - pattern \"$pat\" matches a line in $log (req $rep)");
+                    undef $pat;
+                }
+            }
+        }
+        for my $pat (grep { defined } @$pats) {
+            fail("$name - pattern \"$pat\" should match a line in $log (req $rep)");
+        }
+        return;
+    }
+    my %found;
+    for my $line (@$lines) {
+        for my $pat (@$pats) {
+            next if !defined $pat || !pat_match($line, $pat);
+            # a pattern matching several lines fails several times, as
+            # in the real module: do not let the plan count hide it
+            Test::More->builder->no_ending(1) if $found{$pat}++;
+            fail("$name - pattern \"" . fmt_str($pat) . "\" should not match any line "
+                 . "in $log but matches line \"" . fmt_str($line) . "\" (req $rep)");
+        }
+    }
+    for my $pat (@$pats) {
+        next if $found{$pat};
+        pass("$name - pattern \"" . fmt_str($pat) . "\" does not match a line in $log (req $rep)");
+    }
+}
+
 sub check_error_log ($$$$) {
     my ($block, $res, $dry_run, $rep) = @_;
     my $name = $block->name;
@@ -345,40 +381,19 @@ sub check_error_log ($$$$) {
         @{pat_list($block->error_log)}, @{pat_list($block->no_error_log)};
 
     if (defined $block->error_log) {
-        my $pats = pat_list($block->error_log);
         $lines ||= error_log_data();
-        for my $line (@$lines) {
-            for my $pat (@$pats) {
-                next if !defined $pat;
-                if (pat_match($line, $pat)) {
-                    pass("$name - pattern \"$pat\" matches a line in error.log (req $rep)");
-                    undef $pat;
-                }
-            }
-        }
-        for my $pat (grep { defined } @$pats) {
-            fail("$name - pattern \"$pat\" should match a line in error.log (req $rep)");
-        }
+        check_log_patterns($name, $rep, 'error.log', pat_list($block->error_log), $lines, 1);
     }
-
     if (defined $block->no_error_log) {
-        my $pats = pat_list($block->no_error_log);
         $lines ||= error_log_data();
-        my %found;
-        for my $line (@$lines) {
-            for my $pat (@$pats) {
-                next if !defined $pat || !pat_match($line, $pat);
-                # a pattern matching several lines fails several times, as
-                # in the real module: do not let the plan count hide it
-                Test::More->builder->no_ending(1) if $found{$pat}++;
-                fail("$name - pattern \"" . fmt_str($pat) . "\" should not match any line "
-                     . "in error.log but matches line \"" . fmt_str($line) . "\" (req $rep)");
-            }
-        }
-        for my $pat (@$pats) {
-            next if $found{$pat};
-            pass("$name - pattern \"" . fmt_str($pat) . "\" does not match a line in error.log (req $rep)");
-        }
+        check_log_patterns($name, $rep, 'error.log', pat_list($block->no_error_log), $lines, 0);
+    }
+    if (defined $block->access_log || defined $block->no_access_log) {
+        my $acc = access_log_data();
+        check_log_patterns($name, $rep, 'access.log', pat_list($block->access_log), $acc, 1)
+            if defined $block->access_log;
+        check_log_patterns($name, $rep, 'access.log', pat_list($block->no_access_log), $acc, 0)
+            if defined $block->no_access_log;
     }
 
     $lines ||= error_log_data();

@@ -25,11 +25,11 @@ our @EXPORT = qw(
     config_preamble no_root_location server_name server_addr server_root
     html_dir server_port server_port_for_client timeout no_nginx_manager
     check_accum_error_log use_hup add_block_preprocessor add_cleanup_handler
-    error_log_data parse_headers parse_time trim sleep_time verbose
+    error_log_data access_log_data parse_headers parse_time trim sleep_time verbose
     get_nginx_version
     $RunTestHelper $CheckErrorLog $NoLongString $ServerPort
     $ServerPortForClient $ServerAddr $ServerName $ServRoot $ConfFile
-    $PidFile $ErrLogFile $RepeatEach $NginxVersion $NginxBinary
+    $PidFile $ErrLogFile $AccLogFile $RepeatEach $NginxVersion $NginxBinary
 );
 
 our $Verbose          = $ENV{TEST_NGINX_VERBOSE};
@@ -59,6 +59,7 @@ our ($RunTestHelper, $CheckErrorLog);
 our ($NginxVersion, $NginxRawVersion, $NginxV);
 our $PrevConfig;
 our $ErrLogFilePos = 0;
+our $AccLogFilePos = 0;
 our $NginxPid;
 our $OwnerPid = $$;
 
@@ -256,15 +257,26 @@ sub get_nginx_version () {
     bail_out("Failed to parse the output of \"$NginxBinary -V\": $out");
 }
 
-sub error_log_data () {
-    # let log-phase messages (after the connection closed) reach the file
+# The lines of a log written since the previous call (all of them with
+# check_accum_error_log), after the pause that lets the log phase, which
+# runs once the connection is closed, write them.
+sub log_data_since ($$) {
+    my ($file, $pos) = @_;
     sleep $TestNginxSleep * 3;
-    open my $in, '<', $ErrLogFile or return [];
-    seek $in, $ErrLogFilePos, 0 if !$CheckAccumErrLog && $ErrLogFilePos > 0;
+    open my $in, '<', $file or return [];
+    seek $in, $$pos, 0 if !$CheckAccumErrLog && $$pos > 0;
     my @lines = <$in>;
-    $ErrLogFilePos = tell($in) if !$CheckAccumErrLog;
+    $$pos = tell($in) if !$CheckAccumErrLog;
     close $in;
     return \@lines;
+}
+
+sub error_log_data () {
+    return log_data_since($ErrLogFile, \$ErrLogFilePos);
+}
+
+sub access_log_data () {
+    return log_data_since($AccLogFile, \$AccLogFilePos);
 }
 
 sub expand_env_in_text ($$) {
@@ -541,6 +553,7 @@ sub run_test ($) {
     }
 
     $ErrLogFilePos = 0;
+    $AccLogFilePos = 0;
     for my $i (0 .. $RepeatEach - 1) {
         if ($should_skip && defined $tests_to_skip) {
             SKIP: {
