@@ -215,9 +215,9 @@ static const struct { int rate, channels; } SOURCES[] = {
 static void bench_input(const codec *k, int rate, int channels, const float *x, size_t frames,
                         int reps)
 {
-    char    why[256] = "";
+    char       why[256] = "";
     audio_file file;
-    char    label[64];
+    char       label[64];
     snprintf(label, sizeof label, "%s %g kHz %s", k->name, rate / 1000.0,
              channels == 2 ? "stereo" : "mono");
     if (!encode(x, frames, channels, rate, k->format, &file, why, sizeof why)) {
@@ -296,9 +296,9 @@ static void bench_input(const codec *k, int rate, int channels, const float *x, 
  * it, and how much of that is mg_audio_decode (the rest is the base64). */
 static void bench_refusal(const codec *k, int rate, int channels, double seconds, int reps)
 {
-    size_t  frames = (size_t)(seconds * rate);
-    float  *x = make_audio(frames, channels, rate);
-    char    why[256] = "", label[64];
+    size_t     frames = (size_t)(seconds * rate);
+    float     *x = make_audio(frames, channels, rate);
+    char       why[256] = "", label[64];
     audio_file file;
     snprintf(label, sizeof label, "%s %g kHz %s, %g s", k->name, rate / 1000.0,
              channels == 2 ? "stereo" : "mono", seconds);
