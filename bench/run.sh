@@ -3,8 +3,9 @@
 # (cached in $BUILD/bench-model-small), measures it with each weight format in
 # its own process (peak RSS is per process), and prints the table;
 # $BUILD/bench.json gets every figure; then the fidelity of bf16 and q8
-# against f32 on every golden model ($BUILD/bench-fidelity.txt); last, the
-# streamed audio through nginx with the module at $MODULE (bench/stream.sh).
+# against f32 on every golden model ($BUILD/bench-fidelity.txt); then what
+# a 60 s audio_prompt costs the event loop; last, the streamed audio through
+# nginx with the module at $MODULE (bench/stream.sh).
 set -e
 BUILD=${BUILD:-build}
 MODEL=${MG_BENCH_MODEL:-$BUILD/bench-model-small}
@@ -68,5 +69,8 @@ else
 fi
 echo "== resampler: libsoxr against the polyphase one it replaced"
 "$BUILD/bench_resample"
+# What a 60 s audio_prompt costs the nginx event loop that parses it.
+echo "== audio_prompt decode (runs on the nginx event loop)"
+"$BUILD/bench_audio_prompt"
 echo "== streamed audio and long-form through nginx"
 sh bench/stream.sh "${MODULE:-$BUILD/nginx/objs/ngx_http_musicgen_module.so}" "$MODEL"

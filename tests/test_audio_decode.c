@@ -2,6 +2,7 @@
  * (service/audio_prompt.h): every container at several rates, mono and
  * stereo, to the expected length and close to the source; the limits; bad
  * input of every kind, each an MG_ERR_INVALID naming audio_prompt. */
+#include <lame/lame.h>
 #include <math.h>
 #include <sndfile.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 #include "io/resample.h"
 #include "service/audio_prompt.h"
 #include "service/base64.h"
+#include "sndfile_encode.h"
 
 #define RATE  32000
 #define FIELD "audio_prompt"
@@ -33,32 +35,6 @@ static float *make_tone(size_t frames, int channels, int rate)
         for (int c = 0; c < channels; c++)
             x[i * (size_t)channels + (size_t)c] = tone(c, i, rate);
     return x;
-}
-
-/* Encodes x through libsndfile into a temporary file and reads it back:
- * the stereo files (mg_audio_encode writes mono only) and odd formats. */
-static uint8_t *sf_encode(const float *x, size_t frames, int channels, int rate, int format,
-                          size_t *len)
-{
-    FILE *tmp = tmpfile();
-    if (!tmp)
-        return NULL;
-    SF_INFO  info = { .samplerate = rate, .channels = channels, .format = format };
-    SNDFILE *sf = sf_open_fd(fileno(tmp), SFM_WRITE, &info, 0);
-    uint8_t *out = NULL;
-    if (sf) {
-        int ok = sf_writef_float(sf, x, (sf_count_t)frames) == (sf_count_t)frames;
-        ok &= sf_close(sf) == 0;
-        long n = ok && fseek(tmp, 0, SEEK_END) == 0 ? ftell(tmp) : -1;
-        if (n > 0 && fseek(tmp, 0, SEEK_SET) == 0 && (out = malloc((size_t)n)) &&
-            fread(out, 1, (size_t)n, tmp) != (size_t)n) {
-            free(out);
-            out = NULL;
-        }
-        *len = n > 0 ? (size_t)n : 0;
-    }
-    fclose(tmp);
-    return out;
 }
 
 /* libsndfile's own reading of a file (through a temporary file, not the
@@ -351,6 +327,127 @@ static void test_bad_audio(void)
     free(y);
 }
 
+/* libsndfile's own frame count for a file (its length as it opens, before
+ * any decoding), -1 when it does not open. */
+static long long sf_frames_up_front(const uint8_t *bytes, size_t len)
+{
+    FILE *tmp = tmpfile();
+    if (!tmp)
+        return -1;
+    SF_INFO info;
+    memset(&info, 0, sizeof info);
+    SNDFILE *sf = fwrite(bytes, 1, len, tmp) == len && fflush(tmp) == 0 &&
+                  fseek(tmp, 0, SEEK_SET) == 0 ? sf_open_fd(fileno(tmp), SFM_READ, &info, 0)
+                                              : NULL;
+    long long frames = sf ? (long long)info.frames : -1;
+    if (sf)
+        sf_close(sf);
+    fclose(tmp);
+    return frames;
+}
+
+/* A VBR MP3 without a Xing tag (what a streaming encoder writes), opening
+ * with `quiet` frames of silence before noise: mpg123 estimates its length
+ * from the first frame's low bitrate, several times too long. */
+static uint8_t *vbr_mp3_untagged(size_t frames, size_t quiet, int rate, size_t *len)
+{
+    float *x = calloc(frames, sizeof *x);
+    size_t cap = frames * 5 / 4 + 7200;
+    uint8_t *out = malloc(cap);
+    lame_t g = lame_init();
+    int n = -1;
+    if (x && out && g) {
+        uint32_t seed = 1;
+        for (size_t i = quiet; i < frames; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            x[i] = (float)(1.6 * ((double)(seed >> 8) / (1 << 24) - 0.5));
+        }
+        lame_set_in_samplerate(g, rate);
+        lame_set_num_channels(g, 1);
+        lame_set_mode(g, MONO);
+        lame_set_VBR(g, vbr_default);
+        lame_set_VBR_quality(g, 0);
+        lame_set_bWriteVbrTag(g, 0);
+        if (lame_init_params(g) == 0 &&
+            (n = lame_encode_buffer_ieee_float(g, x, x, (int)frames, out, (int)cap)) >= 0) {
+            int m = lame_encode_flush(g, out + n, (int)(cap - (size_t)n));
+            n = m >= 0 ? n + m : -1;
+        }
+    }
+    if (g)
+        lame_close(g);
+    free(x);
+    if (n <= 0) {
+        free(out);
+        return NULL;
+    }
+    *len = (size_t)n;
+    return out;
+}
+
+/* Past the 60 s limit: WAV, FLAC and Ogg are refused from the length their
+ * headers give, before decoding (the message says the file's length, which
+ * decoding up to the limit cannot know); an MP3's length before decoding is
+ * an estimate, so an MP3 within the limit is accepted whatever the estimate
+ * and one past it is refused when its decoding reaches the limit. */
+static void test_length_limit(void)
+{
+    /* ten minutes of 8 kHz mono WAV: 9.6 MB, within the byte limit */
+    size_t n600 = 600 * 8000;
+    float *silence = calloc(n600, sizeof *silence);
+    size_t len = 0;
+    uint8_t *file = silence ? sf_encode(silence, n600, 1, 8000, SF_FORMAT_WAV | SF_FORMAT_PCM_16,
+                                        &len) : NULL;
+    CHECK(file && len <= MG_AUDIO_DECODE_MAX_BYTES, "a 10-minute WAV within the byte limit");
+    expect_invalid(file, len, "10-minute WAV", "too long (the WAV file holds 600.0 s of audio");
+    free(file);
+
+    /* 61 s of FLAC, Ogg/Vorbis and Ogg/Opus (8 kHz: Opus takes no odd rate) */
+    static const struct { int format; const char *msg; } over[] = {
+        { SF_FORMAT_FLAC | SF_FORMAT_PCM_16, "too long (the FLAC file holds 61.0 s" },
+        { SF_FORMAT_OGG | SF_FORMAT_VORBIS, "too long (the Ogg file holds 61.0 s" },
+        { SF_FORMAT_OGG | SF_FORMAT_OPUS, "too long (the Ogg file holds 61.0 s" },
+    };
+    float *x = make_tone(61 * 8000, 1, 8000);
+    for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
+        file = x ? sf_encode(x, 61 * 8000, 1, 8000, over[i].format, &len) : NULL;
+        CHECK(file != NULL, "61 s, format %#x: encoding failed", over[i].format);
+        expect_invalid(file, len, over[i].msg, over[i].msg);
+        free(file);
+    }
+
+    /* a FLAC cut after its first 5 s whose header still says 61 s: refused
+     * from the header (decoding would have found 5 s) */
+    file = x ? sf_encode(x, 61 * 8000, 1, 8000, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, &len) : NULL;
+    if (file && len > 12)
+        expect_invalid(file, len / 12, "FLAC cut short", "too long (the FLAC file holds 61.0 s");
+
+    /* MP3 of 61 s: refused once its decoding passes the limit */
+    free(file);
+    file = x ? sf_encode(x, 61 * 8000, 1, 8000, SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, &len)
+             : NULL;
+    CHECK(file != NULL, "61 s MP3: encoding failed");
+    expect_invalid(file, len, "61 s MP3", "too long (more than 60 s of audio)");
+    free(file);
+    free(x);
+
+    /* 30 s of MP3 whose length estimate is past the limit: accepted, all of it */
+    file = vbr_mp3_untagged(30 * RATE, RATE, RATE, &len);
+    long long guess = file ? sf_frames_up_front(file, len) : -1;
+    CHECK(guess > 60LL * RATE, "the untagged VBR MP3's estimate is past the limit (%lld frames "
+          "for %d)", guess, 30 * RATE);
+    mg_decoded_audio a;
+    mg_error e;
+    mg_code rc = file ? mg_audio_decode(file, len, RATE, FIELD, &a, &e) : MG_ERR_IO;
+    CHECK(rc == MG_OK && a.frames >= (size_t)30 * RATE && a.frames <= (size_t)30 * RATE + 2 * 1152,
+          "an untagged VBR MP3 of 30 s: %s, %zu frames", rc == MG_OK ? "decoded" : e.msg,
+          rc == MG_OK ? a.frames : 0);
+    if (rc == MG_OK)
+        mg_decoded_audio_free(&a);
+    free(file);
+    free(silence);
+}
+
 static void test_sniff(void)
 {
     static const struct { const char *bytes; size_t len; mg_audio_container want; } cases[] = {
@@ -520,6 +617,7 @@ int main(void)
     test_formats();
     test_downmix();
     test_bad_audio();
+    test_length_limit();
     test_audio_prompt();
     return check_summary("audio_decode");
 }

@@ -80,6 +80,17 @@ static int major_matches(int sf_format, mg_audio_container c)
     return 0;
 }
 
+/* Whether libsndfile's frame count for a file of this container is what the
+ * file says it holds, known before decoding: WAV's data chunk (cut to the
+ * bytes present), FLAC's STREAMINFO, Ogg's last granule position. An MP3's
+ * is that only when it carries a Xing/Info tag; without one mpg123 guesses
+ * from the first frame's bitrate (a VBR file that opens quietly reads as
+ * several times its length), so an MP3 is measured by decoding it. */
+static int frames_known_up_front(mg_audio_container c, sf_count_t frames)
+{
+    return c != MG_CONTAINER_MP3 && frames > 0 && frames != SF_COUNT_MAX;
+}
+
 /* ---- a read-only memory file for SF_VIRTUAL_IO ---- */
 
 typedef struct {
@@ -237,6 +248,13 @@ mg_code mg_audio_decode(const uint8_t *bytes, size_t len, int rate, const char *
     } else if (info.samplerate < MIN_RATE || info.samplerate > MG_AUDIO_DECODE_MAX_RATE) {
         rc = mg_fail_field(err, MG_ERR_INVALID, field, "%s: unsupported sample rate %d Hz "
                            "(%d..%d)", field, info.samplerate, MIN_RATE, MG_AUDIO_DECODE_MAX_RATE);
+    } else if (frames_known_up_front(c, info.frames) &&
+               info.frames > (sf_count_t)MG_AUDIO_DECODE_MAX_SECONDS * info.samplerate) {
+        /* refused from the header: decoding up to the limit first would cost
+         * as much as the longest file accepted */
+        rc = mg_fail_field(err, MG_ERR_INVALID, field, "%s: too long (the %s file holds %.1f s "
+                           "of audio, at most %d s)", field, cname,
+                           (double)info.frames / info.samplerate, MG_AUDIO_DECODE_MAX_SECONDS);
     } else {
         size_t max_frames = (size_t)MG_AUDIO_DECODE_MAX_SECONDS * (size_t)info.samplerate;
         rc = read_all(sf, info.channels, max_frames, field, &raw, &frames, err);

@@ -12,7 +12,9 @@
  *     window (a prompt longer than the window minus a stride is cut to its
  *     end anyway), and it bounds the decoded memory: at most 60 s x 192 kHz x
  *     2 channels of float at the source rate (92 MB) while decoding, 15 MB
- *     at 32 kHz after;
+ *     at 32 kHz after. WAV, FLAC and Ogg say their length in their headers
+ *     and are refused from it before any decoding; an MP3's length is only
+ *     an estimate without a Xing tag, so its decoding stops at the limit;
  *   - a source rate of 1 kHz .. MG_AUDIO_DECODE_MAX_RATE;
  *   - mono or stereo: more channels are refused rather than guessed at (a
  *     surround downmix has conventions the user should choose);
