@@ -105,7 +105,7 @@ expect_ok   "musicgen_model $MODEL;" "musicgen on; } location = /openapi.json { 
 expect_fail "musicgen_model $MODEL;" "musicgen on; } location = /o { musicgen_status; musicgen_openapi;" "\"musicgen_openapi\" directive is duplicate, or the location already has a content handler"
 expect_fail "musicgen_model $MODEL;" "musicgen on; } location = /o { musicgen_openapi x;" "invalid number of arguments in \"musicgen_openapi\""
 # every plan needs a stride of at least one frame (50 Hz: 0.02 s)
-expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 0.005;" "musicgen_extend_stride: must be in (0, 40.90) seconds (the model's window), at least one frame"
+expect_fail "musicgen_model $MODEL;" "musicgen on; musicgen_extend_stride 0.005;" "musicgen_extend_stride: must be in (0, 30.00) seconds (the model's window), at least one frame"
 printf '{"text_encoder": {}}' > "$TMP/config.json"; mkdir -p "$TMP/badmodel"; cp "$TMP/config.json" "$TMP/badmodel/"
 expect_fail "musicgen_model $TMP/badmodel;" "musicgen on;" "text_encoder.vocab_size is missing"
 mkdir -p "$TMP/trunc"; cp "$MODEL/config.json" "$TMP/trunc/"; head -c 1000 "$MODEL/model.safetensors" > "$TMP/trunc/model.safetensors"
@@ -130,7 +130,7 @@ expect_fail "musicgen_model 'a b' $MODEL;" "musicgen on;" "a model's name is 1 t
 expect_fail "musicgen_model a $MODEL;" "musicgen_model b $MODEL;" "\"musicgen_model\" directive is not allowed here"
 expect_fail "musicgen_model a /nonexistent/model;" "musicgen on;" "config.json: No such file"
 # the stride against every model's window, the one that refuses it named
-expect_fail "musicgen_model $MODEL; musicgen_model short $TMP/short;" "musicgen on; musicgen_extend_stride 30;" "window (23.94 s): model \"short\""
+expect_fail "musicgen_model $MODEL; musicgen_model short $TMP/short;" "musicgen on; musicgen_extend_stride 25;" "window (23.94 s): model \"short\""
 
 # a sharded checkpoint (model.safetensors.index.json and its shards) passes;
 # a missing shard or an index naming a file outside the folder does not
