@@ -126,6 +126,16 @@ typedef struct {
     int f32_torch_dtype;     /* top-level "torch_dtype": "float32" */
 } model_shape;
 
+/* what musicgen-small, -medium and -large share: the T5-base text encoder
+ * and EnCodec 32 kHz */
+#define T5_BASE                                                                                  \
+    .t5_name_or_path = "t5-base", .t5_d_model = 768, .t5_d_kv = 64, .t5_heads = 12,              \
+    .t5_d_ff = 3072, .t5_layers = 12, .t5_vocab = 32128, .t5_buckets = 32
+#define ENCODEC_32KHZ                                                                            \
+    .encodec_name_or_path = "facebook/encodec_32khz", .filters = 64, .codebook_dim = 128,        \
+    .codebook_size = 2048, .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7,                \
+    .last_kernel = 7, .residual_kernel = 3, .compress = 2
+
 static const model_shape shapes[] = {
     {.name = "tiny", .t5_name_or_path = "",
      .t5_d_model = 32, .t5_d_kv = 8, .t5_heads = 4, .t5_d_ff = 64, .t5_layers = 2,
@@ -146,36 +156,20 @@ static const model_shape shapes[] = {
      .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7, .last_kernel = 7,
      .residual_kernel = 3, .compress = 2,
      .from_model_config = 1, .f32_torch_dtype = 1},
-    {.name = "small", .t5_name_or_path = "t5-base",
-     .t5_d_model = 768, .t5_d_kv = 64, .t5_heads = 12, .t5_d_ff = 3072, .t5_layers = 12,
-     .t5_vocab = 32128, .t5_buckets = 32,
+    {.name = "small", T5_BASE, ENCODEC_32KHZ,
      .hidden = 1024, .heads = 16, .layers = 24, .ffn = 4096, .vocab = 2048, .codebooks = 4,
-     .max_positions = 2048,
-     .encodec_name_or_path = "facebook/encodec_32khz", .filters = 64, .codebook_dim = 128,
-     .codebook_size = 2048, .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7,
-     .last_kernel = 7, .residual_kernel = 3, .compress = 2,
-     .from_model_config = 0, .f32_torch_dtype = 0},
-    /* facebook/musicgen-medium and -large: small's T5-base encoder and
-     * EnCodec, a wider and deeper decoder (head_dim 64 in every size) */
-    {.name = "medium", .t5_name_or_path = "t5-base",
-     .t5_d_model = 768, .t5_d_kv = 64, .t5_heads = 12, .t5_d_ff = 3072, .t5_layers = 12,
-     .t5_vocab = 32128, .t5_buckets = 32,
+     .max_positions = 2048, .from_model_config = 0, .f32_torch_dtype = 0},
+    /* facebook/musicgen-medium and -large: a wider and deeper decoder
+     * (head_dim 64 in every size) */
+    {.name = "medium", T5_BASE, ENCODEC_32KHZ,
      .hidden = 1536, .heads = 24, .layers = 48, .ffn = 6144, .vocab = 2048, .codebooks = 4,
-     .max_positions = 2048,
-     .encodec_name_or_path = "facebook/encodec_32khz", .filters = 64, .codebook_dim = 128,
-     .codebook_size = 2048, .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7,
-     .last_kernel = 7, .residual_kernel = 3, .compress = 2,
-     .from_model_config = 0, .f32_torch_dtype = 0},
-    {.name = "large", .t5_name_or_path = "t5-base",
-     .t5_d_model = 768, .t5_d_kv = 64, .t5_heads = 12, .t5_d_ff = 3072, .t5_layers = 12,
-     .t5_vocab = 32128, .t5_buckets = 32,
+     .max_positions = 2048, .from_model_config = 0, .f32_torch_dtype = 0},
+    {.name = "large", T5_BASE, ENCODEC_32KHZ,
      .hidden = 2048, .heads = 32, .layers = 48, .ffn = 8192, .vocab = 2048, .codebooks = 4,
-     .max_positions = 2048,
-     .encodec_name_or_path = "facebook/encodec_32khz", .filters = 64, .codebook_dim = 128,
-     .codebook_size = 2048, .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7,
-     .last_kernel = 7, .residual_kernel = 3, .compress = 2,
-     .from_model_config = 0, .f32_torch_dtype = 0},
+     .max_positions = 2048, .from_model_config = 0, .f32_torch_dtype = 0},
 };
+#undef T5_BASE
+#undef ENCODEC_32KHZ
 
 /* ---- tensor list ------------------------------------------------------- */
 
@@ -1065,6 +1059,18 @@ static int parse_u64(const char *s, uint64_t *out)
     return 1;
 }
 
+/* A whole number in [lo, hi] into *out; otherwise prints why and returns 0. */
+static int parse_count(const char *v, const char *what, int lo, int hi, int *out)
+{
+    uint64_t n;
+    if (!parse_u64(v, &n) || n < (uint64_t)lo || n > (uint64_t)hi) {
+        fprintf(stderr, "musicgen-mkmodel: bad %s \"%s\" (%d-%d)\n", what, v, lo, hi);
+        return 0;
+    }
+    *out = (int)n;
+    return 1;
+}
+
 /* Returns 0 on success, 1 on a bad command line (message printed), 2 for --help. */
 static int parse_args(int argc, char **argv, options *o)
 {
@@ -1114,26 +1120,14 @@ static int parse_args(int argc, char **argv, options *o)
                 return 1;
             }
         } else if (strcmp(a, "--threads") == 0) {
-            uint64_t n;
-            if (!parse_u64(v, &n) || n < 1 || n > 64) {
-                fprintf(stderr, "musicgen-mkmodel: bad thread count \"%s\" (1-64)\n", v);
+            if (!parse_count(v, "thread count", 1, 64, &o->threads))
                 return 1;
-            }
-            o->threads = (int)n;
         } else if (strcmp(a, "--positions") == 0) {
-            uint64_t n;
-            if (!parse_u64(v, &n) || n < 8 || n > 65536) {
-                fprintf(stderr, "musicgen-mkmodel: bad position count \"%s\" (8-65536)\n", v);
+            if (!parse_count(v, "position count", 8, 65536, &positions))
                 return 1;
-            }
-            positions = (int)n;
         } else if (strcmp(a, "--layers") == 0) {
-            uint64_t n;
-            if (!parse_u64(v, &n) || n < 1 || n > 256) {
-                fprintf(stderr, "musicgen-mkmodel: bad decoder layer count \"%s\" (1-256)\n", v);
+            if (!parse_count(v, "decoder layer count", 1, 256, &layers))
                 return 1;
-            }
-            layers = (int)n;
         } else if (strcmp(a, "--spiece") == 0) {
             o->spiece = v;
         } else {
