@@ -4,6 +4,7 @@
 #   make check      make test, test-nginx, test-browser, test-deb, then make test SAN=1 (what CI runs)
 #   make deb        the Debian package libnginx-mod-http-musicgen (build/deb/)
 #   make bench      speed/memory figures on a musicgen-small-shaped random model
+#   make bench-sizes the same for the medium and large shapes (q8, bf16)
 #   make demo       tiny random model + one clip from the CLI (demo.wav)
 #   make model      download facebook/musicgen-small into models/musicgen-small
 #                   (MODEL=owner/name: any checkpoint, single-file or sharded)
@@ -100,7 +101,7 @@ REPLAYS  = $(patsubst fuzz/fuzz_%.c,$(BUILD)/replay_%,$(wildcard fuzz/fuzz_*.c))
 BENCH_SRC= $(wildcard bench/*.c)
 BENCHES  = $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
-.PHONY: all test test-nginx test-browser test-deb check bench bench-stream bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak deb cuda-objects module-cuda-env
+.PHONY: all test test-nginx test-browser test-deb check bench bench-stream bench-sizes bench-gpu model demo module serve stop clean fuzz fuzz-build valgrind soak deb cuda-objects module-cuda-env
 all: $(LIB) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -245,6 +246,10 @@ bench: all $(BENCHES) $(MODULE)
 # Only the streamed-audio figures through nginx (the last part of make bench).
 bench-stream: all $(BENCHES) $(MODULE)
 	@BUILD=$(BUILD) sh bench/stream.sh $(MODULE) $${MG_BENCH_MODEL:-$(BUILD)/bench-model-small}
+
+# Only the medium and large shapes (bench/sizes.sh, also part of make bench).
+bench-sizes: all $(BENCHES)
+	@BUILD=$(BUILD) sh bench/sizes.sh
 
 # The CUDA backend's figures on the same musicgen-small-shaped random model.
 bench-gpu: all $(BENCHES)

@@ -1,13 +1,15 @@
 /* bench_engine: speed and memory figures of the engine on one model.
  *
  *   bench_engine MODEL_DIR [--dtype f32|bf16|q8] [--seconds S] [--threads N]
- *                [--json FILE]
+ *                [--steps N] [--weights-cache DIR] [--json FILE]
  *     machine read bandwidth (a streaming read on all threads), load time,
  *     T5 on a 20-token prompt, the decode step (batch 1 with guidance, median
- *     of 250 steps) and the fraction of the read bandwidth its weight reads
- *     achieve, EnCodec per second of audio, a whole S-second generation
- *     (S = 0: skipped) and peak RSS; FILE gets them as JSON, keys suffixed
- *     with the dtype.
+ *     of N steps, 250 unless --steps) and the fraction of the read bandwidth
+ *     its weight reads achieve, EnCodec per second of audio, a whole
+ *     S-second generation (S = 0: skipped) and peak RSS with the resident
+ *     memory split into private pages and file pages (the mapped checkpoint
+ *     or converted-weights cache, shared by every process mapping it); FILE
+ *     gets them as JSON, keys suffixed with the dtype.
  *   bench_engine --table OUT.json IN.json...
  *     merges the per-dtype files into OUT.json and prints the issue's table.
  * Peak RSS is per process, so run.sh runs one process per dtype. */
@@ -48,6 +50,21 @@ static double peak_rss_mb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
+}
+
+/* MB of a "Rss...:  N kB" line of /proc/self/status now, -1 where absent */
+static double status_mb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double mb = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':')
+            mb = atof(line + n + 1) / 1024.0;
+    if (f)
+        fclose(f);
+    return mb;
 }
 
 /* A stream's audio into one buffer of one item. */
@@ -129,14 +146,17 @@ static double decode_weight_bytes(mg_model *m)
 
 /* ------------------------------------------------------------- measure */
 
+enum { MAX_STEPS = 250 };
+
 static void measure(const char *dir, const char *dtype, double seconds, int threads,
-                    const char *json_path)
+                    int n_steps, const char *cache_dir, const char *json_path)
 {
     mg_error err = {0};
     mg_model *m = NULL;
     mg_backend_options backend;
     mg_backend_options_from_env(&backend);
-    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .backend = &backend};
+    mg_model_options opt = {.n_threads = threads, .dtype = dtype, .weights_cache = cache_dir,
+                            .backend = &backend};
     json_t *out = json_object();
     char key[64];
 #define PUT(name, value) (snprintf(key, sizeof key, "%s_%s", name, dtype), \
@@ -183,25 +203,24 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
     printf("t5_encode        %.1f ms (20 tokens, median of %d)\n", t5, REPS);
     PUT("t5_ms", t5);
 
-    /* decoder steps, batch 1 with guidance = 2 sequences, positions 0..STEPS */
+    /* decoder steps, batch 1 with guidance = 2 sequences, positions 0..n_steps */
     uint8_t mask2[2 * S] = {0};
     memcpy(mask2, mask, S);
     if (mg_decoder_project(dec, last, mask, enc, &err))
         DIE("%s", err.msg);
     be->ops->copy_rows(be, enc2, 0, enc, 0, S); /* second half stays zero */
-    enum { STEPS = 250 };
     /* the production path: the scheduler's batched step, one state here */
     mg_dec_state st;
     mg_dec_state *sts[1] = {&st};
     mg_dec_batch wb = {0};
     int K = c->num_codebooks;
-    if (mg_dec_state_init(dec, &st, 2, STEPS, enc2, mask2, S, &err) ||
+    if (mg_dec_state_init(dec, &st, 2, n_steps, enc2, mask2, S, &err) ||
         mg_tensor_new2(&logits, be, 2 * K, c->dec_vocab, &err))
         DIE("%s", err.msg);
-    static double steps[STEPS];
+    static double steps[MAX_STEPS];
     int32_t step_ids[2 * MG_MAX_CODEBOOKS] = {0}; /* both halves of the guidance batch */
     const int32_t *ids1[1] = {step_ids};
-    for (int s = 0; s < STEPS; s++) {
+    for (int s = 0; s < n_steps; s++) {
         for (int k = 0; k < 2 * K; k++)
             step_ids[k] = (s * 7 + k) % c->dec_vocab;
         t0 = now_ms();
@@ -209,10 +228,10 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
             DIE("%s", err.msg);
         steps[s] = now_ms() - t0;
     }
-    double first = steps[0], step_ms = median(steps + 1, STEPS - 1);
+    double first = steps[0], step_ms = median(steps + 1, n_steps - 1);
     double wbytes = decode_weight_bytes(m), gbs = wbytes / step_ms / 1e6;
     printf("decoder_step     %.1f ms (batch 1 with guidance, median of positions 1..%d; first %.1f ms)\n",
-           step_ms, STEPS - 1, first);
+           step_ms, n_steps - 1, first);
     PUT("decode_ms", step_ms);
     PUT("decode_weight_mb", wbytes / 1e6);
     PUT("decode_gbs", gbs);
@@ -317,9 +336,12 @@ static void measure(const char *dir, const char *dtype, double seconds, int thre
         PUT("e2e_decode_ms_per_step", res.decode_ms / res.steps);
         mg_gen_result_free(&res);
     }
-    double rss = peak_rss_mb();
-    printf("peak_rss         %.0f MB\n", rss);
+    double rss = peak_rss_mb(), anon = status_mb("RssAnon"), file = status_mb("RssFile");
+    printf("peak_rss         %.0f MB (now %.0f MB private, %.0f MB of mapped files, shared "
+           "with every process mapping them)\n", rss, anon, file);
     PUT("peak_rss_mb", rss);
+    PUT("rss_private_mb", anon);
+    PUT("rss_file_mb", file);
     if (!bw_first)
         bw = read_bandwidth_gbs(be);
     printf("read_bandwidth   %.1f GB/s (streaming read, %d threads)\n", bw, be->n_threads);
@@ -423,10 +445,8 @@ static void measure_cached_load(const char *model, const char *dtype, int thread
             DIE("%s", out ? err.msg : "out of memory");
         double ms = now_ms() - t0;
         printf("load %-6s     %.0f ms (%s)\n", pass ? "again" : "first", ms, mg_model_load_note(m));
-        if (pass) {
-            snprintf(key, sizeof key, "load_cached_ms_%s", dtype);
-            json_object_set_new(out, key, json_real(ms));
-        }
+        snprintf(key, sizeof key, "load_%s_ms_%s", pass ? "cached" : "first", dtype);
+        json_object_set_new(out, key, json_real(ms));
         mg_model_free(m);
     }
     if (json_path && json_dump_file(out, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
@@ -441,12 +461,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc < 2)
-        DIE("usage: bench_engine MODEL_DIR [--dtype D] [--seconds S] [--threads N] [--json FILE]\n"
+        DIE("usage: bench_engine MODEL_DIR [--dtype D] [--seconds S] [--threads N] [--steps N]\n"
+            "                              [--weights-cache DIR] [--json FILE]\n"
             "       bench_engine MODEL_DIR --dtype D --load-cache DIR [--json FILE]\n"
             "       bench_engine --table OUT.json IN.json...");
-    const char *dtype = "f32", *json_path = NULL, *cache_dir = NULL;
+    const char *dtype = "f32", *json_path = NULL, *cache_dir = NULL, *weights_cache = NULL;
     double seconds = 0;
-    int threads = 0;
+    int threads = 0, steps = MAX_STEPS;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dtype"))
             dtype = argv[i + 1];
@@ -458,12 +479,19 @@ int main(int argc, char **argv)
             json_path = argv[i + 1];
         else if (!strcmp(argv[i], "--load-cache"))
             cache_dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--weights-cache"))
+            weights_cache = argv[i + 1];
+        else if (!strcmp(argv[i], "--steps")) {
+            steps = atoi(argv[i + 1]);
+            if (steps < 3 || steps > MAX_STEPS)
+                DIE("--steps must be in [3, %d]", MAX_STEPS);
+        }
         else
             DIE("unknown option %s", argv[i]);
     }
     if (cache_dir)
         measure_cached_load(argv[1], dtype, threads, cache_dir, json_path);
     else
-        measure(argv[1], dtype, seconds, threads, json_path);
+        measure(argv[1], dtype, seconds, threads, steps, weights_cache, json_path);
     return 0;
 }

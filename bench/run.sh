@@ -3,9 +3,10 @@
 # (cached in $BUILD/bench-model-small), measures it with each weight format in
 # its own process (peak RSS is per process), and prints the issue's table;
 # $BUILD/bench.json gets every figure; then the fidelity of bf16 and q8
-# against f32 on every golden model ($BUILD/bench-fidelity.txt); then what
-# a 60 s audio_prompt costs the event loop; last, the streamed audio through
-# nginx with the module at $MODULE (bench/stream.sh).
+# against f32 on every golden model ($BUILD/bench-fidelity.txt); what a
+# 60 s audio_prompt costs the event loop; the medium and large shapes
+# (bench/sizes.sh); last, the streamed audio through nginx with the module
+# at $MODULE (bench/stream.sh).
 set -e
 BUILD=${BUILD:-build}
 MODEL=${MG_BENCH_MODEL:-$BUILD/bench-model-small}
@@ -67,6 +68,8 @@ if [ "$found" = 1 ]; then
 else
     echo "== fidelity: no golden models under $GOLDEN (set GOLDEN=DIR)"
 fi
+echo "== the larger checkpoints' shapes (medium, large): q8 and bf16"
+BUILD="$BUILD" sh bench/sizes.sh
 echo "== resampler: libsoxr against the polyphase one it replaced"
 "$BUILD/bench_resample"
 # What a 60 s audio_prompt costs the nginx event loop that parses it.

@@ -356,21 +356,23 @@ static void test_isa_names(void)
 }
 
 /* Attention (head_dim 64 like MusicGen, 8 like the tiny models; 3 heads,
- * and 8 or 12 heads for the row-wise kernel's head groups) with F32 and BF16
+ * 8 or 12 heads for the row-wise kernel's head groups, and the decoders of
+ * musicgen-small, -medium and -large: 16, 24 and 32 heads, 24 filling one
+ * and a half 16-lane groups of scores) with F32 and BF16
  * keys/values on every ISA level against a double reference, with position
  * bias, a key mask and causality; 1 and 3 threads agree bit for bit, also
  * when one query row is split over threads by head groups. */
 static void test_attention(void)
 {
     enum { S = 2, QN = 3, NK = 37 };
-    static const int shapes[][2] = {{3, 8}, {3, 64}, {8, 64}, {12, 32}, {16, 64}};
+    static const int shapes[][2] = {{3, 8}, {3, 64}, {8, 64}, {12, 32}, {16, 64}, {24, 64}, {32, 64}};
     mg_cpu_isa top = mg_cpu_isa_detect();
     uint64_t seed = 5;
     mg_backend *be3 = backend(3, MG_DT_F32), *be1 = backend(1, MG_DT_F32);
     CHECK(be1 && be3, "backends");
     if (!be1 || !be3)
         return;
-    for (int si = 0; si < 5; si++)
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
     for (int kv_fmt = 0; kv_fmt < 3; kv_fmt++) { /* F32, BF16, Q8ROW */
         int H = shapes[si][0], D = shapes[si][1], hd = H * D, kv_bf16 = kv_fmt == 1;
         const char *fmt_name = kv_fmt == 2 ? "q8row" : kv_bf16 ? "bf16" : "f32";

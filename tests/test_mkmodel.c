@@ -659,6 +659,32 @@ static void test_half_dtypes(void)
     st_free(&ref);
 }
 
+/* --layers N: the decoder has exactly N layers, in config.json and in the
+ * checkpoint (the shallow medium-wide models of test_model_sizes) */
+static void test_layers(void)
+{
+    char dir[4200], path[4300], args[9000];
+    sfmt(dir, sizeof dir, "%s/layers", tmpdir);
+    sfmt(args, sizeof args, "--shape tiny --seed 3 --layers 3 -o '%s'", dir);
+    CHECK(mk(args) == 0, "--layers run failed");
+    sfmt(path, sizeof path, "%s/config.json", dir);
+    json_error_t je;
+    json_t *cfg = json_load_file(path, 0, &je);
+    json_t *n = json_object_get(json_object_get(cfg, "decoder"), "num_hidden_layers");
+    CHECK(json_integer_value(n) == 3, "--layers 3: config num_hidden_layers %lld",
+          (long long)json_integer_value(n));
+    json_decref(cfg);
+    st_file s;
+    sfmt(path, sizeof path, "%s/model.safetensors", dir);
+    int ok = st_load(&s, path);
+    CHECK(ok, "--layers 3: model.safetensors does not parse");
+    if (ok)
+        CHECK(json_object_get(s.header, "decoder.model.decoder.layers.2.fc2.weight") &&
+              !json_object_get(s.header, "decoder.model.decoder.layers.3.fc2.weight"),
+              "--layers 3: the checkpoint has decoder layers 0-2 only");
+    st_free(&s);
+}
+
 static void test_spiece_copy_and_errors(void)
 {
     char dir[4200], src[4300], path[4300], args[9000];
@@ -683,6 +709,7 @@ static void test_spiece_copy_and_errors(void)
         "--shape tiny --seed x -o '%s'", "--shape tiny --frobnicate 1 -o '%s'",
         "--shape tiny --threads 0 -o '%s'", "--shape tiny --seed 1 '%s'",
         "-o '%s'",                      "--shape tiny -o",
+        "--shape tiny --layers 0 -o '%s'", "--shape tiny --layers 257 -o '%s'",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char opts[4400];
@@ -720,6 +747,7 @@ int main(int argc, char **argv)
     } else {
         test_tiny(check_golden_dir());
         test_half_dtypes();
+        test_layers();
         test_spiece_copy_and_errors();
     }
 

@@ -3,8 +3,8 @@
  * generation_config.json, model.safetensors, spiece.model), so the loader,
  * the tests and the benchmarks run without downloading real weights.
  *
- *   musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16] [--positions N]
- *                    [--spiece PATH] [--threads N] -o DIR
+ *   musicgen-mkmodel --shape tiny|tiny64|small|medium|large [--seed N] [--dtype f32|f16|bf16]
+ *                    [--positions N] [--layers N] [--stereo] [--spiece PATH] [--threads N] -o DIR
  *
  * Tensor names, shapes and init rules follow the golden README ("Checkpoint
  * keys", "Random init") and tiny-proj/state_dict_keys.json. Every value
@@ -136,6 +136,16 @@ static int decoder_codebooks(const model_shape *s)
     return s->codebooks * (s->audio_channels > 1 ? s->audio_channels : 1);
 }
 
+/* what musicgen-small, -medium and -large share: the T5-base text encoder
+ * and EnCodec 32 kHz */
+#define T5_BASE                                                                                  \
+    .t5_name_or_path = "t5-base", .t5_d_model = 768, .t5_d_kv = 64, .t5_heads = 12,              \
+    .t5_d_ff = 3072, .t5_layers = 12, .t5_vocab = 32128, .t5_buckets = 32
+#define ENCODEC_32KHZ                                                                            \
+    .encodec_name_or_path = "facebook/encodec_32khz", .filters = 64, .codebook_dim = 128,        \
+    .codebook_size = 2048, .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7,                \
+    .last_kernel = 7, .residual_kernel = 3, .compress = 2
+
 static const model_shape shapes[] = {
     {.name = "tiny", .t5_name_or_path = "",
      .t5_d_model = 32, .t5_d_kv = 8, .t5_heads = 4, .t5_d_ff = 64, .t5_layers = 2,
@@ -156,16 +166,20 @@ static const model_shape shapes[] = {
      .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7, .last_kernel = 7,
      .residual_kernel = 3, .compress = 2,
      .from_model_config = 1, .f32_torch_dtype = 1},
-    {.name = "small", .t5_name_or_path = "t5-base",
-     .t5_d_model = 768, .t5_d_kv = 64, .t5_heads = 12, .t5_d_ff = 3072, .t5_layers = 12,
-     .t5_vocab = 32128, .t5_buckets = 32,
+    {.name = "small", T5_BASE, ENCODEC_32KHZ,
      .hidden = 1024, .heads = 16, .layers = 24, .ffn = 4096, .vocab = 2048, .codebooks = 4,
-     .max_positions = 2048,
-     .encodec_name_or_path = "facebook/encodec_32khz", .filters = 64, .codebook_dim = 128,
-     .codebook_size = 2048, .lstm_layers = 2, .ratios = {8, 5, 4, 4}, .kernel = 7,
-     .last_kernel = 7, .residual_kernel = 3, .compress = 2,
-     .from_model_config = 0, .f32_torch_dtype = 0},
+     .max_positions = 2048, .from_model_config = 0, .f32_torch_dtype = 0},
+    /* facebook/musicgen-medium and -large: a wider and deeper decoder
+     * (head_dim 64 in every size) */
+    {.name = "medium", T5_BASE, ENCODEC_32KHZ,
+     .hidden = 1536, .heads = 24, .layers = 48, .ffn = 6144, .vocab = 2048, .codebooks = 4,
+     .max_positions = 2048, .from_model_config = 0, .f32_torch_dtype = 0},
+    {.name = "large", T5_BASE, ENCODEC_32KHZ,
+     .hidden = 2048, .heads = 32, .layers = 48, .ffn = 8192, .vocab = 2048, .codebooks = 4,
+     .max_positions = 2048, .from_model_config = 0, .f32_torch_dtype = 0},
 };
+#undef T5_BASE
+#undef ENCODEC_32KHZ
 
 /* ---- tensor list ------------------------------------------------------- */
 
@@ -1022,20 +1036,23 @@ static mg_code write_model(const char *path, const tensor_list *l, uint64_t seed
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: musicgen-mkmodel --shape tiny|tiny64|small [--seed N] [--dtype f32|f16|bf16]\n"
-            "                        [--spiece PATH] [--threads N] [--positions N] [--stereo] -o DIR\n"
+            "usage: musicgen-mkmodel --shape tiny|tiny64|small|medium|large [--seed N]\n"
+            "                        [--dtype f32|f16|bf16] [--spiece PATH] [--threads N]\n"
+            "                        [--positions N] [--layers N] [--stereo] -o DIR\n"
             "Writes a random-initialised MusicGen model in the Hugging Face layout of\n"
             "facebook/musicgen-small: DIR/config.json, generation_config.json,\n"
             "model.safetensors and spiece.model (a small synthetic vocabulary unless\n"
             "--spiece gives a SentencePiece model to copy). --positions sets the\n"
-            "decoder's window (max_position_embeddings), e.g. short for long-form tests.\n"
+            "decoder's window (max_position_embeddings), e.g. short for long-form tests;\n"
+            "--layers the decoder's depth (num_hidden_layers), e.g. a medium-wide model\n"
+            "small enough for a quick test.\n"
             "--stereo writes the stereo layout (facebook/musicgen-stereo-*): 2 audio\n"
             "channels, twice the decoder codebooks, interleaved left/right.\n");
 }
 
 typedef struct {
     const model_shape *shape;
-    model_shape        resized;  /* the shape with --positions and --stereo */
+    model_shape        resized;  /* the shape with --positions, --layers and --stereo */
     uint64_t           seed;
     out_dtype          dtype;
     const char        *spiece, *dir;
@@ -1055,11 +1072,23 @@ static int parse_u64(const char *s, uint64_t *out)
     return 1;
 }
 
+/* A whole number in [lo, hi] into *out; otherwise prints why and returns 0. */
+static int parse_count(const char *v, const char *what, int lo, int hi, int *out)
+{
+    uint64_t n;
+    if (!parse_u64(v, &n) || n < (uint64_t)lo || n > (uint64_t)hi) {
+        fprintf(stderr, "musicgen-mkmodel: bad %s \"%s\" (%d-%d)\n", what, v, lo, hi);
+        return 0;
+    }
+    *out = (int)n;
+    return 1;
+}
+
 /* Returns 0 on success, 1 on a bad command line (message printed), 2 for --help. */
 static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
-    int positions = 0, stereo = 0;
+    int positions = 0, layers = 0, stereo = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     for (int i = 1; i < argc; i++) {
@@ -1073,7 +1102,7 @@ static int parse_args(int argc, char **argv, options *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--shape") && strcmp(a, "--seed") && strcmp(a, "--dtype") &&
             strcmp(a, "--spiece") && strcmp(a, "--threads") && strcmp(a, "-o") &&
-            strcmp(a, "--out") && strcmp(a, "--positions")) {
+            strcmp(a, "--out") && strcmp(a, "--positions") && strcmp(a, "--layers")) {
             fprintf(stderr, "musicgen-mkmodel: unknown option %s\n", a);
             return 1;
         }
@@ -1088,7 +1117,7 @@ static int parse_args(int argc, char **argv, options *o)
                 if (strcmp(v, shapes[k].name) == 0)
                     o->shape = &shapes[k];
             if (!o->shape) {
-                fprintf(stderr, "musicgen-mkmodel: unknown shape \"%s\" (tiny, tiny64 or small)\n", v);
+                fprintf(stderr, "musicgen-mkmodel: unknown shape \"%s\" (tiny, tiny64, small, medium or large)\n", v);
                 return 1;
             }
         } else if (strcmp(a, "--seed") == 0) {
@@ -1108,19 +1137,14 @@ static int parse_args(int argc, char **argv, options *o)
                 return 1;
             }
         } else if (strcmp(a, "--threads") == 0) {
-            uint64_t n;
-            if (!parse_u64(v, &n) || n < 1 || n > 64) {
-                fprintf(stderr, "musicgen-mkmodel: bad thread count \"%s\" (1-64)\n", v);
+            if (!parse_count(v, "thread count", 1, 64, &o->threads))
                 return 1;
-            }
-            o->threads = (int)n;
         } else if (strcmp(a, "--positions") == 0) {
-            uint64_t n;
-            if (!parse_u64(v, &n) || n < 8 || n > 65536) {
-                fprintf(stderr, "musicgen-mkmodel: bad position count \"%s\" (8-65536)\n", v);
+            if (!parse_count(v, "position count", 8, 65536, &positions))
                 return 1;
-            }
-            positions = (int)n;
+        } else if (strcmp(a, "--layers") == 0) {
+            if (!parse_count(v, "decoder layer count", 1, 256, &layers))
+                return 1;
         } else if (strcmp(a, "--spiece") == 0) {
             o->spiece = v;
         } else {
@@ -1132,10 +1156,12 @@ static int parse_args(int argc, char **argv, options *o)
         usage(stderr);
         return 1;
     }
-    if (positions || stereo) {
+    if (positions || layers || stereo) {
         o->resized = *o->shape;
         if (positions)
             o->resized.max_positions = positions;
+        if (layers)
+            o->resized.layers = layers;
         if (stereo)
             o->resized.audio_channels = 2;
         o->shape = &o->resized;
