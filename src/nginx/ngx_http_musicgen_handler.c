@@ -1,10 +1,10 @@
 /* The content handler of a "musicgen on" location: the method decides the
  * form (GET: a query string, POST: a JSON body, OPTIONS: a CORS preflight),
  * the body is read whole, the request is parsed and validated by the engine
- * (service/request.h; a large body by the worker's parser thread,
- * ngx_http_musicgen_parser.c), a seeded GET or HEAD the client already has is a
- * 304, a HEAD is answered without generating, and the rest becomes a job
- * (ngx_http_musicgen_job.c). */
+ * (service/request.h; a body with an audio_prompt, or a large one, by the
+ * worker's parser thread, ngx_http_musicgen_parser.c), a seeded GET or
+ * HEAD the client already has is a 304, a HEAD is answered without
+ * generating, and the rest becomes a job (ngx_http_musicgen_job.c). */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_handler.h"
 #include "nginx/ngx_http_musicgen_job.h"
@@ -257,8 +257,20 @@ ngx_http_musicgen_body_copy(ngx_http_request_t *r, u_char *dst)
     return NGX_OK;
 }
 
-/* The body read: parsed on the loop when small, by the worker's parser
- * thread when large (an audio_prompt), from a copy of its own. */
+/* Whether a body goes to the parser thread: a large one, or one that may
+ * hold an audio_prompt (its key, or a \u escape that could spell it): even
+ * a small Opus or MP3 file decodes for tens of milliseconds. */
+static ngx_flag_t
+ngx_http_musicgen_parse_offloop(const u_char *body, size_t len)
+{
+    return len > NGX_HTTP_MUSICGEN_PARSE_INLINE_MAX
+           || memmem(body, len, MG_AUDIO_PROMPT_FIELD, sizeof(MG_AUDIO_PROMPT_FIELD) - 1) != NULL
+           || memmem(body, len, "\\u", 2) != NULL;
+}
+
+/* The body read: parsed on the loop, or by the worker's parser thread
+ * (ngx_http_musicgen_parse_offloop), from a copy of its own that the
+ * thread may keep after the request is gone. */
 static void
 ngx_http_musicgen_body(ngx_http_request_t *r)
 {
@@ -268,7 +280,6 @@ ngx_http_musicgen_body(ngx_http_request_t *r)
     u_char                         *body;
     size_t                          len = 0;
     ngx_int_t                       rc;
-    ngx_flag_t                      offloop;
 
     if (r->request_body == NULL) {
         ngx_http_finalize_request(r, ngx_http_musicgen_error(r, NGX_HTTP_BAD_REQUEST,
@@ -279,24 +290,24 @@ ngx_http_musicgen_body(ngx_http_request_t *r)
         b = cl->buf;
         len += b->in_file ? (size_t) (b->file_last - b->file_pos) : (size_t) (b->last - b->pos);
     }
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-    offloop = len > NGX_HTTP_MUSICGEN_PARSE_INLINE_MAX && mcf->parser != NULL;
-    /* the thread's copy is not the request's: the request may be gone
-     * before the thread is done with it */
-    body = offloop ? ngx_alloc(len + 1, r->connection->log) : ngx_pnalloc(r->pool, len + 1);
+    body = ngx_alloc(len + 1, r->connection->log);
     if (body == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
     if (ngx_http_musicgen_body_copy(r, body) != NGX_OK) {
-        if (offloop) {
-            ngx_free(body);
-        }
+        ngx_free(body);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-    rc = offloop ? ngx_http_musicgen_start_offloop(r, body, len)
-                 : ngx_http_musicgen_start(r, (const char *) body, len, 0);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    if (mcf->parser != NULL && ngx_http_musicgen_parse_offloop(body, len)) {
+        rc = ngx_http_musicgen_start_offloop(r, body, len);
+    } else {
+        /* the request keeps no pointer into the body */
+        rc = ngx_http_musicgen_start(r, (const char *) body, len, 0);
+        ngx_free(body);
+    }
     if (rc == NGX_DONE) {
         /* the body reader's reference is ours until the job (or the
          * parse) lets go of the request */

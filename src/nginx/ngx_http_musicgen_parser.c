@@ -1,12 +1,13 @@
 /* The worker's parser thread. A JSON body with an audio_prompt costs up to
  * half a second of one core to parse (jansson over 10-15 MB, base64,
  * libsndfile's decode, libsoxr's resample: docs/PERFORMANCE.md), during
- * which every other connection of the worker would wait. Bodies above
- * NGX_HTTP_MUSICGEN_PARSE_INLINE_MAX are parsed here instead, one at a
- * time, by the same mg_request_parse_json the handler calls on the loop,
- * with the same limits; the result comes back through the worker's
- * wake-up (ngx_http_musicgen_wakeup.c), and the handler goes on from it as
- * from an inline parse.
+ * which every other connection of the worker would wait. Such bodies, and
+ * any above NGX_HTTP_MUSICGEN_PARSE_INLINE_MAX, are parsed here instead
+ * (ngx_http_musicgen_handler.c decides), one at a time, by the same
+ * mg_request_parse_json the handler calls on the loop, with the same
+ * limits; the result comes back through the worker's wake-up
+ * (ngx_http_musicgen_wakeup.c), and the handler goes on from it as from
+ * an inline parse.
  *
  * One thread per worker, not per request: the queue in front of it is
  * bounded, and a full one is answered 503 (the body waits in memory, so

@@ -7,8 +7,9 @@
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_job.h"
 
-/* Bodies up to this size are parsed on the event loop, as cheap as the
- * hand-over: a request without an audio_prompt is far below it. */
+/* Bodies up to this size without an audio_prompt are parsed on the event
+ * loop (about a millisecond of jansson): every request without audio is
+ * far below it. */
 #define NGX_HTTP_MUSICGEN_PARSE_INLINE_MAX  (64 * 1024)
 
 typedef struct ngx_http_musicgen_parser_s  ngx_http_musicgen_parser_t;
