@@ -18,6 +18,7 @@
  *   ngx_http_musicgen_models.c      the models (musicgen_model): declared, merged, loaded
  *   ngx_http_musicgen_worker.c      worker start and exit: the model's load
  *   ngx_http_musicgen_handler.c     the content handler: method, body, parse
+ *   ngx_http_musicgen_parser.c      the parser thread: large bodies parsed off the event loop
  *   ngx_http_musicgen_job.c         the job: queued, pumped, streamed, timeout, cancel
  *   ngx_http_musicgen_wakeup.c      the eventfd the engine wakes the event loop with
  *   ngx_http_musicgen_response.c    sending, errors, CORS, cache headers

@@ -1,13 +1,16 @@
 /* The content handler of a "musicgen on" location: the method decides the
  * form (GET: a query string, POST: a JSON body, OPTIONS: a CORS preflight),
  * the body is read whole, the request is parsed and validated by the engine
- * (service/request.h), a seeded GET or HEAD the client already has is a
- * 304, a HEAD is answered without generating, and the rest becomes a job
- * (ngx_http_musicgen_job.c). */
+ * (service/request.h; a body with an audio_prompt, or a large one, by the
+ * worker's parser thread, ngx_http_musicgen_parser.c), a seeded GET or
+ * HEAD the client already has is a 304, a HEAD is answered without
+ * generating, and the rest becomes a job (ngx_http_musicgen_job.c). */
 #include "nginx/ngx_http_musicgen_module.h"
 #include "nginx/ngx_http_musicgen_handler.h"
 #include "nginx/ngx_http_musicgen_job.h"
+#include "nginx/ngx_http_musicgen_metrics.h"
 #include "nginx/ngx_http_musicgen_models.h"
+#include "nginx/ngx_http_musicgen_parser.h"
 #include "nginx/ngx_http_musicgen_response.h"
 #include "service/audio_prompt.h"
 
@@ -87,36 +90,44 @@ ngx_http_musicgen_not_loaded(ngx_http_request_t *r)
                                    "the model is not loaded (see the error log)", NULL);
 }
 
+/* The job for r, or NULL with *rc the status to answer (no model at all,
+ * or out of memory). */
+static ngx_http_musicgen_job_t *
+ngx_http_musicgen_begin(ngx_http_request_t *r, ngx_int_t *rc)
+{
+    ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_http_musicgen_job_t        *job;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    if (ngx_http_musicgen_models_loaded(mcf) == 0) {
+        *rc = ngx_http_musicgen_not_loaded(r);
+        return NULL;
+    }
+    job = ngx_http_musicgen_job_create(r);
+    if (job == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return job;
+}
+
+/* What follows the parse of the request into job->req (rc MG_OK; else err
+ * says why), on the event loop or by the parser thread: the status to
+ * finalize with, or NGX_DONE while the job holds the request. */
 static ngx_int_t
-ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int is_query)
+ngx_http_musicgen_parsed(ngx_http_request_t *r, ngx_http_musicgen_job_t *job, mg_code rc,
+    const mg_error *perr, int is_query)
 {
     ngx_http_musicgen_loc_conf_t   *lcf;
     ngx_http_musicgen_main_conf_t  *mcf;
     ngx_http_musicgen_model_t      *slot;
-    ngx_http_musicgen_job_t        *job;
     mg_error                        err;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
-    if (ngx_http_musicgen_models_loaded(mcf) == 0) {
-        /* no model at all: no need to read the request */
-        return ngx_http_musicgen_not_loaded(r);
-    }
-    job = ngx_http_musicgen_job_create(r);
-    if (job == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* the models and each one's duration range were decided at nginx -t
-     * (mg_duration_limits); the parser checks "model" and the fields
-     * against the chosen one */
-    ngx_memzero(&err, sizeof(err));
-    if ((is_query ? mg_request_parse_query(data, len, &lcf->limits, &job->req, &err)
-                  : mg_request_parse_json(data, len, &lcf->limits, &job->req, &err)) != MG_OK)
-    {
-        return ngx_http_musicgen_error(r, err.code == MG_ERR_NOMEM
+    if (rc != MG_OK) {
+        return ngx_http_musicgen_error(r, rc == MG_ERR_NOMEM
                                           ? NGX_HTTP_INTERNAL_SERVER_ERROR : NGX_HTTP_BAD_REQUEST,
-                                       err.msg, err.field);
+                                       perr->msg, perr->field);
     }
     if (ngx_http_musicgen_job_own_request(r, job) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -136,6 +147,7 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     ngx_http_musicgen_job_use(job, slot);
     job->want_json = !ngx_http_musicgen_wants_raw(r);
 
+    ngx_memzero(&err, sizeof(err));
     if (is_query && job->req.has_seed
         && mg_job_etag(job->model, &job->req, &lcf->settings, job->model_name, job->etag, &err) == MG_OK
         && ngx_http_musicgen_etag_matches(r, job->etag))
@@ -153,15 +165,121 @@ ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int
     return ngx_http_musicgen_job_post(r, job);
 }
 
-static void
-ngx_http_musicgen_body(ngx_http_request_t *r)
+/* A GET's query string, or a small body: parsed here, on the event loop. */
+static ngx_int_t
+ngx_http_musicgen_start(ngx_http_request_t *r, const char *data, size_t len, int is_query)
+{
+    ngx_http_musicgen_loc_conf_t  *lcf;
+    ngx_http_musicgen_job_t       *job;
+    ngx_int_t                      status;
+    mg_error                       err;
+    mg_code                        rc;
+
+    job = ngx_http_musicgen_begin(r, &status);
+    if (job == NULL) {
+        return status;
+    }
+    /* the models and each one's duration range were decided at nginx -t
+     * (mg_duration_limits); the parser checks "model" and the fields
+     * against the chosen one */
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
+    ngx_memzero(&err, sizeof(err));
+    rc = is_query ? mg_request_parse_query(data, len, &lcf->limits, &job->req, &err)
+                  : mg_request_parse_json(data, len, &lcf->limits, &job->req, &err);
+    return ngx_http_musicgen_parsed(r, job, rc, &err, is_query);
+}
+
+/* A large body (body: ngx_alloc'd, taken): parsed by the worker's parser
+ * thread, the request held meanwhile (NGX_DONE); a full parser queue is a
+ * 503 as a full generation queue is. */
+static ngx_int_t
+ngx_http_musicgen_start_offloop(ngx_http_request_t *r, u_char *body, size_t len)
+{
+    ngx_http_musicgen_loc_conf_t   *lcf;
+    ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_http_musicgen_job_t        *job;
+    ngx_int_t                       status;
+
+    job = ngx_http_musicgen_begin(r, &status);
+    if (job == NULL) {
+        ngx_free(body);
+        return status;
+    }
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_musicgen_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    switch (ngx_http_musicgen_parser_submit(mcf->parser, job, body, len, &lcf->limits)) {
+    case NGX_OK:
+        return NGX_DONE;
+    case NGX_BUSY:
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "musicgen: request parser queue full, answering 503");
+        ngx_http_musicgen_metrics_job_end(job, NGX_HTTP_MUSICGEN_RESULT_REJECTED, NULL);
+        if (ngx_http_musicgen_add_header(r, "Retry-After", "10") != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_musicgen_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "the request parser's queue is full, retry later", NULL);
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+void
+ngx_http_musicgen_body_parsed(ngx_http_musicgen_job_t *job, mg_code rc, const mg_error *err)
+{
+    ngx_http_request_t  *r = job->r;
+
+    /* the parse's reference (ngx_http_musicgen_parser_submit) goes; a job
+     * that holds the request took its own */
+    ngx_http_finalize_request(r, ngx_http_musicgen_parsed(r, job, rc, err, 0));
+}
+
+/* The body's bytes, in memory or in nginx's temporary file, into dst. */
+static ngx_int_t
+ngx_http_musicgen_body_copy(ngx_http_request_t *r, u_char *dst)
 {
     ngx_chain_t  *cl;
     ngx_buf_t    *b;
-    u_char       *body, *p;
-    size_t        len = 0;
     ssize_t       n;
-    ngx_int_t     rc;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        if (b->in_file) {
+            n = ngx_read_file(b->file, dst, (size_t) (b->file_last - b->file_pos), b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+            dst += n;
+        } else {
+            dst = ngx_cpymem(dst, b->pos, b->last - b->pos);
+        }
+    }
+    return NGX_OK;
+}
+
+/* Whether a body goes to the parser thread: a large one, or one that may
+ * hold an audio_prompt (its key, or a \u escape that could spell it): even
+ * a small Opus or MP3 file decodes for tens of milliseconds. */
+static ngx_flag_t
+ngx_http_musicgen_parse_offloop(const u_char *body, size_t len)
+{
+    return len > NGX_HTTP_MUSICGEN_PARSE_INLINE_MAX
+           || memmem(body, len, MG_AUDIO_PROMPT_FIELD, sizeof(MG_AUDIO_PROMPT_FIELD) - 1) != NULL
+           || memmem(body, len, "\\u", 2) != NULL;
+}
+
+/* The body read: parsed on the loop, or by the worker's parser thread
+ * (ngx_http_musicgen_parse_offloop), from a copy of its own that the
+ * thread may keep after the request is gone. */
+static void
+ngx_http_musicgen_body(ngx_http_request_t *r)
+{
+    ngx_http_musicgen_main_conf_t  *mcf;
+    ngx_chain_t                    *cl;
+    ngx_buf_t                      *b;
+    u_char                         *body;
+    size_t                          len = 0;
+    ngx_int_t                       rc;
 
     if (r->request_body == NULL) {
         ngx_http_finalize_request(r, ngx_http_musicgen_error(r, NGX_HTTP_BAD_REQUEST,
@@ -172,28 +290,27 @@ ngx_http_musicgen_body(ngx_http_request_t *r)
         b = cl->buf;
         len += b->in_file ? (size_t) (b->file_last - b->file_pos) : (size_t) (b->last - b->pos);
     }
-    body = ngx_pnalloc(r->pool, len + 1);
+    body = ngx_alloc(len + 1, r->connection->log);
     if (body == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-    p = body;
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos), b->file_pos);
-            if (n != b->file_last - b->file_pos) {
-                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-                return;
-            }
-            p += n;
-        } else {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-        }
+    if (ngx_http_musicgen_body_copy(r, body) != NGX_OK) {
+        ngx_free(body);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
-    rc = ngx_http_musicgen_start(r, (const char *) body, len, 0);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_musicgen_module);
+    if (mcf->parser != NULL && ngx_http_musicgen_parse_offloop(body, len)) {
+        rc = ngx_http_musicgen_start_offloop(r, body, len);
+    } else {
+        /* the request keeps no pointer into the body */
+        rc = ngx_http_musicgen_start(r, (const char *) body, len, 0);
+        ngx_free(body);
+    }
     if (rc == NGX_DONE) {
-        /* the body reader's reference is ours until the job finishes */
+        /* the body reader's reference is ours until the job (or the
+         * parse) lets go of the request */
         ngx_http_finalize_request(r, NGX_DONE);
         return;
     }

@@ -25,6 +25,9 @@ typedef struct {
     /* the engine's side while the generation is ours: the shared job
      * (service/job.h), this request's reference to it */
     mg_job             *gen;
+    /* the body's parse while the worker's parser thread has it
+     * (ngx_http_musicgen_parser.c) */
+    struct ngx_http_musicgen_parse_s *parse;
     ngx_queue_t         queue;       /* in the worker's jobs while gen */
     const char         *model_name;  /* the folder: the ETag's model identity */
     const char         *public_name; /* in the JSON response */

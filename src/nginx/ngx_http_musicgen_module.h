@@ -51,6 +51,8 @@ typedef struct {
      * holds its generation) and the wake-up the engine's callbacks signal */
     ngx_queue_t jobs;
     struct ngx_http_musicgen_wakeup_s *wakeup;
+    /* this worker's parser thread for large bodies; NULL: parse inline */
+    struct ngx_http_musicgen_parser_s *parser;
 } ngx_http_musicgen_main_conf_t;
 
 typedef struct {
