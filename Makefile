@@ -339,7 +339,7 @@ FUZZ_LIB_SRC  = src/base/error.c src/service/request.c src/service/prompt.c src/
                 src/io/audio_stream.c src/io/level.c src/io/echo.c src/io/ogg_opus.c \
                 src/io/resample.c src/service/base64.c src/io/safetensors.c src/io/config.c \
                 src/io/spm_model.c src/io/tokenizer.c tools/spm_write.c src/io/audio_decode.c \
-                src/service/audio_prompt.c src/io/shard_index.c
+                src/service/audio_prompt.c src/io/shard_index.c src/io/channels.c
 FUZZ_CFLAGS   = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
                 -fno-sanitize-recover=undefined
 FUZZ_TARGETS  = $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
